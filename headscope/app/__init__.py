@@ -1,0 +1,1 @@
+"""Gradio UI: one module per tab, wiring only (see README.md). Import `headscope.app.main.demo` for the Blocks."""

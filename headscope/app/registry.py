@@ -1,0 +1,35 @@
+"""Tabs register themselves here; `main.build_demo` lays them out in order. One module per tab."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What every tab may wire to: the shared model picker."""
+
+    model: gr.Dropdown
+
+
+@dataclass(frozen=True)
+class TabSpec:
+    title: str
+    order: int
+    build: Callable[[AppContext], None]
+
+
+TABS: dict[str, TabSpec] = {}
+
+
+def register_tab(
+    title: str, order: int
+) -> Callable[[Callable[[AppContext], None]], Callable[[AppContext], None]]:
+    def deco(build: Callable[[AppContext], None]) -> Callable[[AppContext], None]:
+        TABS[title] = TabSpec(title, order, build)
+        return build
+
+    return deco

@@ -1,0 +1,72 @@
+"""Server-side state of the app: the loaded models (a small LRU) and the wrapper that turns errors into messages.
+
+The app never accepts a path or URL for a model: only catalog names (`allow_external=False`).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from headscope.errors import HeadscopeError
+from headscope.models import DEFAULT_MODEL, ModelHandle
+
+log = logging.getLogger("headscope.app")
+F = TypeVar("F", bound=Callable[..., Any])
+MODEL_CONCURRENCY_ID = "model"  # every event that touches a model shares this one-slot group
+MAX_LOADED = 2
+
+
+class ModelStore:
+    """Loaded handles by catalog name, at most MAX_LOADED at once (the least recently used is dropped)."""
+
+    def __init__(self, max_loaded: int = MAX_LOADED):
+        self._handles: OrderedDict[str, ModelHandle] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_loaded = max_loaded
+
+    def get(self, name: str | None) -> ModelHandle:
+        name = (name or DEFAULT_MODEL).strip()
+        with self._lock:
+            if name in self._handles:
+                self._handles.move_to_end(name)
+                return self._handles[name]
+            handle = ModelHandle.load(name, allow_external=False)
+            self._handles[name] = handle
+            while len(self._handles) > self.max_loaded:
+                self._handles.popitem(last=False)
+            return handle
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._handles)
+
+
+STORE = ModelStore()
+
+
+def user_errors(fn: F) -> F:
+    """Show a HeadscopeError's one line to the user (escaped); never a traceback; log our own bugs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except HeadscopeError as e:
+            raise gr.Error(html.escape(str(e)), print_exception=False) from None
+        except Exception:
+            log.exception("internal error in %s", fn.__name__)
+            raise gr.Error(
+                "internal error (logged on the server); the app is still serving", print_exception=False
+            ) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Tasks, the discrete-SAE circuit finder, patching baselines, JSON circuit reports."""

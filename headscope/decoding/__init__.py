@@ -1,0 +1,1 @@
+"""Decoding strategies with one trace format, and their comparison."""

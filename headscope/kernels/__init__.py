@@ -1,0 +1,1 @@
+"""Triton attention+entropy kernel, plain-torch reference, chunked CPU path, dispatch."""

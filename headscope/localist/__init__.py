@@ -1,0 +1,1 @@
+"""The locality dial (bias/mask builders, layer schedules, hooks) and localist training."""

@@ -1,0 +1,226 @@
+"""`ModelHandle`: one loaded model, its tokenizer, its hooks, its lock — the one path to a model's activations.
+
+Every capability reads and writes activations through TransformerLens hook names (`blocks.{l}.attn.hook_pattern`,
+`blocks.{l}.hook_resid_post`, ...) via `handle.hooks(...)` / `handle.run_with_cache(...)`. Hooks are attached
+only inside `hooks()`, which holds the handle's lock and removes exactly what it added, also on an exception.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens.model_bridge import TransformerBridge
+from transformers import PreTrainedTokenizerBase
+
+from headscope.errors import InputError
+from headscope.models.catalog import DEFAULT_MODEL, CatalogEntry, resolve
+from headscope.models.loading import Loaded, load_hf
+
+HookFn = Callable[..., Any]
+Hooks = Sequence[tuple[str, HookFn]]
+DEFAULT_MAX_TOKENS = 2048
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    architecture: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_model: int
+    d_vocab: int
+    n_ctx: int
+    n_params: int
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    kind: str
+    source: str
+    sha256: str | None
+    revision: str | None
+    license: str
+
+
+def _bridge_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrainedTokenizerBase:
+    # The bridge reloads a tokenizer with add_bos_token=True unless told it already has one; that reload needs a
+    # hub or folder name and would change tokenisation. Hand it a shallow copy that says so; the handle itself
+    # always tokenises with the model's own tokenizer.
+    tok = copy.copy(tokenizer)
+    tok.init_kwargs = dict(tokenizer.init_kwargs, name_or_path=name, add_bos_token=True)
+    return tok
+
+
+def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
+    ids = tokenizer("a").input_ids
+    return tokenizer.bos_token_id is not None and len(ids) > 0 and ids[0] == tokenizer.bos_token_id
+
+
+class ModelHandle:
+    """A loaded model. Thread-safe: all hooked runs go through one re-entrant lock."""
+
+    def __init__(self, loaded: Loaded, entry: CatalogEntry, device: torch.device | str | None = None):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.tokenizer = loaded.tokenizer
+        self.entry = entry
+        self.load_seconds = loaded.seconds
+        self.loaded_from_cache = loaded.from_cache
+        self.lock = threading.RLock()
+        model = loaded.model.to(self.device)  # pyright: ignore[reportArgumentType]
+        self.bridge = TransformerBridge.boot_transformers(
+            entry.name,
+            hf_model=model,
+            tokenizer=_bridge_tokenizer(self.tokenizer, entry.name),
+            device=self.device,
+        )
+        self.bridge.eval()
+        self.prepends_bos = _adds_bos(self.tokenizer)
+        self.bridge.cfg.default_prepend_bos = self.prepends_bos
+        self.hf_model = (
+            model  # note: the bridge rewires its modules in place; it is no longer a plain HF model
+        )
+        cfg = self.bridge.cfg
+        n_kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+        self.facts = ModelFacts(
+            architecture=type(model).__name__,
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+            n_kv_heads=int(n_kv),
+            d_head=cfg.d_head,
+            d_model=cfg.d_model,
+            d_vocab=int(model.config.vocab_size),
+            n_ctx=int(cfg.n_ctx),
+            n_params=sum(p.numel() for p in model.parameters()),
+        )
+        self.identity = ModelIdentity(
+            entry.name, entry.kind, loaded.source, loaded.sha256, loaded.revision, entry.license
+        )
+        self.max_tokens = min(DEFAULT_MAX_TOKENS, self.facts.n_ctx)
+        self._hook_names = frozenset(self.bridge.hook_dict)
+
+    @classmethod
+    def load(
+        cls, model_id: str = DEFAULT_MODEL, *, device: str | None = None, allow_external: bool = True
+    ) -> ModelHandle:
+        entry = resolve(model_id, allow_external=allow_external)
+        t0 = time.perf_counter()
+        handle = cls(load_hf(entry), entry, device)
+        handle.load_seconds = time.perf_counter() - t0
+        return handle
+
+    # -- text <-> tokens -------------------------------------------------------------------------------------
+    def tokenize(self, text: str, *, max_tokens: int | None = None) -> Int[Tensor, "batch pos"]:
+        """Exactly the ids the model's own tokenizer gives (a BOS only where the tokenizer adds one)."""
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("text is empty")
+        limit = max_tokens or self.max_tokens
+        if len(text) > 40 * limit:  # refuse before tokenising megabytes
+            raise InputError(f"text is too long: {len(text)} characters (limit about {40 * limit})")
+        ids = self.tokenizer(text, add_special_tokens=True).input_ids
+        if len(ids) > limit:
+            raise InputError(f"text is {len(ids)} tokens long; the limit is {limit}")
+        return torch.tensor([ids], dtype=torch.long, device=self.device)
+
+    def decode(self, ids: Iterable[int] | Tensor) -> str:
+        ids = ids.flatten().tolist() if isinstance(ids, Tensor) else list(ids)
+        return str(self.tokenizer.decode(ids))
+
+    def str_tokens(self, ids: Iterable[int] | Tensor) -> list[str]:
+        ids = ids.flatten().tolist() if isinstance(ids, Tensor) else list(ids)
+        return [str(self.tokenizer.decode([i])) for i in ids]
+
+    # -- hooks -----------------------------------------------------------------------------------------------
+    def check_hook_names(self, names: Iterable[str]) -> None:
+        unknown = sorted(set(names) - self._hook_names)
+        if unknown:
+            raise InputError(f"unknown hook name(s): {', '.join(unknown[:5])}")
+
+    @contextmanager
+    def hooks(self, fwd_hooks: Hooks = (), bwd_hooks: Hooks = ()) -> Iterator[ModelHandle]:
+        """Attach hooks for the duration of the block; holds the lock, removes them even on an exception."""
+        names = [n for n, _ in (*fwd_hooks, *bwd_hooks)]
+        self.check_hook_names(names)
+        with (
+            self.lock,
+            self._attn_result_if_needed(names),
+            self.bridge.hooks(fwd_hooks=list(fwd_hooks), bwd_hooks=list(bwd_hooks)),
+        ):
+            yield self
+
+    @contextmanager
+    def _attn_result_if_needed(self, names: Iterable[str]) -> Iterator[None]:
+        # Per-head outputs (hook_result) cost memory, so the bridge gates them; switch on only when asked for.
+        wanted = any(n.endswith("attn.hook_result") for n in names)
+        before = bool(getattr(self.bridge.cfg, "use_attn_result", False))
+        if wanted and not before:
+            self.bridge.set_use_attn_result(True)
+        try:
+            yield
+        finally:
+            if wanted and not before:
+                self.bridge.set_use_attn_result(False)
+
+    # -- runs ------------------------------------------------------------------------------------------------
+    def forward(
+        self, tokens: Int[Tensor, "batch pos"], *, fwd_hooks: Hooks = ()
+    ) -> Float[Tensor, "batch pos d_vocab"]:
+        with torch.inference_mode(), self.hooks(fwd_hooks):
+            return self.bridge(tokens.to(self.device))
+
+    def run_with_cache(
+        self, tokens: Int[Tensor, "batch pos"], names: Sequence[str], *, fwd_hooks: Hooks = ()
+    ) -> tuple[Float[Tensor, "batch pos d_vocab"], dict[str, Tensor]]:
+        """Logits and the activations at `names` (detached, on the handle's device)."""
+        self.check_hook_names(names)
+        store: dict[str, Tensor] = {}
+
+        def saver(key: str) -> HookFn:
+            # Keyed by the name asked for: an alias (hook_attn_out) reports under its canonical hook's name.
+            def save(act: Tensor, hook: Any) -> Tensor:
+                store[key] = act.detach()
+                return act
+
+            return save
+
+        logits = self.forward(tokens, fwd_hooks=[*fwd_hooks, *((n, saver(n)) for n in names)])
+        return logits, store
+
+    def greedy(self, tokens: Int[Tensor, "batch pos"], max_new_tokens: int) -> list[int]:
+        """Greedy continuation (full recompute each step: exact, and the reference other decoders compare to)."""
+        ids = tokens.to(self.device)
+        out: list[int] = []
+        for _ in range(max_new_tokens):
+            nxt = int(self.forward(ids)[0, -1].argmax())
+            out.append(nxt)
+            if nxt == self.tokenizer.eos_token_id:
+                break
+            ids = torch.cat([ids, ids.new_tensor([[nxt]])], dim=1)
+        return out
+
+    # -- reports ---------------------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        return {
+            "identity": asdict(self.identity),
+            "facts": asdict(self.facts),
+            "device": str(self.device),
+            "dtype": str(next(self.hf_model.parameters()).dtype).removeprefix("torch."),
+            "prepends_bos": self.prepends_bos,
+            "max_tokens": self.max_tokens,
+            "load_seconds": round(self.load_seconds, 3),
+            "loaded_from_cache": self.loaded_from_cache,
+        }

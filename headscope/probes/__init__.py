@@ -1,0 +1,1 @@
+"""Attention metrics: entropy (bits), pointer fidelity, previous-token, induction, mean distance."""

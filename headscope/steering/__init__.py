@@ -1,0 +1,1 @@
+"""LoFiT head offsets, contrastive (GLOV / CAA) vectors, vector files."""

@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny random models for most tests, the real default model once per session for marked ones."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest
+import torch
+
+from headscope.models import ModelHandle
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama() -> ModelHandle:
+    return ModelHandle.load("tiny-llama", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2() -> ModelHandle:
+    return ModelHandle.load("tiny-gpt2", device="cpu")
+
+
+@pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2"])
+def tiny(request: pytest.FixtureRequest, tiny_llama: ModelHandle, tiny_gpt2: ModelHandle) -> ModelHandle:
+    return {"tiny-llama": tiny_llama, "tiny-gpt2": tiny_gpt2}[request.param]
+
+
+@pytest.fixture(scope="session")
+def default_model() -> ModelHandle:
+    """The embedded SmolLM2-135M, from the user cache (converted from its GGUF on the first ever load)."""
+    return ModelHandle.load("smollm2-135m", device="cpu")
