@@ -6,6 +6,7 @@ The app never accepts a path or URL for a model: only catalog names (`allow_exte
 from __future__ import annotations
 
 import functools
+import gc
 import html
 import logging
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import gradio as gr
+import torch
 
 from headscope.errors import HeadscopeError
 from headscope.models import DEFAULT_MODEL, ModelHandle
@@ -63,6 +65,14 @@ def user_errors(fn: F) -> F:
             raise
         except HeadscopeError as e:
             raise gr.Error(html.escape(str(e)), print_exception=False) from None
+        except torch.cuda.OutOfMemoryError:
+            # Free what the failed request held; hooks were already removed by handle.hooks' finally.
+            gc.collect()
+            torch.cuda.empty_cache()
+            log.warning("CUDA out of memory in %s", fn.__name__)
+            raise gr.Error(
+                "out of GPU memory: try a shorter text or fewer tokens", print_exception=False
+            ) from None
         except Exception:
             log.exception("internal error in %s", fn.__name__)
             raise gr.Error(
