@@ -63,6 +63,14 @@ class CatalogEntry:
         except importlib.metadata.PackageNotFoundError:
             return None
 
+    def is_installed(self) -> bool:
+        """Whether the weights are on this machine (a hub id without a local folder counts as not installed)."""
+        if self.kind == "tiny":
+            return True
+        if self.kind == "hf":
+            return Path(self.hf_id or self.name).is_dir()
+        return self.source_path() is not None
+
     def to_json(self) -> dict[str, object]:
         return {
             "name": self.name,
@@ -70,7 +78,7 @@ class CatalogEntry:
             "description": self.description,
             "license": self.license,
             "package": self.package,
-            "installed": self.kind == "tiny" or self.source_path() is not None,
+            "installed": self.is_installed(),
         }
 
 
@@ -142,4 +150,19 @@ def resolve(model_id: str, *, allow_external: bool = True) -> CatalogEntry:
         return CatalogEntry(model_id, "hf", "Hugging Face model", "see the model card", hf_id=model_id)
     raise UnknownModelError(
         f"unknown model {model_id!r}; use a catalog name ({names}), a Hugging Face id (org/name) or a local folder"
+    )
+
+
+# Localist checkpoints trained by `headscope localist sweep --ship` (headscope/localist/train_*.py): 2-layer
+# Llama-architecture models shipped as safetensors folders in assets/localist, loaded like any local HF folder.
+_LOCALIST_ASSETS = Path(__file__).resolve().parents[2] / "assets" / "localist"
+for _lam in ("0", "0.6", "1.0"):
+    register_model(
+        CatalogEntry(
+            name=f"localist-2l-lambda{_lam}",
+            kind="hf",
+            description=f"2-layer localist model trained from scratch on Wikipedia summaries, λ={_lam} (shipped)",
+            license="CC-BY-SA-4.0 (trained on CC BY-SA Wikipedia text)",
+            hf_id=str(_LOCALIST_ASSETS / f"2l-lambda{_lam}"),
+        )
     )

@@ -1,0 +1,110 @@
+"""`headscope localist train|sweep`: localist training from the command line (JSON with --json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from headscope.errors import InputError
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from headscope.localist.train_sweep import DEEP
+    from headscope.localist.training import TrainConfig
+
+    base = DEEP if args.layers >= 6 else TrainConfig()
+    changes: dict[str, Any] = {"lam": args.lam, "schedule": args.schedule, "beta": args.beta,
+                               "n_layers": args.layers, "seed": args.seed, "penalty": args.penalty}  # fmt: skip
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    return replace(base, **changes)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from headscope.localist.training import train
+
+    torch.set_num_threads(args.threads)
+    result = train(_train_config(args), args.out, progress=True)
+    payload = result.to_json()
+    payload.pop("loss_history")
+    if args.json:
+        print(json.dumps(payload, indent=1))
+    else:
+        m = payload["metrics"]
+        print(f"{args.out}: perplexity {m['perplexity']:.3f}, accuracy {m['accuracy']:.3f}, "
+              f"entropy {m['mean_entropy_bits']:.3f} bits, pointer fidelity {m['pointer_fidelity']:.3f}")  # fmt: skip
+
+
+def _sweep_config(args: argparse.Namespace) -> Any:
+    from headscope.localist.train_sweep import SweepConfig
+
+    cfg = SweepConfig(
+        lambdas=_floats(args.lambdas), betas=_floats(args.betas), progressive=not args.no_progressive
+    )
+    if args.steps is not None:
+        cfg = replace(cfg, base=replace(cfg.base, steps=args.steps), deep=replace(cfg.deep, steps=args.steps))
+    return cfg
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from headscope.localist.train_ship import SHIPPED_LAMBDAS, ship
+    from headscope.localist.train_sweep import run_sweep
+    from headscope.models.loading import cache_root
+
+    cfg = _sweep_config(args)
+    if args.ship and not set(SHIPPED_LAMBDAS) <= set(cfg.lambdas):
+        raise InputError(f"--ship needs the lambdas {list(SHIPPED_LAMBDAS)} in --lambdas")
+    work = Path(args.work) if args.work else cache_root() / "localist" / "sweep"
+    table = run_sweep(cfg, work, progress=True, threads=args.threads)
+    payload = table.to_json()
+    Path(args.out).write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    if args.ship:
+        ship(table, work)
+    if args.json:
+        print(json.dumps({"rows": payload["rows"], "summary": payload["summary"]}, indent=1))
+    else:
+        for r in payload["rows"]:
+            print(f"{r['run']:24} ppl {r['perplexity']:8.3f}  acc {r['accuracy']:.3f}  "
+                  f"H {r['mean_entropy_bits']:.3f} bits  PF {r['pointer_fidelity']:.3f}")  # fmt: skip
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("localist", help="localist training: one run, or the AILA λ sweep")
+    lsub = parser.add_subparsers(dest="localist_command", required=True)
+
+    p = lsub.add_parser("train", help="train one localist model (resumes if --out holds the same run)")
+    p.add_argument("--lambda", dest="lam", type=float, required=True, help="penalty weight λ in [0, 1]")
+    p.add_argument("--schedule", choices=["uniform", "progressive"], default="uniform")
+    p.add_argument("--beta", type=float, default=1.0, help="progressive exponent β ≥ 1")
+    p.add_argument("--layers", type=int, default=2, help="2 (AILA model) or 6 (progressive model)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--penalty", choices=["leakage", "group_lasso"], default="leakage")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="output folder (checkpoint, optimizer state, metrics.json)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = lsub.add_parser("sweep", help="the λ sweep (2 layers) + progressive schedules (6 layers) → table")
+    p.add_argument("--out", required=True, help="where to write the table JSON")
+    p.add_argument("--work", default=None, help="run folders (default: $HEADSCOPE_CACHE/localist/sweep)")
+    p.add_argument("--lambdas", default="0,0.2,0.4,0.6,0.8,1.0")
+    p.add_argument("--betas", default="1,3,5")
+    p.add_argument("--no-progressive", action="store_true", help="skip the 6-layer progressive runs")
+    p.add_argument("--steps", type=int, default=None, help="override the steps of every run")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ship", action="store_true", help="copy λ=0, 0.6, 1.0 into assets/localist (developers)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sweep)

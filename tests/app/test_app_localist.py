@@ -1,0 +1,54 @@
+"""The Localist models tab through gradio_client: shipped table, attention comparison, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+
+from headscope.app.localist_tab import compare_attention
+from headscope.models import ModelHandle
+
+TEXT = "The river rises in the hills. It flows south. A mill stands on its bank."
+
+
+def test_sweep_table_endpoint(client: Client) -> None:
+    table = client.predict(api_name="/localist_sweep_table")
+    lams = sorted(r["lambda"] for r in table["rows"] if r["schedule"] == "uniform" and r["n_layers"] == 2)
+    assert lams == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert table["paper"]["entropy_bits_lambda0"] == 7.18 and "best_tradeoff_lambda" in table["summary"]
+
+
+def test_compare_endpoint_entropies_equal_a_recomputation(client: Client) -> None:
+    _, _, summary = client.predict("localist-2l-lambda1.0", TEXT, 1, 2, api_name="/localist_compare")
+    got = {r["model"]: r for r in summary["readings"]}
+    assert set(got) == {"localist-2l-lambda1.0", "localist-2l-lambda0"}
+    for name, reading in got.items():
+        handle = ModelHandle.load(name, device="cpu", allow_external=False)
+        _, cache = handle.run_with_cache(handle.tokenize(TEXT), ["blocks.1.attn.hook_pattern"])
+        row = cache["blocks.1.attn.hook_pattern"][0, 2]  # head 2, [q, k]
+        want = sum(-sum(p * math.log2(p) for p in r.tolist() if p > 0) for r in row) / row.shape[0]
+        assert reading["entropy_bits"][1][2] == pytest.approx(want, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("smollm2-135m", TEXT, 0, 0), "shipped localist"),
+        (("localist-2l-lambda0.6", "", 0, 0), "empty"),
+        (("localist-2l-lambda0.6", TEXT, 2, 0), "layer"),
+        (("localist-2l-lambda0.6", TEXT, 0, 1.5), "head"),
+        (("localist-2l-lambda0.6", "x" * 2001, 0, 0), "at most"),
+    ],
+)
+def test_bad_input_is_a_clear_error(args: tuple, match: str) -> None:
+    with pytest.raises(gr.Error, match=match):
+        compare_attention(*args)
+
+
+def test_app_keeps_serving_after_a_bad_call(client: Client) -> None:
+    with pytest.raises(Exception, match=r"maximum value|layer"):  # gradio checks the bound first
+        client.predict("localist-2l-lambda0.6", TEXT, 7, 0, api_name="/localist_compare")
+    assert client.predict(api_name="/localist_sweep_table")["rows"]
