@@ -1,0 +1,167 @@
+"""Draft sources for the speculative loop: none, a second model, n-gram lookup, Jacobi iteration.
+
+A drafter proposes tokens for the positions after the context; the verifier (the target model) then accepts a
+prefix. `q_rows` is the distribution each drafted token was drawn from (None: deterministic draft, q = one-hot);
+rejection-sampling verification needs it to stay exact.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from headscope.decoding.cache import CachedModel
+from headscope.decoding.config import DecodeConfig
+from headscope.decoding.sampling import pick, warp
+from headscope.errors import InputError
+from headscope.models import ModelHandle
+
+
+@dataclass(frozen=True)
+class Draft:
+    tokens: list[int]
+    source: str
+    q_rows: list[Tensor | None] | None = None  # per token; None = deterministic (one-hot) draft
+    forwards: int = 0
+
+
+EMPTY = Draft([], "none")
+
+
+class Drafter(Protocol):
+    def propose(self, context: list[int], k: int) -> Draft: ...
+
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None: ...
+
+
+class NoDrafter:
+    """Plain decoding: every step is one verifier token."""
+
+    def propose(self, context: list[int], k: int) -> Draft:
+        return EMPTY
+
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+        return None
+
+
+def model_draft(
+    model: CachedModel, context: list[int], k: int, cfg: DecodeConfig, gen: torch.Generator, hooks=()
+) -> tuple[list[int], list[Tensor]]:
+    """Autoregressive draft of ≤k tokens; stops early once the draft's top-1 probability drops under the floor."""
+    tokens: list[int] = []
+    rows: list[Tensor] = []
+    while len(tokens) < k:
+        q = warp(model.logits_last(context + tokens, 1, hooks=hooks), cfg)[0]
+        if tokens and float(q.max()) < cfg.min_draft_confidence:
+            break
+        tokens.append(pick(q, cfg, gen))
+        rows.append(q)
+    return tokens, rows
+
+
+def check_same_tokenizer(target: ModelHandle, draft: ModelHandle) -> None:
+    a, b = target.tokenizer, draft.tokenizer
+    if a.get_vocab() != b.get_vocab() or a.eos_token_id != b.eos_token_id:
+        raise InputError(
+            f"draft model {draft.identity.name!r} does not share the tokenizer of {target.identity.name!r}; "
+            "speculative decoding needs identical vocabularies (for a model with no such partner use layer_skip)"
+        )
+
+
+class ModelDrafter:
+    """A smaller model with the same tokenizer drafts; it keeps its own KV cache."""
+
+    def __init__(self, target: ModelHandle, draft: ModelHandle, cfg: DecodeConfig, gen: torch.Generator):
+        check_same_tokenizer(target, draft)
+        self.model = CachedModel(draft)
+        self.cfg, self.gen = cfg, gen
+
+    def propose(self, context: list[int], k: int) -> Draft:
+        before = self.model.forwards
+        tokens, rows = model_draft(self.model, context, k, self.cfg, self.gen)
+        return Draft(tokens, "draft_model", list(rows), self.model.forwards - before)
+
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+        return None
+
+
+class NgramDrafter:
+    """Prompt lookup (most recent earlier occurrence of the context's suffix), else an online trigram table.
+
+    The trigram table (ADED-like, without the tree search) counts continuations of every token pair seen in the
+    prompt and in the model's own output so far and chains the most frequent ones.
+    """
+
+    def __init__(self, cfg: DecodeConfig):
+        self.cfg = cfg
+        self.table: defaultdict[tuple[int, int], Counter[int]] = defaultdict(Counter)
+        self.counted = 0  # context positions already in the table
+
+    def propose(self, context: list[int], k: int) -> Draft:
+        if k <= 0:
+            return EMPTY
+        self._update(context)
+        # Longest suffix match first; a single-token match is a weak cue, tried only after the trigram table.
+        found = self._lookup(context, k, min_n=2)
+        if found:
+            return Draft(found, "lookup")
+        chain = self._chain(context, k)
+        if chain:
+            return Draft(chain, "trigram")
+        found = self._lookup(context, k, min_n=1)
+        return Draft(found, "lookup") if found else EMPTY
+
+    def _lookup(self, context: list[int], k: int, min_n: int) -> list[int]:
+        for n in range(min(self.cfg.ngram_max, len(context) - 1), min_n - 1, -1):
+            suffix = context[-n:]
+            for i in range(len(context) - n - 1, -1, -1):  # most recent earlier occurrence first
+                if context[i : i + n] == suffix:
+                    return context[i + n : i + n + k]
+        return []
+
+    def _chain(self, context: list[int], k: int) -> list[int]:
+        out: list[int] = []
+        a, b = (context[-2], context[-1]) if len(context) >= 2 else (-1, context[-1])
+        while len(out) < k and self.table.get((a, b)):
+            nxt = self.table[(a, b)].most_common(1)[0][0]
+            out.append(nxt)
+            a, b = b, nxt
+        return out
+
+    def _update(self, context: list[int]) -> None:
+        for i in range(max(self.counted, 2), len(context)):
+            self.table[(context[i - 2], context[i - 1])][context[i]] += 1
+        self.counted = max(self.counted, len(context))
+
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+        return None
+
+
+class JacobiDrafter:
+    """Jacobi / fixed-point iteration: the verifier's own predictions past the accepted point become the next
+    window's guesses (greedy: exact Jacobi decoding; sampling: SJD, verified against the rows that drew them)."""
+
+    def __init__(self, cfg: DecodeConfig, gen: torch.Generator):
+        self.cfg, self.gen = cfg, gen
+        self.guesses: list[int] = []
+        self.rows: list[Tensor] = []
+
+    def propose(self, context: list[int], k: int) -> Draft:
+        w = min(self.cfg.window, k)
+        if w <= 0:
+            return EMPTY
+        guesses: list[int] = self.guesses[:w]
+        rows: list[Tensor | None] = list(self.rows[:w])
+        while len(guesses) < w:  # fresh positions start as a copy of the last token (deterministic, no q)
+            guesses.append(guesses[-1] if guesses else context[-1])
+            rows.append(None)
+        return Draft(guesses, "jacobi", rows)
+
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+        later = range(n_accepted + 1, len(draft.tokens) + 1)
+        self.guesses = [pick(p_rows[j], self.cfg, self.gen) for j in later]
+        self.rows = [p_rows[j] for j in later]
