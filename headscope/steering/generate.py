@@ -1,0 +1,78 @@
+"""A small generation loop with steering hooks: full recompute each step (exact, no KV cache), greedy or sampled.
+
+Kept here on purpose (not the decoding lab's strategies): steering needs only greedy/temperature sampling with
+hooks attached, and a full recompute is what GLOV does (the vector is re-added at every step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from headscope.errors import InputError
+from headscope.models.handle import Hooks, ModelHandle
+
+MAX_NEW_TOKENS = 128
+# start (the prompt length) → hooks for this step; lets position-aware hooks know where the prompt ends.
+HookFactory = Callable[[int], Hooks]
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    max_new_tokens: int = 24
+    temperature: float = 0.0  # 0: greedy
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise InputError(
+                f"max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS}]; got {self.max_new_tokens!r}"
+            )
+        if not 0.0 <= self.temperature <= 5.0:
+            raise InputError(f"temperature must be in [0, 5]; got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    token_ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    probs: tuple[float, ...]  # probability of each generated token under the (steered) model, temperature 1
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "token_ids": list(self.token_ids)}
+
+    def to_json_full(self) -> dict:
+        return {**self.to_json(), "tokens": list(self.tokens), "probs": [round(p, 5) for p in self.probs]}
+
+
+def generate(
+    handle: ModelHandle,
+    prompt_ids: Int[Tensor, "batch pos"],
+    cfg: GenConfig,
+    hooks: HookFactory | None = None,
+) -> Generation:
+    ids = prompt_ids.to(handle.device)
+    start = ids.shape[1] - 1
+    gen = torch.Generator().manual_seed(cfg.seed)
+    out: list[int] = []
+    probs: list[float] = []
+    for _ in range(cfg.max_new_tokens):
+        logits = handle.forward(ids, fwd_hooks=hooks(start) if hooks else ())[0, -1].float().cpu()
+        nxt = _pick(logits, cfg.temperature, gen)
+        out.append(nxt)
+        probs.append(float(logits.softmax(-1)[nxt]))
+        if nxt == handle.tokenizer.eos_token_id:
+            break
+        ids = torch.cat([ids, ids.new_tensor([[nxt]])], dim=1)
+    return Generation(handle.decode(out), tuple(out), tuple(handle.str_tokens(out)), tuple(probs))
+
+
+def _pick(logits: Tensor, temperature: float, gen: torch.Generator) -> int:
+    if temperature == 0.0:
+        return int(logits.argmax())
+    return int(torch.multinomial((logits / temperature).softmax(-1), 1, generator=gen))

@@ -1,0 +1,117 @@
+"""LoFiT on a tiny model: a head made decisive by construction must rank first; training lowers the loss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from headscope.errors import InputError
+from headscope.models import ModelHandle
+from headscope.steering.lofit import (
+    LofitConfig,
+    default_k,
+    lofit,
+    random_heads,
+    rank_heads,
+    train_biases,
+    train_scales,
+)
+from headscope.steering.scoring import evaluate
+from headscope.steering.tasks import Pair, TaskData
+
+DECISIVE = (1, 2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """On the shared 2-core machines two torch threads under contention ran training steps several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_head_model() -> ModelHandle:
+    """A fresh tiny Llama whose attention output projections are zero except for head DECISIVE's columns:
+    scaling or shifting any other head's z cannot change the output."""
+    handle = ModelHandle.load("tiny-llama", device="cpu")
+    d = handle.facts.d_head
+    with torch.no_grad():
+        for layer, block in enumerate(handle.hf_model.model.layers):
+            w = block.self_attn.o_proj.weight
+            keep = w[:, DECISIVE[1] * d : (DECISIVE[1] + 1) * d].clone()
+            w.zero_()
+            if layer == DECISIVE[0]:
+                w[:, DECISIVE[1] * d : (DECISIVE[1] + 1) * d] = keep
+    return handle
+
+
+def _task() -> TaskData:
+    words = ["apple", "river", "stone", "cloud", "music", "paper", "light", "green", "house", "table"]
+    pairs = tuple(Pair(f"{w} is", " z") for w in words)
+    return TaskData("const", "always z", pairs[:7], pairs[7:])
+
+
+def test_decisive_head_ranks_first_and_training_lowers_loss(one_head_model: ModelHandle) -> None:
+    cfg = LofitConfig(k=1, scale_steps=12, bias_steps=12, batch_size=4, scale_lr=5e-2, bias_lr=0.1, l1=1e-2)
+    scales, scale_losses = train_scales(one_head_model, _task().train, cfg)
+    ranking = rank_heads(scales)
+    assert ranking[0][0] == DECISIVE
+    assert ranking[0][1] > 3 * ranking[1][1]  # a clear winner, not a tie broken by luck
+    assert scale_losses[-1] < scale_losses[0]
+    biases, bias_losses = train_biases(one_head_model, _task().train, [DECISIVE], cfg)
+    # a random tiny model caps what one head can do (≈5.1 nats from 5.5), but the drop must be clear
+    assert bias_losses[-1] < bias_losses[0] - 0.2
+    assert biases.shape == (1, one_head_model.facts.d_head)
+
+
+def test_full_run_reports_metrics_params_and_restores_flags(tiny_llama: ModelHandle) -> None:
+    flags = [p.requires_grad for p in tiny_llama.hf_model.parameters()]
+    cfg = LofitConfig(scale_steps=4, bias_steps=6, batch_size=4, bias_lr=5e-2)
+    res = lofit(tiny_llama, _task(), cfg)
+    assert [p.requires_grad for p in tiny_llama.hf_model.parameters()] == flags
+    f = tiny_llama.facts
+    assert len(res.offsets.heads) == default_k(f.n_layers, f.n_heads) == 1
+    assert res.trainable_parameters == f.d_head and res.step1_parameters == f.n_layers * f.n_heads * f.d_head
+    assert res.full_finetune_parameters == f.n_params
+    assert res.random_offsets is not None and len(res.random_offsets.heads) == 1
+    # Oracle: re-evaluating with the returned offsets gives the reported "after" metrics.
+    again = evaluate(tiny_llama, _task().heldout, fwd_hooks=res.offsets.hooks(f.n_heads))
+    assert again == res.after
+    js = res.to_json()
+    assert js["selected_heads"][0]["layer"] == res.offsets.heads[0][0]
+    assert res.after.mean_target_logprob > res.before.mean_target_logprob
+
+
+def test_seeded_runs_are_identical(tiny_llama: ModelHandle) -> None:
+    cfg = LofitConfig(k=2, scale_steps=2, bias_steps=2, batch_size=3, random_baseline=False)
+    a, b = lofit(tiny_llama, _task(), cfg), lofit(tiny_llama, _task(), cfg)
+    assert a.offsets.heads == b.offsets.heads and torch.equal(a.offsets.biases, b.offsets.biases)
+
+
+def test_random_heads_are_distinct_and_seeded() -> None:
+    heads = random_heads(30, 9, 8, seed=3)
+    assert len(set(heads)) == 8 and heads == random_heads(30, 9, 8, seed=3)
+    assert all(0 <= layer < 30 and 0 <= h < 9 for layer, h in heads)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"k": 0}, "k"),
+        ({"scale_steps": 0}, "scale_steps"),
+        ({"bias_lr": 0.0}, "bias_lr"),
+        ({"l1": -1.0}, "l1"),
+    ],
+)
+def test_config_validation(kwargs: dict, field: str) -> None:
+    with pytest.raises(InputError, match=field):
+        LofitConfig(**kwargs)
+
+
+def test_k_larger_than_head_count_is_refused(tiny_llama: ModelHandle) -> None:
+    with pytest.raises(InputError, match="at most 8"):
+        lofit(tiny_llama, _task(), LofitConfig(k=9, scale_steps=1, bias_steps=1))
