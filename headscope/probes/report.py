@@ -1,0 +1,45 @@
+"""The entropy report shared by `headscope entropy` and the app: per layer × head means, per token, ceilings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from headscope.models.handle import ModelHandle
+from headscope.probes.backends import entropy_bits
+from headscope.probes.patterns import normalised_entropy
+
+
+def entropy_report(handle: ModelHandle, text: str, *, backend: str = "auto") -> dict[str, Any]:
+    """`entropy_bits[l][h]`: mean over every query position of that head's row entropy (bits); `token_ids`: exactly
+    the ids the model ran on (a BOS only where the tokenizer adds one)."""
+    tokens = handle.tokenize(text)
+    ent, used = entropy_bits(handle, tokens, backend=backend)
+    return entropy_payload(handle, tokens, ent, used)
+
+
+def entropy_payload(
+    handle: ModelHandle, tokens: torch.Tensor, ent: torch.Tensor, backend: str
+) -> dict[str, Any]:
+    ids = [int(i) for i in tokens[0].tolist()]
+    n = len(ids)
+    rest = slice(1, None) if n > 1 else slice(None)
+    ceiling = np.log2(np.arange(1, n + 1, dtype=np.float64))
+    return {
+        "model": handle.identity.name,
+        "token_ids": ids,
+        "str_tokens": handle.str_tokens(ids),
+        "n_tokens": n,
+        "backend": backend,
+        "entropy_bits": _r(ent.mean(-1)),
+        "normalised_entropy": _r(normalised_entropy(ent)[..., rest].mean(-1)),
+        "mean_entropy_bits": round(float(ent.mean()), 6),
+        "uniform_ceiling_bits": round(float(ceiling.mean()), 6),
+        "token_entropy_bits": _r(ent.mean((0, 1))),
+    }
+
+
+def _r(t: torch.Tensor) -> Any:
+    return np.round(t.double().numpy(), 6).tolist()

@@ -1,0 +1,184 @@
+"""Attention probes against independent float64 numpy recomputations from raw `hook_pattern`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from headscope.errors import InputError
+from headscope.models import ModelHandle
+from headscope.probes import (
+    ProbeConfig,
+    entropy_bits,
+    head_pattern,
+    induction_scores,
+    probe_attention,
+    row_entropy_bits,
+    target_mask,
+)
+from headscope.probes import backends as backends_mod
+from headscope.probes.probe import random_repeated_tokens
+from headscope.probes.report import entropy_report
+
+TEXT = "The cat sat on the mat. It was warm, so it slept; later, it woke."
+
+
+def raw_patterns(handle: ModelHandle, tokens: torch.Tensor) -> np.ndarray:
+    """[layer, head, q, k] float64, straight from hook_pattern."""
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(handle.facts.n_layers)]
+    _, cache = handle.run_with_cache(tokens, names)
+    return np.stack([cache[n][0].double().numpy() for n in names])
+
+
+def np_entropy(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0)
+    return -terms.sum(-1)
+
+
+def test_row_entropy_known_values() -> None:
+    rows = torch.tensor([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0]])
+    assert torch.allclose(row_entropy_bits(rows), torch.tensor([2.0, 0.0, 1.0]))
+
+
+def test_entropy_matches_numpy_oracle(tiny: ModelHandle) -> None:
+    tokens = tiny.tokenize(TEXT)
+    p = raw_patterns(tiny, tokens)
+    expect = np_entropy(p)  # [layer, head, q]
+    probes = probe_attention(tiny, tokens, cfg=ProbeConfig(induction=False))
+    np.testing.assert_allclose(probes.entropy_bits, expect, atol=1e-5)
+    ent, used = entropy_bits(tiny, tokens, backend="eager")
+    assert used == "eager"
+    np.testing.assert_allclose(ent.numpy(), expect, atol=1e-5)
+    n = tokens.shape[1]
+    cap = np.log2(np.arange(1, n + 1))
+    norm = np.where(cap > 0, expect / np.where(cap > 0, cap, 1), 0.0)
+    np.testing.assert_allclose(probes.normalised_entropy, norm, atol=1e-5)
+    assert probes.normalised_entropy[..., 0].max() == 0.0
+    means = probes.head_means()
+    np.testing.assert_allclose(means["entropy_bits"], expect.mean(-1), atol=1e-5)
+
+
+def test_pointer_previous_distance_match_loops(tiny_llama: ModelHandle) -> None:
+    tokens = tiny_llama.tokenize(TEXT)
+    p = raw_patterns(tiny_llama, tokens)
+    n = tokens.shape[1]
+    probes = probe_attention(tiny_llama, tokens, cfg=ProbeConfig(induction=False))
+    mass = np.zeros(p.shape[:3])
+    hit = np.zeros(p.shape[:3])
+    dist = np.zeros(p.shape[:3])
+    for i in range(n):
+        targets = {i, i - 1} if i > 0 else {0}
+        mass[..., i] = sum(p[..., i, j] for j in targets)
+        hit[..., i] = np.isin(p[..., i, :].argmax(-1), list(targets))
+        dist[..., i] = sum(p[..., i, j] * (i - j) for j in range(i + 1))
+    np.testing.assert_allclose(probes.target_mass, mass, atol=1e-5)
+    np.testing.assert_array_equal(probes.target_hit, hit)
+    np.testing.assert_allclose(probes.distance, dist, atol=1e-4)
+    prev = np.array([[[p[layer, h, i, i - 1] for i in range(1, n)] for h in range(4)] for layer in range(2)])
+    np.testing.assert_allclose(probes.head_means()["previous_token_score"], prev.mean(-1), atol=1e-5)
+
+
+def test_induction_score_oracle(tiny: ModelHandle) -> None:
+    length = 12
+    tokens = random_repeated_tokens(tiny, length, seed=3)
+    assert tokens.shape[1] == 2 * length + int(tiny.prepends_bos)
+    ids = tokens[0].tolist()
+    assert ids[-length:] == ids[-2 * length : -length]
+    p = raw_patterns(tiny, tokens)
+    start = tokens.shape[1] - length
+    expect = np.mean([p[..., q, q - length + 1] for q in range(start, tokens.shape[1])], axis=0)
+    np.testing.assert_allclose(induction_scores(tiny, length=length, seed=3), expect, atol=1e-6)
+    assert torch.equal(tokens, random_repeated_tokens(tiny, length, seed=3))  # seeded
+
+
+def test_targets() -> None:
+    local = target_mask("local", 4)
+    assert local.tolist()[2] == [False, True, True, False]
+    assert target_mask("previous", 3).tolist() == [
+        [True, False, False],
+        [True, False, False],
+        [False, True, False],
+    ]
+    blocks = torch.tensor([0, 0, 1, 1])
+    assert target_mask("block", 4, blocks).tolist()[3] == [False, False, True, True]
+    with pytest.raises(InputError, match="block ids"):
+        target_mask("block", 4)
+    with pytest.raises(InputError, match="target must be one of"):
+        target_mask("nope", 4)
+
+
+def test_probe_config_validation() -> None:
+    with pytest.raises(InputError, match="target"):
+        ProbeConfig(target="everything")
+    with pytest.raises(InputError, match="induction_len"):
+        ProbeConfig(induction_len=1)
+
+
+def test_head_pattern_and_limits(tiny_llama: ModelHandle) -> None:
+    tokens = tiny_llama.tokenize(TEXT)
+    a = head_pattern(tiny_llama, tokens, 1, 2)
+    np.testing.assert_allclose(a, raw_patterns(tiny_llama, tokens)[1, 2], atol=1e-7)
+    with pytest.raises(InputError, match="layer must be in"):
+        head_pattern(tiny_llama, tokens, 2, 0)
+    with pytest.raises(InputError, match="head must be in"):
+        head_pattern(tiny_llama, tokens, 0, -1)
+    with pytest.raises(InputError, match="at most 256 tokens"):
+        head_pattern(tiny_llama, tiny_llama.tokenize("x" * 300), 0, 0)
+
+
+def test_backend_dispatch(tiny_llama: ModelHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends_mod, "_fused_fn", lambda: None)
+    with pytest.raises(InputError, match="fused backend not available"):
+        backends_mod.resolve_backend("fused", 10)
+    assert backends_mod.resolve_backend("auto", 5000) == "eager"
+    with pytest.raises(InputError, match="backend must be one of"):
+        backends_mod.resolve_backend("magic", 10)
+    calls: list[int] = []
+
+    def fake(handle: ModelHandle, tokens: torch.Tensor) -> torch.Tensor:
+        calls.append(tokens.shape[1])
+        return backends_mod.eager_entropy_bits(handle, tokens)
+
+    monkeypatch.setattr(backends_mod, "_fused_fn", lambda: fake)
+    assert backends_mod.resolve_backend("auto", 513) == "fused"
+    assert backends_mod.resolve_backend("auto", 512) == "eager"
+    ent, used = entropy_bits(tiny_llama, tiny_llama.tokenize("y" * 20), backend="fused")
+    assert used == "fused" and calls == [20] and ent.shape == (2, 4, 20)
+    _, used = entropy_bits(tiny_llama, tiny_llama.tokenize("y" * 20), backend="auto")
+    assert used == "eager" and calls == [20]  # short texts stay on the eager path
+
+
+def test_entropy_report_ids_are_the_ids_run(tiny: ModelHandle) -> None:
+    report = entropy_report(tiny, TEXT, backend="eager")
+    assert report["token_ids"] == tiny.tokenize(TEXT)[0].tolist()
+    assert report["n_tokens"] == len(report["token_ids"]) == len(report["token_entropy_bits"])
+    assert len(report["entropy_bits"]) == tiny.facts.n_layers
+    assert all(len(row) == tiny.facts.n_heads for row in report["entropy_bits"])
+    assert report["mean_entropy_bits"] == pytest.approx(np.mean(report["entropy_bits"]), abs=1e-5)
+    with pytest.raises(InputError, match="empty"):
+        entropy_report(tiny, "   ")
+
+
+def test_fused_backend_agrees_with_eager(tiny: ModelHandle) -> None:
+    if backends_mod._fused_fn() is None:
+        pytest.skip("headscope.kernels.fused_entropy_bits is not available")
+    tokens = tiny.tokenize(TEXT)
+    fused, used = entropy_bits(tiny, tokens, backend="fused")
+    assert used == "fused"
+    np.testing.assert_allclose(
+        fused.numpy(), entropy_bits(tiny, tokens, backend="eager")[0].numpy(), atol=1e-4
+    )
+
+
+def test_in_hook_reduction_equals_batched(tiny_llama: ModelHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long texts are reduced layer by layer inside the hooks; short ones all at once: same numbers."""
+    from headscope.probes import probe as probe_mod
+
+    tokens = tiny_llama.tokenize(TEXT)
+    batched = probe_attention(tiny_llama, tokens, cfg=ProbeConfig(induction=False))
+    monkeypatch.setattr(probe_mod, "BATCH_ELEMENTS", 0)
+    per_layer = probe_attention(tiny_llama, tokens, cfg=ProbeConfig(induction=False))
+    for name in ["entropy_bits", "target_mass", "target_hit", "prev_token", "distance"]:
+        np.testing.assert_allclose(getattr(per_layer, name), getattr(batched, name), atol=1e-6)
