@@ -55,7 +55,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 # Capability command modules: each exposes `register(sub)`, adding its subparsers with `set_defaults(func=...)`.
 # A new capability adds its module here (one line).
-CAPABILITY_COMMANDS: tuple[str, ...] = ()
+CAPABILITY_COMMANDS: tuple[str, ...] = (
+    "headscope.decoding.cli",
+    "headscope.probes.cli",
+    "headscope.localist.train_cli",
+    "headscope.steering.cli",
+    "headscope.circuits.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

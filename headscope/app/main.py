@@ -12,7 +12,14 @@ from headscope.app.state import STORE
 from headscope.models import CATALOG, DEFAULT_MODEL
 
 # Tab modules register themselves on import; a new tab adds its module here (one line).
-TAB_MODULES: tuple[str, ...] = ("headscope.app.model_tab",)
+TAB_MODULES: tuple[str, ...] = (
+    "headscope.app.model_tab",
+    "headscope.app.locality_tab",
+    "headscope.app.localist_tab",
+    "headscope.app.decoding_tab",
+    "headscope.app.steering_tab",
+    "headscope.app.circuits_tab",
+)
 for _module in TAB_MODULES:
     importlib.import_module(_module)
 
