@@ -42,7 +42,7 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: setup browser lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 unit: setup
 	$(PY) -m pytest tests/unit -q
