@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,3 +46,13 @@ def tiny(request: pytest.FixtureRequest, tiny_llama: ModelHandle, tiny_gpt2: Mod
 def default_model() -> ModelHandle:
     """The embedded SmolLM2-135M, from the user cache (converted from its GGUF on the first ever load)."""
     return ModelHandle.load("smollm2-135m", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module: tiny models gain nothing from a second thread, and on a shared 2-core machine
+    two OpenMP threads per process under contention were measured 5-100x slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

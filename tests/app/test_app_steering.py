@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -15,17 +14,10 @@ from headscope.models import ModelHandle
 from headscope.steering import vectors
 from headscope.steering.lofit import HeadOffsets
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 POS = "good and happy\nlovely day"
 NEG = "bad and sad\nawful day"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """On the shared 2-core machines two torch threads under contention ran these several times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_contrastive_side_by_side(client: Client) -> None:

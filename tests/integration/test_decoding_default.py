@@ -11,17 +11,8 @@ from headscope.decoding.prompts import load_prompt_set, render
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 
-pytestmark = pytest.mark.default_model
+pytestmark = [pytest.mark.default_model, pytest.mark.usefixtures("one_thread")]
 N_NEW = 24
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two OpenMP threads on a 2-core machine shared with other jobs spin and run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ short LoFiT run trains through the bridge on a GQA model (9 query heads in hook_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -21,16 +19,7 @@ from headscope.steering.generate import GenConfig
 from headscope.steering.lofit import LofitConfig, lofit
 from headscope.steering.tasks import TaskData, load_task
 
-pytestmark = pytest.mark.default_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Measured on the shared 2-core machines: under contention two torch threads ran these 5-10x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.default_model, pytest.mark.usefixtures("one_thread")]
 
 
 POS = ["I love it, this is wonderful and makes me so happy.", "What a great, beautiful, delightful day."]

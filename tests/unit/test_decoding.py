@@ -15,18 +15,10 @@ from headscope.decoding.layer_skip import skip_hooks
 from headscope.models import ModelHandle
 from headscope.models.tiny import TINY_BUILDERS
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PROMPTS = ["the cat sat on the mat; the cat sat on the", "abc abc abd abe"]
 LOSSLESS = ("layer_skip", "ngram", "jacobi", "speculative")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two OpenMP threads per
-    process run these ~10× slower; restored afterwards for the rest of the session."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def ids_of(handle: ModelHandle, text: str) -> list[int]:

@@ -11,15 +11,7 @@ import torch
 from headscope.decoding import DecodeConfig, awrs_choice, mask_choice, verify_greedy, verify_sampled, warp
 from headscope.errors import InputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two OpenMP threads per
-    process run these ~10× slower; restored afterwards for the rest of the session."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def chi2_pvalue(observed: list[int], expected: list[float]) -> float:

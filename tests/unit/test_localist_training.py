@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,14 +30,7 @@ from headscope.localist.train_objective import (
 )
 from headscope.localist.training import Corpus, TrainConfig, loss_terms, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # Tiny models: more threads only add contention on a shared 2-core machine (measured ~100x slower).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 BLOCKS = torch.tensor([[0, 0, 1, 1, 1]])  # two sentences: tokens 0-1, tokens 2-4

@@ -16,7 +16,8 @@ from headscope.localist.corpus import pack_windows, train_tokenizer
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
+def restore_threads() -> Iterator[None]:
+    """The CLI sets its own thread count; put back what the session had."""
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,18 +23,11 @@ from headscope.steering.hooks import head_bias_hooks, head_scale_hooks, resid_ad
 from headscope.steering.scoring import collate, encode_pairs, evaluate, pad_id, target_logprob
 from headscope.steering.tasks import Pair
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PROMPT = "The cat sat on the"
 POS = ["I love this, it is wonderful", "great and happy times", "what a lovely day"]
 NEG = ["I hate this, it is awful", "terrible and sad times"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """On the shared 2-core machines two torch threads under contention ran these several times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _z_outputs(handle: ModelHandle, tokens: torch.Tensor, steer: list) -> dict[str, torch.Tensor]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -21,16 +19,9 @@ from headscope.steering.lofit import (
 from headscope.steering.scoring import evaluate
 from headscope.steering.tasks import Pair, TaskData
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 DECISIVE = (1, 2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """On the shared 2-core machines two torch threads under contention ran training steps several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,7 @@ from headscope.steering import vectors
 from headscope.steering.contrastive import ContrastiveConfig, SteerConfig, contrastive_vector
 from headscope.steering.lofit import HeadOffsets
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """On the shared 2-core machines two torch threads under contention ran these several times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _offsets(handle: ModelHandle) -> HeadOffsets:
