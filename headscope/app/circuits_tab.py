@@ -5,7 +5,6 @@ download the report; upload one report to view it or two to compare. Wiring only
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from headscope.app.inputs import integer
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
 from headscope.circuits.finder import CircuitConfig, find_circuit
@@ -37,24 +37,14 @@ EXAMPLE_CUSTOM = json.dumps(
 )
 
 
-def _int(value: Any, name: str, lo: int, hi: int) -> int:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if math.isnan(x) or x != int(x) or not lo <= x <= hi:
-        raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return int(x)
-
-
 def _config(task: Any, n_examples: Any, seed: Any, epochs: Any, reduce: Any) -> CircuitConfig:
     if task not in TASK_CHOICES:
         raise InputError(f"task must be one of {', '.join(TASK_CHOICES)}, got {task!r}")
     return CircuitConfig(
         task=str(task),
-        n_examples=_int(n_examples, "examples", 6, APP_MAX_EXAMPLES),
-        seed=_int(seed, "seed", 0, 2**31 - 1),
-        sae=SAEConfig(epochs=_int(epochs, "epochs", 1, APP_MAX_EPOCHS)),
+        n_examples=integer(n_examples, "examples", 6, APP_MAX_EXAMPLES),
+        seed=integer(seed, "seed", 0, 2**31 - 1),
+        sae=SAEConfig(epochs=integer(epochs, "epochs", 1, APP_MAX_EPOCHS)),
         reduce="last" if reduce == "last" else "mean",
     )
 

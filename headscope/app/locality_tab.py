@@ -4,7 +4,6 @@ viewer, and a λ sweep drawn as curves. Wiring only: the work is in `headscope.p
 from __future__ import annotations
 
 import html
-import math
 from typing import Any
 
 import gradio as gr
@@ -12,6 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from headscope.app.inputs import number
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
 from headscope.errors import InputError
@@ -39,16 +39,6 @@ DEFAULT_TEXT = (
 )
 
 
-def _number(value: Any, name: str, lo: float, hi: float) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if math.isnan(x) or not lo <= x <= hi:
-        raise InputError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
-    return x
-
-
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError("text is empty")
@@ -60,9 +50,9 @@ def _text(value: Any) -> str:
 def _dial(lam: Any, mode: Any, schedule: Any, beta: Any) -> LocalityDial:
     if schedule not in APP_SCHEDULES:
         raise InputError(f"schedule must be one of {', '.join(APP_SCHEDULES)}, got {schedule!r}")
-    lam_v = _number(lam, "lambda", 0.0, 1.0)
+    lam_v = number(lam, "lambda", 0.0, 1.0)
     return LocalityDial(
-        lam=lam_v, mode=str(mode), schedule=str(schedule), beta=_number(beta, "beta", 1.0, 20.0)
+        lam=lam_v, mode=str(mode), schedule=str(schedule), beta=number(beta, "beta", 1.0, 20.0)
     )
 
 
@@ -118,8 +108,8 @@ def pattern(
     """One head's attention pattern under the dial (texts of at most MAX_PATTERN_TOKENS tokens)."""
     dial = _dial(lam, mode, schedule, beta)
     handle, tokens = _handle_and_tokens(model, text)
-    layer_i = int(_number(layer, "layer", 0, handle.facts.n_layers - 1))
-    head_i = int(_number(head, "head", 0, handle.facts.n_heads - 1))
+    layer_i = int(number(layer, "layer", 0, handle.facts.n_layers - 1))
+    head_i = int(number(head, "head", 0, handle.facts.n_heads - 1))
     if tokens.shape[1] > MAX_PATTERN_TOKENS:
         raise InputError(
             f"the pattern viewer takes at most {MAX_PATTERN_TOKENS} tokens, got {tokens.shape[1]}"

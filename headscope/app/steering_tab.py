@@ -7,13 +7,13 @@ because API callers bypass the widgets' limits.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
+from headscope.app.inputs import integer
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
 from headscope.errors import InputError
@@ -55,16 +55,6 @@ def _prompt(text: Any) -> str:
     if len(text) > APP_MAX_PROMPT_CHARS:
         raise InputError(f"prompt is longer than {APP_MAX_PROMPT_CHARS} characters")
     return text
-
-
-def _int(value: Any, name: str, lo: int, hi: int) -> int:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number") from None
-    if not math.isfinite(f) or f != int(f) or not lo <= f <= hi:
-        raise InputError(f"{name} must be an integer in [{lo}, {hi}]; got {value!r}")
-    return int(f)
 
 
 def _alpha(value: Any) -> float:
@@ -126,11 +116,11 @@ def steer_contrastive(
     """Contrastive vector from pasted texts; unsteered vs steered generation and the effect."""
     pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
     steer = SteerConfig(_alpha(alpha), position)  # type: ignore[arg-type]
-    gen = GenConfig(_int(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
+    gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
     text = _prompt(prompt)
     handle = STORE.get(str(model))
     progress(0.1, desc="mean activations")
-    cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(_int(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
+    cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(integer(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
     progress(0.4, desc="generating")
     result = compare(handle, cv, text, pos, neg, steer, gen)
     summary = (f"layer {cv.layer}, α = {steer.alpha:g}, ‖v‖ = {float(cv.vector.norm()):.2f}; effect on "
@@ -146,10 +136,10 @@ def steer_sweep(
     """α sweep: change of logit[token A] − logit[token B] at the prompt's last position, and generations."""
     pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
     values, text = _alphas(alphas), _prompt(prompt)
-    gen = GenConfig(_int(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
+    gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
     pair = (str(token_a)[:50], str(token_b)[:50])
     handle = STORE.get(str(model))
-    cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(_int(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
+    cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(integer(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
     rows = [r.to_json() for r in alpha_sweep(handle, cv, text, values, pair, position, gen)]  # type: ignore[arg-type]
     return sweep_figure(rows, pair), [[r["alpha"], r["logit_diff"], r["change"], r["text"]] for r in rows]
 
@@ -161,9 +151,12 @@ def steer_lofit_train(
     """Train LoFiT head offsets on a built-in task; the selected heads on the layer × head grid."""
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}; built-in tasks: {', '.join(sorted(TASKS))}")
-    n = _int(steps, "steps", 1, APP_MAX_STEPS)
+    n = integer(steps, "steps", 1, APP_MAX_STEPS)
     cfg = LofitConfig(
-        k=_int(k, "K heads", 1, APP_MAX_K), scale_steps=n, bias_steps=n, seed=_int(seed, "seed", 0, 2**31)
+        k=integer(k, "K heads", 1, APP_MAX_K),
+        scale_steps=n,
+        bias_steps=n,
+        seed=integer(seed, "seed", 0, 2**31),
     )
     handle = STORE.get(str(model))
     phases = {"scales": 0, "biases": 1, "random heads": 2}
@@ -189,7 +182,7 @@ def steer_lofit_apply(
     model: str, trained: bytes | None, upload: bytes | None, prompt: str, max_new_tokens: float
 ) -> tuple[list, list, dict[str, Any]]:
     """Generate with LoFiT offsets (an uploaded file wins over the ones trained in this session)."""
-    gen = GenConfig(_int(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
+    gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
     text = _prompt(prompt)
     blob = upload or trained
     if not blob:
