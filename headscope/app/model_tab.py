@@ -34,7 +34,7 @@ def _facts_markdown(info: dict[str, Any]) -> str:
 @register_tab("Model", order=0)
 def build(ctx: AppContext) -> None:
     gr.Markdown("Pick a model from the catalog. Every other tab runs on the model chosen here.")
-    catalog = gr.JSON(value={n: e.description for n, e in CATALOG.items()}, label="Catalog")
+    gr.JSON(value={n: e.description for n, e in CATALOG.items()}, label="Catalog")
     load = gr.Button("Load model", variant="primary")
     summary = gr.Markdown()
     facts = gr.JSON(label="Model facts")
@@ -42,4 +42,3 @@ def build(ctx: AppContext) -> None:
         model_info, inputs=[ctx.model], outputs=[facts], api_name="model_info",
         concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
     ).success(_facts_markdown, inputs=[facts], outputs=[summary], api_visibility="private", queue=False)  # fmt: skip
-    del catalog
