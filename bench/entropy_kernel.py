@@ -228,7 +228,7 @@ def cpu_kernel_part(sizes: list[int], eager_limit_gb: float) -> list[dict]:
 def cpu_e2e_part(n_tokens: int) -> dict:
     from headscope.data import excerpt_text
     from headscope.kernels import fused_entropy_bits
-    from headscope.models import ModelHandle
+    from headscope.models import ModelHandle, hooks
 
     handle = ModelHandle.load("smollm2-135m", device="cpu")
     tokens = handle.tokenize(excerpt_text(64), max_tokens=10**6)[:, :n_tokens]
@@ -242,8 +242,8 @@ def cpu_e2e_part(n_tokens: int) -> dict:
 
         return hook
 
-    hooks = [(f"blocks.{i}.attn.hook_pattern", entropy_hook(i)) for i in range(n_layers)]
-    eager = lambda: handle.forward(tokens, fwd_hooks=hooks)  # noqa: E731
+    pattern_hooks = [(hooks.pattern(i), entropy_hook(i)) for i in range(n_layers)]
+    eager = lambda: handle.forward(tokens, fwd_hooks=pattern_hooks)  # noqa: E731
     fused = lambda: fused_entropy_bits(handle, tokens)  # noqa: E731
     eager()  # warm-up both paths once
     fused()

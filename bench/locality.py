@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from headscope.localist import LocalityDial, SweepConfig, eval_tokens
 from headscope.localist.sweep import sweep_locality
-from headscope.models import ModelHandle
+from headscope.models import ModelHandle, hooks
 from headscope.probes import entropy_bits
 
 LAMBDAS = tuple(round(k / 10, 1) for k in range(11))
@@ -48,12 +48,10 @@ def _heatmap_s(handle: ModelHandle, tokens: torch.Tensor) -> float:
 
 
 def _hook_attach_s(handle: ModelHandle) -> float:
-    hooks = [
-        (f"blocks.{layer}.attn.hook_pattern", lambda a, hook: a) for layer in range(handle.facts.n_layers)
-    ]
+    names = [hooks.pattern(layer) for layer in range(handle.facts.n_layers)]
 
     def attach() -> None:
-        with handle.hooks(hooks):
+        with handle.hooks([(n, lambda a, hook: a) for n in names]):
             pass
 
     return _seconds(attach)

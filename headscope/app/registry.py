@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from headscope.registry import Registry
+
 
 @dataclass(frozen=True)
 class AppContext:
@@ -22,14 +24,14 @@ class TabSpec:
     build: Callable[[AppContext], None]
 
 
-TABS: dict[str, TabSpec] = {}
+TABS: Registry[TabSpec] = Registry("tab")
 
 
 def register_tab(
     title: str, order: int
 ) -> Callable[[Callable[[AppContext], None]], Callable[[AppContext], None]]:
     def deco(build: Callable[[AppContext], None]) -> Callable[[AppContext], None]:
-        TABS[title] = TabSpec(title, order, build)
+        TABS.add(title, TabSpec(title, order, build))
         return build
 
     return deco

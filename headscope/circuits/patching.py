@@ -13,37 +13,25 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
+from headscope.models.handle import graph_node
 from headscope.circuits.tasks import Example, TaskData
-from headscope.models import ModelHandle
+from headscope.models import ModelHandle, hooks
+from headscope.models.batch import Padded, pad_id, right_pad
 
 Progress = Callable[[int, int], None]
 Reduce = Literal["mean", "last"]
 
 
-@dataclass(frozen=True)
-class Batch:
-    ids: Int[Tensor, "batch pos"]
-    last: Int[Tensor, " batch"]  # index of each prompt's last real token (prompts are right-padded)
-    mask: Bool[Tensor, "batch pos"]
+Batch = Padded
 
 
 def encode(handle: ModelHandle, prompts: Sequence[str], width: int | None = None) -> Batch:
-    """Right-padded ids: causal attention keeps real positions exact, and we read logits at `last`."""
-    rows = [handle.tokenize(p)[0] for p in prompts]
-    width = max([width or 0, *(len(r) for r in rows)])
-    # Any id will do: padding sits after each prompt's last token, which causal attention never reads.
-    pad = handle.tokenizer.pad_token_id
-    pad = pad if isinstance(pad, int) else handle.tokenizer.eos_token_id
-    pad = pad if isinstance(pad, int) else 0
-    ids = torch.full((len(rows), width), pad, dtype=torch.long, device=handle.device)
-    mask = torch.zeros((len(rows), width), dtype=torch.bool, device=handle.device)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)], mask[i, : len(r)] = r, True
-    last = torch.tensor([len(r) - 1 for r in rows], device=handle.device)
-    return Batch(ids, last, mask)
+    """Right-padded ids (`models.batch`): we read logits at each prompt's `last` token."""
+    rows = [handle.tokenize(p)[0].tolist() for p in prompts]
+    return right_pad(rows, pad_id(handle.tokenizer), handle.device, width=width)
 
 
 @dataclass(frozen=True)
@@ -129,13 +117,13 @@ def head_outputs(
         return act
 
     layers = range(handle.facts.n_layers) if layers is None else layers
-    handle.forward(batch.ids, fwd_hooks=[(f"blocks.{layer}.attn.hook_result", keep) for layer in layers])
+    handle.forward(batch.ids, fwd_hooks=[(hooks.attn(layer, "result"), keep) for layer in layers])
     return torch.cat(out, dim=1)
 
 
 def z_cache(handle: ModelHandle, batch: Batch) -> list[Tensor]:
     """Every layer's hook_z [batch, pos, head, d_head] for `batch`."""
-    names = [f"blocks.{layer}.attn.hook_z" for layer in range(handle.facts.n_layers)]
+    names = [hooks.z(layer) for layer in range(handle.facts.n_layers)]
     _, cache = handle.run_with_cache(batch.ids, names)
     return [cache[n] for n in names]
 
@@ -161,7 +149,7 @@ def patched_metric(handle: ModelHandle, prep: Prepared, layer: int, head: int, s
         z[:, :, head] = source[:, : z.shape[1], head]
         return z
 
-    logits = handle.forward(prep.clean.ids, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)])
+    logits = handle.forward(prep.clean.ids, fwd_hooks=[(hooks.z(layer), patch)])
     return float(logit_diff(final_logits(logits, prep.clean), prep.answers).mean())
 
 
@@ -197,22 +185,21 @@ def attribution_patching(handle: ModelHandle, prep: Prepared) -> Float[Tensor, "
     """First-order estimate of every head's patching effect from one forward and one backward pass:
     effect ≈ −Σ_{batch,pos,d_head} (z_source − z_clean) · ∂metric/∂z_clean.
 
-    `handle.forward` runs under inference_mode, so the bridge is called directly inside `handle.hooks`; the
-    gradient is taken with `torch.autograd.grad` on the hooked activations, which leaves parameters' .grad alone.
+    The gradient is taken with `torch.autograd.grad` on the hooked activations of a `grad=True` run.
     """
     sources = patch_sources(handle, prep)
-    names = [f"blocks.{layer}.attn.hook_z" for layer in range(handle.facts.n_layers)]
+    names = [hooks.z(layer) for layer in range(handle.facts.n_layers)]
     saved: dict[str, Tensor] = {}
 
     def keeper(name: str) -> Callable[[Tensor, Any], Tensor]:
         def keep(z: Tensor, hook: Any) -> Tensor:
-            saved[name] = z
-            return z
+            saved[name] = graph_node(z)
+            return saved[name]
 
         return keep
 
-    with torch.enable_grad(), handle.hooks([(n, keeper(n)) for n in names]):
-        logits = handle.bridge(prep.clean.ids)
+    with torch.enable_grad():
+        logits = handle.run(prep.clean.ids, fwd_hooks=[(n, keeper(n)) for n in names], grad=True)
         metric = logit_diff(final_logits(logits, prep.clean), prep.answers).mean()
         grads = torch.autograd.grad(metric, [saved[n] for n in names])
     rows = []

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from headscope.circuits import words
 from headscope.errors import InputError
+from headscope.registry import Registry
 
 MAX_CUSTOM_EXAMPLES = 512
 MAX_PROMPT_CHARS = 2000
@@ -54,15 +55,11 @@ class TaskData:
 
 
 TaskFn = Callable[[PreTrainedTokenizerBase, int, random.Random], TaskData]
-TASKS: dict[str, TaskFn] = {}
+TASKS: Registry[TaskFn] = Registry("circuit task")
 
 
 def register_task(name: str) -> Callable[[TaskFn], TaskFn]:
-    def deco(fn: TaskFn) -> TaskFn:
-        TASKS[name] = fn
-        return fn
-
-    return deco
+    return TASKS.register(name)
 
 
 def make_task(

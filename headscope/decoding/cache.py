@@ -1,11 +1,7 @@
 """Incremental (KV-cached) runs of a handle's model, with rollback and a forward-pass counter.
 
-Why `cache=` and `layer_past=` both: transformers 5.24 renamed the HF `past_key_values` argument to `cache`,
-while TransformerLens 3.9's attention bridges still read `past_key_values` / `layer_past` from their kwargs. Passed
-as `past_key_values` (or with `use_cache` alone) the cache reaches HF's position/mask logic but the bridge's
-attention never writes to it, so every cached step silently attends to itself alone. Handing the same cache under
-both names makes HF derive positions and masks from it and the bridge's attention update it (checked against the
-full recompute in the tests).
+The cache is a transformers `DynamicCache` handed to `handle.run(..., cache=...)` (which knows how the bridge
+wants it; checked against the full recompute in the tests).
 """
 
 from __future__ import annotations
@@ -72,7 +68,4 @@ class CachedModel:
 
     def _run(self, feed: Tensor, cache: DynamicCache, hooks: Hooks) -> Tensor:
         self.forwards += 1
-        # Without hooks, skip the bridge's hooks() context: entering it rebuilds the bridge's hook dictionary
-        # (tens of ms on a 30-layer model), which would dominate a one-token cached step.
-        with torch.inference_mode(), self.handle.hooks(hooks) if hooks else self.handle.lock:
-            return self.handle.bridge(feed, use_cache=True, cache=cache, layer_past=cache)
+        return self.handle.run(feed, fwd_hooks=hooks, cache=cache)

@@ -149,7 +149,7 @@ def constrained_decode(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig
     out: list[int] = []
     steps: list[Step] = []
     t_start = time.perf_counter()
-    with handle.lock:
+    with handle.exclusive():
         while len(out) < cfg.max_new_tokens and not (out and out[-1] == eos):
             t0 = time.perf_counter()
             logits = target.logits_last(prompt + out, 1)[0]

@@ -28,7 +28,7 @@ from torch import Tensor
 from headscope.decoding.cache import CachedModel, common_prefix
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.drafters import Draft, model_draft
-from headscope.models import ModelHandle
+from headscope.models import ModelHandle, hooks
 from headscope.models.handle import HookFn
 
 MATCH_GOAL = 0.9
@@ -45,13 +45,13 @@ def skip_hooks(skip: frozenset[Sublayer]) -> list[tuple[str, HookFn]]:
     def zero(act: Tensor, hook: object) -> Tensor:
         return torch.zeros_like(act)
 
-    return [(f"blocks.{layer}.hook_{kind}_out", zero) for kind, layer in sorted(skip)]
+    return [(hooks.sublayer_out(layer, kind), zero) for kind, layer in sorted(skip)]
 
 
 def contribution_ranking(handle: ModelHandle, prompt: list[int], space: list[Sublayer]) -> list[Sublayer]:
     """Sublayers by mean ‖output‖ / ‖residual in‖ on the prompt, smallest first (the cheapest to skip)."""
-    names = {s: f"blocks.{s[1]}.hook_{s[0]}_out" for s in space}
-    resid = {layer: f"blocks.{layer}.hook_resid_pre" for _, layer in space}
+    names = {s: hooks.sublayer_out(s[1], s[0]) for s in space}
+    resid = {layer: hooks.resid(layer, "pre") for _, layer in space}
     ids = torch.tensor([prompt], device=handle.device)
     _, acts = handle.run_with_cache(ids, sorted(set(names.values()) | set(resid.values())))
 
@@ -84,7 +84,7 @@ class LayerSkipDrafter:
 
             return maybe_zero
 
-        return [(f"blocks.{layer}.hook_{kind}_out", hook_for((kind, layer))) for kind, layer in self.space]
+        return [(hooks.sublayer_out(layer, kind), hook_for((kind, layer))) for kind, layer in self.space]
 
     def start(self, prompt: list[int]) -> None:
         ranked = contribution_ranking(self.handle, prompt, self.space) if self.space else []

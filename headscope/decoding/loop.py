@@ -49,7 +49,7 @@ def speculative_loop(
     out: list[int] = []
     steps: list[Step] = []
     t_start = time.perf_counter()
-    with handle.lock:
+    with handle.exclusive():
         while len(out) < cfg.max_new_tokens and not (out and out[-1] == eos):
             t0 = time.perf_counter()
             context = prompt + out

@@ -16,6 +16,7 @@ from headscope.decoding.loop import speculative_loop
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.registry import Registry
 
 Runner = Callable[[ModelHandle, list[int], DecodeConfig, "ModelHandle | None"], Trace]
 
@@ -29,24 +30,20 @@ class StrategySpec:
     description: str
 
 
-STRATEGIES: dict[str, StrategySpec] = {}
+STRATEGIES: Registry[StrategySpec] = Registry("strategy")
 
 
 def register_strategy(
     name: str, *, lossless: bool, description: str, needs_draft_model: bool = False
 ) -> Callable[[Runner], Runner]:
     def deco(fn: Runner) -> Runner:
-        if name in STRATEGIES:
-            raise ValueError(f"strategy {name!r} is already registered")
-        STRATEGIES[name] = StrategySpec(name, fn, lossless, needs_draft_model, description)
+        STRATEGIES.add(name, StrategySpec(name, fn, lossless, needs_draft_model, description))
         return fn
 
     return deco
 
 
 def get_strategy(name: str) -> StrategySpec:
-    if name not in STRATEGIES:
-        raise InputError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
     return STRATEGIES[name]
 
 
@@ -107,7 +104,7 @@ def _speculative(handle, prompt, cfg, draft):
 def _layer_skip(handle, prompt, cfg, draft):
     gen, target = _gen(cfg), CachedModel(handle)
     drafter = LayerSkipDrafter(handle, target, cfg, gen)
-    with handle.lock:
+    with handle.exclusive():
         drafter.start(prompt)
         with handle.hooks(drafter.switch_hooks()):
             trace = speculative_loop(

@@ -87,36 +87,14 @@ def fused_attention_interface(
     return stats.out.transpose(1, 2).contiguous(), None
 
 
-def _native_forward(attn_bridge: Any) -> Any:
-    hf_attn = attn_bridge.original_component
-
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        return hf_attn(*args, **kwargs)
-
-    return forward
-
-
 @contextmanager
 def _fused_attention_routing(handle: ModelHandle) -> Iterator[None]:
-    """Route every attention bridge to its HF module running `headscope_fused`; restore everything after."""
+    """Every attention runs `headscope_fused` on its HF module (see `ModelHandle.hf_attention`)."""
     from transformers import AttentionInterface
 
     AttentionInterface.register(FUSED_IMPL, fused_attention_interface)
-    config = handle.hf_model.config
-    before = config._attn_implementation
-    blocks = list(handle.bridge.blocks)
-    # object.__setattr__: bridge components forward plain attribute writes to the wrapped HF module
-    patched = [b.attn for b in blocks]
-    try:
-        config._attn_implementation = FUSED_IMPL
-        for attn in patched:
-            object.__setattr__(attn, "forward", _native_forward(attn))
+    with handle.hf_attention(FUSED_IMPL):
         yield
-    finally:
-        for attn in patched:
-            if "forward" in attn.__dict__:
-                object.__delattr__(attn, "forward")
-        config._attn_implementation = before
 
 
 def _single_row(tokens: Tensor) -> Tensor:
@@ -141,8 +119,8 @@ def fused_run(
     run = _Run(bias, lam, backend, chunk)
     token = _RUN.set(run)
     try:
-        with handle.lock, _fused_attention_routing(handle):
-            logits = handle.forward(tokens)
+        with _fused_attention_routing(handle):
+            logits = handle.run(tokens)
     finally:
         _RUN.reset(token)
     n_layers = handle.facts.n_layers

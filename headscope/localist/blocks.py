@@ -17,18 +17,15 @@ from jaxtyping import Int
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.registry import Registry
 
 BlockFn = Callable[[Sequence[str], "BlockSpec"], list[bool]]  # per token: does a new block start here?
-BLOCK_SOURCES: dict[str, BlockFn] = {}
+BLOCK_SOURCES: Registry[BlockFn] = Registry("block source")
 MAX_BLOCK_SIZE = 4096
 
 
 def register_block_source(name: str) -> Callable[[BlockFn], BlockFn]:
-    def deco(fn: BlockFn) -> BlockFn:
-        BLOCK_SOURCES[name] = fn
-        return fn
-
-    return deco
+    return BLOCK_SOURCES.register(name)
 
 
 @dataclass(frozen=True)

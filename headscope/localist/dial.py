@@ -28,9 +28,10 @@ from torch import Tensor
 
 from headscope.errors import InputError
 from headscope.localist.blocks import BlockSpec, block_ids
+from headscope.models import hooks
 from headscope.models.handle import HookFn, ModelHandle
+from headscope.registry import Registry
 
-SCORES_HOOK = "blocks.{}.attn.hook_attn_scores"
 BLOCK_NATS = 10.0
 MAX_STRENGTH = 100.0
 MAX_BETA = 20.0
@@ -46,24 +47,16 @@ class DialGeometry:
 
 ModeFn = Callable[[float, DialGeometry, "LocalityDial"], Float[Tensor, "query key"]]
 ScheduleFn = Callable[["LocalityDial", int], tuple[float, ...]]
-MODES: dict[str, ModeFn] = {}
-SCHEDULES: dict[str, ScheduleFn] = {}
+MODES: Registry[ModeFn] = Registry("locality mode")
+SCHEDULES: Registry[ScheduleFn] = Registry("layer schedule")
 
 
 def register_mode(name: str) -> Callable[[ModeFn], ModeFn]:
-    def deco(fn: ModeFn) -> ModeFn:
-        MODES[name] = fn
-        return fn
-
-    return deco
+    return MODES.register(name)
 
 
 def register_schedule(name: str) -> Callable[[ScheduleFn], ScheduleFn]:
-    def deco(fn: ScheduleFn) -> ScheduleFn:
-        SCHEDULES[name] = fn
-        return fn
-
-    return deco
+    return SCHEDULES.register(name)
 
 
 def _unit_interval(name: str, value: float) -> None:
@@ -227,6 +220,5 @@ def dial_hooks(
         return lambda scores, hook: fn(scores)
 
     return [
-        (SCORES_HOOK.format(layer), as_hook(fn))
-        for layer, fn in score_transforms(handle, tokens, dial).items()
+        (hooks.scores(layer), as_hook(fn)) for layer, fn in score_transforms(handle, tokens, dial).items()
     ]

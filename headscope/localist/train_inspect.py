@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Float
 
 from headscope.errors import InputError
-from headscope.models import ModelHandle
+from headscope.models import ModelHandle, hooks
 from headscope.probes.patterns import row_entropy_bits
 
 SHIPPED_MODELS = ("localist-2l-lambda0", "localist-2l-lambda0.6", "localist-2l-lambda1.0")
@@ -45,7 +45,7 @@ def read_attention(handle: ModelHandle, text: str, *, max_tokens: int = 256) -> 
     tokens = handle.tokenize(text, max_tokens=max_tokens)
     if tokens.shape[1] < 2:
         raise InputError("text must be at least 2 tokens long")
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(handle.facts.n_layers)]
+    names = [hooks.pattern(layer) for layer in range(handle.facts.n_layers)]
     _, cache = handle.run_with_cache(tokens, names)
     patterns = np.stack([cache[n][0].float().cpu().numpy() for n in names])
     entropy = np.stack([row_entropy_bits(cache[n][0].float()).mean(-1).cpu().numpy() for n in names])

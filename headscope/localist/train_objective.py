@@ -26,6 +26,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.registry import Registry
 
 Attn = Float[Tensor, "batch head pos pos"]
 Blocks = Int[Tensor, "batch pos"]
@@ -71,13 +72,12 @@ def group_lasso_per_query(attn: Attn, blocks: Blocks) -> Float[Tensor, "batch he
     return (norms * weight * other).sum(-1)
 
 
-PENALTIES: dict[str, Callable[[Attn, Blocks], Float[Tensor, "batch head pos"]]] = {}
+PenaltyFn = Callable[[Attn, Blocks], Float[Tensor, "batch head pos"]]
+PENALTIES: Registry[PenaltyFn] = Registry("penalty")
 
 
-def register_penalty(name: str, fn: Callable[[Attn, Blocks], Float[Tensor, "batch head pos"]]) -> None:
-    if name in PENALTIES:
-        raise ValueError(f"penalty {name!r} is already registered")
-    PENALTIES[name] = fn
+def register_penalty(name: str, fn: PenaltyFn) -> None:
+    PENALTIES.add(name, fn)
 
 
 register_penalty("leakage", leakage_per_query)

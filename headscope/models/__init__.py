@@ -1,5 +1,6 @@
 """Model layer: the catalog, offline loading, and `ModelHandle` (see README.md)."""
 
+from headscope.models import hooks
 from headscope.models.catalog import CATALOG, DEFAULT_MODEL, CatalogEntry, register_model, resolve
 from headscope.models.handle import ModelFacts, ModelHandle, ModelIdentity, default_device
 from headscope.models.loading import cache_root, cached_models, load_hf
@@ -14,6 +15,7 @@ __all__ = [
     "cache_root",
     "cached_models",
     "default_device",
+    "hooks",
     "load_hf",
     "register_model",
     "resolve",

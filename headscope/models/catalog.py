@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from headscope.errors import InputError, UnknownModelError
+from headscope.registry import Registry
 
 SourceKind = Literal["gguf-package", "gguf-chunks", "tiny", "hf"]
 DEFAULT_MODEL = "smollm2-135m"
@@ -82,14 +83,11 @@ class CatalogEntry:
         }
 
 
-CATALOG: dict[str, CatalogEntry] = {}
+CATALOG: Registry[CatalogEntry] = Registry("model")
 
 
 def register_model(entry: CatalogEntry) -> CatalogEntry:
-    if entry.name in CATALOG:
-        raise ValueError(f"model {entry.name!r} is already registered")
-    CATALOG[entry.name] = entry
-    return entry
+    return CATALOG.add(entry.name, entry)
 
 
 register_model(

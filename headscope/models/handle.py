@@ -1,8 +1,12 @@
 """`ModelHandle`: one loaded model, its tokenizer, its hooks, its lock — the one path to a model's activations.
 
-Every capability reads and writes activations through TransformerLens hook names (`blocks.{l}.attn.hook_pattern`,
-`blocks.{l}.hook_resid_post`, ...) via `handle.hooks(...)` / `handle.run_with_cache(...)`. Hooks are attached
-only inside `hooks()`, which holds the handle's lock and removes exactly what it added, also on an exception.
+Every capability reads and writes activations through TransformerLens hook names (built by `models.hooks`) via
+`handle.run(...)` / `handle.hooks(...)` / `handle.run_with_cache(...)`. Hooks are attached only inside `hooks()`,
+which holds the handle's lock and removes exactly what it added, also on an exception. No capability calls the
+bridge or takes the lock itself: `run` covers inference, gradients (`grad=True`) and KV-cached steps (`cache=`),
+`exclusive()` holds the model for a multi-step job, `hf_attention(impl)` routes attention to a custom kernel.
+The model's own parameters are frozen at load (headscope never trains them), so a `grad=True` run only builds a
+graph for the tensors a capability itself makes trainable (LoFiT's offsets, integrated-gradients inputs, ...).
 """
 
 from __future__ import annotations
@@ -67,6 +71,24 @@ def _bridge_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrain
     return tok
 
 
+def graph_node(act: Tensor) -> Tensor:
+    """`act` as a node of the autograd graph of a `grad=True` run, for gradients w.r.t. activations.
+
+    The model's weights are frozen, so the first activation a hook sees carries no graph: it becomes a leaf that
+    requires grad. A later activation already depends on it and is returned as is — detaching it too would cut
+    the paths from earlier nodes through it."""
+    return act if act.requires_grad else act.detach().requires_grad_(True)
+
+
+def _native_forward(attn_bridge: Any) -> Callable[..., Any]:
+    hf_attn = attn_bridge.original_component
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return hf_attn(*args, **kwargs)
+
+    return forward
+
+
 def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     ids = tokenizer("a").input_ids
     return tokenizer.bos_token_id is not None and len(ids) > 0 and ids[0] == tokenizer.bos_token_id
@@ -90,6 +112,8 @@ class ModelHandle:
             device=self.device,
         )
         self.bridge.eval()
+        for p in (*self.bridge.parameters(), *model.parameters()):
+            p.requires_grad_(False)
         self.prepends_bos = _adds_bos(self.tokenizer)
         self.bridge.cfg.default_prepend_bos = self.prepends_bos
         self.hf_model = (
@@ -196,12 +220,72 @@ class ModelHandle:
             if wanted and not before:
                 self.bridge.set_use_attn_result(False)
 
+    @contextmanager
+    def exclusive(self) -> Iterator[ModelHandle]:
+        """Hold the model for a multi-step job (a decoding loop, a training run): no other run interleaves.
+
+        Re-entrant: `run`/`hooks` inside the block take the same lock again. Long jobs in the app should rather
+        call `run` per step, so other users' cheap views get the model between steps."""
+        with self.lock:
+            yield self
+
+    @contextmanager
+    def hf_attention(self, implementation: str) -> Iterator[None]:
+        """For the length of the block, each attention bridge runs its own Hugging Face module with the model's
+        attention implementation set to `implementation` (one registered with transformers' AttentionInterface).
+
+        TransformerLens's attention bridges reimplement attention eagerly (scores → softmax → pattern); a kernel
+        that must see exactly HF's post-rotary q/k and never form an N×N tensor needs the HF module itself. The
+        attention hooks (`hook_pattern`, `hook_attn_scores`, ...) do not fire inside the block."""
+        config = self.hf_model.config
+        before = config._attn_implementation
+        # object.__setattr__: bridge components forward plain attribute writes to the wrapped HF module
+        patched = [block.attn for block in self.bridge.blocks]
+        with self.lock:
+            try:
+                config._attn_implementation = implementation
+                for attn in patched:
+                    object.__setattr__(attn, "forward", _native_forward(attn))
+                yield
+            finally:
+                for attn in patched:
+                    if "forward" in attn.__dict__:
+                        object.__delattr__(attn, "forward")
+                config._attn_implementation = before
+
     # -- runs ------------------------------------------------------------------------------------------------
+    def run(
+        self,
+        tokens: Int[Tensor, "batch pos"],
+        *,
+        fwd_hooks: Hooks = (),
+        bwd_hooks: Hooks = (),
+        grad: bool = False,
+        cache: Any = None,
+        attention_mask: Tensor | None = None,
+    ) -> Float[Tensor, "batch pos d_vocab"]:
+        """One forward pass with hooks attached for its duration; the one way a capability runs the model.
+
+        grad=False runs under `inference_mode`. grad=True builds an autograd graph (for hooks that add trainable
+        tensors, or `torch.autograd.grad` w.r.t. hooked activations); the model's own weights stay frozen.
+        cache: a transformers `DynamicCache` for incremental decoding; `tokens` are then only the new positions.
+        (TransformerLens 3.9's attention bridges read `past_key_values` / `layer_past` while transformers 5.x
+        passes `cache`: given under one name only, the bridge never writes the cache and every cached step
+        silently attends to itself alone, so the same object is passed under both.)"""
+        kwargs: dict[str, Any] = {}
+        if cache is not None:
+            kwargs = {"use_cache": True, "cache": cache, "layer_past": cache}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask.to(self.device)
+        mode = torch.enable_grad() if grad else torch.inference_mode()
+        with mode, self.hooks(fwd_hooks, bwd_hooks):
+            return self.bridge(tokens.to(self.device), **kwargs)
+
     def forward(
         self, tokens: Int[Tensor, "batch pos"], *, fwd_hooks: Hooks = ()
     ) -> Float[Tensor, "batch pos d_vocab"]:
-        with torch.inference_mode(), self.hooks(fwd_hooks):
-            return self.bridge(tokens.to(self.device))
+        """Inference-mode logits (`run` without gradients)."""
+        return self.run(tokens, fwd_hooks=fwd_hooks)
 
     def run_with_cache(
         self, tokens: Int[Tensor, "batch pos"], names: Sequence[str], *, fwd_hooks: Hooks = ()

@@ -11,9 +11,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.models import hooks
 from headscope.models.handle import ModelHandle
 from headscope.probes.patterns import row_entropy_bits
-from headscope.probes.probe import PATTERN_HOOK, check_tokens
+from headscope.probes.probe import check_tokens
 
 BACKENDS = ("auto", "eager", "fused")
 FUSED_MIN_TOKENS = 512  # below this the N×N pattern is small and the eager path is as fast
@@ -35,9 +36,7 @@ def eager_entropy_bits(
         return hook
 
     n_layers = handle.facts.n_layers
-    handle.forward(
-        tokens, fwd_hooks=[(PATTERN_HOOK.format(layer), hook_for(layer)) for layer in range(n_layers)]
-    )
+    handle.forward(tokens, fwd_hooks=[(hooks.pattern(layer), hook_for(layer)) for layer in range(n_layers)])
     return torch.stack([rows[layer] for layer in range(n_layers)])
 
 

@@ -22,19 +22,16 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.registry import Registry
 
 LN2 = math.log(2.0)
 Rows = Float[Tensor, "*batch head query"]
 TargetFn = Callable[[int, Tensor | None], Tensor]  # (n, block ids or None) -> Bool[query key]
-TARGETS: dict[str, TargetFn] = {}
+TARGETS: Registry[TargetFn] = Registry("pointer target")
 
 
 def register_target(name: str) -> Callable[[TargetFn], TargetFn]:
-    def deco(fn: TargetFn) -> TargetFn:
-        TARGETS[name] = fn
-        return fn
-
-    return deco
+    return TARGETS.register(name)
 
 
 def row_entropy_bits(pattern: Float[Tensor, "*batch query key"]) -> Float[Tensor, "*batch query"]:

@@ -17,11 +17,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.models import hooks
 from headscope.models.handle import Hooks, ModelHandle
 from headscope.probes.patterns import TARGETS, RowStats, normalised_entropy, row_stats, target_mask
 
-PATTERN_HOOK = "blocks.{}.attn.hook_pattern"
-SCORES_HOOK = "blocks.{}.attn.hook_attn_scores"
 ScoreFn = Callable[[Tensor], Tensor]
 BATCH_ELEMENTS = 2**25  # 128 MiB of float32 patterns: all of SmolLM2's at 256 tokens (17.7 M)
 MAX_PATTERN_TOKENS = 256  # the single-head viewer draws an N×N matrix: beyond this it is unreadable and heavy
@@ -147,13 +146,13 @@ def run_row_stats(
 
         return hook
 
-    hooks = [
-        (SCORES_HOOK.format(layer), rewriter(layer, score_fns[layer]))
+    layer_hooks = [
+        (hooks.scores(layer), rewriter(layer, score_fns[layer]))
         if layer in score_fns
-        else (PATTERN_HOOK.format(layer), reducer(layer))
+        else (hooks.pattern(layer), reducer(layer))
         for layer in range(n_layers)
     ]
-    logits = handle.forward(tokens, fwd_hooks=[*fwd_hooks, *hooks])
+    logits = handle.forward(tokens, fwd_hooks=[*fwd_hooks, *layer_hooks])
     return logits, _stack_stats([taken[layer] for layer in range(n_layers)], target)
 
 
@@ -218,9 +217,7 @@ def induction_scores(
         return hook
 
     n_layers = handle.facts.n_layers
-    handle.forward(
-        tokens, fwd_hooks=[(PATTERN_HOOK.format(layer), hook_for(layer)) for layer in range(n_layers)]
-    )
+    handle.forward(tokens, fwd_hooks=[(hooks.pattern(layer), hook_for(layer)) for layer in range(n_layers)])
     return torch.stack([scores[layer] for layer in range(n_layers)]).numpy()
 
 
@@ -234,7 +231,7 @@ def head_pattern(
             f"the pattern viewer takes at most {MAX_PATTERN_TOKENS} tokens, got {tokens.shape[1]}"
         )
     check_layer_head(handle, layer, head)
-    name = PATTERN_HOOK.format(layer)
+    name = hooks.pattern(layer)
     _, cache = handle.run_with_cache(tokens, [name], fwd_hooks=fwd_hooks)
     return cache[name][0, head].float().cpu().numpy()
 

@@ -16,9 +16,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.models import hooks
 from headscope.models.handle import Hooks, ModelHandle
 from headscope.steering.generate import GenConfig, Generation, HookFactory, generate
-from headscope.steering.hooks import POSITIONS, Position, resid_add_hook, resid_name
+from headscope.steering.hooks import POSITIONS, Position, resid_add_hook
 from headscope.steering.scoring import continuation_logprob
 from headscope.steering.tasks import texts_hash
 
@@ -100,7 +101,7 @@ class ContrastiveVector:
 def pooled_activations(
     handle: ModelHandle, texts: Sequence[str], layer: int, pooling: Pooling
 ) -> Float[Tensor, "n d_model"]:
-    name = resid_name(layer)
+    name = hooks.resid(layer, "post")
     rows = []
     for text in texts:
         _, cache = handle.run_with_cache(handle.tokenize(text), [name])

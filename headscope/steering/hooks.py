@@ -14,19 +14,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.models import hooks
 from headscope.models.handle import HookFn
 
 Head = tuple[int, int]  # (layer, head)
 Position = Literal["last", "all"]
 POSITIONS: tuple[str, ...] = ("last", "all")
-
-
-def z_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
-
-
-def resid_name(layer: int) -> str:
-    return f"blocks.{layer}.hook_resid_post"
 
 
 def check_heads(heads: Sequence[Head], n_layers: int, n_heads: int) -> None:
@@ -50,7 +43,7 @@ def head_scale_hooks(scales: Float[Tensor, "layer head d_head"]) -> list[tuple[s
 
         return hook
 
-    return [(z_name(layer), make(layer)) for layer in range(scales.shape[0])]
+    return [(hooks.z(layer), make(layer)) for layer in range(scales.shape[0])]
 
 
 def head_bias_hooks(
@@ -75,7 +68,7 @@ def head_bias_hooks(
 
         return hook
 
-    return [(z_name(layer), make(layer, rows)) for layer, rows in sorted(by_layer.items())]
+    return [(hooks.z(layer), make(layer, rows)) for layer, rows in sorted(by_layer.items())]
 
 
 def resid_add_hook(
@@ -98,4 +91,4 @@ def resid_add_hook(
         mask[start:] = 1.0
         return act + mask * add
 
-    return resid_name(layer), hook
+    return hooks.resid(layer, "post"), hook

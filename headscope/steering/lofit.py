@@ -1,9 +1,9 @@
 """LoFiT (Yin, Ye, Durrett 2024): pick a few attention heads, then learn one offset vector per picked head.
 
 Step 1 trains a scale A on every head (z ← (1+A)⊙z on `hook_z`) with an L1 penalty and ranks heads by ‖A‖₂.
-Step 2 discards A and trains a bias v (z ← z + v) on the top-K heads only. The base model stays frozen: its own
-parameters get requires_grad=False for the run (restored afterwards) and gradients reach only A or v, through
-`handle.bridge(tokens)` called with grad enabled inside `handle.hooks(...)` (`handle.forward` is inference-only).
+Step 2 discards A and trains a bias v (z ← z + v) on the top-K heads only. The base model stays frozen (the handle
+freezes its weights at load), so gradients reach only A or v, through `handle.run(tokens, grad=True)`; the whole
+training run holds the model (`handle.exclusive()`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.models.batch import pad_id
 from headscope.models.handle import Hooks, ModelHandle
 from headscope.steering.hooks import Head, check_heads, head_bias_hooks, head_scale_hooks
 from headscope.steering.scoring import (
@@ -28,7 +28,6 @@ from headscope.steering.scoring import (
     completion_loss,
     encode_pairs,
     evaluate,
-    pad_id,
 )
 from headscope.steering.tasks import Pair, TaskData
 
@@ -83,22 +82,6 @@ class LofitConfig:
         return k
 
 
-@contextmanager
-def frozen_base(handle: ModelHandle) -> Iterator[None]:
-    """Grad on, the model's own parameters frozen (flags restored afterwards), the handle's lock held."""
-    params = {id(p): p for p in (*handle.bridge.parameters(), *handle.hf_model.parameters())}
-    flags = {k: p.requires_grad for k, p in params.items()}
-    with handle.lock:
-        try:
-            for p in params.values():
-                p.requires_grad_(False)
-            with torch.enable_grad():
-                yield
-        finally:
-            for k, p in params.items():
-                p.requires_grad_(flags[k])
-
-
 def _batches(
     encoded: list[Encoded], steps: int, batch_size: int, rng: random.Random
 ) -> Iterator[list[Encoded]]:
@@ -130,11 +113,10 @@ def _train(
     opt = torch.optim.Adam([param], lr=lr)
     rng = random.Random(cfg.seed)
     losses: list[float] = []
-    with frozen_base(handle):
+    with handle.exclusive(), torch.enable_grad():
         for step, chunk in enumerate(_batches(encoded, steps, cfg.batch_size, rng)):
-            batch = collate(chunk, pad_id(handle), handle.device)
-            with handle.hooks(fwd_hooks=make_hooks()):
-                loss = completion_loss(handle.bridge(batch.tokens), batch)
+            batch = collate(chunk, pad_id(handle.tokenizer), handle.device)
+            loss = completion_loss(handle.run(batch.tokens, fwd_hooks=make_hooks(), grad=True), batch)
             opt.zero_grad()
             (loss + penalty()).backward()
             opt.step()

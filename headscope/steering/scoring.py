@@ -15,6 +15,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.models.batch import pad_id, right_pad
 from headscope.models.handle import Hooks, ModelHandle
 from headscope.steering.tasks import Pair
 
@@ -51,26 +52,15 @@ def encode_pairs(handle: ModelHandle, pairs: Sequence[Pair]) -> list[Encoded]:
     return out
 
 
-def collate(encoded: Sequence[Encoded], pad_id: int, device: torch.device) -> Batch:
-    length = max(len(e.prompt_ids) + len(e.target_ids) for e in encoded)
-    tokens = torch.full((len(encoded), length), pad_id, dtype=torch.long)
-    labels = torch.zeros((len(encoded), length), dtype=torch.long)
-    mask = torch.zeros((len(encoded), length), dtype=torch.bool)
+def collate(encoded: Sequence[Encoded], pad: int, device: torch.device) -> Batch:
+    padded = right_pad([e.prompt_ids + e.target_ids for e in encoded], pad, "cpu")
+    labels = torch.zeros_like(padded.ids)
+    mask = torch.zeros_like(padded.mask)
     for b, e in enumerate(encoded):
-        ids = e.prompt_ids + e.target_ids
-        tokens[b, : len(ids)] = torch.tensor(ids)
         start = len(e.prompt_ids) - 1  # the prompt's last position predicts the first target token
         labels[b, start : start + len(e.target_ids)] = torch.tensor(e.target_ids)
         mask[b, start : start + len(e.target_ids)] = True
-    return Batch(tokens.to(device), mask.to(device), labels.to(device))
-
-
-def pad_id(handle: ModelHandle) -> int:
-    tok = handle.tokenizer
-    for candidate in (tok.pad_token_id, tok.eos_token_id):
-        if isinstance(candidate, int):
-            return candidate
-    return 0
+    return Batch(padded.ids.to(device), mask.to(device), labels.to(device))
 
 
 def token_logprobs(logits: Float[Tensor, "batch pos d_vocab"], batch: Batch) -> Float[Tensor, "batch pos"]:
@@ -116,7 +106,7 @@ def evaluate(
     encoded = encode_pairs(handle, pairs)
     hits, logps = [], []
     for i in range(0, len(encoded), batch_size):
-        batch = collate(encoded[i : i + batch_size], pad_id(handle), handle.device)
+        batch = collate(encoded[i : i + batch_size], pad_id(handle.tokenizer), handle.device)
         logits = handle.forward(batch.tokens, fwd_hooks=fwd_hooks)
         hits.append(exact_match(logits, batch))
         logps.append(target_logprob(logits, batch))
@@ -131,6 +121,6 @@ def continuation_logprob(
     encoded = encode_pairs(handle, pairs)
     total = 0.0
     for i in range(0, len(encoded), batch_size):
-        batch = collate(encoded[i : i + batch_size], pad_id(handle), handle.device)
+        batch = collate(encoded[i : i + batch_size], pad_id(handle.tokenizer), handle.device)
         total += float(target_logprob(handle.forward(batch.tokens, fwd_hooks=fwd_hooks), batch).sum())
     return total / len(encoded)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headscope.errors import InputError
+from headscope.registry import Registry
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets" / "steering"
 MAX_PAIRS = 2000
@@ -54,7 +55,9 @@ class TaskData:
 
 
 # Variants register by name: task name -> asset file.
-TASKS: dict[str, str] = {"ioi": "ioi.json", "antonyms": "antonyms.json"}
+TASKS: Registry[str] = Registry("steering task")
+TASKS.add("ioi", "ioi.json")
+TASKS.add("antonyms", "antonyms.json")
 
 
 def pairs_hash(pairs: tuple[Pair, ...] | list[Pair]) -> str:

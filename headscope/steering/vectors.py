@@ -20,9 +20,10 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.models import hooks
 from headscope.models.handle import ModelHandle
 from headscope.steering.contrastive import POOLINGS, ContrastiveVector, SteerConfig, check_alpha, check_layer
-from headscope.steering.hooks import POSITIONS, Head, check_heads, resid_name, z_name
+from headscope.steering.hooks import POSITIONS, Head, check_heads
 from headscope.steering.lofit import HeadOffsets
 
 FORMAT = "headscope-steering/1"
@@ -80,7 +81,7 @@ def _facts(handle: ModelHandle) -> dict[str, int]:
 def lofit_meta(
     handle: ModelHandle, offsets: HeadOffsets, data_hash: str
 ) -> tuple[VectorMeta, dict[str, Tensor]]:
-    sites = tuple(sorted({z_name(layer) for layer, _ in offsets.heads}))
+    sites = tuple(sorted({hooks.z(layer) for layer, _ in offsets.heads}))
     meta = VectorMeta("lofit", asdict(handle.identity), _facts(handle), sites, offsets.heads, None, 1.0, None,
                       None, data_hash)  # fmt: skip
     return meta, {"biases": offsets.biases.detach().float().cpu().contiguous()}
@@ -89,7 +90,7 @@ def lofit_meta(
 def contrastive_meta(
     handle: ModelHandle, cv: ContrastiveVector, steer: SteerConfig
 ) -> tuple[VectorMeta, dict[str, Tensor]]:
-    meta = VectorMeta("contrastive", asdict(handle.identity), _facts(handle), (resid_name(cv.layer),), None,
+    meta = VectorMeta("contrastive", asdict(handle.identity), _facts(handle), (hooks.resid(cv.layer, "post"),), None,
                       cv.layer, steer.alpha, steer.position, cv.pooling, cv.data_hash)  # fmt: skip
     return meta, {"vector": cv.vector.detach().float().cpu().contiguous()}
 

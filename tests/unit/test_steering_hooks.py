@@ -10,6 +10,8 @@ import torch
 
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.models.batch import pad_id
+from headscope.models.hooks import z as z_name
 from headscope.models.tiny import TINY_BUILDERS
 from headscope.steering.contrastive import (
     ContrastiveConfig,
@@ -19,8 +21,8 @@ from headscope.steering.contrastive import (
     contrastive_vector,
 )
 from headscope.steering.generate import GenConfig, generate
-from headscope.steering.hooks import head_bias_hooks, head_scale_hooks, resid_add_hook, z_name
-from headscope.steering.scoring import collate, encode_pairs, evaluate, pad_id, target_logprob
+from headscope.steering.hooks import head_bias_hooks, head_scale_hooks, resid_add_hook
+from headscope.steering.scoring import collate, encode_pairs, evaluate, target_logprob
 from headscope.steering.tasks import Pair
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,7 +113,7 @@ def test_contrastive_vector_equals_independent_mean_difference(name: str, poolin
 def test_batched_padded_scoring_equals_one_pair_at_a_time(tiny: ModelHandle) -> None:
     pairs = [Pair("Hello there", " friend"), Pair("A much longer prompt here", " x"), Pair("Hi", " you all")]
     enc = encode_pairs(tiny, pairs)
-    batch = collate(enc, pad_id(tiny), tiny.device)
+    batch = collate(enc, pad_id(tiny.tokenizer), tiny.device)
     batched = target_logprob(tiny.forward(batch.tokens), batch)
     for i, e in enumerate(enc):
         ids = torch.tensor([e.prompt_ids + e.target_ids])
