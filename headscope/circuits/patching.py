@@ -16,10 +16,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from headscope.models.handle import graph_node
 from headscope.circuits.tasks import Example, TaskData
 from headscope.models import ModelHandle, hooks
 from headscope.models.batch import Padded, pad_id, right_pad
+from headscope.models.handle import graph_node
 
 Progress = Callable[[int, int], None]
 Reduce = Literal["mean", "last"]

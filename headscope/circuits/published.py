@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from headscope import assets
 from headscope.errors import InputError
 
-CIRCUITS_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "circuits"
+CIRCUITS_DIR = assets.path("circuits")
 
 
 @dataclass(frozen=True)

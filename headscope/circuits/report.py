@@ -17,22 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
+from headscope import assets
 from headscope.errors import InputError
 
 if TYPE_CHECKING:
     from headscope.circuits.finder import CircuitResult
 
 SCHEMA_VERSION = "1.0"
-SCHEMA_PATH = (
-    Path(__file__).resolve().parent.parent.parent / "assets" / "schemas" / "circuit_report.schema.json"
-)
 MAX_REPORT_BYTES = 2_000_000
 METHODS = ("sae_node", "sae_edge", "attribution_patching", "activation_patching")
 
 
 @functools.cache
 def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return assets.read_json("schemas", "circuit_report.schema.json")
 
 
 def _version(dist: str) -> str:

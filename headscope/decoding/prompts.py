@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 
-from headscope.data import ASSETS
+from headscope import assets
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 
@@ -29,7 +28,7 @@ class PromptItem:
 def load_prompt_set(name: str) -> tuple[PromptItem, ...]:
     if name not in PROMPT_SETS:
         raise InputError(f"unknown prompt set {name!r}; known: {', '.join(PROMPT_SETS)}")
-    raw = json.loads((ASSETS / "prompts" / f"{name}.json").read_text(encoding="utf-8"))
+    raw = assets.read_json("prompts", f"{name}.json")
     return tuple(PromptItem(p["id"], p["task"], p["instruction"], p["passage"]) for p in raw["prompts"])
 
 

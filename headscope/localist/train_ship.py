@@ -18,13 +18,14 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from headscope.data import ASSETS, ATTRIBUTION
+from headscope import assets
+from headscope.data import ATTRIBUTION
 from headscope.errors import ModelUnavailableError
 from headscope.localist.corpus import Windows
 from headscope.localist.train_sweep import SweepTable
 from headscope.localist.training import build_corpus
 
-SHIP_DIR = ASSETS / "localist"
+SHIP_DIR = assets.path("localist")
 TABLE_FILE = "sweep_table.json"
 SLICE_FILE = "eval_slice.json"
 SLICE_WINDOWS = 8

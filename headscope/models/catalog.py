@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from headscope import assets
 from headscope.errors import InputError, UnknownModelError
 from headscope.registry import Registry
 
@@ -153,7 +154,6 @@ def resolve(model_id: str, *, allow_external: bool = True) -> CatalogEntry:
 
 # Localist checkpoints trained by `headscope localist sweep --ship` (headscope/localist/train_*.py): 2-layer
 # Llama-architecture models shipped as safetensors folders in assets/localist, loaded like any local HF folder.
-_LOCALIST_ASSETS = Path(__file__).resolve().parents[2] / "assets" / "localist"
 for _lam in ("0", "0.6", "1.0"):
     register_model(
         CatalogEntry(
@@ -161,6 +161,6 @@ for _lam in ("0", "0.6", "1.0"):
             kind="hf",
             description=f"2-layer localist model trained from scratch on Wikipedia summaries, λ={_lam} (shipped)",
             license="CC-BY-SA-4.0 (trained on CC BY-SA Wikipedia text)",
-            hf_id=str(_LOCALIST_ASSETS / f"2l-lambda{_lam}"),
+            hf_id=str(assets.path("localist", f"2l-lambda{_lam}")),
         )
     )

@@ -14,8 +14,6 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from headscope.steering.tasks import ASSETS
-
 NAMES = [
     "Michael",
     "Christopher",
@@ -206,12 +204,14 @@ def build_antonyms(seed: int = 0) -> dict:
 
 
 def main() -> None:
+    from headscope import assets
     from headscope.models import ModelHandle
 
     tokenizer = ModelHandle.load("smollm2-135m", device="cpu").tokenizer
-    ASSETS.mkdir(parents=True, exist_ok=True)
+    out = assets.path("steering")
+    out.mkdir(parents=True, exist_ok=True)
     for name, data in (("ioi", build_ioi(tokenizer)), ("antonyms", build_antonyms())):
-        Path(ASSETS / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        Path(out / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         print(name, len(data["train"]), "train,", len(data["heldout"]), "held out")
 
 

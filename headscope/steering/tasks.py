@@ -13,10 +13,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from headscope import assets
 from headscope.errors import InputError
 from headscope.registry import Registry
 
-ASSETS = Path(__file__).resolve().parent.parent.parent / "assets" / "steering"
 MAX_PAIRS = 2000
 MAX_FIELD_CHARS = 2000
 MAX_FILE_BYTES = 4_000_000
@@ -87,7 +87,7 @@ def _pair(obj: object, where: str) -> Pair:
 def load_task(name: str) -> TaskData:
     if name not in TASKS:
         raise InputError(f"unknown task {name!r}; built-in tasks: {', '.join(sorted(TASKS))}")
-    raw = json.loads((ASSETS / TASKS[name]).read_text(encoding="utf-8"))
+    raw = assets.read_json("steering", TASKS[name])
     train = tuple(_pair(o, f"{name} train[{i}]") for i, o in enumerate(raw["train"]))
     heldout = tuple(_pair(o, f"{name} heldout[{i}]") for i, o in enumerate(raw["heldout"]))
     return TaskData(name, str(raw.get("description", "")), train, heldout)
