@@ -37,4 +37,4 @@ def test_bad_ids_exit_nonzero_with_one_line(bad: str) -> None:
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "warn" not in ln.lower()]
     assert len(lines) == 1 and lines[0].startswith("headscope: error:"), proc.stderr
-    assert proc.stdout == ""
+    assert json.loads(proc.stdout) == {"error": lines[0].removeprefix("headscope: error: "), "exit_code": 2}

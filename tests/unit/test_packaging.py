@@ -62,8 +62,11 @@ def test_wheel_install_carries_assets(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert Path(got["assets"]).is_relative_to(target)
-    assert got["schema_version"] == json.loads(
-        (ROOT / "headscope/assets/schemas/circuit_report.schema.json").read_text()
-    )["properties"]["schema_version"]["const"]
+    assert (
+        got["schema_version"]
+        == json.loads((ROOT / "headscope/assets/schemas/circuit_report.schema.json").read_text())[
+            "properties"
+        ]["schema_version"]["const"]
+    )
     assert got["excerpt"] > 10 and got["antonyms"] > 10
     assert got["n_layers"] == got["card_layers"] == 2 and got["logits_finite"]

@@ -47,7 +47,7 @@ def test_entropy_text_output(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_entropy_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "text is empty" in run_error(capsys, ["entropy", "--model", "tiny-llama", "--text", "  "])
-    assert "cannot read" in run_error(
+    assert "file not found" in run_error(
         capsys, ["entropy", "--model", "tiny-llama", "--file", str(tmp_path / "no")]
     )
     long = run_error(capsys, ["entropy", "--model", "tiny-llama", "--text", "z" * 600])

@@ -8,14 +8,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from headscope.cli.common import json_flag, numbers, writable_dir, writable_file
 from headscope.errors import InputError
 
+MAX_THREADS = 256
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise InputError(f"expected comma-separated numbers, got {text!r}") from None
+
+def _threads(n: int) -> int:
+    if not 1 <= n <= MAX_THREADS:
+        raise InputError(f"--threads must be an integer in [1, {MAX_THREADS}], got {n}")
+    return n
 
 
 def _train_config(args: argparse.Namespace) -> Any:
@@ -35,8 +37,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from headscope.localist.training import train
 
-    torch.set_num_threads(args.threads)
-    result = train(_train_config(args), args.out, progress=True)
+    cfg = _train_config(args)  # validated before any work
+    torch.set_num_threads(_threads(args.threads))
+    result = train(cfg, writable_dir(args.out), progress=True)
     payload = result.to_json()
     payload.pop("loss_history")
     if args.json:
@@ -51,7 +54,9 @@ def _sweep_config(args: argparse.Namespace) -> Any:
     from headscope.localist.train_sweep import SweepConfig
 
     cfg = SweepConfig(
-        lambdas=_floats(args.lambdas), betas=_floats(args.betas), progressive=not args.no_progressive
+        lambdas=numbers("--lambdas", args.lambdas),
+        betas=numbers("--betas", args.betas),
+        progressive=not args.no_progressive,
     )
     if args.steps is not None:
         cfg = replace(cfg, base=replace(cfg.base, steps=args.steps), deep=replace(cfg.deep, steps=args.steps))
@@ -64,12 +69,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from headscope.models.loading import cache_root
 
     cfg = _sweep_config(args)
+    out = writable_file(args.out)
+    threads = _threads(args.threads)
     if args.ship and not set(SHIPPED_LAMBDAS) <= set(cfg.lambdas):
         raise InputError(f"--ship needs the lambdas {list(SHIPPED_LAMBDAS)} in --lambdas")
     work = Path(args.work) if args.work else cache_root() / "localist" / "sweep"
-    table = run_sweep(cfg, work, progress=True, threads=args.threads)
+    table = run_sweep(cfg, writable_dir(work, "--work"), progress=True, threads=threads)
     payload = table.to_json()
-    Path(args.out).write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    out.write_text(json.dumps(payload, indent=1), encoding="utf-8")
     if args.ship:
         ship(table, work)
     if args.json:
@@ -94,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--penalty", choices=["leakage", "group_lasso"], default="leakage")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="output folder (checkpoint, optimizer state, metrics.json)")
-    p.add_argument("--json", action="store_true")
+    json_flag(p)
     p.set_defaults(func=cmd_train)
 
     p = lsub.add_parser("sweep", help="the λ sweep (2 layers) + progressive schedules (6 layers) → table")
@@ -106,5 +113,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="override the steps of every run")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ship", action="store_true", help="copy λ=0, 0.6, 1.0 into assets/localist (developers)")
-    p.add_argument("--json", action="store_true")
+    json_flag(p)
     p.set_defaults(func=cmd_sweep)

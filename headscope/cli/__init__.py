@@ -1,4 +1,6 @@
-"""The `headscope` command. Every subcommand prints JSON with `--json`; bad input exits non-zero with one line."""
+"""The `headscope` command. Every subcommand prints JSON with `--json`; bad input exits 2 with one line on stderr
+(and, under `--json`, `{"error": ..., "exit_code": 2}` on stdout). One module per capability in this package;
+the options every command shares are in `common.py`."""
 
 from __future__ import annotations
 
@@ -8,15 +10,12 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
+from headscope.cli.common import DEFAULT_MODEL, emit, json_flag
 from headscope.errors import HeadscopeError
 
 Command = Callable[[argparse.Namespace], Any]
-
-
-def _emit(payload: Any, as_json: bool, text: Callable[[Any], str]) -> None:
-    print(json.dumps(payload, indent=1) if as_json else text(payload))
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -34,7 +33,7 @@ def cmd_models(args: argparse.Namespace) -> None:
             lines.append(f"{r['name']:16} {r['installed']!s:9} {r['cached']!s:6}  {r['description']}")
         return "\n".join(lines)
 
-    _emit(payload, args.json, text)
+    emit(payload, args.json, text)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -44,7 +43,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     handle = ModelHandle.load(args.model, device=args.device)
     info = handle.info()
     info["load_seconds"] = round(time.perf_counter() - t0, 3)
-    _emit(info, args.json, lambda p: "\n".join(f"{k}: {v}" for k, v in {**p.pop("facts"), **p}.items()))
+    emit(info, args.json, lambda p: "\n".join(f"{k}: {v}" for k, v in {**p.pop("facts"), **p}.items()))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -56,28 +55,40 @@ def cmd_serve(args: argparse.Namespace) -> None:
 # Capability command modules: each exposes `register(sub)`, adding its subparsers with `set_defaults(func=...)`.
 # A new capability adds its module here (one line).
 CAPABILITY_COMMANDS: tuple[str, ...] = (
-    "headscope.decoding.cli",
-    "headscope.probes.cli",
-    "headscope.localist.train_cli",
-    "headscope.steering.cli",
-    "headscope.circuits.cli",
+    "headscope.cli.decoding",
+    "headscope.cli.probes",
+    "headscope.cli.localist",
+    "headscope.cli.steering",
+    "headscope.cli.circuits",
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from headscope.models import DEFAULT_MODEL
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (exit 2), and as a JSON error object too when --json was given."""
 
-    parser = argparse.ArgumentParser(prog="headscope", description="headscope interpretability workbench")
+    def error(self, message: str) -> NoReturn:
+        line = f"{self.prog}: {message}"
+        print(f"headscope: error: {line}", file=sys.stderr)
+        if "--json" in _ARGV:
+            print(json.dumps({"error": line, "exit_code": 2}))
+        raise SystemExit(2)
+
+
+_ARGV: list[str] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="headscope", description="headscope interpretability workbench")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the model catalog and what is cached")
-    p.add_argument("--json", action="store_true")
+    json_flag(p)
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("info", help="load a model and print its architecture facts and load time")
     p.add_argument("model", help="catalog name, Hugging Face id (org/name) or local safetensors folder")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--json", action="store_true")
+    json_flag(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("serve", help="start the web app")
@@ -90,20 +101,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(args: argparse.Namespace, kind: str, message: str, code: int) -> int:
+    """One line on stderr; under --json also a JSON error object on stdout (scripts read one stream)."""
+    print(f"headscope: {kind}: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "exit_code": code}))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _ARGV[:] = list(argv) if argv is not None else sys.argv[1:]
     args = parser.parse_args(argv)
     try:
         args.func(args)
     except HeadscopeError as e:
-        print(f"headscope: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(args, "error", str(e).splitlines()[0] if str(e) else type(e).__name__, 2)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # one readable line, never a traceback, for anything we did not foresee
         first = str(e).splitlines()[0] if str(e) else ""
-        print(f"headscope: internal error: {type(e).__name__}: {first}", file=sys.stderr)
-        return 1
+        return _fail(args, "internal error", f"{type(e).__name__}: {first}", 1)
     return 0
 
 

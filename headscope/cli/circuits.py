@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from headscope.cli.common import json_flag, model_args, read_file, writable_file
 from headscope.errors import InputError
 
 MAX_TASK_FILE_BYTES = 2_000_000
 
 
 def register(sub: Any) -> None:
-    from headscope.models import DEFAULT_MODEL
-
     p = sub.add_parser(
         "circuits", help="circuit discovery with discrete SAEs, patching baselines, JSON reports"
     )
@@ -27,8 +25,7 @@ def register(sub: Any) -> None:
         "--task-file",
         help="custom task JSON: {name, positive: [{prompt, answer, wrong}], negative: [{prompt}]}",
     )
-    r.add_argument("--model", default=DEFAULT_MODEL)
-    r.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    model_args(r)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--n-examples", type=int, default=24, help="positive/negative pairs (default 24)")
     r.add_argument("--epochs", type=int, default=500, help="SAE full-batch epochs (default 500)")
@@ -37,12 +34,11 @@ def register(sub: Any) -> None:
     )
     r.add_argument("--circuit-k", type=int, default=None, help="circuit = top-k heads by SAE node score")
     r.add_argument("--out", default="circuit_report.json")
-    r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
     c = csub.add_parser("compare", help="diff two circuit reports (same model)")
     c.add_argument("a")
     c.add_argument("b")
-    c.add_argument("--json", action="store_true")
+    json_flag(c)
     c.set_defaults(func=cmd_compare)
 
 
@@ -53,12 +49,7 @@ def _task_spec(args: argparse.Namespace) -> Any:
         return None
     if not args.task_file:
         raise InputError("--task custom needs --task-file")
-    path = Path(args.task_file)
-    if not path.is_file():
-        raise InputError(f"no such task file: {path}")
-    if path.stat().st_size > MAX_TASK_FILE_BYTES:
-        raise InputError(f"task file {path} is larger than 2 MB")
-    return path.read_bytes()
+    return read_file(args.task_file, "task", max_bytes=MAX_TASK_FILE_BYTES)
 
 
 def headline(report: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +74,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from headscope.models import ModelHandle
 
     spec = _task_spec(args)
+    out_path = writable_file(args.out)
     cfg = CircuitConfig(
         task=args.task, n_examples=args.n_examples, seed=args.seed, reduce=args.reduce,
         sae=SAEConfig(epochs=args.epochs), circuit_k=args.circuit_k,
@@ -96,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
         report = find_circuit(handle, cfg, task_spec=spec, progress=progress).to_json()
         bar.update(100 - bar.n)
-    path = write_report(report, args.out)
+    path = write_report(report, out_path)
     out = {"report": str(path), **headline(report)}
     if args.json:
         print(json.dumps(out, indent=1))

@@ -6,19 +6,11 @@ File arguments (--pos/--neg/--data, --out/--vectors) exist only here: the app ne
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from headscope.errors import InputError
-
-MAX_TEXT_FILE_BYTES = 1_000_000
-
-
-def _emit(payload: dict[str, Any], as_json: bool) -> None:
-    print(json.dumps(payload, indent=1) if as_json else _text(payload))
+from headscope.cli.common import emit, model_args, read_lines, writable_dir
 
 
 def _text(payload: dict[str, Any], indent: str = "") -> str:
@@ -29,22 +21,6 @@ def _text(payload: dict[str, Any], indent: str = "") -> str:
         else:
             lines.append(f"{indent}{k}: {v}")
     return "\n".join(lines)
-
-
-def read_lines(path: str, what: str) -> list[str]:
-    """A plain-text file, one example a line (blank lines skipped)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{what} file not found: {p}")
-    if p.stat().st_size > MAX_TEXT_FILE_BYTES:
-        raise InputError(f"{what} file is larger than {MAX_TEXT_FILE_BYTES // 1_000_000} MB: {p}")
-    try:
-        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except UnicodeDecodeError:
-        raise InputError(f"{what} file is not UTF-8 text: {p}") from None
-    if not lines:
-        raise InputError(f"{what} file has no examples (one per line): {p}")
-    return lines
 
 
 def _progress() -> tuple[Callable[[str, int, int, float], None], Callable[[], None]]:
@@ -96,6 +72,7 @@ def cmd_contrastive(args: argparse.Namespace) -> None:
     steer = SteerConfig(args.alpha, args.position)  # validate before loading a model
     gen = GenConfig(args.max_new_tokens)
     cfg = ContrastiveConfig(args.layer, args.pooling)
+    out = writable_dir(args.out) if args.out else None
     with _stages(["load model", "vector", "generate + effect"]) as advance:
         handle = ModelHandle.load(args.model, device=args.device)
         advance()
@@ -103,9 +80,9 @@ def cmd_contrastive(args: argparse.Namespace) -> None:
         advance()
         result = compare(handle, cv, args.prompt, pos, neg, steer, gen)
         advance()
-    if args.out:
-        vectors.save(args.out, *vectors.contrastive_meta(handle, cv, steer))
-    _emit(result.to_json(), args.json)
+    if out is not None:
+        vectors.save(out, *vectors.contrastive_meta(handle, cv, steer))
+    emit(result.to_json(), args.json, _text)
 
 
 def cmd_lofit_train(args: argparse.Namespace) -> None:
@@ -119,6 +96,7 @@ def cmd_lofit_train(args: argparse.Namespace) -> None:
         seed=args.seed, random_baseline=not args.no_random,
     )  # fmt: skip
     task = load_task(args.task) if args.data is None else load_pairs_file(args.data, seed=args.seed)
+    out = writable_dir(args.out) if args.out else None
     handle = ModelHandle.load(args.model, device=args.device)
     on_step, close = _progress()
     try:
@@ -126,10 +104,10 @@ def cmd_lofit_train(args: argparse.Namespace) -> None:
     finally:
         close()
     payload = result.to_json()
-    if args.out:
-        path = vectors.save(args.out, *vectors.lofit_meta(handle, result.offsets, result.data_hash))
+    if out is not None:
+        path = vectors.save(out, *vectors.lofit_meta(handle, result.offsets, result.data_hash))
         payload["vectors"] = str(path)
-    _emit(payload, args.json)
+    emit(payload, args.json, _text)
 
 
 def cmd_lofit_apply(args: argparse.Namespace) -> None:
@@ -155,18 +133,7 @@ def cmd_lofit_apply(args: argparse.Namespace) -> None:
         "unsteered": plain.to_json(),
         "steered": steered.to_json(),
     }
-    _emit(payload, args.json)
-
-
-def _common(p: argparse.ArgumentParser, *, model_required: bool = True) -> None:
-    from headscope.models import DEFAULT_MODEL
-
-    if model_required:
-        p.add_argument(
-            "--model", default=DEFAULT_MODEL, help="catalog name, HF id or local safetensors folder"
-        )
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--json", action="store_true")
+    emit(payload, args.json, _text)
 
 
 def register(sub: Any) -> None:
@@ -176,7 +143,7 @@ def register(sub: Any) -> None:
     p = ssub.add_parser(
         "contrastive", help="mean(pos) − mean(neg) at one layer's resid_post; steer a generation"
     )
-    _common(p)
+    model_args(p)
     p.add_argument("--pos", required=True, help="plain-text file, one positive example per line")
     p.add_argument("--neg", required=True, help="plain-text file, one negative example per line")
     p.add_argument("--layer", type=int, required=True)
@@ -193,7 +160,7 @@ def register(sub: Any) -> None:
     lofit_p = ssub.add_parser("lofit", help="LoFiT: select heads, learn per-head offsets")
     lsub = lofit_p.add_subparsers(dest="lofit_command", required=True)
     p = lsub.add_parser("train", help="train on a built-in task or a JSONL file of {prompt, target}")
-    _common(p)
+    model_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--task", help="built-in task: ioi or antonyms")
     src.add_argument("--data", help='JSONL file, one {"prompt", "target"} object a line')
@@ -213,8 +180,7 @@ def register(sub: Any) -> None:
     p = lsub.add_parser(
         "apply", help="generate with saved LoFiT offsets, side by side with the unsteered model"
     )
-    _common(p, model_required=False)
-    p.add_argument("--model", default=None, help="defaults to the model named in the vectors' sidecar")
+    model_args(p, default=None, help="defaults to the model named in the vectors' sidecar")
     p.add_argument("--vectors", required=True, help="folder written by `steer lofit train --out`")
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=24)

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from headscope.cli.common import emit, model_args, numbers, text_or_file
 from headscope.errors import InputError
-
-MAX_FILE_BYTES = 2 * 1024 * 1024
 
 
 def register(sub: Any) -> None:
-    from headscope.models import DEFAULT_MODEL
     from headscope.probes.backends import BACKENDS
 
     p = sub.add_parser("entropy", help="attention entropy (bits) per layer × head of a text")
-    _model_args(p, DEFAULT_MODEL)
+    model_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="the text to analyse")
     src.add_argument("--file", help="a UTF-8 text file to analyse")
@@ -30,14 +26,8 @@ def register(sub: Any) -> None:
     loc = sub.add_parser("locality", help="the inference-time locality dial")
     loc_sub = loc.add_subparsers(dest="locality_command", required=True)
     sweep = loc_sub.add_parser("sweep", help="λ sweep: entropy, pointer fidelity, perplexity, accuracy, KL")
-    _model_args(sweep, DEFAULT_MODEL)
+    model_args(sweep)
     _sweep_parser(sweep)
-
-
-def _model_args(p: argparse.ArgumentParser, default_model: str) -> None:
-    p.add_argument("--model", default=default_model, help="catalog name, HF id or local safetensors folder")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--json", action="store_true")
 
 
 def _sweep_parser(p: argparse.ArgumentParser) -> None:
@@ -66,29 +56,6 @@ def _sweep_parser(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_locality_sweep)
 
 
-def read_text(args: argparse.Namespace) -> str | None:
-    if getattr(args, "text", None) is not None:
-        return args.text
-    if getattr(args, "file", None) is None:
-        return None
-    path = Path(args.file)
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InputError(f"{path} is larger than {MAX_FILE_BYTES // 1024 // 1024} MB")
-        return path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text") from None
-
-
-def _numbers(flag: str, raw: str, kind: type = float) -> tuple[Any, ...]:
-    try:
-        return tuple(kind(x) for x in raw.split(",") if x.strip())
-    except ValueError:
-        raise InputError(f"{flag} must be comma-separated {kind.__name__}s, got {raw!r}") from None
-
-
 def _spans(raw: str) -> tuple[tuple[int, int], ...]:
     try:
         return tuple((int(a), int(b)) for a, b in (s.split(":") for s in raw.split(",") if s.strip()))
@@ -96,15 +63,11 @@ def _spans(raw: str) -> tuple[tuple[int, int], ...]:
         raise InputError(f"--spans must look like 0:5,5:12, got {raw!r}") from None
 
 
-def _emit(payload: dict[str, Any], as_json: bool, lines: list[str]) -> None:
-    print(json.dumps(payload, indent=1) if as_json else "\n".join(lines))
-
-
 def cmd_entropy(args: argparse.Namespace) -> None:
     from headscope.models import ModelHandle
     from headscope.probes.report import entropy_report
 
-    text = read_text(args)
+    text = text_or_file(args)
     assert text is not None  # the argument group is required
     handle = ModelHandle.load(args.model, device=args.device)
     payload = entropy_report(handle, text, backend=args.backend)
@@ -112,19 +75,19 @@ def cmd_entropy(args: argparse.Namespace) -> None:
     lines += [f"layer {layer:3d}: " + " ".join(f"{h:5.2f}" for h in row) for layer, row in
               enumerate(payload["entropy_bits"])]  # fmt: skip
     lines.append(f"mean entropy: {payload['mean_entropy_bits']:.3f} bits")
-    _emit(payload, args.json, lines)
+    emit(payload, args.json, lines)
 
 
 def sweep_config_from_args(args: argparse.Namespace) -> Any:
     from headscope.localist import BlockSpec, LocalityDial, SweepConfig
 
-    heads = _numbers("--heads", args.heads, int) or None
+    heads = numbers("--heads", args.heads, int) or None
     blocks = BlockSpec(source=args.blocks, size=args.block_size, spans=_spans(args.spans))
     dial = LocalityDial(
         mode=args.mode, schedule=args.schedule, beta=args.beta, heads=heads, strength=args.strength,
-        layer_weights=_numbers("--layer-weights", args.layer_weights), blocks=blocks,
+        layer_weights=numbers("--layer-weights", args.layer_weights), blocks=blocks,
     )  # fmt: skip
-    return SweepConfig(lambdas=_numbers("--lambdas", args.lambdas), dial=dial, target=args.target)
+    return SweepConfig(lambdas=numbers("--lambdas", args.lambdas), dial=dial, target=args.target)
 
 
 def cmd_locality_sweep(args: argparse.Namespace) -> None:
@@ -136,7 +99,7 @@ def cmd_locality_sweep(args: argparse.Namespace) -> None:
     cfg = sweep_config_from_args(args)  # validate before loading a model
     handle = ModelHandle.load(args.model, device=args.device)
     cfg.dial.check(handle)  # layer count and head indices: before any work
-    tokens, cut = eval_tokens(handle, read_text(args), max_tokens=args.max_tokens)
+    tokens, cut = eval_tokens(handle, text_or_file(args), max_tokens=args.max_tokens)
     if cut is not None:
         print(f"headscope: note: evaluation text cut from {cut} to {tokens.shape[1]} tokens", file=sys.stderr)
     with tqdm(total=len(cfg.lambdas), desc="λ sweep", unit="λ", file=sys.stderr) as bar:
@@ -149,4 +112,4 @@ def cmd_locality_sweep(args: argparse.Namespace) -> None:
         f"{r['perplexity']:9.3f} {r['accuracy']:6.3f} {r['kl']:8.4f}"
         for r in payload["rows"]
     ]
-    _emit(payload, args.json, lines)
+    emit(payload, args.json, lines)

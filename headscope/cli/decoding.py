@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from headscope.cli.common import model_args
 from headscope.errors import InputError
 
 
@@ -13,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("decode", help="decoding strategies with one token-by-token trace")
     dsub = p.add_subparsers(dest="decode_command", required=True)
     c = dsub.add_parser("compare", help="run several strategies on one prompt and compare them with greedy")
-    c.add_argument("--model", default=None, help="catalog name, HF id or local folder (default: the default)")
+    model_args(c)
     c.add_argument("--prompt", required=True)
     c.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     c.add_argument("--strategies", default="greedy,layer_skip,ngram,jacobi")
@@ -28,8 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--regex", default=None, help="constrained: regular expression")
     c.add_argument("--grammar", default=None, help="constrained: named grammar (json_object)")
     c.add_argument("--constraint-method", default="awrs", choices=["awrs", "mask"])
-    c.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compare)
 
 

@@ -1,0 +1,112 @@
+"""What every `headscope` command shares, defined once: the model options, `--json`, reading user files,
+number lists, output paths checked before any work, and printing the result.
+
+Contract: with `--json` a command prints one JSON object on stdout; otherwise readable lines. Bad input raises an
+`InputError` (one line; `main` exits 2 and, under `--json`, also prints {"error", "exit_code"} on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from headscope.errors import InputError
+
+DEFAULT_MODEL = (
+    "smollm2-135m"  # = headscope.models.DEFAULT_MODEL (kept here so `--help` does not import torch)
+)
+MAX_TEXT_FILE_BYTES = 2 * 1024 * 1024
+
+
+def json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def model_args(
+    p: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL, help: str | None = None
+) -> None:
+    """--model, --device and --json."""
+    p.add_argument(
+        "--model",
+        default=default,
+        help=help or "catalog name, Hugging Face id (org/name) or local safetensors folder",
+    )
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    json_flag(p)
+
+
+def read_file(path: str | os.PathLike[str], what: str, *, max_bytes: int = MAX_TEXT_FILE_BYTES) -> str:
+    """A UTF-8 text file given on the command line, size-limited, with one-line errors."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise InputError(f"{what} file not found: {p}")
+        if p.stat().st_size > max_bytes:
+            raise InputError(f"{what} file {p} is larger than {max_bytes / 1e6:g} MB")
+        return p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read {what} file {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{what} file {p} is not UTF-8 text") from None
+
+
+def read_lines(path: str, what: str) -> list[str]:
+    """A plain-text file, one example a line (blank lines skipped)."""
+    lines = [ln.strip() for ln in read_file(path, what).splitlines() if ln.strip()]
+    if not lines:
+        raise InputError(f"{what} file has no examples (one per line): {path}")
+    return lines
+
+
+def text_or_file(args: argparse.Namespace, what: str = "text") -> str | None:
+    """`--text` if given, else the contents of `--file`, else None."""
+    if getattr(args, "text", None) is not None:
+        return args.text
+    if getattr(args, "file", None) is None:
+        return None
+    return read_file(args.file, what)
+
+
+def numbers(flag: str, raw: str, kind: type = float) -> tuple[Any, ...]:
+    """A comma-separated list of numbers (empty → ())."""
+    try:
+        return tuple(kind(x) for x in raw.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"{flag} must be comma-separated {kind.__name__}s, got {raw!r}") from None
+
+
+def writable_file(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """An output file path whose folder exists (or can be made) and is writable — checked before the work."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{flag} {p} is a folder; give a file name")
+    writable_dir(p.parent if str(p.parent) else ".", flag)
+    return p
+
+
+def writable_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """An output folder that exists (or can be made) and is writable — checked before the work."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{flag} {p} exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{flag} {p} cannot be created: {e.strerror or e}") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {p} is not writable")
+    return p
+
+
+def emit(payload: Any, as_json: bool, text: Callable[[Any], str] | Sequence[str] | None = None) -> None:
+    """The result: one JSON object with --json, else `text(payload)` (or the given lines)."""
+    if as_json or text is None:
+        print(json.dumps(payload, indent=1))
+    elif callable(text):
+        print(text(payload))
+    else:
+        print("\n".join(text))
