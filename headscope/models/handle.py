@@ -29,6 +29,7 @@ from transformers import PreTrainedTokenizerBase
 from headscope.errors import InputError
 from headscope.models.catalog import DEFAULT_MODEL, CatalogEntry, resolve
 from headscope.models.loading import Loaded, load_hf
+from headscope.selection import HeadSet
 
 HookFn = Callable[..., Any]
 Hooks = Sequence[tuple[str, HookFn]]
@@ -171,6 +172,10 @@ class ModelHandle:
     def str_tokens(self, ids: Iterable[int] | Tensor) -> list[str]:
         ids = ids.flatten().tolist() if isinstance(ids, Tensor) else list(ids)
         return [str(self.tokenizer.decode([i])) for i in ids]
+
+    def head_set(self, text: str) -> HeadSet:
+        """A head selection ("9.4, 12.*", "*.3") resolved and checked against this model's shape."""
+        return HeadSet.parse(text, self.facts.n_layers, self.facts.n_heads)
 
     # -- hooks -----------------------------------------------------------------------------------------------
     def check_hook_names(self, names: Iterable[str]) -> None:
