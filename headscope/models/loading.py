@@ -109,7 +109,11 @@ def _assemble_chunks(entry: CatalogEntry) -> Path:
 
 
 def _convert_gguf(entry: CatalogEntry, source: Path, dest: Path) -> None:
-    """Dequantise the GGUF to fp32 and write a safetensors folder at `dest`, atomically."""
+    """Dequantise the GGUF to fp32 and put a safetensors folder at `dest`, atomically.
+
+    The folder is written under a temporary name and renamed into place. If another process got there first
+    (the rename finds `dest` already there), ours is discarded and theirs is used: a loader only ever sees no
+    folder or a complete one."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         model = AutoModelForCausalLM.from_pretrained(
@@ -138,37 +142,75 @@ def _convert_gguf(entry: CatalogEntry, source: Path, dest: Path) -> None:
             "package_version": entry.package_version(),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
+        publish(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish(tmp: Path, dest: Path) -> bool:
+    """Rename a complete folder into place; False (and `tmp` left for the caller to delete) when a concurrent
+    writer published first — its folder is as good as ours."""
+    try:
+        tmp.rename(dest)
+    except OSError:
+        return False
+    return True
+
+
+def _discard(dest: Path) -> None:
+    """Move a bad cache folder out of the way atomically, then delete it (no window with a half-deleted folder;
+    readers that memory-mapped its files keep them until they close)."""
+    if not dest.exists():
+        return
+    trash = dest.parent / f".trash-{dest.name}-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        dest.rename(trash)
+    except OSError:  # someone else moved or replaced it already
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+_META_FIELDS = {"format": int, "name": str, "source": str, "sha256": str}
+
+
+def read_meta(dest: Path) -> dict | None:
+    """The cache folder's meta.json if it is complete and of this format, else None (the folder is rebuilt)."""
+    try:
+        meta = json.loads((dest / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(meta, dict) and all(isinstance(meta.get(k), t) for k, t in _META_FIELDS.items())
+    return meta if ok and meta["format"] == CACHE_FORMAT else None
+
+
+def _load_cached(dest: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict] | None:
+    meta = read_meta(dest)
+    if meta is None:
+        return None
+    try:
+        model, tokenizer = _from_pretrained(dest, local_files_only=True)
+    except Exception:  # a damaged cache is ours to rebuild, not the user's problem
+        return None
+    return model, tokenizer, meta
 
 
 def _load_gguf(entry: CatalogEntry) -> Loaded:
     t0 = time.perf_counter()
     source = _gguf_source(entry)
     dest = _cache_dir(entry, source)
-    from_cache = (dest / "meta.json").is_file()
-    if from_cache:
-        try:
-            model, tokenizer = _from_pretrained(dest, local_files_only=True)
-        except Exception:  # a damaged cache is ours to rebuild, not the user's problem
-            shutil.rmtree(dest, ignore_errors=True)
-            from_cache = False
-    if not from_cache:
+    got = _load_cached(dest)
+    from_cache = got is not None
+    if got is None:
+        _discard(dest)
         _convert_gguf(entry, source, dest)
-        try:
-            model, tokenizer = _from_pretrained(dest, local_files_only=True)
-        except Exception as e:
-            raise ModelUnavailableError(
-                f"model {entry.name!r}: the converted cache in {dest} does not load ({e})"
-            ) from e
-    meta = json.loads((dest / "meta.json").read_text())
+        got = _load_cached(dest)
+        if got is None:
+            raise ModelUnavailableError(f"model {entry.name!r}: the converted cache in {dest} does not load")
+    model, tokenizer, meta = got
     return Loaded(
-        model, tokenizer, f"{entry.package}:{source.name}", meta["sha256"], meta["package_version"], from_cache,
-        time.perf_counter() - t0,
+        model, tokenizer, f"{entry.package}:{source.name}", meta["sha256"], meta.get("package_version"),
+        from_cache, time.perf_counter() - t0,
     )  # fmt: skip
 
 

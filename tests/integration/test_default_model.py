@@ -95,3 +95,19 @@ def test_corrupt_cache_is_recreated(
     ids = first.tokenize("Hello")
     assert torch.equal(again.forward(ids), first.forward(ids))
     assert json.loads(meta.read_text())["sha256"] == first.identity.sha256
+
+
+def test_truncated_meta_is_rebuilt(
+    first_and_cached, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = first_and_cached
+    meta = next(fresh_cache.glob("models/smollm2-135m/*/meta.json"))
+    broken = meta.with_suffix(".tmp")
+    broken.write_text(meta.read_text()[:25])  # a crash mid-write, or a disk that filled up
+    broken.replace(meta)
+    monkeypatch.setenv("HEADSCOPE_CACHE", str(fresh_cache))
+    again = ModelHandle.load("smollm2-135m", device="cpu")
+    assert not again.loaded_from_cache
+    assert json.loads(meta.read_text())["sha256"] == first.identity.sha256
+    ids = first.tokenize("Hello")
+    assert torch.equal(again.forward(ids), first.forward(ids))

