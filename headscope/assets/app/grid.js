@@ -22,7 +22,7 @@ function hsGrid() {
   for (let l = 0; l < nL; l++) {
     for (let h = 0; h < nH; h++) {
       cells.appendChild(HS.svgEl('rect', { x: left + h * cw, y: top + l * ch, width: cw - 1, height: ch - 1,
-        fill: HS.color(scale, z[l][h], lo, hi) }));
+        fill: HS.color(scale, z[l][h], lo, hi), 'data-cell': `${l}.${h}` }));
     }
   }
   svg.appendChild(cells);
