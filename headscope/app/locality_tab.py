@@ -1,5 +1,5 @@
 """Attention & locality tab: entropy heatmap and per-token shading under a locality dial, a single-head pattern
-viewer, and a λ sweep drawn as curves. Wiring only: the work is in `headscope.probes` and `headscope.localist`."""
+viewer, and a λ sweep drawn as curves. Wiring only: the work is in `headscope.probes` and `headscope.attention`."""
 
 from __future__ import annotations
 
@@ -14,19 +14,18 @@ from plotly.subplots import make_subplots
 from headscope.app.inputs import number
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
+from headscope.attention import MODES, LocalityDial, dial_hooks
 from headscope.errors import InputError
-from headscope.localist import (
-    MODES,
-    LocalityDial,
+from headscope.models import ModelHandle
+from headscope.probes import (
+    MAX_PATTERN_TOKENS,
+    ProbeConfig,
     SweepConfig,
-    dial_hooks,
     eval_tokens,
-    score_transforms,
+    head_pattern,
+    probe_attention,
     sweep_locality,
 )
-from headscope.localist.dial import dial_geometry
-from headscope.models import ModelHandle
-from headscope.probes import MAX_PATTERN_TOKENS, ProbeConfig, head_pattern, probe_attention
 
 APP_MAX_TOKENS = 1024  # one user's analysis must not hold the shared model for long
 APP_MAX_CHARS = 20_000
@@ -88,11 +87,9 @@ def analyse(
     dial = _dial(lam, mode, schedule, beta)
     progress(0.1, desc="loading model")
     handle, tokens = _handle_and_tokens(model, text)
-    _, blocks = dial_geometry(handle, tokens, dial)
     cfg = ProbeConfig(target="block" if dial.mode == "block" else "local")
     progress(0.4, desc="running")
-    fns = score_transforms(handle, tokens, dial)
-    probes = probe_attention(handle, tokens, cfg=cfg, score_fns=fns, block_ids=blocks)
+    probes = probe_attention(handle, tokens, cfg=cfg, dial=dial)
     means = probes.head_means()
     fig = _heatmap(means["entropy_bits"], f"attention entropy (bits), λ = {dial.lam:g}", "head", "layer")
     norm = probes.normalised_entropy.mean((0, 1))
