@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from headscope import errors
 
@@ -74,9 +74,10 @@ class RunStatus:
     fraction: float
     result: Any = None
     error: str | None = None
+    error_kind: str = "HeadscopeError"  # the headscope.errors class the run raised
 
 
-def _raise(failed: _Failed) -> None:
+def _raise(failed: _Failed) -> NoReturn:
     kind = getattr(errors, failed.kind, None)
     cls = kind if isinstance(kind, type) and issubclass(kind, errors.HeadscopeError) else errors.HeadscopeError
     raise cls(failed.message)
@@ -95,9 +96,9 @@ class ClusterRun:
             try:
                 result = ray.get(self.ref)
             except ray.exceptions.RayError as e:
-                return RunStatus("failed", self._last[0], self._last[1], error=_line(e))
+                return RunStatus("failed", *self._last, error=f"cluster run failed: {_line(e)}")
             if isinstance(result, _Failed):
-                return RunStatus("failed", self._last[0], self._last[1], error=result.message)
+                return RunStatus("failed", *self._last, error=result.message, error_kind=result.kind)
             return RunStatus("done", "done", 1.0, result=result)
         got = ray.get(self.worker.progress.remote(self.run_id))
         self._last = got or self._last
@@ -116,10 +117,7 @@ class ClusterRun:
                 continue
             if status.state == "done":
                 return status.result
-            result = ray.get(self.ref) if status.error is None else None
-            if isinstance(result, _Failed):
-                _raise(result)
-            raise errors.HeadscopeError(f"cluster run failed: {status.error}")
+            _raise(_Failed(status.error_kind, status.error or "the cluster run failed"))
 
     def cancel(self) -> None:
         import ray

@@ -1,6 +1,7 @@
 """Jobs on Ray: one actor per model replica, which loads its model once and serves many jobs.
 
-Jobs are grouped by (model, num_cpus, num_gpus); each group gets up to `max_replicas` actors, created only while
+Jobs are grouped by (model, num_cpus, num_gpus); each group gets up to `max_replicas` actors (default 1: a replica
+costs a process start and a model load, so more of them pay off only for long queues), created only while
 the cluster has room for them (an actor reserves its job's `num_cpus`/`num_gpus` for its lifetime), and an actor is
 ended as soon as its group has no queued job, so the next group's actors can start. Each actor has one job in
 flight, so a worker that dies loses at most that job, which is queued again once (`attempts` = 2 in summary.json);
@@ -120,7 +121,7 @@ class RayRunner:
 
     def __init__(self, name: str = "ray", *, max_replicas: int | None = None):
         self.name = name
-        self.max_replicas = max_replicas
+        self.max_replicas = max_replicas or 1
         self.on_submit: Callable[[str, int], None] | None = None  # (job name, worker pid): used by tests
 
     def run(self, jobs: Sequence[Job], done: Done) -> None:
@@ -158,7 +159,7 @@ class RayRunner:
     def _start_actors(self, pool: _Pool) -> None:
         while True:
             counts = {k: sum(s.key == k for s in pool.slots) for k in pool.queues}
-            cap = self.max_replicas or 1_000_000
+            cap = self.max_replicas
             waiting = [k for k, q in pool.queues.items() if q and counts[k] < min(cap, len(q)) and pool.fits(k)]
             if not waiting:
                 return
@@ -210,3 +211,4 @@ class RayRunner:
         except ray.exceptions.RayTaskError as e:
             line = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             done(job, Outcome(False, "", line, 1, 0.0, ""), attempts[job.name], self.name)
+

@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
         "--ray", default=None, metavar="auto|local|ADDRESS",
         help="run on Ray: auto = the cluster running here, local = start one, or HOST:PORT",
     )  # fmt: skip
-    r.add_argument("--replicas", type=int, default=None, help="Ray: at most this many actors per model")
+    r.add_argument("--replicas", type=int, default=None, help="Ray: actors per model (default 1)")
     r.add_argument("--num-cpus", type=int, default=None, help="--ray local: CPUs of the local cluster")
     json_flag(r)
     r.set_defaults(func=cmd_run)

@@ -64,7 +64,7 @@ def _check_device_name(dev: str) -> None:
 
 
 def parse_max_memory(text: str) -> dict[str, int]:
-    """'cuda:0=20GiB,cpu=8GiB' → {'cuda:0': 21474836480, 'cpu': 8589934592} (one-line error otherwise)."""
+    """'cuda:0=20GiB,cpu=8GiB' → {'cuda:0': 21474836480, 'cpu': 8589934592}; a bare number is bytes."""
     from accelerate.utils import convert_file_size_to_int
 
     out: dict[str, int] = {}
@@ -74,10 +74,11 @@ def parse_max_memory(text: str) -> dict[str, int]:
         if not sep:
             raise InputError(f"--max-memory entries look like cuda:0=20GiB or cpu=512MB, got {part!r}")
         _check_device_name(dev)
+        size = size.strip()
         try:
-            out[dev] = int(convert_file_size_to_int(size.strip()))
+            out[dev] = int(size) if size.isdigit() else int(convert_file_size_to_int(size))
         except (ValueError, TypeError):
-            raise InputError(f"--max-memory: cannot read the size {size.strip()!r} for {dev}") from None
+            raise InputError(f"--max-memory: cannot read the size {size!r} for {dev}") from None
     return out
 
 

@@ -1,0 +1,101 @@
+"""Batch jobs on a local Ray cluster (num_cpus=2, no dashboard, one per test session): the same answer as
+in-process, a killed worker's job retried once with no finished result lost, and the app's submit/poll API.
+
+Each Ray actor is a fresh Python process that imports torch and transformers (~5-15 s on the 2-core machines), so
+the tests share actors where they can: all of this module takes under a minute."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headscope.batch import InProcessRunner, RayRunner, connect, parse_jobs, run_batch
+from headscope.batch.execute import without_timings
+from headscope.errors import InputError
+
+ray = pytest.importorskip("ray")
+# The app's work functions live in its modules; this test's own one travels to the actor by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TEXT = "The cat sat on the mat. The dog sat on the log."
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    if ray.is_initialized():
+        yield
+        return
+    connect("local", num_cpus=2, namespace="headscope")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _jobs(n: int, model: str) -> list[dict[str, Any]]:
+    return [{"name": f"{model}.{i}", "args": ["locality", "sweep", "--model", model, "--text", TEXT, "--lambdas",
+                                            f"0,{(i + 1) / n:.3f}", "--mode", "distance"]} for i in range(n)]  # fmt: skip
+
+
+def _results(folder: Path, names: list[str]) -> dict[str, str]:
+    return {n: (folder / f"{n}.json").read_text() for n in names}
+
+
+def test_ray_gives_the_in_process_answer_and_retries_a_killed_workers_job(ray_cluster: None, tmp_path: Path) -> None:
+    raw = [*_jobs(3, "tiny-llama"), *_jobs(2, "tiny-gpt2"),
+           {"name": "dec", "args": ["decode", "compare", "--model", "tiny-gpt2", "--prompt", "abc ab", "--strategies",
+                                    "greedy,sample", "--temperature", "1", "--max-new-tokens", "4"]},
+           {"name": "bad", "args": ["locality", "sweep", "--model", "tiny-llama", "--text", TEXT, "--heads", "9"]}]  # fmt: skip
+    names = [j["name"] for j in raw[:-1]]
+    runner, killed = RayRunner("ray"), []
+
+    def kill_during_second_llama_job(name: str, pid: int) -> None:
+        if name == "tiny-llama.1" and not killed:
+            os.kill(pid, signal.SIGKILL)  # the actor process this test's cluster started for the job
+            killed.append(pid)
+
+    runner.on_submit = kill_during_second_llama_job
+    on_ray = run_batch(parse_jobs(raw, tmp_path / "b"), tmp_path / "b", runner, progress=False)
+    local = run_batch(parse_jobs(raw, tmp_path / "a"), tmp_path / "a", InProcessRunner(), progress=False)
+    assert (on_ray["n_ok"], on_ray["n_error"]) == (local["n_ok"], local["n_error"]) == (len(names), 1)
+    a, b = _results(tmp_path / "a", names), _results(tmp_path / "b", names)
+    for name in names:
+        if name == "dec":  # reports its wall-clock speed; the sampled tokens are the same
+            assert without_timings(json.loads(a[name])) == without_timings(json.loads(b[name]))
+        else:
+            assert a[name] == b[name]
+    assert json.loads((tmp_path / "b" / "bad.error.json").read_text())["error"].startswith("head index 9")
+    jobs = on_ray["jobs"]
+    # The killed worker's finished job kept its result; the job it was running ran again on a new actor.
+    assert killed and jobs["tiny-llama.0"]["worker"] == f"ray:{killed[0]}" != jobs["tiny-llama.1"]["worker"]
+    assert [jobs[n]["attempts"] for n in names] == [1, 2, 1, 1, 1, 1]
+    assert len({jobs[n]["worker"] for n in names}) == 3  # one actor per model, plus the replacement
+
+
+def _sweep(handle: Any, report: Any, text: str, lambdas: tuple[float, ...]) -> dict[str, Any]:
+    from headscope.localist import SweepConfig, eval_tokens, sweep_locality
+
+    tokens, _ = eval_tokens(handle, text, max_tokens=64)
+    cfg = SweepConfig(lambdas=lambdas)
+    done = sweep_locality(handle, tokens, cfg, progress=lambda i, n: report(f"λ point {i}/{n}", i / n))
+    return done.to_json()
+
+
+def test_the_app_can_submit_a_run_and_poll_it(ray_cluster: None, tiny_gpt2: Any) -> None:
+    from headscope.batch.cluster import submit
+
+    seen: list[float] = []
+    run = submit(_sweep, "tiny-gpt2", TEXT, (0.0, 0.5, 1.0), device="cpu")
+    got = run.wait(on_progress=lambda stage, frac: seen.append(frac), poll_s=0.05)
+    assert got == _sweep(tiny_gpt2, lambda s, f: None, TEXT, (0.0, 0.5, 1.0))
+    assert all(0.0 <= f <= 1.0 for f in seen)
+    with pytest.raises(InputError, match="text is empty"):
+        submit(_sweep, "tiny-gpt2", " ", (0.0,), device="cpu").wait()
