@@ -79,14 +79,16 @@ class RunStatus:
 
 def _raise(failed: _Failed) -> NoReturn:
     kind = getattr(errors, failed.kind, None)
-    cls = kind if isinstance(kind, type) and issubclass(kind, errors.HeadscopeError) else errors.HeadscopeError
+    cls = (
+        kind if isinstance(kind, type) and issubclass(kind, errors.HeadscopeError) else errors.HeadscopeError
+    )
     raise cls(failed.message)
 
 
 class ClusterRun:
     def __init__(self, worker: Any, ref: Any, run_id: str):
         self.worker, self.ref, self.run_id = worker, ref, run_id
-        self._last = ("queued", 0.0)
+        self._last: tuple[str, float] = ("queued", 0.0)
 
     def status(self) -> RunStatus:
         import ray
@@ -96,13 +98,17 @@ class ClusterRun:
             try:
                 result = ray.get(self.ref)
             except ray.exceptions.RayError as e:
-                return RunStatus("failed", *self._last, error=f"cluster run failed: {_line(e)}")
+                return RunStatus(
+                    "failed", self._last[0], self._last[1], error=f"cluster run failed: {_line(e)}"
+                )
             if isinstance(result, _Failed):
-                return RunStatus("failed", *self._last, error=result.message, error_kind=result.kind)
+                return RunStatus(
+                    "failed", self._last[0], self._last[1], error=result.message, error_kind=result.kind
+                )
             return RunStatus("done", "done", 1.0, result=result)
         got = ray.get(self.worker.progress.remote(self.run_id))
         self._last = got or self._last
-        return RunStatus("running", *self._last)
+        return RunStatus("running", self._last[0], self._last[1])
 
     def wait(self, on_progress: Callable[[str, float], None] | None = None, poll_s: float = 0.5) -> Any:
         """Poll until the run ends; its result, or its error raised here (one line)."""

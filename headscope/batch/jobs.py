@@ -157,7 +157,7 @@ def parse_jobs(data: Any, out_dir: Path, *, where: str = "job file") -> list[Job
 
     items = data.get("jobs") if isinstance(data, dict) and set(data) == {"jobs"} else data
     if not isinstance(items, list) or not items:
-        raise InputError(f"{where}: expected a non-empty list of jobs, or {{\"jobs\": [...]}}")
+        raise InputError(f'{where}: expected a non-empty list of jobs, or {{"jobs": [...]}}')
     if len(items) > MAX_JOBS:
         raise InputError(f"{where}: {len(items)} jobs; the limit is {MAX_JOBS}")
     parser, seen, jobs = build_parser(), set[str](), []

@@ -160,7 +160,9 @@ class RayRunner:
         while True:
             counts = {k: sum(s.key == k for s in pool.slots) for k in pool.queues}
             cap = self.max_replicas
-            waiting = [k for k, q in pool.queues.items() if q and counts[k] < min(cap, len(q)) and pool.fits(k)]
+            waiting = [
+                k for k, q in pool.queues.items() if q and counts[k] < min(cap, len(q)) and pool.fits(k)
+            ]
             if not waiting:
                 return
             key = max(waiting, key=lambda k: len(pool.queues[k]) / (counts[k] + 1))
@@ -211,4 +213,3 @@ class RayRunner:
         except ray.exceptions.RayTaskError as e:
             line = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             done(job, Outcome(False, "", line, 1, 0.0, ""), attempts[job.name], self.name)
-

@@ -73,7 +73,12 @@ class ResultStore:
             self.error_path(job.name).unlink(missing_ok=True)
         else:
             entry["error"] = outcome.error
-            error = {"name": job.name, "error": outcome.error, "exit_code": outcome.exit_code, "attempts": attempts}
+            error = {
+                "name": job.name,
+                "error": outcome.error,
+                "exit_code": outcome.exit_code,
+                "attempts": attempts,
+            }
             write_atomic(self.error_path(job.name), json.dumps(error, indent=1))
             self.result_path(job.name).unlink(missing_ok=True)
         self.entries[job.name] = entry

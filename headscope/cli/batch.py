@@ -16,7 +16,9 @@ from headscope.errors import InputError
 def register(sub: Any) -> None:
     p = sub.add_parser("batch", help="run a job file of headscope commands (in-process or on a Ray cluster)")
     bsub = p.add_subparsers(dest="batch_command", required=True)
-    r = bsub.add_parser("run", help="run every job not yet done; results in DIR/<name>.json, DIR/summary.json")
+    r = bsub.add_parser(
+        "run", help="run every job not yet done; results in DIR/<name>.json, DIR/summary.json"
+    )
     r.add_argument("jobs", help='job file: [{"name": ..., "args": [what follows `headscope`]}, ...]')
     r.add_argument("--out", required=True, help="results folder (re-running skips the jobs already done)")
     r.add_argument(

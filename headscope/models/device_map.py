@@ -118,7 +118,9 @@ def plan_blocks(sizes: list[int], rest: int, spec: DeviceMapSpec) -> tuple[str, 
             free[dev] -= size
         targets.append(dev)
     if "disk" in targets and spec.offload_dir is None:
-        raise InputError("the model does not fit in the memory budgets; give an offload folder (--offload-dir)")
+        raise InputError(
+            "the model does not fit in the memory budgets; give an offload folder (--offload-dir)"
+        )
     return main, targets
 
 

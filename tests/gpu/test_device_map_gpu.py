@@ -42,7 +42,9 @@ def test_gpu_plus_cpu_offload_equals_one_gpu(name: str) -> None:
     for n in names:
         torch.testing.assert_close(cache_a[n], cache_b[n], rtol=1e-5, atol=1e-5)
     cfg = SweepConfig(lambdas=(0.0, 0.7), dial=LocalityDial(mode="distance"))
-    rows = [sweep_locality(h, eval_tokens(h, TEXT, max_tokens=64)[0], cfg).to_json()["rows"] for h in (one, split)]
+    rows = [
+        sweep_locality(h, eval_tokens(h, TEXT, max_tokens=64)[0], cfg).to_json()["rows"] for h in (one, split)
+    ]
     for a, b in zip(rows[0], rows[1], strict=True):
         assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-4 for k in a if isinstance(a[k], float))
 

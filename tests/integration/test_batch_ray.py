@@ -49,7 +49,9 @@ def _results(folder: Path, names: list[str]) -> dict[str, str]:
     return {n: (folder / f"{n}.json").read_text() for n in names}
 
 
-def test_ray_gives_the_in_process_answer_and_retries_a_killed_workers_job(ray_cluster: None, tmp_path: Path) -> None:
+def test_ray_gives_the_in_process_answer_and_retries_a_killed_workers_job(
+    ray_cluster: None, tmp_path: Path
+) -> None:
     raw = [*_jobs(3, "tiny-llama"), *_jobs(2, "tiny-gpt2"),
            {"name": "dec", "args": ["decode", "compare", "--model", "tiny-gpt2", "--prompt", "abc ab", "--strategies",
                                     "greedy,sample", "--temperature", "1", "--max-new-tokens", "4"]},

@@ -21,11 +21,32 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TEXT = "The cat sat on the mat. The dog sat on the log."
 JOBS: list[dict[str, Any]] = [
     {"name": "ent", "args": ["entropy", "--model", "tiny-llama", "--text", TEXT]},
-    {"name": "sweep.gpt2", "args": ["locality", "sweep", "--model", "tiny-gpt2", "--text", TEXT,
-                                    "--lambdas", "0,1"]},  # fmt: skip
-    {"name": "sample", "args": ["decode", "compare", "--model", "tiny-llama", "--prompt", "abc ab",
-                                "--strategies", "greedy,sample", "--temperature", "1", "--max-new-tokens", "4"], "threads": 2},  # fmt: skip
-    {"name": "bad_heads", "args": ["locality", "sweep", "--model", "tiny-llama", "--text", TEXT, "--heads", "9"]},
+    {
+        "name": "sweep.gpt2",
+        "args": ["locality", "sweep", "--model", "tiny-gpt2", "--text", TEXT, "--lambdas", "0,1"],
+    },
+    {
+        "name": "sample",
+        "args": [
+            "decode",
+            "compare",
+            "--model",
+            "tiny-llama",
+            "--prompt",
+            "abc ab",
+            "--strategies",
+            "greedy,sample",
+            "--temperature",
+            "1",
+            "--max-new-tokens",
+            "4",
+        ],
+        "threads": 2,
+    },
+    {
+        "name": "bad_heads",
+        "args": ["locality", "sweep", "--model", "tiny-llama", "--text", TEXT, "--heads", "9"],
+    },
 ]
 
 
@@ -47,7 +68,9 @@ def test_results_are_the_commands_json_and_errors_are_per_job(
             want = _cli_json(job["args"], capsys)
         got = (tmp_path / f"{job['name']}.json").read_text()
         assert without_timings(json.loads(got)) == without_timings(json.loads(want))
-        if job["name"] != "sample":  # decode reports wall-clock speed; the others are bit for bit the same text
+        if (
+            job["name"] != "sample"
+        ):  # decode reports wall-clock speed; the others are bit for bit the same text
             assert got == want
     err = json.loads((tmp_path / "bad_heads.error.json").read_text())
     assert err["error"] == "head index 9 out of range: the model has 4 heads" and err["exit_code"] == 2
@@ -86,7 +109,9 @@ def test_output_options_go_under_the_jobs_folder(tmp_path: Path) -> None:
     assert argv["c"][-3:] == ("--json", "--out", str(root / "c" / "circuit_report.json"))
     assert f"--out={root / 'v' / 'vecs'}" in argv["v"]
     s = argv["s"]
-    assert s[s.index("--out") + 1] == str(root / "s" / "t.json") and s[s.index("--work") + 1] == str(root / "s" / "w")
+    assert s[s.index("--out") + 1] == str(root / "s" / "t.json") and s[s.index("--work") + 1] == str(
+        root / "s" / "w"
+    )
     assert "--out" not in argv["n"]  # no default path: the command saves nothing unless asked
 
 
@@ -121,7 +146,9 @@ def test_cli_refuses_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "not valid JSON" in capsys.readouterr().err
     good = tmp_path / "good.json"
     good.write_text(json.dumps([{"name": "a", "args": ["models"]}]))
-    assert main(["batch", "run", str(good), "--out", str(tmp_path / "o"), "--ray", "127.0.0.1:9", "--json"]) == 2
+    assert (
+        main(["batch", "run", str(good), "--out", str(tmp_path / "o"), "--ray", "127.0.0.1:9", "--json"]) == 2
+    )
     out = json.loads(capsys.readouterr().out)
     assert "does not answer" in out["error"] and not (tmp_path / "o" / "summary.json").exists()
     assert main(["batch", "run", str(good), "--out", str(tmp_path / "o"), "--ray", "no-port"]) == 2
@@ -137,7 +164,9 @@ def test_cli_runs_a_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert (out["n_ok"], out["n_error"], out["runner"]) == (1, 1, "in-process")
 
 
-def test_each_job_gets_its_threads_a_fresh_rng_and_the_workers_models(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_job_gets_its_threads_a_fresh_rng_and_the_workers_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     seen: list[tuple[int, float]] = []
 
     def fake_main(argv: list[str]) -> int:

@@ -21,7 +21,10 @@ TEXT = "The cat sat on the mat. The cat sat on"
 
 def _budget_for(handle: ModelHandle, n_blocks_in_memory: int) -> int:
     """CPU bytes that hold the embeddings and the first n blocks, so the rest must go to disk."""
-    sizes = [sum(p.numel() * p.element_size() for p in b.original_component.parameters()) for b in handle.bridge.blocks]
+    sizes = [
+        sum(p.numel() * p.element_size() for p in b.original_component.parameters())
+        for b in handle.bridge.blocks
+    ]
     rest = sum(p.numel() * p.element_size() for p in handle.hf_model.parameters()) - sum(sizes)
     return rest + sum(sizes[:n_blocks_in_memory]) + 8
 
@@ -100,7 +103,9 @@ def test_plans_fill_devices_in_order_or_balance_the_gpus() -> None:
     assert main_dev == "cuda:0" and auto == ["cuda:0"] * 4 + ["cuda:1"] * 4
     _, balanced = plan_blocks(sizes, gib, DeviceMapSpec("balanced", budgets))
     assert balanced == ["cuda:0"] * 4 + ["cuda:1"] * 4
-    _, spill = plan_blocks(sizes, gib, DeviceMapSpec("auto", {**budgets, "cuda:1": 3 * gib, "cpu": 5 * gib}, "/x"))
+    _, spill = plan_blocks(
+        sizes, gib, DeviceMapSpec("auto", {**budgets, "cuda:1": 3 * gib, "cpu": 5 * gib}, "/x")
+    )
     assert spill == ["cuda:0"] * 4 + ["cuda:1", "cpu", "cpu", "disk"]
     assert parse_max_memory("cuda:0=1GiB, cpu=512MiB") == {"cuda:0": gib, "cpu": gib // 2}
     with pytest.raises(InputError, match="device map must be one of"):
