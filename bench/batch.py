@@ -121,6 +121,10 @@ def main() -> None:
         "ray_actor_start_s": actor_start,
         "ray_steady_overhead_per_job_s": round(steady, 4),
         "ray_overhead_per_job_s": round((len(workers) * ray_s - sum(job_s)) / N_JOBS, 3),
+        # Job length above which W warm-started workers beat one process: N·t > start + (N/W)·(t + steady).
+        "break_even_job_s": round(
+            (max(actor_start) + N_JOBS / len(workers) * steady) / (N_JOBS * (1 - 1 / len(workers))), 2
+        ),
         "identical_results": same,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "note": "ray_s includes starting one actor per model (a fresh Python process importing torch, transformers "
