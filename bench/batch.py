@@ -56,7 +56,8 @@ class Stamped:
     """A runner wrapper that notes when each job's result reached the driver."""
 
     def __init__(self, runner) -> None:
-        self.runner, self.name, self.at = runner, runner.name, {}
+        self.runner, self.name, self.t0 = runner, runner.name, 0.0
+        self.at: dict[str, float] = {}
 
     def run(self, jobs, done) -> None:
         def stamp(job, outcome, attempts, worker) -> None:
@@ -77,7 +78,7 @@ def actor_costs(runner: Stamped, summary: dict) -> tuple[list[float], float]:
     """Per actor: time before its first result beyond that job's own seconds (process start, imports);
     and the median gap between consecutive results of one actor beyond the job's seconds (steady per-job cost)."""
     by_worker: dict[str, list[str]] = {}
-    for name in sorted(runner.at, key=runner.at.get):
+    for name in sorted(runner.at, key=lambda n: runner.at[n]):
         by_worker.setdefault(summary["jobs"][name]["worker"], []).append(name)
     start, gaps = [], []
     for names in by_worker.values():
