@@ -70,15 +70,15 @@ def connect(address: str, *, num_cpus: int | None = None, namespace: str | None 
     """Join (or, for `local`, start) a Ray cluster before any work; a clear line when there is none. Returns a label."""
     import ray
 
-    if ray.is_initialized():
+    if address not in ("auto", "local"):
+        _probe(address)
+    if ray.is_initialized():  # already joined (tests, the app): reuse that connection
         return "ray"
     opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
                             "namespace": namespace}  # fmt: skip
     if address == "local":
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **opts)
         return "ray:local"
-    if address != "auto":
-        _probe(address)
     try:
         ray.init(address=address, **opts)
     except (ConnectionError, RuntimeError) as e:
@@ -134,7 +134,7 @@ class RayRunner:
         attempts = {job.name: 0 for job in jobs}
         try:
             while True:
-                self._refuse_unfit(pool, done, attempts)
+                self._refuse_unfit(pool, done)
                 self._start_actors(pool)
                 self._assign(pool, attempts)
                 busy = [s for s in pool.slots if s.ref is not None]
@@ -149,7 +149,7 @@ class RayRunner:
             for slot in pool.slots:
                 ray.kill(slot.actor)
 
-    def _refuse_unfit(self, pool: _Pool, done: Done, attempts: dict[str, int]) -> None:
+    def _refuse_unfit(self, pool: _Pool, done: Done) -> None:
         for key, queue in pool.queues.items():
             if key[1] > pool.cpus or key[2] > pool.gpus:
                 msg = f"needs {key[1]:g} CPUs and {key[2]:g} GPUs; the cluster has {pool.cpus:g} and {pool.gpus:g}"

@@ -65,9 +65,11 @@ def test_ray_gives_the_in_process_answer_and_retries_a_killed_workers_job(
             killed.append(pid)
 
     runner.on_submit = kill_during_second_llama_job
-    on_ray = run_batch(parse_jobs(raw, tmp_path / "b"), tmp_path / "b", runner, progress=False)
+    gpu_job = {"name": "gpu", "args": ["models"], "num_gpus": 1}  # more than the cluster has: refused alone
+    on_ray = run_batch(parse_jobs([*raw, gpu_job], tmp_path / "b"), tmp_path / "b", runner, progress=False)
     local = run_batch(parse_jobs(raw, tmp_path / "a"), tmp_path / "a", InProcessRunner(), progress=False)
-    assert (on_ray["n_ok"], on_ray["n_error"]) == (local["n_ok"], local["n_error"]) == (len(names), 1)
+    assert (on_ray["n_ok"], on_ray["n_error"]) == (local["n_ok"], local["n_error"] + 1) == (len(names), 2)
+    assert "the cluster has 2 and 0" in json.loads((tmp_path / "b" / "gpu.error.json").read_text())["error"]
     a, b = _results(tmp_path / "a", names), _results(tmp_path / "b", names)
     for name in names:
         if name == "dec":  # reports its wall-clock speed; the sampled tokens are the same
