@@ -1,26 +1,31 @@
-"""Long app work on a Ray cluster: submit a run, poll its progress, collect its result.
+"""The app's long work on a Ray cluster: where `HEADSCOPE_RAY_ADDRESS` is set, a tab's job runs there.
 
-Where `HEADSCOPE_RAY_ADDRESS` is set, the web process hands a long run (a circuit search, a λ sweep) to an actor
-that holds the model (one named actor per model and device, reused across runs and web restarts), and polls it, so
-the web process stays responsive. The work is a picklable function `fn(handle, report, *args, **kwargs)`, where
-`report(stage, fraction)` publishes progress; `ClusterRun.status()` reads it, `wait(on_progress)` polls until the
-result. A `HeadscopeError` inside the run comes back as the same kind of error with its one line.
+`RayJobRunner` implements the app's job-runner interface (`headscope/app/jobs.py`: `start(spec, owner=...)` → a job
+with `status() / cancel() / wait(timeout) / result()`). A job that carries its CLI `command` runs as a batch job on
+an actor that holds the model (one named actor per model, reused across jobs and web restarts); the web process
+only polls, so it stays responsive. Progress is the command's own progress bar (every long command draws one on
+stderr), the result is the command's JSON — what the tab's in-process `work` returns. Cancel ends a queued job, or
+ends the actor of a running one (the model is loaded again for the next job). A job without a command runs on the
+fallback runner (the app's in-process one).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import os
 import threading
-import uuid
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from headscope import errors
+from headscope.batch.execute import Outcome
 
 ADDRESS_ENV = "HEADSCOPE_RAY_ADDRESS"
 NAMESPACE = "headscope"
-Work = Callable[..., Any]  # fn(handle, report, *args, **kwargs)
+_ids = itertools.count(1)
 
 
 def cluster_address() -> str | None:
@@ -28,119 +33,23 @@ def cluster_address() -> str | None:
     return os.environ.get(ADDRESS_ENV) or None
 
 
-@dataclass(frozen=True)
-class _Failed:
-    kind: str
-    message: str
-
-
-class ModelWorker:
-    """Ray actor (threaded, so `progress` answers while `run` works): one model, many runs."""
-
-    def __init__(self, model_id: str, device: str | None):
-        self.model_id, self.device = model_id, device
-        self.handle: Any = None
-        self.progress_of: dict[str, tuple[str, float]] = {}
-        self.lock = threading.Lock()
-
-    def _model(self) -> Any:
-        from headscope.models import ModelHandle
-
-        with self.lock:
-            if self.handle is None:
-                self.handle = ModelHandle.load(self.model_id, device=self.device)
-            return self.handle
-
-    def run(self, run_id: str, fn: Work, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        def report(stage: str, fraction: float) -> None:
-            self.progress_of[run_id] = (str(stage), float(fraction))
-
-        report("loading model", 0.0)
-        try:
-            return fn(self._model(), report, *args, **kwargs)
-        except errors.HeadscopeError as e:
-            return _Failed(type(e).__name__, str(e).splitlines()[0] if str(e) else type(e).__name__)
-        finally:
-            self.progress_of.pop(run_id, None)
-
-    def progress(self, run_id: str) -> tuple[str, float] | None:
-        return self.progress_of.get(run_id)
+class ClusterCancelled(errors.HeadscopeError):
+    """The job was cancelled; its message says during which stage."""
 
 
 @dataclass(frozen=True)
-class RunStatus:
-    state: str  # "running" | "done" | "failed"
+class ClusterStatus:
+    state: str  # "running" | "done" | "failed" | "cancelled"
     stage: str
-    fraction: float
-    result: Any = None
-    error: str | None = None
-    error_kind: str = "HeadscopeError"  # the headscope.errors class the run raised
-
-
-def _raise(failed: _Failed) -> NoReturn:
-    kind = getattr(errors, failed.kind, None)
-    cls = (
-        kind if isinstance(kind, type) and issubclass(kind, errors.HeadscopeError) else errors.HeadscopeError
-    )
-    raise cls(failed.message)
-
-
-class ClusterRun:
-    def __init__(self, worker: Any, ref: Any, run_id: str):
-        self.worker, self.ref, self.run_id = worker, ref, run_id
-        self._last: tuple[str, float] = ("queued", 0.0)
-
-    def status(self) -> RunStatus:
-        import ray
-
-        ready, _ = ray.wait([self.ref], timeout=0)
-        if ready:
-            try:
-                result = ray.get(self.ref)
-            except ray.exceptions.RayError as e:
-                return RunStatus(
-                    "failed", self._last[0], self._last[1], error=f"cluster run failed: {_line(e)}"
-                )
-            if isinstance(result, _Failed):
-                return RunStatus(
-                    "failed", self._last[0], self._last[1], error=result.message, error_kind=result.kind
-                )
-            return RunStatus("done", "done", 1.0, result=result)
-        got = ray.get(self.worker.progress.remote(self.run_id))
-        self._last = got or self._last
-        return RunStatus("running", self._last[0], self._last[1])
-
-    def wait(self, on_progress: Callable[[str, float], None] | None = None, poll_s: float = 0.5) -> Any:
-        """Poll until the run ends; its result, or its error raised here (one line)."""
-        import ray
-
-        while True:
-            status = self.status()
-            if status.state == "running":
-                if on_progress is not None:
-                    on_progress(status.stage, status.fraction)
-                ray.wait([self.ref], timeout=poll_s)
-                continue
-            if status.state == "done":
-                return status.result
-            _raise(_Failed(status.error_kind, status.error or "the cluster run failed"))
-
-    def cancel(self) -> None:
-        import ray
-
-        ray.cancel(self.ref)
-
-
-def _line(e: BaseException) -> str:
-    lines = [ln for ln in str(e).splitlines() if ln.strip()]
-    return lines[-1] if lines else type(e).__name__
+    frac: float | None
+    seconds: float
 
 
 _CONNECT_LOCK = threading.Lock()
 
 
 def ensure_connected(address: str | None = None) -> None:
-    """Join the cluster once per process (a dead address: one line, quickly)."""
+    """Join the cluster once per process (an address that does not answer: one line, quickly)."""
     import ray
 
     from headscope.batch.ray_runner import connect
@@ -150,15 +59,91 @@ def ensure_connected(address: str | None = None) -> None:
             connect(address or cluster_address() or "auto", namespace=NAMESPACE)
 
 
-def submit(fn: Work, model_id: str, *args: Any, device: str | None = None, **kwargs: Any) -> ClusterRun:
-    """Run `fn(handle, report, *args, **kwargs)` on the cluster's actor for `model_id`."""
-    import ray
+def model_actor(model: str | None) -> Any:
+    """The named actor that serves the app's jobs on `model` (created on first use, then found by name)."""
+    from headscope.batch.ray_runner import _actor_class
 
-    ensure_connected()
-    actor = ray.remote(ModelWorker).options(
-        name=f"model:{model_id}:{device or 'default'}", namespace=NAMESPACE, get_if_exists=True,
-        max_concurrency=4, lifetime="detached",
-    )  # fmt: skip
-    worker = actor.remote(model_id, device)
-    run_id = uuid.uuid4().hex
-    return ClusterRun(worker, worker.run.remote(run_id, fn, args, kwargs), run_id)
+    opts = {"name": f"app-model:{model or 'none'}", "namespace": NAMESPACE, "get_if_exists": True,
+            "lifetime": "detached", "max_concurrency": 2, "num_cpus": 1}  # fmt: skip
+    return _actor_class().options(**opts).remote(os.getcwd())
+
+
+class ClusterJob:
+    def __init__(self, title: str, owner: str, actor: Any, argv: list[str]):
+        self.id, self.title, self.owner = f"ray-job-{next(_ids)}", title, owner
+        self.actor, self._t0 = actor, time.perf_counter()
+        self.ref = actor.run.remote(argv, 1)
+        self._stage: tuple[str, float | None] = ("queued", 0.0)
+        self._cancelled = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        import ray
+
+        if self._cancelled:
+            return True
+        ready, _ = ray.wait([self.ref], timeout=timeout)
+        return bool(ready)
+
+    def _outcome(self) -> Outcome:
+        import ray
+
+        try:
+            return Outcome.from_json(ray.get(self.ref))
+        except ray.exceptions.RayError as e:
+            lines = [ln for ln in str(e).splitlines() if ln.strip()]
+            return Outcome(
+                False, "", f"the cluster job failed: {lines[-1] if lines else type(e).__name__}", 1, 0, ""
+            )
+
+    def status(self) -> ClusterStatus:
+        import ray
+
+        seconds = time.perf_counter() - self._t0
+        if self._cancelled:
+            return ClusterStatus("cancelled", self._stage[0], self._stage[1], seconds)
+        if self.wait(0):
+            state = "done" if self._outcome().ok else "failed"
+            return ClusterStatus(state, self._stage[0], self._stage[1], seconds)
+        got = ray.get(self.actor.progress.remote())
+        if got is not None:
+            self._stage = got
+        return ClusterStatus("running", self._stage[0], self._stage[1], seconds)
+
+    def cancel(self) -> None:
+        import ray
+
+        if self.wait(0):
+            return
+        self._cancelled = True
+        with contextlib.suppress(Exception):  # already started: only ending the actor stops it
+            ray.cancel(self.ref)
+        ray.kill(self.actor)  # a running job stops only with its process; the next job starts a new actor
+
+    def result(self) -> Any:
+        """The command's JSON, or its one-line error raised (the same kind of error as in-process)."""
+        if self._cancelled:
+            raise ClusterCancelled(f"cancelled during '{self._stage[0]}'")
+        self.wait()
+        outcome = self._outcome()
+        if not outcome.ok:
+            raise (errors.InputError if outcome.exit_code == 2 else errors.HeadscopeError)(
+                outcome.error or "failed"
+            )
+        return json.loads(outcome.stdout)
+
+
+class RayJobRunner:
+    """The app's "ray" runner: `start(spec, owner=...)` where spec has title, work, model and command."""
+
+    def __init__(self, fallback: Any = None):
+        self.fallback = fallback
+
+    def start(self, spec: Any, *, owner: str) -> Any:
+        command = getattr(spec, "command", None)
+        if command is None:
+            if self.fallback is None:
+                raise errors.HeadscopeError(f"'{spec.title}' has no command to run on the cluster")
+            return self.fallback.start(spec, owner=owner)
+        ensure_connected()
+        argv = [*command, *([] if "--json" in command else ["--json"])]
+        return ClusterJob(spec.title, owner, model_actor(getattr(spec, "model", None)), argv)

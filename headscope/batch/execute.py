@@ -69,12 +69,19 @@ def _error_line(stdout: str, stderr: str, code: int) -> str:
     return lines[-1] if lines else f"exit code {code}"
 
 
-def execute(argv: list[str] | tuple[str, ...], *, threads: int, handles: dict[Any, Any]) -> Outcome:
-    """Run `headscope <argv>` here; `handles` is the worker's store of loaded models, shared across its jobs."""
+def execute(
+    argv: list[str] | tuple[str, ...],
+    *,
+    threads: int,
+    handles: dict[Any, Any],
+    stderr: io.StringIO | None = None,
+) -> Outcome:
+    """Run `headscope <argv>` here; `handles` is the worker's store of loaded models, shared across its jobs.
+    `stderr` receives the command's progress bar while it runs (a worker reads its progress from there)."""
     from headscope.cli import main
     from headscope.models.handle import shared_handles
 
-    out, err = io.StringIO(), io.StringIO()
+    out, err = io.StringIO(), stderr if stderr is not None else io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), job_threads(threads):
         fresh_rng()
@@ -86,15 +93,15 @@ def execute(argv: list[str] | tuple[str, ...], *, threads: int, handles: dict[An
     if code == 130:
         raise KeyboardInterrupt
     seconds = time.perf_counter() - t0
-    stdout, stderr = out.getvalue(), err.getvalue()
-    tail = "\n".join(stderr.splitlines()[-5:])
+    stdout, err_text = out.getvalue(), err.getvalue()
+    tail = "\n".join(err_text.splitlines()[-5:])
     if code == 0:
         try:
             json.loads(stdout)
             return Outcome(True, stdout, None, 0, seconds, tail)
         except ValueError:
             return Outcome(False, "", "the command printed no JSON result", 1, seconds, tail)
-    return Outcome(False, "", _error_line(stdout, stderr, code), code, seconds, tail)
+    return Outcome(False, "", _error_line(stdout, err_text, code), code, seconds, tail)
 
 
 # Wall-clock fields commands report (decode's wall_s / tokens_per_second, circuits' runtime_s, load times):
@@ -109,3 +116,12 @@ def without_timings(payload: Any) -> Any:
     if isinstance(payload, list):
         return [without_timings(v) for v in payload]
     return payload
+
+
+_BAR = re.compile(r"(?:^|[\r\n])([^\r\n:]*):\s*(\d+)%\|[^\r\n]*$")
+
+
+def bar_progress(stderr_text: str) -> tuple[str, float] | None:
+    """The stage and fraction of the last progress bar a command drew on stderr (every long command draws one)."""
+    m = _BAR.search(stderr_text.rstrip("\r\n"))
+    return (m.group(1).strip() or "running", int(m.group(2)) / 100) if m else None

@@ -11,15 +11,17 @@ folder itself, so a killed worker never leaves a partial result.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from headscope.batch.execute import Outcome, execute
+from headscope.batch.execute import Outcome, bar_progress, execute
 from headscope.batch.jobs import Job
 from headscope.batch.runner import Done
 from headscope.errors import InputError
@@ -34,12 +36,20 @@ class BatchWorker:
     def __init__(self, cwd: str):
         os.chdir(cwd)  # relative input paths in job args mean what they mean for the driver
         self.handles: dict[Any, Any] = {}
+        self.lock = threading.Lock()  # jobs one at a time even in a threaded actor (stdout is redirected)
+        self.stderr = io.StringIO()
 
     def pid(self) -> int:
         return os.getpid()
 
     def run(self, argv: list[str], threads: int) -> dict[str, Any]:
-        return execute(argv, threads=threads, handles=self.handles).to_json()
+        with self.lock:
+            self.stderr = io.StringIO()
+            return execute(argv, threads=threads, handles=self.handles, stderr=self.stderr).to_json()
+
+    def progress(self) -> tuple[str, float] | None:
+        """The running job's progress bar (answers while `run` works when the actor has max_concurrency > 1)."""
+        return bar_progress(self.stderr.getvalue()[-2000:])
 
 
 _ACTOR: Any = None

@@ -1,5 +1,5 @@
 """Batch jobs on a local Ray cluster (num_cpus=2, no dashboard, one per test session): the same answer as
-in-process, a killed worker's job retried once with no finished result lost, and the app's submit/poll API.
+in-process, a killed worker's job retried once with no finished result lost, and the app's cluster runner.
 
 Each Ray actor is a fresh Python process that imports torch and transformers (~5-15 s on the 2-core machines), so
 the tests share actors where they can: all of this module takes under a minute."""
@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,6 @@ from headscope.batch.execute import without_timings
 from headscope.errors import InputError
 
 ray = pytest.importorskip("ray")
-# The app's work functions live in its modules; this test's own one travels to the actor by value.
-ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TEXT = "The cat sat on the mat. The dog sat on the log."
@@ -84,22 +82,36 @@ def test_ray_gives_the_in_process_answer_and_retries_a_killed_workers_job(
     assert len({jobs[n]["worker"] for n in names}) == 3  # one actor per model, plus the replacement
 
 
-def _sweep(handle: Any, report: Any, text: str, lambdas: tuple[float, ...]) -> dict[str, Any]:
-    from headscope.localist import SweepConfig, eval_tokens, sweep_locality
+@dataclass(frozen=True)
+class Spec:  # the app's JobSpec (headscope/app/jobs.py): what a tab hands its runner
+    title: str
+    work: Any
+    model: str | None
+    command: tuple[str, ...] | None
 
-    tokens, _ = eval_tokens(handle, text, max_tokens=64)
-    cfg = SweepConfig(lambdas=lambdas)
-    done = sweep_locality(handle, tokens, cfg, progress=lambda i, n: report(f"λ point {i}/{n}", i / n))
-    return done.to_json()
 
+def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
+    ray_cluster: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headscope.batch.cluster import ClusterCancelled, RayJobRunner
+    from headscope.cli import main
 
-def test_the_app_can_submit_a_run_and_poll_it(ray_cluster: None, tiny_gpt2: Any) -> None:
-    from headscope.batch.cluster import submit
-
-    seen: list[float] = []
-    run = submit(_sweep, "tiny-gpt2", TEXT, (0.0, 0.5, 1.0), device="cpu")
-    got = run.wait(on_progress=lambda stage, frac: seen.append(frac), poll_s=0.05)
-    assert got == _sweep(tiny_gpt2, lambda s, f: None, TEXT, (0.0, 0.5, 1.0))
-    assert all(0.0 <= f <= 1.0 for f in seen)
-    with pytest.raises(InputError, match="text is empty"):
-        submit(_sweep, "tiny-gpt2", " ", (0.0,), device="cpu").wait()
+    runner = RayJobRunner()
+    sweep = ("locality", "sweep", "--model", "tiny-gpt2", "--text", TEXT, "--lambdas", "0,0.5,1")
+    job = runner.start(Spec("λ sweep", None, "tiny-gpt2", sweep), owner="visitor")
+    seen = []
+    while not job.wait(0.05):
+        seen.append(job.status())
+    assert job.status().state == "done" and all(s.state == "running" for s in seen)
+    capsys.readouterr()
+    main([*sweep, "--json"])
+    assert job.result() == json.loads(capsys.readouterr().out)  # the tab gets the CLI's JSON
+    bad = runner.start(Spec("bad", None, "tiny-gpt2", (*sweep, "--heads", "9")), owner="visitor")
+    with pytest.raises(InputError, match="head index 9 out of range"):
+        bad.result()
+    assert bad.status().state == "failed"
+    long = runner.start(Spec("long", None, "tiny-gpt2", (*sweep[:-1], ",".join(["0.5"] * 21))), owner="v")
+    long.cancel()
+    assert long.status().state == "cancelled" and long.wait(0)
+    with pytest.raises(ClusterCancelled, match="cancelled during"):
+        long.result()

@@ -185,3 +185,28 @@ def test_each_job_gets_its_threads_a_fresh_rng_and_the_workers_models(
     assert all(o.ok and o.stdout == "{}\n" for o in outs)
     assert [s[0] for s in seen] == [2, 1] and seen[0][1] == seen[1][1]
     assert torch.get_num_threads() == before and len(handles) == 1
+
+
+def test_progress_is_read_from_the_commands_own_bar() -> None:
+    from headscope.batch.execute import bar_progress
+
+    bar = "λ sweep:   0%|          | 0/3 [00:00<?, ?λ/s]\rλ sweep:  33%|███▎      | 1/3 [00:00<00:00]"
+    assert bar_progress(bar) == ("λ sweep", 0.33)
+    assert bar_progress("headscope: note: text cut\n") is None
+
+
+def test_the_app_runner_hands_jobs_without_a_command_to_its_fallback() -> None:
+    from types import SimpleNamespace
+
+    from headscope.batch.cluster import RayJobRunner, cluster_address
+    from headscope.errors import HeadscopeError
+
+    class Fallback:
+        def start(self, spec: Any, *, owner: str) -> str:
+            return f"{spec.title} for {owner}"
+
+    spec = SimpleNamespace(title="view", work=None, model="tiny-llama", command=None)
+    assert RayJobRunner(Fallback()).start(spec, owner="me") == "view for me"
+    with pytest.raises(HeadscopeError, match="no command"):
+        RayJobRunner().start(spec, owner="me")
+    assert cluster_address() is None or isinstance(cluster_address(), str)
