@@ -93,8 +93,17 @@ class Spec:  # the app's JobSpec (headscope/app/jobs.py): what a tab hands its r
 def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
     ray_cluster: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from headscope.app import jobs
+    from headscope.app import locality_tab as tab
     from headscope.batch.cluster import ClusterCancelled, RayJobRunner
     from headscope.cli import main
+
+    # The λ sweep tab, as it runs where HEADSCOPE_RAY_ADDRESS is set, shows what it shows in-process.
+    tab_args: tuple[Any, ...] = ("tiny-gpt2", TEXT, "distance", "uniform", 1.0, "all heads", None, None, None)
+    here = tab.sweep(*tab_args)
+    with jobs.using_runner(jobs.RUNNERS["ray"]()):
+        there = tab.sweep(*tab_args)
+    assert there[0] == here[0] and there[2] == here[2]  # the status line and the table
 
     runner = RayJobRunner()
     sweep = ("locality", "sweep", "--model", "tiny-gpt2", "--text", TEXT, "--lambdas", "0,0.5,1")

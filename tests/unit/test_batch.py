@@ -210,3 +210,19 @@ def test_the_app_runner_hands_jobs_without_a_command_to_its_fallback() -> None:
     with pytest.raises(HeadscopeError, match="no command"):
         RayJobRunner().start(spec, owner="me")
     assert cluster_address() is None or isinstance(cluster_address(), str)
+
+
+def test_the_app_sweeps_command_gives_the_app_sweeps_json(
+    tiny_llama: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headscope.batch.commands import locality_sweep_command
+    from headscope.localist import BlockSpec, LocalityDial, SweepConfig, eval_tokens, sweep_locality
+
+    dial = LocalityDial(mode="block", schedule="explicit", layer_weights=(0.3, 1.0), heads=(1, 3),
+                        strength=0.7, blocks=BlockSpec(source="fixed", size=5))  # fmt: skip
+    cfg = SweepConfig(lambdas=(0.0, 0.1, 1 / 3), dial=dial, target="local")
+    tokens, cut = eval_tokens(tiny_llama, TEXT, max_tokens=20)
+    want = sweep_locality(tiny_llama, tokens, cfg, truncated_from=cut).to_json()
+    capsys.readouterr()
+    assert main([*locality_sweep_command("tiny-llama", TEXT, cfg, 20), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(want))
