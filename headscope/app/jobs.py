@@ -182,6 +182,16 @@ class ThreadRunner:
 
 RUNNERS: Registry[Callable[[], Runner]] = Registry("job runner")
 RUNNERS.add("thread", ThreadRunner)
+
+
+def _ray_runner() -> Runner:
+    # Jobs that carry their CLI command run on the cluster; the others here (headscope/batch/cluster.py).
+    from headscope.batch.cluster import RayJobRunner
+
+    return RayJobRunner(fallback=ThreadRunner())
+
+
+RUNNERS.add("ray", _ray_runner)
 _runner: Runner | None = None
 _runner_lock = threading.Lock()
 

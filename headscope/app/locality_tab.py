@@ -18,6 +18,7 @@ from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
 from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip, attention_value
 from headscope.attention import MODES, LocalityDial, dial_hooks
+from headscope.batch.commands import locality_sweep_command
 from headscope.errors import InputError
 from headscope.models import ModelHandle, hooks
 from headscope.probes import (
@@ -212,7 +213,10 @@ def sweep(
         result = sweep_locality(handle, tokens, cfg, progress=report.steps("λ point"), truncated_from=cut)
         return result.to_json()
 
-    spec = jobs.JobSpec(f"λ sweep on {handle.identity.name}", work, model=handle.identity.name)
+    command = locality_sweep_command(handle.identity.name, text_ok, cfg, min(SWEEP_TOKENS, handle.max_tokens))
+    spec = jobs.JobSpec(
+        f"λ sweep on {handle.identity.name}", work, model=handle.identity.name, command=command
+    )
     payload = jobs.run(spec, request=request, slot="locality_sweep", progress=progress)
     note = f"{payload['n_tokens']} tokens" + (
         f" (the text's first {payload['n_tokens']} of {cut})" if cut else ""
