@@ -253,6 +253,26 @@ def cpu_e2e_part(n_tokens: int) -> dict:
     ent_eager = torch.stack([sink[i] for i in range(n_layers)])
     res["max_entropy_err_bits"] = float((fused() - ent_eager).abs().max())
     res["eager_over_fused_time"] = round(res["eager_s"] / res["fused_s"], 3)
+    res.update(cpu_e2e_dial(handle, tokens, pattern_hooks, sink))
+    return res
+
+
+def cpu_e2e_dial(handle, tokens, pattern_hooks, sink) -> dict:
+    """The same under a locality dial (distance, λ = 0.6, progressive β = 3): eager score hooks vs the kernels' bias."""
+    from headscope.attention import LocalityDial, dial_hooks
+    from headscope.kernels import fused_entropy_bits
+
+    dial = LocalityDial(lam=0.6, mode="distance", schedule="progressive", beta=3.0)
+    fwd = [*dial_hooks(handle, tokens, dial), *pattern_hooks]
+    res: dict = {"dial": dial.to_json()}
+    res["eager_dial_s"], res["eager_dial_extra_mb"] = cpu_measure(
+        lambda: handle.forward(tokens, fwd_hooks=fwd)
+    )
+    ent_eager = torch.stack([sink[i] for i in range(handle.facts.n_layers)])
+    fused = lambda: fused_entropy_bits(handle, tokens, dial=dial)  # noqa: E731
+    res["fused_dial_s"], res["fused_dial_extra_mb"] = cpu_measure(fused)
+    res["max_entropy_err_bits_dial"] = float((fused() - ent_eager).abs().max())
+    res["eager_over_fused_time_dial"] = round(res["eager_dial_s"] / res["fused_dial_s"], 3)
     return res
 
 
