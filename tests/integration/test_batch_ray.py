@@ -74,7 +74,9 @@ def test_ray_gives_the_in_process_answer_and_retries_a_killed_workers_job(
             assert without_timings(json.loads(a[name])) == without_timings(json.loads(b[name]))
         else:
             assert a[name] == b[name]
-    assert json.loads((tmp_path / "b" / "bad.error.json").read_text())["error"].startswith("heads: head 9 in '*.9' is out of range")
+    assert json.loads((tmp_path / "b" / "bad.error.json").read_text())["error"].startswith(
+        "heads: head 9 in '*.9' is out of range"
+    )
     jobs = on_ray["jobs"]
     # The killed worker's finished job kept its result; the job it was running ran again on a new actor.
     assert killed and jobs["tiny-llama.0"]["worker"] == f"ray:{killed[0]}" != jobs["tiny-llama.1"]["worker"]
