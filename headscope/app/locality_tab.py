@@ -237,7 +237,10 @@ def sweep(
         result = sweep_locality(handle, tokens, cfg, progress=report.steps("λ point"), truncated_from=cut)
         return result.to_json()
 
-    spec = jobs.JobSpec(f"λ sweep on {handle.identity.name}", work, model=handle.identity.name)
+    spec = jobs.JobSpec(
+        f"λ sweep on {handle.identity.name}", work, model=handle.identity.name,
+        command=sweep_command(handle.identity.name, text_ok, cfg),
+    )  # fmt: skip
     payload = jobs.run(spec, request=request, slot="locality_sweep", progress=progress)
     note = f"{payload['n_tokens']} tokens" + (
         f" (the text's first {payload['n_tokens']} of {cut})" if cut else ""
@@ -250,6 +253,21 @@ def sweep(
         lv.sweep_table(rows),
         *RawResult.values(payload, f"locality_sweep_{handle.identity.name}"),
     )
+
+
+def sweep_command(model: str, text_in: str, cfg: SweepConfig) -> tuple[str, ...]:
+    """The same sweep as `headscope locality sweep ...` (what a cluster runner executes instead of `work`)."""
+    d = cfg.dial
+    argv = [
+        "locality", "sweep", "--model", model, "--text", text_in, "--max-tokens", str(SWEEP_TOKENS),
+        "--lambdas", ",".join(f"{x:g}" for x in cfg.lambdas), "--mode", d.mode, "--schedule", d.schedule,
+        "--beta", f"{d.beta:g}", "--strength", f"{d.strength:g}",
+    ]  # fmt: skip
+    if d.layer_weights:
+        argv += ["--layer-weights", ",".join(f"{w:.9g}" for w in d.layer_weights)]
+    if d.heads is not None:
+        argv += ["--heads", ",".join(str(h) for h in d.heads)]
+    return tuple(argv)
 
 
 def _k(value: Any) -> int:

@@ -194,3 +194,23 @@ def test_pattern_fields_give_one_readable_line(layer: object, head: object, mess
             tab.PATTERN_SOURCES[0],
         )
     assert "\n" not in str(err.value)
+
+
+def test_the_sweep_job_carries_the_equivalent_cli_command(
+    client: Client, capsys: pytest.CaptureFixture
+) -> None:
+    """A cluster runner executes `spec.command` instead of the in-process work: both must give the same rows."""
+    import json
+
+    from headscope.cli import main as cli
+    from headscope.localist import LocalityDial, SweepConfig
+
+    *_, raw = client.predict(
+        MODEL, TEXT, "distance", "progressive", 2.0, "all heads", api_name="/locality_sweep"
+    )
+    cfg = SweepConfig(lambdas=tab.SWEEP_LAMBDAS, dial=LocalityDial(schedule="progressive", beta=2.0))
+    argv = [*tab.sweep_command(MODEL, TEXT, cfg), "--json"]
+    capsys.readouterr()
+    assert cli(argv) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["rows"] == raw["rows"] and got["dial"] == raw["dial"]

@@ -219,6 +219,19 @@ def test_export_reload_import_restores_selection_and_results(page, tmp_path: Pat
     _shot(page, "session_restored")
 
 
+def test_add_buttons_fill_the_selection(page) -> None:
+    _open_tab(page, "Attention & locality")
+    _click(page, "Clear")
+    _wait_selected(page, "")
+    _fill_number(page, "k", "3")
+    _click(page, "Select the k lowest-entropy heads")
+    page.wait_for_function(
+        "() => { const e = document.querySelector('#hs-selection textarea, #hs-selection input'); "
+        "return e && e.value.split(',').length === 3; }"
+    )
+    assert page.locator("#hs-entropy-grid .hs-selected").count() == 3
+
+
 def test_localist_tab_compares_with_the_distributed_model(page) -> None:
     _open_tab(page, "Localist models")
     _click(page, "Compare with the distributed model (λ = 0)")

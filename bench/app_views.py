@@ -1,0 +1,153 @@
+"""App views on the default model, against baselines measured in the same run. Prints one JSON object and writes
+bench/results/app_views_cpu_2core.json.
+
+1. The 256-token pattern view (the whole handler: tokenise, one forward caching the pattern, encode the view
+   value) against a plain 256-token forward. Goal: ≤ 4×.
+2. A second client's entropy view of a 7-token text while another client's circuit run is in progress, against the
+   same view alone (both through gradio_client against the app launched here). Goal: ≤ 10×.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from gradio_client import Client
+
+RESULT = Path(__file__).resolve().parent / "results" / "app_views_cpu_2core.json"
+MODEL = "smollm2-135m"
+SHORT = "The cat sat on the mat."
+VIEW_ARGS = (0.0, "distance", "uniform", 3.0, "all heads")
+
+
+def _median_time(fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _text_of(handle: Any, n_tokens: int) -> str:
+    from headscope.data import excerpt_text
+
+    ids = handle.tokenizer(excerpt_text(), add_special_tokens=True).input_ids[:n_tokens]
+    text = handle.tokenizer.decode(ids)
+    while handle.tokenize(text).shape[1] > n_tokens:  # decode → encode may merge a token or two differently
+        text = text[:-5]
+    return text
+
+
+def pattern_view(repeats: int) -> dict[str, Any]:
+    from headscope.app import locality_tab as tab
+    from headscope.app import selection as sel
+    from headscope.app.state import STORE
+
+    handle = STORE.get(MODEL)
+    text = _text_of(handle, 256)
+    tokens = handle.tokenize(text)
+    handle.forward(tokens)  # warm-up
+    forward = _median_time(lambda: handle.forward(tokens), repeats)
+    one = {}
+
+    def view(source: str, selection: Any) -> None:
+        one["v"] = tab.pattern(MODEL, text, *VIEW_ARGS, selection, 9, 4, source)
+
+    view(tab.PATTERN_SOURCES[0], None)
+    single = _median_time(lambda: view(tab.PATTERN_SOURCES[0], None), repeats)
+    size_one = len(json.dumps(one["v"]))
+    six = sel.from_text(sel.empty(), "3.1, 9.4, 12.1, 15.0, 20.5, 27.8", handle)
+    multi = _median_time(lambda: view(tab.PATTERN_SOURCES[1], six), repeats)
+    return {
+        "n_tokens": int(tokens.shape[1]),
+        "forward_s": round(forward, 4),
+        "view_1_head_s": round(single, 4),
+        "ratio_1_head": round(single / forward, 2),
+        "view_6_heads_s": round(multi, 4),
+        "ratio_6_heads": round(multi / forward, 2),
+        "value_bytes_1_head": size_one,
+        "value_bytes_6_heads": len(json.dumps(one["v"])),
+        "goal": "view ≤ 4 × forward",
+    }
+
+
+def view_during_job(url: str, samples: int, job_args: tuple[Any, ...]) -> dict[str, Any]:
+    a, b = Client(url, verbose=False), Client(url, verbose=False)
+
+    def view() -> float:
+        t0 = time.perf_counter()
+        b.predict(MODEL, SHORT, *VIEW_ARGS, api_name="/locality_analyse")
+        return time.perf_counter() - t0
+
+    view()  # warm-up (loads nothing new: the model is loaded)
+    solo = [view() for _ in range(samples)]
+    done = threading.Event()
+    t_job = time.perf_counter()
+    job = a.submit(MODEL, *job_args, api_name="/circuits_run")
+    job_thread = threading.Thread(target=lambda: (job.result(timeout=3600), done.set()), daemon=True)
+    job_thread.start()
+    time.sleep(3.0)  # let the run get past its set-up into model work
+    during: list[float] = []
+    while not done.is_set() and len(during) < samples:
+        during.append(view())
+        time.sleep(0.5)
+    finished_first = not done.is_set()
+    job_thread.join()
+    job_s = time.perf_counter() - t_job
+    med_solo = statistics.median(solo)
+    return {
+        "job": f"/circuits_run {job_args[0]}, {job_args[2]} prompt pairs, {job_args[4]} SAE epochs",
+        "job_s": round(job_s, 1),
+        "view": f"/locality_analyse of a {len(SHORT.split()) + 1}-token text",
+        "solo_s_median": round(med_solo, 3),
+        "during_s_median": round(statistics.median(during), 3) if during else None,
+        "during_s_max": round(max(during), 3) if during else None,
+        "samples_during": len(during),
+        "all_answered_before_the_job_ended": finished_first,
+        "ratio_median": round(statistics.median(during) / med_solo, 2) if during else None,
+        "ratio_max": round(max(during) / med_solo, 2) if during else None,
+        "goal": "during ≤ 10 × solo",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--samples", type=int, default=6)
+    ap.add_argument("--examples", type=int, default=8, help="circuit run: prompt pairs")
+    ap.add_argument("--epochs", type=int, default=100, help="circuit run: SAE epochs")
+    args = ap.parse_args()
+    from headscope.app.main import demo, launch
+    from headscope.app.state import STORE
+
+    STORE.get(MODEL)
+    out: dict[str, Any] = {"pattern_view": pattern_view(args.repeats)}
+    port = 7800 + os.getpid() % 150
+    launch(port=port)
+    try:
+        job_args = ("ioi", "", args.examples, 0, args.epochs, "mean")
+        out["view_during_circuit_run"] = view_during_job(f"http://127.0.0.1:{port}/", args.samples, job_args)
+    finally:
+        demo.close()
+    out["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
