@@ -5,6 +5,8 @@ bench/results/app_views_cpu_2core.json.
    value) against a plain 256-token forward. Goal: ≤ 4×.
 2. A second client's entropy view of a 7-token text while another client's circuit run is in progress, against the
    same view alone (both through gradio_client against the app launched here). Goal: ≤ 10×.
+3. In Debian chromium (when installed): how long the page takes to draw the 256-token view of six heads, in each
+   mode, and to re-shade all six strips when the pointer moves to another token (the page must not stall).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ import torch
 from gradio_client import Client
 
 RESULT = Path(__file__).resolve().parent / "results" / "app_views_cpu_2core.json"
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+SIX = "3.1, 9.4, 12.1, 15.0, 20.5, 27.8"
 MODEL = "smollm2-135m"
 SHORT = "The cat sat on the mat."
 VIEW_ARGS = (0.0, "distance", "uniform", 3.0, "all heads")
@@ -65,7 +71,7 @@ def pattern_view(repeats: int) -> dict[str, Any]:
     view(tab.PATTERN_SOURCES[0], None)
     single = _median_time(lambda: view(tab.PATTERN_SOURCES[0], None), repeats)
     size_one = len(json.dumps(one["v"]))
-    six = sel.from_text(sel.empty(), "3.1, 9.4, 12.1, 15.0, 20.5, 27.8", handle)
+    six = sel.from_text(sel.empty(), SIX, handle)
     multi = _median_time(lambda: view(tab.PATTERN_SOURCES[1], six), repeats)
     return {
         "n_tokens": int(tokens.shape[1]),
@@ -119,23 +125,72 @@ def view_during_job(url: str, samples: int, job_args: tuple[Any, ...]) -> dict[s
     }
 
 
+def browser_render(url: str) -> dict[str, Any] | None:
+    """Milliseconds the page spends drawing the six-head 256-token view (as the view's JavaScript records it)."""
+    if not CHROMIUM.exists():
+        return None
+    from playwright.sync_api import sync_playwright
+
+    from headscope.app.state import STORE
+
+    text = _text_of(STORE.get(MODEL), 256)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.set_default_timeout(600_000)
+            pg.goto(url)
+            pg.get_by_role("tab", name="Attention & locality", exact=True).click()
+            bar = pg.locator("#hs-selection textarea, #hs-selection input").first
+            bar.fill(SIX)
+            bar.press("Enter")
+            pg.get_by_label("Text (at most 20,000 characters)", exact=True).fill(text)
+            pg.get_by_label("the selected heads (up to 6)").check()
+            pg.get_by_role("button", name="Show pattern", exact=True).click()
+            pg.locator("#hs-attention canvas").nth(5).wait_for()
+            root = pg.locator("#hs-attention .hs-root")
+            out = {"matrix_render_ms": float(root.get_attribute("data-render-ms") or "nan")}
+            pg.locator('#hs-attention .hs-mode[data-mode="dest"]').click()
+            out["tokens_render_ms"] = float(root.get_attribute("data-render-ms") or "nan")
+            strip = pg.locator("#hs-attention .hs-strip").first.locator(".hs-tok")
+            focus = []
+            for i in (40, 120, 250):
+                strip.nth(i).hover()
+                pg.wait_for_timeout(100)
+                focus.append(float(root.get_attribute("data-focus-ms") or "nan"))
+            out["hover_reshade_ms_max"] = max(focus)
+            out["heads"], out["n_tokens"] = 6, strip.count()
+            return out
+        finally:
+            browser.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--samples", type=int, default=6)
     ap.add_argument("--examples", type=int, default=8, help="circuit run: prompt pairs")
     ap.add_argument("--epochs", type=int, default=100, help="circuit run: SAE epochs")
+    ap.add_argument("--only-browser", action="store_true", help="only part 3 (no result file written)")
     args = ap.parse_args()
     from headscope.app.main import demo, launch
     from headscope.app.state import STORE
 
     STORE.get(MODEL)
-    out: dict[str, Any] = {"pattern_view": pattern_view(args.repeats)}
     port = 7800 + os.getpid() % 150
+    if args.only_browser:
+        launch(port=port)
+        try:
+            print(json.dumps(browser_render(f"http://127.0.0.1:{port}/")))
+        finally:
+            demo.close()
+        return
+    out: dict[str, Any] = {"pattern_view": pattern_view(args.repeats)}
     launch(port=port)
     try:
         job_args = ("ioi", "", args.examples, 0, args.epochs, "mean")
         out["view_during_circuit_run"] = view_during_job(f"http://127.0.0.1:{port}/", args.samples, job_args)
+        out["browser_render"] = browser_render(f"http://127.0.0.1:{port}/")
     finally:
         demo.close()
     out["machine"] = {
