@@ -234,7 +234,8 @@ def test_add_buttons_fill_the_selection(page) -> None:
 
 def test_localist_tab_compares_with_the_distributed_model(page) -> None:
     _open_tab(page, "Localist models")
-    _click(page, "Compare with the distributed model (λ = 0)")
+    # the worked example fills the inputs and runs
+    _visible(page.get_by_text("λ = 1.0, layer 1 head 0")).click()
     page.locator('#hs-localist-grid rect[data-cell="1.0"]').wait_for()
     page.locator("#hs-localist-attention canvas").nth(1).wait_for()
     _visible(page.get_by_text(re.compile(r"Mean attention entropy on \d+ tokens"))).wait_for()
