@@ -310,8 +310,12 @@ class JobControls:
     @classmethod
     def build(cls, slot: str, idle: str = "") -> JobControls:
         with gr.Row(equal_height=True):
-            status = gr.Markdown(idle, elem_classes=["hs-job-status"], min_height=40)
-            stop = gr.Button("Cancel", variant="stop", size="sm", scale=0, min_width=90)
+            status = gr.Markdown(
+                idle, elem_classes=["hs-job-status"], min_height=40, elem_id=f"hs-status-{slot}"
+            )
+            stop = gr.Button(
+                "Cancel", variant="stop", size="sm", scale=0, min_width=90, elem_id=f"hs-cancel-{slot}"
+            )
 
         def on_cancel(request: gr.Request) -> str:
             return cancel(slot, request)

@@ -184,7 +184,7 @@ def test_cancel_a_long_run_then_run_another_view(page) -> None:
     _open_tab(page, "Attention & locality")
     _click(page, "Sweep λ from 0 to 1")
     _visible(page.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for()
-    _click(page, "Cancel")
+    page.locator("#hs-cancel-locality_sweep").click()  # each job has its own Cancel (ids: hs-cancel-<slot>)
     _visible(
         page.get_by_text(re.compile(r"cancelled 'λ sweep on smollm2-135m' during .*the model is free"))
     ).wait_for()
