@@ -246,8 +246,8 @@ def sweep_command(model: str, text_in: str, cfg: SweepConfig) -> tuple[str, ...]
     ]  # fmt: skip
     if d.layer_weights:
         argv += ["--layer-weights", ",".join(f"{w:.9g}" for w in d.layer_weights)]
-    if d.heads is not None:
-        argv += ["--heads", ",".join(str(h) for h in d.heads)]
+    if d.heads_text is not None:
+        argv += ["--heads", d.heads_text]
     return tuple(argv)
 
 

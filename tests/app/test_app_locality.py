@@ -196,20 +196,23 @@ def test_pattern_fields_give_one_readable_line(layer: object, head: object, mess
 
 
 def test_the_sweep_job_carries_the_equivalent_cli_command(
-    client: Client, capsys: pytest.CaptureFixture
+    app_url: str, capsys: pytest.CaptureFixture
 ) -> None:
     """A cluster runner executes `spec.command` instead of the in-process work: both must give the same rows."""
     import json
 
+    from headscope.attention import LocalityDial
     from headscope.cli import main as cli
-    from headscope.localist import LocalityDial, SweepConfig
+    from headscope.probes import SweepConfig
 
-    *_, raw = client.predict(
-        MODEL, TEXT, "distance", "progressive", 2.0, "all heads", api_name="/locality_sweep"
+    c = Client(app_url, verbose=False)
+    c.predict("0.1, 1.3", MODEL, api_name="/selection_set")
+    *_, raw = c.predict(
+        MODEL, TEXT, "distance", "progressive", 2.0, "selected heads only", api_name="/locality_sweep"
     )
-    cfg = SweepConfig(lambdas=tab.SWEEP_LAMBDAS, dial=LocalityDial(schedule="progressive", beta=2.0))
-    argv = [*tab.sweep_command(MODEL, TEXT, cfg), "--json"]
+    dial = LocalityDial(schedule="progressive", beta=2.0, heads="0.1, 1.3")
+    argv = [*tab.sweep_command(MODEL, TEXT, SweepConfig(lambdas=tab.SWEEP_LAMBDAS, dial=dial)), "--json"]
     capsys.readouterr()
     assert cli(argv) == 0
     got = json.loads(capsys.readouterr().out)
-    assert got["rows"] == raw["rows"] and got["dial"] == raw["dial"]
+    assert got["rows"] == raw["rows"] and got["dial"] == raw["dial"] and got["dial"]["heads"] == "0.1, 1.3"
