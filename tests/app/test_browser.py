@@ -229,6 +229,7 @@ def test_add_buttons_fill_the_selection(page) -> None:
         "() => { const e = document.querySelector('#hs-selection textarea, #hs-selection input'); "
         "return e && e.value.split(',').length === 3; }"
     )
+    page.locator("#hs-entropy-grid .hs-selected").nth(2).wait_for()  # the grid redraws after the bar
     assert page.locator("#hs-entropy-grid .hs-selected").count() == 3
 
 
