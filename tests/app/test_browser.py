@@ -299,3 +299,23 @@ def test_no_visible_json_list_of_token_ids(page, tab: str) -> None:
     text = page.inner_text("body")
     assert not ID_LIST.search(text), ID_LIST.search(text)
     assert "token_ids" not in text
+
+
+def test_leaving_the_page_cancels_the_visitors_job(page, app_url: str) -> None:
+    import time
+
+    from headscope.app import jobs
+
+    _pick_model(page, DEFAULT_MODEL)
+    _open_tab(page, "Attention & locality")
+    _set_text(page, "Text (at most 20,000 characters)", _long_text(4000))
+    _click(page, "Sweep λ from 0 to 1")
+    _visible(page.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for()
+    [job] = [j for j in jobs.BOARD.running() if j.title.startswith("λ sweep")]
+    page.goto("about:blank")  # the visitor leaves
+    deadline = time.monotonic() + 120
+    while not job.wait(0.5) and time.monotonic() < deadline:
+        pass
+    assert job.status().state == "cancelled"
+    page.goto(app_url)
+    page.get_by_text("headscope — interpretability workbench").first.wait_for()
