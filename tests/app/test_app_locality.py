@@ -15,7 +15,7 @@ from gradio_client import Client
 from headscope.app import locality_tab as tab
 from headscope.app.views import decode_pattern
 from headscope.models import hooks
-from headscope.probes import head_pattern
+from headscope.probes import head_pattern, induction_scores
 
 TEXT = "The cat sat on the mat. Then it slept, and the sun set."
 MODEL = "tiny-llama"
@@ -42,6 +42,10 @@ def test_analyse_returns_views_not_id_lists(client: Client) -> None:
     assert table["headers"][2] == "entropy (bits)" and len(table["data"]) == 8
     assert path.endswith(".json") and raw["dial"]["lambda"] == 0.5
     assert "token_ids" not in summary
+    from headscope.app.state import STORE
+
+    # induction scores are computed once per model and reused: still the probes' own numbers
+    np.testing.assert_allclose(raw["induction_score"], induction_scores(STORE.get(MODEL)), atol=1e-6)
 
 
 def test_entropy_grid_equals_the_cli_report_at_lambda_zero(client: Client) -> None:
