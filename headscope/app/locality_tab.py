@@ -4,6 +4,7 @@ sweep run as a cancellable job. Wiring only: the work is in `headscope.probes` a
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +28,7 @@ from headscope.probes import (
     ProbeConfig,
     SweepConfig,
     eval_tokens,
+    induction_scores,
     probe_attention,
     sweep_locality,
 )
@@ -98,28 +100,55 @@ def restricted(dial: LocalityDial, heads: HeadSet | None) -> LocalityDial:
 def _probe(
     handle: ModelHandle, tokens: Any, dial: LocalityDial, heads: HeadSet | None, induction: bool
 ) -> AttentionProbes:
-    cfg = ProbeConfig(target="block" if dial.mode == "block" else "local", induction=induction)
-    return probe_attention(handle, tokens, cfg=cfg, dial=restricted(dial, heads))
+    cfg = ProbeConfig(target="block" if dial.mode == "block" else "local", induction=False)
+    probes = probe_attention(handle, tokens, cfg=cfg, dial=restricted(dial, heads))
+    return replace(probes, induction=_induction(handle)) if induction else probes
+
+
+_INDUCTION: dict[tuple[str, int], Any] = {}
+_INDUCTION_LOCK = threading.Lock()
+
+
+def _induction(handle: ModelHandle) -> Any:
+    """Induction scores depend on the model alone (seeded random tokens, no dial): computed once per loaded model,
+    so a view takes the model for one forward, not two (a view during another visitor's job waits less)."""
+    key = (handle.identity.name, id(handle))
+    with _INDUCTION_LOCK:
+        hit = _INDUCTION.get(key)
+    if hit is None:
+        cfg = ProbeConfig()
+        hit = induction_scores(handle, length=cfg.induction_len, seed=cfg.seed)
+        with _INDUCTION_LOCK:
+            if len(_INDUCTION) >= 8:  # models come and go (the store keeps two): forget old handles
+                _INDUCTION.clear()
+            _INDUCTION[key] = hit
+    return hit
 
 
 # ---- events ------------------------------------------------------------------------------------------------------
 @user_errors
 def analyse(
     model: str, text_in: str, lam: float, mode: str, schedule: str, beta: float, scope: str, selection: Any,
-    progress: gr.Progress = gr.Progress(),  # noqa: B008
+    request: gr.Request, progress: gr.Progress = gr.Progress(),  # noqa: B008
 ) -> tuple[Any, ...]:  # fmt: skip
-    """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics."""
+    """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics.
+    Long texts take seconds, so it runs as a (cancellable) job; a visitor may run several at once."""
     dial = _dial(lam, mode, schedule, beta)
-    progress(0.05, desc="loading model")
+    progress(0.02, desc="loading model")
     handle = STORE.get(str(model))
     tokens = _tokens(handle, text_in)
     heads = _scope_heads(scope, selection, handle)
-    progress(0.2, desc=f"running at λ = {dial.lam:g}")
-    probes = _probe(handle, tokens, dial, heads, induction=True)
-    base = None
-    if dial.lam > 0:
-        progress(0.6, desc="running at λ = 0 (the baseline)")
-        base = _probe(handle, tokens, dial.with_lambda(0.0), None, induction=False)
+
+    def work(report: jobs.Reporter) -> tuple[AttentionProbes, AttentionProbes | None]:
+        report(f"{tokens.shape[1]} tokens at λ = {dial.lam:g}", 0.1)
+        probes = _probe(handle, tokens, dial, heads, induction=True)
+        if dial.lam == 0:
+            return probes, None
+        report("the same text at λ = 0 (the baseline)", 0.6)
+        return probes, _probe(handle, tokens, dial.with_lambda(0.0), None, induction=False)
+
+    spec = jobs.JobSpec("entropy view", work, model=handle.identity.name)
+    probes, base = jobs.run(spec, request=request, slot="locality_analyse", progress=progress, single=False)
     chosen = _selected_here(selection, handle)
     names = chosen.names() if chosen else []
     dial_json, words = dial.to_json(), _scope_words(heads)
@@ -256,6 +285,7 @@ def build(ctx: AppContext) -> None:
     scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="The dial acts on")
     dial_in = [lam, mode, schedule, beta, scope, ctx.selection.state]
     run = gr.Button("Analyse", variant="primary")
+    jobs.JobControls.build("locality_analyse")  # texts of ~1000 tokens take seconds: they can be cancelled
     summary = gr.Markdown()
     with gr.Row():
         grid = HeadGrid(label="Entropy per layer × head (bits)", elem_id="hs-entropy-grid")
