@@ -19,16 +19,17 @@ from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
 from headscope.errors import InputError
 from headscope.steering import vectors
 from headscope.steering.contrastive import (
-    MAX_ALPHA,
     ContrastiveConfig,
-    SteerConfig,
     alpha_sweep,
     compare,
     contrastive_vector,
+    token_strip,
 )
+from headscope.steering.cost import Cost, steering_cost
+from headscope.steering.direction import DEFAULT_ALPHA, SteerConfig
 from headscope.steering.generate import GenConfig, Generation, generate
 from headscope.steering.lofit import LofitConfig, lofit
-from headscope.steering.tasks import TASKS, load_task
+from headscope.steering.tasks import TASKS, load_contrast, load_task
 
 APP_MAX_TEXT_CHARS = 20_000  # each pasted list
 APP_MAX_PROMPT_CHARS = 2_000
@@ -36,8 +37,10 @@ APP_MAX_NEW_TOKENS = 48
 APP_MAX_STEPS = 200
 APP_MAX_K = 64
 APP_MAX_SWEEP = 11
-EXAMPLE_POS = "I love this, it is wonderful.\nWhat a great, happy day!\nThis is excellent and delightful."
-EXAMPLE_NEG = "I hate this, it is awful.\nWhat a terrible, sad day!\nThis is horrible and depressing."
+APP_MAX_TOKEN_CHARS = 50
+_EXAMPLE = load_contrast("sentiment")
+EXAMPLE_POS, EXAMPLE_NEG = "\n".join(_EXAMPLE.positives), "\n".join(_EXAMPLE.negatives)
+EXAMPLE_PROMPT = _EXAMPLE.prompts[0]
 
 
 # ---- input checks ----------------------------------------------------------------------------------------------
@@ -46,7 +49,7 @@ def _lines(text: Any, side: str) -> list[str]:
         raise InputError(f"the {side} list must be text, one example a line")
     if len(text) > APP_MAX_TEXT_CHARS:
         raise InputError(f"the {side} list is longer than {APP_MAX_TEXT_CHARS} characters")
-    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return [ln for ln in text.splitlines() if ln.strip()]  # blank lines skipped, the others kept as typed
 
 
 def _prompt(text: Any) -> str:
@@ -58,12 +61,15 @@ def _prompt(text: Any) -> str:
 
 
 def _alpha(value: Any) -> float:
-    try:
-        return SteerConfig(float(value)).alpha
-    except (TypeError, ValueError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"alpha must be a number; got {value!r}") from None
+    return SteerConfig(value).alpha
+
+
+def _token(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{name} is empty")
+    if len(value) > APP_MAX_TOKEN_CHARS:
+        raise InputError(f"{name} is {len(value)} characters; the limit is {APP_MAX_TOKEN_CHARS}")
+    return value
 
 
 def _alphas(text: Any) -> list[float]:
@@ -76,9 +82,26 @@ def _alphas(text: Any) -> list[float]:
 
 
 # ---- views -----------------------------------------------------------------------------------------------------
-def shaded(gen: Generation) -> list[tuple[str, float]]:
-    """Tokens with their probability for HighlightedText's intensity shading."""
-    return [(tok, round(p, 3)) for tok, p in zip(gen.tokens, gen.probs, strict=True)]
+def visible(token: str) -> str:
+    return token.replace(" ", "·").replace("\n", "↵")
+
+
+def plain_tokens(gen: Generation) -> list[tuple[str, None]]:
+    """The unsteered continuation's tokens as text (visible whitespace), unshaded."""
+    return [(visible(tok), None) for tok in gen.tokens]
+
+
+def shaded(gen: Generation, cost: Cost) -> list[tuple[str, float]]:
+    """Steered tokens shaded by p(steered) − p(unsteered) ∈ [−1, 1] (HighlightedText's legend runs −1…+1)."""
+    return [(visible(t["token"]), round(t["change"], 3)) for t in token_strip(gen, cost)]
+
+
+def cost_line(cost: Cost) -> str:
+    c = cost.to_json()
+    verdict = "fluent" if cost.fluent else "**degenerate** (over the bounds: ratio ≤ 2, distinct ≥ 0.5)"
+    return (f"cost: perplexity under the unsteered model {c['perplexity_unsteered']:.2f} → "
+            f"{c['perplexity_steered']:.2f} (×{c['perplexity_ratio']:.2f}); distinct tokens "
+            f"{c['distinct_unsteered']:.2f} → {c['distinct_steered']:.2f}; {verdict}")  # fmt: skip
 
 
 def head_grid(
@@ -112,7 +135,7 @@ def sweep_figure(rows: list[dict[str, Any]], tokens: tuple[str, str]) -> go.Figu
 def steer_contrastive(
     model: str, positives: str, negatives: str, layer: float, alpha: float, position: str, pooling: str,
     prompt: str, max_new_tokens: float, progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[list, list, str, dict[str, Any]]:  # fmt: skip
+) -> tuple[list, list, str, dict[str, Any], str]:  # fmt: skip
     """Contrastive vector from pasted texts; unsteered vs steered generation and the effect."""
     pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
     steer = SteerConfig(_alpha(alpha), position)  # type: ignore[arg-type]
@@ -123,9 +146,13 @@ def steer_contrastive(
     cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(integer(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
     progress(0.4, desc="generating")
     result = compare(handle, cv, text, pos, neg, steer, gen)
-    summary = (f"layer {cv.layer}, α = {steer.alpha:g}, ‖v‖ = {float(cv.vector.norm()):.2f}; effect on "
-               f"[log p(positives) − log p(negatives)] as continuations: **{result.effect:+.3f}** nats")  # fmt: skip
-    return shaded(result.unsteered), shaded(result.steered), summary, result.to_json()
+    js = result.to_json()
+    summary = (f"layer {cv.layer}, α = {steer.alpha:g} × the residual norm {js['ref_norm']:.1f} "
+               f"(the raw difference would be α = {js['natural_alpha']:.3f}); effect on [log p(positives) − "
+               f"log p(negatives)] as continuations: **{result.effect:+.3f}** nats per text; {cost_line(result.cost)}")  # fmt: skip
+    blob = vectors.to_bytes(*vectors.vector_meta(handle, cv, steer))
+    download = _download(vectors.from_bytes(blob)[0], blob)
+    return plain_tokens(result.unsteered), shaded(result.steered, result.cost), summary, js, download
 
 
 @user_errors
@@ -137,17 +164,19 @@ def steer_sweep(
     pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
     values, text = _alphas(alphas), _prompt(prompt)
     gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
-    pair = (str(token_a)[:50], str(token_b)[:50])
+    pair = (_token(token_a, "token A"), _token(token_b, "token B"))
     handle = STORE.get(str(model))
     cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(integer(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
     rows = [r.to_json() for r in alpha_sweep(handle, cv, text, values, pair, position, gen)]  # type: ignore[arg-type]
-    return sweep_figure(rows, pair), [[r["alpha"], r["logit_diff"], r["change"], r["text"]] for r in rows]
+    table = [[r["alpha"], r["logit_diff"], r["change"], r["perplexity_ratio"], r["distinct_steered"], r["text"]]
+             for r in rows]  # fmt: skip
+    return sweep_figure(rows, pair), table
 
 
 @user_errors
 def steer_lofit_train(
     model: str, task: str, k: float, steps: float, seed: float, progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[go.Figure, str, dict[str, Any], bytes]:  # fmt: skip
+) -> tuple[go.Figure, str, dict[str, Any], bytes, str]:  # fmt: skip
     """Train LoFiT head offsets on a built-in task; the selected heads on the layer × head grid."""
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}; built-in tasks: {', '.join(sorted(TASKS))}")
@@ -173,8 +202,26 @@ def steer_lofit_train(
                f"({r['accuracy']:.2f} with {len(result.offsets.heads)} random heads); target log-prob "
                f"{b['mean_target_logprob']:.2f} → {a['mean_target_logprob']:.2f}; {js['trainable_parameters']:,} "
                f"trainable parameters vs {js['full_finetune_parameters']:,} for a full fine-tune.")  # fmt: skip
-    blob = vectors.to_bytes(*vectors.lofit_meta(handle, result.offsets, result.data_hash))
-    return head_grid(ranking, js["selected_heads"], f.n_layers, f.n_heads), summary, js, blob
+    meta, tensors = vectors.lofit_meta(handle, result.offsets, result.data_hash)
+    blob = vectors.to_bytes(meta, tensors)
+    return (
+        head_grid(ranking, js["selected_heads"], f.n_layers, f.n_heads),
+        summary,
+        js,
+        blob,
+        _download(meta, blob),
+    )
+
+
+def _download(meta: vectors.VectorMeta, blob: bytes) -> str:
+    """A temp file for gr.File (the name carries no user text)."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="headscope-vectors-"))
+    path = folder / vectors.file_name(meta)
+    path.write_bytes(blob)
+    return str(path)
 
 
 @user_errors
@@ -193,20 +240,25 @@ def steer_lofit_apply(
     handle = STORE.get(str(model))
     offsets = vectors.to_offsets(meta, tensors, handle)  # refuses another model
     ids = handle.tokenize(text)
+    hooks = offsets.hooks(handle.facts.n_heads)
     plain = generate(handle, ids, gen)
-    steered = generate(handle, ids, gen, lambda _s: offsets.hooks(handle.facts.n_heads))
+    steered = generate(handle, ids, gen, lambda _s: hooks)
+    cost = steering_cost(handle, ids, plain.token_ids, steered.token_ids, hooks)
     info = {
         "heads": [list(h) for h in offsets.heads],
         "unsteered": plain.to_json(),
         "steered": steered.to_json(),
+        "cost": cost.to_json(),
     }
-    return shaded(plain), shaded(steered), info
+    return plain_tokens(plain), shaded(steered, cost), info
 
 
 def _side_by_side() -> tuple[gr.HighlightedText, gr.HighlightedText]:
     with gr.Row():
-        plain = gr.HighlightedText(label="Unsteered (shade = token probability)", show_legend=True)
-        steered = gr.HighlightedText(label="Steered (shade = token probability)", show_legend=True)
+        plain = gr.HighlightedText(label="Unsteered", show_legend=False)
+        steered = gr.HighlightedText(
+            label="Steered (shade = p(token | steered) − p(token | unsteered), −1…+1)", show_legend=True
+        )
     return plain, steered
 
 
@@ -222,27 +274,30 @@ def _build_contrastive(ctx: AppContext) -> None:
             EXAMPLE_NEG, lines=5, label="Negative texts (one a line)", max_length=APP_MAX_TEXT_CHARS
         )
     with gr.Row():
-        layer = gr.Number(15, precision=0, label="Layer")
-        alpha = gr.Slider(-MAX_ALPHA / 5, MAX_ALPHA / 5, value=4, step=0.5, label="α")
+        layer = gr.Number(9, precision=0, label="Layer")
+        alpha = gr.Slider(-2, 2, value=DEFAULT_ALPHA, step=0.05, label="α (× the residual norm at the layer)")
         position = gr.Radio(["last", "all"], value="last", label="Add at positions")
         pooling = gr.Radio(["mean", "last"], value="mean", label="Pool texts by")
         max_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=20, step=1, label="New tokens")
-    prompt = gr.Textbox("I think this movie is", label="Prompt", max_length=APP_MAX_PROMPT_CHARS)
+    prompt = gr.Textbox(EXAMPLE_PROMPT, label="Prompt", max_length=APP_MAX_PROMPT_CHARS)
     run = gr.Button("Steer", variant="primary")
     plain, steered = _side_by_side()
     summary, result = gr.Markdown(), gr.JSON(label="Result")
+    download = gr.File(label="This vector (.safetensors, with the sidecar in its header)")
     run.click(
         steer_contrastive, inputs=[ctx.model, pos, neg, layer, alpha, position, pooling, prompt, max_new],
-        outputs=[plain, steered, summary, result], api_name="steer_contrastive",
+        outputs=[plain, steered, summary, result, download], api_name="steer_contrastive",
         concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
     )  # fmt: skip
     with gr.Row():
-        alphas = gr.Textbox("0, 2, 4, 8", label="α sweep values", max_length=400)
+        alphas = gr.Textbox("0, 0.15, 0.3, 0.6", label="α sweep values", max_length=400)
         tok_a = gr.Textbox(" great", label="Token A (logit difference A − B)", max_length=50)
         tok_b = gr.Textbox(" terrible", label="Token B", max_length=50)
     sweep = gr.Button("α sweep")
     fig = gr.Plot(label="Change in logit difference")
-    table = gr.Dataframe(headers=["alpha", "logit diff", "change", "generation"], label="Sweep")
+    table = gr.Dataframe(
+        headers=["alpha", "logit diff", "change", "perplexity ratio", "distinct", "generation"], label="Sweep"
+    )
     sweep.click(
         steer_sweep, inputs=[ctx.model, pos, neg, layer, position, pooling, prompt, alphas, tok_a, tok_b, max_new],
         outputs=[fig, table], api_name="steer_sweep", concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
@@ -260,8 +315,9 @@ def _build_lofit(ctx: AppContext) -> None:
     summary = gr.Markdown()
     grid = gr.Plot(label="Layer × head: ‖A‖ and the selected heads")
     result, trained = gr.JSON(label="Result"), gr.State(None)
+    download = gr.File(label="Trained head offsets (.safetensors, with the sidecar in its header)")
     train.click(
-        steer_lofit_train, inputs=[ctx.model, task, k, steps, seed], outputs=[grid, summary, result, trained],
+        steer_lofit_train, inputs=[ctx.model, task, k, steps, seed], outputs=[grid, summary, result, trained, download],
         api_name="steer_lofit_train", concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
     )  # fmt: skip
     upload = gr.File(type="binary", file_types=[".safetensors"], label="…or upload a LoFiT vector file")
