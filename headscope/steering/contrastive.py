@@ -13,7 +13,7 @@ are averaged per side. Steering adds α · r · v/‖v‖ with α relative to th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,56 +96,51 @@ class ContrastiveConfig:
                 raise InputError("give a layer (residual stream) or heads (their outputs), not both")
 
 
-def _pool(acts: Tensor, pooling: str) -> Tensor:
-    return acts.mean(0) if pooling == "mean" else acts[-1]
-
-
-def _resid_vector(
-    handle: ModelHandle, pos: list[str], neg: list[str], layer: int, pooling: str
-) -> SteeringVector:
-    name = hooks.resid(layer, "post")
+def _contrast(
+    texts: tuple[list[str], list[str]], read: Callable[[str], Tensor], pooling: str
+) -> tuple[Tensor, Tensor]:
+    """(mean pooled positives − mean pooled negatives, mean activation norm over every position read), for `read`
+    giving a text's activations [pos, d] or [pos, k, d] (position 0 already dropped)."""
     sides, norms = [], []
-    for texts in (pos, neg):
-        acts = [activations(handle, t, [name])[name] for t in texts]
-        sides.append(torch.stack([_pool(a, pooling) for a in acts]).mean(0))
+    for side in texts:
+        acts = [read(t) for t in side]
+        sides.append(torch.stack([a.mean(0) if pooling == "mean" else a[-1] for a in acts]).mean(0))
         norms += [a.norm(dim=-1) for a in acts]
-    return SteeringVector(sides[0] - sides[1], torch.cat(norms).mean(), "contrastive", hook=name)
+    return sides[0] - sides[1], torch.cat(norms).mean(0)
 
 
-def _head_vector(
-    handle: ModelHandle, pos: list[str], neg: list[str], heads: HeadSet, pooling: str
-) -> SteeringVector:
+def _at_layer(handle: ModelHandle, layer: int) -> tuple[str, Callable[[str], Tensor]]:
+    name = hooks.resid(layer, "post")
+    return name, lambda text: activations(handle, text, [name])[name]
+
+
+def _at_heads(handle: ModelHandle, heads: HeadSet) -> Callable[[str], Tensor]:
     names = [hooks.z(layer) for layer in heads.layers]
 
-    def per_head(text: str) -> Tensor:  # [pos, k, d_head], heads in HeadSet order
+    def read(text: str) -> Tensor:  # [pos, k, d_head], heads in HeadSet order
         acts = activations(handle, text, names)
         return torch.stack([acts[hooks.z(layer)][:, head] for layer, head in heads], dim=1)
 
-    sides, norms = [], []
-    for texts in (pos, neg):
-        acts = [per_head(t) for t in texts]
-        sides.append(torch.stack([_pool(a, pooling) for a in acts]).mean(0))
-        norms.append(torch.cat([a.norm(dim=-1) for a in acts]))  # [Σpos, k]
-    ref = torch.cat(norms).mean(0)
-    return SteeringVector(sides[0] - sides[1], ref, "contrastive", heads=heads)
+    return read
 
 
 def contrastive_vector(
     handle: ModelHandle, positives: Sequence[str], negatives: Sequence[str], cfg: ContrastiveConfig
 ) -> SteeringVector:
     pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
-    f = handle.facts
+    f, hook = handle.facts, None
     if cfg.heads is not None:
         if (cfg.heads.n_layers, cfg.heads.n_heads) != (f.n_layers, f.n_heads):
             raise InputError(f"the head selection is for a {cfg.heads.n_layers}×{cfg.heads.n_heads} model")
-        sv = _head_vector(handle, pos, neg, cfg.heads, cfg.pooling)
+        read = _at_heads(handle, cfg.heads)
     else:
         layer = default_layer(f.n_layers) if cfg.layer is None else cfg.layer
         check_layer(layer, f.n_layers)
-        sv = _resid_vector(handle, pos, neg, layer, cfg.pooling)
+        hook, read = _at_layer(handle, layer)
+    direction, ref = _contrast((pos, neg), read, cfg.pooling)
     source = {"pooling": cfg.pooling, "n_positive": len(pos), "n_negative": len(neg),
               "data_hash": texts_hash(pos, neg)}  # fmt: skip
-    return SteeringVector(sv.direction, sv.ref_norm, sv.method, sv.hook, sv.heads, source)
+    return SteeringVector(direction, ref, "contrastive", hook=hook, heads=cfg.heads, source=source)
 
 
 @dataclass(frozen=True)
@@ -156,9 +151,8 @@ class Comparison:
     steer: SteerConfig
     unsteered: Generation
     steered: Generation
-    effect: (
-        float | None
-    )  # Δ(steered − unsteered) of [mean log p(positives | prompt) − mean log p(negatives | prompt)]
+    # Δ(steered − unsteered) of [mean log p(positives | prompt) − mean log p(negatives | prompt)]; None without texts
+    effect: float | None
     cost: Cost
 
     def to_json(self) -> dict:

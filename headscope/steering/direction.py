@@ -30,7 +30,7 @@ from headscope.selection import HeadSet
 from headscope.steering.hooks import POSITIONS, Position, add_hook, head_add_hooks
 
 MAX_ALPHA = 10.0  # |α| ≤ 10: ten times the typical residual norm is far past anything fluent
-DEFAULT_ALPHA = 0.3  # see README "Defaults": fluent on SmolLM2 (perplexity ratio ≤ 2, distinct ≥ 0.5)
+DEFAULT_ALPHA = 0.2  # see README "Defaults": fluent on SmolLM2 (perplexity ratio ≤ 2, distinct ≥ 0.5)
 DEFAULT_POSITION: Position = "last"
 
 
