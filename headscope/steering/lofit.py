@@ -2,8 +2,9 @@
 
 Step 1 trains a scale A on every head (z ← (1+A)⊙z on `hook_z`) with an L1 penalty and ranks heads by ‖A‖₂.
 Step 2 discards A and trains a bias v (z ← z + v) on the top-K heads only. The base model stays frozen (the handle
-freezes its weights at load), so gradients reach only A or v, through `handle.run(tokens, grad=True)`; the whole
-training run holds the model (`handle.exclusive()`).
+freezes its weights at load), so gradients reach only A or v, through `handle.run(tokens, grad=True)`. Each step
+holds the model only for its forward pass (the backward pass walks the autograd graph, with the hooks already
+removed), so in the app other visitors' cheap views run between two training steps.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from headscope.steering.scoring import (
 )
 from headscope.steering.tasks import Pair, TaskData
 
-# on_step(phase, step, total_steps, loss): the CLI drives tqdm with it, the app gr.Progress.
+# on_step(phase, step, total_steps, loss): the CLI drives tqdm with it, the app its job's progress (and a Cancel,
+# by raising from the callback). on_stage(name): the non-training stages (held-out evaluations).
 StepCallback = Callable[[str, int, int, float], None]
+StageCallback = Callable[[str], None]
 DEFAULT_HEAD_SHARE = 0.03
 
 
@@ -115,7 +118,7 @@ def _train(
     opt = torch.optim.Adam([param], lr=lr)
     rng = random.Random(cfg.seed)
     losses: list[float] = []
-    with handle.exclusive(), torch.enable_grad():
+    with torch.enable_grad():
         for step, chunk in enumerate(_batches(encoded, steps, cfg.batch_size, rng)):
             batch = collate(chunk, pad_id(handle.tokenizer), handle.device)
             loss = completion_loss(handle.run(batch.tokens, fwd_hooks=make_hooks(), grad=True), batch)
@@ -260,25 +263,33 @@ class LofitResult:
 
 
 def lofit(
-    handle: ModelHandle, task: TaskData, cfg: LofitConfig = LofitConfig(), on_step: StepCallback | None = None
+    handle: ModelHandle,
+    task: TaskData,
+    cfg: LofitConfig = LofitConfig(),
+    on_step: StepCallback | None = None,
+    on_stage: StageCallback | None = None,
 ) -> LofitResult:
     """Both LoFiT steps on `task.train`, evaluated on `task.heldout` (and the same K random heads, if asked)."""
+    stage = on_stage or (lambda _name: None)
     t0 = time.perf_counter()
     f = handle.facts
     _selection_mask(handle, cfg.heads)  # a selection for another model shape is refused before any work
     k = cfg.resolve_k(f.n_layers, f.n_heads)
+    stage("held-out accuracy before")
     before = evaluate(handle, task.heldout)
     scales, scale_losses = train_scales(handle, task.train, cfg, on_step)
     ranking = rank_heads(scales, cfg.heads)
     top = [h for h, _ in ranking[:k]]
     biases, bias_losses = train_biases(handle, task.train, top, cfg, on_step)
     offsets = HeadOffsets(tuple(top), biases)
+    stage("held-out accuracy after")
     after = evaluate(handle, task.heldout, fwd_hooks=offsets.hooks(f.n_heads))
     rand, rand_after, rand_losses = None, None, []
     if cfg.random_baseline:
         heads = random_heads(f.n_layers, f.n_heads, k, cfg.seed)
         rb, rand_losses = train_biases(handle, task.train, heads, cfg, on_step, phase="random heads")
         rand = HeadOffsets(tuple(heads), rb)
+        stage("held-out accuracy, random heads")
         rand_after = evaluate(handle, task.heldout, fwd_hooks=rand.hooks(f.n_heads))
     return LofitResult(
         task.name, task.data_hash, offsets, tuple(ranking), tuple(scale_losses), tuple(bias_losses), before,

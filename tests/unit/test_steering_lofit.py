@@ -125,3 +125,26 @@ def test_random_heads_are_distinct_and_seeded() -> None:
 def test_k_larger_than_head_count_is_refused(tiny_llama: ModelHandle) -> None:
     with pytest.raises(InputError, match="at most 8"):
         lofit(tiny_llama, _task(), LofitConfig(k=9, scale_steps=1, bias_steps=1))
+
+
+def test_stages_are_reported_and_a_raising_callback_stops_training_cleanly(tiny_llama: ModelHandle) -> None:
+    """The app cancels a job by raising from its progress callback: training stops there, no hook stays attached."""
+    tokens = tiny_llama.tokenize("apple is")
+    base = tiny_llama.forward(tokens)
+    stages: list[str] = []
+    steps: list[tuple[str, int]] = []
+
+    def on_step(phase: str, step: int, total: int, loss: float) -> None:
+        steps.append((phase, step))
+        if phase == "biases" and step == 2:
+            raise KeyboardInterrupt("cancelled")
+
+    cfg = LofitConfig(k=1, scale_steps=2, bias_steps=5, batch_size=4)
+    with pytest.raises(KeyboardInterrupt):
+        lofit(tiny_llama, _task(), cfg, on_step, stages.append)
+    assert stages == ["held-out accuracy before"]
+    assert steps == [("scales", 1), ("scales", 2), ("biases", 1), ("biases", 2)]
+    assert torch.equal(tiny_llama.forward(tokens), base)
+    done: list[str] = []
+    lofit(tiny_llama, _task(), replace(cfg, bias_steps=1), None, done.append)
+    assert done == ["held-out accuracy before", "held-out accuracy after", "held-out accuracy, random heads"]
