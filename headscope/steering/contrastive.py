@@ -41,6 +41,22 @@ DEFAULT_DEPTH = (
     0.3  # default layer = round(0.3 · (n_layers − 1)): layer 9 of SmolLM2's 30 (README "Defaults")
 )
 DEFAULT_GEN = GenConfig()
+# progress(stage, frac in [0, 1]): the CLI ignores it, the app relays it to a job (whose Cancel raises from it).
+Progress = Callable[[str, float], None]
+
+
+def _quiet(_stage: str, _frac: float) -> None:
+    return None
+
+
+def _part(progress: Progress | None, lo: float, hi: float) -> Progress:
+    """`progress` with this part's fractions mapped into [lo, hi]."""
+    say = progress or _quiet
+    return lambda stage, frac: say(stage, lo + (hi - lo) * frac)
+
+
+def _tokens(say: Progress, stage: str) -> Callable[[int, int], None]:
+    return lambda done, total: say(f"{stage} {done}/{total}", done / total)
 
 
 def default_layer(n_layers: int) -> int:
@@ -125,9 +141,15 @@ def _at_heads(handle: ModelHandle, heads: HeadSet) -> Callable[[str], Tensor]:
 
 
 def contrastive_vector(
-    handle: ModelHandle, positives: Sequence[str], negatives: Sequence[str], cfg: ContrastiveConfig
+    handle: ModelHandle,
+    positives: Sequence[str],
+    negatives: Sequence[str],
+    cfg: ContrastiveConfig,
+    *,
+    progress: Progress | None = None,
 ) -> SteeringVector:
     pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
+    say, total, done = progress or _quiet, len(pos) + len(neg), [0]
     f, hook = handle.facts, None
     if cfg.heads is not None:
         if (cfg.heads.n_layers, cfg.heads.n_heads) != (f.n_layers, f.n_heads):
@@ -137,7 +159,13 @@ def contrastive_vector(
         layer = default_layer(f.n_layers) if cfg.layer is None else cfg.layer
         check_layer(layer, f.n_layers)
         hook, read = _at_layer(handle, layer)
-    direction, ref = _contrast((pos, neg), read, cfg.pooling)
+
+    def counted(text: str) -> Tensor:
+        say(f"reading texts {done[0] + 1}/{total}", done[0] / total)
+        done[0] += 1
+        return read(text)
+
+    direction, ref = _contrast((pos, neg), counted, cfg.pooling)
     source = {"pooling": cfg.pooling, "n_positive": len(pos), "n_negative": len(neg),
               "data_hash": texts_hash(pos, neg)}  # fmt: skip
     return SteeringVector(direction, ref, "contrastive", hook=hook, heads=cfg.heads, source=source)
@@ -184,13 +212,22 @@ def preference(
 
 
 def steer(
-    handle: ModelHandle, sv: SteeringVector, prompt: str, cfg: SteerConfig, gen: GenConfig = DEFAULT_GEN
+    handle: ModelHandle,
+    sv: SteeringVector,
+    prompt: str,
+    cfg: SteerConfig,
+    gen: GenConfig = DEFAULT_GEN,
+    *,
+    progress: Progress | None = None,
 ) -> tuple[Generation, Generation, Cost]:
     """Unsteered and steered generations of one prompt and the cost of the steered one."""
     ids = handle.tokenize(check_prompt(prompt))
     start = ids.shape[1] - 1
-    plain = generate(handle, ids, gen)
-    steered = generate(handle, ids, gen, _factory(sv, cfg))
+    plain = generate(handle, ids, gen, on_token=_tokens(_part(progress, 0.0, 0.45), "unsteered token"))
+    steered = generate(
+        handle, ids, gen, _factory(sv, cfg), on_token=_tokens(_part(progress, 0.45, 0.9), "steered token")
+    )
+    _part(progress, 0.9, 1.0)("cost (the unsteered model reads both)", 0.0)
     cost = steering_cost(handle, ids, plain.token_ids, steered.token_ids, sv.hooks(cfg, start))
     return plain, steered, cost
 
@@ -203,11 +240,16 @@ def compare(
     negatives: Sequence[str] | None,
     cfg: SteerConfig,
     gen: GenConfig = DEFAULT_GEN,
+    *,
+    progress: Progress | None = None,
 ) -> Comparison:
     """Side by side, with the effect on the positive-vs-negative preference when both text lists are given."""
-    plain, steered, cost = steer(handle, sv, prompt, cfg, gen)
-    effect = None
+    effect, both = None, positives is not None and negatives is not None
+    plain, steered, cost = steer(
+        handle, sv, prompt, cfg, gen, progress=_part(progress, 0.0, 0.85 if both else 1.0)
+    )
     if positives is not None and negatives is not None:
+        _part(progress, 0.85, 1.0)("effect on log p(positives) − log p(negatives)", 0.0)
         pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
         start = handle.tokenize(prompt).shape[1] - 1
         effect = preference(handle, prompt, pos, neg, sv.hooks(cfg, start)) - preference(
@@ -245,6 +287,8 @@ def alpha_sweep(
     token_pair: tuple[str, str],
     position: Position = "last",
     gen: GenConfig = DEFAULT_GEN,
+    *,
+    progress: Progress | None = None,
 ) -> list[SweepRow]:
     """logit[token_a] − logit[token_b] at the prompt's last position, a generation and its cost, for each α."""
     if not alphas or len(alphas) > 21:
@@ -253,12 +297,14 @@ def alpha_sweep(
     ids = handle.tokenize(check_prompt(prompt))
     start = ids.shape[1] - 1
     base = _logit_diff(handle, ids, a, b, ())
-    plain = generate(handle, ids, gen)
+    n = len(alphas) + 1
+    plain = generate(handle, ids, gen, on_token=_tokens(_part(progress, 0.0, 1 / n), "unsteered token"))
     rows = []
-    for alpha in alphas:
+    for i, alpha in enumerate(alphas, start=1):
         cfg = SteerConfig(check_alpha(alpha), position)
         diff = _logit_diff(handle, ids, a, b, sv.hooks(cfg, start))
-        g = generate(handle, ids, gen, _factory(sv, cfg))
+        say = _part(progress, i / n, (i + 1) / n)
+        g = generate(handle, ids, gen, _factory(sv, cfg), on_token=_tokens(say, f"α = {cfg.alpha:g}: token"))
         cost = steering_cost(handle, ids, plain.token_ids, g.token_ids, sv.hooks(cfg, start))
         rows.append(SweepRow(cfg.alpha, diff, diff - base, g, cost))
     return rows

@@ -53,7 +53,10 @@ def generate(
     prompt_ids: Int[Tensor, "batch pos"],
     cfg: GenConfig,
     hooks: HookFactory | None = None,
+    *,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> Generation:
+    """on_token(done, total) after each token (progress; a job's Cancel raises from it)."""
     ids = prompt_ids.to(handle.device)
     start = ids.shape[1] - 1
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -64,6 +67,8 @@ def generate(
         nxt = _pick(logits, cfg.temperature, gen)
         out.append(nxt)
         probs.append(float(logits.softmax(-1)[nxt]))
+        if on_token is not None:
+            on_token(len(out), cfg.max_new_tokens)
         if nxt == handle.tokenizer.eos_token_id:
             break
         ids = torch.cat([ids, ids.new_tensor([[nxt]])], dim=1)

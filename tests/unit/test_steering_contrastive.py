@@ -273,3 +273,36 @@ def test_layer_and_heads_checks(tiny_llama: ModelHandle) -> None:
         ContrastiveConfig(1, heads=tiny_llama.head_set("0.1"))
     with pytest.raises(InputError, match="for a 30×9 model"):
         contrastive_vector(tiny_llama, POS, NEG, ContrastiveConfig(heads=HeadSet.parse("0.1", 30, 9)))
+
+
+def test_progress_is_staged_and_a_raising_callback_stops_the_work(tiny_llama: ModelHandle) -> None:
+    """The app relays (stage, fraction) to its job and cancels by raising from the callback."""
+    seen: list[tuple[str, float]] = []
+    sv = contrastive_vector(
+        tiny_llama, POS, NEG, ContrastiveConfig(1), progress=lambda s, f: seen.append((s, f))
+    )
+    assert [s for s, _ in seen] == [f"reading texts {i}/5" for i in range(1, 6)]
+    seen.clear()
+    compare(
+        tiny_llama,
+        sv,
+        PROMPT,
+        POS,
+        NEG,
+        SteerConfig(),
+        GenConfig(3),
+        progress=lambda s, f: seen.append((s, f)),
+    )
+    fracs = [f for _, f in seen]
+    assert fracs == sorted(fracs) and fracs[0] >= 0.0 and fracs[-1] <= 1.0
+    assert seen[0][0] == "unsteered token 1/3" and seen[-1][0].startswith("effect")
+
+    def cancel(stage: str, frac: float) -> None:
+        if stage.startswith("steered token 2"):
+            raise KeyboardInterrupt(stage)
+
+    ids = tiny_llama.tokenize(PROMPT)
+    base = tiny_llama.forward(ids)
+    with pytest.raises(KeyboardInterrupt):
+        compare(tiny_llama, sv, PROMPT, POS, NEG, SteerConfig(), GenConfig(3), progress=cancel)
+    assert torch.equal(tiny_llama.forward(ids), base)  # no steering hook left behind
