@@ -1,236 +1,320 @@
-"""Steering tab: contrastive (GLOV / CAA) vectors and LoFiT head offsets, unsteered vs steered side by side.
+"""Steering tab: contrastive vectors (at a layer's residual stream or at the selected heads' outputs) and LoFiT head
+offsets (optionally restricted to the selection), unsteered vs steered side by side, every effect beside its cost.
 
-No server paths: positives/negatives are pasted text; vectors are trained in this session (kept as safetensors
-bytes in session state) or uploaded as bytes (size-limited, model-checked). Every input is re-checked here,
-because API callers bypass the widgets' limits.
+Wiring only: the work is in `headscope.steering`. No server paths: texts are pasted; vectors are made in this
+session (downloadable, and kept as safetensors bytes in session state) or uploaded as bytes (size-limited,
+model-checked). Every input is re-checked on the server (API callers bypass the widgets' limits) and refused,
+never cut. Generation, the α sweep and LoFiT training run as cancellable jobs with staged progress.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
-import plotly.graph_objects as go
 
-from headscope.app.inputs import integer
+from headscope.app import examples, jobs
+from headscope.app import selection as sel
+from headscope.app.figures import Plot, RawResult, curves, fmt_num, table
+from headscope.app.inputs import choice, integer, text
 from headscope.app.registry import AppContext, register_tab
-from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
+from headscope.app.state import JOB_EVENT, STORE, user_errors
+from headscope.app.views import HeadGrid, TokenStrip, grid_value, strip_row, strip_value
 from headscope.errors import InputError
+from headscope.models import ModelHandle
+from headscope.selection import HeadSet
 from headscope.steering import vectors
 from headscope.steering.contrastive import (
+    POOLINGS,
     ContrastiveConfig,
     alpha_sweep,
     compare,
     contrastive_vector,
+    default_layer,
     token_strip,
 )
-from headscope.steering.cost import Cost, steering_cost
-from headscope.steering.direction import DEFAULT_ALPHA, SteerConfig
+from headscope.steering.cost import MAX_PERPLEXITY_RATIO, MIN_DISTINCT_RATIO, Cost, steering_cost
+from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION, SteerConfig
 from headscope.steering.generate import GenConfig, Generation, generate
-from headscope.steering.lofit import LofitConfig, lofit
+from headscope.steering.hooks import POSITIONS
+from headscope.steering.lofit import LofitConfig, LofitResult, lofit
 from headscope.steering.tasks import TASKS, load_contrast, load_task
 
 APP_MAX_TEXT_CHARS = 20_000  # each pasted list
 APP_MAX_PROMPT_CHARS = 2_000
+APP_MAX_TOKEN_CHARS = 50
 APP_MAX_NEW_TOKENS = 48
 APP_MAX_STEPS = 200
 APP_MAX_K = 64
 APP_MAX_SWEEP = 11
-APP_MAX_TOKEN_CHARS = 50
+ALPHA_SLIDER = 2.0  # the slider's range; the library accepts |α| ≤ 10 (API callers)
+SITES = ("a layer's residual stream", "the selected heads' outputs")
+LOFIT_SCOPES = ("all heads", "the selected heads only")
+PAPERS = (
+    ("GLOV (Mirza et al. 2024)", "https://arxiv.org/abs/2410.06154"),
+    ("CAA (Rimsky et al. 2024)", "https://arxiv.org/abs/2312.06681"),
+    ("LoFiT (Yin, Ye & Durrett 2024)", "https://arxiv.org/abs/2406.01563"),
+)
+COST_HEADERS = ("measure", "unsteered", "steered", "bound")
+SWEEP_COLUMNS = [("alpha", "α"), ("change", "Δ logit diff (logits)"), ("perplexity_ratio", "perplexity ratio"),
+                 ("distinct_steered", "distinct ratio"), ("fluent", "fluent"), ("text", "steered text")]  # fmt: skip
+LOFIT_COLUMNS = [("w", "held-out"), ("accuracy", "accuracy (exact match)"),
+                 ("mean_target_logprob", "mean target log-prob (nats)")]  # fmt: skip
 _EXAMPLE = load_contrast("sentiment")
 EXAMPLE_POS, EXAMPLE_NEG = "\n".join(_EXAMPLE.positives), "\n".join(_EXAMPLE.negatives)
 EXAMPLE_PROMPT = _EXAMPLE.prompts[0]
+DEFAULT_LAYER = default_layer(30)  # the library's default for the default model (30 layers)
 
 
-# ---- input checks ----------------------------------------------------------------------------------------------
-def _lines(text: Any, side: str) -> list[str]:
-    if not isinstance(text, str):
-        raise InputError(f"the {side} list must be text, one example a line")
-    if len(text) > APP_MAX_TEXT_CHARS:
-        raise InputError(f"the {side} list is longer than {APP_MAX_TEXT_CHARS} characters")
-    return [ln for ln in text.splitlines() if ln.strip()]  # blank lines skipped, the others kept as typed
+# ---- inputs ------------------------------------------------------------------------------------------------------
+def _lines(value: Any, side: str) -> list[str]:
+    """One example a line; blank lines are skipped, the others kept exactly as typed."""
+    return [ln for ln in text(value, f"the {side} list", APP_MAX_TEXT_CHARS).splitlines() if ln.strip()]
 
 
-def _prompt(text: Any) -> str:
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("prompt is empty")
-    if len(text) > APP_MAX_PROMPT_CHARS:
-        raise InputError(f"prompt is longer than {APP_MAX_PROMPT_CHARS} characters")
-    return text
-
-
-def _alpha(value: Any) -> float:
-    return SteerConfig(value).alpha
+def _gen(max_new_tokens: Any) -> GenConfig:
+    return GenConfig(integer(max_new_tokens, "new tokens", 1, APP_MAX_NEW_TOKENS))
 
 
 def _token(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InputError(f"{name} is empty")
-    if len(value) > APP_MAX_TOKEN_CHARS:
-        raise InputError(f"{name} is {len(value)} characters; the limit is {APP_MAX_TOKEN_CHARS}")
-    return value
+    return text(value, name, APP_MAX_TOKEN_CHARS, allow_empty=True)
 
 
-def _alphas(text: Any) -> list[float]:
-    if not isinstance(text, str) or len(text) > 400:
-        raise InputError("alphas: a comma-separated list of numbers")
-    parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
+def _alphas(value: Any) -> list[float]:
+    parts = [p for p in text(value, "α values", 400).replace(";", ",").split(",") if p.strip()]
     if not 1 <= len(parts) <= APP_MAX_SWEEP:
-        raise InputError(f"alphas: give between 1 and {APP_MAX_SWEEP} values")
-    return [_alpha(p) for p in parts]
+        raise InputError(f"α values: give between 1 and {APP_MAX_SWEEP} comma-separated numbers")
+    return [SteerConfig(p.strip()).alpha for p in parts]  # type: ignore[arg-type]  (checked there)
 
 
-# ---- views -----------------------------------------------------------------------------------------------------
-def visible(token: str) -> str:
-    return token.replace(" ", "·").replace("\n", "↵")
+def _selected(selection: Any, handle: ModelHandle, what: str) -> HeadSet:
+    heads = sel.head_set(selection, handle)
+    if not heads:
+        raise InputError(f"{what} is set to the selected heads, but no head is selected (use the bar above)")
+    return heads
 
 
-def plain_tokens(gen: Generation) -> list[tuple[str, None]]:
-    """The unsteered continuation's tokens as text (visible whitespace), unshaded."""
-    return [(visible(tok), None) for tok in gen.tokens]
+def _contrastive_cfg(
+    handle: ModelHandle, site: Any, layer: Any, pooling: Any, selection: Any
+) -> ContrastiveConfig:
+    pool = choice(pooling, "pooling", POOLINGS)
+    if choice(site, "steer at", SITES) == SITES[1]:
+        return ContrastiveConfig(None, pool, _selected(selection, handle, "steering"))  # type: ignore[arg-type]
+    return ContrastiveConfig(integer(layer, "layer", 0, handle.facts.n_layers - 1), pool)  # type: ignore[arg-type]
 
 
-def shaded(gen: Generation, cost: Cost) -> list[tuple[str, float]]:
-    """Steered tokens shaded by p(steered) − p(unsteered) ∈ [−1, 1] (HighlightedText's legend runs −1…+1)."""
-    return [(visible(t["token"]), round(t["change"], 3)) for t in token_strip(gen, cost)]
+# ---- views -------------------------------------------------------------------------------------------------------
+def strips(plain: Generation, steered: Generation, cost: Cost) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Unsteered tokens shaded by their probability (0…1); steered tokens by p(steered) − p(unsteered) (−1…+1)."""
+    left = strip_value(
+        [strip_row(plain.tokens, plain.token_ids, plain.probs, label="unsteered")],
+        label="p(token) under the unsteered model", vmin=0.0, vmax=1.0, scale="blues",
+        caption="Each token shaded by the probability the unsteered model gave it.", filename="unsteered",
+    )  # fmt: skip
+    changes = [t["change"] for t in token_strip(steered, cost)]
+    right = strip_value(
+        [strip_row(steered.tokens, steered.token_ids, changes, label="steered")],
+        label="p(token | steered) − p(token | unsteered)", vmin=-1.0, vmax=1.0, scale="diverging",
+        caption="Red: steering made the token more likely; blue: less likely.", filename="steered",
+    )  # fmt: skip
+    return left, right
 
 
-def cost_line(cost: Cost) -> str:
+def cost_table(effect: float | None, cost: Cost) -> dict[str, Any]:
     c = cost.to_json()
-    verdict = "fluent" if cost.fluent else "**degenerate** (over the bounds: ratio ≤ 2, distinct ≥ 0.5)"
-    return (f"cost: perplexity under the unsteered model {c['perplexity_unsteered']:.2f} → "
-            f"{c['perplexity_steered']:.2f} (×{c['perplexity_ratio']:.2f}); distinct tokens "
-            f"{c['distinct_unsteered']:.2f} → {c['distinct_steered']:.2f}; {verdict}")  # fmt: skip
+    rows = [
+        {"m": "perplexity under the unsteered model", "u": c["perplexity_unsteered"],
+         "s": c["perplexity_steered"], "b": f"steered ≤ {MAX_PERPLEXITY_RATIO:g} × unsteered"},
+        {"m": "distinct-token ratio", "u": c["distinct_unsteered"], "s": c["distinct_steered"],
+         "b": f"≥ {MIN_DISTINCT_RATIO:g}"},
+    ]  # fmt: skip
+    if effect is not None:
+        rows.insert(0, {"m": "effect: Δ[log p(positives) − log p(negatives)] (nats per text)", "u": 0.0,
+                        "s": effect, "b": "> 0 moves the target"})  # fmt: skip
+    return table(rows, list(zip(("m", "u", "s", "b"), COST_HEADERS, strict=True)))
 
 
-def head_grid(
-    ranking: list[dict[str, Any]], selected: list[dict[str, Any]], n_layers: int, n_heads: int
-) -> go.Figure:
-    """The layer × head grid (as in the Circuits tab): ‖A‖ per head, the selected heads ringed."""
-    z = np.zeros((n_layers, n_heads))
-    for r in ranking:
-        z[r["layer"], r["head"]] = r["importance"]
-    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis", colorbar={"title": "‖A‖"}))
-    fig.add_trace(go.Scatter(
-        x=[s["head"] for s in selected], y=[s["layer"] for s in selected], mode="markers", name="selected",
-        marker={"symbol": "circle-open", "size": 16, "color": "red", "line": {"width": 3}},
-    ))  # fmt: skip
-    fig.update_layout(xaxis_title="head", yaxis_title="layer", height=520, margin={"t": 30})
-    return fig
-
-
-def sweep_figure(rows: list[dict[str, Any]], tokens: tuple[str, str]) -> go.Figure:
-    fig = go.Figure(
-        go.Scatter(x=[r["alpha"] for r in rows], y=[r["change"] for r in rows], mode="lines+markers")
-    )
-    fig.update_layout(
-        xaxis_title="α", yaxis_title=f"Δ logit[{tokens[0]!r}] − logit[{tokens[1]!r}]", height=380
-    )
-    return fig
-
-
-# ---- events ----------------------------------------------------------------------------------------------------
-@user_errors
-def steer_contrastive(
-    model: str, positives: str, negatives: str, layer: float, alpha: float, position: str, pooling: str,
-    prompt: str, max_new_tokens: float, progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[list, list, str, dict[str, Any], str]:  # fmt: skip
-    """Contrastive vector from pasted texts; unsteered vs steered generation and the effect."""
-    pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
-    steer = SteerConfig(_alpha(alpha), position)  # type: ignore[arg-type]
-    gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
-    text = _prompt(prompt)
-    handle = STORE.get(str(model))
-    progress(0.1, desc="mean activations")
-    cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(integer(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
-    progress(0.4, desc="generating")
-    result = compare(handle, cv, text, pos, neg, steer, gen)
-    js = result.to_json()
-    summary = (f"layer {cv.layer}, α = {steer.alpha:g} × the residual norm {js['ref_norm']:.1f} "
-               f"(the raw difference would be α = {js['natural_alpha']:.3f}); effect on [log p(positives) − "
-               f"log p(negatives)] as continuations: **{result.effect:+.3f}** nats per text; {cost_line(result.cost)}")  # fmt: skip
-    blob = vectors.to_bytes(*vectors.vector_meta(handle, cv, steer))
-    download = _download(vectors.from_bytes(blob)[0], blob)
-    return plain_tokens(result.unsteered), shaded(result.steered, result.cost), summary, js, download
-
-
-@user_errors
-def steer_sweep(
-    model: str, positives: str, negatives: str, layer: float, position: str, pooling: str, prompt: str,
-    alphas: str, token_a: str, token_b: str, max_new_tokens: float,
-) -> tuple[go.Figure, list[list[Any]]]:  # fmt: skip
-    """α sweep: change of logit[token A] − logit[token B] at the prompt's last position, and generations."""
-    pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
-    values, text = _alphas(alphas), _prompt(prompt)
-    gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
-    pair = (_token(token_a, "token A"), _token(token_b, "token B"))
-    handle = STORE.get(str(model))
-    cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(integer(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
-    rows = [r.to_json() for r in alpha_sweep(handle, cv, text, values, pair, position, gen)]  # type: ignore[arg-type]
-    table = [[r["alpha"], r["logit_diff"], r["change"], r["perplexity_ratio"], r["distinct_steered"], r["text"]]
-             for r in rows]  # fmt: skip
-    return sweep_figure(rows, pair), table
-
-
-@user_errors
-def steer_lofit_train(
-    model: str, task: str, k: float, steps: float, seed: float, progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[go.Figure, str, dict[str, Any], bytes, str]:  # fmt: skip
-    """Train LoFiT head offsets on a built-in task; the selected heads on the layer × head grid."""
-    if task not in TASKS:
-        raise InputError(f"unknown task {task!r}; built-in tasks: {', '.join(sorted(TASKS))}")
-    n = integer(steps, "steps", 1, APP_MAX_STEPS)
-    cfg = LofitConfig(
-        k=integer(k, "K heads", 1, APP_MAX_K),
-        scale_steps=n,
-        bias_steps=n,
-        seed=integer(seed, "seed", 0, 2**31),
-    )
-    handle = STORE.get(str(model))
-    phases = {"scales": 0, "biases": 1, "random heads": 2}
-
-    def on_step(phase: str, step: int, total: int, loss: float) -> None:
-        progress((phases[phase] + step / total) / 3, desc=f"{phase} {step}/{total} loss {loss:.3f}")
-
-    result = lofit(handle, load_task(task), cfg, on_step)
-    js = result.to_json()
-    f = handle.facts
-    ranking = [{"layer": h[0], "head": h[1], "importance": s} for h, s in result.head_ranking]
-    b, a, r = js["heldout_before"], js["heldout_after"], js["heldout_random_heads"]
-    summary = (f"held-out accuracy {b['accuracy']:.2f} → **{a['accuracy']:.2f}** with the selected heads "
-               f"({r['accuracy']:.2f} with {len(result.offsets.heads)} random heads); target log-prob "
-               f"{b['mean_target_logprob']:.2f} → {a['mean_target_logprob']:.2f}; {js['trainable_parameters']:,} "
-               f"trainable parameters vs {js['full_finetune_parameters']:,} for a full fine-tune.")  # fmt: skip
-    meta, tensors = vectors.lofit_meta(handle, result.offsets, result.data_hash)
-    blob = vectors.to_bytes(meta, tensors)
+def summary(js: dict[str, Any], cost: Cost) -> str:
+    where = f"heads **{js['heads']}** (their outputs, hook_z)" if js["heads"] else f"layer **{js['layer']}**"
+    effect = "" if js["effect"] is None else f"effect **{js['effect']:+.2f}** nats per text; "
+    verdict = (
+        "fluent (within the bounds)" if cost.fluent
+        else "**degenerate**: over the bounds (perplexity ratio ≤ 2, distinct ≥ 0.5) — lower α"
+    )  # fmt: skip
     return (
-        head_grid(ranking, js["selected_heads"], f.n_layers, f.n_heads),
-        summary,
-        js,
-        blob,
-        _download(meta, blob),
+        f"Steered at {where}, α = {js['alpha']:g} × the activation norm {fmt_num(js['ref_norm'], 1)} "
+        f"(the raw difference is α = {fmt_num(js['natural_alpha'])}). {effect}cost: perplexity "
+        f"×{cost.perplexity_ratio:.2f}, distinct tokens {cost.distinct_steered:.2f}: {verdict}."
     )
 
 
 def _download(meta: vectors.VectorMeta, blob: bytes) -> str:
-    """A temp file for gr.File (the name carries no user text)."""
-    import tempfile
-    from pathlib import Path
-
-    folder = Path(tempfile.mkdtemp(prefix="headscope-vectors-"))
-    path = folder / vectors.file_name(meta)
+    """A temporary file for gr.File, named from the method, model and site (never from user text)."""
+    path = Path(tempfile.mkdtemp(prefix="headscope-vectors-")) / vectors.file_name(meta)
     path.write_bytes(blob)
     return str(path)
 
 
+def lofit_grid(res: LofitResult, selection: Any, handle: ModelHandle) -> dict[str, Any]:
+    n_l, n_h = res.shape
+    z = [[0.0] * n_h for _ in range(n_l)]
+    for (layer, head), importance in res.head_ranking:
+        z[layer][head] = importance
+    try:
+        chosen = sel.head_set(selection, handle)
+    except InputError:  # a selection made on another model: nothing to outline here
+        chosen = None
+    return grid_value(
+        z, title="LoFiT step 1: ‖A‖ per head (● = tuned in step 2)", unit="‖A‖₂",
+        marks={f"{a}.{b}": "●" for a, b in res.offsets.heads}, mark_names={"●": "LoFiT-selected head"},
+        selected=chosen.names() if chosen else [], model=handle.identity.name, filename="lofit_heads",
+    )  # fmt: skip
+
+
+def lofit_table(js: dict[str, Any]) -> dict[str, Any]:
+    r = js["heldout_random_heads"] or {}
+    rows = [
+        {"w": "before (no offsets)", **js["heldout_before"]},
+        {"w": f"LoFiT heads {js['heads']}", **js["heldout_after"]},
+        {"w": "same number of random heads", **r} if r else None,
+    ]
+    return table([x for x in rows if x], LOFIT_COLUMNS)
+
+
+# ---- events ------------------------------------------------------------------------------------------------------
+@user_errors
+def steer_contrastive(
+    model: str, positives: str, negatives: str, site: str, layer: float, alpha: float, position: str,
+    pooling: str, prompt: str, max_new_tokens: float, selection: Any, request: gr.Request = None,  # type: ignore[assignment]
+    progress: gr.Progress = gr.Progress(),  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """A contrastive vector from pasted texts; unsteered vs steered generation, the effect and its cost."""
+    pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
+    steer = SteerConfig(alpha, choice(position, "position", POSITIONS))  # type: ignore[arg-type]
+    gen, prompt_ok = _gen(max_new_tokens), text(prompt, "prompt", APP_MAX_PROMPT_CHARS)
+    handle = STORE.get(str(model))
+    cfg = _contrastive_cfg(handle, site, layer, pooling, selection)
+    made: dict[str, Any] = {}
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        sv = contrastive_vector(handle, pos, neg, cfg, progress=report.stages(0.0, 0.25))
+        made["result"] = res = compare(
+            handle, sv, prompt_ok, pos, neg, steer, gen, progress=report.stages(0.25, 1.0)
+        )
+        made["blob"] = vectors.to_bytes(*vectors.vector_meta(handle, sv, steer))
+        return {"model": handle.identity.name, **res.to_json()}
+
+    payload = jobs.run(jobs.JobSpec("contrastive steering", work, model=handle.identity.name), request=request,
+                       slot="steering_run", progress=progress)  # fmt: skip
+    res, blob = made["result"], made["blob"]
+    left, right = strips(res.unsteered, res.steered, res.cost)
+    return (
+        "", summary(payload, res.cost), left, right, cost_table(res.effect, res.cost),
+        _download(vectors.from_bytes(blob)[0], blob), *RawResult.values(payload, f"steer_{handle.identity.name}"),
+    )  # fmt: skip
+
+
+@user_errors
+def steer_sweep(
+    model: str, positives: str, negatives: str, site: str, layer: float, position: str, pooling: str,
+    prompt: str, alphas: str, token_a: str, token_b: str, max_new_tokens: float, selection: Any,
+    request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # type: ignore[assignment]  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """α sweep: change of logit[A] − logit[B] at the prompt's last position, and each generation's cost."""
+    pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
+    values, prompt_ok, gen = (
+        _alphas(alphas),
+        text(prompt, "prompt", APP_MAX_PROMPT_CHARS),
+        _gen(max_new_tokens),
+    )
+    pair, where = (
+        (_token(token_a, "token A"), _token(token_b, "token B")),
+        choice(position, "position", POSITIONS),
+    )
+    handle = STORE.get(str(model))
+    cfg = _contrastive_cfg(handle, site, layer, pooling, selection)
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        sv = contrastive_vector(handle, pos, neg, cfg, progress=report.stages(0.0, 0.2))
+        rows = alpha_sweep(handle, sv, prompt_ok, values, pair, where, gen, progress=report.stages(0.2, 1.0))  # type: ignore[arg-type]
+        return {"model": handle.identity.name, "vector": sv.to_json(), "token_pair": list(pair),
+                "rows": [r.to_json() for r in rows]}  # fmt: skip
+
+    payload = jobs.run(jobs.JobSpec("α sweep", work, model=handle.identity.name), request=request,
+                       slot="steering_sweep", progress=progress)  # fmt: skip
+    rows = payload["rows"]
+    fig = curves(
+        [r["alpha"] for r in rows],
+        [(f"Δ logit[{pair[0]!r}] − logit[{pair[1]!r}]", "change (logits)", [r["change"] for r in rows]),
+         ("cost: perplexity ratio", "steered / unsteered perplexity", [r["perplexity_ratio"] for r in rows]),
+         ("cost: distinct-token ratio", "distinct / generated tokens", [r["distinct_steered"] for r in rows])],
+        x_label="α (× activation norm)", title="α sweep: effect and cost",
+    )  # fmt: skip
+    return (
+        "",
+        fig,
+        table(rows, SWEEP_COLUMNS),
+        *RawResult.values(payload, f"steer_sweep_{handle.identity.name}"),
+    )
+
+
+@user_errors
+def steer_lofit_train(
+    model: str, task: str, k: float, steps: float, seed: float, scope: str, selection: Any,
+    request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # type: ignore[assignment]  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """Train LoFiT head offsets on a built-in task (on every head or only the selected ones), as a job."""
+    name = choice(task, "task", sorted(TASKS))
+    n = integer(steps, "steps", 1, APP_MAX_STEPS)
+    handle = STORE.get(str(model))
+    restrict = (
+        _selected(selection, handle, "LoFiT")
+        if choice(scope, "LoFiT on", LOFIT_SCOPES) == LOFIT_SCOPES[1]
+        else None
+    )
+    cfg = LofitConfig(k=integer(k, "K heads", 1, APP_MAX_K), scale_steps=n, bias_steps=n,
+                      seed=integer(seed, "seed", 0, 2**31), heads=restrict)  # fmt: skip
+    cfg.resolve_k(handle.facts.n_layers, handle.facts.n_heads)  # refuse K > selection before starting
+    made: dict[str, Any] = {}
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        parts = {"scales": (0.05, 0.45), "biases": (0.45, 0.75), "random heads": (0.75, 0.95)}
+
+        def on_step(phase: str, step: int, total: int, loss: float) -> None:
+            lo, hi = parts[phase]
+            report(f"{phase} step {step}/{total} (loss {loss:.3f})", lo + (hi - lo) * step / total)
+
+        made["result"] = res = lofit(handle, load_task(name), cfg, on_step, lambda stage: report(stage))
+        return res.to_json()
+
+    payload = jobs.run(jobs.JobSpec(f"LoFiT on {name}", work, model=handle.identity.name), request=request,
+                       slot="steering_lofit", progress=progress)  # fmt: skip
+    res: LofitResult = made["result"]
+    meta, tensors = vectors.lofit_meta(handle, res.offsets, res.data_hash, restrict)
+    blob = vectors.to_bytes(meta, tensors)
+    b, a = payload["heldout_before"], payload["heldout_after"]
+    r = payload["heldout_random_heads"]
+    line = (f"Held-out accuracy {b['accuracy']:.2f} → **{a['accuracy']:.2f}** with heads **{payload['heads']}**"
+            + ("" if r is None else f" ({r['accuracy']:.2f} with as many random heads)")
+            + f"; {payload['trainable_parameters']:,} trained parameters vs {payload['full_finetune_parameters']:,}"
+            " for a full fine-tune.")  # fmt: skip
+    return (
+        "", line, lofit_grid(res, selection, handle), lofit_table(payload), blob, _download(meta, blob),
+        *RawResult.values(payload, f"lofit_{name}_{handle.identity.name}"),
+    )  # fmt: skip
+
+
 @user_errors
 def steer_lofit_apply(
-    model: str, trained: bytes | None, upload: bytes | None, prompt: str, max_new_tokens: float
-) -> tuple[list, list, dict[str, Any]]:
-    """Generate with LoFiT offsets (an uploaded file wins over the ones trained in this session)."""
-    gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
-    text = _prompt(prompt)
+    model: str, trained: bytes | None, upload: bytes | None, prompt: str, max_new_tokens: float,
+    request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # type: ignore[assignment]  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """Generate with LoFiT offsets (an uploaded file wins over the ones trained in this session), with the cost."""
+    gen, prompt_ok = _gen(max_new_tokens), text(prompt, "prompt", APP_MAX_PROMPT_CHARS)
     blob = upload or trained
     if not blob:
         raise InputError("train head offsets first, or upload a LoFiT vector file")
@@ -239,33 +323,44 @@ def steer_lofit_apply(
     meta, tensors = vectors.from_bytes(blob)  # size-limited
     handle = STORE.get(str(model))
     offsets = vectors.to_offsets(meta, tensors, handle)  # refuses another model
-    ids = handle.tokenize(text)
     hooks = offsets.hooks(handle.facts.n_heads)
-    plain = generate(handle, ids, gen)
-    steered = generate(handle, ids, gen, lambda _s: hooks)
-    cost = steering_cost(handle, ids, plain.token_ids, steered.token_ids, hooks)
-    info = {
-        "heads": [list(h) for h in offsets.heads],
-        "unsteered": plain.to_json(),
-        "steered": steered.to_json(),
-        "cost": cost.to_json(),
-    }
-    return plain_tokens(plain), shaded(steered, cost), info
+    ids = handle.tokenize(prompt_ok)
+    made: dict[str, Any] = {}
 
-
-def _side_by_side() -> tuple[gr.HighlightedText, gr.HighlightedText]:
-    with gr.Row():
-        plain = gr.HighlightedText(label="Unsteered", show_legend=False)
-        steered = gr.HighlightedText(
-            label="Steered (shade = p(token | steered) − p(token | unsteered), −1…+1)", show_legend=True
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        plain = generate(handle, ids, gen, on_token=report.steps("unsteered token", 0.0, 0.45))
+        steered = generate(
+            handle, ids, gen, lambda _s: hooks, on_token=report.steps("steered token", 0.45, 0.9)
         )
-    return plain, steered
+        report("cost", 0.9)
+        cost = steering_cost(handle, ids, plain.token_ids, steered.token_ids, hooks)
+        made.update(plain=plain, steered=steered, cost=cost)
+        heads = str(HeadSet.of(offsets.heads, handle.facts.n_layers, handle.facts.n_heads))
+        return {"model": handle.identity.name, "heads": heads, "unsteered": plain.to_json(),
+                "steered": steered.to_json(), "cost": cost.to_json(), "tokens": token_strip(steered, cost)}  # fmt: skip
+
+    payload = jobs.run(jobs.JobSpec("LoFiT generation", work, model=handle.identity.name), request=request,
+                       slot="steering_lofit_apply", progress=progress)  # fmt: skip
+    left, right = strips(made["plain"], made["steered"], made["cost"])
+    line = f"Offsets on heads **{payload['heads']}**. " + summary_cost(made["cost"])
+    return "", line, left, right, cost_table(None, made["cost"]), *RawResult.values(payload, "lofit_apply")
 
 
-def _build_contrastive(ctx: AppContext) -> None:
-    gr.Markdown(
-        "### Contrastive vector (GLOV / CAA): v = mean act(positives) − mean act(negatives) at `resid_post`"
-    )
+def summary_cost(cost: Cost) -> str:
+    state = "fluent" if cost.fluent else "**degenerate** (over the bounds)"
+    return f"Cost: perplexity ×{cost.perplexity_ratio:.2f}, distinct tokens {cost.distinct_steered:.2f}: {state}."
+
+
+# ---- layout ------------------------------------------------------------------------------------------------------
+def _side_by_side(prefix: str) -> tuple[gr.HTML, gr.HTML]:
+    with gr.Row():
+        left = TokenStrip(label="Unsteered", elem_id=f"hs-{prefix}-unsteered")
+        right = TokenStrip(label="Steered", elem_id=f"hs-{prefix}-steered")
+    return left, right
+
+
+def _build_contrastive(ctx: AppContext, example_slot: gr.Column) -> None:
+    gr.Markdown("### Contrastive vector: v = mean activation(positives) − mean activation(negatives)")
     with gr.Row():
         pos = gr.Textbox(
             EXAMPLE_POS, lines=5, label="Positive texts (one a line)", max_length=APP_MAX_TEXT_CHARS
@@ -274,70 +369,142 @@ def _build_contrastive(ctx: AppContext) -> None:
             EXAMPLE_NEG, lines=5, label="Negative texts (one a line)", max_length=APP_MAX_TEXT_CHARS
         )
     with gr.Row():
-        layer = gr.Number(9, precision=0, label="Layer")
-        alpha = gr.Slider(-2, 2, value=DEFAULT_ALPHA, step=0.05, label="α (× the residual norm at the layer)")
-        position = gr.Radio(["last", "all"], value="last", label="Add at positions")
-        pooling = gr.Radio(["mean", "last"], value="mean", label="Pool texts by")
-        max_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=20, step=1, label="New tokens")
+        site = gr.Radio(list(SITES), value=SITES[0], label="Steer at")
+        layer = gr.Number(DEFAULT_LAYER, precision=0, minimum=0, label="Layer")
+        alpha = gr.Slider(-ALPHA_SLIDER, ALPHA_SLIDER, value=DEFAULT_ALPHA, step=0.05,
+                          label="α (× the activation norm at the site)")  # fmt: skip
+    with gr.Row():
+        position = gr.Radio(list(POSITIONS), value=DEFAULT_POSITION, label="Add at positions (last: GLOV)")
+        pooling = gr.Radio(list(POOLINGS), value="mean", label="Pool each text by")
+        max_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=24, step=1, label="New tokens")
     prompt = gr.Textbox(EXAMPLE_PROMPT, label="Prompt", max_length=APP_MAX_PROMPT_CHARS)
     run = gr.Button("Steer", variant="primary")
-    plain, steered = _side_by_side()
-    summary, result = gr.Markdown(), gr.JSON(label="Result")
-    download = gr.File(label="This vector (.safetensors, with the sidecar in its header)")
-    run.click(
-        steer_contrastive, inputs=[ctx.model, pos, neg, layer, alpha, position, pooling, prompt, max_new],
-        outputs=[plain, steered, summary, result, download], api_name="steer_contrastive",
-        concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
-    )  # fmt: skip
+    controls = jobs.JobControls.build("steering_run")
+    line = gr.Markdown()
+    plain, steered = _side_by_side("contrastive")
+    costs = gr.Dataframe(label="Effect and cost", headers=list(COST_HEADERS), interactive=False)
+    download = gr.File(label="This vector (.safetensors; its sidecar is in the header)", interactive=False)
+    raw = RawResult("steering result")
+    inputs = [
+        ctx.model,
+        pos,
+        neg,
+        site,
+        layer,
+        alpha,
+        position,
+        pooling,
+        prompt,
+        max_new,
+        ctx.selection.state,
+    ]
+    outputs = [controls.status, line, plain, steered, costs, download, *raw.outputs]
+    event = {"show_progress_on": [controls.status], **JOB_EVENT}
+    run.click(steer_contrastive, inputs, outputs, api_name="steer_contrastive", **event)
+    with example_slot:
+        examples.worked_example(
+            [[EXAMPLE_POS, EXAMPLE_NEG, SITES[0], DEFAULT_LAYER, DEFAULT_ALPHA, p, 24] for p in _EXAMPLE.prompts[:3]],
+            [pos, neg, site, layer, alpha, prompt, max_new], steer_contrastive, inputs, outputs,
+            labels=[f"sentiment, “{p} …”" for p in _EXAMPLE.prompts[:3]], **event,
+        )  # fmt: skip
+
+    gr.Markdown("#### α sweep: the effect and the cost as α grows")
     with gr.Row():
-        alphas = gr.Textbox("0, 0.15, 0.3, 0.6", label="α sweep values", max_length=400)
-        tok_a = gr.Textbox(" great", label="Token A (logit difference A − B)", max_length=50)
-        tok_b = gr.Textbox(" terrible", label="Token B", max_length=50)
-    sweep = gr.Button("α sweep")
-    fig = gr.Plot(label="Change in logit difference")
-    table = gr.Dataframe(
-        headers=["alpha", "logit diff", "change", "perplexity ratio", "distinct", "generation"], label="Sweep"
+        alphas = gr.Textbox("0, 0.1, 0.2, 0.4, 0.8", label="α values (comma-separated)", max_length=400)
+        tok_a = gr.Textbox(" great", label="Token A (logit difference A − B)", max_length=APP_MAX_TOKEN_CHARS)
+        tok_b = gr.Textbox(" terrible", label="Token B", max_length=APP_MAX_TOKEN_CHARS)
+    sweep = gr.Button("Run the α sweep")
+    sweep_controls = jobs.JobControls.build("steering_sweep")
+    fig = Plot(label="α sweep")
+    sweep_rows = gr.Dataframe(
+        label="α sweep (click a header to sort)", headers=[h for _, h in SWEEP_COLUMNS], interactive=False
     )
+    sweep_raw = RawResult("α sweep")
     sweep.click(
-        steer_sweep, inputs=[ctx.model, pos, neg, layer, position, pooling, prompt, alphas, tok_a, tok_b, max_new],
-        outputs=[fig, table], api_name="steer_sweep", concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
+        steer_sweep,
+        [ctx.model, pos, neg, site, layer, position, pooling, prompt, alphas, tok_a, tok_b, max_new, ctx.selection.state],
+        [sweep_controls.status, fig, sweep_rows, *sweep_raw.outputs], api_name="steer_sweep",
+        show_progress_on=[sweep_controls.status], **JOB_EVENT,
+    )  # fmt: skip
+    ctx.session.add(
+        "steering", positives=pos, negatives=neg, site=site, layer=layer, alpha=alpha, position=position,
+        pooling=pooling, new_tokens=max_new, prompt=prompt, summary=line, unsteered=plain, steered=steered,
+        costs=costs, vector_file=download, result=raw.json, result_file=raw.file, alphas=alphas, token_a=tok_a,
+        token_b=tok_b, sweep_plot=fig, sweep_rows=sweep_rows, sweep=sweep_raw.json, sweep_file=sweep_raw.file,
     )  # fmt: skip
 
 
 def _build_lofit(ctx: AppContext) -> None:
-    gr.Markdown("### LoFiT: select heads by a trained L1 scale, then learn one bias vector per selected head")
+    gr.Markdown("### LoFiT: rank heads by a trained L1 scale, then learn one offset vector per top head")
     with gr.Row():
         task = gr.Dropdown(sorted(TASKS), value="antonyms", label="Task")
-        k = gr.Number(8, precision=0, label="K heads (3 % of SmolLM2's 270 = 8)")
+        scope = gr.Radio(list(LOFIT_SCOPES), value=LOFIT_SCOPES[0], label="LoFiT on")
+        k = gr.Number(
+            8, precision=0, minimum=1, maximum=APP_MAX_K, label="K heads (3 % of SmolLM2's 270 = 8)"
+        )
         steps = gr.Slider(1, APP_MAX_STEPS, value=30, step=1, label="Steps per phase")
-        seed = gr.Number(0, precision=0, label="Seed")
+        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
     train = gr.Button("Train", variant="primary")
-    summary = gr.Markdown()
-    grid = gr.Plot(label="Layer × head: ‖A‖ and the selected heads")
-    result, trained = gr.JSON(label="Result"), gr.State(None)
-    download = gr.File(label="Trained head offsets (.safetensors, with the sidecar in its header)")
+    controls = jobs.JobControls.build("steering_lofit")
+    line = gr.Markdown()
+    grid = HeadGrid(label="‖A‖ per head; the tuned heads marked", elem_id="hs-lofit-grid")
+    add = gr.Button("Add the LoFiT-selected heads to the selection", size="sm")
+    scores = gr.Dataframe(label="Held-out accuracy", headers=[h for _, h in LOFIT_COLUMNS], interactive=False)
+    trained = gr.State(None)
+    download = gr.File(
+        label="Trained head offsets (.safetensors; its sidecar is in the header)", interactive=False
+    )
+    raw = RawResult("LoFiT result")
     train.click(
-        steer_lofit_train, inputs=[ctx.model, task, k, steps, seed], outputs=[grid, summary, result, trained, download],
-        api_name="steer_lofit_train", concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
+        steer_lofit_train, [ctx.model, task, k, steps, seed, scope, ctx.selection.state],
+        [controls.status, line, grid, scores, trained, download, *raw.outputs], api_name="steer_lofit_train",
+        show_progress_on=[controls.status], **JOB_EVENT,
     )  # fmt: skip
+    ctx.selection.connect_grid(grid)
+    ctx.selection.add_button(add, _lofit_heads, [raw.json])
+
+    gr.Markdown("#### Generate with the offsets")
     upload = gr.File(type="binary", file_types=[".safetensors"], label="…or upload a LoFiT vector file")
     with gr.Row():
         prompt = gr.Textbox("hot ->", label="Prompt", max_length=APP_MAX_PROMPT_CHARS)
-        max_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=8, step=1, label="New tokens")
+        max_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=8, step=1, label="New tokens (LoFiT)")
     apply = gr.Button("Generate with the offsets")
-    plain, steered = _side_by_side()
-    info = gr.JSON(label="Applied")
+    apply_controls = jobs.JobControls.build("steering_lofit_apply")
+    apply_line = gr.Markdown()
+    plain, steered = _side_by_side("lofit")
+    apply_costs = gr.Dataframe(label="Cost", headers=list(COST_HEADERS), interactive=False)
+    apply_raw = RawResult("LoFiT generation")
     apply.click(
-        steer_lofit_apply, inputs=[ctx.model, trained, upload, prompt, max_new], outputs=[plain, steered, info],
-        api_name="steer_lofit_apply", concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
+        steer_lofit_apply, [ctx.model, trained, upload, prompt, max_new],
+        [apply_controls.status, apply_line, plain, steered, apply_costs, *apply_raw.outputs],
+        api_name="steer_lofit_apply", show_progress_on=[apply_controls.status], **JOB_EVENT,
     )  # fmt: skip
+    ctx.session.add(
+        "lofit", task=task, scope=scope, k=k, steps=steps, seed=seed, summary=line, grid=grid, scores=scores,
+        offsets=trained, offsets_file=download, result=raw.json, result_file=raw.file, prompt=prompt,
+        new_tokens=max_new, apply_summary=apply_line, unsteered=plain, steered=steered, costs=apply_costs,
+        applied=apply_raw.json, applied_file=apply_raw.file,
+    )  # fmt: skip
+
+
+def _lofit_heads(result: Any) -> str:
+    if not isinstance(result, dict) or not isinstance(result.get("heads"), str):
+        raise InputError("train LoFiT first: its selected heads are added from the result")
+    return result["heads"]
 
 
 @register_tab("Steering", order=30)
 def build(ctx: AppContext) -> None:
-    gr.Markdown(
-        "Steer the model and compare with the unsteered model side by side. Contrastive vectors (GLOV / CAA) add "
-        "α·v to the residual stream; LoFiT learns small offsets on a few attention heads (Yin et al. 2024)."
+    examples.guide(
+        "Steer the model and read it against the unsteered model, side by side: a **contrastive vector** (mean "
+        "activation of positive texts minus negative texts) added to a layer's residual stream or to the selected "
+        "heads' outputs, or **LoFiT** offsets learned on a few heads.",
+        "α is a fraction of the typical activation norm where the vector is added. Every effect is shown with its "
+        "cost — how plausible the steered text is to the unsteered model (perplexity ratio, ≤ 2 is fluent) and how "
+        "repetitive it is (distinct-token ratio, ≥ 0.5) — and the steered text is shaded by how much more (red) or "
+        "less (blue) likely steering made each token.",
+        PAPERS,
     )
-    _build_contrastive(ctx)
+    example_slot = gr.Column()  # filled once the outputs exist: the worked examples open the tab
+    _build_contrastive(ctx, example_slot)
     _build_lofit(ctx)
