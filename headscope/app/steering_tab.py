@@ -9,19 +9,29 @@ never cut. Generation, the α sweep and LoFiT training run as cancellable jobs w
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from headscope.app import examples, jobs
 from headscope.app import selection as sel
-from headscope.app.figures import Plot, RawResult, curves, fmt_num, table
+from headscope.app.figures import Plot, RawResult, curves, table
 from headscope.app.inputs import choice, integer, text
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, user_errors
-from headscope.app.views import HeadGrid, TokenStrip, grid_value, strip_row, strip_value
+from headscope.app.steering_views import (
+    COST_HEADERS,
+    LOFIT_COLUMNS,
+    SWEEP_COLUMNS,
+    cost_table,
+    download_file,
+    lofit_grid,
+    lofit_table,
+    strips,
+    summary,
+    summary_cost,
+)
+from headscope.app.views import HeadGrid, TokenStrip
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.selection import HeadSet
@@ -35,9 +45,9 @@ from headscope.steering.contrastive import (
     default_layer,
     token_strip,
 )
-from headscope.steering.cost import MAX_PERPLEXITY_RATIO, MIN_DISTINCT_RATIO, Cost, steering_cost
+from headscope.steering.cost import steering_cost
 from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION, SteerConfig
-from headscope.steering.generate import GenConfig, Generation, generate
+from headscope.steering.generate import GenConfig, generate
 from headscope.steering.hooks import POSITIONS
 from headscope.steering.lofit import LofitConfig, LofitResult, lofit
 from headscope.steering.tasks import TASKS, load_contrast, load_task
@@ -57,11 +67,6 @@ PAPERS = (
     ("CAA (Rimsky et al. 2024)", "https://arxiv.org/abs/2312.06681"),
     ("LoFiT (Yin, Ye & Durrett 2024)", "https://arxiv.org/abs/2406.01563"),
 )
-COST_HEADERS = ("measure", "unsteered", "steered", "bound")
-SWEEP_COLUMNS = [("alpha", "α"), ("change", "Δ logit diff (logits)"), ("perplexity_ratio", "perplexity ratio"),
-                 ("distinct_steered", "distinct ratio"), ("fluent", "fluent"), ("text", "steered text")]  # fmt: skip
-LOFIT_COLUMNS = [("w", "held-out"), ("accuracy", "accuracy (exact match)"),
-                 ("mean_target_logprob", "mean target log-prob (nats)")]  # fmt: skip
 _EXAMPLE = load_contrast("sentiment")
 EXAMPLE_POS, EXAMPLE_NEG = "\n".join(_EXAMPLE.positives), "\n".join(_EXAMPLE.negatives)
 EXAMPLE_PROMPT = _EXAMPLE.prompts[0]
@@ -107,84 +112,6 @@ def _contrastive_cfg(
     return ContrastiveConfig(integer(layer, "layer", 0, handle.facts.n_layers - 1), pool)  # type: ignore[arg-type]
 
 
-# ---- views -------------------------------------------------------------------------------------------------------
-def strips(plain: Generation, steered: Generation, cost: Cost) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Unsteered tokens shaded by their probability (0…1); steered tokens by p(steered) − p(unsteered) (−1…+1)."""
-    left = strip_value(
-        [strip_row(plain.tokens, plain.token_ids, plain.probs, label="unsteered")],
-        label="p(token) under the unsteered model", vmin=0.0, vmax=1.0, scale="blues",
-        caption="Each token shaded by the probability the unsteered model gave it.", filename="unsteered",
-    )  # fmt: skip
-    changes = [t["change"] for t in token_strip(steered, cost)]
-    right = strip_value(
-        [strip_row(steered.tokens, steered.token_ids, changes, label="steered")],
-        label="p(token | steered) − p(token | unsteered)", vmin=-1.0, vmax=1.0, scale="diverging",
-        caption="Red: steering made the token more likely; blue: less likely.", filename="steered",
-    )  # fmt: skip
-    return left, right
-
-
-def cost_table(effect: float | None, cost: Cost) -> dict[str, Any]:
-    c = cost.to_json()
-    rows = [
-        {"m": "perplexity under the unsteered model", "u": c["perplexity_unsteered"],
-         "s": c["perplexity_steered"], "b": f"steered ≤ {MAX_PERPLEXITY_RATIO:g} × unsteered"},
-        {"m": "distinct-token ratio", "u": c["distinct_unsteered"], "s": c["distinct_steered"],
-         "b": f"≥ {MIN_DISTINCT_RATIO:g}"},
-    ]  # fmt: skip
-    if effect is not None:
-        rows.insert(0, {"m": "effect: Δ[log p(positives) − log p(negatives)] (nats per text)", "u": 0.0,
-                        "s": effect, "b": "> 0 moves the target"})  # fmt: skip
-    return table(rows, list(zip(("m", "u", "s", "b"), COST_HEADERS, strict=True)))
-
-
-def summary(js: dict[str, Any], cost: Cost) -> str:
-    where = f"heads **{js['heads']}** (their outputs, hook_z)" if js["heads"] else f"layer **{js['layer']}**"
-    effect = "" if js["effect"] is None else f"effect **{js['effect']:+.2f}** nats per text; "
-    verdict = (
-        "fluent (within the bounds)" if cost.fluent
-        else "**degenerate**: over the bounds (perplexity ratio ≤ 2, distinct ≥ 0.5) — lower α"
-    )  # fmt: skip
-    return (
-        f"Steered at {where}, α = {js['alpha']:g} × the activation norm {fmt_num(js['ref_norm'], 1)} "
-        f"(the raw difference is α = {fmt_num(js['natural_alpha'])}). {effect}cost: perplexity "
-        f"×{cost.perplexity_ratio:.2f}, distinct tokens {cost.distinct_steered:.2f}: {verdict}."
-    )
-
-
-def _download(meta: vectors.VectorMeta, blob: bytes) -> str:
-    """A temporary file for gr.File, named from the method, model and site (never from user text)."""
-    path = Path(tempfile.mkdtemp(prefix="headscope-vectors-")) / vectors.file_name(meta)
-    path.write_bytes(blob)
-    return str(path)
-
-
-def lofit_grid(res: LofitResult, selection: Any, handle: ModelHandle) -> dict[str, Any]:
-    n_l, n_h = res.shape
-    z = [[0.0] * n_h for _ in range(n_l)]
-    for (layer, head), importance in res.head_ranking:
-        z[layer][head] = importance
-    try:
-        chosen = sel.head_set(selection, handle)
-    except InputError:  # a selection made on another model: nothing to outline here
-        chosen = None
-    return grid_value(
-        z, title="LoFiT step 1: ‖A‖ per head (● = tuned in step 2)", unit="‖A‖₂",
-        marks={f"{a}.{b}": "●" for a, b in res.offsets.heads}, mark_names={"●": "LoFiT-selected head"},
-        selected=chosen.names() if chosen else [], model=handle.identity.name, filename="lofit_heads",
-    )  # fmt: skip
-
-
-def lofit_table(js: dict[str, Any]) -> dict[str, Any]:
-    r = js["heldout_random_heads"] or {}
-    rows = [
-        {"w": "before (no offsets)", **js["heldout_before"]},
-        {"w": f"LoFiT heads {js['heads']}", **js["heldout_after"]},
-        {"w": "same number of random heads", **r} if r else None,
-    ]
-    return table([x for x in rows if x], LOFIT_COLUMNS)
-
-
 # ---- events ------------------------------------------------------------------------------------------------------
 @user_errors
 def steer_contrastive(
@@ -214,7 +141,38 @@ def steer_contrastive(
     left, right = strips(res.unsteered, res.steered, res.cost)
     return (
         "", summary(payload, res.cost), left, right, cost_table(res.effect, res.cost),
-        _download(vectors.from_bytes(blob)[0], blob), *RawResult.values(payload, f"steer_{handle.identity.name}"),
+        download_file(vectors.from_bytes(blob)[0], blob), *RawResult.values(payload, f"steer_{handle.identity.name}"),
+    )  # fmt: skip
+
+
+@user_errors
+def steer_uploaded(
+    model: str, upload: bytes | None, alpha: float, position: str, prompt: str, max_new_tokens: float,
+    request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # type: ignore[assignment]  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """Apply an uploaded vector file (contrastive, or another capability's, e.g. an SAE feature) at this α."""
+    if not isinstance(upload, bytes) or not upload:
+        raise InputError("upload a steering vector file (.safetensors) first")
+    steer = SteerConfig(alpha, choice(position, "position", POSITIONS))  # type: ignore[arg-type]
+    gen, prompt_ok = _gen(max_new_tokens), text(prompt, "prompt", APP_MAX_PROMPT_CHARS)
+    meta, tensors = vectors.from_bytes(upload)  # size-limited
+    handle = STORE.get(str(model))
+    sv, _saved = vectors.to_vector(meta, tensors, handle)  # refuses another model, or LoFiT offsets
+    made: dict[str, Any] = {}
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        made["result"] = res = compare(
+            handle, sv, prompt_ok, None, None, steer, gen, progress=report.stages()
+        )
+        return {"model": handle.identity.name, **res.to_json()}
+
+    payload = jobs.run(jobs.JobSpec("steering with an uploaded vector", work, model=handle.identity.name),
+                       request=request, slot="steering_run", progress=progress)  # fmt: skip
+    res = made["result"]
+    left, right = strips(res.unsteered, res.steered, res.cost)
+    return (
+        "", f"Uploaded {meta.method} vector. " + summary(payload, res.cost), left, right, cost_table(None, res.cost),
+        download_file(meta, upload), *RawResult.values(payload, f"steer_{handle.identity.name}"),
     )  # fmt: skip
 
 
@@ -303,7 +261,7 @@ def steer_lofit_train(
             + f"; {payload['trainable_parameters']:,} trained parameters vs {payload['full_finetune_parameters']:,}"
             " for a full fine-tune.")  # fmt: skip
     return (
-        "", line, lofit_grid(res, selection, handle), lofit_table(payload), blob, _download(meta, blob),
+        "", line, lofit_grid(res, selection, handle), lofit_table(payload), blob, download_file(meta, blob),
         *RawResult.values(payload, f"lofit_{name}_{handle.identity.name}"),
     )  # fmt: skip
 
@@ -344,11 +302,6 @@ def steer_lofit_apply(
     left, right = strips(made["plain"], made["steered"], made["cost"])
     line = f"Offsets on heads **{payload['heads']}**. " + summary_cost(made["cost"])
     return "", line, left, right, cost_table(None, made["cost"]), *RawResult.values(payload, "lofit_apply")
-
-
-def summary_cost(cost: Cost) -> str:
-    state = "fluent" if cost.fluent else "**degenerate** (over the bounds)"
-    return f"Cost: perplexity ×{cost.perplexity_ratio:.2f}, distinct tokens {cost.distinct_steered:.2f}: {state}."
 
 
 # ---- layout ------------------------------------------------------------------------------------------------------
@@ -407,6 +360,14 @@ def _build_contrastive(ctx: AppContext, example_slot: gr.Column) -> None:
             [pos, neg, site, layer, alpha, prompt, max_new], steer_contrastive, inputs, outputs,
             labels=[f"sentiment, “{p} …”" for p in _EXAMPLE.prompts[:3]], **event,
         )  # fmt: skip
+
+    with gr.Row(equal_height=True):
+        upload = gr.File(type="binary", file_types=[".safetensors"], label="…or a saved vector file", scale=3)
+        apply_file = gr.Button("Steer with the uploaded vector (α, positions and prompt from above)", scale=2)
+    apply_file.click(
+        steer_uploaded, [ctx.model, upload, alpha, position, prompt, max_new], outputs,
+        api_name="steer_uploaded", **event,
+    )  # fmt: skip
 
     gr.Markdown("#### α sweep: the effect and the cost as α grows")
     with gr.Row():

@@ -82,6 +82,33 @@ def test_heads_site_and_lofit_use_the_selection(app_url: str, tiny_llama: ModelH
         c.predict(MODEL, "antonyms", 3, 2, 0, LOFIT_SCOPES[1], api_name="/steer_lofit_train")
 
 
+def test_an_uploaded_vector_file_steers_like_the_saved_vector(
+    client: Client, tiny_llama: ModelHandle, tmp_path: Path
+) -> None:
+    """A vector file made elsewhere (here: a direction through `from_direction`, as an SAE feature would be)."""
+    from headscope.models import hooks
+    from headscope.steering.direction import from_direction
+
+    direction = torch.linspace(-1, 1, tiny_llama.facts.d_model)
+    sv = from_direction(tiny_llama, direction, hooks.resid(0, "post"), ["some reference text"], method="feature",
+                        source={"sae": "demo", "feature": 3})  # fmt: skip
+    path = tmp_path / "feature.safetensors"
+    path.write_bytes(vectors.to_bytes(*vectors.vector_meta(tiny_llama, sv, SteerConfig(0.5))))
+    *_, line, left, right, costs, _, _, raw = client.predict(
+        MODEL, handle_file(str(path)), 1.0, "last", "Hello there", 3, api_name="/steer_uploaded"
+    )
+    ref = compare(tiny_llama, sv, "Hello there", None, None, SteerConfig(1.0, "last"), GenConfig(3))
+    assert raw == {"model": MODEL, **ref.to_json()} and raw["effect"] is None
+    assert left["rows"][0]["ids"] == list(ref.unsteered.token_ids)
+    assert right["rows"][0]["values"] == pytest.approx(list(ref.cost.p_change), abs=1e-6)
+    assert line.startswith("Uploaded feature vector.") and "α = 1" in line
+    assert [r[0] for r in costs["data"]] == ["perplexity under the unsteered model", "distinct-token ratio"]
+    gpt2 = ModelHandle.load("tiny-gpt2", device="cpu")
+    with pytest.raises(Exception, match="made for model tiny-llama"):
+        client.predict("tiny-gpt2", handle_file(str(path)), 1.0, "last", "Hi", 2, api_name="/steer_uploaded")
+    assert gpt2.facts.d_model == tiny_llama.facts.d_model  # refused for the model, not for a shape
+
+
 def test_sweep_rows_are_the_librarys(client: Client) -> None:
     _, _fig, table, _, raw = client.predict(
         MODEL,
