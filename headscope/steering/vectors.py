@@ -84,7 +84,7 @@ class VectorMeta:
                 str(d["method"]), dict(d["model"]), facts, tuple(str(s) for s in d["hook_sites"]),
                 _heads(d["heads"], facts), None if d["layer"] is None else int(d["layer"]),
                 float(d["alpha"]), d["position"], str(d["data_hash"]), dict(d.get("source") or {}),
-                d.get("restricted_to"),
+                _selection_text(d.get("restricted_to"), facts),
             )  # fmt: skip
         except InputError:
             raise
@@ -101,6 +101,11 @@ def _heads(raw: Any, facts: dict[str, int]) -> tuple[Head, ...] | None:
     if isinstance(raw, str):
         return HeadSet.parse(raw, facts["n_layers"], facts["n_heads"]).heads
     return tuple((int(a), int(b)) for a, b in raw)
+
+
+def _selection_text(raw: Any, facts: dict[str, int]) -> str | None:
+    """A recorded selection, checked against the file's model shape and written canonically."""
+    return None if raw is None else str(HeadSet.parse(raw, facts["n_layers"], facts["n_heads"]))
 
 
 def _facts(handle: ModelHandle) -> dict[str, int]:

@@ -137,3 +137,10 @@ def test_bad_sidecar_and_missing_directory(tiny_llama: ModelHandle, tmp_path: Pa
     (tmp_path / vectors.SIDECAR).write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         vectors.load(tmp_path)
+
+
+def test_recorded_selection_is_checked_against_the_files_model(tiny_llama: ModelHandle) -> None:
+    meta, _ = vectors.lofit_meta(tiny_llama, _offsets(tiny_llama), "h", tiny_llama.head_set("1.*, 0.1"))
+    assert vectors.VectorMeta.from_json(meta.to_json()).restricted_to == "0.1, 1.*"
+    with pytest.raises(InputError, match="layer 7"):
+        vectors.VectorMeta.from_json({**meta.to_json(), "restricted_to": "7.1"})
