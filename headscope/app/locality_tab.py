@@ -1,6 +1,6 @@
 """Attention & locality tab: entropy per layer × head under a locality dial (on all heads or on the selection), its
 change against λ = 0, per-token entropy, a table of head metrics, attention patterns with token labels, and a λ
-sweep run as a cancellable job. Wiring only: the work is in `headscope.probes` and `headscope.localist`."""
+sweep run as a cancellable job. Wiring only: the work is in `headscope.probes` and `headscope.attention`."""
 
 from __future__ import annotations
 
@@ -17,11 +17,18 @@ from headscope.app.inputs import choice, integer, layer_head, number, text
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
 from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip, attention_value
+from headscope.attention import MODES, LocalityDial, dial_hooks
 from headscope.errors import InputError
-from headscope.localist import MODES, LocalityDial, SweepConfig, eval_tokens, sweep_locality
-from headscope.localist.dial import dial_geometry, score_transforms
 from headscope.models import ModelHandle, hooks
-from headscope.probes import MAX_PATTERN_TOKENS, AttentionProbes, ProbeConfig, probe_attention
+from headscope.probes import (
+    MAX_PATTERN_TOKENS,
+    AttentionProbes,
+    ProbeConfig,
+    SweepConfig,
+    eval_tokens,
+    probe_attention,
+    sweep_locality,
+)
 from headscope.selection import HeadSet
 
 APP_MAX_TOKENS = 1024  # one user's analysis must not hold the shared model for long
@@ -82,41 +89,16 @@ def _scope_words(heads: HeadSet | None) -> str:
     return "all heads" if heads is None else f"heads {heads}"
 
 
-def layer_dials(dial: LocalityDial, heads: HeadSet | None, n_layers: int) -> list[LocalityDial]:
-    """`dial` restricted to `heads`: one dial per group of layers that share a head set, each an explicit
-    schedule carrying the original schedule's weights on its layers and 0 elsewhere."""
-    if heads is None or dial.lam == 0:
-        return [dial]
-    weights = [w / dial.lam for w in dial.layer_lambdas(n_layers)]
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for layer, hs in heads.by_layer().items():
-        groups.setdefault(hs, []).append(layer)
-    return [
-        replace(
-            dial,
-            schedule="explicit",
-            heads=hs,
-            layer_weights=tuple(weights[i] if i in ls else 0.0 for i in range(n_layers)),
-        )
-        for hs, ls in groups.items()
-    ]
-
-
-def _score_fns(handle: ModelHandle, tokens: Any, dial: LocalityDial, heads: HeadSet | None) -> dict[int, Any]:
-    fns: dict[int, Any] = {}
-    for d in layer_dials(dial, heads, handle.facts.n_layers):
-        fns.update(score_transforms(handle, tokens, d))
-    return fns
+def restricted(dial: LocalityDial, heads: HeadSet | None) -> LocalityDial:
+    """`dial` acting on `heads` only (every head when None)."""
+    return dial if heads is None else replace(dial, heads=str(heads))
 
 
 def _probe(
     handle: ModelHandle, tokens: Any, dial: LocalityDial, heads: HeadSet | None, induction: bool
 ) -> AttentionProbes:
-    _, blocks = dial_geometry(handle, tokens, dial)
     cfg = ProbeConfig(target="block" if dial.mode == "block" else "local", induction=induction)
-    return probe_attention(
-        handle, tokens, cfg=cfg, score_fns=_score_fns(handle, tokens, dial, heads), block_ids=blocks
-    )
+    return probe_attention(handle, tokens, cfg=cfg, dial=restricted(dial, heads))
 
 
 # ---- events ------------------------------------------------------------------------------------------------------
@@ -182,8 +164,7 @@ def pattern(
         )
     shown = _pattern_heads(handle, selection, layer, head, source)
     heads = _scope_heads(scope, selection, handle)
-    fns = _score_fns(handle, tokens, dial, heads)
-    fwd = [(hooks.scores(layer_i), (lambda f: lambda s, hook: f(s))(fn)) for layer_i, fn in fns.items()]
+    fwd = dial_hooks(handle, tokens, restricted(dial, heads))
     names = sorted({hooks.pattern(layer_i) for layer_i, _ in shown})
     _, cache = handle.run_with_cache(tokens, names, fwd_hooks=fwd)
     pats = {f"L{li} H{hi}": cache[hooks.pattern(li)][0, hi].float().cpu().numpy() for li, hi in shown}
@@ -223,13 +204,7 @@ def sweep(
     handle = STORE.get(str(model))
     heads = _scope_heads(scope, selection, handle)
     text_ok = text(text_in, "text", APP_MAX_CHARS)
-    dials = layer_dials(dial.with_lambda(1.0), heads, handle.facts.n_layers)
-    if len(dials) > 1:
-        raise InputError(
-            f"the λ sweep dials one set of heads shared by its layers (e.g. 9.4, or 9.*, 12.*); {heads} has a "
-            "different head set per layer: sweep those layers one at a time"
-        )
-    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=dials[0].with_lambda(0.0))
+    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=restricted(dial, heads))
     tokens, cut = eval_tokens(handle, text_ok, max_tokens=min(SWEEP_TOKENS, handle.max_tokens))
 
     def work(report: jobs.Reporter) -> dict[str, Any]:

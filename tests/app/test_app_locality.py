@@ -115,16 +115,14 @@ def test_sweep_endpoint(client: Client) -> None:
     assert status.startswith("λ sweep done") and len(table["data"]) == len(tab.SWEEP_LAMBDAS)
 
 
-def test_sweep_refuses_a_selection_it_cannot_dial(app_url: str) -> None:
+def test_sweep_dials_any_selection(app_url: str) -> None:
+    """Different heads in different layers are one dial (headscope.attention's HeadSet-aware dial)."""
     c = Client(app_url, verbose=False)
     c.predict("0.1, 1.3", MODEL, api_name="/selection_set")
-    with pytest.raises(Exception, match="different head set per layer"):
-        c.predict(MODEL, TEXT, "distance", "uniform", 1.0, "selected heads only", api_name="/locality_sweep")
-    c.predict("0.1, 1.1", MODEL, api_name="/selection_set")  # one head set (head 1) in both layers: fine
     _, _, _, _, raw = c.predict(
         MODEL, TEXT, "distance", "uniform", 1.0, "selected heads only", api_name="/locality_sweep"
     )
-    assert raw["dial"]["heads"] == [1]
+    assert raw["dial"]["heads"] == "0.1, 1.3"
 
 
 def test_bad_input_over_the_api_is_a_clear_error(client: Client) -> None:
