@@ -10,7 +10,14 @@ from headscope.steering.contrastive import (
     steer,
 )
 from headscope.steering.cost import Cost, steering_cost
-from headscope.steering.direction import SteerConfig, SteeringVector, from_direction, reference_norm
+from headscope.steering.direction import (
+    SteerConfig,
+    SteeringVector,
+    from_direction,
+    readout_effect,
+    reference_norm,
+    reference_texts,
+)
 from headscope.steering.generate import GenConfig, Generation, generate
 from headscope.steering.lofit import (
     HeadOffsets,
@@ -52,7 +59,9 @@ __all__ = [
     "load_task",
     "lofit",
     "rank_heads",
+    "readout_effect",
     "reference_norm",
+    "reference_texts",
     "steer",
     "steering_cost",
     "train_biases",

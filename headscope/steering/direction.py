@@ -14,12 +14,12 @@ row) builds one of these, so saving, applying and costing are shared.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from headscope import checks
@@ -121,6 +121,37 @@ class SteeringVector:
             "ref_norm": round(float(self.ref_norm.mean()), 4), "natural_alpha": round(self.natural_alpha, 4),
             **self.source,
         }  # fmt: skip
+
+
+def reference_texts(n: int = 8) -> list[str]:
+    """Texts for r when a direction comes without texts of its own (an SAE feature's decoder row): the first
+    sentence of each of the first `n` articles of the shipped Wikipedia excerpt (short enough for any model's
+    context), so the same model always gives the same r."""
+    from headscope.data import excerpt_articles
+
+    return [a.text.split(". ")[0].strip() + "." for a in excerpt_articles()[:n]]
+
+
+def readout_effect(
+    handle: ModelHandle,
+    sv: SteeringVector,
+    steer: SteerConfig,
+    ids: Int[Tensor, "1 pos"],
+    start: int,
+    readout: Callable[[Tensor], Tensor],
+) -> float:
+    """What steering does to a readout of the activation at the vector's own hook (e.g. an SAE feature's
+    activation): the mean over the steered positions of readout(steered) − readout(unsteered), on the same tokens.
+    `readout` maps [pos, d_model] to [pos]; `start` is the prompt's last position, as for the hooks."""
+    if sv.hook is None:
+        raise InputError("a readout effect needs a vector at one residual-type hook, not at heads")
+    hook = sv.hook
+    _, clean = handle.run_with_cache(ids, [hook])
+    _, steered = handle.run_with_cache(ids, [hook], fwd_hooks=sv.hooks(steer, start))
+    lo = 0 if steer.position == "all" else start
+    with torch.inference_mode():
+        diff = readout(steered[hook][0, lo:].float()) - readout(clean[hook][0, lo:].float())
+    return float(diff.mean())
 
 
 def reference_norm(handle: ModelHandle, texts: Sequence[str], hook: str) -> Tensor:

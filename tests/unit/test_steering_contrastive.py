@@ -306,3 +306,32 @@ def test_progress_is_staged_and_a_raising_callback_stops_the_work(tiny_llama: Mo
     with pytest.raises(KeyboardInterrupt):
         compare(tiny_llama, sv, PROMPT, POS, NEG, SteerConfig(), GenConfig(3), progress=cancel)
     assert torch.equal(tiny_llama.forward(ids), base)  # no steering hook left behind
+
+
+@pytest.mark.parametrize("position", ["last", "all"])
+def test_readout_effect_of_a_direction_is_exact_for_a_linear_readout(
+    tiny_llama: ModelHandle, position: str
+) -> None:
+    """A linear readout w·x at the vector's own hook moves by exactly w·(α r v̂) at every steered position."""
+    from headscope.models import hooks
+    from headscope.steering.direction import from_direction, readout_effect, reference_texts
+
+    texts = reference_texts(2)
+    assert texts and all(len(t) > 50 for t in texts)
+    gen = torch.Generator().manual_seed(0)
+    direction = torch.randn(tiny_llama.facts.d_model, generator=gen)
+    w = torch.randn(tiny_llama.facts.d_model, generator=gen)
+    hook = hooks.resid(1, "post")
+    sv = from_direction(tiny_llama, direction, hook, texts, method="feature", source={"feature": 0})
+    acts = [tiny_llama.run_with_cache(tiny_llama.tokenize(t), [hook])[1][hook][0, 1:] for t in texts]
+    assert float(sv.ref_norm) == pytest.approx(
+        float(torch.cat([a.norm(dim=-1) for a in acts]).mean()), rel=1e-5
+    )
+    cfg = SteerConfig(0.8, position)  # type: ignore[arg-type]
+    ids = tiny_llama.tokenize(PROMPT)
+    effect = readout_effect(tiny_llama, sv, cfg, ids, ids.shape[1] - 1, lambda x: x @ w)
+    expected = 0.8 * float(sv.ref_norm) * float(w @ direction / direction.norm())
+    assert effect == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    heads_sv = contrastive_vector(tiny_llama, POS, NEG, ContrastiveConfig(heads=tiny_llama.head_set("1.1")))
+    with pytest.raises(InputError, match="not at heads"):
+        readout_effect(tiny_llama, heads_sv, cfg, ids, 0, lambda x: x @ w)
