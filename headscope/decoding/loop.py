@@ -38,18 +38,34 @@ def check_room(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig) -> Non
 
 
 class DraftBudget:
-    """How many tokens the next draft may have: Hugging Face assisted generation's heuristic schedule, +2 after a
-    draft accepted in full, −1 (not below 1) otherwise. On a CPU a forward over k tokens costs well over a
-    one-token one (about 2× at 9 tokens for SmolLM2 on two cores), so drafts longer than what is usually accepted
-    cost more wall time than their accepted tokens save."""
+    """How many tokens the next draft may have: Hugging Face assisted generation's heuristic schedule (+2 after a
+    draft accepted in full, −1 otherwise), extended down to 0: a one-token draft that is rejected pauses drafting
+    for 2, 4, 8, … (at most `MAX_PAUSE`) steps, then one token is tried again. On a CPU a forward over k tokens
+    costs well over a one-token one (about 2× at 9 tokens for SmolLM2 on two cores) and a layer-skip draft costs
+    most of a full forward, so drafts that are not accepted cost more wall time than accepted ones save; a
+    drafter that keeps failing is left to rest, and the run falls back to plain greedy steps."""
+
+    MAX_PAUSE = 32
 
     def __init__(self, cap: int, start: int = 4):
         self.cap = cap
         self.k = min(cap, start)
+        self.misses = 0  # consecutive rejected one-token drafts
+        self.pause = 0  # steps left without drafting
 
     def update(self, n_accepted: int, n_drafted: int) -> None:
-        if n_drafted:
-            self.k = min(self.cap, self.k + 2) if n_accepted == n_drafted else max(1, self.k - 1)
+        if n_drafted == 0:
+            if self.k == 0:
+                self.pause -= 1
+                self.k = 1 if self.pause <= 0 else 0
+            return
+        if n_accepted == n_drafted:
+            self.k, self.misses = min(self.cap, self.k + 2), 0
+        elif self.k > 1:
+            self.k -= 1
+        elif n_accepted == 0:
+            self.misses += 1
+            self.k, self.pause = 0, min(2**self.misses, self.MAX_PAUSE)
 
 
 @dataclass

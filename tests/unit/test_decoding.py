@@ -128,11 +128,23 @@ def test_draft_budget_follows_acceptance() -> None:
     b.update(6, 6)
     b.update(8, 8)
     assert b.k == 8  # capped
-    for _ in range(10):
+    for _ in range(7):
         b.update(0, 3)
     assert b.k == 1
-    b.update(0, 0)  # no draft: unchanged
+    b.update(0, 1)  # a rejected one-token draft: rest for 2 steps, then try one token again
+    assert b.k == 0
+    b.update(0, 0)
+    assert b.k == 0
+    b.update(0, 0)
     assert b.k == 1
+    b.update(0, 1)  # rejected again: rest for 4 steps
+    for _ in range(3):
+        b.update(0, 0)
+        assert b.k == 0
+    b.update(0, 0)
+    assert b.k == 1
+    b.update(1, 1)  # accepted: back to drafting, and the misses are forgiven
+    assert (b.k, b.misses) == (3, 0)
 
 
 def test_speculative_sampling_runs_and_is_seeded(tiny_llama, tiny_gpt2) -> None:
