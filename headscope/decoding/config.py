@@ -66,8 +66,11 @@ class DecodeConfig:
     skip_layers: str | None = (
         None  # layer_skip: a fixed skip set ("a3,m5,..."; a = attention, m = MLP): no search
     )
-    search_steps: int = 12  # layer_skip: most matchness-search iterations (one per decoding step)
-    search_window: int = 32  # layer_skip: matchness is measured on the last this-many context tokens
+    # layer_skip: most matchness-search iterations (one per decoding step) and the context tokens each scores.
+    # SWIFT uses 32-token windows and searches far longer, amortised over long generations; a search iteration
+    # costs a forward over the window (≈ 1.5 one-token forwards at 16 tokens on a CPU), so the defaults are small.
+    search_steps: int = 4
+    search_window: int = 16
     accept_stop: float = 0.9  # layer_skip: stop searching once the drafts' running acceptance reaches this
     ngram_max: int = 3  # ngram: longest suffix matched in the context (prompt lookup)
     window: int = 6  # jacobi / lookahead: tokens guessed in parallel (W)

@@ -81,6 +81,8 @@ def check_same_tokenizer(target: ModelHandle, draft: ModelHandle) -> None:
 class ModelDrafter:
     """A smaller model with the same tokenizer drafts; it keeps its own KV cache (in its own decoding session)."""
 
+    token_cost = 0.0  # unknown relative to the target (another model): the budget's cost rule does not apply
+
     def __init__(self, model: CachedModel, cfg: DecodeConfig, gen: torch.Generator):
         self.model = model
         self.cfg, self.gen = cfg, gen
@@ -149,6 +151,8 @@ class NgramDrafter:
 class JacobiDrafter:
     """Jacobi / fixed-point iteration: the verifier's own predictions past the accepted point become the next
     window's guesses (greedy: exact Jacobi decoding; sampling: SJD, verified against the rows that drew them)."""
+
+    adaptive = False  # a fixed window: Jacobi iteration needs its width
 
     def __init__(self, cfg: DecodeConfig, gen: torch.Generator):
         self.cfg, self.gen = cfg, gen

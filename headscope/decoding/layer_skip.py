@@ -106,6 +106,14 @@ class LayerSkipDrafter:
         self.recent: deque[tuple[int, int]] = deque(maxlen=ACCEPT_WINDOW)  # (accepted, drafted) per step
         self.history: list[tuple[int, float]] = []  # (iteration, matchness of the kept set)
         self.stopped = "fixed skip set" if fixed else ""
+        self._macs: tuple[int, dict[Sublayer, float], float] | None = None
+
+    @property
+    def token_cost(self) -> float:
+        """What a drafted token costs, as a fraction of a full forward (1 − the skipped compute share; measured
+        draft costs sit within a few points of it) — for the draft budget."""
+        # (the attention's share grows with the keys; a step's worth of keys changes it by nothing visible)
+        return 1.0 - self.skipped_share(len(self.target.tokens) // 64 * 64) if self.skip else 0.0
 
     def propose(self, context: list[int], k: int) -> Draft:
         # Draft only on top of full-model keys/values for the whole committed prefix (not on the first step).
@@ -198,7 +206,9 @@ class LayerSkipDrafter:
 
     def skipped_share(self, n_keys: int) -> float:
         """The skipped sublayers' share of a one-token forward's multiply-adds at `n_keys` keys."""
-        macs, total = sublayer_macs(self.handle, n_keys)
+        if self._macs is None or self._macs[0] != n_keys:
+            self._macs = (n_keys, *sublayer_macs(self.handle, n_keys))
+        _, macs, total = self._macs
         return sum(macs[s] for s in self.skip or ()) / total
 
     def report(self, n_keys: int) -> SkipReport:

@@ -114,7 +114,9 @@ def _explicit(query: Tensor, key: Tensor, value: Tensor, scale: float, fn: Score
 
 
 def _row_entropy(query: Tensor, key: Tensor, scale: float, rows: int) -> Tensor:
-    scores = causal_fill(_grouped_scores(query[:, :, -rows:], key, scale), -math.inf)
+    scores = _grouped_scores(query[:, :, -rows:], key, scale)
+    if rows > 1:  # the last row sees every key; earlier rows of a multi-token step do not see later ones
+        scores = causal_fill(scores, -math.inf)
     return entropy_bits(torch.softmax(scores, dim=-1))[0]
 
 

@@ -32,6 +32,10 @@ Gram = tuple[int, ...]
 
 
 class LookaheadDrafter:
+    adaptive = (
+        False  # a fixed window W, as in the paper: the window must stay wide for its trajectories to move
+    )
+
     def __init__(self, cfg: DecodeConfig):
         self.cfg = cfg
         self.n = cfg.lookahead_n

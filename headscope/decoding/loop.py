@@ -11,6 +11,7 @@ rows, the attention entropy when recorded) and becomes floats only after the las
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -39,19 +40,27 @@ def check_room(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig) -> Non
 
 class DraftBudget:
     """How many tokens the next draft may have: Hugging Face assisted generation's heuristic schedule (+2 after a
-    draft accepted in full, −1 otherwise), extended down to 0: a one-token draft that is rejected pauses drafting
-    for 2, 4, 8, … (at most `MAX_PAUSE`) steps, then one token is tried again. On a CPU a forward over k tokens
-    costs well over a one-token one (about 2× at 9 tokens for SmolLM2 on two cores) and a layer-skip draft costs
-    most of a full forward, so drafts that are not accepted cost more wall time than accepted ones save; a
-    drafter that keeps failing is left to rest, and the run falls back to plain greedy steps."""
+    draft accepted in full, −1 after a partly accepted one), extended down to 0: a draft with no token accepted
+    pauses drafting for 1, 2, 4, … (at most `MAX_PAUSE`) steps, doubling with each such miss in a row, after
+    which one token is tried again. On a CPU a forward over k tokens costs well over a one-token one (about 2× at
+    9 tokens for SmolLM2 on two cores) and a layer-skip draft costs most of a full forward, so drafts that are
+    not accepted cost more wall time than accepted ones save: a drafter that keeps failing is left to rest, and
+    the run falls back to plain greedy steps until it is tried again.
+
+    A drafter whose tokens cost forwards (`token_cost` c > 0, a fraction of a full forward: layer skip) also
+    rests while its running acceptance over the last `WINDOW` drafts is below c + `MARGIN`: a drafted token is
+    worth its forward only if it is accepted more often than it costs."""
 
     MAX_PAUSE = 32
+    WINDOW = 8
+    MARGIN = 0.1
 
-    def __init__(self, cap: int, start: int = 4):
-        self.cap = cap
+    def __init__(self, cap: int, start: int = 4, token_cost: float = 0.0):
+        self.cap, self.cost = cap, token_cost
         self.k = min(cap, start)
-        self.misses = 0  # consecutive rejected one-token drafts
+        self.misses = 0  # drafts in a row that did not pay
         self.pause = 0  # steps left without drafting
+        self.recent: deque[tuple[int, int]] = deque(maxlen=self.WINDOW)
 
     def update(self, n_accepted: int, n_drafted: int) -> None:
         if n_drafted == 0:
@@ -59,13 +68,20 @@ class DraftBudget:
                 self.pause -= 1
                 self.k = 1 if self.pause <= 0 else 0
             return
-        if n_accepted == n_drafted:
-            self.k, self.misses = min(self.cap, self.k + 2), 0
-        elif self.k > 1:
-            self.k -= 1
-        elif n_accepted == 0:
+        self.recent.append((n_accepted, n_drafted))
+        if n_accepted == 0 or not self._pays():
             self.misses += 1
-            self.k, self.pause = 0, min(2**self.misses, self.MAX_PAUSE)
+            self.k, self.pause = 0, min(2 ** (self.misses - 1), self.MAX_PAUSE)
+        elif n_accepted == n_drafted:
+            self.k, self.misses = min(self.cap, self.k + 2), 0
+        else:
+            self.k, self.misses = max(1, self.k - 1), 0
+
+    def _pays(self) -> bool:
+        drafted = sum(d for _, d in self.recent)
+        if self.cost <= 0 or len(self.recent) < 2:
+            return True
+        return sum(a for a, _ in self.recent) >= (self.cost + self.MARGIN) * drafted
 
 
 @dataclass
@@ -97,7 +113,8 @@ def speculative_loop(
     eos = handle.tokenizer.eos_token_id
     out: list[int] = []
     raw: list[_Raw] = []
-    budget = DraftBudget(cfg.max_draft) if cfg.adaptive_draft else None
+    adaptive = cfg.adaptive_draft and getattr(drafter, "adaptive", True)
+    budget = DraftBudget(cfg.max_draft) if adaptive else None
     t_start = time.perf_counter()
     while len(out) < cfg.max_new_tokens and not (out and out[-1] == eos):
         t0 = time.perf_counter()
@@ -111,6 +128,7 @@ def speculative_loop(
         n_acc, nxt = verify(draft.tokens, draft.q_rows, p_rows, cfg, gen)
         drafter.observe(p_rows, n_acc, draft)
         if budget is not None:
+            budget.cost = getattr(drafter, "token_cost", 0.0)  # may change as a drafter learns (layer skip)
             budget.update(n_acc, n)
         new = [*draft.tokens[:n_acc], nxt]
         if eos in new:

@@ -128,23 +128,26 @@ def test_draft_budget_follows_acceptance() -> None:
     b.update(6, 6)
     b.update(8, 8)
     assert b.k == 8  # capped
-    for _ in range(7):
-        b.update(0, 3)
-    assert b.k == 1
-    b.update(0, 1)  # a rejected one-token draft: rest for 2 steps, then try one token again
-    assert b.k == 0
-    b.update(0, 0)
+    b.update(3, 8)  # partly accepted: one shorter
+    assert b.k == 7
+    b.update(0, 7)  # nothing accepted: rest for one step, then try one token
     assert b.k == 0
     b.update(0, 0)
     assert b.k == 1
-    b.update(0, 1)  # rejected again: rest for 4 steps
-    for _ in range(3):
-        b.update(0, 0)
+    b.update(0, 1)  # a second miss in a row: rest for 2 steps
+    for _ in range(2):
         assert b.k == 0
-    b.update(0, 0)
+        b.update(0, 0)
     assert b.k == 1
     b.update(1, 1)  # accepted: back to drafting, and the misses are forgiven
     assert (b.k, b.misses) == (3, 0)
+    costly = DraftBudget(cap=8, start=2)
+    costly.cost = 0.7  # each drafted token costs 0.7 of a forward: worth it only above 0.8 acceptance
+    costly.update(2, 2)
+    costly.update(3, 4)
+    assert costly.k == 3  # 5 of 6 accepted (0.83): it pays, one shorter after a partial accept
+    costly.update(1, 4)
+    assert costly.k == 0  # 6 of 10 (0.6): it no longer pays, so it rests
 
 
 def test_speculative_sampling_runs_and_is_seeded(tiny_llama, tiny_gpt2) -> None:
