@@ -31,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from headscope.kernels import LocalityBias, attention_chunked
+from headscope.kernels import KernelBias, attention_chunked
 
 H, H_KV = 9, 3
 GPU_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768]
@@ -103,7 +103,7 @@ def gpu_row(n: int, d: int, dtype: torch.dtype, cfg) -> dict:
     q, k, v = rand_qkv(n, d, dtype)
     kr, vr = k.repeat_interleave(H // H_KV, 1), v.repeat_interleave(H // H_KV, 1)
     reps = 20 if n <= 8192 else 8
-    bias, lam = LocalityBias("distance", 1.0), torch.tensor(0.05, device="cuda")
+    bias = KernelBias("distance", coef=torch.tensor(0.05, device="cuda"))
 
     def sdpa():
         return torch.nn.functional.scaled_dot_product_attention(q, kr, vr, is_causal=True)
@@ -112,7 +112,7 @@ def gpu_row(n: int, d: int, dtype: torch.dtype, cfg) -> dict:
         return attention_triton(q, k, v, config=cfg)
 
     def fused_bias():
-        return attention_triton(q, k, v, config=cfg, bias=bias, lam=lam)
+        return attention_triton(q, k, v, config=cfg, bias=bias)
 
     row: dict[str, Any] = {"n": n, "d_head": d}
     row["sdpa_ms"], row["sdpa_peak_mb"] = cuda_time(sdpa, reps), cuda_peak_mb(sdpa)

@@ -33,7 +33,7 @@ from headscope.selection import HeadSet
 
 HookFn = Callable[..., Any]
 Hooks = Sequence[tuple[str, HookFn]]
-DEFAULT_MAX_TOKENS = 2048
+DEFAULT_MAX_TOKENS = 2048  # eager paths hold N×N patterns per layer; the fused entropy path goes to n_ctx
 
 
 def default_device() -> torch.device:
@@ -136,7 +136,9 @@ class ModelHandle:
         self.identity = ModelIdentity(
             entry.name, entry.kind, loaded.source, loaded.sha256, loaded.revision, entry.license
         )
+        # Token limits, in one place: eager runs (N×N patterns) and the fused entropy path (O(N) memory).
         self.max_tokens = min(DEFAULT_MAX_TOKENS, self.facts.n_ctx)
+        self.max_tokens_fused = self.facts.n_ctx
         self._points = dict(self.bridge.hook_dict)  # name (aliases included) -> HookPoint, built once
         self._hook_names = frozenset(self._points)
         # Hook levels start high so they never collide with the bridge's own context levels.
