@@ -19,7 +19,7 @@ from torch import Tensor
 from transformers import DynamicCache
 
 from headscope.decoding.intervene import Intervention
-from headscope.decoding.live import DECODE_IMPL, ForwardPlan, planned, register
+from headscope.decoding.live import DECODE_IMPL, ForwardPlan, ScoreFn, planned, register
 from headscope.models import ModelHandle
 from headscope.models.handle import Hooks
 from headscope.models.skip import ForwardSwitch, Sublayer, crop_cache, forward_switch
@@ -57,6 +57,9 @@ class CachedModel:
         self.forwards = 0
         self.means: dict[int, Tensor] = {}
         self.last_entropy: Tensor | None = None
+        self._dial: dict[int, ScoreFn] | None = (
+            None  # the dial's score functions, when they serve every forward
+        )
 
     def logits_last(
         self,
@@ -128,7 +131,9 @@ class CachedModel:
         plan = ForwardPlan(record_rows=rows if record else 0)
         if iv is not None:
             plan.ablate, plan.means = iv.ablated(), self.means
-            plan.dial = iv.dial_fns(self.handle, list(seq))
+            if iv.per_forward or self._dial is None:
+                self._dial = iv.dial_fns(self.handle, list(seq))
+            plan.dial = self._dial
         return plan
 
     def _run(

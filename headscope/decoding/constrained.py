@@ -17,10 +17,10 @@ import regex
 import torch
 from torch import Tensor
 
+from headscope.attention.patterns import row_entropy_bits
 from headscope.decoding.awrs import Choice, awrs_choice, mask_choice
 from headscope.decoding.cache import CachedModel, session
 from headscope.decoding.config import DecodeConfig
-from headscope.decoding.live import entropy_bits
 from headscope.decoding.loop import check_room
 from headscope.decoding.trace import Step, Trace
 from headscope.errors import InputError
@@ -157,7 +157,7 @@ def constrained_step(index: int, choice: Choice, logp: Tensor, t0: float) -> Ste
         accepted=(choice.token,),
         n_draft_accepted=0,
         verifier_probs=(float(probs[choice.token]),),
-        entropies_bits=tuple(entropy_bits(probs[None]).tolist()),
+        entropies_bits=tuple(row_entropy_bits(probs[None]).tolist()),
         target_forwards=1,
         draft_forwards=0,
         wall_ms=(time.perf_counter() - t0) * 1e3,

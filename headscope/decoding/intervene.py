@@ -10,14 +10,13 @@ keep the KV-cached, hook-free fast path:
   also removes that average offset, which on its own can derail the continuation (and is the same as deleting
   the head, since the models here have no output-projection bias for it to fall back on). The same choice as the
   circuits capability's mean ablation.
-- **dial** applies the locality dial (distance / block / window mode at λ) to the selected heads' pre-softmax
-  scores — the dial's own score hook, applied to the step's query rows — so the other heads of a dialled layer
-  and every other layer keep their exact attention.
+- **dial** applies the locality dial (`headscope.attention`, distance / block / window mode at λ) to the selected
+  heads' pre-softmax scores — the dial's own score hook, applied to the step's query rows — so the other heads of
+  a dialled layer and every other layer keep their exact attention.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 from headscope.decoding.config import DecodeConfig
@@ -54,9 +53,14 @@ class Intervention:
     def needs_means(self) -> bool:
         return self.action == "ablate" and self.ablation == "mean"
 
+    @property
+    def per_forward(self) -> bool:
+        """Whether the dial's functions must be rebuilt for each forward: the block mode's ids come from the
+        tokens (the distance and window modes read the key count from the scores themselves)."""
+        return self.action == "dial" and self.mode == "block"
+
     def dial_fns(self, handle: ModelHandle, seq: list[int]) -> dict[int, ScoreFn]:
-        """layer → the dial's score transform for a run whose keys are `seq` (rebuilt per forward: the block and
-        window modes depend on the tokens and their number)."""
+        """layer → the dial's score transform for a run whose keys are `seq`."""
         if self.action != "dial":
             return {}
         return dial_score_fns(handle, self.heads, self.lam, self.mode, seq)
@@ -69,23 +73,17 @@ def _as_score_fn(hook: HookFn) -> ScoreFn:
 def dial_score_fns(
     handle: ModelHandle, heads: HeadSet, lam: float, mode: str, seq: list[int]
 ) -> dict[int, ScoreFn]:
-    """The locality dial on exactly `heads`: one dial per group of layers that share a head list (an explicit
-    schedule with weight 1 on those layers), so '*.*' builds one dial, not one per layer."""
+    """The locality dial (`headscope.attention`) on exactly `heads`: layer → its score hook as a function. The hooks
+    read the query and key counts from the scores, so they serve KV-cached steps; `seq` (every token the run's
+    keys hold) matters only for the block mode's block ids."""
     import torch
 
-    from headscope.localist.dial import LocalityDial, dial_hooks
+    from headscope.attention import LocalityDial, dial_hooks
 
-    groups: defaultdict[tuple[int, ...], list[int]] = defaultdict(list)
-    for layer, hs in heads.by_layer().items():
-        groups[tuple(hs)].append(layer)
-    n_layers = handle.facts.n_layers
-    tokens = torch.tensor([seq], device=handle.device)
+    dial = LocalityDial(lam=lam, mode=mode, heads=str(heads))
     out: dict[int, ScoreFn] = {}
-    for head_list, layers in groups.items():
-        weights = tuple(1.0 if layer in layers else 0.0 for layer in range(n_layers))
-        dial = LocalityDial(lam=lam, mode=mode, schedule="explicit", layer_weights=weights, heads=head_list)
-        for name, fn in dial_hooks(handle, tokens, dial):
-            layer = hooks.layer_of(name)
-            assert layer is not None
-            out[layer] = _as_score_fn(fn)
+    for name, fn in dial_hooks(handle, torch.tensor([seq], device=handle.device), dial):
+        layer = hooks.layer_of(name)
+        assert layer is not None
+        out[layer] = _as_score_fn(fn)
     return out

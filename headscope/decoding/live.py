@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from headscope.attention.patterns import row_entropy_bits
+
 DECODE_IMPL = "headscope_decode"
 ScoreFn = Callable[[Tensor], Tensor]  # [batch, head, query, key] scores → same shape
 
@@ -93,11 +95,6 @@ def causal_fill(scores: Tensor, value: float) -> Tensor:
     return scores.masked_fill(cols > rows, value)
 
 
-def entropy_bits(probs: Tensor) -> Tensor:
-    """Entropy (bits) over the last axis; 0·log 0 = 0."""
-    return torch.special.entr(probs).sum(-1) / math.log(2.0)
-
-
 def _grouped_apply(probs: Tensor, value: Tensor) -> Tensor:
     b, h, q, k = probs.shape
     kvh = value.shape[1]
@@ -117,7 +114,7 @@ def _row_entropy(query: Tensor, key: Tensor, scale: float, rows: int) -> Tensor:
     scores = _grouped_scores(query[:, :, -rows:], key, scale)
     if rows > 1:  # the last row sees every key; earlier rows of a multi-token step do not see later ones
         scores = causal_fill(scores, -math.inf)
-    return entropy_bits(torch.softmax(scores, dim=-1))[0]
+    return row_entropy_bits(torch.softmax(scores, dim=-1))[0]
 
 
 def _ablated(out: Tensor, plan: ForwardPlan, layer: int) -> Tensor:
@@ -158,7 +155,7 @@ def decode_attention(
         assert plan is not None
         out, probs = _explicit(query, key, value, scale, fn)
         if plan.record_rows:
-            plan.entropy[layer] = entropy_bits(probs[0, :, -plan.record_rows :])
+            plan.entropy[layer] = row_entropy_bits(probs[0, :, -plan.record_rows :])
     if plan is not None and layer in plan.ablate:
         out = _ablated(out, plan, layer)
     return out, None

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from headscope.attention.patterns import row_entropy_bits
 from headscope.decoding.cache import CachedModel
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.drafters import EMPTY, Draft, Drafter
-from headscope.decoding.live import entropy_bits
 from headscope.decoding.sampling import verify, warp
 from headscope.decoding.trace import Step, Trace
 from headscope.errors import InputError
@@ -139,7 +139,9 @@ def speculative_loop(
         recorded = target.last_entropy if cfg.attention_entropy else None
         attention = recorded[: len(new)] if recorded is not None else None
         raw.append(
-            _Raw(draft, new, n_acc, probs, entropy_bits(rows), attention, t0, t_draft, time.perf_counter())
+            _Raw(
+                draft, new, n_acc, probs, row_entropy_bits(rows), attention, t0, t_draft, time.perf_counter()
+            )
         )
     wall = time.perf_counter() - t_start
     return Trace(

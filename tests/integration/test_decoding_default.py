@@ -8,8 +8,8 @@ import pytest
 import regex
 import torch
 
+from headscope.attention.patterns import row_entropy_bits
 from headscope.decoding import DecodeConfig, decode
-from headscope.decoding.live import entropy_bits
 from headscope.decoding.prompts import load_categories, render_messages
 from headscope.errors import InputError
 from headscope.models import ModelHandle, hooks, resolve
@@ -71,7 +71,7 @@ def test_step_entropy_equals_full_recompute_on_the_default_model(default_model: 
     seq = ids + list(trace.token_ids)
     names = [hooks.pattern(layer) for layer in range(default_model.facts.n_layers)]
     _, cache = default_model.run_with_cache(torch.tensor([seq[:-1]]), names)
-    want = torch.stack([entropy_bits(cache[n][0].float()) for n in names])[:, :, -len(trace.token_ids) :]
+    want = torch.stack([row_entropy_bits(cache[n][0].float()) for n in names])[:, :, -len(trace.token_ids) :]
     got = trace.attention_entropy
     assert got is not None
     torch.testing.assert_close(got, want.permute(2, 0, 1), atol=2e-3, rtol=0)

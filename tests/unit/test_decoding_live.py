@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from headscope.attention import LocalityDial, dial_hooks
+from headscope.attention.patterns import row_entropy_bits
 from headscope.decoding import DecodeConfig, compare, decode
-from headscope.decoding.live import entropy_bits
-from headscope.localist.dial import LocalityDial, dial_hooks
 from headscope.models import ModelHandle, hooks
 from headscope.models.skip import crop_cache, forward_switch, sublayer_macs
 from headscope.models.tiny import TINY_BUILDERS
@@ -27,7 +27,7 @@ def recomputed_entropy(handle: ModelHandle, seq: list[int], n_new: int, fwd_hook
     """[n_new, layer, head]: the entropy of the rows that produced the last n_new tokens, from full patterns."""
     names = [hooks.pattern(layer) for layer in range(handle.facts.n_layers)]
     _, cache = handle.run_with_cache(torch.tensor([seq[:-1]]), names, fwd_hooks=fwd_hooks)
-    rows = torch.stack([entropy_bits(cache[n][0].float()) for n in names])  # [layer, head, pos]
+    rows = torch.stack([row_entropy_bits(cache[n][0].float()) for n in names])  # [layer, head, pos]
     return rows[:, :, -n_new:].permute(2, 0, 1)
 
 
@@ -58,7 +58,7 @@ def test_dialled_heads_match_the_dial_hooks_on_a_full_recompute(tiny_llama: Mode
         max_new_tokens=10, heads="1.0, 1.2", heads_action="dial", dial_lambda=1.0, attention_entropy=True
     )
     trace = decode(tiny_llama, ids, "greedy", cfg)
-    dial = LocalityDial(lam=1.0, mode="distance", schedule="explicit", layer_weights=(0.0, 1.0), heads=(0, 2))
+    dial = LocalityDial(lam=1.0, mode="distance", heads="1.0, 1.2")
     seq = ids + list(trace.token_ids)
     fwd = dial_hooks(tiny_llama, torch.tensor([seq]), dial)
     assert trace.token_ids == tuple(full_greedy(tiny_llama, ids, 10, fwd))
