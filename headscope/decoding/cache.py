@@ -1,16 +1,19 @@
 """Incremental (KV-cached) runs of a handle's model, with rollback, a forward counter and the live internals.
 
-A decoding run opens one `session` per model: the handle is held (`exclusive`), every attention module runs the
-decoding attention function (`live.decode_attention`, SDPA underneath, the implementation `generate` uses), and a
-`models.skip.ForwardSwitch` is installed. Each forward then runs *plain* (the bridge's hook wrappers bypassed) when
-no hook is asked for — the common case, and the reason greedy here keeps pace with `generate` — and through the
-bridge, hooks firing, when one is. The cache is a transformers `DynamicCache` handed to `handle.run(..., cache=)`.
+A decoding run opens one `session` per model. While the session holds the model, every attention module runs the
+decoding attention function (`live.decode_attention`, SDPA underneath, the implementation `generate` uses) and a
+`models.skip.ForwardSwitch` is installed; each forward then runs *plain* (the original HF modules, no hook
+wrappers) when no hook is asked for — the common case, and the reason greedy here keeps pace with `generate` —
+and through the bridge, hooks firing, when one is. The session holds the model in slices of at most `SLICE_S`
+seconds and puts everything back between them, so in the app other visitors' views get the (unchanged) model
+between two steps of a long decode. The cache is a transformers `DynamicCache` handed to `handle.run(cache=)`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -35,23 +38,70 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+SLICE_S = 0.25  # longest hold on the model before it is handed back (and set up again on the next forward)
+
+
+class Session:
+    """The decoding set-up on one model (decoding attention + forward switch, model held), entered on a forward
+    and released once it has been held `SLICE_S` seconds; `release()` at the end."""
+
+    def __init__(self, handle: ModelHandle):
+        register()
+        self.handle = handle
+        self._stack: ExitStack | None = None
+        self._switch: ForwardSwitch | None = None
+        self._since = 0.0
+
+    @contextmanager
+    def forward(self, *, skip: frozenset[Sublayer] = frozenset(), plain: bool = True) -> Iterator[None]:
+        """One run with these sublayers skipped, plain or hooked."""
+        switch = self._switch or self._enter()
+        try:
+            with switch.setting(skip=skip, plain=plain):
+                yield
+        finally:
+            if time.perf_counter() - self._since >= SLICE_S:
+                self.release()
+
+    def _enter(self) -> ForwardSwitch:
+        stack = ExitStack()
+        try:
+            stack.enter_context(self.handle.exclusive())
+            stack.enter_context(self.handle.hf_attention(DECODE_IMPL))
+            self._switch = stack.enter_context(forward_switch(self.handle))
+        except BaseException:
+            stack.close()
+            raise
+        self._stack, self._since = stack, time.perf_counter()
+        return self._switch
+
+    def release(self) -> None:
+        """Put the model back as it was and let other runs have it."""
+        if self._stack is not None:
+            stack, self._stack, self._switch = self._stack, None, None
+            stack.close()
+            time.sleep(0)  # a thread waiting for the model may take it now
+
+
 @contextmanager
-def session(handle: ModelHandle) -> Iterator[ForwardSwitch]:
-    """Hold the model for a decoding run with the decoding attention and the forward switch installed."""
-    register()
-    with handle.exclusive(), handle.hf_attention(DECODE_IMPL), forward_switch(handle) as switch:
-        yield switch
+def session(handle: ModelHandle) -> Iterator[Session]:
+    """A decoding session on `handle`, released at the end of the block (also on an error)."""
+    s = Session(handle)
+    try:
+        yield s
+    finally:
+        s.release()
 
 
 class CachedModel:
     """A handle's model run incrementally on a growing token sequence; rolls back to any earlier length.
 
-    Must be used inside `session(handle)` (whose switch it is given). `intervention` (a head set ablated or
-    dialled) applies to every forward; `record=True` on a call leaves the per-head attention entropy of the
-    returned rows in `last_entropy` ([rows, layer, head], bits)."""
+    Runs through a `Session` on the handle. `intervention` (a head set ablated or dialled) applies to every
+    forward; `record=True` on a call leaves the per-head attention entropy of the returned rows in `last_entropy`
+    ([rows, layer, head], bits)."""
 
-    def __init__(self, handle: ModelHandle, switch: ForwardSwitch, intervention: Intervention | None = None):
-        self.handle, self.switch, self.intervention = handle, switch, intervention
+    def __init__(self, handle: ModelHandle, session: Session, intervention: Intervention | None = None):
+        self.handle, self.session, self.intervention = handle, session, intervention
         self.cache: DynamicCache | None = None
         self.tokens: list[int] = []  # what the cache holds, position by position
         self.forwards = 0
@@ -114,7 +164,7 @@ class CachedModel:
             return 0
         plan = ForwardPlan(ablate=iv.ablated(), collect=True)
         feed = torch.tensor([list(prompt)], dtype=torch.long, device=self.handle.device)
-        with self.switch.setting(plain=True, skip=frozenset()), planned(plan):
+        with self.session.forward(), planned(plan):
             self.handle.run(feed)
         self.means = plan.collected
         return 1
@@ -143,7 +193,7 @@ class CachedModel:
         self.forwards += 1
         feed = torch.tensor([list(seq[keep:])], dtype=torch.long, device=self.handle.device)
         plan = self._plan(seq, rows, record)
-        with self.switch.setting(plain=not hooks, skip=skip), planned(plan):
+        with self.session.forward(skip=skip, plain=not hooks), planned(plan):
             logits = self.handle.run(feed, fwd_hooks=hooks, cache=cache)
         if record and plan is not None:
             ent = torch.stack([plan.entropy[layer] for layer in range(self.handle.facts.n_layers)])

@@ -17,6 +17,7 @@ from torch import Tensor
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.constrained import Constraint
 from headscope.decoding.drafters import check_same_tokenizer
+from headscope.decoding.loop import StepCallback
 from headscope.decoding.strategies import decode, get_strategy
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
@@ -137,15 +138,17 @@ def compare(
     *,
     draft: ModelHandle | None = None,
     progress: Callable[[str], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> Comparison:
     """Greedy (the reference, always run first, on the unchanged model) and each named strategy, on the same
-    ids and config (with the head intervention, if any)."""
+    ids and config (with the head intervention, if any). `progress(name)` before each run, `on_step(done,
+    total)` after each of its steps."""
     names = parse_strategies(strategies)
     _precheck(handle, names, cfg, draft)
     prompt = list(prompt)
     if progress is not None:
         progress("greedy")
-    reference = decode(handle, prompt, "greedy", replace(cfg, heads=None))
+    reference = decode(handle, prompt, "greedy", replace(cfg, heads=None), on_step=on_step)
     runs: dict[str, Trace] = {}
     for name in names:
         if name == "greedy" and not cfg.intervenes:
@@ -153,7 +156,7 @@ def compare(
             continue
         if progress is not None:
             progress(name)
-        runs[name] = decode(handle, prompt, name, cfg, draft)
+        runs[name] = decode(handle, prompt, name, cfg, draft, on_step=on_step)
     ref = reference.token_ids
     results = []
     for name in names:

@@ -21,7 +21,7 @@ from headscope.attention.patterns import row_entropy_bits
 from headscope.decoding.awrs import Choice, awrs_choice, mask_choice
 from headscope.decoding.cache import CachedModel, session
 from headscope.decoding.config import DecodeConfig
-from headscope.decoding.loop import check_room
+from headscope.decoding.loop import check_room, notify_step
 from headscope.decoding.trace import Step, Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
@@ -128,14 +128,15 @@ def constrained_decode(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig
     out: list[int] = []
     steps: list[Step] = []
     t_start = time.perf_counter()
-    with session(handle) as switch:
-        model = CachedModel(handle, switch)
+    with session(handle) as sess:
+        model = CachedModel(handle, sess)
         while not sampler.done(out):
             t0 = time.perf_counter()
             logp = sampler.logp(model, prompt, out)
             choice = sampler.choose(logp, out, gen)
             out.append(choice.token)
             steps.append(constrained_step(len(steps), choice, logp, t0))
+            notify_step(len(out), cfg.max_new_tokens)
     return Trace(
         strategy=name,
         lossless=False,

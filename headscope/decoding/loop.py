@@ -10,8 +10,11 @@ rows, the attention entropy when recorded) and becomes floats only after the las
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +28,28 @@ from headscope.decoding.sampling import verify, warp
 from headscope.decoding.trace import Step, Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+
+StepCallback = Callable[[int, int], None]  # (tokens generated, max_new_tokens)
+_ON_STEP: contextvars.ContextVar[StepCallback | None] = contextvars.ContextVar(
+    "headscope_decode_step", default=None
+)
+
+
+@contextmanager
+def stepping(on_step: StepCallback | None) -> Iterator[None]:
+    """Call `on_step(done, total)` after every decoding step in the block (progress, and a place to cancel: an
+    exception it raises stops the run, and the session hands the model back)."""
+    token = _ON_STEP.set(on_step)
+    try:
+        yield
+    finally:
+        _ON_STEP.reset(token)
+
+
+def notify_step(done: int, total: int) -> None:
+    callback = _ON_STEP.get()
+    if callback is not None:
+        callback(done, total)
 
 
 def check_room(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig) -> None:
@@ -138,11 +163,9 @@ def speculative_loop(
         probs = rows.gather(1, torch.tensor(new, device=rows.device)[:, None])[:, 0]
         recorded = target.last_entropy if cfg.attention_entropy else None
         attention = recorded[: len(new)] if recorded is not None else None
-        raw.append(
-            _Raw(
-                draft, new, n_acc, probs, row_entropy_bits(rows), attention, t0, t_draft, time.perf_counter()
-            )
-        )
+        ent = row_entropy_bits(rows)
+        raw.append(_Raw(draft, new, n_acc, probs, ent, attention, t0, t_draft, time.perf_counter()))
+        notify_step(len(out), cfg.max_new_tokens)
     wall = time.perf_counter() - t_start
     return Trace(
         strategy=name,

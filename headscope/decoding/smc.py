@@ -22,6 +22,7 @@ from headscope.decoding.awrs import Unsatisfiable
 from headscope.decoding.cache import CachedModel, session
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.constrained import Sampler, constrained_step
+from headscope.decoding.loop import notify_step
 from headscope.decoding.trace import SmcStep, Step, Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
@@ -35,7 +36,7 @@ class Particle:
     log_w: float = 0.0
 
     def clone(self) -> Particle:
-        model = CachedModel(self.model.handle, self.model.switch)
+        model = CachedModel(self.model.handle, self.model.session)
         model.cache, model.tokens = copy.deepcopy(self.model.cache), list(self.model.tokens)
         return Particle(model, list(self.out), list(self.steps), self.log_w)
 
@@ -89,8 +90,8 @@ def smc_decode(
     gen = torch.Generator().manual_seed(cfg.seed)
     records: list[SmcStep] = []
     t_start = time.perf_counter()
-    with session(handle) as switch:
-        particles = [Particle(CachedModel(handle, switch)) for _ in range(cfg.particles)]
+    with session(handle) as sess:
+        particles = [Particle(CachedModel(handle, sess)) for _ in range(cfg.particles)]
         while not all(sampler.done(p.out) or not math.isfinite(p.log_w) for p in particles):
             for p in particles:
                 _extend(sampler, p, prompt, gen, len(records))
@@ -103,6 +104,7 @@ def smc_decode(
             if resample:
                 particles, ancestors = _resample(particles, gen)
             records.append(SmcStep(len(records), tuple(log_w), e, resample, ancestors))
+            notify_step(max(len(p.out) for p in particles), cfg.max_new_tokens)
         chosen = particles[
             int(torch.multinomial(_normalised([p.log_w for p in particles]), 1, generator=gen))
         ]

@@ -21,7 +21,7 @@ from headscope.decoding.drafters import (
 from headscope.decoding.intervene import Intervention
 from headscope.decoding.layer_skip import LayerSkipDrafter, format_skip
 from headscope.decoding.lookahead import LookaheadDrafter
-from headscope.decoding.loop import speculative_loop
+from headscope.decoding.loop import StepCallback, speculative_loop, stepping
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
@@ -62,12 +62,17 @@ def decode(
     strategy: str,
     cfg: DecodeConfig,
     draft: ModelHandle | None = None,
+    *,
+    on_step: StepCallback | None = None,
 ) -> Trace:
     """Run one registered strategy on token ids `prompt` (no BOS added: pass what `handle.tokenize` gives).
 
     With `cfg.heads` set, the run is of the model with that head set ablated or dialled (`intervene.py`); with
-    `cfg.attention_entropy`, every step carries the per-head attention entropy of its query rows."""
-    return get_strategy(strategy).run(handle, list(prompt), cfg, draft)
+    `cfg.attention_entropy`, every step carries the per-head attention entropy of its query rows. `on_step(done,
+    total)` is called after every step (progress; an exception it raises stops the run)."""
+    spec = get_strategy(strategy)
+    with stepping(on_step):
+        return spec.run(handle, list(prompt), cfg, draft)
 
 
 def _gen(cfg: DecodeConfig) -> torch.Generator:
@@ -81,8 +86,8 @@ def _run(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig, name: str, m
     """One decoding session: the target (intervened, if asked), a drafter over it, the shared loop."""
     intervention = Intervention.from_config(handle, cfg)
     gen = _gen(cfg)
-    with session(handle) as switch:
-        target = CachedModel(handle, switch, intervention)
+    with session(handle) as sess:
+        target = CachedModel(handle, sess, intervention)
         setup = target.collect_means(prompt)
         drafter = make(target, gen)
         trace = speculative_loop(
@@ -122,8 +127,8 @@ def _speculative(handle, prompt, cfg, draft):
     if draft is None:
         raise InputError("speculative needs a draft model (draft_model) that shares the target's tokenizer")
     check_same_tokenizer(handle, draft)
-    with session(draft) as switch:
-        small = CachedModel(draft, switch)
+    with session(draft) as draft_session:
+        small = CachedModel(draft, draft_session)
         return _run(handle, prompt, cfg, "speculative", lambda t, g: ModelDrafter(small, cfg, g))
 
 

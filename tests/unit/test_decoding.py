@@ -34,8 +34,8 @@ def other(tiny: ModelHandle, tiny_llama: ModelHandle, tiny_gpt2: ModelHandle) ->
 def test_cached_logits_equal_full_recompute(tiny: ModelHandle) -> None:
     ids = ids_of(tiny, PROMPTS[0])
     full = tiny.forward(torch.tensor([ids]))[0]
-    with session(tiny) as switch:
-        model = CachedModel(tiny, switch)
+    with session(tiny) as sess:
+        model = CachedModel(tiny, sess)
         first = model.logits_last(ids[:10], 10)
         chunk = model.logits_last(ids[:16], 6)
         model.truncate(12)  # roll back, then continue from the shorter prefix

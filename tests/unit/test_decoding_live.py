@@ -170,3 +170,40 @@ def test_sublayer_costs_follow_the_weights(tiny_llama: ModelHandle) -> None:
     f = tiny_llama.facts
     assert macs[("attn", 0)] == attn + 2 * f.n_heads * f.d_head * 10 and macs[("mlp", 0)] == mlp
     assert total == sum(macs.values()) + f.d_model * f.d_vocab
+
+
+def test_the_session_hands_the_model_back_between_slices(tiny_llama: ModelHandle, monkeypatch) -> None:
+    """With a zero-length slice, between two decoding steps the model is the unchanged bridge: a hooked run there
+    (what another visitor's view would do) sees its attention hooks fire and the same logits as ever."""
+    import headscope.decoding.cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "SLICE_S", 0.0)
+    ids = ids_of(tiny_llama)
+    want = tiny_llama.run(torch.tensor([ids]))
+    seen: list[int] = []
+
+    def view_between_steps(done: int, total: int) -> None:
+        fired = []
+        hook = (hooks.pattern(0), lambda a, hook: fired.append(1))
+        got = tiny_llama.run(torch.tensor([ids]), fwd_hooks=[hook])
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+        seen.append(len(fired))
+
+    trace = decode(tiny_llama, ids, "ngram", DecodeConfig(max_new_tokens=6), on_step=view_between_steps)
+    assert seen == [1] * len(trace.steps)
+
+
+def test_an_error_in_a_step_callback_stops_the_run_and_restores_the_model(tiny_llama: ModelHandle) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop_at_three(done: int, total: int) -> None:
+        if done >= 3:
+            raise Stop
+
+    ids = ids_of(tiny_llama)
+    with pytest.raises(Stop):
+        decode(tiny_llama, ids, "layer_skip", DecodeConfig(max_new_tokens=12), on_step=stop_at_three)
+    fired = []
+    tiny_llama.run(torch.tensor([ids]), fwd_hooks=[(hooks.pattern(1), lambda a, hook: fired.append(1))])
+    assert fired == [1]
