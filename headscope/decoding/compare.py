@@ -74,12 +74,16 @@ class Comparison:
     results: tuple[StrategyResult, ...]
 
     def to_json(self) -> dict[str, Any]:
+        """The CLI's JSON; `reference` is greedy's own trace when it is not one of the rows (a head intervention,
+        or greedy not asked for)."""
+        shown = any(r.trace is self.greedy for r in self.results)
         return {
             "model": self.model,
             "prompt_ids": list(self.prompt_ids),
             "config": self.config.to_json(),
             "greedy_token_ids": list(self.greedy.token_ids),
             "intervention": next((r.trace.intervention for r in self.results if r.trace.intervention), None),
+            "reference": None if shown else self.greedy.to_json(),
             "strategies": [r.to_json() for r in self.results],
         }
 

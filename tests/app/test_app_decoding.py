@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from headscope.models import ModelHandle
+
 ARGS = dict(
     chat=False, max_new_tokens=8, temperature=0.0, seed=0, max_draft=4, window=4, draft_model="tiny-gpt2",
-    regex="[0-9]{3}", grammar="(none)", method="awrs", particles=1, entropy=True, heads="", action="ablate",
-    lam=1.0,
+    regex="[0-9]{3}", grammar="(none)", method="awrs", particles=1, entropy=True, action="none", lam=1.0,
 )  # fmt: skip
+# (the shared selection is session state: API callers set it with /selection_set, it is not an argument)
 ORDER = ("chat", "strategies", "max_new_tokens", "temperature", "seed", "max_draft", "window", "draft_model",
-         "regex", "grammar", "method", "particles", "entropy", "heads", "action", "lam")  # fmt: skip
+         "regex", "grammar", "method", "particles", "entropy", "action", "lam")  # fmt: skip
+ID_LIST = re.compile(r"\[\s*\d+\s*(,\s*\d+\s*){2,}\]")
 
 
 def call(
@@ -26,7 +29,7 @@ def call(
 
 
 def test_decode_compare_endpoint(client: Client) -> None:
-    view, heatmap, _plot, details, download = call(
+    status, strip, note, _grid, heatmap, _bars, download, details = call(
         client, ["greedy", "ngram", "jacobi", "lookahead", "speculative", "constrained"]
     )
     rows = {r["name"]: r for r in details["strategies"]}
@@ -34,24 +37,35 @@ def test_decode_compare_endpoint(client: Client) -> None:
         rows[n]["identical_to_greedy"] for n in ("greedy", "ngram", "jacobi", "lookahead", "speculative")
     )
     assert rows["constrained"]["constraint_evals_per_token"] > 0
-    assert "drafted, accepted" in view and "<b>speculative</b>" in view
-    assert "the reference" in view and "identical to greedy" not in view  # greedy's own row
-    assert not re.search(r"\[\s*\d+\s*(,\s*\d+\s*)+\]", re.sub(r"<[^>]+>", "", view))  # no id lists on screen
-    assert "id " in view and "position " in view  # ids and positions on hover only
+    assert status.startswith("done")
+    labels = [r["label"] for r in strip["rows"]]
+    assert labels[0] == "greedy (reference)" and len(labels) == 6  # greedy's own row once, as the reference
+    assert not any("identical to greedy" in label for label in labels)
+    assert all("id" not in r["tokens"] and not ID_LIST.search(" ".join(r["tokens"])) for r in strip["rows"])
+    assert set(strip["categories"]) == {"drafted and accepted", "produced by the verifier"}  # the legend
+    spec = next(r for r in strip["rows"] if r["label"].startswith("speculative"))
+    assert spec["ids"] == rows["speculative"]["token_ids"]  # ids ride along for the hover only
+    assert "Every run matches greedy" in note or "departs" in note
     assert json.loads(Path(download).read_text()) == details
     figure = json.loads(heatmap["plot"])
-    assert figure["data"][0]["type"] == "heatmap"
-    assert len(figure["data"][0]["x"]) == 2 * 4  # every head of tiny-llama, "L.H"
+    assert figure["data"][0]["type"] == "heatmap" and len(figure["data"][0]["x"]) == 2 * 4  # "L.H" per head
 
 
-def test_ablating_heads_marks_where_greedy_changes(client: Client) -> None:
-    view, _heatmap, _plot, details, _ = call(
-        client, ["greedy"], model="tiny-gpt2", prompt="hello world", heads="*.*", max_new_tokens=16
+def test_ablating_the_selected_heads_marks_where_greedy_changes(app_url: str) -> None:
+    facts = ModelHandle.load("tiny-gpt2", device="cpu").facts
+    client = Client(app_url, verbose=False)  # a session of its own: the selection is per session
+    with pytest.raises(Exception, match="select heads first"):
+        call(client, ["greedy"], action="dial")
+    client.predict("*.*", "tiny-gpt2", api_name="/selection_set")
+    _, strip, note, grid, _heatmap, _bars, _file, details = call(
+        client, ["greedy"], model="tiny-gpt2", prompt="hello world", action="ablate", max_new_tokens=16
     )
     row = details["strategies"][0]
     assert details["intervention"] == row["intervention"] == "ablate heads 0.*, 1.* (mean over the prompt)"
-    assert not row["identical_to_greedy"] and row["divergence"]["entropy_bits"] is not None
-    assert "<b>intervention</b>" in view and "▼" in view and "departs from greedy at token" in view
+    assert not row["identical_to_greedy"] and details["reference"]["token_ids"] == details["greedy_token_ids"]
+    assert strip["title"].startswith("intervention: ablate heads") and any(strip["rows"][1]["marks"])
+    assert f"departs from greedy at token {row['diverges_at']}" in note
+    assert grid["kind"] == "head_grid" and len(grid["z"]) == facts.n_layers and grid["scale"] == "diverging"
 
 
 def test_bad_inputs_are_clear_errors_and_the_app_keeps_serving(client: Client) -> None:
@@ -59,16 +73,14 @@ def test_bad_inputs_are_clear_errors_and_the_app_keeps_serving(client: Client) -
         call(client, ["constrained"], regex="[0-9")
     with pytest.raises(Exception, match=r"max new tokens|maximum value 128"):
         call(client, ["greedy"], max_new_tokens=129)
-    with pytest.raises(Exception, match="out of range"):
-        call(client, ["greedy"], heads="99.99")
-    _, _, _, details, _ = call(client, ["greedy"])
+    *_, details = call(client, ["greedy"])
     assert len(details["strategies"][0]["token_ids"]) == 8
 
 
 @pytest.mark.parametrize(
     ("index", "bad", "message"),
     [
-        (1, "x" * 5000, "too long"),
+        (1, "x" * 5000, "the limit is 4,000"),
         (4, 1000, "max new tokens"),
         (4, "abc", "max new tokens must be a number"),
         (4, float("nan"), "max new tokens"),
@@ -77,8 +89,8 @@ def test_bad_inputs_are_clear_errors_and_the_app_keeps_serving(client: Client) -
         (6, 2.5, "seed must be an integer"),
         (7, "3.5", "max draft length must be an integer"),
         (13, 0, "SMC particles"),
-        (17, 5, "λ must be in"),
-        (15, "12", "not L.H"),
+        (16, 5, "λ must be in"),
+        (15, "erase", "heads action must be one of"),
         (3, ["greedy", "rm -rf"], "unknown strategy"),
         (9, "../etc/passwd", "unknown draft model"),
         (0, "org/model", "unknown model"),
@@ -90,10 +102,38 @@ def test_server_side_limits_without_gradio(index: int, bad: object, message: str
 
     from headscope.app.decoding_tab import decode_compare
 
-    base = ["tiny-llama", "x", False, ["greedy"], 8, 0.0, 0, 4, 4, "(none)", "", "(none)", "awrs", 1, False, "",
-            "ablate", 1.0]  # fmt: skip
+    base = ["tiny-llama", "x", False, ["greedy"], 8, 0.0, 0, 4, 4, "(none)", "", "(none)", "awrs", 1, False, "none",
+            1.0, None]  # fmt: skip
     args = list(base)
     args[index] = bad
     with pytest.raises(gr.Error, match=message) as err:
         decode_compare(*args)
     assert "internal error" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_speculative_without_a_draft_model_is_refused_before_the_job() -> None:
+    import gradio as gr
+
+    from headscope.app.decoding_tab import decode_compare
+
+    with pytest.raises(gr.Error, match="speculative needs a draft model"):
+        decode_compare(
+            "tiny-llama", "x", False, ["speculative"], 8, 0.0, 0, 4, 4, "(none)", "", "(none)", "awrs"
+        )
+
+
+def test_the_job_command_is_the_cli_running_the_same_config() -> None:
+    """A remote runner executes `command`: the CLI must parse it back into the config the tab built."""
+    import argparse
+    from dataclasses import replace
+
+    from headscope.app.decoding_tab import cli_command, make_config
+    from headscope.cli import decoding as cli
+
+    cfg = make_config(12, 0.7, 3, 5, 4, "", "json_object", "mask", 2, True, "0.1, 1.*", "dial", 0.5)
+    cfg = replace(cfg, draft_model="tiny-gpt2")
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(cli_command("say it", True, ["greedy", "constrained"], cfg))
+    assert cli._config(args) == cfg and args.chat and args.prompt == "say it"
+    assert args.strategies == "greedy,constrained"
