@@ -215,6 +215,8 @@ def main() -> None:
         "threads": args.threads,
         "prompts_per_category": args.prompts,
         "max_new_tokens": args.max_new_tokens,
+        "rounds": args.rounds,
+        "command": " ".join(["python bench/decoding.py", *sys.argv[1:]]),
         "config": cfg.to_json(),
         "load_average_start": load_start,
         "load_average_end": load_avg(),
