@@ -1,19 +1,23 @@
 """Decoding strategies with one trace format, and their comparison (see README.md)."""
 
-from headscope.decoding.compare import Comparison, StrategyResult, compare
+from headscope.decoding.awrs import Choice, awrs_choice, mask_choice
+from headscope.decoding.compare import Comparison, Divergence, StrategyResult, compare
 from headscope.decoding.config import MAX_NEW_TOKENS, DecodeConfig
-from headscope.decoding.constrained import GRAMMARS, Constraint, awrs_choice, mask_choice
+from headscope.decoding.constrained import GRAMMARS, Constraint
 from headscope.decoding.sampling import verify_greedy, verify_sampled, warp
 from headscope.decoding.strategies import STRATEGIES, StrategySpec, decode, get_strategy, register_strategy
-from headscope.decoding.trace import Step, Trace
+from headscope.decoding.trace import SmcStep, Step, Trace
 
 __all__ = [
     "GRAMMARS",
     "MAX_NEW_TOKENS",
     "STRATEGIES",
+    "Choice",
     "Comparison",
     "Constraint",
     "DecodeConfig",
+    "Divergence",
+    "SmcStep",
     "Step",
     "StrategyResult",
     "StrategySpec",

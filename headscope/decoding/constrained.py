@@ -1,18 +1,14 @@
-"""Constrained generation under a boolean constraint on the text: AWRS, and plain token masking as the baseline.
+"""Constrained generation under a boolean constraint on the text: AWRS (optionally inside SMC), and plain token
+masking as the baseline.
 
 The constraint is a regular expression (or a named JSON-ish grammar compiled to one) that the text generated so
 far must *partially* match (`regex` with `partial=True`: it can still be completed); the end-of-sequence token is
-allowed only where the text matches in full.
-
-AWRS (Lipkin et al. 2025, papers.md §6.2): per step, visit tokens in Gumbel-top-k order (sampling without
-replacement from the LM's distribution p), testing the constraint only on visited tokens; the first accepted token
-is an exact sample from p·c/Z. One more token is tested to form the recursive estimator of Z = Σ p(x)c(x), the
-step's importance weight. Masking tests every token of the vocabulary and knows Z exactly.
+allowed only where the text matches in full. Each step samples one token with `awrs.awrs_choice` (or
+`awrs.mask_choice`) from the temperature-scaled next-token distribution; `particles > 1` runs SMC (`smc.py`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +17,11 @@ import regex
 import torch
 from torch import Tensor
 
-from headscope.decoding.cache import CachedModel
+from headscope.attention.patterns import row_entropy_bits
+from headscope.decoding.awrs import Choice, awrs_choice, mask_choice
+from headscope.decoding.cache import CachedModel, session
 from headscope.decoding.config import DecodeConfig
-from headscope.decoding.loop import check_room
-from headscope.decoding.sampling import entropy_bits
+from headscope.decoding.loop import check_room, notify_step
 from headscope.decoding.trace import Step, Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
@@ -72,61 +69,6 @@ class Constraint:
             raise InputError(f"the regex takes too long to evaluate (over {MATCH_TIMEOUT_S} s)") from None
 
 
-@dataclass(frozen=True)
-class Choice:
-    token: int
-    log_weight: float | None
-    evals: int
-
-
-def _gumbel(shape: torch.Size, gen: torch.Generator) -> Tensor:
-    u = torch.rand(shape, generator=gen, dtype=torch.float64).clamp(1e-300, 1.0 - 1e-16)
-    return -torch.log(-torch.log(u))
-
-
-def awrs_choice(
-    logp: Tensor, accept: Callable[[int], bool], gen: torch.Generator | None, max_rejections: int
-) -> Choice:
-    """AWRS over log-probabilities `logp` [vocab]; `gen` None = greedy order (no Gumbel noise, no weight)."""
-    keys = logp if gen is None else logp + _gumbel(logp.shape, gen)
-    lp = logp.tolist()
-    order = [t for t in torch.argsort(keys, descending=True).tolist() if math.isfinite(lp[t])]
-    rejected_mass, log_mult, evals = 0.0, 0.0, 0
-    for i, tok in enumerate(order):
-        p = math.exp(lp[tok])
-        q = min(1.0, p / max(1.0 - rejected_mass, 1e-30))
-        evals += 1
-        if accept(tok):
-            if gen is None:
-                return Choice(tok, None, evals)
-            tail = q
-            if i + 1 < len(order):
-                evals += 1
-                tail = 1.0 if accept(order[i + 1]) else q
-            return Choice(tok, log_mult + math.log(max(tail, 1e-300)), evals)
-        if evals >= max_rejections:
-            break
-        log_mult += math.log1p(-q) if q < 1.0 else float("-inf")
-        rejected_mass += p
-    raise InputError(
-        f"the constraint rejected every token tried ({evals} rejections); it looks unsatisfiable here"
-    )
-
-
-def mask_choice(logp: Tensor, accept: Callable[[int], bool], gen: torch.Generator | None) -> Choice:
-    """Test every token; sample (or take the argmax) among the allowed ones; the weight is the exact log Z."""
-    lp = logp.tolist()
-    finite = [t for t, v in enumerate(lp) if math.isfinite(v)]
-    allowed = [t for t in finite if accept(t)]
-    if not allowed:
-        raise InputError(f"the constraint allows none of the {len(finite)} tokens; it is unsatisfiable here")
-    sub = logp[allowed]
-    if gen is None:
-        return Choice(allowed[int(sub.argmax())], None, len(finite))
-    keys = sub + _gumbel(sub.shape, gen)
-    return Choice(allowed[int(keys.argmax())], float(torch.logsumexp(sub, 0)), len(finite))
-
-
 class TokenTexts:
     """Decoded text of single tokens, memoised (the constraint sees prefix text + token text)."""
 
@@ -140,31 +82,61 @@ class TokenTexts:
         return self.memo[tok]
 
 
+class Sampler:
+    """One constrained step for a given generated prefix: the LM's distribution, the constraint, AWRS / mask."""
+
+    def __init__(self, handle: ModelHandle, cfg: DecodeConfig):
+        self.handle, self.cfg = handle, cfg
+        self.constraint = Constraint.build(cfg.regex, cfg.grammar)
+        self.texts = TokenTexts(handle)
+        self.eos = handle.tokenizer.eos_token_id
+
+    def accept_fn(self, out: list[int]) -> Callable[[int], bool]:
+        prefix = self.handle.decode(out)
+        constraint, texts, eos = self.constraint, self.texts, self.eos
+
+        def accept(tok: int) -> bool:
+            return constraint.complete(prefix) if tok == eos else constraint.allows(prefix + texts[tok])
+
+        return accept
+
+    def logp(self, model: CachedModel, prompt: list[int], out: list[int]) -> Tensor:
+        logits = model.logits_last(prompt + out, 1)[0]
+        return torch.log_softmax(logits / (self.cfg.temperature or 1.0), -1)
+
+    def choose(self, logp: Tensor, out: list[int], gen: torch.Generator | None) -> Choice:
+        hint = f" after {self.handle.decode(out)[-40:]!r}" if out else " at the start"
+        accept = self.accept_fn(out)
+        if self.cfg.constraint_method == "awrs":
+            return awrs_choice(logp, accept, gen, hint=hint)
+        return mask_choice(logp, accept, gen, hint=hint)
+
+    def done(self, out: list[int]) -> bool:
+        return len(out) >= self.cfg.max_new_tokens or bool(out and out[-1] == self.eos)
+
+
 def constrained_decode(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig, *, name: str) -> Trace:
-    constraint = Constraint.build(cfg.regex, cfg.grammar)
+    sampler = Sampler(handle, cfg)
     check_room(handle, prompt, cfg)
-    texts, eos = TokenTexts(handle), handle.tokenizer.eos_token_id
-    target = CachedModel(handle)
+    if cfg.particles > 1:
+        from headscope.decoding.smc import smc_decode
+
+        if cfg.greedy:
+            raise InputError("SMC needs temperature > 0 (with temperature 0 every particle is the same)")
+        return smc_decode(handle, prompt, cfg, sampler, name=name)
     gen = None if cfg.greedy else torch.Generator().manual_seed(cfg.seed)
     out: list[int] = []
     steps: list[Step] = []
     t_start = time.perf_counter()
-    with handle.exclusive():
-        while len(out) < cfg.max_new_tokens and not (out and out[-1] == eos):
+    with session(handle) as sess:
+        model = CachedModel(handle, sess)
+        while not sampler.done(out):
             t0 = time.perf_counter()
-            logits = target.logits_last(prompt + out, 1)[0]
-            logp = torch.log_softmax(logits / (cfg.temperature or 1.0), -1)
-            prefix = handle.decode(out)
-
-            def accept(tok: int, prefix: str = prefix) -> bool:
-                return constraint.complete(prefix) if tok == eos else constraint.allows(prefix + texts[tok])
-
-            if cfg.constraint_method == "awrs":
-                choice = awrs_choice(logp, accept, gen, cfg.max_rejections)
-            else:
-                choice = mask_choice(logp, accept, gen)
+            logp = sampler.logp(model, prompt, out)
+            choice = sampler.choose(logp, out, gen)
             out.append(choice.token)
-            steps.append(_step(len(steps), choice, logp, t0))
+            steps.append(constrained_step(len(steps), choice, logp, t0))
+            notify_step(len(out), cfg.max_new_tokens)
     return Trace(
         strategy=name,
         lossless=False,
@@ -173,11 +145,11 @@ def constrained_decode(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig
         text=handle.decode(out),
         steps=tuple(steps),
         wall_s=time.perf_counter() - t_start,
-        notes=(f"constraint: {constraint.pattern}", f"method: {cfg.constraint_method}"),
+        notes=(f"constraint: {sampler.constraint.pattern}", f"method: {cfg.constraint_method}"),
     )
 
 
-def _step(index: int, choice: Choice, logp: Tensor, t0: float) -> Step:
+def constrained_step(index: int, choice: Choice, logp: Tensor, t0: float) -> Step:
     probs = logp.exp()
     return Step(
         index=index,
@@ -186,7 +158,7 @@ def _step(index: int, choice: Choice, logp: Tensor, t0: float) -> Step:
         accepted=(choice.token,),
         n_draft_accepted=0,
         verifier_probs=(float(probs[choice.token]),),
-        entropies_bits=tuple(entropy_bits(probs[None])),
+        entropies_bits=tuple(row_entropy_bits(probs[None]).tolist()),
         target_forwards=1,
         draft_forwards=0,
         wall_ms=(time.perf_counter() - t0) * 1e3,

@@ -19,6 +19,7 @@ from headscope.decoding.config import DecodeConfig
 from headscope.decoding.sampling import pick, warp
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.models.skip import Sublayer
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,18 @@ class NoDrafter:
 
 
 def model_draft(
-    model: CachedModel, context: list[int], k: int, cfg: DecodeConfig, gen: torch.Generator, hooks=()
+    model: CachedModel,
+    context: list[int],
+    k: int,
+    cfg: DecodeConfig,
+    gen: torch.Generator,
+    skip: frozenset[Sublayer] = frozenset(),
 ) -> tuple[list[int], list[Tensor]]:
     """Autoregressive draft of ≤k tokens; stops early once the draft's top-1 probability drops under the floor."""
     tokens: list[int] = []
     rows: list[Tensor] = []
     while len(tokens) < k:
-        q = warp(model.logits_last(context + tokens, 1, hooks=hooks), cfg)[0]
+        q = warp(model.logits_last(context + tokens, 1, skip=skip), cfg)[0]
         if tokens and float(q.max()) < cfg.min_draft_confidence:
             break
         tokens.append(pick(q, cfg, gen))
@@ -73,11 +79,12 @@ def check_same_tokenizer(target: ModelHandle, draft: ModelHandle) -> None:
 
 
 class ModelDrafter:
-    """A smaller model with the same tokenizer drafts; it keeps its own KV cache."""
+    """A smaller model with the same tokenizer drafts; it keeps its own KV cache (in its own decoding session)."""
 
-    def __init__(self, target: ModelHandle, draft: ModelHandle, cfg: DecodeConfig, gen: torch.Generator):
-        check_same_tokenizer(target, draft)
-        self.model = CachedModel(draft)
+    token_cost = 0.0  # unknown relative to the target (another model): the budget's cost rule does not apply
+
+    def __init__(self, model: CachedModel, cfg: DecodeConfig, gen: torch.Generator):
+        self.model = model
         self.cfg, self.gen = cfg, gen
 
     def propose(self, context: list[int], k: int) -> Draft:
@@ -144,6 +151,8 @@ class NgramDrafter:
 class JacobiDrafter:
     """Jacobi / fixed-point iteration: the verifier's own predictions past the accepted point become the next
     window's guesses (greedy: exact Jacobi decoding; sampling: SJD, verified against the rows that drew them)."""
+
+    adaptive = False  # a fixed window: Jacobi iteration needs its width
 
     def __init__(self, cfg: DecodeConfig, gen: torch.Generator):
         self.cfg, self.gen = cfg, gen

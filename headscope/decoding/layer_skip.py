@@ -1,63 +1,92 @@
 """SWIFT-style self-speculation: the target model with a searched set of skipped sublayers drafts for itself.
 
-Skipping a sublayer = replacing its output (`blocks.{l}.hook_attn_out` / `hook_mlp_out`) by zeros, so the
-residual stream passes it unchanged. The draft shares the target's KV cache for the committed prefix; the drafted
-positions are cropped before the target verifies them, so the verifier never sees a skipped layer's keys/values.
+Skipping is real: the draft forwards run with `models.skip.ForwardSwitch.skip` set, so a skipped attention or MLP
+sublayer is not computed at all (its residual branch adds nothing) and writes no keys/values. The draft shares the
+target's KV cache for the committed prefix; after drafting, every cached position from the pending token on is
+dropped in every layer (`crop_cache`), so the verifier sees only full-model keys and values.
 
-Search (SWIFT §3, simplified): the skip set starts from the sublayers that contribute least to the residual stream
-on the prompt (one extra forward); then, one iteration per decoding step, a neighbour (one skipped sublayer swapped
-for a kept one) is scored by "matchness" — the fraction of the last `search_window` context positions where the
-skipped model's argmax equals the token that actually followed — and kept if it scores higher. The search stops
-at matchness ≥ 0.9 or after `search_steps` iterations. SWIFT's Bayesian-optimisation proposals are replaced by
-this local search (no GP package here). Drafting is confidence-aware: it stops once the draft's top-1
-probability falls below `min_draft_confidence`.
+Search (SWIFT §3 on the model's own output; papers.md §6.2):
+- start: the `n_skip = ⌊r · |space|⌋` sublayers (space: attention and MLP of layers 1…L−2) that change the
+  residual stream least, measured on the last `search_window` prompt tokens (one hooked forward);
+- then one iteration per decoding step: a proposal — SWIFT's uniformly random skip set on even iterations, a
+  neighbour of the kept set (one skipped sublayer swapped for a kept one) on odd ones, standing in for SWIFT's
+  Bayesian-optimisation proposals (no GP package here) — scored by *matchness*: the fraction of the last
+  `search_window` context positions where the skipped model's argmax equals the token that followed. Kept if it
+  beats the kept set (re-scored on the same window once that has moved by half its length);
+- stop once matchness ≥ 0.9, once the drafts' running acceptance over the last 8 steps reaches `accept_stop`
+  (SWIFT's acceptance-driven early stop), or after `search_steps` iterations. `skip_layers` fixes a set (found
+  on an earlier prompt of the same task, as SWIFT reuses its set) and skips the search.
+Drafting is confidence-aware: it stops once the draft's top-1 probability falls below `min_draft_confidence`.
 
-The skip hooks are attached once per run on every skippable sublayer and switched on only while drafting or
-scoring (attaching hooks through the bridge costs tens of ms each, far more than a cached step).
-The zeroed sublayers are still computed (hooks cannot skip a module's work), so the draft costs as much wall
-time as a full forward: the gain shows in tokens per target forward, not in CPU wall time.
+`draft_cost` in the trace: after the run (outside its wall time), alternating one-token forwards with and without
+the skip set on the final context, timed; the median ratio.
 """
 
 from __future__ import annotations
 
 import random
+import statistics
+import time
+from collections import deque
 
 import torch
-from torch import Tensor
 
 from headscope.decoding.cache import CachedModel, common_prefix
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.drafters import Draft, model_draft
+from headscope.decoding.trace import SkipReport
+from headscope.errors import InputError
 from headscope.models import ModelHandle, hooks
 from headscope.models.handle import HookFn
+from headscope.models.skip import Sublayer, skippable, sublayer_macs
 
 MATCH_GOAL = 0.9
-Sublayer = tuple[str, int]  # ("attn" | "mlp", layer)
+ACCEPT_WINDOW = 8  # steps in the running acceptance rate
+CALIBRATION_ROUNDS = 3
+_KIND = {"a": "attn", "m": "mlp"}
 
 
-def skippable(n_layers: int) -> list[Sublayer]:
-    """Attention and MLP of every layer but the first and the last (all but the first in a ≤3-layer model)."""
-    layers = range(1, n_layers - 1) if n_layers > 3 else range(1, n_layers)
-    return [(kind, layer) for layer in layers for kind in ("attn", "mlp")]
+def parse_skip(text: str, n_layers: int) -> frozenset[Sublayer]:
+    """'a3, m5' → {("attn", 3), ("mlp", 5)}; every item must be in the skip space."""
+    space = set(skippable(n_layers))
+    out = set()
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        kind, num = _KIND.get(item[:1]), item[1:]
+        if kind is None or not num.isdigit() or (kind, int(num)) not in space:
+            raise InputError(
+                f"skip_layers: {item!r} is not a skippable sublayer (a<layer> or m<layer>, layers 1..{n_layers - 2})"
+            )
+        out.add((kind, int(num)))
+    return frozenset(out)
 
 
-def skip_hooks(skip: frozenset[Sublayer]) -> list[tuple[str, HookFn]]:
-    def zero(act: Tensor, hook: object) -> Tensor:
-        return torch.zeros_like(act)
-
-    return [(hooks.sublayer_out(layer, kind), zero) for kind, layer in sorted(skip)]
+def format_skip(skip: frozenset[Sublayer]) -> str:
+    return ",".join(f"{kind[0]}{layer}" for kind, layer in sorted(skip, key=lambda s: (s[1], s[0])))
 
 
-def contribution_ranking(handle: ModelHandle, prompt: list[int], space: list[Sublayer]) -> list[Sublayer]:
-    """Sublayers by mean ‖output‖ / ‖residual in‖ on the prompt, smallest first (the cheapest to skip)."""
-    names = {s: hooks.sublayer_out(s[1], s[0]) for s in space}
-    resid = {layer: hooks.resid(layer, "pre") for _, layer in space}
-    ids = torch.tensor([prompt], device=handle.device)
-    _, acts = handle.run_with_cache(ids, sorted(set(names.values()) | set(resid.values())))
+def contribution_ranking(
+    target: CachedModel, context: list[int], space: list[Sublayer], w: int
+) -> list[Sublayer]:
+    """Sublayers by mean ‖branch output‖ / ‖residual in‖ on the last `w` context positions, smallest first."""
+    layers = sorted({layer for _, layer in space})
+    names = [hooks.resid(layer, site) for layer in layers for site in ("pre", "mid", "post")]
+    store: dict[str, torch.Tensor] = {}
+
+    def saver(name: str) -> HookFn:
+        def save(act: torch.Tensor, hook: object) -> torch.Tensor:
+            store[name] = act[0].float()  # keyed by the name asked for (an alias reports its canonical name)
+            return act
+
+        return save
+
+    start = max(0, len(context) - w)
+    target.logits_aside(context, start, hooks=[(n, saver(n)) for n in names])
 
     def score(s: Sublayer) -> float:
-        out, res = acts[names[s]][0], acts[resid[s[1]]][0]
-        return float((out.norm(dim=-1) / res.norm(dim=-1).clamp_min(1e-6)).mean())
+        kind, layer = s
+        a, b = ("pre", "mid") if kind == "attn" else ("mid", "post")
+        x, y = store[hooks.resid(layer, a)], store[hooks.resid(layer, b)]
+        return float(((y - x).norm(dim=-1) / x.norm(dim=-1).clamp_min(1e-6)).mean())
 
     return sorted(space, key=score)
 
@@ -66,82 +95,143 @@ class LayerSkipDrafter:
     def __init__(self, handle: ModelHandle, target: CachedModel, cfg: DecodeConfig, gen: torch.Generator):
         self.handle, self.target, self.cfg, self.gen = handle, target, cfg, gen
         self.space = skippable(handle.facts.n_layers)
-        self.n_skip = max(1, int(len(self.space) * self.cfg.skip_ratio)) if self.space else 0
-        self.skip: frozenset[Sublayer] | None = None
-        self.active: frozenset[Sublayer] = frozenset()  # what the switch hooks zero right now
-        self.best = -1.0
-        self.iterations = 0
+        self.n_skip = max(1, int(len(self.space) * cfg.skip_ratio)) if self.space else 0
+        fixed = cfg.skip_layers is not None
+        self.skip: frozenset[Sublayer] | None = (
+            parse_skip(cfg.skip_layers or "", handle.facts.n_layers) if fixed else None
+        )
+        self.searching = not fixed and cfg.search_steps > 0 and bool(self.space)
+        self.best, self.scored_at, self.iterations, self.search_forwards = -1.0, -1, 0, 0
         self.rng = random.Random(cfg.seed)
-        self.setup_forwards = 0
+        self.recent: deque[tuple[int, int]] = deque(maxlen=ACCEPT_WINDOW)  # (accepted, drafted) per step
         self.history: list[tuple[int, float]] = []  # (iteration, matchness of the kept set)
+        self.stopped = "fixed skip set" if fixed else ""
+        self._macs: tuple[int, dict[Sublayer, float], float] | None = None
 
-    def switch_hooks(self) -> list[tuple[str, HookFn]]:
-        """Hooks on every skippable sublayer, for the whole run; each zeroes its output only while active."""
-
-        def hook_for(sub: Sublayer) -> HookFn:
-            def maybe_zero(act: Tensor, hook: object) -> Tensor:
-                return torch.zeros_like(act) if sub in self.active else act
-
-            return maybe_zero
-
-        return [(hooks.sublayer_out(layer, kind), hook_for((kind, layer))) for kind, layer in self.space]
-
-    def start(self, prompt: list[int]) -> None:
-        ranked = contribution_ranking(self.handle, prompt, self.space) if self.space else []
-        self.setup_forwards += 1 if self.space else 0
-        self.skip = frozenset(ranked[: self.n_skip])
+    @property
+    def token_cost(self) -> float:
+        """What a drafted token costs, as a fraction of a full forward (1 − the skipped compute share; measured
+        draft costs sit within a few points of it) — for the draft budget."""
+        # (the attention's share grows with the keys; a step's worth of keys changes it by nothing visible)
+        return 1.0 - self.skipped_share(len(self.target.tokens) // 64 * 64) if self.skip else 0.0
 
     def propose(self, context: list[int], k: int) -> Draft:
-        searched = self._search_once(context)
         # Draft only on top of full-model keys/values for the whole committed prefix (not on the first step).
         if k <= 0 or common_prefix(self.target.tokens, context) < len(context) - 1:
-            return Draft([], "layer_skip", [], searched)
-        before = self.target.forwards
+            return Draft([], "layer_skip", [], 0)
+        before = self.search_forwards
+        if self.skip is None:
+            self.skip = frozenset(self._ranked(context)[: self.n_skip])
+        self._search_once(context)
+        drafts_before = self.target.forwards
         try:
-            self.active = self.skip or frozenset()
-            tokens, rows = model_draft(self.target, context, k, self.cfg, self.gen)
+            tokens, rows = model_draft(self.target, context, k, self.cfg, self.gen, skip=self.skip)
         finally:
-            self.active = frozenset()
             # Drop the skipped model's keys/values at once: the verifier must see only full-model ones.
             self.target.truncate(len(context) - 1)
-        return Draft(tokens, "layer_skip", list(rows), self.target.forwards - before + searched)
+        spent = self.target.forwards - drafts_before + self.search_forwards - before
+        return Draft(tokens, "layer_skip", list(rows), spent)
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
-        return None
+    def observe(self, p_rows: torch.Tensor, n_accepted: int, draft: Draft) -> None:
+        if draft.tokens:
+            self.recent.append((n_accepted, len(draft.tokens)))
+
+    def _ranked(self, context: list[int]) -> list[Sublayer]:
+        self.search_forwards += 1
+        return contribution_ranking(self.target, context, self.space, self.cfg.search_window)
 
     # -- matchness search -------------------------------------------------------------------------------------
     def matchness(self, context: list[int], skip: frozenset[Sublayer]) -> float:
         w = min(self.cfg.search_window, len(context) - 1)
         start = len(context) - 1 - w
-        try:
-            self.active = skip
-            logits = self.target.logits_on_copy(context[:-1], start)
-        finally:
-            self.active = frozenset()
+        self.search_forwards += 1
+        logits = self.target.logits_aside(context[:-1], start, skip=skip)
         hits = logits.argmax(-1) == torch.tensor(context[start + 1 :], device=logits.device)
         return float(hits.float().mean())
 
-    def _search_once(self, context: list[int]) -> int:
-        """One search iteration; returns the forwards it cost."""
-        if self.skip is None or not self.space or self.best >= MATCH_GOAL:
-            return 0
-        if self.iterations >= self.cfg.search_steps or len(context) < 8 or self.target.cache is None:
-            return 0
-        # Re-score the kept set on the current context too, so both are judged on the same tokens.
-        self.best, forwards = self.matchness(context, self.skip), 1
-        candidate = self._neighbour(self.skip)
+    def _stop_reason(self) -> str:
+        drafted = sum(d for _, d in self.recent)
+        if (
+            len(self.recent) == ACCEPT_WINDOW
+            and sum(a for a, _ in self.recent) >= self.cfg.accept_stop * drafted
+        ):
+            return f"running acceptance ≥ {self.cfg.accept_stop:g}"
+        if self.best >= MATCH_GOAL:
+            return f"matchness ≥ {MATCH_GOAL:g}"
+        if self.iterations >= self.cfg.search_steps:
+            return f"{self.cfg.search_steps} iterations"
+        return ""
+
+    def _search_once(self, context: list[int]) -> None:
+        if not self.searching or len(context) < 8 or self.skip is None:
+            return
+        self.stopped = self._stop_reason()
+        if self.stopped:
+            self.searching = False
+            return
+        if self.scored_at < 0 or len(context) - self.scored_at >= self.cfg.search_window // 2:
+            self.best, self.scored_at = self.matchness(context, self.skip), len(context)
+        candidate = self._proposal(self.skip)
         if candidate is not None and self.best < MATCH_GOAL:
             score = self.matchness(context, candidate)
-            forwards += 1
             if score > self.best:
-                self.skip, self.best = candidate, score
+                self.skip, self.best, self.scored_at = candidate, score, len(context)
         self.iterations += 1
         self.history.append((self.iterations, self.best))
-        return forwards
 
-    def _neighbour(self, skip: frozenset[Sublayer]) -> frozenset[Sublayer] | None:
+    def _proposal(self, skip: frozenset[Sublayer]) -> frozenset[Sublayer] | None:
+        if self.iterations % 2 == 0:  # SWIFT's random proposal
+            return frozenset(self.rng.sample(self.space, self.n_skip))
         kept = [s for s in self.space if s not in skip]
         if not kept or not skip:
             return None
         out = self.rng.choice(sorted(skip))
         return (skip - {out}) | {self.rng.choice(kept)}
+
+    # -- report -----------------------------------------------------------------------------------------------
+    def draft_cost(self, context: list[int]) -> float | None:
+        """Median time of a one-token draft forward / a full one at the end of `context` (cache left as is)."""
+        if not self.skip or len(context) < 2:
+            return None
+        ratios = []
+        for _ in range(CALIBRATION_ROUNDS):
+            full = self._time_forward(context, frozenset())
+            ratios.append(self._time_forward(context, self.skip) / full)
+        return statistics.median(ratios)
+
+    def _time_forward(self, context: list[int], skip: frozenset[Sublayer]) -> float:
+        t0 = time.perf_counter()
+        self.target.logits_aside(context, len(context) - 1, skip=skip)
+        return time.perf_counter() - t0
+
+    def skipped_share(self, n_keys: int) -> float:
+        """The skipped sublayers' share of a one-token forward's multiply-adds at `n_keys` keys."""
+        if self._macs is None or self._macs[0] != n_keys:
+            self._macs = (n_keys, *sublayer_macs(self.handle, n_keys))
+        _, macs, total = self._macs
+        return sum(macs[s] for s in self.skip or ()) / total
+
+    def report(self, n_keys: int) -> SkipReport:
+        skip = self.skip or frozenset()
+        return SkipReport(
+            skip_layers=format_skip(skip),
+            skipped=len(skip),
+            sublayers=2 * self.handle.facts.n_layers,
+            compute_share=self.skipped_share(n_keys),
+            matchness=self.best if self.best >= 0 else None,
+            search_iterations=self.iterations,
+            search_forwards=self.search_forwards,
+            stopped=self.stopped,
+        )
+
+    def notes(self, n_keys: int) -> tuple[str, ...]:
+        r = self.report(n_keys)
+        return (
+            f"skipped sublayers ({r.skipped} of {r.sublayers}, {r.fraction:.0%}; {r.compute_share:.0%} of a "
+            f"forward's multiply-adds): {r.skip_layers or 'none'}",
+            "matchness not measured"
+            if r.matchness is None
+            else f"matchness of the kept set: {r.matchness:.3f}",
+            f"search: {r.search_iterations} iterations, {r.search_forwards} forwards"
+            + (f"; stopped: {r.stopped}" if r.stopped else ""),
+        )

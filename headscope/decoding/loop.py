@@ -3,32 +3,123 @@
 Each step: the drafter proposes ≤k tokens; one target forward over [pending token, draft] gives the verifier's
 distribution at every drafted position; the verifier accepts a prefix and adds one token of its own. The target's
 KV cache is rolled back to the accepted prefix, so each forward feeds only new tokens.
+
+Per-step bookkeeping stays off the hot path: a step keeps its tensors (two small reductions of the verifier's
+rows, the attention entropy when recorded) and becomes floats only after the last forward.
 """
 
 from __future__ import annotations
 
+import contextvars
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
+from headscope.attention.patterns import row_entropy_bits
 from headscope.decoding.cache import CachedModel
 from headscope.decoding.config import DecodeConfig
-from headscope.decoding.drafters import EMPTY, Drafter
-from headscope.decoding.sampling import entropy_bits, verify, warp
+from headscope.decoding.drafters import EMPTY, Draft, Drafter
+from headscope.decoding.sampling import verify, warp
 from headscope.decoding.trace import Step, Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+
+StepCallback = Callable[[int, int], None]  # (tokens generated, max_new_tokens)
+_ON_STEP: contextvars.ContextVar[StepCallback | None] = contextvars.ContextVar(
+    "headscope_decode_step", default=None
+)
+
+
+@contextmanager
+def stepping(on_step: StepCallback | None) -> Iterator[None]:
+    """Call `on_step(done, total)` after every decoding step in the block (progress, and a place to cancel: an
+    exception it raises stops the run, and the session hands the model back)."""
+    token = _ON_STEP.set(on_step)
+    try:
+        yield
+    finally:
+        _ON_STEP.reset(token)
+
+
+def notify_step(done: int, total: int) -> None:
+    callback = _ON_STEP.get()
+    if callback is not None:
+        callback(done, total)
 
 
 def check_room(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig) -> None:
     if not prompt:
         raise InputError("the prompt is empty")
-    need = len(prompt) + cfg.max_new_tokens + cfg.max_draft + cfg.window
+    need = len(prompt) + cfg.max_new_tokens + cfg.max_draft + cfg.window + cfg.lookahead_n
     if need > handle.facts.n_ctx:
         raise InputError(
             f"prompt ({len(prompt)} tokens) + max_new_tokens + draft window exceed the model's context "
             f"({handle.facts.n_ctx}); shorten the prompt or ask for fewer tokens"
         )
+
+
+class DraftBudget:
+    """How many tokens the next draft may have: Hugging Face assisted generation's heuristic schedule (+2 after a
+    draft accepted in full, −1 after a partly accepted one), extended down to 0: a draft with no token accepted
+    pauses drafting for 1, 2, 4, … (at most `MAX_PAUSE`) steps, doubling with each such miss in a row, after
+    which one token is tried again. On a CPU a forward over k tokens costs well over a one-token one (about 2× at
+    9 tokens for SmolLM2 on two cores) and a layer-skip draft costs most of a full forward, so drafts that are
+    not accepted cost more wall time than accepted ones save: a drafter that keeps failing is left to rest, and
+    the run falls back to plain greedy steps until it is tried again.
+
+    A drafter whose tokens cost forwards (`token_cost` c > 0, a fraction of a full forward: layer skip) also
+    rests while its running acceptance over the last `WINDOW` drafts is below c + `MARGIN`: a drafted token is
+    worth its forward only if it is accepted more often than it costs."""
+
+    MAX_PAUSE = 32
+    WINDOW = 8
+    MARGIN = 0.1
+
+    def __init__(self, cap: int, start: int = 4, token_cost: float = 0.0):
+        self.cap, self.cost = cap, token_cost
+        self.k = min(cap, start)
+        self.misses = 0  # drafts in a row that did not pay
+        self.pause = 0  # steps left without drafting
+        self.recent: deque[tuple[int, int]] = deque(maxlen=self.WINDOW)
+
+    def update(self, n_accepted: int, n_drafted: int) -> None:
+        if n_drafted == 0:
+            if self.k == 0:
+                self.pause -= 1
+                self.k = 1 if self.pause <= 0 else 0
+            return
+        self.recent.append((n_accepted, n_drafted))
+        if n_accepted == 0 or not self._pays():
+            self.misses += 1
+            self.k, self.pause = 0, min(2 ** (self.misses - 1), self.MAX_PAUSE)
+        elif n_accepted == n_drafted:
+            self.k, self.misses = min(self.cap, self.k + 2), 0
+        else:
+            self.k, self.misses = max(1, self.k - 1), 0
+
+    def _pays(self) -> bool:
+        drafted = sum(d for _, d in self.recent)
+        if self.cost <= 0 or len(self.recent) < 2:
+            return True
+        return sum(a for a, _ in self.recent) >= (self.cost + self.MARGIN) * drafted
+
+
+@dataclass
+class _Raw:
+    draft: Draft
+    new: list[int]
+    n_acc: int
+    probs: Tensor  # verifier probability of each accepted token
+    entropy: Tensor  # next-token entropy (bits) at each accepted position
+    attention: Tensor | None
+    t0: float
+    t_draft: float
+    t_end: float
 
 
 def speculative_loop(
@@ -41,65 +132,64 @@ def speculative_loop(
     *,
     name: str,
     lossless: bool,
-    setup_forwards: int = 0,
-    notes: tuple[str, ...] = (),
 ) -> Trace:
+    """Decode with `drafter` proposing and `target` verifying; the caller holds the decoding session."""
     check_room(handle, prompt, cfg)
     eos = handle.tokenizer.eos_token_id
     out: list[int] = []
-    steps: list[Step] = []
+    raw: list[_Raw] = []
+    adaptive = cfg.adaptive_draft and getattr(drafter, "adaptive", True)
+    budget = DraftBudget(cfg.max_draft) if adaptive else None
     t_start = time.perf_counter()
-    with handle.exclusive():
-        while len(out) < cfg.max_new_tokens and not (out and out[-1] == eos):
-            t0 = time.perf_counter()
-            context = prompt + out
-            room = cfg.max_new_tokens - len(out) - 1
-            draft = drafter.propose(context, min(cfg.max_draft, room)) if room > 0 else EMPTY
-            n = len(draft.tokens)
-            p_rows = warp(target.logits_last(context + draft.tokens, n + 1), cfg)
-            n_acc, nxt = verify(draft.tokens, draft.q_rows, p_rows, cfg, gen)
-            drafter.observe(p_rows, n_acc, draft)
-            new = [*draft.tokens[:n_acc], nxt]
-            if eos in new:
-                new = new[: new.index(eos) + 1]
-            out += new
-            steps.append(
-                _step(len(steps), draft.tokens, draft.source, new, n_acc, p_rows, draft.forwards, t0)
-            )
+    while len(out) < cfg.max_new_tokens and not (out and out[-1] == eos):
+        t0 = time.perf_counter()
+        context = prompt + out
+        room = min(cfg.max_new_tokens - len(out) - 1, budget.k if budget else cfg.max_draft)
+        draft = drafter.propose(context, room) if room > 0 else EMPTY
+        t_draft = time.perf_counter()
+        n = len(draft.tokens)
+        logits = target.logits_last(context + draft.tokens, n + 1, record=cfg.attention_entropy)
+        p_rows = warp(logits, cfg)
+        n_acc, nxt = verify(draft.tokens, draft.q_rows, p_rows, cfg, gen)
+        drafter.observe(p_rows, n_acc, draft)
+        if budget is not None:
+            budget.cost = getattr(drafter, "token_cost", 0.0)  # may change as a drafter learns (layer skip)
+            budget.update(n_acc, n)
+        new = [*draft.tokens[:n_acc], nxt]
+        if eos in new:
+            new = new[: new.index(eos) + 1]
+        out += new
+        rows = p_rows[: len(new)]
+        probs = rows.gather(1, torch.tensor(new, device=rows.device)[:, None])[:, 0]
+        recorded = target.last_entropy if cfg.attention_entropy else None
+        attention = recorded[: len(new)] if recorded is not None else None
+        ent = row_entropy_bits(rows)
+        raw.append(_Raw(draft, new, n_acc, probs, ent, attention, t0, t_draft, time.perf_counter()))
+        notify_step(len(out), cfg.max_new_tokens)
+    wall = time.perf_counter() - t_start
     return Trace(
         strategy=name,
         lossless=lossless,
         prompt_ids=tuple(prompt),
         token_ids=tuple(out),
         text=handle.decode(out),
-        steps=tuple(steps),
-        wall_s=time.perf_counter() - t_start,
-        setup_forwards=setup_forwards,
-        notes=notes,
+        steps=tuple(_step(i, r) for i, r in enumerate(raw)),
+        wall_s=wall,
     )
 
 
-def _step(
-    index: int,
-    draft: list[int],
-    source: str,
-    new: list[int],
-    n_acc: int,
-    p_rows: torch.Tensor,
-    draft_forwards: int,
-    t0: float,
-) -> Step:
-    rows = p_rows[: len(new)]
-    probs = rows.gather(1, torch.tensor(new, device=rows.device)[:, None])[:, 0].tolist()
+def _step(index: int, r: _Raw) -> Step:
     return Step(
         index=index,
-        draft_tokens=tuple(draft),
-        draft_source=source if draft else "none",
-        accepted=tuple(new),
-        n_draft_accepted=min(n_acc, len(new)),
-        verifier_probs=tuple(probs),
-        entropies_bits=tuple(entropy_bits(rows)),
+        draft_tokens=tuple(r.draft.tokens),
+        draft_source=r.draft.source if r.draft.tokens else "none",
+        accepted=tuple(r.new),
+        n_draft_accepted=min(r.n_acc, len(r.new)),
+        verifier_probs=tuple(r.probs.tolist()),
+        entropies_bits=tuple(r.entropy.tolist()),
         target_forwards=1,
-        draft_forwards=draft_forwards,
-        wall_ms=(time.perf_counter() - t0) * 1e3,
+        draft_forwards=r.draft.forwards,
+        wall_ms=(r.t_end - r.t0) * 1e3,
+        draft_ms=(r.t_draft - r.t0) * 1e3,
+        attention_bits=r.attention,
     )

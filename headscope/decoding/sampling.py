@@ -5,8 +5,6 @@ The verification rules are pure functions of probability rows, so they are teste
 
 from __future__ import annotations
 
-import math
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -32,11 +30,6 @@ def warp(logits: Float[Tensor, "n d_vocab"], cfg: DecodeConfig) -> Float[Tensor,
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
         probs = probs / probs.sum(-1, keepdim=True)
     return probs
-
-
-def entropy_bits(probs: Float[Tensor, "n d_vocab"]) -> list[float]:
-    p = probs.clamp_min(1e-30)
-    return (-(probs * p.log2()).sum(-1)).tolist()
 
 
 def pick(probs: Float[Tensor, " d_vocab"], cfg: DecodeConfig, gen: torch.Generator) -> int:
@@ -90,7 +83,3 @@ def verify(
     if cfg.greedy:
         return verify_greedy(draft, p_rows)
     return verify_sampled(draft, q_rows, p_rows, gen)
-
-
-def safe_log(x: float) -> float:
-    return math.log(x) if x > 0 else float("-inf")

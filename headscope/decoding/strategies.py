@@ -7,12 +7,21 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from headscope.decoding.cache import CachedModel
+from headscope.decoding.cache import CachedModel, session
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.constrained import constrained_decode
-from headscope.decoding.drafters import JacobiDrafter, ModelDrafter, NgramDrafter, NoDrafter
-from headscope.decoding.layer_skip import LayerSkipDrafter
-from headscope.decoding.loop import speculative_loop
+from headscope.decoding.drafters import (
+    Drafter,
+    JacobiDrafter,
+    ModelDrafter,
+    NgramDrafter,
+    NoDrafter,
+    check_same_tokenizer,
+)
+from headscope.decoding.intervene import Intervention
+from headscope.decoding.layer_skip import LayerSkipDrafter, format_skip
+from headscope.decoding.lookahead import LookaheadDrafter
+from headscope.decoding.loop import StepCallback, speculative_loop, stepping
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
@@ -53,33 +62,59 @@ def decode(
     strategy: str,
     cfg: DecodeConfig,
     draft: ModelHandle | None = None,
+    *,
+    on_step: StepCallback | None = None,
 ) -> Trace:
-    """Run one registered strategy on token ids `prompt` (no BOS added: pass what `handle.tokenize` gives)."""
-    return get_strategy(strategy).run(handle, list(prompt), cfg, draft)
+    """Run one registered strategy on token ids `prompt` (no BOS added: pass what `handle.tokenize` gives).
+
+    With `cfg.heads` set, the run is of the model with that head set ablated or dialled (`intervene.py`); with
+    `cfg.attention_entropy`, every step carries the per-head attention entropy of its query rows. `on_step(done,
+    total)` is called after every step (progress; an exception it raises stops the run)."""
+    spec = get_strategy(strategy)
+    with stepping(on_step):
+        return spec.run(handle, list(prompt), cfg, draft)
 
 
 def _gen(cfg: DecodeConfig) -> torch.Generator:
     return torch.Generator().manual_seed(cfg.seed)
 
 
-def _loop(
-    handle: ModelHandle, prompt: list[int], cfg: DecodeConfig, drafter, target, name: str, **kw
-) -> Trace:
-    return speculative_loop(
-        handle, prompt, cfg, drafter, target, _gen(cfg), name=name, lossless=STRATEGIES[name].lossless, **kw
-    )
+MakeDrafter = Callable[[CachedModel, torch.Generator], Drafter]
+
+
+def _run(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig, name: str, make: MakeDrafter) -> Trace:
+    """One decoding session: the target (intervened, if asked), a drafter over it, the shared loop."""
+    intervention = Intervention.from_config(handle, cfg)
+    gen = _gen(cfg)
+    with session(handle) as sess:
+        target = CachedModel(handle, sess, intervention)
+        setup = target.collect_means(prompt)
+        drafter = make(target, gen)
+        trace = speculative_loop(
+            handle, prompt, cfg, drafter, target, gen, name=name, lossless=STRATEGIES[name].lossless
+        )
+        if isinstance(drafter, LayerSkipDrafter):
+            final = prompt + list(trace.token_ids)
+            trace = replace(
+                trace,
+                draft_cost=drafter.draft_cost(final),
+                notes=drafter.notes(len(final)),
+                layer_skip=drafter.report(len(final)),
+            )
+    described = intervention.describe() if intervention is not None else None
+    return replace(trace, setup_forwards=trace.setup_forwards + setup, intervention=described)
 
 
 @register_strategy("greedy", lossless=True, description="argmax each step, with a KV cache (the reference)")
 def _greedy(handle, prompt, cfg, draft):
-    return _loop(handle, prompt, replace(cfg, temperature=0.0), NoDrafter(), CachedModel(handle), "greedy")
+    return _run(handle, prompt, replace(cfg, temperature=0.0), "greedy", lambda t, g: NoDrafter())
 
 
 @register_strategy("sample", lossless=False, description="temperature / top-k / top-p sampling with a seed")
 def _sample(handle, prompt, cfg, draft):
     if cfg.greedy:
         raise InputError("sample needs temperature > 0 (temperature 0 is greedy)")
-    return _loop(handle, prompt, cfg, NoDrafter(), CachedModel(handle), "sample")
+    return _run(handle, prompt, cfg, "sample", lambda t, g: NoDrafter())
 
 
 @register_strategy(
@@ -91,47 +126,51 @@ def _sample(handle, prompt, cfg, draft):
 def _speculative(handle, prompt, cfg, draft):
     if draft is None:
         raise InputError("speculative needs a draft model (draft_model) that shares the target's tokenizer")
-    gen = _gen(cfg)
-    drafter = ModelDrafter(handle, draft, cfg, gen)
-    return speculative_loop(
-        handle, prompt, cfg, drafter, CachedModel(handle), gen, name="speculative", lossless=True
-    )
+    check_same_tokenizer(handle, draft)
+    with session(draft) as draft_session:
+        small = CachedModel(draft, draft_session)
+        return _run(handle, prompt, cfg, "speculative", lambda t, g: ModelDrafter(small, cfg, g))
 
 
 @register_strategy(
-    "layer_skip", lossless=True, description="SWIFT-style self-speculation with searched skipped sublayers"
+    "layer_skip",
+    lossless=True,
+    description="SWIFT-style self-speculation: the model with searched sublayers not computed drafts for itself",
 )
 def _layer_skip(handle, prompt, cfg, draft):
-    gen, target = _gen(cfg), CachedModel(handle)
-    drafter = LayerSkipDrafter(handle, target, cfg, gen)
-    with handle.exclusive():
-        drafter.start(prompt)
-        with handle.hooks(drafter.switch_hooks()):
-            trace = speculative_loop(
-                handle, prompt, cfg, drafter, target, gen, name="layer_skip", lossless=True
-            )
-    skip = sorted(f"{kind}{layer}" for kind, layer in drafter.skip or ())
-    notes = (f"skipped sublayers: {', '.join(skip) or 'none'}", f"final matchness: {drafter.best:.3f}")
-    return replace(trace, setup_forwards=drafter.setup_forwards, notes=notes)
+    return _run(handle, prompt, cfg, "layer_skip", lambda t, g: LayerSkipDrafter(handle, t, cfg, g))
 
 
 @register_strategy(
     "ngram", lossless=True, description="prompt lookup, else an online trigram table (ADED-like)"
 )
 def _ngram(handle, prompt, cfg, draft):
-    return _loop(handle, prompt, cfg, NgramDrafter(cfg), CachedModel(handle), "ngram")
+    return _run(handle, prompt, cfg, "ngram", lambda t, g: NgramDrafter(cfg))
 
 
 @register_strategy("jacobi", lossless=True, description="fixed-point (Jacobi) iteration over a window")
 def _jacobi(handle, prompt, cfg, draft):
-    gen = _gen(cfg)
-    return speculative_loop(
-        handle, prompt, cfg, JacobiDrafter(cfg, gen), CachedModel(handle), gen, name="jacobi", lossless=True
-    )
+    return _run(handle, prompt, cfg, "jacobi", lambda t, g: JacobiDrafter(cfg, g))
 
 
 @register_strategy(
-    "constrained", lossless=False, description="AWRS (or token masking) under a regex / JSON-ish constraint"
+    "lookahead",
+    lossless=True,
+    description="Jacobi iteration with an n-gram pool from its own trajectories and the prompt (greedy only)",
+)
+def _lookahead(handle, prompt, cfg, draft):
+    if not cfg.greedy:
+        raise InputError("lookahead verifies greedily: use temperature 0 (jacobi handles sampling)")
+    return _run(handle, prompt, cfg, "lookahead", lambda t, g: LookaheadDrafter(cfg))
+
+
+@register_strategy(
+    "constrained",
+    lossless=False,
+    description="AWRS (or token masking) under a regex / JSON-ish constraint; SMC over particles as an option",
 )
 def _constrained(handle, prompt, cfg, draft):
     return constrained_decode(handle, prompt, cfg, name="constrained")
+
+
+__all__ = ["STRATEGIES", "StrategySpec", "decode", "format_skip", "get_strategy", "register_strategy"]

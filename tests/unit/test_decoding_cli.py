@@ -12,7 +12,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["decode", "compare", "--model", "tiny-llama", *args])
+    model = [] if "--model" in args else ["--model", "tiny-llama"]
+    code = main(["decode", "compare", *model, *args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -34,11 +35,36 @@ def test_compare_prints_the_issue_json(capsys: pytest.CaptureFixture[str]) -> No
     assert rows["speculative"]["draft_forwards"] > 0
 
 
+def test_compare_with_ablated_heads_shows_where_greedy_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "--prompt", "hello world", "--model", "tiny-gpt2", "--strategies", "greedy,lookahead",
+        "--heads", "*.*", "--heads-action", "ablate", "--ablation", "zero", "--attention-entropy",
+        "--max-new-tokens", "16", "--json",
+    )  # fmt: skip
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["intervention"] == "ablate heads 0.*, 1.* (zero)"
+    rows = {r["name"]: r for r in payload["strategies"]}
+    assert rows["greedy"]["token_ids"] == rows["lookahead"]["token_ids"]  # lossless on the ablated model
+    assert rows["greedy"]["diverges_at"] is not None and not rows["greedy"]["identical_to_greedy"]
+    assert payload["greedy_token_ids"] != rows["greedy"]["token_ids"]
+    assert rows["greedy"]["divergence"]["entropy_bits"] is not None
+    assert rows["greedy"]["steps"][0]["attention_entropy_bits"] is not None
+    code, out, _ = run(capsys, "--prompt", "hello world", "--heads", "1.0", "--heads-action", "dial",
+                       "--lambda", "0.5", "--max-new-tokens", "4")  # fmt: skip
+    assert code == 0 and "intervention: dial heads 1.0 (λ = 0.5, distance)" in out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--strategies", "greedy,warp"], "unknown strategy 'warp'"),
-        (["--max-new-tokens", "257"], "max_new_tokens must be in"),
+        (["--max-new-tokens", "257"], "max_new_tokens must be"),
+        (["--max-new-tokens", "3.5"], "max_new_tokens must be an integer"),
+        (["--temperature", "nan"], "temperature must be in"),
+        (["--heads", "9"], "not L.H"),
+        (["--heads", "99.99"], "out of range"),
+        (["--lambda", "5"], "dial_lambda must be in"),
         (["--strategies", "constrained", "--regex", "[0-9"], "invalid regex"),
         (["--strategies", "speculative"], "needs --draft-model"),
     ],

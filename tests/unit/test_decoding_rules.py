@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from headscope.decoding import DecodeConfig, awrs_choice, mask_choice, verify_greedy, verify_sampled, warp
+from headscope.decoding.awrs import Unsatisfiable
+from headscope.decoding.smc import ess
 from headscope.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -84,39 +86,80 @@ def test_warp_top_k_top_p_and_temperature() -> None:
 
 LOGP = torch.log(torch.tensor([0.4, 0.25, 0.15, 0.1, 0.06, 0.04]))
 ALLOWED = {1, 3, 4}
+# Peaked (top probability ≥ 2/3): AWRS uses the geometric estimator here.
+PEAKED = torch.log(torch.tensor([0.8, 0.08, 0.05, 0.04, 0.02, 0.01]))
 
 
-def test_awrs_samples_the_constrained_distribution_and_its_weight_is_unbiased() -> None:
-    gen = torch.Generator().manual_seed(2)
-    p = LOGP.exp()
-    z = float(sum(p[i] for i in ALLOWED))
-    n = 6000
+def exact_constrained(logp: torch.Tensor, allowed: set[int]) -> tuple[list[float], float]:
+    p = logp.exp()
+    z = float(sum(p[i] for i in allowed))
+    return [float(p[i]) / z if i in allowed else 0.0 for i in range(len(p))], z
+
+
+def sample_many(choose, logp: torch.Tensor, allowed: set[int], n: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
     counts: Counter[int] = Counter()
-    weights, evals = [], 0
+    weights, evals, estimators = [], 0, Counter()
     for _ in range(n):
-        c = awrs_choice(LOGP, lambda t: t in ALLOWED, gen, 100)
+        c = choose(logp, lambda t: t in allowed, gen)
         counts[c.token] += 1
-        weights.append(math.exp(c.log_weight or 0.0))
+        weights.append(math.exp(c.log_weight))
         evals += c.evals
-    expected = [n * float(p[i]) / z if i in ALLOWED else 0.0 for i in range(6)]
-    assert set(counts) <= ALLOWED
-    assert chi2_pvalue([counts[i] for i in range(6) if i in ALLOWED], [e for e in expected if e > 0]) > 1e-3
-    mean = sum(weights) / n
-    sd = (sum((w - mean) ** 2 for w in weights) / (n - 1)) ** 0.5
-    assert abs(mean - z) < 4 * sd / n**0.5, (mean, z)
-    masked = mask_choice(LOGP, lambda t: t in ALLOWED, gen)
-    assert masked.evals == 6 and math.isclose(math.exp(masked.log_weight or 0), z, rel_tol=1e-5)
-    assert evals / n < masked.evals
+        estimators[c.estimator] += 1
+    return counts, weights, evals, estimators
+
+
+@pytest.mark.parametrize(
+    ("logp", "allowed", "estimator"),
+    [(LOGP, ALLOWED, "recursive"), (PEAKED, {2, 4, 5}, "geometric"), (PEAKED, {0, 3}, "geometric")],
+)
+def test_awrs_samples_match_exact_constrained_sampling_beside_masking(logp, allowed, estimator) -> None:
+    """Chi-square of AWRS draws against the exact constrained distribution p·c/Z, with the masking baseline's
+    draws tested the same way; and each estimator's weight is unbiased for Z (mean within 4 standard errors)."""
+    n = 4000
+    exact, z = exact_constrained(logp, allowed)
+    cells = sorted(allowed)
+    for choose in (awrs_choice, mask_choice):
+        counts, weights, evals, used = sample_many(choose, logp, allowed, n, seed=2)
+        assert set(counts) <= allowed
+        assert chi2_pvalue([counts[i] for i in cells], [n * exact[i] for i in cells]) > 1e-3, choose.__name__
+        mean = sum(weights) / n
+        sd = (sum((w - mean) ** 2 for w in weights) / (n - 1)) ** 0.5
+        assert abs(mean - z) <= 4 * sd / n**0.5 + 1e-6, (choose.__name__, mean, z)
+        if choose is awrs_choice:
+            assert used[estimator] == n and evals / n < len(logp)  # fewer evaluations than masking's 6
+        else:
+            assert evals == n * len(logp)
 
 
 def test_awrs_greedy_is_the_constrained_argmax() -> None:
-    c = awrs_choice(LOGP, lambda t: t in ALLOWED, None, 100)
+    c = awrs_choice(LOGP, lambda t: t in ALLOWED, None)
     assert c.token == 1 and c.evals == 2 and c.log_weight is None
     assert mask_choice(LOGP, lambda t: t in ALLOWED, None).token == 1
 
 
-def test_unsatisfiable_constraint_stops_after_n_rejections() -> None:
-    with pytest.raises(InputError, match="3 rejections"):
-        awrs_choice(LOGP, lambda t: False, torch.Generator().manual_seed(0), 3)
-    with pytest.raises(InputError, match="unsatisfiable"):
-        mask_choice(LOGP, lambda t: False, None)
+def test_awrs_has_no_rejection_cap() -> None:
+    """Only the least likely of 50,000 tokens is allowed: AWRS walks on until it finds it (the old 2048-rejection
+    cap called this unsatisfiable), and the weight is then exact."""
+    logits = torch.linspace(10.0, -10.0, 50_000, dtype=torch.float64)
+    logp = torch.log_softmax(logits, 0)
+    last = 49_999
+    for seed in range(3):
+        c = awrs_choice(logp, lambda t: t == last, torch.Generator().manual_seed(seed))
+        assert c.token == last and c.evals >= 2048
+        assert c.log_weight is not None and math.isclose(c.log_weight, float(logp[last]), rel_tol=1e-6)
+
+
+def test_unsatisfiable_constraint_is_one_clear_error_after_the_whole_vocabulary() -> None:
+    for method in (awrs_choice, mask_choice):
+        for gen in (None, torch.Generator().manual_seed(0)):
+            with pytest.raises(Unsatisfiable, match="admits no token"):
+                method(LOGP, lambda t: False, gen)
+    assert issubclass(Unsatisfiable, InputError)
+
+
+def test_effective_sample_size() -> None:
+    assert ess([0.0, 0.0, 0.0, 0.0]) == pytest.approx(4.0)
+    assert ess([0.0, -math.inf, -math.inf, -math.inf]) == pytest.approx(1.0)
+    assert ess([math.log(3.0), 0.0]) == pytest.approx(16 / 10)
+    assert ess([-math.inf, -math.inf]) == 0.0
