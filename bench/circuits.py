@@ -117,6 +117,7 @@ def previous_codes(x: Tensor, n_pos: int, seed: int, epochs: int) -> tuple[Tenso
     """(codes of the held-out examples, their positive flags), as the previous finder computed them."""
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     train, rest = perm[:10], perm[10:]
+    rest = rest if len(rest) >= 2 else perm  # as before: too few left, codes on every example
     sae = _PreviousSAE(x.shape[-1], 200, torch.Generator().manual_seed(seed))
     opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
     data = x[train].reshape(-1, x.shape[-1])

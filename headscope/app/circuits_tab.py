@@ -20,7 +20,6 @@ from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
 from headscope.circuits.finder import CircuitConfig, find_circuit
 from headscope.circuits.report import MAX_REPORT_BYTES, compare_reports, loads_report, write_report
 from headscope.circuits.sae import SAEConfig
-from headscope.circuits.scoring import roc_curve
 from headscope.circuits.tasks import TASKS
 from headscope.errors import InputError
 
@@ -61,9 +60,12 @@ def _custom_text(task: str, text: Any) -> str | None:
 
 # ---- figures -----------------------------------------------------------------------------------------------------
 def heatmaps(report: dict[str, Any]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("SAE node score", "activation patching effect"))
-    for col, m, scale in ((1, "sae_node", "Viridis"), (2, "activation_patching", "RdBu")):
-        z = np.array(report["methods"][m]["scores"])
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("SAE node score", "ground truth: activation patching effect")
+    )
+    grids = {"sae_node": report["methods"]["sae_node"]["scores"], "truth": report["ground_truth"]["effects"]}
+    for col, m, scale in ((1, "sae_node", "Viridis"), (2, "truth", "RdBu")):
+        z = np.array(grids[m])
         extra = {"zmid": 0} if scale == "RdBu" else {}
         fig.add_trace(go.Heatmap(z=z, colorscale=scale, showscale=False, **extra), row=1, col=col)
         fig.update_xaxes(title_text="head", row=1, col=col)
@@ -73,16 +75,12 @@ def heatmaps(report: dict[str, Any]) -> go.Figure:
 
 
 def roc_figure(report: dict[str, Any]) -> go.Figure:
-    shape = (report["model"]["n_layers"], report["model"]["n_heads"])
-    truth = np.zeros(shape, dtype=bool)
-    for h in report["ground_truth"]["heads"]:
-        layer, head = (int(v) for v in h.split("."))
-        truth[layer, head] = True
+    """Draws the ROC points the circuits package computed (report metrics), never recomputes them."""
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot"}, name="chance"))
-    for m in ("sae_node", "sae_edge", "attribution_patching"):
-        s = np.array(report["methods"][m]["scores"])
-        fpr, tpr = roc_curve(np.abs(s) if m.endswith("patching") else s, truth)
-        auc = report["metrics"][m]["roc_auc"]
+    for m, metrics in report["metrics"].items():
+        roc = metrics.get("roc") or {"fpr": [], "tpr": []}
+        fpr, tpr = roc["fpr"], roc["tpr"]
+        auc = metrics.get("roc_auc")
         fig.add_trace(
             go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{m} ({'n/a' if auc is None else f'{auc:.3f}'})")
         )
@@ -98,17 +96,18 @@ def summary(report: dict[str, Any]) -> str:
         f"**{report['task']['name']}** on **{report['model']['name']}** — accuracy on positives "
         f"{perf['positive']['accuracy']:.2f}, mean logit diff {perf['positive']['mean_logit_diff']:.2f} "
         f"(negatives {perf['negative']['mean_logit_diff']:.2f}); ground truth: "
-        f"{report['ground_truth']['n_positive']} heads ({report['ground_truth']['mode']} patching).",
+        f"{len(report['ground_truth']['heads'])} heads ({report['ground_truth']['mode']} activation patching, "
+        f"{report['ground_truth']['runtime_s']:.1f} s; not a scored method).",
         "",
         "| method | ROC-AUC | precision | recall | Spearman | time (s) |",
         "|---|---|---|---|---|---|",
     ]
     for m, d in report["metrics"].items():
-        cells = [
+        cells = [  # only the keys this view knows: a newer report's extra metrics are ignored
             "n/a" if d.get(k) is None else f"{d[k]:.3f}"
             for k in ("roc_auc", "precision", "recall", "spearman")
         ]
-        lines.append(f"| {m} | {' | '.join(cells)} | {report['runtime_s'][m]:.2f} |")
+        lines.append(f"| {m} | {' | '.join(cells)} | {report['runtime_s'].get(m, 0.0):.2f} |")
     lines += [f"\n⚠ {w}" for w in report["warnings"]]
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class Ablation:
     mode: str  # "per_position_mean" or "mean"
 
     def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def ablate(handle: ModelHandle, prep: Prepared, heads: HeadSet) -> Ablation:

@@ -28,7 +28,7 @@ from headscope.errors import InputError
 
 SCHEMA_VERSION = "2.0"
 READABLE_VERSIONS = ("1.0", "2.0")
-MAX_REPORT_BYTES = 4_000_000
+MAX_REPORT_BYTES = 2_000_000
 SCHEMA_FILES = {"2.0": "circuit_report.schema.json", "1.0": "circuit_report-1.0.schema.json"}
 
 

@@ -32,7 +32,7 @@ def run(client: Client) -> tuple:
 def test_run_returns_views_report_and_file(run: tuple) -> None:
     text, maps, roc, circuit, report, path = run
     assert "custom" in text and "ROC-AUC" in text
-    assert report["model"]["name"] == "tiny-llama" and report["schema_version"] == "1.0"
+    assert report["model"]["name"] == "tiny-llama" and report["schema_version"] == "2.0"
     assert circuit["circuit"] == report["circuit"] and maps and roc
     assert json.loads(Path(path).read_text())["circuit"] == report["circuit"]
 
