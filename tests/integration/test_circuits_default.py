@@ -1,6 +1,6 @@
 """The circuit finder on the real default model (SmolLM2-135M), with its numbers checked against independent
 recomputations: the ground truth against one-head-per-forward patching, ROC-AUC against a pair count, the
-faithfulness end point against a plain forward. Kept short: 4 prompt pairs, 50 SAE epochs, the last of 30
+faithfulness end point against a plain forward. Kept short: 4 prompt pairs, 30 SAE epochs, 2 EAP-IG steps, the last of 30
 layers (the full 270-head run is bench/circuits.py)."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.default_model
 
 
 @pytest.fixture(scope="module")
-def run(default_model: ModelHandle) -> tuple[CircuitResult, dict]:
-    cfg = CircuitConfig(task="ioi", n_examples=4, n_train=6, sae=SAEConfig(epochs=50), layers=(29, 30))
+def run(default_model: ModelHandle, one_thread: None) -> tuple[CircuitResult, dict]:
+    cfg = CircuitConfig(task="ioi", n_examples=4, n_train=6, sae=SAEConfig(epochs=30), layers=(29, 30), ig_steps=2)
     result = find_circuit(default_model, cfg)
     return result, result.to_json()
 
