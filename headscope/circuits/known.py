@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from headscope import assets
@@ -80,38 +81,79 @@ def _training_batch(rng: random.Random, letters: list[int], size: int) -> tuple[
     return ids, labels
 
 
+class _AttnOnly(nn.Module):
+    """GPT-2's computation with the MLPs removed, written out for fast training; `to_gpt2` copies its weights into
+    a GPT2LMHeadModel (zero MLPs) that computes the same logits."""
+
+    def __init__(self, cfg: GPT2Config):
+        super().__init__()
+        d, self.n_heads = cfg.n_embd, cfg.n_head
+        self.wte = nn.Embedding(cfg.vocab_size, d)
+        self.wpe = nn.Embedding(cfg.n_positions, d)
+        self.ln1 = nn.ModuleList(nn.LayerNorm(d, eps=cfg.layer_norm_epsilon) for _ in range(cfg.n_layer))
+        self.qkv = nn.ModuleList(nn.Linear(d, 3 * d) for _ in range(cfg.n_layer))
+        self.proj = nn.ModuleList(nn.Linear(d, d) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(d, eps=cfg.layer_norm_epsilon)
+        for w in (self.wte.weight, self.wpe.weight, *(m.weight for m in (*self.qkv, *self.proj))):
+            nn.init.normal_(w, std=0.02)  # GPT-2's initialisation
+        for m in (*self.qkv, *self.proj):
+            nn.init.zeros_(m.bias)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        b, n = ids.shape
+        x = self.wte(ids) + self.wpe(torch.arange(n))
+        causal = torch.ones(n, n, dtype=torch.bool).tril()
+        for ln, qkv, proj in zip(self.ln1, self.qkv, self.proj, strict=True):
+            q, k, v = qkv(ln(x)).view(b, n, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+            att = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).masked_fill(~causal, float("-inf"))
+            x = x + proj((att.softmax(-1) @ v).transpose(1, 2).reshape(b, n, -1))
+        return self.ln_f(x) @ self.wte.weight.T
+
+    @torch.no_grad()
+    def to_gpt2(self, cfg: GPT2Config) -> GPT2LMHeadModel:
+        model = GPT2LMHeadModel(cfg).eval()
+        t = model.transformer
+        t.wte.weight.copy_(self.wte.weight)
+        t.wpe.weight.copy_(self.wpe.weight)
+        t.ln_f.load_state_dict(self.ln_f.state_dict())
+        for block, ln, qkv, proj in zip(t.h, self.ln1, self.qkv, self.proj, strict=True):
+            block.ln_1.load_state_dict(ln.state_dict())
+            block.attn.c_attn.weight.copy_(qkv.weight.T)  # Conv1D stores [in, out]
+            block.attn.c_attn.bias.copy_(qkv.bias)
+            block.attn.c_proj.weight.copy_(proj.weight.T)
+            block.attn.c_proj.bias.copy_(proj.bias)
+            for p in block.mlp.parameters():  # attention-only: the MLPs add exactly zero
+                p.zero_()
+        return model
+
+
 def train_induction_model(
-    out: Path,
-    *,
-    seed: int = 0,
-    steps: int = 3000,
-    batch: int = 32,
-    log: Callable[[int, float], None] | None = None,
+    out: Path, *, seed: int = 0, steps: int = 4000, batch: int = 64, log: Callable[[int, float], None] | None = None
 ) -> dict[str, Any]:
-    """Train and save the model (safetensors + byte tokenizer + card.json)."""
+    """Train (seeded, CPU) and save the model (safetensors + byte tokenizer + card.json)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model = GPT2LMHeadModel(_config())
-    for block in model.transformer.h:  # attention-only: zero, frozen MLPs
-        for p in block.mlp.parameters():
-            p.data.zero_()
-            p.requires_grad_(False)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
+    cfg = _config()
+    net = _AttnOnly(cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.0)
     letters, t0, loss = _letter_ids(), time.perf_counter(), torch.tensor(0.0)
-    model.train()
     for step in range(steps):
         ids, labels = _training_batch(rng, letters, batch)
-        loss = model(ids, labels=labels).loss
+        logits = net(ids)[:, :-1]
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
         if log is not None and step % 250 == 0:
             log(step, float(loss.detach()))
-    model.eval()
+    model = net.to_gpt2(cfg)
+    check = _training_batch(random.Random(seed + 1), letters, 4)[0]
+    with torch.no_grad():
+        assert torch.allclose(model(check).logits, net(check), atol=1e-4), "transplanted weights differ"
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     byte_tokenizer().save_pretrained(out)
-    card = {"seed": seed, "steps": steps, "batch": batch, "final_loss": float(loss.detach()),
+    card = {"seed": seed, "steps": steps, "batch": batch, "final_loss": round(float(loss.detach()), 4),
             "train_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
     (out / "card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     return card

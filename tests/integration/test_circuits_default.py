@@ -24,7 +24,9 @@ pytestmark = pytest.mark.default_model
 
 @pytest.fixture(scope="module")
 def run(default_model: ModelHandle, one_thread: None) -> tuple[CircuitResult, dict]:
-    cfg = CircuitConfig(task="ioi", n_examples=4, n_train=6, sae=SAEConfig(epochs=30), layers=(29, 30), ig_steps=2)
+    cfg = CircuitConfig(
+        task="ioi", n_examples=4, n_train=6, sae=SAEConfig(epochs=30), layers=(29, 30), ig_steps=2
+    )
     result = find_circuit(default_model, cfg)
     return result, result.to_json()
 
