@@ -18,7 +18,7 @@ from headscope.app import selection as sel
 from headscope.app.figures import Plot, RawResult
 from headscope.app.inputs import choice, integer, text
 from headscope.app.registry import AppContext, register_tab
-from headscope.app.state import JOB_EVENT, STORE, user_errors
+from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
 from headscope.app.views import HeadGrid
 from headscope.circuits import patching
 from headscope.circuits.config import CircuitConfig
@@ -271,7 +271,7 @@ def build(ctx: AppContext) -> None:
     diff = gr.Dataframe(label="Comparison (B relative to A)", interactive=False)
     view.click(
         circuits_view, [up_a, up_b, ctx.selection.state], [*views, diff, raw.json], api_name="circuits_view",
-        **JOB_EVENT,
+        **VIEW_EVENT,
     )  # fmt: skip
     ctx.session.add(
         "circuits", task=task, n_examples=n_examples, seed=seed, epochs=epochs, reduce=reduce, norm=norm,
