@@ -7,11 +7,12 @@ Spearman are unchanged, and counts are easier to read.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float, Int
-from scipy.stats import spearmanr
+from jaxtyping import Bool, Int
+from scipy.stats import rankdata, spearmanr
 from torch import Tensor
 
 
@@ -78,22 +79,8 @@ def roc_auc(scores: np.ndarray, truth: np.ndarray) -> float | None:
     n_pos, n_neg = int(t.sum()), int((~t).sum())
     if n_pos == 0 or n_neg == 0:
         return None
-    ranks = _average_ranks(s)
+    ranks = rankdata(s)  # average ranks for ties
     return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _average_ranks(s: np.ndarray) -> np.ndarray:
-    order = np.argsort(s, kind="stable")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
 
 
 def roc_curve(scores: np.ndarray, truth: np.ndarray) -> tuple[list[float], list[float]]:
@@ -127,15 +114,23 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if math.isnan(rho) else rho
 
 
-def compare_scores(
-    scores: Float[Tensor, "layer head"], truth: np.ndarray, effects: np.ndarray, k: int
-) -> dict:
-    """ROC-AUC and precision/recall at k against a binary truth, Spearman against |patching effect|."""
-    s = scores.detach().cpu().numpy().ravel()
+def metrics_json(scores: np.ndarray, truth: np.ndarray, effects: np.ndarray, k: int) -> dict[str, Any]:
+    """ROC-AUC, ROC points and precision/recall at k against a binary truth; Spearman against |patching effect|.
+    `scores` are what heads are ranked by (magnitudes for signed estimates)."""
+    s = np.asarray(scores, dtype=float).ravel()
     p, r = precision_recall_at(s, truth, k)
+    fpr, tpr = roc_curve(s, truth)
     return {
         "roc_auc": roc_auc(s, truth),
         "precision": p,
         "recall": r,
         "spearman": spearman(s, np.abs(effects)),
+        "roc": {"fpr": fpr, "tpr": tpr},
     }
+
+
+def threshold_truth(effects: np.ndarray, gap: float, frac: float, rows: list[int]) -> np.ndarray:
+    """The ground-truth mask: heads of the analysed `rows` whose |patching effect| ≥ frac · |clean − corrupted|."""
+    truth = np.zeros(np.shape(effects), dtype=bool)
+    truth[rows] = np.abs(np.asarray(effects)[rows]) >= frac * abs(gap)
+    return truth

@@ -16,6 +16,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from headscope import ioi as ioi_words
 from headscope.circuits import words
 from headscope.errors import InputError
 from headscope.registry import Registry
@@ -123,14 +124,16 @@ def _ioi_fill(template: str, first: tuple[str, str], subject: str, place: str, o
 @register_task("ioi")
 def ioi(tok: PreTrainedTokenizerBase, n: int, rng: random.Random) -> TaskData:
     """BABA and ABBA templates (answer: the indirect object); negatives: three distinct names (papers.md §2.1)."""
-    names = _single_token_names(tok, words.NAMES, "Then, Mary gave a ring to")
+    names = _single_token_names(tok, ioi_words.NAMES, "Then, Mary gave a ring to")
     if len(names) < 5:
-        raise InputError(f"task ioi: only {len(names)} of {len(words.NAMES)} names are single tokens here")
+        raise InputError(
+            f"task ioi: only {len(names)} of {len(ioi_words.NAMES)} names are single tokens here"
+        )
 
     def draw(r: random.Random) -> tuple[Example, str] | None:
-        t = r.choice(words.BABA_TEMPLATES)
+        t = r.choice(ioi_words.BABA_TEMPLATES)
         io, s, x, y, z = r.sample(names, 5)
-        place, obj = r.choice(words.PLACES), r.choice(words.OBJECTS)
+        place, obj = r.choice(ioi_words.PLACES), r.choice(ioi_words.OBJECTS)
         first = (s, io) if r.random() < 0.5 else (io, s)  # BABA or ABBA
         clean = _ioi_fill(t, first, s, place, obj)
         corrupt = _ioi_fill(t, (x, y), z, place, obj)
@@ -221,6 +224,41 @@ def docstring(tok: PreTrainedTokenizerBase, n: int, rng: random.Random) -> TaskD
 
     pos, neg = _collect(n, rng, draw, "docstring")
     return TaskData("docstring", pos, neg, True, 0, (f"{len(names)} single-token variable names",))
+
+
+# ---- induction ---------------------------------------------------------------------------------------------------
+INDUCTION_LENGTH = 8
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def induction_units(tok: PreTrainedTokenizerBase) -> list[str]:
+    """Letters where the tokenizer keeps every letter of a run a token of its own (byte-level models), else
+    single-token names with a leading space."""
+    if len(tok(LETTERS, add_special_tokens=False).input_ids) == len(LETTERS):
+        return list(LETTERS)
+    return [" " + n for n in _single_token_names(tok, ioi_words.NAMES, "Then, Mary gave a ring to")]
+
+
+@register_task("induction")
+def induction(tok: PreTrainedTokenizerBase, n: int, rng: random.Random) -> TaskData:
+    """Repeated random tokens: A + A[:-1], the answer A[-1] (induction), wrong: A's other tokens. Negatives
+    replace the first copy by fresh tokens (B + A[:-1]), so nothing can be copied; they align token for token."""
+    units = induction_units(tok)
+    if len(units) < 2 * INDUCTION_LENGTH:
+        raise InputError(f"task induction: only {len(units)} single-token units for this tokenizer")
+
+    def draw(r: random.Random) -> tuple[Example, str] | None:
+        picked = r.sample(units, 2 * INDUCTION_LENGTH)
+        a, b = picked[:INDUCTION_LENGTH], picked[INDUCTION_LENGTH:]
+        clean, corrupt = "".join(a + a[:-1]), "".join(b + a[:-1])
+        found = [next_token(tok, clean, u) for u in a]
+        ids = [i for i in found if i is not None]
+        if len(ids) < len(a) or not _aligned(tok, clean, corrupt):
+            return None
+        return Example(clean, (ids[-1],), tuple(ids[:-1])), corrupt
+
+    pos, neg = _collect(n, rng, draw, "induction")
+    return TaskData("induction", pos, neg, True, 0, (f"{len(units)} units, sequences of {INDUCTION_LENGTH}",))
 
 
 # ---- custom ------------------------------------------------------------------------------------------------------

@@ -173,6 +173,15 @@ def test_steering_uses_the_selection(page) -> None:
     _shot(page, "steering_selection")
 
 
+def test_circuits_ablates_the_selection(page) -> None:
+    _open_tab(page, "Circuits")
+    _click(page, "Ablate the selected heads")
+    line = re.compile(r"heads 9\.4, 12\.1 \(2\): clean metric -?\d+\.\d{3}; with the selection ablated -?\d")
+    _visible(page.get_by_text(line)).wait_for(timeout=240_000)
+    _visible(page.get_by_text("every other head mean-ablated (the selection alone)")).wait_for()
+    _shot(page, "circuits_ablation")
+
+
 def test_hover_a_token_shows_its_attention(page) -> None:
     _open_tab(page, "Attention & locality")
     _set_text(page, "Text (at most 20,000 characters)", _long_text(1100))  # about 250 tokens
@@ -272,6 +281,7 @@ def test_circuits_tab_runs_a_custom_task(page) -> None:
         ],
         "negative": [{"prompt": "abcdefgh"}, {"prompt": "xyzuvwst"}],
     }
+    _visible(page.get_by_text("Custom task (used when Task = custom)")).click()  # the accordion
     editor = _visible(page.locator(".cm-content"))
     editor.click()
     page.keyboard.press("Control+A")
@@ -308,7 +318,7 @@ def test_decoding_tab_compares_two_strategies(page) -> None:
     _shot(page, "decoding_tab")
 
 
-@pytest.mark.parametrize("tab", ["Model", "Attention & locality", "Localist models"])
+@pytest.mark.parametrize("tab", ["Model", "Attention & locality", "Localist models", "Circuits"])
 def test_no_visible_json_list_of_token_ids(page, tab: str) -> None:
     """Tabs owned elsewhere join this list once they show tokens as text (their views, issue 13)."""
     _open_tab(page, tab)

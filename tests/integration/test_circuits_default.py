@@ -1,34 +1,77 @@
-"""The circuit finder on the real default model (SmolLM2-135M): IOI accuracy is reported, the run completes.
-
-Kept short: 4 prompt pairs, 50 SAE epochs and the last of 30 layers (the full 270-head run is bench/circuits.py).
-"""
+"""The circuit finder on the real default model (SmolLM2-135M), with its numbers checked against independent
+recomputations: the ground truth against one-head-per-forward patching, ROC-AUC against a pair count, the
+faithfulness end point against a plain forward. Kept short: 4 prompt pairs, 30 SAE epochs, 2 EAP-IG steps, the last of 30
+layers (the full 270-head run is bench/circuits.py)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from headscope.circuits.finder import METHODS, CircuitConfig, find_circuit
+from headscope.circuits import patching
+from headscope.circuits.config import METHODS, CircuitConfig
+from headscope.circuits.finder import find_circuit
 from headscope.circuits.report import loads_report
+from headscope.circuits.result import CircuitResult
 from headscope.circuits.sae import SAEConfig
+from headscope.circuits.tasks import make_task
 from headscope.models import ModelHandle
 
 pytestmark = pytest.mark.default_model
 
 
-def test_ioi_end_to_end(default_model: ModelHandle) -> None:
-    cfg = CircuitConfig(task="ioi", n_examples=4, n_train=6, sae=SAEConfig(epochs=50), layers=(29, 30))
-    report = find_circuit(default_model, cfg).to_json()
+@pytest.fixture(scope="module")
+def run(default_model: ModelHandle, one_thread: None) -> tuple[CircuitResult, dict]:
+    cfg = CircuitConfig(
+        task="ioi", n_examples=4, n_train=6, sae=SAEConfig(epochs=30), layers=(29, 30), ig_steps=2
+    )
+    result = find_circuit(default_model, cfg)
+    return result, result.to_json()
+
+
+def test_ioi_end_to_end(run: tuple[CircuitResult, dict], default_model: ModelHandle) -> None:
+    _, report = run
     perf = report["task"]["performance"]
-    print("IOI on SmolLM2-135M:", perf)
-    assert 0.0 <= perf["positive"]["accuracy"] <= 1.0
     # the model does IOI: the indirect object beats the subject more often than chance, and more than on negatives
     assert perf["positive"]["accuracy"] > 0.5
     assert perf["positive"]["mean_logit_diff"] > perf["negative"]["mean_logit_diff"]
-    assert report["ground_truth"]["mode"] == "paired"
+    assert report["ground_truth"]["mode"] == "paired" and report["ground_truth"]["layers"] == [29]
     assert len(report["ranked"]) == 9 and len(report["circuit"]) == 1  # top 10 % of the analysed heads
-    assert set(report["metrics"]) == set(METHODS)
-    assert report["methods"]["sae_node"]["mse_final"] < report["methods"]["sae_node"]["mse_first_epoch"]
+    assert list(report["metrics"]) == list(METHODS)
+    assert (
+        report["methods"]["sae_node"]["info"]["mse_final"]
+        < report["methods"]["sae_node"]["info"]["mse_first_epoch"]
+    )
+    assert report["methods"]["sae_node"]["info"]["n_code_examples"] == 8  # codes over every example
     assert report["published"] == []  # no published circuit for SmolLM2
     assert loads_report(json.dumps(report)) == report
+
+
+def test_ground_truth_equals_unbatched_patching(
+    run: tuple[CircuitResult, dict], default_model: ModelHandle
+) -> None:
+    result, _ = run
+    prep = patching.prepare(default_model, make_task("ioi", default_model.tokenizer, n=4, seed=0))
+    sources = patching.patch_sources(default_model, prep)
+    clean = float(patching.metric(default_model, prep.clean, prep.answers).mean())
+    assert result.ground_truth.clean_metric == pytest.approx(clean, abs=1e-4)
+    for head in (0, 4, 8):
+        one = clean - patching.patched_metric(default_model, prep, 29, head, sources[29])
+        assert result.ground_truth.effects[29, head] == pytest.approx(one, abs=1e-4)
+    assert result.faithfulness is not None
+    assert result.faithfulness.full_metric == pytest.approx(clean, abs=1e-4)
+
+
+def test_metrics_equal_a_pair_count(run: tuple[CircuitResult, dict]) -> None:
+    result, _ = run
+    truth = result.ground_truth.mask()[29]
+    for m in result.methods:
+        s = m.ranking()[29]
+        pos, neg = s[truth], s[~truth]
+        if len(pos) and len(neg):
+            wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
+            assert result.metrics[m.name].roc_auc == pytest.approx(wins / (len(pos) * len(neg)))
+    gap = result.ground_truth.gap
+    assert truth.tolist() == (np.abs(result.ground_truth.effects[29]) >= 0.03 * abs(gap)).tolist()

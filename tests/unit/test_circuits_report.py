@@ -1,4 +1,5 @@
-"""End to end on a tiny model: the report validates, round-trips, compares; invalid reports are refused."""
+"""Reports (schema 2.0): the typed result round-trips through JSON, the ground truth stays apart from the scored
+methods, 1.0 reports migrate on read, and invalid or ill-fitting reports are refused with one line."""
 
 from __future__ import annotations
 
@@ -6,17 +7,22 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from headscope.circuits.finder import METHODS, CircuitConfig, find_circuit
+from headscope.circuits import scoring
+from headscope.circuits.config import GROUND_TRUTH_METHOD, METHODS, CircuitConfig
+from headscope.circuits.finder import find_circuit
 from headscope.circuits.report import (
     SCHEMA_VERSION,
     compare_reports,
     loads_report,
+    migrate,
     read_report,
     validate_report,
     write_report,
 )
+from headscope.circuits.result import CircuitResult
 from headscope.circuits.sae import SAEConfig
 from headscope.errors import InputError
 from headscope.models import ModelHandle
@@ -39,45 +45,70 @@ SPEC = {
 
 
 @pytest.fixture(scope="module")
-def report(tiny_gpt2: ModelHandle) -> dict:
+def result(tiny_gpt2: ModelHandle) -> CircuitResult:
     cfg = CircuitConfig(task="custom", n_examples=4, n_train=4, sae=SAEConfig(epochs=30), circuit_k=3)
-    return find_circuit(tiny_gpt2, cfg, task_spec=json.dumps(SPEC)).to_json()
+    return find_circuit(tiny_gpt2, cfg, task_spec=json.dumps(SPEC))
 
 
-def test_report_has_the_keys_outside_checks_read(report: dict, tiny_gpt2: ModelHandle) -> None:
-    assert report["schema_version"] == SCHEMA_VERSION
-    assert report["model"]["name"] == "tiny-gpt2" and report["task"]["name"] == "custom"
-    assert report["task"]["title"] == "letters"
-    assert len(report["circuit"]) == 3 and report["circuit_rule"] == {
-        "method": "sae_node",
-        "rule": "top_k",
-        "k": 3,
-        "size": 3,
-    }
-    for m in METHODS:
-        grid = report["methods"][m]["scores"]
-        assert (len(grid), len(grid[0])) == (tiny_gpt2.facts.n_layers, tiny_gpt2.facts.n_heads)
-        assert "roc_auc" in report["metrics"][m] and report["runtime_s"][m] >= 0
-    assert report["ground_truth"]["mode"] == "paired"
+@pytest.fixture(scope="module")
+def report(result: CircuitResult) -> dict:
+    return result.to_json()
+
+
+def test_report_layout(report: dict, tiny_gpt2: ModelHandle) -> None:
+    assert report["schema_version"] == SCHEMA_VERSION == "2.0"
+    assert report["model"]["name"] == "tiny-gpt2" and report["task"]["title"] == "letters"
+    assert report["circuit_rule"] == {"method": "sae_node", "rule": "top_k", "k": 3, "size": 3}
+    assert list(report["methods"]) == list(METHODS) == list(report["metrics"]) == list(report["runtime_s"])
+    assert GROUND_TRUTH_METHOD not in report["methods"]  # the ground truth is never a scored method
+    gt = report["ground_truth"]
+    assert gt["method"] == "activation_patching" and gt["mode"] == "paired" and gt["metric"] == "logit_diff"
+    assert gt["runtime_s"] > 0 and gt["layers"] == [0, 1]
+    shape = (tiny_gpt2.facts.n_layers, tiny_gpt2.facts.n_heads)
+    assert np.shape(gt["effects"]) == shape and all(
+        np.shape(b["scores"]) == shape for b in report["methods"].values()
+    )
+    assert report["task"]["example_tokens"] == list("abcabcab")
     assert any("cannot do this task" in w for w in report["warnings"])  # a random model cannot
 
 
 def test_ground_truth_is_the_thresholded_patching_effect(report: dict) -> None:
     gt = report["ground_truth"]
-    effects = report["methods"]["activation_patching"]["scores"]
+    gap = gt["clean_metric"] - gt["corrupt_metric"]
     expected = [
         f"{layer}.{head}"
-        for layer, row in enumerate(effects)
+        for layer, row in enumerate(gt["effects"])
         for head, e in enumerate(row)
-        if abs(e) >= gt["threshold_frac"] * abs(gt["gap"])
+        if abs(e) >= gt["threshold_frac"] * abs(gap)
     ]
     assert gt["heads"] == expected and gt["n_positive"] == len(expected)
 
 
-def test_round_trip(report: dict, tmp_path: Path) -> None:
+def test_metrics_are_recomputed_independently(report: dict) -> None:
+    """Each method's ROC-AUC equals a brute-force pair count against the report's own truth and scores."""
+    truth = np.zeros((2, 4), dtype=bool)
+    for h in report["ground_truth"]["heads"]:
+        truth[tuple(int(v) for v in h.split("."))] = True
+    for m, body in report["metrics"].items():
+        s = np.asarray(report["methods"][m]["scores"], dtype=float)
+        s = np.abs(s) if m in ("attribution_patching", "eap_ig") else s
+        pos, neg = s[truth], s[~truth]
+        if len(pos) and len(neg):
+            wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
+            assert body["roc_auc"] == pytest.approx(wins / (len(pos) * len(neg)))
+        else:
+            assert body["roc_auc"] is None
+        fpr, tpr = body["roc"]["fpr"], body["roc"]["tpr"]
+        assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+
+
+def test_typed_round_trip(result: CircuitResult, report: dict, tmp_path: Path) -> None:
+    again = CircuitResult.from_json(report)
+    assert again.to_json() == report
+    assert again.ground_truth.heads == result.ground_truth.heads
+    assert np.allclose(again.method("eap_ig").scores, result.method("eap_ig").scores)
     path = write_report(report, tmp_path / "r.json")
-    assert read_report(path) == report
-    assert loads_report(path.read_bytes()) == report
+    assert read_report(path) == report and loads_report(path.read_bytes()) == report
 
 
 def test_compare(report: dict) -> None:
@@ -93,6 +124,11 @@ def test_compare(report: dict) -> None:
         compare_reports(report, alien)
 
 
+def _self_scored(r: dict) -> None:
+    r["methods"]["activation_patching"] = {"scores": r["ground_truth"]["effects"]}
+    r["runtime_s"]["activation_patching"] = 1.0
+
+
 @pytest.mark.parametrize(
     "mutate, match",
     [
@@ -100,8 +136,13 @@ def test_compare(report: dict) -> None:
         (lambda r: r.pop("circuit"), "'circuit' is a required property"),
         (lambda r: r["circuit"].append("layer one"), "circuit"),
         (lambda r: r["methods"]["sae_node"]["scores"].pop(), "not 2 layers × 4 heads"),
+        (lambda r: r["ground_truth"]["effects"][0].pop(), "ground_truth.effects is not 2 layers × 4 heads"),
         (lambda r: r["metrics"]["sae_edge"].update(roc_auc="high"), "metrics/sae_edge/roc_auc"),
         (lambda r: r.update(extra=1), "Additional properties"),
+        (_self_scored, "ground truth's own method"),
+        (lambda r: r["circuit"].append("99.99"), "head 99.99, outside the model's 2 layers × 4 heads"),
+        (lambda r: r["ground_truth"]["heads"].append("1.4"), "head 1.4, outside"),
+        (lambda r: r["runtime_s"].pop("eap_ig"), "runtime_s must list exactly the scored methods"),
     ],
 )
 def test_invalid_reports_are_rejected(report: dict, mutate, match: str) -> None:
@@ -113,6 +154,40 @@ def test_invalid_reports_are_rejected(report: dict, mutate, match: str) -> None:
         loads_report(json.dumps(bad))
 
 
+def test_unknown_metric_keys_are_kept_and_ignored(report: dict) -> None:
+    extra = copy.deepcopy(report)
+    extra["metrics"]["sae_node"]["auprc"] = 0.4  # a newer headscope's metric
+    assert loads_report(json.dumps(extra))["metrics"]["sae_node"]["auprc"] == 0.4
+    assert (
+        CircuitResult.from_json(extra).metrics["sae_node"].roc_auc == report["metrics"]["sae_node"]["roc_auc"]
+    )
+
+
+def test_a_1_0_report_migrates_on_read() -> None:
+    old = json.loads(REPORT_1_0)
+    new = loads_report(REPORT_1_0)
+    assert new["schema_version"] == "2.0" and "activation_patching" not in new["methods"]
+    gt = new["ground_truth"]
+    assert gt["effects"] == old["methods"]["activation_patching"]["scores"]
+    assert (
+        gt["heads"] == old["ground_truth"]["heads"]
+        and gt["runtime_s"] == old["runtime_s"]["activation_patching"]
+    )
+    assert gt["clean_metric"] - gt["corrupt_metric"] == pytest.approx(old["ground_truth"]["gap"], abs=1e-5)
+    assert new["config"]["sae"]["decoder_norm"] == "atoms"
+    assert new["methods"]["sae_node"]["scores"] == old["methods"]["sae_node"]["scores"]
+    for m in ("sae_node", "sae_edge", "attribution_patching"):
+        assert new["metrics"][m]["roc_auc"] == pytest.approx(old["metrics"][m]["roc_auc"])
+    truth = np.zeros((2, 4), dtype=bool)
+    for h in gt["heads"]:
+        truth[tuple(int(v) for v in h.split("."))] = True
+    s = np.asarray(new["methods"]["sae_node"]["scores"])
+    assert new["metrics"]["sae_node"]["roc"]["fpr"] == scoring.roc_curve(s, truth)[0]
+    assert any("migrated from schema 1.0" in w for w in new["warnings"])
+    assert migrate(new) is new  # 2.0 passes through
+    assert CircuitResult.from_json(old).ground_truth.mode == old["ground_truth"]["mode"]
+
+
 def test_malformed_json_and_oversize_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not valid JSON"):
         loads_report(b"{not json")
@@ -122,3 +197,34 @@ def test_malformed_json_and_oversize_are_clear_errors(tmp_path: Path) -> None:
         loads_report(b" " * 3_000_000)
     with pytest.raises(InputError, match="no such report"):
         read_report(tmp_path / "missing.json")
+
+
+# A schema-1.0 report written by the previous headscope (commit 7d246f2) on tiny-gpt2, floats rounded.
+REPORT_1_0 = (
+    '{"schema_version":"1.0","created_at":"2026-11-29T17:52:19+00:00","software":{"headscope":"0.1.0","torch"'
+    ':"2.13.0+cpu","transformers":"5.24.0","transformer_lens":"3.9.0","numpy":"2.4.6","scipy":"1.17.1","pytho'
+    'n":"3.11.7"},"model":{"name":"tiny-gpt2","kind":"tiny","source":"random init (seeded) tiny-gpt2","sha256'
+    '":null,"revision":null,"license":"n/a (random weights)","n_layers":2,"n_heads":4,"d_model":64},"task":{"'
+    'name":"custom","title":"letters","seed":0,"n_positive":4,"n_negative":4,"notes":[],"example_positive":"a'
+    'bcabcab","example_negative":"abcdefgh","performance":{"positive":{"accuracy":0.75,"mean_logit_diff":0.11'
+    '8685},"negative":{"accuracy":0.5,"mean_logit_diff":0.034467},"can_do_task":false}},"config":{"task":"cus'
+    'tom","n_examples":4,"seed":0,"n_train":4,"reduce":"mean","sae":{"n_latents":200,"l1":0.02,"lr":0.001,"ep'
+    'ochs":30},"circuit_k":3,"circuit_threshold":null,"gt_frac":0.03,"layers":null,"sae_seed":null},"seeds":{'
+    '"data":0,"sae":0,"split":0},"methods":{"sae_node":{"scores":[[0.0,0.0,1.0,0.0],[1.0,0.0,1.0,0.0]],"mse_f'
+    'irst_epoch":2.6e-05,"mse_final":3.3e-05,"n_train_examples":4,"n_eval_examples":4,"n_distinct_codes":6},"'
+    'sae_edge":{"scores":[[4.0,4.0,10.0,4.0],[4.0,1.0,4.0,1.0]],"mse_first_epoch":2.6e-05,"mse_final":3.3e-05'
+    ',"n_train_examples":4,"n_eval_examples":4,"n_distinct_codes":6},"attribution_patching":{"scores":[[-0.00'
+    '342,-0.01202,-0.004045,0.005498],[0.006587,0.000121,-0.000804,-0.005829]],"source":"paired"},"activation'
+    '_patching":{"scores":[[-0.003399,-0.011996,-0.003869,0.00556],[0.006665,0.000361,-0.000783,-0.005715]],"'
+    'mode":"paired","clean_metric":0.118685,"corrupt_metric":0.034467}},"ranked":["0.2","1.0","1.2","0.0","0.'
+    '1","0.3","1.1","1.3"],"circuit":["0.2","1.0","1.2"],"circuit_rule":{"method":"sae_node","rule":"top_k","'
+    'k":3,"size":3},"ground_truth":{"kind":"activation_patching","mode":"paired","threshold_frac":0.03,"gap":'
+    '0.084218,"n_positive":6,"heads":["0.0","0.1","0.2","0.3","1.0","1.3"]},"metrics":{"sae_node":{"roc_auc":'
+    '0.416667,"precision":0.666667,"recall":0.333333,"spearman":-0.056344},"sae_edge":{"roc_auc":0.708333,"pr'
+    'ecision":1.0,"recall":0.5,"spearman":0.151211},"attribution_patching":{"roc_auc":1.0,"precision":1.0,"re'
+    'call":0.5,"spearman":1.0},"activation_patching":{"roc_auc":1.0,"precision":1.0,"recall":0.5,"spearman":1'
+    '.0}},"published":[],"runtime_s":{"sae_node":1.0168,"sae_edge":1.0479,"attribution_patching":0.2165,"acti'
+    'vation_patching":0.7074},"warnings":["the model cannot do this task (accuracy 0.75 on positives; mean lo'
+    "git difference 0.12 on positives vs 0.03 on negatives): circuit scores and their metrics are not meaning"
+    'ful"]}'
+)

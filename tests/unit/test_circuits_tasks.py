@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from headscope.circuits import words
+from headscope import ioi
 from headscope.circuits.finder import CircuitConfig, find_circuit
 from headscope.circuits.published import matching, published_circuits
 from headscope.circuits.sae import SAEConfig
@@ -89,7 +90,7 @@ def test_published_lists_load_with_sources() -> None:
 def _word_tokenizer() -> PreTrainedTokenizerFast:
     """Whole-word tokens for every word the IOI templates can produce."""
     pre = pre_tokenizers.Whitespace()
-    texts = [*words.BABA_TEMPLATES, " ".join(words.NAMES), " ".join(words.PLACES + words.OBJECTS)]
+    texts = [*ioi.BABA_TEMPLATES, " ".join(ioi.NAMES), " ".join(ioi.PLACES + ioi.OBJECTS)]
     vocab = {"[UNK]": 0}
     for t in texts:
         for w, _ in pre.pre_tokenize_str(t):
@@ -113,17 +114,29 @@ def fake_gpt2() -> ModelHandle:
 
 def test_ioi_on_a_gpt2_small_shape_uses_the_published_circuits(fake_gpt2: ModelHandle) -> None:
     # Only the last two layers are analysed (patching 144 heads would cost minutes on a loaded 2-core machine).
-    cfg = CircuitConfig(task="ioi", n_examples=4, n_train=4, sae=SAEConfig(epochs=5), layers=(10, 12))
+    cfg = CircuitConfig(
+        task="ioi", n_examples=4, n_train=4, sae=SAEConfig(epochs=5), layers=(10, 12), faithfulness=False
+    )
     report = find_circuit(fake_gpt2, cfg).to_json()
     assert report["task"]["example_positive"].endswith(" to")
     published = {p["variant"]: p for p in report["published"]}
     assert set(published) == {"acdc", "oneill"}
     assert len(published["acdc"]["heads"]) == 26
-    auc = published["acdc"]["metrics"]["activation_patching"]["roc_auc"]
-    assert auc is None or 0.0 <= auc <= 1.0
+    # each method against the ACDC heads of the analysed layers, recomputed as a brute-force pair count
+    truth = np.zeros((12, 12), dtype=bool)
+    for h in published["acdc"]["heads"]:
+        truth[tuple(int(v) for v in h.split("."))] = True
+    for m, metrics in published["acdc"]["metrics"].items():
+        s = np.asarray(report["methods"][m]["scores"], dtype=float)[10:]
+        s = np.abs(s) if m in ("attribution_patching", "eap_ig") else s
+        t = truth[10:]
+        wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in s[t] for b in s[~t])
+        assert metrics["roc_auc"] == pytest.approx(wins / (t.sum() * (~t).sum()))
+    assert "activation_patching" not in published["acdc"]["metrics"]  # the ground truth is not scored
     assert len(report["methods"]["sae_node"]["scores"]) == 12
     assert all(h.split(".")[0] in ("10", "11") for h in report["ranked"]) and len(report["ranked"]) == 24
-    assert not any(report["methods"]["activation_patching"]["scores"][0])  # layers outside the range stay 0
+    assert not any(report["ground_truth"]["effects"][0])  # layers outside the range stay 0
+    assert report["ground_truth"]["layers"] == [10, 11]
 
 
 def test_ioi_prompts_pair_and_answer(fake_gpt2: ModelHandle) -> None:
@@ -134,3 +147,16 @@ def test_ioi_prompts_pair_and_answer(fake_gpt2: ModelHandle) -> None:
         assert ex.prompt.count(s) == 2 and ex.prompt.count(io) == 1  # S twice, IO once; the final IO dropped
         assert ex.answers[0] not in tok(neg).input_ids
         assert len(tok(ex.prompt).input_ids) == len(tok(neg).input_ids)
+
+
+def test_induction_task_repeats_a_random_sequence(tiny_gpt2: ModelHandle) -> None:
+    task = make_task("induction", tiny_gpt2.tokenizer, n=5, seed=2)
+    tok = tiny_gpt2.tokenizer
+    assert task.aligned and len(task.positives) == 5
+    for ex, neg in zip(task.positives, task.negatives, strict=True):
+        a = ex.prompt[:8]
+        assert ex.prompt == a + a[:-1] and len(set(a)) == 8
+        assert neg.endswith(a[:-1]) and not set(neg[:8]) & set(a)  # the first copy replaced by fresh letters
+        assert tok.decode(list(ex.answers)) == a[-1]
+        assert sorted(tok.decode([w]) for w in ex.wrongs) == sorted(a[:-1])
+    assert make_task("induction", tok, n=5, seed=2) == task
