@@ -83,7 +83,7 @@ def test_decode_config_validates_itself(temperature: object, top_p: object, max_
 
     try:
         DecodeConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new)  # type: ignore[arg-type]
-    except (InputError, TypeError) as e:
+    except InputError as e:
         assert str(e) and "\n" not in str(e)
 
 
@@ -96,10 +96,52 @@ def test_steer_config_validates_alpha(alpha: object) -> None:
 
     try:
         cfg = SteerConfig(alpha=alpha)  # type: ignore[arg-type]
-    except (InputError, TypeError) as e:
+    except InputError as e:
         assert str(e) and "\n" not in str(e)
     else:
         assert math.isfinite(cfg.alpha)
+
+
+# Every frozen config of every capability: any field set to a hostile scalar (string, NaN, ±inf, bool, fraction,
+# huge integer, None) gives the config itself or one InputError line — never a TypeError or a traceback later.
+CONFIGS = [
+    ("headscope.attention", "LocalityDial"),
+    ("headscope.probes.probe", "ProbeConfig"),
+    ("headscope.probes.sweep", "SweepConfig"),
+    ("headscope.circuits.config", "CircuitConfig"),
+    ("headscope.circuits.config", "SAEConfig"),
+    ("headscope.decoding.config", "DecodeConfig"),
+    ("headscope.steering.contrastive", "ContrastiveConfig"),
+    ("headscope.steering.direction", "SteerConfig"),
+    ("headscope.steering.generate", "GenConfig"),
+    ("headscope.steering.lofit", "LofitConfig"),
+    ("headscope.localist.training", "TrainConfig"),
+    ("headscope.localist.train_sweep", "SweepConfig"),
+]
+_HOSTILE = st.one_of(
+    _ANY_SCALAR,
+    st.booleans(),
+    st.sampled_from([0.5, -1, 10**12, float("nan"), float("-inf"), "1", "", "nan", (), (1, 2), [0.5]]),
+)
+
+
+@pytest.mark.parametrize(("module", "name"), CONFIGS, ids=[f"{m.rsplit('.', 1)[1]}.{n}" for m, n in CONFIGS])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_every_config_field_gives_a_config_or_one_input_error(
+    module: str, name: str, data: st.DataObject
+) -> None:
+    import dataclasses
+    import importlib
+
+    cls = getattr(importlib.import_module(module), name)
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    field = data.draw(st.sampled_from(fields), label="field")
+    value = data.draw(_HOSTILE, label="value")
+    try:
+        cls(**{field: value})
+    except InputError as e:
+        assert str(e) and "\n" not in str(e)
 
 
 _JSON = st.recursive(
