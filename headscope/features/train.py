@@ -7,7 +7,7 @@ exceeds the split) → `save_inference_model` (folds a TopK SAE's decoder norms 
 in `dtype` (fp16 for shipping) → reloaded through `saes.load` and evaluated on the test split (evaluate.py), so
 the card's figures are those of the file on disk.
 
-Inputs are scaled to ‖x‖ ≈ √d_in during training (sae-lens's `expected_average_only_in`, folded into the weights
+Inputs are scaled to mean ‖x‖ = √d_in during training (as sae-lens's `expected_average_only_in`; folded into the weights
 at the end), so one learning rate and L1 coefficient fit every model and hook.
 """
 
@@ -89,8 +89,8 @@ class TrainResult:
         return {"folder": str(self.folder), "card": self.card}
 
 
-def row_batches(rows: np.ndarray, batch_size: int, seed: int) -> Iterator[Tensor]:
-    """Endless shuffled fp32 batches of the stored rows: a new seeded permutation each epoch."""
+def row_batches(rows: np.ndarray, batch_size: int, seed: int, scale: float = 1.0) -> Iterator[Tensor]:
+    """Endless shuffled fp32 batches of the stored rows × `scale`: a new seeded permutation each epoch."""
     n = rows.shape[0]
     if n < batch_size:
         raise InputError(f"only {n} activation rows were collected; the batch size is {batch_size}")
@@ -98,7 +98,20 @@ def row_batches(rows: np.ndarray, batch_size: int, seed: int) -> Iterator[Tensor
     while True:
         perm = rng.permutation(n)
         for i in range(0, n - batch_size + 1, batch_size):
-            yield torch.from_numpy(rows[np.sort(perm[i : i + batch_size])].astype(np.float32))
+            yield torch.from_numpy(rows[np.sort(perm[i : i + batch_size])].astype(np.float32)) * scale
+
+
+def input_stats(rows: np.ndarray, d_in: int, seed: int, sample: int = 65_536) -> tuple[float, Tensor]:
+    """(s, mean): the scale that brings the mean row norm to √d_in (SAELens's `expected_average_only_in`), and
+    the mean of the scaled rows, from a seeded sample. The mean initialises b_dec, as SAELens's runner does:
+    from zeros, Adam would need thousands of steps to move b_dec to the data's offset (‖mean‖ ≈ 0.75 ‖x‖ in
+    SmolLM2's residual stream) and the first hundreds of steps would fit the offset instead of features."""
+    idx = np.sort(
+        np.random.default_rng(seed).choice(rows.shape[0], min(sample, rows.shape[0]), replace=False)
+    )
+    x = torch.from_numpy(rows[idx].astype(np.float32))
+    scale = float(d_in**0.5 / x.norm(dim=-1).mean().clamp_min(1e-12))
+    return scale, (x * scale).mean(0)
 
 
 def _training_sae(cfg: TrainConfig, d_in: int, hook: str, model: str) -> Any:
@@ -112,7 +125,7 @@ def _training_sae(cfg: TrainConfig, d_in: int, hook: str, model: str) -> Any:
     common: dict[str, Any] = {
         "d_in": d_in,
         "d_sae": cfg.latents,
-        "normalize_activations": "expected_average_only_in",
+        "normalize_activations": "none",  # inputs arrive scaled (input_stats); the scale is folded in after
     }
     torch.manual_seed(cfg.seed)  # sae-lens initialises its weights from the global generator
     if cfg.architecture == "topk":
@@ -132,18 +145,22 @@ def _fit(cfg: TrainConfig, sae: Any, rows: np.ndarray) -> tuple[Any, int, float]
     from sae_lens.config import SAETrainerConfig
 
     steps = cfg.steps
+    scale, mean = input_stats(rows, sae.cfg.d_in, cfg.seed)
+    with torch.no_grad():
+        sae.b_dec.copy_(mean)
     trainer_cfg = SAETrainerConfig(
         total_training_samples=steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size, lr=cfg.lr,
         lr_end=cfg.lr / 10, lr_scheduler_name="cosineannealing", lr_warm_up_steps=max(1, steps // 20),
         dead_feature_window=max(10, min(1000, steps // 8)), feature_sampling_window=max(20, steps),
-        n_batches_for_norm_estimate=min(20, max(1, rows.shape[0] // cfg.batch_size)),
         logger=LoggingConfig(log_to_wandb=False),
     )  # fmt: skip
-    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=row_batches(rows, cfg.batch_size, cfg.seed))
+    batches = row_batches(rows, cfg.batch_size, cfg.seed, scale)
+    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trained = trainer.fit()
+    trained.fold_activation_norm_scaling_factor(scale)  # the SAE now reads raw activations
     return trained, trainer.n_training_samples, time.perf_counter() - t0
 
 
