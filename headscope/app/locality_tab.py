@@ -1,189 +1,350 @@
-"""Attention & locality tab: entropy heatmap and per-token shading under a locality dial, a single-head pattern
-viewer, and a λ sweep drawn as curves. Wiring only: the work is in `headscope.probes` and `headscope.localist`."""
+"""Attention & locality tab: entropy per layer × head under a locality dial (on all heads or on the selection), its
+change against λ = 0, per-token entropy, a table of head metrics, attention patterns with token labels, and a λ
+sweep run as a cancellable job. Wiring only: the work is in `headscope.probes` and `headscope.localist`."""
 
 from __future__ import annotations
 
-import html
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
-import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from headscope.app.inputs import number
+from headscope.app import examples, jobs
+from headscope.app import locality_views as lv
+from headscope.app import selection as sel
+from headscope.app.figures import Plot, RawResult
+from headscope.app.inputs import choice, integer, layer_head, number, text
 from headscope.app.registry import AppContext, register_tab
-from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
+from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
+from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip, attention_value
 from headscope.errors import InputError
-from headscope.localist import (
-    MODES,
-    LocalityDial,
-    SweepConfig,
-    dial_hooks,
-    eval_tokens,
-    score_transforms,
-    sweep_locality,
-)
-from headscope.localist.dial import dial_geometry
-from headscope.models import ModelHandle
-from headscope.probes import MAX_PATTERN_TOKENS, ProbeConfig, head_pattern, probe_attention
+from headscope.localist import MODES, LocalityDial, SweepConfig, eval_tokens, sweep_locality
+from headscope.localist.dial import dial_geometry, score_transforms
+from headscope.models import ModelHandle, hooks
+from headscope.probes import MAX_PATTERN_TOKENS, AttentionProbes, ProbeConfig, probe_attention
+from headscope.selection import HeadSet
 
 APP_MAX_TOKENS = 1024  # one user's analysis must not hold the shared model for long
 APP_MAX_CHARS = 20_000
 SWEEP_TOKENS = 256
 SWEEP_LAMBDAS = tuple(round(k / 10, 1) for k in range(11))
 APP_SCHEDULES = ("uniform", "progressive")
+SCOPES = ("all heads", "selected heads only")
+PATTERN_SOURCES = ("the layer and head above", f"the selected heads (up to {MAX_VIEW_HEADS})")
 DEFAULT_TEXT = (
     "The cat sat on the mat. It was warm, and the sun was shining. "
     "Later that day the cat went inside, because the rain had started."
 )
+INDUCTION_TEXT = (
+    "Mr Dursley was the director of a firm called Grunnings. Mr Dursley was the director of a firm"
+)
+PAPERS = (
+    ("Localist LLMs (Diederich 2025, arXiv 2510.09338)", "https://arxiv.org/abs/2510.09338"),
+    ("AILA (arXiv 2511.03559)", "https://arxiv.org/abs/2511.03559"),
+    ("Progressive Localisation (arXiv 2511.18375)", "https://arxiv.org/abs/2511.18375"),
+)
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InputError("text is empty")
-    if len(value) > APP_MAX_CHARS:
-        raise InputError(f"text is {len(value)} characters long; the app takes at most {APP_MAX_CHARS}")
-    return value
-
-
+# ---- inputs ------------------------------------------------------------------------------------------------------
 def _dial(lam: Any, mode: Any, schedule: Any, beta: Any) -> LocalityDial:
-    if schedule not in APP_SCHEDULES:
-        raise InputError(f"schedule must be one of {', '.join(APP_SCHEDULES)}, got {schedule!r}")
-    lam_v = number(lam, "lambda", 0.0, 1.0)
     return LocalityDial(
-        lam=lam_v, mode=str(mode), schedule=str(schedule), beta=number(beta, "beta", 1.0, 20.0)
+        lam=number(lam, "lambda", 0.0, 1.0), mode=choice(mode, "mode", list(MODES)),
+        schedule=choice(schedule, "schedule", APP_SCHEDULES), beta=number(beta, "beta", 1.0, 20.0),
+    )  # fmt: skip
+
+
+def _tokens(handle: ModelHandle, value: Any) -> Any:
+    return handle.tokenize(
+        text(value, "text", APP_MAX_CHARS), max_tokens=min(APP_MAX_TOKENS, handle.max_tokens)
     )
 
 
-def _handle_and_tokens(model: Any, text: Any) -> tuple[ModelHandle, Any]:
-    handle = STORE.get(str(model))
-    return handle, handle.tokenize(_text(text), max_tokens=min(APP_MAX_TOKENS, handle.max_tokens))
+def _scope_heads(scope: Any, selection: Any, handle: ModelHandle) -> HeadSet | None:
+    """None: the dial acts on every head; else the selected heads (refused when nothing is selected)."""
+    if choice(scope, "dial scope", SCOPES) == SCOPES[0]:
+        return None
+    heads = sel.head_set(selection, handle)
+    if not heads:
+        raise InputError("the dial is set to act on the selected heads, but no head is selected")
+    return heads
 
 
-def _heatmap(values: np.ndarray, title: str, xlabel: str, ylabel: str, **kw: Any) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=values, colorscale="Viridis", **kw))
-    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=520, margin={"t": 50})
-    return fig
+def _selected_here(selection: Any, handle: ModelHandle) -> HeadSet | None:
+    """The selection if it holds heads of this model's shape (views highlight it); else None."""
+    try:
+        heads = sel.head_set(selection, handle)
+    except InputError:
+        return None
+    return heads or None
 
 
-def _shading(tokens: list[str], norm: np.ndarray) -> str:
-    """Each token on a background whose opacity is its normalised entropy (mean over layers and heads)."""
-    spans = []
-    for tok, v in zip(tokens, norm, strict=True):
-        shown = html.escape(tok).replace("\n", "↵<br>")
-        spans.append(
-            f'<span title="{v:.3f}" style="background: rgba(220, 80, 30, {float(v):.3f}); '
-            f'padding: 1px 0; white-space: pre-wrap">{shown}</span>'
+def _scope_words(heads: HeadSet | None) -> str:
+    return "all heads" if heads is None else f"heads {heads}"
+
+
+def layer_dials(dial: LocalityDial, heads: HeadSet | None, n_layers: int) -> list[LocalityDial]:
+    """`dial` restricted to `heads`: one dial per group of layers that share a head set, each an explicit
+    schedule carrying the original schedule's weights on its layers and 0 elsewhere."""
+    if heads is None or dial.lam == 0:
+        return [dial]
+    weights = [w / dial.lam for w in dial.layer_lambdas(n_layers)]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for layer, hs in heads.by_layer().items():
+        groups.setdefault(hs, []).append(layer)
+    return [
+        replace(
+            dial,
+            schedule="explicit",
+            heads=hs,
+            layer_weights=tuple(weights[i] if i in ls else 0.0 for i in range(n_layers)),
         )
-    return '<div style="line-height: 1.9; font-family: monospace">' + "".join(spans) + "</div>"
+        for hs, ls in groups.items()
+    ]
 
 
+def _score_fns(handle: ModelHandle, tokens: Any, dial: LocalityDial, heads: HeadSet | None) -> dict[int, Any]:
+    fns: dict[int, Any] = {}
+    for d in layer_dials(dial, heads, handle.facts.n_layers):
+        fns.update(score_transforms(handle, tokens, d))
+    return fns
+
+
+def _probe(
+    handle: ModelHandle, tokens: Any, dial: LocalityDial, heads: HeadSet | None, induction: bool
+) -> AttentionProbes:
+    _, blocks = dial_geometry(handle, tokens, dial)
+    cfg = ProbeConfig(target="block" if dial.mode == "block" else "local", induction=induction)
+    return probe_attention(
+        handle, tokens, cfg=cfg, score_fns=_score_fns(handle, tokens, dial, heads), block_ids=blocks
+    )
+
+
+# ---- events ------------------------------------------------------------------------------------------------------
 @user_errors
 def analyse(
-    model: str, text: str, lam: float, mode: str, schedule: str, beta: float,
+    model: str, text_in: str, lam: float, mode: str, schedule: str, beta: float, scope: str, selection: Any,
     progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[go.Figure, str, dict[str, Any]]:  # fmt: skip
-    """Entropy per layer × head (heatmap), per-token shading and a summary, for the text under the dial."""
+) -> tuple[Any, ...]:  # fmt: skip
+    """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics."""
     dial = _dial(lam, mode, schedule, beta)
-    progress(0.1, desc="loading model")
-    handle, tokens = _handle_and_tokens(model, text)
-    _, blocks = dial_geometry(handle, tokens, dial)
-    cfg = ProbeConfig(target="block" if dial.mode == "block" else "local")
-    progress(0.4, desc="running")
-    fns = score_transforms(handle, tokens, dial)
-    probes = probe_attention(handle, tokens, cfg=cfg, score_fns=fns, block_ids=blocks)
-    means = probes.head_means()
-    fig = _heatmap(means["entropy_bits"], f"attention entropy (bits), λ = {dial.lam:g}", "head", "layer")
-    norm = probes.normalised_entropy.mean((0, 1))
-    summary = {k: v for k, v in probes.to_json().items() if k != "str_tokens"}
-    summary["dial"] = dial.to_json()
-    return fig, _shading(list(probes.str_tokens), norm), summary
+    progress(0.05, desc="loading model")
+    handle = STORE.get(str(model))
+    tokens = _tokens(handle, text_in)
+    heads = _scope_heads(scope, selection, handle)
+    progress(0.2, desc=f"running at λ = {dial.lam:g}")
+    probes = _probe(handle, tokens, dial, heads, induction=True)
+    base = None
+    if dial.lam > 0:
+        progress(0.6, desc="running at λ = 0 (the baseline)")
+        base = _probe(handle, tokens, dial.with_lambda(0.0), None, induction=False)
+    chosen = _selected_here(selection, handle)
+    names = chosen.names() if chosen else []
+    dial_json, words = dial.to_json(), _scope_words(heads)
+    payload = _payload(probes, base, dial_json, heads)
+    return (
+        lv.summary(probes, base, dial_json, words),
+        lv.entropy_grid(probes, base, dial_json, words, names),
+        lv.delta_grid(probes, base, dial_json, words, names),
+        lv.token_strip(probes, chosen, sel._clean(selection)["positions"]),
+        lv.head_table(probes, base, set(names)),
+        *RawResult.values(payload, f"entropy_{handle.identity.name}_lambda{dial.lam:g}"),
+    )
+
+
+def _payload(
+    probes: AttentionProbes, base: AttentionProbes | None, dial: dict[str, Any], heads: HeadSet | None
+) -> dict[str, Any]:
+    """The CLI's entropy JSON (`headscope entropy --json`) plus the dial, its scope and the λ = 0 baseline."""
+    out = probes.to_json()
+    out.update(
+        backend="eager", uniform_ceiling_bits=round(lv.ceiling_bits(len(probes.token_ids)), 6), dial=dial,
+        dial_heads=None if heads is None else str(heads),
+    )  # fmt: skip
+    if base is not None:
+        out["baseline_lambda0"] = {
+            k: v for k, v in base.to_json().items() if k not in ("token_ids", "str_tokens")
+        }
+    return out
 
 
 @user_errors
 def pattern(
-    model: str, text: str, lam: float, mode: str, schedule: str, beta: float, layer: float, head: float
-) -> tuple[go.Figure, dict[str, Any]]:
-    """One head's attention pattern under the dial (texts of at most MAX_PATTERN_TOKENS tokens)."""
+    model: str, text_in: str, lam: float, mode: str, schedule: str, beta: float, scope: str, selection: Any,
+    layer: Any, head: Any, source: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Attention patterns under the dial of one head (the fields) or of the selected heads, for the viewer."""
     dial = _dial(lam, mode, schedule, beta)
-    handle, tokens = _handle_and_tokens(model, text)
-    layer_i = int(number(layer, "layer", 0, handle.facts.n_layers - 1))
-    head_i = int(number(head, "head", 0, handle.facts.n_heads - 1))
+    handle = STORE.get(str(model))
+    tokens = _tokens(handle, text_in)
     if tokens.shape[1] > MAX_PATTERN_TOKENS:
         raise InputError(
             f"the pattern viewer takes at most {MAX_PATTERN_TOKENS} tokens, got {tokens.shape[1]}"
         )
-    a = head_pattern(handle, tokens, layer_i, head_i, fwd_hooks=dial_hooks(handle, tokens, dial))
-    labels = [f"{i}:{t}" for i, t in enumerate(handle.str_tokens(tokens))]
-    fig = _heatmap(a, f"layer {layer_i} head {head_i}", "key", "query", x=labels, y=labels)
-    fig.update_yaxes(autorange="reversed")
-    return fig, {
-        "layer": layer_i,
-        "head": head_i,
-        "n_tokens": len(labels),
-        "pattern": np.round(a, 5).tolist(),
-    }
+    shown = _pattern_heads(handle, selection, layer, head, source)
+    heads = _scope_heads(scope, selection, handle)
+    fns = _score_fns(handle, tokens, dial, heads)
+    fwd = [(hooks.scores(layer_i), (lambda f: lambda s, hook: f(s))(fn)) for layer_i, fn in fns.items()]
+    names = sorted({hooks.pattern(layer_i) for layer_i, _ in shown})
+    _, cache = handle.run_with_cache(tokens, names, fwd_hooks=fwd)
+    pats = {f"L{li} H{hi}": cache[hooks.pattern(li)][0, hi].float().cpu().numpy() for li, hi in shown}
+    ids = [int(i) for i in tokens[0].tolist()]
+    words = lv.dial_words(dial.to_json(), _scope_words(heads))
+    return attention_value(
+        handle.str_tokens(ids), ids, pats, title=f"attention of {', '.join(pats)} at {words}",
+        caption=f"{handle.identity.name}, {len(ids)} tokens. Weights are softmax probabilities (each row sums to 1).",
+        filename=f"attention_lambda{dial.lam:g}",
+    )  # fmt: skip
+
+
+def _pattern_heads(
+    handle: ModelHandle, selection: Any, layer: Any, head: Any, source: str
+) -> list[tuple[int, int]]:
+    if choice(source, "show", PATTERN_SOURCES) == PATTERN_SOURCES[0]:
+        return [layer_head(layer, head, handle.facts.n_layers, handle.facts.n_heads)]
+    heads = sel.head_set(selection, handle)
+    if not heads:
+        raise InputError(
+            "no head is selected: click cells of the entropy grid, or show the layer and head above"
+        )
+    if len(heads) > MAX_VIEW_HEADS:
+        raise InputError(
+            f"{len(heads)} heads are selected; the viewer shows at most {MAX_VIEW_HEADS} at once"
+        )
+    return list(heads)
 
 
 @user_errors
 def sweep(
-    model: str, text: str, mode: str, schedule: str, beta: float,
-    progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[go.Figure, dict[str, Any]]:  # fmt: skip
-    """An 11-point λ sweep on the text (cut to SWEEP_TOKENS tokens): entropy, perplexity, pointer fidelity."""
-    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=_dial(0.0, mode, schedule, beta))
+    model: str, text_in: str, mode: str, schedule: str, beta: float, scope: str, selection: Any,
+    request: gr.Request, progress: gr.Progress = gr.Progress(),  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """An 11-point λ sweep on the text (its first SWEEP_TOKENS tokens), run as a cancellable job."""
+    dial = _dial(0.0, mode, schedule, beta)
     handle = STORE.get(str(model))
-    tokens, cut = eval_tokens(handle, _text(text), max_tokens=min(SWEEP_TOKENS, handle.max_tokens))
-    progress(0.0, desc="λ sweep")
-    result = sweep_locality(
-        handle, tokens, cfg, truncated_from=cut,
-        progress=lambda done, total: progress(done / total, desc=f"λ point {done}/{total}"),
-    )  # fmt: skip
-    payload = result.to_json()
-    return _sweep_figure(payload["rows"]), payload
+    heads = _scope_heads(scope, selection, handle)
+    text_ok = text(text_in, "text", APP_MAX_CHARS)
+    dials = layer_dials(dial.with_lambda(1.0), heads, handle.facts.n_layers)
+    if len(dials) > 1:
+        raise InputError(
+            f"the λ sweep dials one set of heads shared by its layers (e.g. 9.4, or 9.*, 12.*); {heads} has a "
+            "different head set per layer: sweep those layers one at a time"
+        )
+    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=dials[0].with_lambda(0.0))
+    tokens, cut = eval_tokens(handle, text_ok, max_tokens=min(SWEEP_TOKENS, handle.max_tokens))
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        report(f"{len(SWEEP_LAMBDAS)} dialed forwards of {tokens.shape[1]} tokens", 0.0)
+        result = sweep_locality(handle, tokens, cfg, progress=report.steps("λ point"), truncated_from=cut)
+        return result.to_json()
+
+    spec = jobs.JobSpec(f"λ sweep on {handle.identity.name}", work, model=handle.identity.name)
+    payload = jobs.run(spec, request=request, slot="locality_sweep", progress=progress)
+    note = f"{payload['n_tokens']} tokens" + (
+        f" (the text's first {payload['n_tokens']} of {cut})" if cut else ""
+    )
+    note += f", {dial.mode} mode, {dial.schedule} schedule, {_scope_words(heads)}"
+    rows = payload["rows"]
+    return (
+        f"λ sweep done: {note}.",
+        lv.sweep_figure(rows, note),
+        lv.sweep_table(rows),
+        *RawResult.values(payload, f"locality_sweep_{handle.identity.name}"),
+    )
 
 
-def _sweep_figure(rows: list[dict[str, float]]) -> go.Figure:
-    lams = [r["lambda"] for r in rows]
-    names = [("mean_entropy_bits", "entropy (bits)"), ("perplexity", "perplexity"),
-             ("pointer_fidelity", "pointer fidelity")]  # fmt: skip
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in names])
-    for col, (key, title) in enumerate(names, start=1):
-        fig.add_trace(go.Scatter(x=lams, y=[r[key] for r in rows], mode="lines+markers", name=title), 1, col)
-        fig.update_xaxes(title_text="λ", row=1, col=col)
-    fig.update_layout(height=380, showlegend=False, margin={"t": 60})
-    return fig
+def _k(value: Any) -> int:
+    return integer(value, "k", 1, 64)
 
 
-def _model_event(button: gr.Button, fn: Any, inputs: list[Any], outputs: list[Any], api_name: str) -> None:
-    button.click(fn, inputs=inputs, outputs=outputs, api_name=api_name,
-                 concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1)  # fmt: skip
-
-
+# ---- layout ------------------------------------------------------------------------------------------------------
 @register_tab("Attention & locality", order=10)
 def build(ctx: AppContext) -> None:
-    gr.Markdown(
-        "Attention entropy per layer × head, under an inference-time **locality dial** (λ = 0: the model as is). "
-        f"Texts up to {APP_MAX_TOKENS} tokens; the pattern viewer up to {MAX_PATTERN_TOKENS}; "
-        f"the sweep uses the first {SWEEP_TOKENS} tokens."
+    examples.guide(
+        "Attention entropy per layer × head — how spread out each head's attention is, in bits — under an "
+        "inference-time **locality dial** that penalises attending far away (λ = 0: the model as is).",
+        "Low entropy (dark) = focused heads; compare λ > 0 against λ = 0 in the change grid (same colour scale at "
+        f"every λ). Click grid cells to select heads. Texts up to {APP_MAX_TOKENS} tokens ({APP_MAX_CHARS:,} "
+        f"characters); patterns up to {MAX_PATTERN_TOKENS} tokens; the sweep uses the first {SWEEP_TOKENS}.",
+        PAPERS,
     )
-    text = gr.Textbox(label="Text", value=DEFAULT_TEXT, lines=4, max_length=APP_MAX_CHARS)
+    example_slot = gr.Column()  # filled below, once the outputs exist: examples open the tab
+    text_in = gr.Textbox(label=f"Text (at most {APP_MAX_CHARS:,} characters)", value=DEFAULT_TEXT, lines=4)
     with gr.Row():
-        lam = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="λ (locality)")
+        lam = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="λ (locality, 0 … 1)")
         mode = gr.Dropdown(list(MODES), value="distance", label="Mode")
         schedule = gr.Dropdown(list(APP_SCHEDULES), value="uniform", label="Layer schedule")
-        beta = gr.Number(value=3.0, minimum=1.0, maximum=20.0, label="β (progressive)")
-    dial = [lam, mode, schedule, beta]
+        beta = gr.Number(value=3.0, minimum=1.0, maximum=20.0, label="β (progressive, 1 … 20)")
+    scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="The dial acts on")
+    dial_in = [lam, mode, schedule, beta, scope, ctx.selection.state]
     run = gr.Button("Analyse", variant="primary")
-    heat, shade, summary = gr.Plot(label="Entropy per layer × head"), gr.HTML(), gr.JSON(label="Summary")
-    _model_event(run, analyse, [ctx.model, text, *dial], [heat, shade, summary], "locality_analyse")
+    summary = gr.Markdown()
+    with gr.Row():
+        grid = HeadGrid(label="Entropy per layer × head (bits)", elem_id="hs-entropy-grid")
+        delta = HeadGrid(label="Change against λ = 0 (bits)", elem_id="hs-entropy-delta")
+    strip = TokenStrip(label="Per-token entropy", elem_id="hs-token-entropy")
+    with gr.Row():
+        k = gr.Number(value=5, precision=0, minimum=1, maximum=64, label="k", scale=0, min_width=80)
+        add_low = gr.Button("Select the k lowest-entropy heads", size="sm")
+        add_moved = gr.Button("Select the k heads the dial changes most", size="sm")
+    heads_table = gr.Dataframe(label="Heads (click a header to sort)", interactive=False, max_height=360)
+    raw = RawResult("entropy result")
+    outputs = [summary, grid, delta, strip, heads_table, *raw.outputs]
+    run.click(analyse, [ctx.model, text_in, *dial_in], outputs, api_name="locality_analyse", **VIEW_EVENT)
+    with example_slot:
+        examples.worked_example(
+            [
+                [DEFAULT_TEXT, 0.0, "distance", "uniform", 3.0],
+                [DEFAULT_TEXT, 0.6, "distance", "uniform", 3.0],
+                [INDUCTION_TEXT, 0.0, "distance", "uniform", 3.0],
+            ],
+            [text_in, lam, mode, schedule, beta],
+            analyse,
+            [ctx.model, text_in, *dial_in],
+            outputs,
+            labels=[
+                "the model as is (λ = 0)",
+                "distance dial at λ = 0.6",
+                "a repeated phrase (induction heads)",
+            ],
+            **VIEW_EVENT,
+        )
+    for view in (grid, delta):
+        ctx.selection.connect_grid(view)
+    ctx.selection.connect_tokens(strip)
+    ctx.selection.add_button(add_low, lambda g, kk: lv.rank_heads(g, _k(kk), lowest=True), [grid, k])
+    ctx.selection.add_button(
+        add_moved, lambda g, kk: lv.rank_heads(g, _k(kk), lowest=False, absolute=True), [delta, k]
+    )
+
+    gr.Markdown("### Attention pattern")
     with gr.Row():
         layer = gr.Number(value=0, precision=0, minimum=0, label="Layer")
         head = gr.Number(value=0, precision=0, minimum=0, label="Head")
-        show = gr.Button("Show head pattern")
-    pat, pat_json = gr.Plot(label="Attention pattern"), gr.JSON(visible=False)
-    _model_event(show, pattern, [ctx.model, text, *dial, layer, head], [pat, pat_json], "locality_pattern")
-    go_sweep = gr.Button("Sweep λ from 0 to 1 (11 points)")
-    curves, table = gr.Plot(label="λ sweep"), gr.JSON(label="Sweep rows")
-    _model_event(go_sweep, sweep, [ctx.model, text, mode, schedule, beta], [curves, table], "locality_sweep")
+        source = gr.Radio(list(PATTERN_SOURCES), value=PATTERN_SOURCES[0], label="Show")
+        show = gr.Button("Show pattern", variant="primary", scale=0, min_width=160)
+    att = AttentionView(label="Attention pattern", elem_id="hs-attention")
+    show.click(
+        pattern,
+        [ctx.model, text_in, *dial_in, layer, head, source],
+        [att],
+        api_name="locality_pattern",
+        **VIEW_EVENT,
+    )
+
+    gr.Markdown(f"### λ sweep (11 points, the text's first {SWEEP_TOKENS} tokens)")
+    go_sweep = gr.Button("Sweep λ from 0 to 1")
+    controls = jobs.JobControls.build("locality_sweep")
+    curves = Plot(label="λ sweep")
+    sweep_rows = gr.Dataframe(label="λ sweep (click a header to sort)", interactive=False)
+    sweep_raw = RawResult("λ sweep")
+    go_sweep.click(
+        sweep, [ctx.model, text_in, mode, schedule, beta, scope, ctx.selection.state],
+        [controls.status, curves, sweep_rows, *sweep_raw.outputs], api_name="locality_sweep",
+        show_progress_on=[controls.status], **JOB_EVENT,
+    )  # fmt: skip
+    ctx.session.add(
+        "locality", text=text_in, lam=lam, mode=mode, schedule=schedule, beta=beta, scope=scope, summary=summary,
+        grid=grid, delta=delta, strip=strip, heads=heads_table, result=raw.json, result_file=raw.file, layer=layer,
+        head=head, source=source, attention=att, sweep_status=controls.status, sweep_curves=curves,
+        sweep_rows=sweep_rows, sweep=sweep_raw.json, sweep_file=sweep_raw.file,
+    )  # fmt: skip

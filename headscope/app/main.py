@@ -7,7 +7,10 @@ import logging
 
 import gradio as gr
 
+from headscope.app import jobs
 from headscope.app.registry import TABS, AppContext
+from headscope.app.selection import SelectionBar
+from headscope.app.session import SessionControls, SessionParts
 from headscope.app.state import STORE
 from headscope.models import CATALOG, DEFAULT_MODEL
 
@@ -23,19 +26,33 @@ TAB_MODULES: tuple[str, ...] = (
 for _module in TAB_MODULES:
     importlib.import_module(_module)
 
+session_parts = SessionParts()  # what the last built demo keeps in a session file (tests, tools)
 QUEUE_MAX_SIZE = 64  # beyond this, callers are told the app is busy instead of piling up
 TITLE = "headscope — interpretability workbench"
 
 
+def _cancel_on_leave(request: gr.Request) -> None:
+    """A visitor who closes the page leaves no job running for nobody."""
+    jobs.BOARD.cancel(jobs.owner_of(request))
+
+
 def build_demo() -> gr.Blocks:
+    global session_parts
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}")
-        model = gr.Dropdown(choices=list(CATALOG), value=DEFAULT_MODEL, label="Model", interactive=True)
-        ctx = AppContext(model=model)
+        with gr.Row():
+            model = gr.Dropdown(
+                choices=list(CATALOG), value=DEFAULT_MODEL, label="Model", interactive=True, scale=3
+            )
+            session_ui = SessionControls.build()
+        ctx = AppContext(model=model, selection=SelectionBar.build(model), session=SessionParts())
         with gr.Tabs():
             for spec in sorted(TABS.values(), key=lambda s: s.order):
-                with gr.Tab(spec.title):
+                with gr.Tab(spec.title, id=spec.title):
                     spec.build(ctx)
+        session_ui.wire(ctx.session, model, ctx.selection)
+        session_parts = ctx.session
+        demo.unload(_cancel_on_leave)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
     return demo
 
@@ -58,7 +75,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, block: bool = False) ->
         ssr_mode=False,
         show_error=True,
         run_history=False,
-        max_file_size="2mb",
+        max_file_size="16mb",  # session files carry figures and reports; each reader checks its own limit
         prevent_thread_lock=not block,
         quiet=not block,
     )

@@ -6,9 +6,17 @@ from typing import Any
 
 import gradio as gr
 
+from headscope.app import examples
+from headscope.app.figures import table
 from headscope.app.registry import AppContext, register_tab
-from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
+from headscope.app.state import STORE, VIEW_EVENT, user_errors
 from headscope.models import CATALOG, resolve
+
+FACT_ROWS = (
+    ("architecture", "architecture"), ("n_layers", "layers"), ("n_heads", "attention heads per layer"),
+    ("n_kv_heads", "key/value heads (GQA)"), ("d_model", "residual width d_model"), ("d_head", "head width d_head"),
+    ("d_vocab", "vocabulary"), ("n_ctx", "context length (tokens)"), ("n_params", "parameters"),
+)  # fmt: skip
 
 
 @user_errors
@@ -21,24 +29,60 @@ def model_info(name: str, progress: gr.Progress = gr.Progress()) -> dict[str, An
     return info
 
 
-def _facts_markdown(info: dict[str, Any]) -> str:
+def facts_markdown(info: dict[str, Any]) -> str:
     f, ident = info["facts"], info["identity"]
     return (
         f"**{ident['name']}** — {f['architecture']}, {f['n_layers']} layers × {f['n_heads']} heads "
         f"({f['n_kv_heads']} KV heads), d_model {f['d_model']}, d_head {f['d_head']}, "
         f"{f['n_params'] / 1e6:.1f} M parameters, on {info['device']} ({info['dtype']}); "
-        f"loaded in {info['load_seconds']} s{' from cache' if info['loaded_from_cache'] else ''}."
+        f"loaded in {info['load_seconds']} s{' from cache' if info['loaded_from_cache'] else ''}. "
+        f"Texts up to {info['max_tokens']} tokens."
     )
+
+
+def facts_table(info: dict[str, Any]) -> dict[str, Any]:
+    f, ident = info["facts"], info["identity"]
+    rows = [
+        {"fact": label, "value": f"{f[k]:,}" if isinstance(f[k], int) else str(f[k])}
+        for k, label in FACT_ROWS
+    ]
+    rows += [
+        {"fact": "source", "value": str(ident["source"])},
+        {"fact": "revision / sha256", "value": str(ident.get("revision") or ident.get("sha256") or "n/a")},
+        {"fact": "licence", "value": str(ident["license"])},
+        {"fact": "BOS prepended by the tokenizer", "value": "yes" if info["prepends_bos"] else "no"},
+    ]
+    return table(rows, [("fact", "fact"), ("value", "value")])
+
+
+def catalog_table() -> dict[str, Any]:
+    rows = [
+        {"name": n, "kind": e.kind, "description": e.description, "license": e.license}
+        for n, e in CATALOG.items()
+    ]
+    return table(
+        rows, [("name", "name"), ("kind", "source"), ("description", "description"), ("license", "licence")]
+    )
+
+
+def _views(info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return facts_markdown(info), facts_table(info)
 
 
 @register_tab("Model", order=0)
 def build(ctx: AppContext) -> None:
-    gr.Markdown("Pick a model from the catalog. Every other tab runs on the model chosen here.")
-    gr.JSON(value={n: e.description for n, e in CATALOG.items()}, label="Catalog")
+    examples.guide(
+        "Pick a model from the catalog (the picker above); every tab runs on it.",
+        "Loading shows its shape — layers × heads is the grid every layer × head view uses, and the range "
+        "the head selection (L.H) is checked against.",
+    )
+    gr.Dataframe(value=catalog_table(), label="Catalog", interactive=False, wrap=True)
     load = gr.Button("Load model", variant="primary")
     summary = gr.Markdown()
-    facts = gr.JSON(label="Model facts")
-    load.click(
-        model_info, inputs=[ctx.model], outputs=[facts], api_name="model_info",
-        concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
-    ).success(_facts_markdown, inputs=[facts], outputs=[summary], api_visibility="private", queue=False)  # fmt: skip
+    facts = gr.Dataframe(label="Model facts", interactive=False)
+    with gr.Accordion("Model facts: raw JSON", open=False):
+        raw = gr.JSON(label="Model facts (raw)")
+    load.click(model_info, inputs=[ctx.model], outputs=[raw], api_name="model_info", **VIEW_EVENT).success(
+        _views, inputs=[raw], outputs=[summary, facts], api_visibility="private", queue=False
+    )
+    ctx.session.add("model", summary=summary, facts=facts, raw=raw)

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from headscope.registry import Registry
 
+if TYPE_CHECKING:
+    from headscope.app.selection import SelectionBar
+    from headscope.app.session import SessionParts
+
 
 @dataclass(frozen=True)
 class AppContext:
-    """What every tab may wire to: the shared model picker."""
+    """What every tab may wire to: the shared model picker, the shared selection bar (`selection.py`) and the
+    session-file registry (`session.py`)."""
 
     model: gr.Dropdown
+    selection: SelectionBar
+    session: SessionParts
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import functools
 import gc
 import html
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,13 +18,33 @@ from typing import Any, TypeVar
 import gradio as gr
 import torch
 
+from headscope.app.jobs import JobCancelled
 from headscope.errors import HeadscopeError
 from headscope.models import DEFAULT_MODEL, ModelHandle
 
 log = logging.getLogger("headscope.app")
 F = TypeVar("F", bound=Callable[..., Any])
-MODEL_CONCURRENCY_ID = "model"  # every event that touches a model shares this one-slot group
 MAX_LOADED = 2
+
+# Concurrency groups (gradio queue slots). A hooked run never interleaves with another on the same model: the
+# handle's lock guarantees that per forward pass, whatever the group. The groups only decide who waits in the
+# queue: cheap views (about a second) must never queue behind a long job, so they have their own slots, and a
+# long job (runner in `jobs.py`) holds the model only one step at a time, so a view gets it between two steps.
+VIEW_CONCURRENCY_ID = "view"
+JOB_CONCURRENCY_ID = "job"
+
+
+def _job_slots() -> int:
+    """HEADSCOPE_JOB_SLOTS: long jobs that may progress at once (default 1: a shared CPU box does one well)."""
+    raw = os.environ.get("HEADSCOPE_JOB_SLOTS", "1")
+    return int(raw) if raw.isdigit() and int(raw) >= 1 else 1
+
+
+VIEW_EVENT: dict[str, Any] = {"concurrency_id": VIEW_CONCURRENCY_ID, "concurrency_limit": 2}
+JOB_EVENT: dict[str, Any] = {"concurrency_id": JOB_CONCURRENCY_ID, "concurrency_limit": _job_slots()}
+# Before a tab adopts VIEW_EVENT / JOB_EVENT it still uses this one-slot group (jobs there block each other,
+# but no longer the views, which left it).
+MODEL_CONCURRENCY_ID = "model"
 
 
 class ModelStore:
@@ -63,8 +84,12 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except JobCancelled as e:
+            raise gr.Error(
+                html.escape(str(e), quote=False), title="Cancelled", print_exception=False
+            ) from None
         except HeadscopeError as e:
-            raise gr.Error(html.escape(str(e)), print_exception=False) from None
+            raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
         except torch.cuda.OutOfMemoryError:
             # Free what the failed request held; hooks were already removed by handle.hooks' finally.
             gc.collect()

@@ -22,8 +22,10 @@ def test_sweep_table_endpoint(client: Client) -> None:
 
 
 def test_compare_endpoint_entropies_equal_a_recomputation(client: Client) -> None:
-    _, _, summary = client.predict("localist-2l-lambda1.0", TEXT, 1, 2, api_name="/localist_compare")
-    got = {r["model"]: r for r in summary["readings"]}
+    summary, grid, grid0, att, path, raw = client.predict(
+        "localist-2l-lambda1.0", TEXT, 1, 2, api_name="/localist_compare"
+    )
+    got = {r["model"]: r for r in raw["readings"]}
     assert set(got) == {"localist-2l-lambda1.0", "localist-2l-lambda0"}
     for name, reading in got.items():
         handle = ModelHandle.load(name, device="cpu", allow_external=False)
@@ -31,6 +33,12 @@ def test_compare_endpoint_entropies_equal_a_recomputation(client: Client) -> Non
         row = cache["blocks.1.attn.hook_pattern"][0, 2]  # head 2, [q, k]
         want = sum(-sum(p * math.log2(p) for p in r.tolist() if p > 0) for r in row) / row.shape[0]
         assert reading["entropy_bits"][1][2] == pytest.approx(want, abs=1e-4)
+    # the views show the same numbers on one colour scale, and the chosen head's pattern of both models
+    assert grid["z"][1][2] == pytest.approx(got["localist-2l-lambda1.0"]["entropy_bits"][1][2], abs=1e-3)
+    assert grid0["z"][1][2] == pytest.approx(got["localist-2l-lambda0"]["entropy_bits"][1][2], abs=1e-3)
+    assert (grid["zmin"], grid["zmax"]) == (grid0["zmin"], grid0["zmax"]) and grid["marks"] == {"1.2": "◆"}
+    assert [h["label"] for h in att["heads"]] == ["λ = 1.0 · L1 H2", "λ = 0 · L1 H2"]
+    assert len(att["ids"]) == len(att["tokens"]) and "bits" in summary and path.endswith(".json")
 
 
 @pytest.mark.parametrize(
@@ -38,9 +46,10 @@ def test_compare_endpoint_entropies_equal_a_recomputation(client: Client) -> Non
     [
         (("smollm2-135m", TEXT, 0, 0), "shipped localist"),
         (("localist-2l-lambda0.6", "", 0, 0), "empty"),
-        (("localist-2l-lambda0.6", TEXT, 2, 0), "layer"),
-        (("localist-2l-lambda0.6", TEXT, 0, 1.5), "head"),
-        (("localist-2l-lambda0.6", "x" * 2001, 0, 0), "at most"),
+        (("localist-2l-lambda0.6", TEXT, 2, 0), r"layer must be an integer in \[0, 1\]"),
+        (("localist-2l-lambda0.6", TEXT, 0, 1.5), r"head must be an integer in \[0, 3\], got 1.5"),
+        (("localist-2l-lambda0.6", TEXT, "abc", 0), "layer must be a number"),
+        (("localist-2l-lambda0.6", "x" * 2001, 0, 0), "2,001 characters long; the limit is 2,000"),
     ],
 )
 def test_bad_input_is_a_clear_error(args: tuple, match: str) -> None:

@@ -1,85 +1,196 @@
-"""The Attention & locality tab through gradio_client, plus its server-side input checks called directly."""
+"""The Attention & locality tab through gradio_client (oracles: the CLI's entropy report, a hand-made dialed
+softmax, the probes' own head pattern), plus its server-side input checks called directly."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client
 
 from headscope.app import locality_tab as tab
+from headscope.app.views import decode_pattern
+from headscope.models import hooks
+from headscope.probes import head_pattern
 
 TEXT = "The cat sat on the mat. Then it slept, and the sun set."
+MODEL = "tiny-llama"
 
 
-def test_analyse_endpoint(client: Client) -> None:
-    _, shading, summary = client.predict(
-        "tiny-llama", TEXT, 0.5, "distance", "progressive", 3.0, api_name="/locality_analyse"
-    )
-    assert np.array(summary["entropy_bits"]).shape == (2, 4)
-    assert np.array(summary["induction_score"]).shape == (2, 4)
-    assert summary["dial"]["lambda"] == 0.5 and summary["target"] == "local"
-    assert shading.count("<span") == summary["n_tokens"]
+def _analyse(
+    client: Client, lam: float, scope: str = "all heads", model: str = MODEL, text: str = TEXT
+) -> tuple:
+    return client.predict(model, text, lam, "distance", "uniform", 3.0, scope, api_name="/locality_analyse")
 
 
-def test_analyse_lambda_zero_matches_cli_report(client: Client) -> None:
+def _entropy_bits(p: torch.Tensor) -> float:
+    """Mean over rows of −Σ p log2 p (the oracle: plain arithmetic, not the probes module)."""
+    rows = [-sum(x * math.log2(x) for x in r.tolist() if x > 0) for r in p]
+    return sum(rows) / len(rows)
+
+
+def test_analyse_returns_views_not_id_lists(client: Client) -> None:
+    summary, grid, delta, strip, table, path, raw = _analyse(client, 0.5)
+    assert np.array(grid["z"]).shape == (2, 4) and grid["unit"] == "bits" and grid["zmin"] == 0.0
+    assert "λ = 0.5" in grid["title"] and "λ = 0.5" in summary
+    assert delta["scale"] == "diverging" and np.array(delta["z"]).shape == (2, 4)
+    assert len(strip["rows"][0]["tokens"]) == raw["n_tokens"] and strip["unit"] == "bits"
+    assert table["headers"][2] == "entropy (bits)" and len(table["data"]) == 8
+    assert path.endswith(".json") and raw["dial"]["lambda"] == 0.5
+    assert "token_ids" not in summary
+
+
+def test_entropy_grid_equals_the_cli_report_at_lambda_zero(client: Client) -> None:
     from headscope.app.state import STORE
     from headscope.probes.report import entropy_report
 
-    _, _, summary = client.predict(
-        "tiny-gpt2", TEXT, 0.0, "window", "uniform", 1.0, api_name="/locality_analyse"
-    )
+    _, grid, delta, _, _, _, raw = _analyse(client, 0.0, model="tiny-gpt2")
     report = entropy_report(STORE.get("tiny-gpt2"), TEXT, backend="eager")
-    np.testing.assert_allclose(summary["entropy_bits"], report["entropy_bits"], atol=1e-5)
+    np.testing.assert_allclose(grid["z"], report["entropy_bits"], atol=1e-4)
+    np.testing.assert_allclose(raw["entropy_bits"], report["entropy_bits"], atol=1e-5)
+    assert grid["zmax"] == pytest.approx(report["uniform_ceiling_bits"], abs=1e-6)  # the fixed colour scale
+    assert "empty" in delta  # nothing to compare at λ = 0
 
 
-def test_pattern_endpoint(client: Client) -> None:
-    _, data = client.predict(
-        "tiny-llama", TEXT, 0.0, "distance", "uniform", 1.0, 1, 3, api_name="/locality_pattern"
-    )
-    a = np.array(data["pattern"])
-    assert a.shape == (data["n_tokens"], data["n_tokens"])
-    np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-4)
-    assert np.allclose(np.triu(a, 1), 0.0)
+def test_the_dial_on_the_selection_moves_only_the_selected_head(app_url: str) -> None:
+    """Select head 1.2, dial λ = 1 on it alone: every other head keeps its λ = 0 entropy exactly, and 1.2's equals
+    a softmax of the recorded scores minus |i − j|, computed here by hand."""
+    from headscope.app.state import STORE
+
+    c = Client(app_url, verbose=False)
+    assert c.predict("1.2", MODEL, api_name="/selection_set") == ("1.2", "")
+    _, grid, _, _, table, _, raw = _analyse(c, 1.0, scope="selected heads only")
+    assert grid["selected"] == ["1.2"] and raw["dial_heads"] == "1.2"
+    base = np.array(raw["baseline_lambda0"]["entropy_bits"])
+    got = np.array(raw["entropy_bits"])
+    moved = np.argwhere(got != base).tolist()
+    assert moved == [[1, 2]]
+    handle = STORE.get(MODEL)
+    tokens = handle.tokenize(TEXT)
+    _, cache = handle.run_with_cache(tokens, [hooks.scores(1)])
+    n = tokens.shape[1]
+    i = torch.arange(n)
+    scores = cache[hooks.scores(1)][0, 2].double() - (i[:, None] - i[None, :]).abs().double()
+    want = _entropy_bits(torch.softmax(scores, -1))
+    assert got[1, 2] == pytest.approx(want, abs=1e-5)
+    assert [row[-1] for row in table["data"]].count("✓") == 1
+
+
+def test_pattern_endpoint_equals_the_probes_head_pattern(client: Client) -> None:
+    from headscope.app.state import STORE
+
+    view = client.predict(
+        MODEL, TEXT, 0.0, "distance", "uniform", 1.0, "all heads", 1, 3, tab.PATTERN_SOURCES[0],
+        api_name="/locality_pattern",
+    )  # fmt: skip
+    n = len(view["tokens"])
+    a = decode_pattern(view["heads"][0]["b64"], n)
+    handle = STORE.get(MODEL)
+    want = head_pattern(handle, handle.tokenize(TEXT), 1, 3)
+    np.testing.assert_allclose(a, want, atol=1e-4)
+    assert view["heads"][0]["label"] == "L1 H3" and "λ = 0" in view["title"]
+    assert view["ids"] == handle.tokenize(TEXT)[0].tolist()
+
+
+def test_pattern_of_the_selected_heads(app_url: str) -> None:
+    c = Client(app_url, verbose=False)
+    c.predict("0.1, 1.3", MODEL, api_name="/selection_set")
+    view = c.predict(
+        MODEL, TEXT, 0.6, "distance", "uniform", 1.0, "all heads", 0, 0, tab.PATTERN_SOURCES[1],
+        api_name="/locality_pattern",
+    )  # fmt: skip
+    assert [h["label"] for h in view["heads"]] == ["L0 H1", "L1 H3"] and "λ = 0.6" in view["title"]
 
 
 def test_sweep_endpoint(client: Client) -> None:
-    _, payload = client.predict("tiny-llama", TEXT, "block", "uniform", 1.0, api_name="/locality_sweep")
-    assert [r["lambda"] for r in payload["rows"]] == list(tab.SWEEP_LAMBDAS)
-    assert payload["rows"][0]["kl"] == 0.0 and payload["target"] == "block"
+    status, _, table, _, raw = client.predict(
+        MODEL, TEXT, "block", "uniform", 1.0, "all heads", api_name="/locality_sweep"
+    )
+    assert [r["lambda"] for r in raw["rows"]] == list(tab.SWEEP_LAMBDAS)
+    assert raw["rows"][0]["kl"] == 0.0 and raw["target"] == "block"
+    assert status.startswith("λ sweep done") and len(table["data"]) == len(tab.SWEEP_LAMBDAS)
+
+
+def test_sweep_refuses_a_selection_it_cannot_dial(app_url: str) -> None:
+    c = Client(app_url, verbose=False)
+    c.predict("0.1, 1.3", MODEL, api_name="/selection_set")
+    with pytest.raises(Exception, match="different head set per layer"):
+        c.predict(MODEL, TEXT, "distance", "uniform", 1.0, "selected heads only", api_name="/locality_sweep")
+    c.predict("0.1, 1.1", MODEL, api_name="/selection_set")  # one head set (head 1) in both layers: fine
+    _, _, _, _, raw = c.predict(
+        MODEL, TEXT, "distance", "uniform", 1.0, "selected heads only", api_name="/locality_sweep"
+    )
+    assert raw["dial"]["heads"] == [1]
 
 
 def test_bad_input_over_the_api_is_a_clear_error(client: Client) -> None:
     with pytest.raises(Exception, match="text is empty"):
-        client.predict("tiny-llama", "   ", 0.5, "distance", "uniform", 1.0, api_name="/locality_analyse")
+        _analyse(client, 0.5, text="   ")
     with pytest.raises(Exception, match="pattern viewer takes at most 256 tokens"):
         client.predict(
-            "tiny-llama", "w" * 300, 0.0, "distance", "uniform", 1.0, 0, 0, api_name="/locality_pattern"
-        )
-    assert client.predict("tiny-llama", TEXT, 0.0, "distance", "uniform", 1.0, api_name="/locality_analyse")
+            MODEL, "w" * 300, 0.0, "distance", "uniform", 1.0, "all heads", 0, 0, tab.PATTERN_SOURCES[0],
+            api_name="/locality_pattern",
+        )  # fmt: skip
+    with pytest.raises(Exception, match="no head is selected"):
+        _analyse(Client(client.src, verbose=False), 0.5, scope="selected heads only")
+    assert _analyse(client, 0.0)
+
+
+ANALYSE: tuple[Any, ...] = ("tiny-llama", TEXT, 0.5, "distance", "uniform", 1.0, "all heads", None)
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("change", "message"),
     [
-        (("tiny-llama", TEXT, float("nan"), "distance", "uniform", 1.0), "lambda must be in"),
-        (("tiny-llama", TEXT, 1.5, "distance", "uniform", 1.0), "lambda must be in"),
-        (("tiny-llama", TEXT, 0.5, "distance", "progressive", 0.5), "beta must be in"),
-        (("tiny-llama", TEXT, 0.5, "distance", "explicit", 1.0), "schedule must be one of"),
-        (("tiny-llama", TEXT, 0.5, "global", "uniform", 1.0), "mode must be one of"),
-        (("tiny-llama", TEXT, "x", "distance", "uniform", 1.0), "lambda must be a number"),
-        (("tiny-llama", None, 0.5, "distance", "uniform", 1.0), "text is empty"),
-        (("tiny-llama", "a" * 20_001, 0.5, "distance", "uniform", 1.0), "at most 20000"),
-        (("../etc/passwd", TEXT, 0.5, "distance", "uniform", 1.0), "unknown model"),
+        ({2: float("nan")}, r"lambda must be in \[0, 1\], got nan"),
+        ({2: 5}, r"lambda must be in \[0, 1\], got 5"),  # refused with the range, never clamped
+        ({2: "x"}, "lambda must be a number"),
+        ({4: "progressive", 5: 0.5}, r"beta must be in \[1, 20\]"),
+        ({4: "explicit"}, "schedule must be one of"),
+        ({3: "global"}, "mode must be one of"),
+        ({6: "some heads"}, "dial scope must be one of"),
+        ({1: None}, "text must be text"),
+        ({1: "a" * 20_001}, "text is 20,001 characters long; the limit is 20,000"),  # refused, never cut
+        ({0: "../etc/passwd"}, "unknown model"),
     ],
 )
-def test_analyse_validates_server_side(args: tuple, message: str) -> None:
+def test_analyse_validates_server_side(change: dict, message: str) -> None:
+    args: list[Any] = list(ANALYSE)
+    for k, v in change.items():
+        args[k] = v
     with pytest.raises(gr.Error, match=message):
         tab.analyse(*args)
 
 
-def test_pattern_validates_layer_and_head() -> None:
-    with pytest.raises(gr.Error, match="layer must be in"):
-        tab.pattern("tiny-llama", TEXT, 0.0, "distance", "uniform", 1.0, 5, 0)
-    with pytest.raises(gr.Error, match="head must be in"):
-        tab.pattern("tiny-llama", TEXT, 0.0, "distance", "uniform", 1.0, 0, float("nan"))
+@pytest.mark.parametrize(
+    ("layer", "head", "message"),
+    [
+        ("abc", 0, "layer must be a number, got 'abc'"),
+        (float("nan"), 0, "layer must be an integer"),
+        (float("inf"), 0, "layer must be an integer"),
+        (1.7, 0, r"layer must be an integer in \[0, 1\], got 1.7"),  # never read as 1
+        (5, 0, "layer must be an integer"),
+        (0, 1.5, r"head must be an integer in \[0, 3\], got 1.5"),
+        (0, None, "head must be a number"),
+    ],
+)
+def test_pattern_fields_give_one_readable_line(layer: object, head: object, message: str) -> None:
+    with pytest.raises(gr.Error, match=message) as err:
+        tab.pattern(
+            MODEL,
+            TEXT,
+            0.0,
+            "distance",
+            "uniform",
+            1.0,
+            "all heads",
+            None,
+            layer,
+            head,
+            tab.PATTERN_SOURCES[0],
+        )
+    assert "\n" not in str(err.value)

@@ -16,19 +16,18 @@ MODEL = "tiny-llama"
 TEXT = "The cat sat on the mat. Then it slept, because the sun was warm."
 
 
+ARGS = ("distance", "uniform", 3.0, "all heads")
+
+
 def _analyse(client: Client, lam: float) -> dict[str, Any]:
-    _, _, summary = client.predict(MODEL, TEXT, lam, "distance", "uniform", 3.0, api_name="/locality_analyse")
-    return summary
+    return client.predict(MODEL, TEXT, lam, *ARGS, api_name="/locality_analyse")[-1]
 
 
 def test_twenty_simultaneous_dials_each_equal_the_call_made_alone(client: Client) -> None:
     lambdas = [round(i / 19, 4) for i in range(20)]
     alone = {lam: _analyse(client, lam) for lam in lambdas}
-    jobs = [
-        client.submit(MODEL, TEXT, lam, "distance", "uniform", 3.0, api_name="/locality_analyse")
-        for lam in lambdas
-    ]
-    together = [job.result(timeout=300)[2] for job in jobs]
+    jobs = [client.submit(MODEL, TEXT, lam, *ARGS, api_name="/locality_analyse") for lam in lambdas]
+    together = [job.result(timeout=300)[-1] for job in jobs]
     assert len(together) == 20
     for lam, got in zip(lambdas, together, strict=True):
         assert got == alone[lam], f"λ={lam}: the concurrent answer differs from the one made alone"

@@ -1,0 +1,198 @@
+"""Static figures, tables, numbers and downloads shared by the tabs.
+
+- `Plot`: `gr.Plot` whose figures carry plotly's modebar config — the camera button saves an SVG (vector, for
+  papers) named after the figure; the logo and the cloud buttons are gone.
+- `heatmap` / `curves`: plotly figures with units on every axis, integer ticks on layer/head axes (a 2-layer
+  heatmap shows 0 and 1, never −0.5 and 1.5) and hover text in words ("layer 21, head 3: 2.07 bits").
+- `table`: rows → a value for `gr.Dataframe` (sortable by clicking a header), numbers rounded, never "181.4099μ".
+- `fmt_num` / `fmt_prob`: numbers as people read them.
+- `json_file`: a result as a downloadable JSON file (the CLI's JSON for the same work).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+from gradio.components.plot import PlotData
+from plotly.subplots import make_subplots
+
+MODEBAR: dict[str, Any] = {
+    "displaylogo": False,
+    "displayModeBar": True,
+    "modeBarButtonsToRemove": ["sendDataToCloud", "lasso2d", "select2d"],
+    "toImageButtonOptions": {"format": "svg", "scale": 1},
+}
+
+
+def with_export(data: PlotData | None, label: str | None = None) -> PlotData | None:
+    """Plot data with the modebar config added (the camera saves an SVG named after the figure's title)."""
+    if data is None or data.type != "plotly" or not data.plot:
+        return data
+    fig = json.loads(data.plot)
+    title = ((fig.get("layout") or {}).get("title") or {}).get("text") or label or "figure"
+    name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(title)).strip("_")[:80] or "figure"
+    fig["config"] = {**MODEBAR, "toImageButtonOptions": {**MODEBAR["toImageButtonOptions"], "filename": name}}
+    return PlotData(type="plotly", plot=json.dumps(fig))
+
+
+def Plot(value: Any = None, **kw: Any) -> gr.Plot:  # named like the component it makes
+    """`gr.Plot` with export: every figure it shows carries the modebar config (`with_export`). A configured
+    instance, not a subclass: gradio writes a .pyi stub beside the module of every component subclass."""
+    plot = gr.Plot(**kw)
+    plain = plot.postprocess
+
+    def postprocess(v: Any) -> PlotData | None:
+        return with_export(plain(v), plot.label if isinstance(plot.label, str) else None)
+
+    setattr(plot, "postprocess", postprocess)  # noqa: B010 (an instance attribute shadows the method)
+    if value is not None:
+        data = postprocess(value)
+        plot.value = data.model_dump() if data is not None else None  # as Component.__init__ stores it
+    return plot
+
+
+def fmt_num(x: Any, digits: int = 3) -> str:
+    """A number for people: fixed digits, scientific only when tiny or huge; "n/a" for None/NaN."""
+    if x is None or isinstance(x, bool):
+        return "n/a"
+    v = float(x)
+    if not math.isfinite(v):
+        return "n/a"
+    if v != 0 and (abs(v) < 10**-digits or abs(v) >= 1e6):
+        return f"{v:.2e}"
+    return f"{v:.{digits}f}"
+
+
+def fmt_prob(p: Any) -> str:
+    """A probability: "31.2%", "0.42%", "1.8e-04" below 0.01% — never an SI prefix."""
+    if p is None:
+        return "n/a"
+    v = float(p)
+    if not math.isfinite(v):
+        return "n/a"
+    if v >= 0.001:
+        return f"{100 * v:.{1 if v >= 0.1 else 2}f}%"
+    return f"{v:.1e}"
+
+
+def _round(x: Any, digits: int) -> Any:
+    if isinstance(x, float | np.floating):
+        v = float(x)
+        return round(v, digits) if math.isfinite(v) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], digits: int = 4
+) -> dict[str, Any]:
+    """A `gr.Dataframe` value: `columns` [(key, header with unit)], numbers rounded to `digits`."""
+    return {
+        "headers": [h for _, h in columns],
+        "data": [[_round(r.get(k), digits) for k, _ in columns] for r in rows],
+    }
+
+
+def _ticks(n: int) -> dict[str, Any]:
+    step = max(1, math.ceil(n / 16))
+    return {
+        "tickmode": "array",
+        "tickvals": list(range(0, n, step)),
+        "ticktext": [str(i) for i in range(0, n, step)],
+    }
+
+
+def heatmap(
+    z: Any,
+    *,
+    title: str,
+    unit: str,
+    x_label: str = "head",
+    y_label: str = "layer",
+    zmin: float | None = None,
+    zmax: float | None = None,
+    colorscale: str = "Viridis",
+    diverging: bool = False,
+) -> go.Figure:
+    """A layer × head (or any integer-indexed) heatmap with a colour bar in `unit` and hover in words."""
+    arr = np.asarray(z, dtype=np.float64)
+    kw: dict[str, Any] = {"zmin": zmin, "zmax": zmax}
+    if diverging:
+        m = float(np.nanmax(np.abs(arr))) if arr.size else 1.0
+        kw = {"zmin": -m, "zmax": m, "zmid": 0.0}
+        colorscale = "RdBu_r"
+    fig = go.Figure(
+        go.Heatmap(
+            z=arr, colorscale=colorscale, colorbar={"title": {"text": unit}},
+            hovertemplate=f"{y_label} %{{y}}, {x_label} %{{x}}: %{{z:.3f}} {unit}<extra></extra>", **kw,
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        title={"text": title}, height=max(260, min(720, 60 + 18 * arr.shape[0])), margin={"t": 50}
+    )
+    fig.update_xaxes(title_text=x_label, **_ticks(arr.shape[1]))
+    fig.update_yaxes(title_text=y_label, autorange="reversed", **_ticks(arr.shape[0]))
+    return fig
+
+
+def curves(
+    x: Sequence[float],
+    panels: Sequence[tuple[str, str, Sequence[float | None]]],
+    *,
+    x_label: str,
+    title: str,
+    mark_x: float | None = None,
+) -> go.Figure:
+    """Side-by-side line panels sharing x: each (panel title, y-axis label with unit, values)."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
+    for col, (name, y_label, ys) in enumerate(panels, start=1):
+        fig.add_trace(
+            go.Scatter(
+                x=list(x), y=list(ys), mode="lines+markers", name=name,
+                hovertemplate=f"{x_label} = %{{x}}<br>{y_label}: %{{y:.4g}}<extra></extra>",
+            ), row=1, col=col,
+        )  # fmt: skip
+        fig.update_xaxes(title_text=x_label, row=1, col=col)
+        fig.update_yaxes(title_text=y_label, row=1, col=col)
+        if mark_x is not None:
+            fig.add_vline(x=mark_x, line_dash="dot", line_color="#ff6d00", row=1, col=col)  # pyright: ignore[reportArgumentType]
+    fig.update_layout(title={"text": title}, height=380, showlegend=False, margin={"t": 80})
+    return fig
+
+
+def json_file(payload: Any, name: str) -> str:
+    """Write `payload` as `<name>.json` in a fresh temporary folder (gradio serves it as a download)."""
+    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "result"
+    path = Path(tempfile.mkdtemp(prefix="headscope-")) / f"{safe}.json"
+    path.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
+class RawResult:
+    """A result's download (the CLI's JSON) and its raw JSON, collapsed: `outputs` = [file, json]."""
+
+    def __init__(self, what: str, *, elem_id: str | None = None):
+        self.file = gr.File(
+            label=f"Download {what} (JSON, as the CLI writes it)", interactive=False, elem_id=elem_id
+        )
+        with gr.Accordion(f"{what}: raw JSON", open=False):
+            self.json = gr.JSON(label=f"{what} (raw)", show_label=False)
+
+    @property
+    def outputs(self) -> list[Any]:
+        return [self.file, self.json]
+
+    @staticmethod
+    def values(payload: Any, name: str) -> tuple[str, Any]:
+        """What a handler returns for `outputs`."""
+        return json_file(payload, name), payload

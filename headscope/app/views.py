@@ -1,0 +1,227 @@
+"""Interactive views every tab can use: `gr.HTML` components whose value is DATA (a dict built by the functions
+below) and whose JavaScript (headscope/assets/app/*.js) draws it — no separately built custom component.
+
+- `HeadGrid`: a layer × head heatmap; hover "layer 21, head 3: 2.07 bits"; click a cell → event `cell`
+  {layer, head}, drag → `box` {layers, heads} (the selection bar wires both: `ctx.selection.connect_grid`);
+  selected heads outlined, marked heads (circuit, ground truth) carry a symbol; its own fixed colour range.
+- `AttentionView`: one head or a small grid of heads; matrix mode (token labels on both axes, hover per cell) and
+  circuitsvis-style token modes (hover a token: what it attends to / what attends to it).
+- `TokenStrip`: tokens as text with visible whitespace, shaded by a value (legend: label, range, unit) or by a
+  category; hover: position, id, value; click → event `token` {position}.
+Each draws SVG/PNG download buttons. Values are JSON-able dicts, so session files carry them; the JavaScript
+only ever writes data through `textContent`, so a value read from a file cannot inject markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from headscope import assets
+
+SCALES = ("viridis", "blues", "oranges", "diverging")
+MAX_VIEW_HEADS = 6  # small multiples: beyond this the page gets heavy at 256 tokens
+HTML_TEMPLATE = "<div class='hs-root'></div>"
+
+
+def _js(kind: str) -> str:
+    return assets.read_text("app", "common.js") + "\n" + assets.read_text("app", f"{kind}.js")
+
+
+def _css() -> str:
+    return assets.read_text("app", "views.css")
+
+
+def visible_token(token: str) -> str:
+    """A token as text with visible whitespace (the same mapping as the views' JavaScript): a space is "·",
+    a newline "↵", a tab "⇥"; the empty token "∅". For tables and plotly labels."""
+    if not token:
+        return "∅"
+    return token.replace(" ", "·").replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
+
+
+def _view(kind: str, value: Any = None, *, label: str | None = None, **kw: Any) -> gr.HTML:
+    # A configured gr.HTML, not a subclass: gradio writes a .pyi stub beside the module of every component
+    # subclass at import time, which a read-only install cannot take.
+    kw.setdefault("show_label", label is not None)
+    comp = gr.HTML(
+        value, label=label, html_template=HTML_TEMPLATE, css_template=_css(), js_on_load=_js(kind),
+        container=True, padding=True, **kw,
+    )  # fmt: skip
+    comp.hs_view = kind  # pyright: ignore[reportAttributeAccessIssue]
+    return comp
+
+
+def is_view(component: Any) -> bool:
+    """Whether `component` is one of these views (its value is data, safe to load from a file)."""
+    return isinstance(component, gr.HTML) and bool(getattr(component, "hs_view", None))
+
+
+def HeadGrid(value: Any = None, **kw: Any) -> gr.HTML:  # named like the component it makes
+    """A clickable layer × head heatmap (value: `grid_value(...)`); events `cell` and `box`."""
+    return _view("grid", value, **kw)
+
+
+def AttentionView(value: Any = None, **kw: Any) -> gr.HTML:
+    """Attention patterns with token labels, hover and source↔destination modes (value: `attention_value(...)`)."""
+    return _view("attention", value, **kw)
+
+
+def TokenStrip(value: Any = None, **kw: Any) -> gr.HTML:
+    """Per-token shading with a legend and hover (value: `strip_value(...)`); event `token`."""
+    return _view("strip", value, **kw)
+
+
+# ---- values ------------------------------------------------------------------------------------------------------
+def _finite(x: Any) -> float | None:
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def _matrix(z: Any, digits: int) -> list[list[float | None]]:
+    arr = np.asarray(z, dtype=np.float64)
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"a layer × head grid needs a 2-D array, got shape {arr.shape}")
+    return [[_finite(round(float(x), digits + 2)) for x in row] for row in arr]
+
+
+def grid_value(
+    z: Any,
+    *,
+    title: str,
+    unit: str,
+    zmin: float | None = None,
+    zmax: float | None = None,
+    scale: str = "viridis",
+    selected: Sequence[str] = (),
+    marks: Mapping[str, str] | None = None,
+    mark_names: Mapping[str, str] | None = None,
+    extra: Sequence[Mapping[str, Any]] = (),
+    digits: int = 2,
+    model: str | None = None,
+    caption: str | None = None,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """The value of a `HeadGrid`: z[layer][head] in `unit`; zmin/zmax fix the colour range (give the same range to
+    runs that must be compared by eye; default: the data's own); `diverging` centres on 0. `marks` {"9.4": "●"}
+    with `mark_names` {"●": "circuit head"}; `extra` [{label, unit, z}] adds hover lines (e.g. Δ vs λ = 0)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}")
+    rows = _matrix(z, digits)
+    vals = [x for row in rows for x in row if x is not None]
+    lo = min(vals, default=0.0) if zmin is None else zmin
+    hi = max(vals, default=1.0) if zmax is None else zmax
+    if scale == "diverging":
+        m = max(abs(lo), abs(hi)) or 1.0
+        lo, hi = -m, m
+    legend = " · ".join(f"{sym} {name}" for sym, name in (mark_names or {}).items()) or None
+    return {
+        "kind": "head_grid", "title": title, "unit": unit, "z": rows, "zmin": lo, "zmax": hi if hi > lo else lo + 1,
+        "scale": scale, "selected": list(selected), "marks": dict(marks or {}), "mark_names": dict(mark_names or {}),
+        "mark_legend": legend, "extra": [{**e, "z": _matrix(e["z"], e.get("digits", digits))} for e in extra],
+        "digits": digits, "model": model, "caption": caption, "filename": filename or title,
+    }  # fmt: skip
+
+
+def encode_pattern(a: Any) -> str:
+    """An [n, n] attention pattern as base64 little-endian uint16 (weight × 65535): 2 bytes a cell, ±8e-6."""
+    arr = np.clip(np.asarray(a, dtype=np.float64), 0.0, 1.0)
+    return base64.b64encode(np.round(arr * 65535).astype("<u2").tobytes()).decode("ascii")
+
+
+def decode_pattern(b64: str, n: int) -> np.ndarray:
+    """The inverse of `encode_pattern` (tests, session checks)."""
+    raw = np.frombuffer(base64.b64decode(b64), dtype="<u2")
+    if raw.size != n * n:
+        raise ValueError(f"pattern has {raw.size} cells, expected {n * n}")
+    return raw.reshape(n, n).astype(np.float64) / 65535
+
+
+def attention_value(
+    tokens: Sequence[str],
+    ids: Sequence[int],
+    patterns: Mapping[str, Any],
+    *,
+    title: str,
+    mode: str = "matrix",
+    caption: str | None = None,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """The value of an `AttentionView`: `patterns` {"L9 H4": [n, n] query × key weights} (≤ MAX_VIEW_HEADS)."""
+    n = len(tokens)
+    if not patterns or len(patterns) > MAX_VIEW_HEADS:
+        raise ValueError(f"show between 1 and {MAX_VIEW_HEADS} heads")
+    heads = []
+    for label, a in patterns.items():
+        arr = np.asarray(a)
+        if arr.shape != (n, n):
+            raise ValueError(f"{label}: pattern shape {arr.shape}, expected {(n, n)}")
+        heads.append({"label": label, "b64": encode_pattern(arr)})
+    return {
+        "kind": "attention", "title": title, "tokens": list(tokens), "ids": [int(i) for i in ids],
+        "heads": heads, "mode": mode, "caption": caption, "filename": filename or title,
+    }  # fmt: skip
+
+
+def strip_row(
+    tokens: Sequence[str],
+    ids: Sequence[int],
+    values: Sequence[float | None] | None = None,
+    *,
+    label: str = "",
+    cats: Sequence[str] | None = None,
+    notes: Sequence[str] | None = None,
+    marks: Sequence[bool] | None = None,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """One line of a `TokenStrip`: numeric `values` or categorical `cats` (names of the strip's categories)."""
+    row: dict[str, Any] = {
+        "label": label,
+        "tokens": list(tokens),
+        "ids": [int(i) for i in ids],
+        "offset": offset,
+    }
+    if values is not None:
+        row["values"] = [None if v is None else _finite(v) for v in values]
+    if cats is not None:
+        row["cats"] = list(cats)
+    if notes is not None:
+        row["notes"] = list(notes)
+    if marks is not None:
+        row["marks"] = [bool(m) for m in marks]
+    return row
+
+
+def strip_value(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    label: str,
+    unit: str = "",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    scale: str = "oranges",
+    categories: Mapping[str, str] | None = None,
+    title: str | None = None,
+    digits: int = 2,
+    positions: Sequence[int] = (),
+    caption: str | None = None,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """The value of a `TokenStrip`: rows from `strip_row`; the legend says `label` from vmin to vmax in `unit`
+    (default: the values' range), or names the `categories` {name: "#rrggbb"}."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}")
+    vals = [v for r in rows for v in r.get("values") or [] if v is not None]
+    lo = min(vals, default=0.0) if vmin is None else vmin
+    hi = max(vals, default=1.0) if vmax is None else vmax
+    return {
+        "kind": "strip", "rows": [dict(r) for r in rows], "label": label, "unit": unit, "vmin": lo,
+        "vmax": hi if hi > lo else lo + 1, "scale": scale, "categories": dict(categories) if categories else None,
+        "title": title, "digits": digits, "positions": list(positions), "caption": caption,
+        "filename": filename or title or label,
+    }  # fmt: skip
