@@ -12,7 +12,9 @@ import argparse
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -37,10 +39,11 @@ EVAL_TOKENS = 51_200  # test-split positions (position 0 excluded)
 INDEX = index.IndexConfig(tokens=51_200, contexts=8, before=10, after=3)
 
 
-def _bar(desc: str):
+def _bar(desc: str) -> Callable[..., None]:
+    """A tqdm bar fed by (done, total) or (phase, done, total) callbacks."""
     bar = tqdm(desc=desc, mininterval=10)
 
-    def update(*args: int) -> None:
+    def update(*args: Any) -> None:
         done, total = args[-2], args[-1]
         bar.total = total
         bar.update(done - bar.n)

@@ -45,17 +45,17 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def fsae(one_thread: None, cache: Path, tiny_llama: ModelHandle) -> FeatureSAE:
-    cfg = TrainConfig("resid_post", 1, 96, "topk", k=8, tokens=24_000, batch_size=256, lr=1e-3, ctx=CTX,
+    cfg = TrainConfig("resid_post", 0, 96, "topk", k=8, tokens=24_000, batch_size=256, lr=1e-3, ctx=CTX,
                       eval_tokens=600, corpus="excerpt", dtype="float32")  # fmt: skip
-    train(tiny_llama, cfg, catalog.user_root() / "tiny-llama" / "tiny-res1", name="tiny-res1")
-    loaded = catalog.resolve(tiny_llama, "tiny-res1")
+    train(tiny_llama, cfg, catalog.user_root() / "tiny-llama" / "tiny-res0", name="tiny-res0")
+    loaded = catalog.resolve(tiny_llama, "tiny-res0")
     index.build(tiny_llama, loaded, index.IndexConfig(tokens=2500, ctx=CTX, corpus="excerpt", contexts=5))
     return loaded
 
 
 def test_card_has_the_training_and_eval_figures(fsae: FeatureSAE) -> None:
     card = fsae.card
-    assert card["model"]["name"] == "tiny-llama" and card["hook"] == "blocks.1.hook_resid_post"
+    assert card["model"]["name"] == "tiny-llama" and card["hook"] == "blocks.0.hook_resid_post"
     assert card["tokens_seen"] == 24_000 // 256 * 256 and card["training_seconds"] > 0
     ev = card["eval"]
     assert ev["split"] == "test" and ev["tokens"] >= 600 and ev["l0"] == pytest.approx(8.0)
