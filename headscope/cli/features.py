@@ -44,13 +44,15 @@ def _model_name(args: argparse.Namespace) -> str:
 
 
 def _check_sae(args: argparse.Namespace) -> None:
-    """Refuse an unknown SAE name before loading a model (paths and released SAEs are checked at load)."""
+    """Refuse an unknown SAE name or a missing folder before loading a model (their files are checked at load)."""
     from headscope.features import catalog
 
-    if args.sae.startswith(catalog.PRETRAINED) or (Path(args.sae) / catalog.CFG).is_file():
+    if args.sae.startswith(catalog.PRETRAINED):
         return
-    if any(sep in args.sae for sep in ("/", "\\")) and not Path(args.sae).exists():
-        raise InputError(f"SAE folder not found: {args.sae}")
+    if catalog.is_path(args.sae):
+        if not Path(args.sae).is_dir():
+            raise InputError(f"SAE folder not found: {args.sae}")
+        return
     catalog.find(_model_name(args), args.sae)
 
 
@@ -201,7 +203,9 @@ def _plain(payload: Any, indent: str = "") -> str:
 def _sae_args(p: argparse.ArgumentParser) -> None:
     model_args(p)
     p.add_argument(
-        "--sae", required=True, help="SAE name (features list), pretrained:RELEASE:ID, or a folder"
+        "--sae",
+        required=True,
+        help="SAE name (features list), pretrained:RELEASE:ID, or a folder path (./name for one here)",
     )
 
 

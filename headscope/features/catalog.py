@@ -99,7 +99,7 @@ def find(model: str, name: str) -> SAEEntry:
 
 def resolve(handle: ModelHandle, name: str, *, allow_path: bool = False) -> FeatureSAE:
     """An SAE by catalog name (or `pretrained:RELEASE:SAE_ID`; or a folder path when `allow_path`, CLI only),
-    bound to `handle`. Loaded SAEs are kept (per handle and file version), so views reuse them."""
+    bound to `handle` (a value with a path separator is a folder). Loaded SAEs are kept (per handle and file version), so views reuse them."""
     if not isinstance(name, str) or not name.strip():
         raise InputError("no SAE given")
     from headscope.features import saes
@@ -107,11 +107,18 @@ def resolve(handle: ModelHandle, name: str, *, allow_path: bool = False) -> Feat
     if name.startswith(PRETRAINED):
         release, _, sae_id = name.removeprefix(PRETRAINED).partition(":")
         return saes.from_pretrained(handle, release, sae_id)
-    path = Path(name)
-    if allow_path and (path / CFG).is_file():
-        return _cached(handle, path, None)
+    if allow_path and is_path(name):
+        if not Path(name).is_dir():
+            raise InputError(f"SAE folder not found: {name}")
+        return _cached(handle, Path(name), None)
     entry = find(handle.identity.name, name)
     return _cached(handle, entry.folder, entry.name)
+
+
+def is_path(name: str) -> bool:
+    """A folder path rather than a catalog name (CLI only): it contains a path separator (use ./name for a
+    folder in the current directory)."""
+    return "/" in name or "\\" in name
 
 
 def _cached(handle: ModelHandle, folder: Path, name: str | None) -> FeatureSAE:

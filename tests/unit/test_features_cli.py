@@ -174,3 +174,16 @@ def test_page_recon_attribute(trained: str, capsys: pytest.CaptureFixture[str]) 
 def test_bad_input_exits_2_with_one_line(trained: str, capsys: pytest.CaptureFixture[str], argv: list[str],
                                          needle: str) -> None:  # fmt: skip
     assert needle in fails(capsys, argv)
+
+
+def test_sae_by_folder_path(trained: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from headscope.features import catalog
+
+    folder = catalog.user_root() / "tiny-llama" / trained
+    out = run_json(capsys, ["features", "top", *M, "--sae", str(folder), "--text", "Hi there", "--json"])
+    assert len(out["tokens"]) == 8
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "not an SAELens SAE folder" in fails(
+        capsys, ["features", "top", *M, "--sae", str(empty), "--text", "x"]
+    )
