@@ -56,11 +56,12 @@ def main() -> None:
     ap.add_argument("names", nargs="*", default=list(SHIPPED))
     ap.add_argument("--stage", choices=["collect", "train", "evaluate", "index", "all"], default="all")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tokens", type=int, default=BASE.tokens, help="training tokens per SAE")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     handle = ModelHandle.load(DEFAULT_MODEL, device="cpu")
     root = catalog.shipped_root() / handle.identity.name
-    configs = {n: SHIPPED[n] for n in args.names}
+    configs = {n: replace(SHIPPED[n], tokens=args.tokens) for n in args.names}
     if args.stage in ("collect", "all"):
         collect.collect(handle, [c.site for c in configs.values()], "train", progress=_bar("collect"))
     if args.stage in ("train", "all"):
