@@ -31,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from headscope.kernels import LocalityBias, attention_chunked
+from headscope.kernels import KernelBias, attention_chunked
 
 H, H_KV = 9, 3
 GPU_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768]
@@ -103,7 +103,7 @@ def gpu_row(n: int, d: int, dtype: torch.dtype, cfg) -> dict:
     q, k, v = rand_qkv(n, d, dtype)
     kr, vr = k.repeat_interleave(H // H_KV, 1), v.repeat_interleave(H // H_KV, 1)
     reps = 20 if n <= 8192 else 8
-    bias, lam = LocalityBias("distance", 1.0), torch.tensor(0.05, device="cuda")
+    bias = KernelBias("distance", coef=torch.tensor(0.05, device="cuda"))
 
     def sdpa():
         return torch.nn.functional.scaled_dot_product_attention(q, kr, vr, is_causal=True)
@@ -112,7 +112,7 @@ def gpu_row(n: int, d: int, dtype: torch.dtype, cfg) -> dict:
         return attention_triton(q, k, v, config=cfg)
 
     def fused_bias():
-        return attention_triton(q, k, v, config=cfg, bias=bias, lam=lam)
+        return attention_triton(q, k, v, config=cfg, bias=bias)
 
     row: dict[str, Any] = {"n": n, "d_head": d}
     row["sdpa_ms"], row["sdpa_peak_mb"] = cuda_time(sdpa, reps), cuda_peak_mb(sdpa)
@@ -253,6 +253,26 @@ def cpu_e2e_part(n_tokens: int) -> dict:
     ent_eager = torch.stack([sink[i] for i in range(n_layers)])
     res["max_entropy_err_bits"] = float((fused() - ent_eager).abs().max())
     res["eager_over_fused_time"] = round(res["eager_s"] / res["fused_s"], 3)
+    res.update(cpu_e2e_dial(handle, tokens, pattern_hooks, sink))
+    return res
+
+
+def cpu_e2e_dial(handle, tokens, pattern_hooks, sink) -> dict:
+    """The same under a locality dial (distance, λ = 0.6, progressive β = 3): eager score hooks vs the kernels' bias."""
+    from headscope.attention import LocalityDial, dial_hooks
+    from headscope.kernels import fused_entropy_bits
+
+    dial = LocalityDial(lam=0.6, mode="distance", schedule="progressive", beta=3.0)
+    fwd = [*dial_hooks(handle, tokens, dial), *pattern_hooks]
+    res: dict = {"dial": dial.to_json()}
+    res["eager_dial_s"], res["eager_dial_extra_mb"] = cpu_measure(
+        lambda: handle.forward(tokens, fwd_hooks=fwd)
+    )
+    ent_eager = torch.stack([sink[i] for i in range(handle.facts.n_layers)])
+    fused = lambda: fused_entropy_bits(handle, tokens, dial=dial)  # noqa: E731
+    res["fused_dial_s"], res["fused_dial_extra_mb"] = cpu_measure(fused)
+    res["max_entropy_err_bits_dial"] = float((fused() - ent_eager).abs().max())
+    res["eager_over_fused_time_dial"] = round(res["eager_dial_s"] / res["fused_dial_s"], 3)
     return res
 
 

@@ -23,10 +23,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from tqdm import tqdm
 
-from headscope.localist import LocalityDial, SweepConfig, eval_tokens
-from headscope.localist.sweep import sweep_locality
+from headscope.attention import LocalityDial
 from headscope.models import ModelHandle, hooks
-from headscope.probes import entropy_bits
+from headscope.probes import SweepConfig, entropy_bits, eval_tokens, sweep_locality
 
 LAMBDAS = tuple(round(k / 10, 1) for k in range(11))
 

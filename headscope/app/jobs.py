@@ -182,6 +182,16 @@ class ThreadRunner:
 
 RUNNERS: Registry[Callable[[], Runner]] = Registry("job runner")
 RUNNERS.add("thread", ThreadRunner)
+
+
+def _ray_runner() -> Runner:
+    # Jobs that carry their CLI command run on the cluster; the others here (headscope/batch/cluster.py).
+    from headscope.batch.cluster import RayJobRunner
+
+    return RayJobRunner(fallback=ThreadRunner())
+
+
+RUNNERS.add("ray", _ray_runner)
 _runner: Runner | None = None
 _runner_lock = threading.Lock()
 
@@ -210,25 +220,26 @@ def using_runner(r: Runner) -> Iterator[Runner]:
 
 
 class JobBoard:
-    """The running jobs by (owner, slot): one per visitor per slot, found again by that visitor's Cancel."""
+    """The running jobs by (owner, slot), found again by that visitor's Cancel. A slot holds one job at a time
+    (`single`, the default for long jobs) or any number (views a visitor may fire several of at once)."""
 
     def __init__(self) -> None:
-        self._jobs: dict[tuple[str, str], Job] = {}
+        self._jobs: dict[tuple[str, str], list[Job]] = {}
         self._lock = threading.Lock()
 
-    def start(self, spec: JobSpec, *, owner: str, slot: str) -> Job:
+    def start(self, spec: JobSpec, *, owner: str, slot: str, single: bool = True) -> Job:
         with self._lock:
-            old = self._jobs.get((owner, slot))
-            if old is not None and not old.wait(0):
-                raise JobBusy(f"'{old.title}' is still running here: wait for it or cancel it first")
+            live = [j for j in self._jobs.get((owner, slot), []) if not j.wait(0)]
+            if single and live:
+                raise JobBusy(f"'{live[0].title}' is still running here: wait for it or cancel it first")
             job = runner().start(spec, owner=owner)
-            self._jobs[(owner, slot)] = job
+            self._jobs[(owner, slot)] = [*live, job]
             return job
 
     def cancel(self, owner: str, slot: str | None = None) -> list[Job]:
-        """Cancel the owner's running job in `slot` (every slot when None); returns the jobs told to stop."""
+        """Cancel the owner's running jobs in `slot` (every slot when None); returns the jobs told to stop."""
         with self._lock:
-            hits = [j for (o, s), j in self._jobs.items() if o == owner and slot in (None, s)]
+            hits = [j for (o, s), js in self._jobs.items() if o == owner and slot in (None, s) for j in js]
         live = [j for j in hits if not j.wait(0)]
         for job in live:
             job.cancel()
@@ -236,11 +247,12 @@ class JobBoard:
 
     def running(self) -> list[Job]:
         with self._lock:
-            return [j for j in self._jobs.values() if not j.wait(0)]
+            return [j for js in self._jobs.values() for j in js if not j.wait(0)]
 
     def forget_finished(self) -> None:
         with self._lock:
-            self._jobs = {k: j for k, j in self._jobs.items() if not j.wait(0)}
+            kept = {k: [j for j in js if not j.wait(0)] for k, js in self._jobs.items()}
+            self._jobs = {k: js for k, js in kept.items() if js}
 
 
 BOARD = JobBoard()
@@ -263,11 +275,17 @@ def follow(job: Job, progress: Callable[..., Any] | None = None, poll_s: float =
 
 
 def run(
-    spec: JobSpec, *, request: gr.Request | None, slot: str, progress: Callable[..., Any] | None = None
+    spec: JobSpec,
+    *,
+    request: gr.Request | None,
+    slot: str,
+    progress: Callable[..., Any] | None = None,
+    single: bool = True,
 ) -> Any:
-    """Start `spec` for the visitor behind `request` and follow it to the end (the body of a job handler)."""
+    """Start `spec` for the visitor behind `request` and follow it to the end (the body of a job handler).
+    `single=False` lets one visitor run several at once in the slot (views; Cancel stops them all)."""
     BOARD.forget_finished()
-    job = BOARD.start(spec, owner=owner_of(request), slot=slot)
+    job = BOARD.start(spec, owner=owner_of(request), slot=slot, single=single)
     return follow(job, progress)
 
 
@@ -302,8 +320,12 @@ class JobControls:
     @classmethod
     def build(cls, slot: str, idle: str = "") -> JobControls:
         with gr.Row(equal_height=True):
-            status = gr.Markdown(idle, elem_classes=["hs-job-status"], min_height=40)
-            stop = gr.Button("Cancel", variant="stop", size="sm", scale=0, min_width=90)
+            status = gr.Markdown(
+                idle, elem_classes=["hs-job-status"], min_height=40, elem_id=f"hs-status-{slot}"
+            )
+            stop = gr.Button(
+                "Cancel", variant="stop", size="sm", scale=0, min_width=90, elem_id=f"hs-cancel-{slot}"
+            )
 
         def on_cancel(request: gr.Request) -> str:
             return cancel(slot, request)

@@ -1,9 +1,10 @@
 """Attention & locality tab: entropy per layer × head under a locality dial (on all heads or on the selection), its
 change against λ = 0, per-token entropy, a table of head metrics, attention patterns with token labels, and a λ
-sweep run as a cancellable job. Wiring only: the work is in `headscope.probes` and `headscope.localist`."""
+sweep run as a cancellable job. Wiring only: the work is in `headscope.probes` and `headscope.attention`."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -17,11 +18,20 @@ from headscope.app.inputs import choice, integer, layer_head, number, text
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
 from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip, attention_value
+from headscope.attention import MODES, LocalityDial, dial_hooks
+from headscope.batch.commands import locality_sweep_command
 from headscope.errors import InputError
-from headscope.localist import MODES, LocalityDial, SweepConfig, eval_tokens, sweep_locality
-from headscope.localist.dial import dial_geometry, score_transforms
 from headscope.models import ModelHandle, hooks
-from headscope.probes import MAX_PATTERN_TOKENS, AttentionProbes, ProbeConfig, probe_attention
+from headscope.probes import (
+    MAX_PATTERN_TOKENS,
+    AttentionProbes,
+    ProbeConfig,
+    SweepConfig,
+    eval_tokens,
+    induction_scores,
+    probe_attention,
+    sweep_locality,
+)
 from headscope.selection import HeadSet
 
 APP_MAX_TOKENS = 1024  # one user's analysis must not hold the shared model for long
@@ -82,61 +92,63 @@ def _scope_words(heads: HeadSet | None) -> str:
     return "all heads" if heads is None else f"heads {heads}"
 
 
-def layer_dials(dial: LocalityDial, heads: HeadSet | None, n_layers: int) -> list[LocalityDial]:
-    """`dial` restricted to `heads`: one dial per group of layers that share a head set, each an explicit
-    schedule carrying the original schedule's weights on its layers and 0 elsewhere."""
-    if heads is None or dial.lam == 0:
-        return [dial]
-    weights = [w / dial.lam for w in dial.layer_lambdas(n_layers)]
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for layer, hs in heads.by_layer().items():
-        groups.setdefault(hs, []).append(layer)
-    return [
-        replace(
-            dial,
-            schedule="explicit",
-            heads=hs,
-            layer_weights=tuple(weights[i] if i in ls else 0.0 for i in range(n_layers)),
-        )
-        for hs, ls in groups.items()
-    ]
-
-
-def _score_fns(handle: ModelHandle, tokens: Any, dial: LocalityDial, heads: HeadSet | None) -> dict[int, Any]:
-    fns: dict[int, Any] = {}
-    for d in layer_dials(dial, heads, handle.facts.n_layers):
-        fns.update(score_transforms(handle, tokens, d))
-    return fns
+def restricted(dial: LocalityDial, heads: HeadSet | None) -> LocalityDial:
+    """`dial` acting on `heads` only (every head when None)."""
+    return dial if heads is None else replace(dial, heads=str(heads))
 
 
 def _probe(
     handle: ModelHandle, tokens: Any, dial: LocalityDial, heads: HeadSet | None, induction: bool
 ) -> AttentionProbes:
-    _, blocks = dial_geometry(handle, tokens, dial)
-    cfg = ProbeConfig(target="block" if dial.mode == "block" else "local", induction=induction)
-    return probe_attention(
-        handle, tokens, cfg=cfg, score_fns=_score_fns(handle, tokens, dial, heads), block_ids=blocks
-    )
+    cfg = ProbeConfig(target="block" if dial.mode == "block" else "local", induction=False)
+    probes = probe_attention(handle, tokens, cfg=cfg, dial=restricted(dial, heads))
+    return replace(probes, induction=_induction(handle)) if induction else probes
+
+
+_INDUCTION: dict[tuple[str, int], Any] = {}
+_INDUCTION_LOCK = threading.Lock()
+
+
+def _induction(handle: ModelHandle) -> Any:
+    """Induction scores depend on the model alone (seeded random tokens, no dial): computed once per loaded model,
+    so a view takes the model for one forward, not two (a view during another visitor's job waits less)."""
+    key = (handle.identity.name, id(handle))
+    with _INDUCTION_LOCK:
+        hit = _INDUCTION.get(key)
+    if hit is None:
+        cfg = ProbeConfig()
+        hit = induction_scores(handle, length=cfg.induction_len, seed=cfg.seed)
+        with _INDUCTION_LOCK:
+            if len(_INDUCTION) >= 8:  # models come and go (the store keeps two): forget old handles
+                _INDUCTION.clear()
+            _INDUCTION[key] = hit
+    return hit
 
 
 # ---- events ------------------------------------------------------------------------------------------------------
 @user_errors
 def analyse(
     model: str, text_in: str, lam: float, mode: str, schedule: str, beta: float, scope: str, selection: Any,
-    progress: gr.Progress = gr.Progress(),  # noqa: B008
+    request: gr.Request, progress: gr.Progress = gr.Progress(),  # noqa: B008
 ) -> tuple[Any, ...]:  # fmt: skip
-    """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics."""
+    """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics.
+    Long texts take seconds, so it runs as a (cancellable) job; a visitor may run several at once."""
     dial = _dial(lam, mode, schedule, beta)
-    progress(0.05, desc="loading model")
+    progress(0.02, desc="loading model")
     handle = STORE.get(str(model))
     tokens = _tokens(handle, text_in)
     heads = _scope_heads(scope, selection, handle)
-    progress(0.2, desc=f"running at λ = {dial.lam:g}")
-    probes = _probe(handle, tokens, dial, heads, induction=True)
-    base = None
-    if dial.lam > 0:
-        progress(0.6, desc="running at λ = 0 (the baseline)")
-        base = _probe(handle, tokens, dial.with_lambda(0.0), None, induction=False)
+
+    def work(report: jobs.Reporter) -> tuple[AttentionProbes, AttentionProbes | None]:
+        report(f"{tokens.shape[1]} tokens at λ = {dial.lam:g}", 0.1)
+        probes = _probe(handle, tokens, dial, heads, induction=True)
+        if dial.lam == 0:
+            return probes, None
+        report("the same text at λ = 0 (the baseline)", 0.6)
+        return probes, _probe(handle, tokens, dial.with_lambda(0.0), None, induction=False)
+
+    spec = jobs.JobSpec("entropy view", work, model=handle.identity.name)
+    probes, base = jobs.run(spec, request=request, slot="locality_analyse", progress=progress, single=False)
     chosen = _selected_here(selection, handle)
     names = chosen.names() if chosen else []
     dial_json, words = dial.to_json(), _scope_words(heads)
@@ -182,8 +194,7 @@ def pattern(
         )
     shown = _pattern_heads(handle, selection, layer, head, source)
     heads = _scope_heads(scope, selection, handle)
-    fns = _score_fns(handle, tokens, dial, heads)
-    fwd = [(hooks.scores(layer_i), (lambda f: lambda s, hook: f(s))(fn)) for layer_i, fn in fns.items()]
+    fwd = dial_hooks(handle, tokens, restricted(dial, heads))
     names = sorted({hooks.pattern(layer_i) for layer_i, _ in shown})
     _, cache = handle.run_with_cache(tokens, names, fwd_hooks=fwd)
     pats = {f"L{li} H{hi}": cache[hooks.pattern(li)][0, hi].float().cpu().numpy() for li, hi in shown}
@@ -223,13 +234,7 @@ def sweep(
     handle = STORE.get(str(model))
     heads = _scope_heads(scope, selection, handle)
     text_ok = text(text_in, "text", APP_MAX_CHARS)
-    dials = layer_dials(dial.with_lambda(1.0), heads, handle.facts.n_layers)
-    if len(dials) > 1:
-        raise InputError(
-            f"the λ sweep dials one set of heads shared by its layers (e.g. 9.4, or 9.*, 12.*); {heads} has a "
-            "different head set per layer: sweep those layers one at a time"
-        )
-    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=dials[0].with_lambda(0.0))
+    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=restricted(dial, heads))
     tokens, cut = eval_tokens(handle, text_ok, max_tokens=min(SWEEP_TOKENS, handle.max_tokens))
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
@@ -237,7 +242,10 @@ def sweep(
         result = sweep_locality(handle, tokens, cfg, progress=report.steps("λ point"), truncated_from=cut)
         return result.to_json()
 
-    spec = jobs.JobSpec(f"λ sweep on {handle.identity.name}", work, model=handle.identity.name)
+    command = locality_sweep_command(handle.identity.name, text_ok, cfg, min(SWEEP_TOKENS, handle.max_tokens))
+    spec = jobs.JobSpec(
+        f"λ sweep on {handle.identity.name}", work, model=handle.identity.name, command=command
+    )
     payload = jobs.run(spec, request=request, slot="locality_sweep", progress=progress)
     note = f"{payload['n_tokens']} tokens" + (
         f" (the text's first {payload['n_tokens']} of {cut})" if cut else ""
@@ -277,6 +285,7 @@ def build(ctx: AppContext) -> None:
     scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="The dial acts on")
     dial_in = [lam, mode, schedule, beta, scope, ctx.selection.state]
     run = gr.Button("Analyse", variant="primary")
+    jobs.JobControls.build("locality_analyse")  # texts of ~1000 tokens take seconds: they can be cancelled
     summary = gr.Markdown()
     with gr.Row():
         grid = HeadGrid(label="Entropy per layer × head (bits)", elem_id="hs-entropy-grid")

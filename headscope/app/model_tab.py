@@ -76,7 +76,10 @@ def build(ctx: AppContext) -> None:
         "Loading shows its shape — layers × heads is the grid every layer × head view uses, and the range "
         "the head selection (L.H) is checked against.",
     )
-    gr.Dataframe(value=catalog_table(), label="Catalog", interactive=False, wrap=True)
+    gr.Dataframe(
+        value=catalog_table(), label="Catalog", interactive=False, wrap=True,
+        column_widths=["16%", "12%", "52%", "20%"],
+    )  # fmt: skip
     load = gr.Button("Load model", variant="primary")
     summary = gr.Markdown()
     facts = gr.Dataframe(label="Model facts", interactive=False)

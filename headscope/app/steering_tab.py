@@ -1,8 +1,10 @@
-"""Steering tab: contrastive (GLOV / CAA) vectors and LoFiT head offsets, unsteered vs steered side by side.
+"""Steering tab: contrastive vectors (at a layer's residual stream or at the selected heads' outputs) and LoFiT head
+offsets (optionally restricted to the selection), unsteered vs steered side by side, every effect beside its cost.
 
-No server paths: positives/negatives are pasted text; vectors are trained in this session (kept as safetensors
-bytes in session state) or uploaded as bytes (size-limited, model-checked). Every input is re-checked here,
-because API callers bypass the widgets' limits.
+Wiring only: the work is in `headscope.steering`. No server paths: texts are pasted; vectors are made in this
+session (downloadable, and kept as safetensors bytes in session state) or uploaded as bytes (size-limited,
+model-checked). Every input is re-checked on the server (API callers bypass the widgets' limits) and refused,
+never cut. Generation, the α sweep and LoFiT training run as cancellable jobs with staged progress.
 """
 
 from __future__ import annotations
@@ -10,180 +12,267 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
-import numpy as np
-import plotly.graph_objects as go
 
-from headscope.app.inputs import integer
+from headscope.app import examples, jobs
+from headscope.app import selection as sel
+from headscope.app.figures import Plot, RawResult, curves, table
+from headscope.app.inputs import choice, integer, text
 from headscope.app.registry import AppContext, register_tab
-from headscope.app.state import MODEL_CONCURRENCY_ID, STORE, user_errors
+from headscope.app.state import JOB_EVENT, STORE, user_errors
+from headscope.app.steering_views import (
+    COST_HEADERS,
+    LOFIT_COLUMNS,
+    SWEEP_COLUMNS,
+    cost_table,
+    download_file,
+    lofit_grid,
+    lofit_table,
+    strips,
+    summary,
+    summary_cost,
+)
+from headscope.app.views import HeadGrid, TokenStrip
 from headscope.errors import InputError
+from headscope.models import ModelHandle
+from headscope.selection import HeadSet
 from headscope.steering import vectors
 from headscope.steering.contrastive import (
-    MAX_ALPHA,
+    POOLINGS,
     ContrastiveConfig,
-    SteerConfig,
     alpha_sweep,
     compare,
     contrastive_vector,
+    default_layer,
+    token_strip,
 )
-from headscope.steering.generate import GenConfig, Generation, generate
-from headscope.steering.lofit import LofitConfig, lofit
-from headscope.steering.tasks import TASKS, load_task
+from headscope.steering.cost import steering_cost
+from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION, SteerConfig
+from headscope.steering.generate import GenConfig, generate
+from headscope.steering.hooks import POSITIONS
+from headscope.steering.lofit import LofitConfig, LofitResult, lofit
+from headscope.steering.tasks import TASKS, load_contrast, load_task
 
 APP_MAX_TEXT_CHARS = 20_000  # each pasted list
 APP_MAX_PROMPT_CHARS = 2_000
+APP_MAX_TOKEN_CHARS = 50
 APP_MAX_NEW_TOKENS = 48
 APP_MAX_STEPS = 200
 APP_MAX_K = 64
 APP_MAX_SWEEP = 11
-EXAMPLE_POS = "I love this, it is wonderful.\nWhat a great, happy day!\nThis is excellent and delightful."
-EXAMPLE_NEG = "I hate this, it is awful.\nWhat a terrible, sad day!\nThis is horrible and depressing."
+ALPHA_SLIDER = 2.0  # the slider's range; the library accepts |α| ≤ 10 (API callers)
+SITES = ("a layer's residual stream", "the selected heads' outputs")
+LOFIT_SCOPES = ("all heads", "the selected heads only")
+PAPERS = (
+    ("GLOV (Mirza et al. 2024)", "https://arxiv.org/abs/2410.06154"),
+    ("CAA (Rimsky et al. 2024)", "https://arxiv.org/abs/2312.06681"),
+    ("LoFiT (Yin, Ye & Durrett 2024)", "https://arxiv.org/abs/2406.01563"),
+)
+_EXAMPLE = load_contrast("sentiment")
+EXAMPLE_POS, EXAMPLE_NEG = "\n".join(_EXAMPLE.positives), "\n".join(_EXAMPLE.negatives)
+EXAMPLE_PROMPT = _EXAMPLE.prompts[0]
+DEFAULT_LAYER = default_layer(30)  # the library's default for the default model (30 layers)
 
 
-# ---- input checks ----------------------------------------------------------------------------------------------
-def _lines(text: Any, side: str) -> list[str]:
-    if not isinstance(text, str):
-        raise InputError(f"the {side} list must be text, one example a line")
-    if len(text) > APP_MAX_TEXT_CHARS:
-        raise InputError(f"the {side} list is longer than {APP_MAX_TEXT_CHARS} characters")
-    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+# ---- inputs ------------------------------------------------------------------------------------------------------
+def _lines(value: Any, side: str) -> list[str]:
+    """One example a line; blank lines are skipped, the others kept exactly as typed."""
+    return [ln for ln in text(value, f"the {side} list", APP_MAX_TEXT_CHARS).splitlines() if ln.strip()]
 
 
-def _prompt(text: Any) -> str:
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("prompt is empty")
-    if len(text) > APP_MAX_PROMPT_CHARS:
-        raise InputError(f"prompt is longer than {APP_MAX_PROMPT_CHARS} characters")
-    return text
+def _gen(max_new_tokens: Any) -> GenConfig:
+    return GenConfig(integer(max_new_tokens, "new tokens", 1, APP_MAX_NEW_TOKENS))
 
 
-def _alpha(value: Any) -> float:
-    try:
-        return SteerConfig(float(value)).alpha
-    except (TypeError, ValueError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"alpha must be a number; got {value!r}") from None
+def _token(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{name} is empty")
+    return text(value, name, APP_MAX_TOKEN_CHARS, allow_empty=True)
 
 
-def _alphas(text: Any) -> list[float]:
-    if not isinstance(text, str) or len(text) > 400:
-        raise InputError("alphas: a comma-separated list of numbers")
-    parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
+def _alphas(value: Any) -> list[float]:
+    parts = [p for p in text(value, "α values", 400).replace(";", ",").split(",") if p.strip()]
     if not 1 <= len(parts) <= APP_MAX_SWEEP:
-        raise InputError(f"alphas: give between 1 and {APP_MAX_SWEEP} values")
-    return [_alpha(p) for p in parts]
+        raise InputError(f"α values: give between 1 and {APP_MAX_SWEEP} comma-separated numbers")
+    return [SteerConfig(p.strip()).alpha for p in parts]  # type: ignore[arg-type]  (checked there)
 
 
-# ---- views -----------------------------------------------------------------------------------------------------
-def shaded(gen: Generation) -> list[tuple[str, float]]:
-    """Tokens with their probability for HighlightedText's intensity shading."""
-    return [(tok, round(p, 3)) for tok, p in zip(gen.tokens, gen.probs, strict=True)]
+def _selected(selection: Any, handle: ModelHandle, what: str) -> HeadSet:
+    heads = sel.head_set(selection, handle)
+    if not heads:
+        raise InputError(f"{what} is set to the selected heads, but no head is selected (use the bar above)")
+    return heads
 
 
-def head_grid(
-    ranking: list[dict[str, Any]], selected: list[dict[str, Any]], n_layers: int, n_heads: int
-) -> go.Figure:
-    """The layer × head grid (as in the Circuits tab): ‖A‖ per head, the selected heads ringed."""
-    z = np.zeros((n_layers, n_heads))
-    for r in ranking:
-        z[r["layer"], r["head"]] = r["importance"]
-    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis", colorbar={"title": "‖A‖"}))
-    fig.add_trace(go.Scatter(
-        x=[s["head"] for s in selected], y=[s["layer"] for s in selected], mode="markers", name="selected",
-        marker={"symbol": "circle-open", "size": 16, "color": "red", "line": {"width": 3}},
-    ))  # fmt: skip
-    fig.update_layout(xaxis_title="head", yaxis_title="layer", height=520, margin={"t": 30})
-    return fig
+def _contrastive_cfg(
+    handle: ModelHandle, site: Any, layer: Any, pooling: Any, selection: Any
+) -> ContrastiveConfig:
+    pool = choice(pooling, "pooling", POOLINGS)
+    if choice(site, "steer at", SITES) == SITES[1]:
+        return ContrastiveConfig(None, pool, _selected(selection, handle, "steering"))  # type: ignore[arg-type]
+    return ContrastiveConfig(integer(layer, "layer", 0, handle.facts.n_layers - 1), pool)  # type: ignore[arg-type]
 
 
-def sweep_figure(rows: list[dict[str, Any]], tokens: tuple[str, str]) -> go.Figure:
-    fig = go.Figure(
-        go.Scatter(x=[r["alpha"] for r in rows], y=[r["change"] for r in rows], mode="lines+markers")
-    )
-    fig.update_layout(
-        xaxis_title="α", yaxis_title=f"Δ logit[{tokens[0]!r}] − logit[{tokens[1]!r}]", height=380
-    )
-    return fig
-
-
-# ---- events ----------------------------------------------------------------------------------------------------
+# ---- events ------------------------------------------------------------------------------------------------------
 @user_errors
 def steer_contrastive(
-    model: str, positives: str, negatives: str, layer: float, alpha: float, position: str, pooling: str,
-    prompt: str, max_new_tokens: float, progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[list, list, str, dict[str, Any]]:  # fmt: skip
-    """Contrastive vector from pasted texts; unsteered vs steered generation and the effect."""
+    model: str, positives: str, negatives: str, site: str, layer: float, alpha: float, position: str,
+    pooling: str, prompt: str, max_new_tokens: float, selection: Any, request: gr.Request = None,  # type: ignore[assignment]
+    progress: gr.Progress = gr.Progress(),  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """A contrastive vector from pasted texts; unsteered vs steered generation, the effect and its cost."""
     pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
-    steer = SteerConfig(_alpha(alpha), position)  # type: ignore[arg-type]
-    gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
-    text = _prompt(prompt)
+    steer = SteerConfig(alpha, choice(position, "position", POSITIONS))  # type: ignore[arg-type]
+    gen, prompt_ok = _gen(max_new_tokens), text(prompt, "prompt", APP_MAX_PROMPT_CHARS)
     handle = STORE.get(str(model))
-    progress(0.1, desc="mean activations")
-    cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(integer(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
-    progress(0.4, desc="generating")
-    result = compare(handle, cv, text, pos, neg, steer, gen)
-    summary = (f"layer {cv.layer}, α = {steer.alpha:g}, ‖v‖ = {float(cv.vector.norm()):.2f}; effect on "
-               f"[log p(positives) − log p(negatives)] as continuations: **{result.effect:+.3f}** nats")  # fmt: skip
-    return shaded(result.unsteered), shaded(result.steered), summary, result.to_json()
+    cfg = _contrastive_cfg(handle, site, layer, pooling, selection)
+    made: dict[str, Any] = {}
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        sv = contrastive_vector(handle, pos, neg, cfg, progress=report.stages(0.0, 0.25))
+        made["result"] = res = compare(
+            handle, sv, prompt_ok, pos, neg, steer, gen, progress=report.stages(0.25, 1.0)
+        )
+        made["blob"] = vectors.to_bytes(*vectors.vector_meta(handle, sv, steer))
+        return {"model": handle.identity.name, **res.to_json()}
+
+    payload = jobs.run(jobs.JobSpec("contrastive steering", work, model=handle.identity.name), request=request,
+                       slot="steering_run", progress=progress)  # fmt: skip
+    res, blob = made["result"], made["blob"]
+    left, right = strips(res.unsteered, res.steered, res.cost)
+    return (
+        "", summary(payload, res.cost), left, right, cost_table(res.effect, res.cost),
+        download_file(vectors.from_bytes(blob)[0], blob), *RawResult.values(payload, f"steer_{handle.identity.name}"),
+    )  # fmt: skip
+
+
+@user_errors
+def steer_uploaded(
+    model: str, upload: bytes | None, alpha: float, position: str, prompt: str, max_new_tokens: float,
+    request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # type: ignore[assignment]  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """Apply an uploaded vector file (contrastive, or another capability's, e.g. an SAE feature) at this α."""
+    if not isinstance(upload, bytes) or not upload:
+        raise InputError("upload a steering vector file (.safetensors) first")
+    steer = SteerConfig(alpha, choice(position, "position", POSITIONS))  # type: ignore[arg-type]
+    gen, prompt_ok = _gen(max_new_tokens), text(prompt, "prompt", APP_MAX_PROMPT_CHARS)
+    meta, tensors = vectors.from_bytes(upload)  # size-limited
+    handle = STORE.get(str(model))
+    sv, _saved = vectors.to_vector(meta, tensors, handle)  # refuses another model, or LoFiT offsets
+    made: dict[str, Any] = {}
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        made["result"] = res = compare(
+            handle, sv, prompt_ok, None, None, steer, gen, progress=report.stages()
+        )
+        return {"model": handle.identity.name, **res.to_json()}
+
+    payload = jobs.run(jobs.JobSpec("steering with an uploaded vector", work, model=handle.identity.name),
+                       request=request, slot="steering_run", progress=progress)  # fmt: skip
+    res = made["result"]
+    left, right = strips(res.unsteered, res.steered, res.cost)
+    return (
+        "", f"Uploaded {meta.method} vector. " + summary(payload, res.cost), left, right, cost_table(None, res.cost),
+        download_file(meta, upload), *RawResult.values(payload, f"steer_{handle.identity.name}"),
+    )  # fmt: skip
 
 
 @user_errors
 def steer_sweep(
-    model: str, positives: str, negatives: str, layer: float, position: str, pooling: str, prompt: str,
-    alphas: str, token_a: str, token_b: str, max_new_tokens: float,
-) -> tuple[go.Figure, list[list[Any]]]:  # fmt: skip
-    """α sweep: change of logit[token A] − logit[token B] at the prompt's last position, and generations."""
+    model: str, positives: str, negatives: str, site: str, layer: float, position: str, pooling: str,
+    prompt: str, alphas: str, token_a: str, token_b: str, max_new_tokens: float, selection: Any,
+    request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # type: ignore[assignment]  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """α sweep: change of logit[A] − logit[B] at the prompt's last position, and each generation's cost."""
     pos, neg = _lines(positives, "positive"), _lines(negatives, "negative")
-    values, text = _alphas(alphas), _prompt(prompt)
-    gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
-    pair = (str(token_a)[:50], str(token_b)[:50])
+    values, prompt_ok, gen = (
+        _alphas(alphas),
+        text(prompt, "prompt", APP_MAX_PROMPT_CHARS),
+        _gen(max_new_tokens),
+    )
+    pair, where = (
+        (_token(token_a, "token A"), _token(token_b, "token B")),
+        choice(position, "position", POSITIONS),
+    )
     handle = STORE.get(str(model))
-    cv = contrastive_vector(handle, pos, neg, ContrastiveConfig(integer(layer, "layer", 0, 10_000), pooling))  # type: ignore[arg-type]
-    rows = [r.to_json() for r in alpha_sweep(handle, cv, text, values, pair, position, gen)]  # type: ignore[arg-type]
-    return sweep_figure(rows, pair), [[r["alpha"], r["logit_diff"], r["change"], r["text"]] for r in rows]
+    cfg = _contrastive_cfg(handle, site, layer, pooling, selection)
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        sv = contrastive_vector(handle, pos, neg, cfg, progress=report.stages(0.0, 0.2))
+        rows = alpha_sweep(handle, sv, prompt_ok, values, pair, where, gen, progress=report.stages(0.2, 1.0))  # type: ignore[arg-type]
+        return {"model": handle.identity.name, "vector": sv.to_json(), "token_pair": list(pair),
+                "rows": [r.to_json() for r in rows]}  # fmt: skip
+
+    payload = jobs.run(jobs.JobSpec("α sweep", work, model=handle.identity.name), request=request,
+                       slot="steering_sweep", progress=progress)  # fmt: skip
+    rows = payload["rows"]
+    fig = curves(
+        [r["alpha"] for r in rows],
+        [(f"Δ logit[{pair[0]!r}] − logit[{pair[1]!r}]", "change (logits)", [r["change"] for r in rows]),
+         ("cost: perplexity ratio", "steered / unsteered perplexity", [r["perplexity_ratio"] for r in rows]),
+         ("cost: distinct-token ratio", "distinct / generated tokens", [r["distinct_steered"] for r in rows])],
+        x_label="α (× activation norm)", title="α sweep: effect and cost",
+    )  # fmt: skip
+    return (
+        "",
+        fig,
+        table(rows, SWEEP_COLUMNS),
+        *RawResult.values(payload, f"steer_sweep_{handle.identity.name}"),
+    )
 
 
 @user_errors
 def steer_lofit_train(
-    model: str, task: str, k: float, steps: float, seed: float, progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[go.Figure, str, dict[str, Any], bytes]:  # fmt: skip
-    """Train LoFiT head offsets on a built-in task; the selected heads on the layer × head grid."""
-    if task not in TASKS:
-        raise InputError(f"unknown task {task!r}; built-in tasks: {', '.join(sorted(TASKS))}")
+    model: str, task: str, k: float, steps: float, seed: float, scope: str, selection: Any,
+    request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # type: ignore[assignment]  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """Train LoFiT head offsets on a built-in task (on every head or only the selected ones), as a job."""
+    name = choice(task, "task", sorted(TASKS))
     n = integer(steps, "steps", 1, APP_MAX_STEPS)
-    cfg = LofitConfig(
-        k=integer(k, "K heads", 1, APP_MAX_K),
-        scale_steps=n,
-        bias_steps=n,
-        seed=integer(seed, "seed", 0, 2**31),
-    )
     handle = STORE.get(str(model))
-    phases = {"scales": 0, "biases": 1, "random heads": 2}
+    restrict = (
+        _selected(selection, handle, "LoFiT")
+        if choice(scope, "LoFiT on", LOFIT_SCOPES) == LOFIT_SCOPES[1]
+        else None
+    )
+    cfg = LofitConfig(k=integer(k, "K heads", 1, APP_MAX_K), scale_steps=n, bias_steps=n,
+                      seed=integer(seed, "seed", 0, 2**31), heads=restrict)  # fmt: skip
+    cfg.resolve_k(handle.facts.n_layers, handle.facts.n_heads)  # refuse K > selection before starting
+    made: dict[str, Any] = {}
 
-    def on_step(phase: str, step: int, total: int, loss: float) -> None:
-        progress((phases[phase] + step / total) / 3, desc=f"{phase} {step}/{total} loss {loss:.3f}")
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        parts = {"scales": (0.05, 0.45), "biases": (0.45, 0.75), "random heads": (0.75, 0.95)}
 
-    result = lofit(handle, load_task(task), cfg, on_step)
-    js = result.to_json()
-    f = handle.facts
-    ranking = [{"layer": h[0], "head": h[1], "importance": s} for h, s in result.head_ranking]
-    b, a, r = js["heldout_before"], js["heldout_after"], js["heldout_random_heads"]
-    summary = (f"held-out accuracy {b['accuracy']:.2f} → **{a['accuracy']:.2f}** with the selected heads "
-               f"({r['accuracy']:.2f} with {len(result.offsets.heads)} random heads); target log-prob "
-               f"{b['mean_target_logprob']:.2f} → {a['mean_target_logprob']:.2f}; {js['trainable_parameters']:,} "
-               f"trainable parameters vs {js['full_finetune_parameters']:,} for a full fine-tune.")  # fmt: skip
-    blob = vectors.to_bytes(*vectors.lofit_meta(handle, result.offsets, result.data_hash))
-    return head_grid(ranking, js["selected_heads"], f.n_layers, f.n_heads), summary, js, blob
+        def on_step(phase: str, step: int, total: int, loss: float) -> None:
+            lo, hi = parts[phase]
+            report(f"{phase} step {step}/{total} (loss {loss:.3f})", lo + (hi - lo) * step / total)
+
+        made["result"] = res = lofit(handle, load_task(name), cfg, on_step, lambda stage: report(stage))
+        return res.to_json()
+
+    payload = jobs.run(jobs.JobSpec(f"LoFiT on {name}", work, model=handle.identity.name), request=request,
+                       slot="steering_lofit", progress=progress)  # fmt: skip
+    res: LofitResult = made["result"]
+    meta, tensors = vectors.lofit_meta(handle, res.offsets, res.data_hash, restrict)
+    blob = vectors.to_bytes(meta, tensors)
+    b, a = payload["heldout_before"], payload["heldout_after"]
+    r = payload["heldout_random_heads"]
+    line = (f"Held-out accuracy {b['accuracy']:.2f} → **{a['accuracy']:.2f}** with heads **{payload['heads']}**"
+            + ("" if r is None else f" ({r['accuracy']:.2f} with as many random heads)")
+            + f"; {payload['trainable_parameters']:,} trained parameters vs {payload['full_finetune_parameters']:,}"
+            " for a full fine-tune.")  # fmt: skip
+    return (
+        "", line, lofit_grid(res, selection, handle), lofit_table(payload), blob, download_file(meta, blob),
+        *RawResult.values(payload, f"lofit_{name}_{handle.identity.name}"),
+    )  # fmt: skip
 
 
 @user_errors
 def steer_lofit_apply(
-    model: str, trained: bytes | None, upload: bytes | None, prompt: str, max_new_tokens: float
-) -> tuple[list, list, dict[str, Any]]:
-    """Generate with LoFiT offsets (an uploaded file wins over the ones trained in this session)."""
-    gen = GenConfig(integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS))
-    text = _prompt(prompt)
+    model: str, trained: bytes | None, upload: bytes | None, prompt: str, max_new_tokens: float,
+    request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # type: ignore[assignment]  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """Generate with LoFiT offsets (an uploaded file wins over the ones trained in this session), with the cost."""
+    gen, prompt_ok = _gen(max_new_tokens), text(prompt, "prompt", APP_MAX_PROMPT_CHARS)
     blob = upload or trained
     if not blob:
         raise InputError("train head offsets first, or upload a LoFiT vector file")
@@ -192,28 +281,39 @@ def steer_lofit_apply(
     meta, tensors = vectors.from_bytes(blob)  # size-limited
     handle = STORE.get(str(model))
     offsets = vectors.to_offsets(meta, tensors, handle)  # refuses another model
-    ids = handle.tokenize(text)
-    plain = generate(handle, ids, gen)
-    steered = generate(handle, ids, gen, lambda _s: offsets.hooks(handle.facts.n_heads))
-    info = {
-        "heads": [list(h) for h in offsets.heads],
-        "unsteered": plain.to_json(),
-        "steered": steered.to_json(),
-    }
-    return shaded(plain), shaded(steered), info
+    hooks = offsets.hooks(handle.facts.n_heads)
+    ids = handle.tokenize(prompt_ok)
+    made: dict[str, Any] = {}
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        plain = generate(handle, ids, gen, on_token=report.steps("unsteered token", 0.0, 0.45))
+        steered = generate(
+            handle, ids, gen, lambda _s: hooks, on_token=report.steps("steered token", 0.45, 0.9)
+        )
+        report("cost", 0.9)
+        cost = steering_cost(handle, ids, plain.token_ids, steered.token_ids, hooks)
+        made.update(plain=plain, steered=steered, cost=cost)
+        heads = str(HeadSet.of(offsets.heads, handle.facts.n_layers, handle.facts.n_heads))
+        return {"model": handle.identity.name, "heads": heads, "unsteered": plain.to_json(),
+                "steered": steered.to_json(), "cost": cost.to_json(), "tokens": token_strip(steered, cost)}  # fmt: skip
+
+    payload = jobs.run(jobs.JobSpec("LoFiT generation", work, model=handle.identity.name), request=request,
+                       slot="steering_lofit_apply", progress=progress)  # fmt: skip
+    left, right = strips(made["plain"], made["steered"], made["cost"])
+    line = f"Offsets on heads **{payload['heads']}**. " + summary_cost(made["cost"])
+    return "", line, left, right, cost_table(None, made["cost"]), *RawResult.values(payload, "lofit_apply")
 
 
-def _side_by_side() -> tuple[gr.HighlightedText, gr.HighlightedText]:
+# ---- layout ------------------------------------------------------------------------------------------------------
+def _side_by_side(prefix: str) -> tuple[gr.HTML, gr.HTML]:
     with gr.Row():
-        plain = gr.HighlightedText(label="Unsteered (shade = token probability)", show_legend=True)
-        steered = gr.HighlightedText(label="Steered (shade = token probability)", show_legend=True)
-    return plain, steered
+        left = TokenStrip(label="Unsteered", elem_id=f"hs-{prefix}-unsteered")
+        right = TokenStrip(label="Steered", elem_id=f"hs-{prefix}-steered")
+    return left, right
 
 
-def _build_contrastive(ctx: AppContext) -> None:
-    gr.Markdown(
-        "### Contrastive vector (GLOV / CAA): v = mean act(positives) − mean act(negatives) at `resid_post`"
-    )
+def _build_contrastive(ctx: AppContext, example_slot: gr.Column) -> None:
+    gr.Markdown("### Contrastive vector: v = mean activation(positives) − mean activation(negatives)")
     with gr.Row():
         pos = gr.Textbox(
             EXAMPLE_POS, lines=5, label="Positive texts (one a line)", max_length=APP_MAX_TEXT_CHARS
@@ -222,66 +322,150 @@ def _build_contrastive(ctx: AppContext) -> None:
             EXAMPLE_NEG, lines=5, label="Negative texts (one a line)", max_length=APP_MAX_TEXT_CHARS
         )
     with gr.Row():
-        layer = gr.Number(15, precision=0, label="Layer")
-        alpha = gr.Slider(-MAX_ALPHA / 5, MAX_ALPHA / 5, value=4, step=0.5, label="α")
-        position = gr.Radio(["last", "all"], value="last", label="Add at positions")
-        pooling = gr.Radio(["mean", "last"], value="mean", label="Pool texts by")
-        max_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=20, step=1, label="New tokens")
-    prompt = gr.Textbox("I think this movie is", label="Prompt", max_length=APP_MAX_PROMPT_CHARS)
-    run = gr.Button("Steer", variant="primary")
-    plain, steered = _side_by_side()
-    summary, result = gr.Markdown(), gr.JSON(label="Result")
-    run.click(
-        steer_contrastive, inputs=[ctx.model, pos, neg, layer, alpha, position, pooling, prompt, max_new],
-        outputs=[plain, steered, summary, result], api_name="steer_contrastive",
-        concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
-    )  # fmt: skip
+        site = gr.Radio(list(SITES), value=SITES[0], label="Steer at")
+        layer = gr.Number(DEFAULT_LAYER, precision=0, minimum=0, label="Layer")
+        alpha = gr.Slider(-ALPHA_SLIDER, ALPHA_SLIDER, value=DEFAULT_ALPHA, step=0.05,
+                          label="α (× the activation norm at the site)")  # fmt: skip
     with gr.Row():
-        alphas = gr.Textbox("0, 2, 4, 8", label="α sweep values", max_length=400)
-        tok_a = gr.Textbox(" great", label="Token A (logit difference A − B)", max_length=50)
-        tok_b = gr.Textbox(" terrible", label="Token B", max_length=50)
-    sweep = gr.Button("α sweep")
-    fig = gr.Plot(label="Change in logit difference")
-    table = gr.Dataframe(headers=["alpha", "logit diff", "change", "generation"], label="Sweep")
+        position = gr.Radio(list(POSITIONS), value=DEFAULT_POSITION, label="Add at positions (last: GLOV)")
+        pooling = gr.Radio(list(POOLINGS), value="mean", label="Pool each text by")
+        max_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=24, step=1, label="New tokens")
+    prompt = gr.Textbox(EXAMPLE_PROMPT, label="Prompt", max_length=APP_MAX_PROMPT_CHARS)
+    run = gr.Button("Steer", variant="primary")
+    controls = jobs.JobControls.build("steering_run")
+    line = gr.Markdown()
+    plain, steered = _side_by_side("contrastive")
+    costs = gr.Dataframe(label="Effect and cost", headers=list(COST_HEADERS), interactive=False)
+    download = gr.File(label="This vector (.safetensors; its sidecar is in the header)", interactive=False)
+    raw = RawResult("steering result")
+    inputs = [
+        ctx.model,
+        pos,
+        neg,
+        site,
+        layer,
+        alpha,
+        position,
+        pooling,
+        prompt,
+        max_new,
+        ctx.selection.state,
+    ]
+    outputs = [controls.status, line, plain, steered, costs, download, *raw.outputs]
+    event = {"show_progress_on": [controls.status], **JOB_EVENT}
+    run.click(steer_contrastive, inputs, outputs, api_name="steer_contrastive", **event)
+    with example_slot:
+        examples.worked_example(
+            [[EXAMPLE_POS, EXAMPLE_NEG, SITES[0], DEFAULT_LAYER, DEFAULT_ALPHA, p, 24] for p in _EXAMPLE.prompts[:3]],
+            [pos, neg, site, layer, alpha, prompt, max_new], steer_contrastive, inputs, outputs,
+            labels=[f"sentiment, “{p} …”" for p in _EXAMPLE.prompts[:3]], **event,
+        )  # fmt: skip
+
+    with gr.Row(equal_height=True):
+        upload = gr.File(type="binary", file_types=[".safetensors"], label="…or a saved vector file", scale=3)
+        apply_file = gr.Button("Steer with the uploaded vector (α, positions and prompt from above)", scale=2)
+    apply_file.click(
+        steer_uploaded, [ctx.model, upload, alpha, position, prompt, max_new], outputs,
+        api_name="steer_uploaded", **event,
+    )  # fmt: skip
+
+    gr.Markdown("#### α sweep: the effect and the cost as α grows")
+    with gr.Row():
+        alphas = gr.Textbox("0, 0.1, 0.2, 0.4, 0.8", label="α values (comma-separated)", max_length=400)
+        tok_a = gr.Textbox(" great", label="Token A (logit difference A − B)", max_length=APP_MAX_TOKEN_CHARS)
+        tok_b = gr.Textbox(" terrible", label="Token B", max_length=APP_MAX_TOKEN_CHARS)
+    sweep = gr.Button("Run the α sweep")
+    sweep_controls = jobs.JobControls.build("steering_sweep")
+    fig = Plot(label="α sweep")
+    sweep_rows = gr.Dataframe(
+        label="α sweep (click a header to sort)", headers=[h for _, h in SWEEP_COLUMNS], interactive=False
+    )
+    sweep_raw = RawResult("α sweep")
     sweep.click(
-        steer_sweep, inputs=[ctx.model, pos, neg, layer, position, pooling, prompt, alphas, tok_a, tok_b, max_new],
-        outputs=[fig, table], api_name="steer_sweep", concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
+        steer_sweep,
+        [ctx.model, pos, neg, site, layer, position, pooling, prompt, alphas, tok_a, tok_b, max_new, ctx.selection.state],
+        [sweep_controls.status, fig, sweep_rows, *sweep_raw.outputs], api_name="steer_sweep",
+        show_progress_on=[sweep_controls.status], **JOB_EVENT,
+    )  # fmt: skip
+    ctx.session.add(
+        "steering", positives=pos, negatives=neg, site=site, layer=layer, alpha=alpha, position=position,
+        pooling=pooling, new_tokens=max_new, prompt=prompt, summary=line, unsteered=plain, steered=steered,
+        costs=costs, vector_file=download, result=raw.json, result_file=raw.file, alphas=alphas, token_a=tok_a,
+        token_b=tok_b, sweep_plot=fig, sweep_rows=sweep_rows, sweep=sweep_raw.json, sweep_file=sweep_raw.file,
     )  # fmt: skip
 
 
 def _build_lofit(ctx: AppContext) -> None:
-    gr.Markdown("### LoFiT: select heads by a trained L1 scale, then learn one bias vector per selected head")
+    gr.Markdown("### LoFiT: rank heads by a trained L1 scale, then learn one offset vector per top head")
     with gr.Row():
         task = gr.Dropdown(sorted(TASKS), value="antonyms", label="Task")
-        k = gr.Number(8, precision=0, label="K heads (3 % of SmolLM2's 270 = 8)")
+        scope = gr.Radio(list(LOFIT_SCOPES), value=LOFIT_SCOPES[0], label="LoFiT on")
+        k = gr.Number(
+            8, precision=0, minimum=1, maximum=APP_MAX_K, label="K heads (3 % of SmolLM2's 270 = 8)"
+        )
         steps = gr.Slider(1, APP_MAX_STEPS, value=30, step=1, label="Steps per phase")
-        seed = gr.Number(0, precision=0, label="Seed")
+        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
     train = gr.Button("Train", variant="primary")
-    summary = gr.Markdown()
-    grid = gr.Plot(label="Layer × head: ‖A‖ and the selected heads")
-    result, trained = gr.JSON(label="Result"), gr.State(None)
+    controls = jobs.JobControls.build("steering_lofit")
+    line = gr.Markdown()
+    grid = HeadGrid(label="‖A‖ per head; the tuned heads marked", elem_id="hs-lofit-grid")
+    add = gr.Button("Add the LoFiT-selected heads to the selection", size="sm")
+    scores = gr.Dataframe(label="Held-out accuracy", headers=[h for _, h in LOFIT_COLUMNS], interactive=False)
+    trained = gr.State(None)
+    download = gr.File(
+        label="Trained head offsets (.safetensors; its sidecar is in the header)", interactive=False
+    )
+    raw = RawResult("LoFiT result")
     train.click(
-        steer_lofit_train, inputs=[ctx.model, task, k, steps, seed], outputs=[grid, summary, result, trained],
-        api_name="steer_lofit_train", concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
+        steer_lofit_train, [ctx.model, task, k, steps, seed, scope, ctx.selection.state],
+        [controls.status, line, grid, scores, trained, download, *raw.outputs], api_name="steer_lofit_train",
+        show_progress_on=[controls.status], **JOB_EVENT,
     )  # fmt: skip
+    ctx.selection.connect_grid(grid)
+    ctx.selection.add_button(add, _lofit_heads, [raw.json])
+
+    gr.Markdown("#### Generate with the offsets")
     upload = gr.File(type="binary", file_types=[".safetensors"], label="…or upload a LoFiT vector file")
     with gr.Row():
         prompt = gr.Textbox("hot ->", label="Prompt", max_length=APP_MAX_PROMPT_CHARS)
-        max_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=8, step=1, label="New tokens")
+        max_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=8, step=1, label="New tokens (LoFiT)")
     apply = gr.Button("Generate with the offsets")
-    plain, steered = _side_by_side()
-    info = gr.JSON(label="Applied")
+    apply_controls = jobs.JobControls.build("steering_lofit_apply")
+    apply_line = gr.Markdown()
+    plain, steered = _side_by_side("lofit")
+    apply_costs = gr.Dataframe(label="Cost", headers=list(COST_HEADERS), interactive=False)
+    apply_raw = RawResult("LoFiT generation")
     apply.click(
-        steer_lofit_apply, inputs=[ctx.model, trained, upload, prompt, max_new], outputs=[plain, steered, info],
-        api_name="steer_lofit_apply", concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1,
+        steer_lofit_apply, [ctx.model, trained, upload, prompt, max_new],
+        [apply_controls.status, apply_line, plain, steered, apply_costs, *apply_raw.outputs],
+        api_name="steer_lofit_apply", show_progress_on=[apply_controls.status], **JOB_EVENT,
     )  # fmt: skip
+    ctx.session.add(
+        "lofit", task=task, scope=scope, k=k, steps=steps, seed=seed, summary=line, grid=grid, scores=scores,
+        offsets=trained, offsets_file=download, result=raw.json, result_file=raw.file, prompt=prompt,
+        new_tokens=max_new, apply_summary=apply_line, unsteered=plain, steered=steered, costs=apply_costs,
+        applied=apply_raw.json, applied_file=apply_raw.file,
+    )  # fmt: skip
+
+
+def _lofit_heads(result: Any) -> str:
+    if not isinstance(result, dict) or not isinstance(result.get("heads"), str):
+        raise InputError("train LoFiT first: its selected heads are added from the result")
+    return result["heads"]
 
 
 @register_tab("Steering", order=30)
 def build(ctx: AppContext) -> None:
-    gr.Markdown(
-        "Steer the model and compare with the unsteered model side by side. Contrastive vectors (GLOV / CAA) add "
-        "α·v to the residual stream; LoFiT learns small offsets on a few attention heads (Yin et al. 2024)."
+    examples.guide(
+        "Steer the model and read it against the unsteered model, side by side: a **contrastive vector** (mean "
+        "activation of positive texts minus negative texts) added to a layer's residual stream or to the selected "
+        "heads' outputs, or **LoFiT** offsets learned on a few heads.",
+        "α is a fraction of the typical activation norm where the vector is added. Every effect is shown with its "
+        "cost — how plausible the steered text is to the unsteered model (perplexity ratio, ≤ 2 is fluent) and how "
+        "repetitive it is (distinct-token ratio, ≥ 0.5) — and the steered text is shaded by how much more (red) or "
+        "less (blue) likely steering made each token.",
+        PAPERS,
     )
-    _build_contrastive(ctx)
+    example_slot = gr.Column()  # filled once the outputs exist: the worked examples open the tab
+    _build_contrastive(ctx, example_slot)
     _build_lofit(ctx)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from headscope.cli.common import DEFAULT_MODEL, emit, json_flag
+from headscope.cli.common import DEFAULT_MODEL, device_map_args, emit, json_flag, model_placement
 from headscope.errors import HeadscopeError
 
 Command = Callable[[argparse.Namespace], Any]
@@ -65,6 +65,7 @@ CAPABILITY_COMMANDS: tuple[str, ...] = (
     "headscope.cli.steering",
     "headscope.cli.circuits",
     "headscope.cli.features",
+    "headscope.cli.batch",
 )
 
 
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="load a model and print its architecture facts and load time")
     p.add_argument("model", help="catalog name, Hugging Face id (org/name) or local safetensors folder")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    device_map_args(p)
     json_flag(p)
     p.set_defaults(func=cmd_info)
 
@@ -119,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _ARGV[:] = list(argv) if argv is not None else sys.argv[1:]
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        with model_placement(args):
+            args.func(args)
     except HeadscopeError as e:
         return _fail(args, "error", str(e).splitlines()[0] if str(e) else type(e).__name__, 2)
     except KeyboardInterrupt:

@@ -8,9 +8,10 @@ Contract: with `--json` a command prints one JSON object on stdout; otherwise re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,55 @@ def json_flag(p: argparse.ArgumentParser) -> None:
 def model_args(
     p: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL, help: str | None = None
 ) -> None:
-    """--model, --device and --json."""
+    """--model, --device (or --device-map) and --json."""
     p.add_argument(
         "--model",
         default=default,
         help=help or "catalog name, Hugging Face id (org/name) or local safetensors folder",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    device_map_args(p)
     json_flag(p)
+
+
+def device_map_args(p: argparse.ArgumentParser) -> None:
+    """--device-map / --max-memory / --offload-dir: a model larger than one device (models/device_map.py)."""
+    p.add_argument(
+        "--device-map", choices=["auto", "balanced"], default=None,
+        help="spread the model's layers over the GPUs, then CPU memory, then disk (accelerate)",
+    )  # fmt: skip
+    p.add_argument("--max-memory", default=None, help="budgets for --device-map, e.g. cuda:0=20GiB,cpu=64GiB")
+    p.add_argument("--offload-dir", default=None, help="--device-map: folder for layers that fit nowhere")
+
+
+def device_map_spec(args: argparse.Namespace) -> Any:
+    """The `DeviceMapSpec` the options ask for (None: one device), checked before any model loads."""
+    strategy = getattr(args, "device_map", None)
+    extras = [f for f in ("max_memory", "offload_dir") if getattr(args, f, None) is not None]
+    if strategy is None:
+        if extras:
+            raise InputError(f"--{extras[0].replace('_', '-')} needs --device-map")
+        return None
+    if getattr(args, "device", None) is not None:
+        raise InputError("give --device or --device-map, not both")
+    from headscope.models.device_map import DeviceMapSpec, parse_max_memory
+
+    budgets = parse_max_memory(args.max_memory) if args.max_memory else {}
+    offload = str(writable_dir(args.offload_dir, "--offload-dir")) if args.offload_dir else None
+    return DeviceMapSpec(strategy, budgets, offload)
+
+
+@contextlib.contextmanager
+def model_placement(args: argparse.Namespace) -> Iterator[None]:
+    """Every model the command loads is spread as its --device-map says (no per-command code)."""
+    spec = device_map_spec(args)
+    if spec is None:
+        yield
+        return
+    from headscope.models.handle import default_device_map
+
+    with default_device_map(spec):
+        yield
 
 
 def read_file(path: str | os.PathLike[str], what: str, *, max_bytes: int = MAX_TEXT_FILE_BYTES) -> str:

@@ -88,17 +88,20 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from headscope.localist.train_objective import PENALTIES
+    from headscope.localist.training import TRAIN_SCHEDULES
+
     parser = sub.add_parser("localist", help="localist training: one run, or the AILA λ sweep")
     lsub = parser.add_subparsers(dest="localist_command", required=True)
 
     p = lsub.add_parser("train", help="train one localist model (resumes if --out holds the same run)")
     p.add_argument("--lambda", dest="lam", type=float, required=True, help="penalty weight λ in [0, 1]")
-    p.add_argument("--schedule", choices=["uniform", "progressive"], default="uniform")
+    p.add_argument("--schedule", choices=list(TRAIN_SCHEDULES), default="uniform", help="λ_l over layers")
     p.add_argument("--beta", type=float, default=1.0, help="progressive exponent β ≥ 1")
     p.add_argument("--layers", type=int, default=2, help="2 (AILA model) or 6 (progressive model)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--penalty", choices=["leakage", "group_lasso"], default="leakage")
+    p.add_argument("--penalty", choices=list(PENALTIES), default="leakage")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="output folder (checkpoint, optimizer state, metrics.json)")
     json_flag(p)

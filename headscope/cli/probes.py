@@ -1,4 +1,7 @@
-"""`headscope entropy` and `headscope locality sweep` (registered through `headscope.cli.CAPABILITY_COMMANDS`)."""
+"""`headscope entropy` and `headscope locality sweep` (registered through `headscope.cli.CAPABILITY_COMMANDS`).
+
+Both take the same locality-dial options (`_dial_options`): mode, schedule, β, layer weights, heads (HeadSet
+grammar), strength and blocks; `entropy` takes one `--lambda`, the sweep a `--lambdas` grid."""
 
 from __future__ import annotations
 
@@ -9,18 +12,28 @@ from typing import Any
 from headscope.cli.common import emit, model_args, numbers, text_or_file
 from headscope.errors import InputError
 
+ENTROPY_LIMITS = (
+    "Token limits: the eager backend takes up to 2048 tokens (or the model's context if shorter: it holds N×N "
+    "patterns); the fused backend takes up to the model's context length (8192 for smollm2-135m, 32768 for "
+    "gemma3-270m), its memory is O(N). auto: fused above 512 tokens."
+)
+
 
 def register(sub: Any) -> None:
     from headscope.probes.backends import BACKENDS
 
-    p = sub.add_parser("entropy", help="attention entropy (bits) per layer × head of a text")
+    p = sub.add_parser(
+        "entropy",
+        help="attention entropy (bits) per layer × head of a text, optionally under a locality dial",
+        description="Attention entropy per layer × head, optionally under a locality dial. " + ENTROPY_LIMITS,
+    )
     model_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="the text to analyse")
     src.add_argument("--file", help="a UTF-8 text file to analyse")
-    p.add_argument(
-        "--backend", choices=BACKENDS, default="auto", help="auto: fused above 512 tokens if available"
-    )
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help=ENTROPY_LIMITS)
+    p.add_argument("--lambda", dest="lam", default="0", help="dial value λ in [0, 1] (0: the model as is)")
+    _dial_options(p)
     p.set_defaults(func=cmd_entropy)
 
     loc = sub.add_parser("locality", help="the inference-time locality dial")
@@ -30,27 +43,32 @@ def register(sub: Any) -> None:
     _sweep_parser(sweep)
 
 
+def _dial_options(p: argparse.ArgumentParser) -> None:
+    from headscope.attention import BLOCK_SOURCES, MODES, SCHEDULES
+
+    p.add_argument("--mode", choices=list(MODES), default="distance")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default="uniform")
+    p.add_argument("--beta", default="1", help="progressive exponent β ≥ 1")
+    p.add_argument("--layer-weights", default="", help="explicit schedule: one weight in [0, 1] per layer")
+    p.add_argument(
+        "--heads", default="", help="heads to dial, e.g. '9.4, 12.*' or '*.3' (default: every head)"
+    )
+    p.add_argument("--strength", default="1", help="s: nats per token (distance), ×10 nats (block)")
+    p.add_argument(
+        "--blocks", choices=list(BLOCK_SOURCES), default="sentence", help="block source (block mode)"
+    )
+    p.add_argument("--block-size", default="16", help="tokens per block for --blocks fixed")
+    p.add_argument("--spans", default="", help="for --blocks spans: start:end,start:end in token indices")
+
+
 def _sweep_parser(p: argparse.ArgumentParser) -> None:
-    from headscope.localist import BLOCK_SOURCES, MODES, SCHEDULES
-    from headscope.probes.patterns import TARGETS
+    from headscope.attention import TARGETS
 
     src = p.add_mutually_exclusive_group()
     src.add_argument("--text", help="evaluation text (default: the shipped Wikipedia excerpt)")
     src.add_argument("--file", help="evaluation text file (UTF-8)")
     p.add_argument("--lambdas", default="0,0.25,0.5,0.75,1", help="comma-separated λ values in [0, 1] (≤ 21)")
-    p.add_argument("--mode", choices=list(MODES), default="distance")
-    p.add_argument("--schedule", choices=list(SCHEDULES), default="uniform")
-    p.add_argument("--beta", type=float, default=1.0, help="progressive exponent β ≥ 1")
-    p.add_argument("--layer-weights", default="", help="explicit schedule: one weight in [0, 1] per layer")
-    p.add_argument("--heads", default="", help="comma-separated head indices (default: all heads)")
-    p.add_argument(
-        "--strength", type=float, default=1.0, help="s: nats per token (distance), ×10 nats (block)"
-    )
-    p.add_argument(
-        "--blocks", choices=list(BLOCK_SOURCES), default="sentence", help="block source (block mode)"
-    )
-    p.add_argument("--block-size", type=int, default=16, help="tokens per block for --blocks fixed")
-    p.add_argument("--spans", default="", help="for --blocks spans: start:end,start:end in token indices")
+    _dial_options(p)
     p.add_argument("--target", choices=list(TARGETS), default=None, help="pointer-fidelity target")
     p.add_argument("--max-tokens", type=int, default=256, help="cut the evaluation text to this many tokens")
     p.set_defaults(func=cmd_locality_sweep)
@@ -63,43 +81,57 @@ def _spans(raw: str) -> tuple[tuple[int, int], ...]:
         raise InputError(f"--spans must look like 0:5,5:12, got {raw!r}") from None
 
 
+def dial_from_args(args: argparse.Namespace, lam: Any = 0.0) -> Any:
+    """The LocalityDial the options describe (validated here, before any model is loaded)."""
+    from headscope.attention import BlockSpec, LocalityDial
+
+    blocks = BlockSpec(source=args.blocks, size=args.block_size, spans=_spans(args.spans))
+    return LocalityDial(
+        lam=lam, mode=args.mode, schedule=args.schedule, beta=args.beta, heads=args.heads.strip() or None,
+        strength=args.strength, layer_weights=numbers("--layer-weights", args.layer_weights), blocks=blocks,
+    )  # fmt: skip
+
+
 def cmd_entropy(args: argparse.Namespace) -> None:
     from headscope.models import ModelHandle
     from headscope.probes.report import entropy_report
 
+    dial = dial_from_args(args, args.lam)  # validate before loading a model
     text = text_or_file(args)
-    assert text is not None  # the argument group is required
+    if text is None or not text.strip():
+        raise InputError("text is empty")
     handle = ModelHandle.load(args.model, device=args.device)
-    payload = entropy_report(handle, text, backend=args.backend)
-    lines = [f"{payload['model']}: {payload['n_tokens']} tokens, backend {payload['backend']}"]
-    lines += [f"layer {layer:3d}: " + " ".join(f"{h:5.2f}" for h in row) for layer, row in
-              enumerate(payload["entropy_bits"])]  # fmt: skip
+    payload = entropy_report(handle, text, backend=args.backend, dial=dial)
+    head = f"{payload['model']}: {payload['n_tokens']} tokens, backend {payload['backend']}"
+    if dial.lam > 0:
+        head += f", dial λ = {dial.lam:g} ({dial.mode}, {dial.schedule}, heads {dial.heads_text or 'all'})"
+    lines = [head] + [f"layer {layer:3d}: " + " ".join(f"{h:5.2f}" for h in row) for layer, row in
+                      enumerate(payload["entropy_bits"])]  # fmt: skip
     lines.append(f"mean entropy: {payload['mean_entropy_bits']:.3f} bits")
     emit(payload, args.json, lines)
 
 
 def sweep_config_from_args(args: argparse.Namespace) -> Any:
-    from headscope.localist import BlockSpec, LocalityDial, SweepConfig
+    from headscope.probes import SweepConfig
 
-    heads = numbers("--heads", args.heads, int) or None
-    blocks = BlockSpec(source=args.blocks, size=args.block_size, spans=_spans(args.spans))
-    dial = LocalityDial(
-        mode=args.mode, schedule=args.schedule, beta=args.beta, heads=heads, strength=args.strength,
-        layer_weights=numbers("--layer-weights", args.layer_weights), blocks=blocks,
-    )  # fmt: skip
-    return SweepConfig(lambdas=numbers("--lambdas", args.lambdas), dial=dial, target=args.target)
+    return SweepConfig(
+        lambdas=numbers("--lambdas", args.lambdas), dial=dial_from_args(args), target=args.target
+    )
 
 
 def cmd_locality_sweep(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from headscope.localist import eval_tokens, sweep_locality
     from headscope.models import ModelHandle
+    from headscope.probes import eval_tokens, sweep_locality
 
     cfg = sweep_config_from_args(args)  # validate before loading a model
+    text = text_or_file(args)
+    if text is not None and not text.strip():
+        raise InputError("text is empty")
     handle = ModelHandle.load(args.model, device=args.device)
     cfg.dial.check(handle)  # layer count and head indices: before any work
-    tokens, cut = eval_tokens(handle, text_or_file(args), max_tokens=args.max_tokens)
+    tokens, cut = eval_tokens(handle, text, max_tokens=args.max_tokens)
     if cut is not None:
         print(f"headscope: note: evaluation text cut from {cut} to {tokens.shape[1]} tokens", file=sys.stderr)
     with tqdm(total=len(cfg.lambdas), desc="λ sweep", unit="λ", file=sys.stderr) as bar:

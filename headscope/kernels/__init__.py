@@ -4,7 +4,7 @@ Importing this package pulls in torch only: Triton is imported when the Triton b
 transformers / TransformerLens only inside `fused_run` / `fused_entropy_bits` (the GPU bench machine has no TL).
 """
 
-from headscope.kernels.bias import BIAS_MODES, NO_BIAS, LocalityBias
+from headscope.kernels.bias import KERNEL_MODES, NO_BIAS, KernelBias, bias_scores
 from headscope.kernels.chunked import attention_chunked
 from headscope.kernels.dispatch import BACKENDS, fused_attention, pick_backend
 from headscope.kernels.model import FusedRun, fused_entropy_bits, fused_run
@@ -12,13 +12,14 @@ from headscope.kernels.reference import AttentionStats, attention_reference, nai
 
 __all__ = [
     "BACKENDS",
-    "BIAS_MODES",
+    "KERNEL_MODES",
     "NO_BIAS",
     "AttentionStats",
     "FusedRun",
-    "LocalityBias",
+    "KernelBias",
     "attention_chunked",
     "attention_reference",
+    "bias_scores",
     "fused_attention",
     "fused_entropy_bits",
     "fused_run",

@@ -1,7 +1,8 @@
 """Chunked torch path (CPU, or CUDA without Triton): exact attention + LSE + entropy in O(N·chunk) memory.
 
-Queries go in chunks of C rows; each chunk sees only the keys its causal window needs, so the largest
-temporary is [batch, head, C, N] fp32 instead of [batch, head, N, N]. GQA is handled by grouping query heads
+Queries go in chunks of C rows; each chunk sees only the keys its causal window needs (under a window bias, only
+those the widest band can keep), so the largest temporary is [batch, head, C, N] fp32 instead of
+[batch, head, N, N]. GQA is handled by grouping query heads
 over their shared KV head (a broadcasting matmul), so K and V are never repeated in memory.
 """
 
@@ -11,7 +12,7 @@ import torch
 from torch import Tensor
 
 from headscope.errors import InputError
-from headscope.kernels.bias import NO_BIAS, LocalityBias, bias_shape, per_head_coef
+from headscope.kernels.bias import NO_BIAS, KernelBias, band, penalty_shape
 from headscope.kernels.reference import AttentionStats, check_qkv, stats_from_scores
 
 CHUNK_BUDGET_BYTES = 128 << 20  # per fp32 score temporary; a few of them live at once
@@ -29,8 +30,7 @@ def attention_chunked(
     v: Tensor,
     *,
     scale: float | None = None,
-    bias: LocalityBias = NO_BIAS,
-    lam: Tensor | None = None,
+    bias: KernelBias = NO_BIAS,
     chunk: int | None = None,
 ) -> AttentionStats:
     b, h, h_kv, n, d = check_qkv(q, k, v)
@@ -39,19 +39,26 @@ def attention_chunked(
     c = chunk or default_chunk(b, h, n)
     sm_scale = d**-0.5 if scale is None else scale
     g = h // h_kv
-    coef = per_head_coef(lam, bias, h, q.device).view(1, h_kv, g, 1, 1)
+    coef = bias.coefs(h, q.device).view(1, h_kv, g, 1, 1)
     qg = q.reshape(b, h_kv, g, n, d)
     kf, vf = k.float().unsqueeze(2), v.float().unsqueeze(2)  # [b, h_kv, 1, n, d]
     out = torch.empty(b, h_kv, g, n, d, dtype=q.dtype, device=q.device)
     lse = torch.empty(b, h_kv, g, n, dtype=torch.float32, device=q.device)
     ent = torch.empty_like(lse)
     pos = torch.arange(n, device=q.device)
+    reach = int(bias.widths(h, q.device).max()) if bias.mode == "window" else n  # keys a band can keep
     for start in range(0, n, c):
-        stop = min(n, start + c)  # rows start..stop-1 need keys 0..stop-1
-        s = qg[:, :, :, start:stop].float() @ kf[:, :, :, :stop].transpose(-1, -2) * sm_scale
-        if bias.mode != "none":
-            s = s - coef * bias_shape(pos[start:stop], pos[:stop], bias)
-        valid = pos[None, :stop] <= pos[start:stop, None]
-        o, lse[..., start:stop], ent[..., start:stop] = stats_from_scores(s, valid, vf[:, :, :, :stop])
+        stop = min(n, start + c)  # rows start..stop-1 need keys lo..stop-1 (lo > 0 only under a window)
+        lo = max(0, start - reach + 1)
+        rows, keys = pos[start:stop], pos[lo:stop]
+        s = qg[:, :, :, start:stop].float() @ kf[:, :, :, lo:stop].transpose(-1, -2) * sm_scale
+        shape = penalty_shape(bias, rows, keys)
+        if shape is not None:
+            s = s - coef * shape
+        valid = keys[None, :] <= rows[:, None]
+        kept = band(bias, rows, keys, h)
+        if kept is not None:
+            valid = valid & kept.view(h_kv, g, len(rows), len(keys))
+        o, lse[..., start:stop], ent[..., start:stop] = stats_from_scores(s, valid, vf[:, :, :, lo:stop])
         out[:, :, :, start:stop] = o.to(q.dtype)
     return AttentionStats(out.view(b, h, n, d), lse.view(b, h, n), ent.view(b, h, n))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 
 from torch import Tensor
 
 from headscope.errors import InputError
-from headscope.kernels.bias import NO_BIAS, LocalityBias
+from headscope.kernels.bias import NO_BIAS, KernelBias
 from headscope.kernels.chunked import attention_chunked
 from headscope.kernels.reference import AttentionStats, attention_reference
 
@@ -44,24 +45,22 @@ def fused_attention(
     v: Tensor,
     *,
     scale: float | None = None,
-    bias: LocalityBias = NO_BIAS,
-    lam: Tensor | None = None,
+    bias: KernelBias = NO_BIAS,
     backend: str = "auto",
     chunk: int | None = None,
 ) -> AttentionStats:
     """Causal attention output, LSE and per-query entropy (nats) without an [N, N] tensor (except `reference`).
 
-    q: [batch, head, pos, d_head]; k, v: [batch, kv_head, pos, d_head] (GQA when kv_head < head).
+    q: [batch, head, pos, d_head]; k, v: [batch, kv_head, pos, d_head] (GQA when kv_head < head). `bias`: the
+    layer's locality bias (`bias.py`; a dial makes one per layer with `LocalityDial.to_kernel_bias`).
     """
     name = pick_backend(q) if backend == "auto" else backend
     if name not in BACKENDS:
         raise InputError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {backend!r}")
     if name == "triton" and not q.is_cuda and not _interpreting():
         raise InputError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 for tests)")
-    return BACKENDS[name](q, k, v, scale=scale, bias=bias, lam=lam, chunk=chunk)
+    return BACKENDS[name](q, k, v, scale=scale, bias=bias, chunk=chunk)
 
 
 def _interpreting() -> bool:
-    import os
-
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")

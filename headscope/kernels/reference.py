@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from headscope.errors import InputError
-from headscope.kernels.bias import NO_BIAS, LocalityBias, bias_shape, per_head_coef
+from headscope.kernels.bias import NO_BIAS, KernelBias, band, penalty_shape
 
 LN2 = math.log(2.0)
 
@@ -64,42 +64,41 @@ def stats_from_scores(
     return out, m[..., 0] + torch.log(denom), torch.log(denom) - w / denom
 
 
+def biased_scores(
+    s: Float[Tensor, "batch head q k"], bias: KernelBias, pos: Tensor
+) -> tuple[Float[Tensor, "batch head q k"], Bool[Tensor, "*head q k"]]:
+    """Dense scores with the bias of every head applied (c_h·f, all heads), and the valid keys (causal ∩ band)."""
+    h = s.shape[1]
+    shape = penalty_shape(bias, pos, pos)
+    if shape is not None:
+        s = s - bias.coefs(h, s.device).to(s.dtype)[None, :, None, None] * shape.to(s.dtype)
+    valid = pos[None, :] <= pos[:, None]
+    kept = band(bias, pos, pos, h)
+    return s, valid if kept is None else valid & kept
+
+
 def attention_reference(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    scale: float | None = None,
-    bias: LocalityBias = NO_BIAS,
-    lam: Tensor | None = None,
+    q: Tensor, k: Tensor, v: Tensor, *, scale: float | None = None, bias: KernelBias = NO_BIAS
 ) -> AttentionStats:
     """Dense fp32 reference; materialises [batch, head, N, N]."""
     _, h, _, n, d = check_qkv(q, k, v)
     sm_scale = d**-0.5 if scale is None else scale
     pos = torch.arange(n, device=q.device)
-    coef = per_head_coef(lam, bias, h, q.device)
     s = q.float() @ expand_kv(k, h).float().transpose(-1, -2) * sm_scale
-    s = s - coef[None, :, None, None] * bias_shape(pos, pos, bias)
-    causal = pos[None, :] <= pos[:, None]
-    out, lse, ent = stats_from_scores(s, causal, expand_kv(v, h))
+    s, valid = biased_scores(s, bias, pos)
+    out, lse, ent = stats_from_scores(s, valid, expand_kv(v, h))
     return AttentionStats(out.to(q.dtype), lse, ent)
 
 
 def naive_entropy_nats(
-    q: Tensor,
-    k: Tensor,
-    *,
-    scale: float | None = None,
-    bias: LocalityBias = NO_BIAS,
-    lam: Tensor | None = None,
+    q: Tensor, k: Tensor, *, scale: float | None = None, bias: KernelBias = NO_BIAS
 ) -> Float[Tensor, "batch head pos"]:
-    """Entropy straight from torch.softmax (−Σ p ln p), independent of the centred form: the oracle's oracle."""
+    """Entropy straight from torch.softmax (−Σ p ln p) in fp64, independent of the centred form: the oracle's
+    oracle."""
     _, h, _, n, d = check_qkv(q, k, k)
     sm_scale = d**-0.5 if scale is None else scale
     pos = torch.arange(n, device=q.device)
-    coef = per_head_coef(lam, bias, h, q.device)
     s = q.double() @ expand_kv(k, h).double().transpose(-1, -2) * sm_scale
-    s = s - coef.double()[None, :, None, None] * bias_shape(pos, pos, bias).double()
-    s = s.masked_fill(pos[None, :] > pos[:, None], float("-inf"))
-    p = torch.softmax(s, dim=-1)
+    s, valid = biased_scores(s, bias, pos)
+    p = torch.softmax(s.masked_fill(~valid, float("-inf")), dim=-1)
     return -(p * torch.log(p.clamp_min(1e-300))).sum(-1).float()

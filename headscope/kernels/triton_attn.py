@@ -7,6 +7,9 @@ running max m, l = Σ 2^(s−m) and w = Σ 2^(s−m)·(s−m). When the max move
     w′ = α·(w + (m − m′)·l) + Σ_new p·(s − m′),   l′ = α·l + Σ_new p
 and at the end H = log2 l − w/l bits, LSE = (m + log2 l)·ln 2 nats. The centred form avoids the cancellation of
 LSE − E[s]. Masked entries are zeroed before p·(s − m) (0·(−∞) is NaN). Statistics are fp32 whatever the input.
+The locality bias (`bias.py`) is evaluated in the loop: distance and block subtract c_h·f(i, j) (block ids are
+loaded per position, so sentence, clause and span blocks work as well as fixed windows); the window mode masks
+keys outside the band i − j < w_h and skips key blocks wholly left of it.
 
 Import this module only where Triton can run: CUDA, or CPU with TRITON_INTERPRET=1 set *before* the import
 (`triton.jit` picks the interpreter at decoration time). The interpreter gets bf16 `tl.dot` wrong.
@@ -23,7 +26,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from headscope.kernels.bias import NO_BIAS, LocalityBias, per_head_coef
+from headscope.kernels.bias import NO_BIAS, KernelBias
 from headscope.kernels.reference import AttentionStats, check_qkv
 
 LOG2E = 1.4426950408889634
@@ -44,13 +47,15 @@ def _block_step(
     w_i,
     acc,
     coef,
+    width,
+    q_block,
+    BID,
     skn,
     skd,
     svn,
     svd,
     N_CTX,
     qk_scale,
-    bias_block,
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BIAS_MODE: tl.constexpr,
@@ -69,9 +74,12 @@ def _block_step(
     if BIAS_MODE == 1:
         s -= coef * tl.abs(offs_m[:, None] - cols[None, :]).to(tl.float32)
     if BIAS_MODE == 2:
-        s -= coef * ((offs_m[:, None] // bias_block) != (cols[None, :] // bias_block)).to(tl.float32)
-    if MASK:
+        k_block = tl.load(BID + cols, mask=cols < N_CTX, other=-1)
+        s -= coef * (q_block[:, None] != k_block[None, :]).to(tl.float32)
+    if MASK:  # the window mode always masks: its band edge can cross any block
         valid = (cols[None, :] <= offs_m[:, None]) & (cols[None, :] < N_CTX)
+        if BIAS_MODE == 3:
+            valid = valid & ((offs_m[:, None] - cols[None, :]) < width)
         s = tl.where(valid, s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
     alpha = tl.math.exp2(m_i - m_new)
@@ -98,6 +106,8 @@ def _attn_fwd(
     LSE,
     ENT,
     COEF,
+    WIDTH,
+    BID,
     sqb,
     sqh,
     sqn,
@@ -118,12 +128,12 @@ def _attn_fwd(
     H,
     GROUP,
     qk_scale,
-    bias_block,
     HEAD_DIM: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BIAS_MODE: tl.constexpr,
+    WINDOWED: tl.constexpr,
     EXACT_D: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
@@ -141,16 +151,25 @@ def _attn_fwd(
     k_base = K + b * skb + hk * skh
     v_base = V + b * svb + hk * svh
     coef = 0.0
-    if BIAS_MODE != 0:
+    if BIAS_MODE != 0:  # zero in the window mode
         coef = tl.load(COEF + h) * 1.4426950408889634
+    q_block = offs_m * 0
+    if BIAS_MODE == 2:
+        q_block = tl.load(BID + offs_m, mask=row_ok, other=-2)
+    # keys strictly left of this query block need no causal mask (BLOCK_M is a multiple of BLOCK_N); under a
+    # window, blocks wholly left of the band are skipped and the rest are masked
+    diag = pid_m * BLOCK_M
+    lo = 0
+    width = 0
+    if BIAS_MODE == 3:
+        width = tl.load(WIDTH + h)
+        lo = (tl.maximum(diag - width + 1, 0) // BLOCK_N) * BLOCK_N
     # finite start: (m − m′)·l stays 0·finite on the first block instead of (−∞)·0 = NaN
     m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     w_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    # keys strictly left of this query block need no causal mask (BLOCK_M is a multiple of BLOCK_N)
-    diag = pid_m * BLOCK_M
-    for start_n in range(0, diag, BLOCK_N):
+    for start_n in range(lo, diag, BLOCK_N):
         m_i, l_i, w_i, acc = _block_step(
             q,
             k_base,
@@ -164,17 +183,19 @@ def _attn_fwd(
             w_i,
             acc,
             coef,
+            width,
+            q_block,
+            BID,
             skn,
             skd,
             svn,
             svd,
             N_CTX,
             qk_scale,
-            bias_block,
             HEAD_DIM,
             BLOCK_D,
             BIAS_MODE,
-            False,
+            WINDOWED,
             EXACT_D,
             PRECISION,
         )
@@ -193,13 +214,15 @@ def _attn_fwd(
             w_i,
             acc,
             coef,
+            width,
+            q_block,
+            BID,
             skn,
             skd,
             svn,
             svd,
             N_CTX,
             qk_scale,
-            bias_block,
             HEAD_DIM,
             BLOCK_D,
             BIAS_MODE,
@@ -249,8 +272,7 @@ def attention_triton(
     v: Tensor,
     *,
     scale: float | None = None,
-    bias: LocalityBias = NO_BIAS,
-    lam: Tensor | None = None,
+    bias: KernelBias = NO_BIAS,
     config: KernelConfig | None = None,
 ) -> AttentionStats:
     """Causal attention + LSE + entropy (nats) with one Triton launch; fp16/bf16/fp32 in, fp32 statistics."""
@@ -260,14 +282,16 @@ def attention_triton(
     out = torch.empty_like(q)
     lse = torch.empty(b, h, n, dtype=torch.float32, device=q.device)
     ent = torch.empty_like(lse)
-    coef = per_head_coef(lam, bias, h, q.device)
+    coef, width, blocks = bias.coefs(h, q.device), bias.widths(h, q.device), bias.blocks(n, q.device)
     grid = (triton.cdiv(n, cfg.block_m), b * h)
+    block_d = max(16, triton.next_power_of_2(d))
     _attn_fwd[grid](
-        q, k, v, out, lse, ent, coef,
+        q, k, v, out, lse, ent, coef, width, blocks,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-        n, h, h // h_kv, sm_scale * LOG2E, bias.block_size,
-        HEAD_DIM=d, BLOCK_D=max(16, triton.next_power_of_2(d)), BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        BIAS_MODE=bias.mode_id, EXACT_D=d == max(16, triton.next_power_of_2(d)), PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        n, h, h // h_kv, sm_scale * LOG2E,
+        HEAD_DIM=d, BLOCK_D=block_d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        BIAS_MODE=bias.mode_id, WINDOWED=bias.mode == "window", EXACT_D=d == block_d,
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
     return AttentionStats(out, lse, ent)

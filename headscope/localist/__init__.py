@@ -1,22 +1,18 @@
-"""The locality dial (bias/mask builders, layer schedules, hooks) and localist training."""
+"""Localist training only: the corpus, the objective (Ω), training runs, the AILA sweep table, shipped checkpoints.
+The locality model it trains towards (schedules, blocks, entropy) is `headscope.attention`'s; the inference-time
+dial and the λ sweep of a loaded model are in `headscope.attention` and `headscope.probes`."""
 
-from headscope.localist.blocks import BLOCK_SOURCES, BlockSpec, block_ids
-from headscope.localist.dial import MODES, SCHEDULES, LocalityDial, dial_hooks, score_transforms, window_width
-from headscope.localist.sweep import SweepConfig, SweepResult, SweepRow, eval_tokens, sweep_locality
+from headscope.localist.train_eval import EvalResult, evaluate
+from headscope.localist.train_objective import PENALTIES, penalty, pointer_stats
+from headscope.localist.training import TrainConfig, TrainResult, train
 
 __all__ = [
-    "BLOCK_SOURCES",
-    "MODES",
-    "SCHEDULES",
-    "BlockSpec",
-    "LocalityDial",
-    "SweepConfig",
-    "SweepResult",
-    "SweepRow",
-    "block_ids",
-    "dial_hooks",
-    "eval_tokens",
-    "score_transforms",
-    "sweep_locality",
-    "window_width",
+    "PENALTIES",
+    "EvalResult",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "penalty",
+    "pointer_stats",
+    "train",
 ]

@@ -4,19 +4,16 @@
   validation < 90 ≤ test. No article's text is ever in two splits.
 - **Tokenizer**: byte-level BPE (GPT-2 pre-tokeniser, `tokenizers` library) trained on the train split only, one
   special token `<|endoftext|>` (BOS = EOS = PAD, like GPT-2). It adds **no** BOS, like the default model.
-- **Semantic blocks** = sentences. A sentence ends at `.`, `!` or `?` (optionally followed by a closing quote or
-  bracket) followed by whitespace and an upper-case letter, digit, quote or bracket; an article boundary always
-  ends a block. A token belongs to the block holding its **last** character (so " The" belongs to the sentence it
-  opens and "." to the one it closes); the `<|endoftext|>` after an article belongs to the article's last sentence.
+- **Semantic blocks** = sentences, by the one sentence rule of `headscope.attention.blocks` (the dial's `sentence`
+  blocks): a token belongs to the sentence holding its last character; an article boundary always ends a block;
+  the `<|endoftext|>` after an article belongs to the article's last sentence.
 - **Windows**: the train (or test) articles, each followed by `<|endoftext|>`, concatenated in title order and cut
   into non-overlapping windows of `ctx` tokens; block ids are renumbered from 0 inside each window.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -27,13 +24,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 from transformers import PreTrainedTokenizerFast
 
+from headscope.attention.blocks import blocks_at, sentence_starts
 from headscope.data import Article, wiki_articles
 from headscope.errors import InputError
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 EOT = "<|endoftext|>"
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
 
 
 def split_of(title: str) -> Split:
@@ -47,11 +44,6 @@ def split_articles(split: Split, articles: Sequence[Article] | None = None) -> t
         raise InputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     pool = wiki_articles() if articles is None else articles
     return tuple(a for a in pool if split_of(a.title) == split)
-
-
-def sentence_starts(text: str) -> list[int]:
-    """Character offsets where sentences start (always including 0)."""
-    return [0, *(m.end() for m in _SENTENCE_END.finditer(text))]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedTokenizerFast:
@@ -81,9 +73,7 @@ def wrap_tokenizer(tok: Tokenizer) -> PreTrainedTokenizerFast:
 def encode_with_blocks(tok: PreTrainedTokenizerFast, text: str) -> tuple[list[int], list[int]]:
     """Token ids of `text` (no special tokens) and each token's sentence index."""
     enc = tok.backend_tokenizer.encode(text, add_special_tokens=False)
-    starts = sentence_starts(text)
-    blocks = [max(bisect.bisect_right(starts, end - 1) - 1, 0) for _, end in enc.offsets]
-    return list(enc.ids), blocks
+    return list(enc.ids), blocks_at(sentence_starts(text), [end for _, end in enc.offsets])
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Perplexity = exp(mean next-token cross-entropy over every predicted position of every window; each window predicts
 its tokens 1..ctx−1 from the ones before, no BOS). Accuracy = argmax next-token hit rate over the same positions.
-Entropy, pointer fidelity and Ω are defined in `train_objective`.
+Entropy is `attention.patterns.row_entropy_bits`; pointer fidelity and Ω are defined in `train_objective`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import PreTrainedModel
 
+from headscope.attention.patterns import row_entropy_bits
 from headscope.localist.corpus import Windows
-from headscope.localist.train_objective import entropy_bits, penalty, pointer_stats
+from headscope.localist.train_objective import penalty, pointer_stats
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def evaluate(
         a, h, c = _lm_stats(out.logits, w.ids)
         nll, hits, count = nll + a, hits + h, count + c
         for layer, attn in enumerate(out.attentions):
-            ent[layer] += float(entropy_bits(attn).mean()) * len(w)
+            ent[layer] += float(row_entropy_bits(attn).mean()) * len(w)
             pen[layer] += float(penalty(attn, w.blocks, penalty_kind)) * len(w)
             m, hp, n = pointer_stats(attn, w.blocks)
             mass, hit_ptr, n_inf = mass + float(m), hit_ptr + float(hp), n_inf + float(n)

@@ -2,7 +2,7 @@
 
 Patterns come from `blocks.{l}.attn.hook_pattern` through the handle (the same address space as every other
 capability); entropy per head is the mean over query positions of the row entropy in bits, computed with the
-probes module's `row_entropy_bits`.
+`headscope.attention.patterns.row_entropy_bits`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from jaxtyping import Float
 
+from headscope.attention.patterns import row_entropy_bits
 from headscope.errors import InputError
 from headscope.models import ModelHandle, hooks
-from headscope.probes.patterns import row_entropy_bits
 
 SHIPPED_MODELS = ("localist-2l-lambda0", "localist-2l-lambda0.6", "localist-2l-lambda1.0")
 DISTRIBUTED_MODEL = "localist-2l-lambda0"

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from headscope import checks
+from headscope.attention.locality import MAX_BETA
 from headscope.errors import InputError
 from headscope.localist.training import TrainConfig, TrainResult, build_corpus, train
 
@@ -35,9 +37,10 @@ PAPER = {
 DEEP = TrainConfig(n_layers=6, d_model=64, n_heads=4, d_mlp=192, steps=300, lr=3e-3)
 
 
-def _check_lambdas(values: tuple[float, ...], name: str) -> None:
-    if not values or any(not 0.0 <= v <= 1.0 for v in values):
-        raise InputError(f"{name} must be a non-empty list of values in [0, 1], got {list(values)}")
+def _numbers(values: object, name: str, lo: float, hi: float) -> tuple[float, ...]:
+    if not isinstance(values, tuple | list) or not values:
+        raise InputError(f"{name} must be a non-empty list of values in [{lo:g}, {hi:g}], got {values!r}")
+    return tuple(checks.number(v, f"each of {name}", lo, hi) for v in values)
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,10 @@ class SweepConfig:
     progressive: bool = True  # run part B
 
     def __post_init__(self) -> None:
-        _check_lambdas(self.lambdas, "lambdas")
-        _check_lambdas((self.progressive_lambda,), "progressive_lambda")
-        if any(not 1.0 <= b <= 10.0 for b in self.betas):
-            raise InputError(f"betas must lie in [1, 10], got {list(self.betas)}")
+        object.__setattr__(self, "lambdas", _numbers(self.lambdas, "lambdas", 0.0, 1.0))
+        object.__setattr__(self, "betas", _numbers(self.betas, "betas", 1.0, MAX_BETA))
+        lam = checks.number(self.progressive_lambda, "progressive_lambda", 0.0, 1.0)
+        object.__setattr__(self, "progressive_lambda", lam)
 
     def runs(self) -> list[tuple[str, str, TrainConfig]]:
         """(part, run name, config) in the order they are trained."""

@@ -26,18 +26,21 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
+from headscope import checks
+from headscope.attention.locality import LayerSchedule
 from headscope.errors import InputError
 from headscope.localist.corpus import EOT, Windows, pack_windows, split_articles, train_tokenizer
 from headscope.localist.train_eval import EvalResult, evaluate
-from headscope.localist.train_objective import PENALTIES, SCHEDULES, layer_lambdas, penalty
+from headscope.localist.train_objective import PENALTIES, penalty
 
 STATE_FILE = "train_state.json"
 OPTIM_FILE = "optimizer.safetensors"
-
-
-def _check(name: str, value: float, lo: float, hi: float) -> None:
-    if not (lo <= value <= hi) or value != value:
-        raise InputError(f"{name} must be in [{lo}, {hi}], got {value}")
+# the shared schedules (attention.locality.SCHEDULES) that need no per-layer list
+TRAIN_SCHEDULES = ("uniform", "progressive")
+_INTS = (("n_layers", 1, 24), ("d_model", 16, 2048), ("n_heads", 1, 32), ("d_mlp", 1, 65536),
+         ("vocab_size", 260, 65536), ("ctx", 16, 1024), ("batch_size", 1, 512), ("steps", 1, 100_000),
+         ("warmup", 0, 100_000), ("seed", 0, 2**31 - 1), ("eval_windows", 1, 1_000_000),
+         ("save_every", 1, 100_000))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -65,28 +68,24 @@ class TrainConfig:
     save_every: int = 100
 
     def __post_init__(self) -> None:
-        _check("lam", self.lam, 0.0, 1.0)
-        _check("beta", self.beta, 1.0, 10.0)
-        if self.schedule not in SCHEDULES:
-            raise InputError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.penalty not in PENALTIES:
-            raise InputError(f"penalty must be one of {', '.join(PENALTIES)}, got {self.penalty!r}")
-        for name, lo, hi in (
-            ("n_layers", 1, 24),
-            ("n_heads", 1, 32),
-            ("ctx", 16, 1024),
-            ("steps", 1, 100_000),
-        ):
-            _check(name, getattr(self, name), lo, hi)
-        _check("d_model", self.d_model, 16, 2048)
-        _check("batch_size", self.batch_size, 1, 512)
-        _check("lr", self.lr, 1e-6, 1.0)
+        set_ = functools.partial(object.__setattr__, self)
+        set_("lam", checks.number(self.lam, "lam", 0.0, 1.0))
+        checks.choice(self.schedule, "schedule", TRAIN_SCHEDULES)
+        set_("beta", LayerSchedule(self.schedule, self.beta).beta)
+        PENALTIES.check(self.penalty, field="penalty")
+        for name, lo, hi in _INTS:
+            set_(name, checks.integer(getattr(self, name), name, lo, hi))
+        set_("lr", checks.number(self.lr, "lr", 1e-6, 1.0))
+        set_("weight_decay", checks.number(self.weight_decay, "weight_decay", 0.0, 1.0))
+        if self.max_train_windows is not None:
+            set_("max_train_windows", checks.integer(self.max_train_windows, "max_train_windows", 1))
         if self.d_model % self.n_heads:
             raise InputError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
     @property
-    def lambdas(self) -> list[float]:
-        return layer_lambdas(self.lam, self.n_layers, self.schedule, self.beta)
+    def lambdas(self) -> tuple[float, ...]:
+        """λ_l per layer: the schedule the inference dial uses too (`attention.locality.LayerSchedule`)."""
+        return LayerSchedule(self.schedule, self.beta).lambdas(self.lam, self.n_layers)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -28,12 +29,41 @@ from transformers import PreTrainedTokenizerBase
 
 from headscope.errors import InputError
 from headscope.models.catalog import DEFAULT_MODEL, CatalogEntry, resolve
+from headscope.models.device_map import DeviceMapSpec, Placement, place
 from headscope.models.loading import Loaded, load_hf
 from headscope.selection import HeadSet
 
 HookFn = Callable[..., Any]
 Hooks = Sequence[tuple[str, HookFn]]
-DEFAULT_MAX_TOKENS = 2048
+DEFAULT_MAX_TOKENS = 2048  # eager paths hold N×N patterns per layer; the fused entropy path goes to n_ctx
+
+
+# A batch worker serves many jobs with one loaded model: inside `shared_handles(store)`, `ModelHandle.load` hands
+# back the handle it already loaded for the same model and placement instead of loading again.
+_SHARED: ContextVar[dict[tuple[Any, ...], ModelHandle] | None] = ContextVar("headscope_shared", default=None)
+
+
+# `--device-map` reaches every command's `ModelHandle.load` through this (set by the CLI around the command).
+_DEVICE_MAP: ContextVar[DeviceMapSpec | None] = ContextVar("headscope_device_map", default=None)
+
+
+@contextmanager
+def shared_handles(store: dict[tuple[Any, ...], ModelHandle]) -> Iterator[None]:
+    token = _SHARED.set(store)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+@contextmanager
+def default_device_map(spec: DeviceMapSpec | None) -> Iterator[None]:
+    """Inside the block, `ModelHandle.load` without a `device_map` of its own spreads the model as `spec` says."""
+    token = _DEVICE_MAP.set(spec)
+    try:
+        yield
+    finally:
+        _DEVICE_MAP.reset(token)
 
 
 def default_device() -> torch.device:
@@ -98,8 +128,16 @@ def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
 class ModelHandle:
     """A loaded model. Thread-safe: all hooked runs go through one re-entrant lock."""
 
-    def __init__(self, loaded: Loaded, entry: CatalogEntry, device: torch.device | str | None = None):
-        self.device = torch.device(device) if device is not None else default_device()
+    def __init__(
+        self,
+        loaded: Loaded,
+        entry: CatalogEntry,
+        device: torch.device | str | None = None,
+        device_map: DeviceMapSpec | None = None,
+    ):
+        # A split model is booted on the CPU and then spread (models/device_map.py); its main device holds the
+        # embeddings and the logits.
+        self.device = torch.device("cpu" if device_map else device or default_device())
         self.tokenizer = loaded.tokenizer
         self.entry = entry
         self.load_seconds = loaded.seconds
@@ -113,6 +151,10 @@ class ModelHandle:
             device=self.device,
         )
         self.bridge.eval()
+        self.placement: Placement | None = None
+        if device_map is not None:
+            self.placement = place(self.bridge, model, device_map)
+            self.device = torch.device(self.placement.main)
         for p in (*self.bridge.parameters(), *model.parameters()):
             p.requires_grad_(False)
         self.prepends_bos = _adds_bos(self.tokenizer)
@@ -136,7 +178,9 @@ class ModelHandle:
         self.identity = ModelIdentity(
             entry.name, entry.kind, loaded.source, loaded.sha256, loaded.revision, entry.license
         )
+        # Token limits, in one place: eager runs (N×N patterns) and the fused entropy path (O(N) memory).
         self.max_tokens = min(DEFAULT_MAX_TOKENS, self.facts.n_ctx)
+        self.max_tokens_fused = self.facts.n_ctx
         self._points = dict(self.bridge.hook_dict)  # name (aliases included) -> HookPoint, built once
         self._hook_names = frozenset(self._points)
         # Hook levels start high so they never collide with the bridge's own context levels.
@@ -144,12 +188,23 @@ class ModelHandle:
 
     @classmethod
     def load(
-        cls, model_id: str = DEFAULT_MODEL, *, device: str | None = None, allow_external: bool = True
+        cls,
+        model_id: str = DEFAULT_MODEL,
+        *,
+        device: str | None = None,
+        device_map: DeviceMapSpec | None = None,
+        allow_external: bool = True,
     ) -> ModelHandle:
         entry = resolve(model_id, allow_external=allow_external)
+        device_map = device_map or _DEVICE_MAP.get()
+        store, key = _SHARED.get(), (entry.name, device, device_map.key() if device_map else None)
+        if store is not None and key in store:
+            return store[key]
         t0 = time.perf_counter()
-        handle = cls(load_hf(entry), entry, device)
+        handle = cls(load_hf(entry), entry, device, device_map)
         handle.load_seconds = time.perf_counter() - t0
+        if store is not None:
+            store[key] = handle
         return handle
 
     # -- text <-> tokens -------------------------------------------------------------------------------------
@@ -302,7 +357,7 @@ class ModelHandle:
         def saver(key: str) -> HookFn:
             # Keyed by the name asked for: an alias (hook_attn_out) reports under its canonical hook's name.
             def save(act: Tensor, hook: Any) -> Tensor:
-                store[key] = act.detach()
+                store[key] = act.detach().to(self.device)  # a no-op unless the blocks are spread over devices
                 return act
 
             return save
@@ -328,6 +383,7 @@ class ModelHandle:
             "identity": asdict(self.identity),
             "facts": asdict(self.facts),
             "device": str(self.device),
+            "placement": self.placement.to_json() if self.placement else None,
             "dtype": str(next(self.hf_model.parameters()).dtype).removeprefix("torch."),
             "prepends_bos": self.prepends_bos,
             "max_tokens": self.max_tokens,

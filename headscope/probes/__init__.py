@@ -1,7 +1,7 @@
-"""Attention metrics: entropy (bits), pointer fidelity, previous-token, induction, mean distance."""
+"""Attention metrics over a text, optionally under a locality dial: entropy (bits), pointer fidelity,
+previous-token, induction, mean distance; the λ sweep. Definitions: `headscope.attention`."""
 
-from headscope.probes.backends import BACKENDS, entropy_bits, resolve_backend
-from headscope.probes.patterns import TARGETS, normalised_entropy, row_entropy_bits, target_mask
+from headscope.probes.backends import BACKENDS, entropy_bits, resolve_backend, token_limit
 from headscope.probes.probe import (
     MAX_PATTERN_TOKENS,
     AttentionProbes,
@@ -10,19 +10,24 @@ from headscope.probes.probe import (
     induction_scores,
     probe_attention,
 )
+from headscope.probes.report import entropy_report
+from headscope.probes.sweep import SweepConfig, SweepResult, SweepRow, eval_tokens, sweep_locality
 
 __all__ = [
     "BACKENDS",
     "MAX_PATTERN_TOKENS",
-    "TARGETS",
     "AttentionProbes",
     "ProbeConfig",
+    "SweepConfig",
+    "SweepResult",
+    "SweepRow",
     "entropy_bits",
+    "entropy_report",
+    "eval_tokens",
     "head_pattern",
     "induction_scores",
-    "normalised_entropy",
     "probe_attention",
     "resolve_backend",
-    "row_entropy_bits",
-    "target_mask",
+    "sweep_locality",
+    "token_limit",
 ]

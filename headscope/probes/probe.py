@@ -1,13 +1,16 @@
-"""One run of a text → attention metrics per layer × head × query (`probe_attention`), and induction scores.
+"""One run of a text → attention metrics per layer × head × query (`probe_attention`), optionally under a locality
+dial, and induction scores.
 
 Patterns are reduced to per-row statistics: all layers at once when they are small, else inside each layer's hook,
 so a long run never holds all layers' N×N patterns (30 layers × 9 heads × 2048² floats would be 4.5 GB); see
-`patterns.py` for definitions.
+`headscope.attention.patterns` for definitions. Under a dial, its hooks rewrite `hook_attn_scores` and the metrics
+are read from `hook_pattern` as always: what the model computed from the dialed scores, so the heads the dial
+leaves alone read exactly as without it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -16,12 +19,14 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from headscope import checks
+from headscope.attention.blocks import BlockSpec, block_ids
+from headscope.attention.locality import LocalityDial, dial_hooks
+from headscope.attention.patterns import TARGETS, RowStats, normalised_entropy, row_stats, target_mask
 from headscope.errors import InputError
 from headscope.models import hooks
 from headscope.models.handle import Hooks, ModelHandle
-from headscope.probes.patterns import TARGETS, RowStats, normalised_entropy, row_stats, target_mask
 
-ScoreFn = Callable[[Tensor], Tensor]
 BATCH_ELEMENTS = 2**25  # 128 MiB of float32 patterns: all of SmolLM2's at 256 tokens (17.7 M)
 MAX_PATTERN_TOKENS = 256  # the single-head viewer draws an N×N matrix: beyond this it is unreadable and heavy
 Stats = dict[str, Float[np.ndarray, "layer head pos"]]
@@ -38,12 +43,10 @@ class ProbeConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise InputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
-        if not 4 <= self.induction_len <= 512:
-            raise InputError(f"induction_len must be in [4, 512], got {self.induction_len}")
-        if self.seed < 0:
-            raise InputError(f"seed must be ≥ 0, got {self.seed}")
+        TARGETS.check(self.target, field="target")
+        object.__setattr__(self, "induction", checks.flag(self.induction, "induction"))
+        object.__setattr__(self, "induction_len", checks.integer(self.induction_len, "induction_len", 4, 512))
+        object.__setattr__(self, "seed", checks.integer(self.seed, "seed", 0, 2**63 - 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,60 +101,40 @@ class AttentionProbes:
         }
 
 
-def check_tokens(handle: ModelHandle, tokens: Int[Tensor, "batch pos"]) -> Int[Tensor, "batch pos"]:
+def check_tokens(
+    handle: ModelHandle, tokens: Int[Tensor, "batch pos"], *, limit: int | None = None
+) -> Int[Tensor, "batch pos"]:
+    """One row of 1..limit token ids (default: the eager limit, `handle.max_tokens`)."""
     if tokens.ndim != 2 or tokens.shape[0] != 1 or tokens.shape[1] == 0:
         raise InputError(f"expected token ids of shape [1, pos] with pos ≥ 1, got {tuple(tokens.shape)}")
-    if tokens.shape[1] > handle.max_tokens:
-        raise InputError(f"{tokens.shape[1]} tokens; the limit is {handle.max_tokens}")
+    limit = handle.max_tokens if limit is None else limit
+    if tokens.shape[1] > limit:
+        raise InputError(f"{tokens.shape[1]} tokens; the limit is {limit}")
     return tokens
 
 
 def run_row_stats(
-    handle: ModelHandle,
-    tokens: Int[Tensor, "batch pos"],
-    target: torch.Tensor,
-    *,
-    score_fns: Mapping[int, ScoreFn] | None = None,
-    fwd_hooks: Hooks = (),
+    handle: ModelHandle, tokens: Int[Tensor, "batch pos"], target: torch.Tensor, *, fwd_hooks: Hooks = ()
 ) -> tuple[Float[Tensor, "batch pos d_vocab"], Stats]:
     """One forward: logits and every layer's per-row statistics (`RowStats` fields → [layer, head, pos]).
 
-    `score_fns[l]` (e.g. a locality dial) rewrites layer l's pre-softmax scores; such a layer is read as softmax
-    of its rewritten scores in the same hook (softmax(hook_attn_scores) is hook_pattern exactly, see the tests),
-    the others from `hook_pattern`: one hook per layer either way, whatever the dial. Patterns are kept and
-    reduced all layers at once
-    when they fit in BATCH_ELEMENTS floats (a few large ops instead of a dozen small ones per layer), else each
-    layer is reduced inside its hook."""
+    `fwd_hooks` run too (e.g. a locality dial's `dial_hooks`); each layer is read from `hook_pattern`. Patterns are
+    kept and reduced all layers at once when they fit in BATCH_ELEMENTS floats (a few large ops instead of a dozen
+    small ones per layer), else each layer is reduced inside its hook."""
     check_tokens(handle, tokens)
-    score_fns = score_fns or {}
     n_layers, n = handle.facts.n_layers, tokens.shape[1]
     batched = n_layers * handle.facts.n_heads * n * n <= BATCH_ELEMENTS
     taken: dict[int, Tensor | RowStats] = {}
 
-    def take(layer: int, pattern: Tensor) -> None:
-        taken[layer] = pattern if batched else row_stats(pattern, target)
-
     def reducer(layer: int) -> Callable[[Tensor, Any], Tensor]:
         def hook(pattern: Tensor, hook: Any) -> Tensor:
-            take(layer, pattern[0].float())
+            p = pattern[0].float()
+            taken[layer] = p if batched else row_stats(p, target)
             return pattern
 
         return hook
 
-    def rewriter(layer: int, fn: ScoreFn) -> Callable[[Tensor, Any], Tensor]:
-        def hook(scores: Tensor, hook: Any) -> Tensor:
-            out = fn(scores)
-            take(layer, torch.softmax(out[0].float(), -1))
-            return out
-
-        return hook
-
-    layer_hooks = [
-        (hooks.scores(layer), rewriter(layer, score_fns[layer]))
-        if layer in score_fns
-        else (hooks.pattern(layer), reducer(layer))
-        for layer in range(n_layers)
-    ]
+    layer_hooks = [(hooks.pattern(layer), reducer(layer)) for layer in range(n_layers)]
     logits = handle.forward(tokens, fwd_hooks=[*fwd_hooks, *layer_hooks])
     return logits, _stack_stats([taken[layer] for layer in range(n_layers)], target)
 
@@ -171,21 +154,38 @@ def probe_attention(
     tokens: Int[Tensor, "batch pos"],
     *,
     cfg: ProbeConfig = ProbeConfig(),
-    score_fns: Mapping[int, ScoreFn] | None = None,
+    dial: LocalityDial | None = None,
     block_ids: Int[Tensor, " pos"] | None = None,
 ) -> AttentionProbes:
-    """All metrics of `tokens` from one forward (plus one on random tokens when `cfg.induction`).
+    """All metrics of `tokens` from one forward (plus one on random tokens when `cfg.induction`), under `dial`
+    when given (induction is scored without it: it measures the model's heads, on other tokens).
 
-    `score_fns` rewrite pre-softmax scores per layer (a locality dial: `localist.score_transforms`); `block_ids`
-    are needed for the `block` target."""
+    `block_ids` (one per token) are the blocks of the `block` target and of the dial's block mode; by default
+    they come from the dial's `blocks` spec (sentences without a dial)."""
     check_tokens(handle, tokens)
-    target = target_mask(cfg.target, tokens.shape[1], block_ids)
-    _, stats = run_row_stats(handle, tokens, target, score_fns=score_fns)
+    blocks = probe_blocks(handle, tokens, cfg.target, dial, block_ids)
+    target = target_mask(cfg.target, tokens.shape[1], blocks)
+    fwd = dial_hooks(handle, tokens, dial, block_ids=blocks) if dial is not None else []
+    _, stats = run_row_stats(handle, tokens, target, fwd_hooks=fwd)
     ids = tuple(int(i) for i in tokens[0].tolist())
     induction = induction_scores(handle, length=cfg.induction_len, seed=cfg.seed) if cfg.induction else None
     return AttentionProbes(
         handle.identity.name, ids, tuple(handle.str_tokens(ids)), cfg.target, **stats, induction=induction
     )
+
+
+def probe_blocks(
+    handle: ModelHandle,
+    tokens: Int[Tensor, "batch pos"],
+    target: str,
+    dial: LocalityDial | None,
+    given: Int[Tensor, " pos"] | None,
+) -> Int[Tensor, " pos"] | None:
+    """The block ids a probe needs (the `block` target, a block-mode dial): `given`, else from the dial's spec."""
+    needs = target == "block" or (dial is not None and dial.mode == "block")
+    if given is not None or not needs:
+        return given
+    return block_ids(handle.str_tokens(tokens[0]), dial.blocks if dial is not None else BlockSpec())
 
 
 def random_repeated_tokens(handle: ModelHandle, length: int, seed: int) -> Int[Tensor, "batch pos"]:

@@ -1,4 +1,5 @@
-"""The entropy report shared by `headscope entropy` and the app: per layer × head means, per token, ceilings."""
+"""The entropy report shared by `headscope entropy` and the app: per layer × head means, per token, ceilings —
+of the model as is, or under a locality dial."""
 
 from __future__ import annotations
 
@@ -7,17 +8,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from headscope.attention.locality import LocalityDial
+from headscope.attention.patterns import normalised_entropy
 from headscope.models.handle import ModelHandle
 from headscope.probes.backends import entropy_bits
-from headscope.probes.patterns import normalised_entropy
 
 
-def entropy_report(handle: ModelHandle, text: str, *, backend: str = "auto") -> dict[str, Any]:
+def entropy_report(
+    handle: ModelHandle, text: str, *, backend: str = "auto", dial: LocalityDial | None = None
+) -> dict[str, Any]:
     """`entropy_bits[l][h]`: mean over every query position of that head's row entropy (bits); `token_ids`: exactly
-    the ids the model ran on (a BOS only where the tokenizer adds one)."""
-    tokens = handle.tokenize(text)
-    ent, used = entropy_bits(handle, tokens, backend=backend)
-    return entropy_payload(handle, tokens, ent, used)
+    the ids the model ran on (a BOS only where the tokenizer adds one). Texts up to the fused limit are tokenised;
+    the eager backend refuses more than its own limit with a hint."""
+    tokens = handle.tokenize(text, max_tokens=handle.max_tokens_fused)
+    if dial is not None:
+        dial.check(handle)  # head indices and layer count before any work
+    ent, used = entropy_bits(handle, tokens, backend=backend, dial=dial)
+    payload = entropy_payload(handle, tokens, ent, used)
+    payload["dial"] = dial.to_json() if dial is not None else None
+    return payload
 
 
 def entropy_payload(

@@ -1,13 +1,22 @@
-"""LoFiT head offsets, contrastive (GLOV / CAA) vectors, vector files."""
+"""LoFiT head offsets, contrastive (GLOV / CAA) vectors, steering costs, vector files."""
 
 from headscope.steering.contrastive import (
     Comparison,
     ContrastiveConfig,
-    ContrastiveVector,
-    SteerConfig,
     alpha_sweep,
     compare,
     contrastive_vector,
+    default_layer,
+    steer,
+)
+from headscope.steering.cost import Cost, steering_cost
+from headscope.steering.direction import (
+    SteerConfig,
+    SteeringVector,
+    from_direction,
+    readout_effect,
+    reference_norm,
+    reference_texts,
 )
 from headscope.steering.generate import GenConfig, Generation, generate
 from headscope.steering.lofit import (
@@ -27,7 +36,7 @@ __all__ = [
     "TASKS",
     "Comparison",
     "ContrastiveConfig",
-    "ContrastiveVector",
+    "Cost",
     "GenConfig",
     "Generation",
     "HeadOffsets",
@@ -36,17 +45,25 @@ __all__ = [
     "Metrics",
     "Pair",
     "SteerConfig",
+    "SteeringVector",
     "TaskData",
     "VectorMeta",
     "alpha_sweep",
     "compare",
     "contrastive_vector",
+    "default_layer",
     "evaluate",
+    "from_direction",
     "generate",
     "load_pairs_file",
     "load_task",
     "lofit",
     "rank_heads",
+    "readout_effect",
+    "reference_norm",
+    "reference_texts",
+    "steer",
+    "steering_cost",
     "train_biases",
     "train_scales",
 ]

@@ -1,34 +1,66 @@
-"""Contrastive steering vectors (GLOV / CAA): v = mean act(positives) − mean act(negatives) at one residual point.
+"""Contrastive steering vectors (GLOV, Mirza et al. 2024; CAA): v = mean act(positives) − mean act(negatives).
 
-Each text is pooled on its own (mean over its positions, or its last position) at `blocks.{L}.hook_resid_post`,
-so no padding enters a mean; the pooled vectors are then averaged per side. Steering adds α·v during generation.
+Two sites:
+- a layer's residual stream (`blocks.L.hook_resid_post`, GLOV's site; papers.md §5.4), one d_model vector;
+- the outputs of selected heads (`blocks.l.attn.hook_z`, before `o_proj`), one d_head vector per head: the same
+  contrast read and written per head, so steering touches only those heads' contributions.
+
+Each text is pooled on its own (mean over its positions from 1 on, or its last position) so no padding enters a
+mean and the attention sink at position 0 does not dominate it (see `direction.activations`); the pooled vectors
+are averaged per side. Steering adds α · r · v/‖v‖ with α relative to the activation norm r at the site
+(`direction.SteeringVector`), and every comparison reports the effect beside its cost (`cost.py`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
+from headscope import checks
 from headscope.errors import InputError
 from headscope.models import hooks
 from headscope.models.handle import Hooks, ModelHandle
+from headscope.selection import HeadSet
+from headscope.steering.cost import Cost, steering_cost
+from headscope.steering.direction import SteerConfig, SteeringVector, activations, check_alpha
 from headscope.steering.generate import GenConfig, Generation, HookFactory, generate
-from headscope.steering.hooks import POSITIONS, Position, resid_add_hook
+from headscope.steering.hooks import Position
 from headscope.steering.scoring import continuation_logprob
 from headscope.steering.tasks import texts_hash
 
 Pooling = Literal["mean", "last"]
 POOLINGS: tuple[str, ...] = ("mean", "last")
-MAX_ALPHA = 100.0  # documented range of α: [-100, 100]
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 2000
+MAX_PROMPT_CHARS = 2000
+DEFAULT_DEPTH = (
+    0.3  # default layer = round(0.3 · (n_layers − 1)): layer 9 of SmolLM2's 30 (README "Defaults")
+)
 DEFAULT_GEN = GenConfig()
+# progress(stage, frac in [0, 1]): the CLI ignores it, the app relays it to a job (whose Cancel raises from it).
+Progress = Callable[[str, float], None]
+
+
+def _quiet(_stage: str, _frac: float) -> None:
+    return None
+
+
+def _part(progress: Progress | None, lo: float, hi: float) -> Progress:
+    """`progress` with this part's fractions mapped into [lo, hi]."""
+    say = progress or _quiet
+    return lambda stage, frac: say(stage, lo + (hi - lo) * frac)
+
+
+def _tokens(say: Progress, stage: str) -> Callable[[int, int], None]:
+    return lambda done, total: say(f"{stage} {done}/{total}", done / total)
+
+
+def default_layer(n_layers: int) -> int:
+    return round(DEFAULT_DEPTH * (n_layers - 1))
 
 
 def check_layer(layer: int, n_layers: int) -> None:
@@ -36,110 +68,139 @@ def check_layer(layer: int, n_layers: int) -> None:
         raise InputError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
 
 
-def check_alpha(alpha: float) -> float:
-    if not isinstance(alpha, int | float) or not math.isfinite(alpha):
-        raise InputError(f"alpha must be a finite number; got {alpha!r}")
-    if abs(alpha) > MAX_ALPHA:
-        raise InputError(f"alpha must be in [-{MAX_ALPHA:g}, {MAX_ALPHA:g}]; got {alpha:g}")
-    return float(alpha)
-
-
 def check_texts(texts: Sequence[str], side: str) -> list[str]:
-    kept = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
+    """The non-blank texts, unchanged (blank entries are skipped: one example a line)."""
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise InputError(f"the {side} list must be a list of texts")
+    kept = [t for t in texts if t.strip()]
     if not kept:
         raise InputError(f"the {side} list is empty: give at least one text")
     if len(kept) > MAX_TEXTS:
         raise InputError(f"the {side} list has {len(kept)} texts; the limit is {MAX_TEXTS}")
-    for t in kept:
+    for i, t in enumerate(kept, start=1):
         if len(t) > MAX_TEXT_CHARS:
-            raise InputError(f"a {side} text is {len(t)} characters; the limit is {MAX_TEXT_CHARS}")
+            raise InputError(f"{side} text {i} is {len(t)} characters; the limit is {MAX_TEXT_CHARS}")
     return kept
+
+
+def check_prompt(prompt: object) -> str:
+    """A prompt, checked before any model is loaded (refused, never cut)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError("the prompt is empty")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InputError(f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return prompt
 
 
 @dataclass(frozen=True)
 class ContrastiveConfig:
-    layer: int
+    """layer: the residual stream after this block (None: `default_layer`); heads: steer these heads' outputs
+    instead (a resolved `HeadSet`; then `layer` must be None)."""
+
+    layer: int | None = None
     pooling: Pooling = "mean"
+    heads: HeadSet | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.layer, int) or self.layer < 0:
-            raise InputError(f"layer must be a non-negative integer; got {self.layer!r}")
-        if self.pooling not in POOLINGS:
-            raise InputError(f"pooling must be one of {', '.join(POOLINGS)}; got {self.pooling!r}")
+        if self.layer is not None:
+            object.__setattr__(self, "layer", checks.integer(self.layer, "layer", 0, 10_000))
+        checks.choice(self.pooling, "pooling", POOLINGS)
+        if self.heads is not None:
+            if not isinstance(self.heads, HeadSet) or not self.heads:
+                raise InputError("heads must be a non-empty head selection")
+            if self.layer is not None:
+                raise InputError("give a layer (residual stream) or heads (their outputs), not both")
 
 
-@dataclass(frozen=True)
-class SteerConfig:
-    alpha: float
-    position: Position = "last"
-
-    def __post_init__(self) -> None:
-        check_alpha(self.alpha)
-        if self.position not in POSITIONS:
-            raise InputError(f"position must be one of {', '.join(POSITIONS)}; got {self.position!r}")
-
-
-@dataclass(frozen=True)
-class ContrastiveVector:
-    vector: Float[Tensor, " d_model"]
-    layer: int
-    pooling: Pooling
-    n_positive: int
-    n_negative: int
-    data_hash: str
-
-    def hooks(self, steer: SteerConfig, start: int) -> Hooks:
-        return [resid_add_hook(self.layer, self.vector, steer.alpha, steer.position, start)]
-
-    def to_json(self) -> dict:
-        return {
-            "layer": self.layer, "pooling": self.pooling, "n_positive": self.n_positive,
-            "n_negative": self.n_negative, "norm": round(float(self.vector.norm()), 4), "data_hash": self.data_hash,
-        }  # fmt: skip
+def _contrast(
+    texts: tuple[list[str], list[str]], read: Callable[[str], Tensor], pooling: str
+) -> tuple[Tensor, Tensor]:
+    """(mean pooled positives − mean pooled negatives, mean activation norm over every position read), for `read`
+    giving a text's activations [pos, d] or [pos, k, d] (position 0 already dropped)."""
+    sides, norms = [], []
+    for side in texts:
+        acts = [read(t) for t in side]
+        sides.append(torch.stack([a.mean(0) if pooling == "mean" else a[-1] for a in acts]).mean(0))
+        norms += [a.norm(dim=-1) for a in acts]
+    return sides[0] - sides[1], torch.cat(norms).mean(0)
 
 
-def pooled_activations(
-    handle: ModelHandle, texts: Sequence[str], layer: int, pooling: Pooling
-) -> Float[Tensor, "n d_model"]:
+def _at_layer(handle: ModelHandle, layer: int) -> tuple[str, Callable[[str], Tensor]]:
     name = hooks.resid(layer, "post")
-    rows = []
-    for text in texts:
-        _, cache = handle.run_with_cache(handle.tokenize(text), [name])
-        act = cache[name][0]
-        rows.append(act.mean(0) if pooling == "mean" else act[-1])
-    return torch.stack(rows).float()
+    return name, lambda text: activations(handle, text, [name])[name]
+
+
+def _at_heads(handle: ModelHandle, heads: HeadSet) -> Callable[[str], Tensor]:
+    names = [hooks.z(layer) for layer in heads.layers]
+
+    def read(text: str) -> Tensor:  # [pos, k, d_head], heads in HeadSet order
+        acts = activations(handle, text, names)
+        return torch.stack([acts[hooks.z(layer)][:, head] for layer, head in heads], dim=1)
+
+    return read
 
 
 def contrastive_vector(
-    handle: ModelHandle, positives: Sequence[str], negatives: Sequence[str], cfg: ContrastiveConfig
-) -> ContrastiveVector:
+    handle: ModelHandle,
+    positives: Sequence[str],
+    negatives: Sequence[str],
+    cfg: ContrastiveConfig,
+    *,
+    progress: Progress | None = None,
+) -> SteeringVector:
     pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
-    check_layer(cfg.layer, handle.facts.n_layers)
-    mean_pos = pooled_activations(handle, pos, cfg.layer, cfg.pooling).mean(0)
-    mean_neg = pooled_activations(handle, neg, cfg.layer, cfg.pooling).mean(0)
-    return ContrastiveVector(
-        mean_pos - mean_neg, cfg.layer, cfg.pooling, len(pos), len(neg), texts_hash(pos, neg)
-    )
+    say, total, done = progress or _quiet, len(pos) + len(neg), [0]
+    f, hook = handle.facts, None
+    if cfg.heads is not None:
+        if (cfg.heads.n_layers, cfg.heads.n_heads) != (f.n_layers, f.n_heads):
+            raise InputError(f"the head selection is for a {cfg.heads.n_layers}×{cfg.heads.n_heads} model")
+        read = _at_heads(handle, cfg.heads)
+    else:
+        layer = default_layer(f.n_layers) if cfg.layer is None else cfg.layer
+        check_layer(layer, f.n_layers)
+        hook, read = _at_layer(handle, layer)
+
+    def counted(text: str) -> Tensor:
+        say(f"reading texts {done[0] + 1}/{total}", done[0] / total)
+        done[0] += 1
+        return read(text)
+
+    direction, ref = _contrast((pos, neg), counted, cfg.pooling)
+    source = {"pooling": cfg.pooling, "n_positive": len(pos), "n_negative": len(neg),
+              "data_hash": texts_hash(pos, neg)}  # fmt: skip
+    return SteeringVector(direction, ref, "contrastive", hook=hook, heads=cfg.heads, source=source)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Unsteered vs steered generation, plus the effect on the positive-vs-negative preference."""
+    """Unsteered vs steered generation, the effect on the target, and what it cost."""
 
-    layer: int
-    alpha: float
-    position: Position
+    vector: SteeringVector
+    steer: SteerConfig
     unsteered: Generation
     steered: Generation
-    effect: (
-        float  # Δ(steered − unsteered) of [mean log p(positives | prompt) − mean log p(negatives | prompt)]
-    )
+    # Δ(steered − unsteered) of [mean log p(positives | prompt) − mean log p(negatives | prompt)]; None without texts
+    effect: float | None
+    cost: Cost
 
     def to_json(self) -> dict:
+        v = self.vector.to_json()
         return {
-            "layer": self.layer, "alpha": self.alpha, "unsteered": self.unsteered.to_json(),
-            "steered": self.steered.to_json(), "effect": round(self.effect, 5),
+            "site": v["sites"][0] if self.vector.heads is None else "heads", "layer": v["layer"],
+            "heads": v["heads"], "alpha": self.steer.alpha, "position": self.steer.position,
+            "added_norm": round(abs(self.steer.alpha) * v["ref_norm"], 4), "ref_norm": v["ref_norm"],
+            "natural_alpha": v["natural_alpha"], "unsteered": self.unsteered.to_json(),
+            "steered": self.steered.to_json(), "effect": None if self.effect is None else round(self.effect, 5),
+            "cost": self.cost.to_json(), "tokens": token_strip(self.steered, self.cost),
         }  # fmt: skip
+
+
+def token_strip(steered: Generation, cost: Cost) -> list[dict]:
+    """Per steered token: its text, p under the steered and the unsteered model, and the change."""
+    return [
+        {"token": tok, "p_steered": round(a, 5), "p_unsteered": round(b, 5), "change": round(a - b, 5)}
+        for tok, a, b in zip(steered.tokens, cost.p_steered, cost.p_unsteered, strict=True)
+    ]
 
 
 def preference(
@@ -150,24 +211,51 @@ def preference(
     )
 
 
+def steer(
+    handle: ModelHandle,
+    sv: SteeringVector,
+    prompt: str,
+    cfg: SteerConfig,
+    gen: GenConfig = DEFAULT_GEN,
+    *,
+    progress: Progress | None = None,
+) -> tuple[Generation, Generation, Cost]:
+    """Unsteered and steered generations of one prompt and the cost of the steered one."""
+    ids = handle.tokenize(check_prompt(prompt))
+    start = ids.shape[1] - 1
+    plain = generate(handle, ids, gen, on_token=_tokens(_part(progress, 0.0, 0.45), "unsteered token"))
+    steered = generate(
+        handle, ids, gen, _factory(sv, cfg), on_token=_tokens(_part(progress, 0.45, 0.9), "steered token")
+    )
+    _part(progress, 0.9, 1.0)("cost (the unsteered model reads both)", 0.0)
+    cost = steering_cost(handle, ids, plain.token_ids, steered.token_ids, sv.hooks(cfg, start))
+    return plain, steered, cost
+
+
 def compare(
     handle: ModelHandle,
-    cv: ContrastiveVector,
+    sv: SteeringVector,
     prompt: str,
-    positives: Sequence[str],
-    negatives: Sequence[str],
-    steer: SteerConfig,
+    positives: Sequence[str] | None,
+    negatives: Sequence[str] | None,
+    cfg: SteerConfig,
     gen: GenConfig = DEFAULT_GEN,
+    *,
+    progress: Progress | None = None,
 ) -> Comparison:
-    pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
-    ids = handle.tokenize(prompt)
-    start = ids.shape[1] - 1
-    plain = generate(handle, ids, gen)
-    steered = generate(handle, ids, gen, _factory(cv, steer))
-    effect = preference(handle, prompt, pos, neg, cv.hooks(steer, start)) - preference(
-        handle, prompt, pos, neg
+    """Side by side, with the effect on the positive-vs-negative preference when both text lists are given."""
+    effect, both = None, positives is not None and negatives is not None
+    plain, steered, cost = steer(
+        handle, sv, prompt, cfg, gen, progress=_part(progress, 0.0, 0.85 if both else 1.0)
     )
-    return Comparison(cv.layer, steer.alpha, steer.position, plain, steered, effect)
+    if positives is not None and negatives is not None:
+        _part(progress, 0.85, 1.0)("effect on log p(positives) − log p(negatives)", 0.0)
+        pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
+        start = handle.tokenize(prompt).shape[1] - 1
+        effect = preference(handle, prompt, pos, neg, sv.hooks(cfg, start)) - preference(
+            handle, prompt, pos, neg
+        )
+    return Comparison(sv, cfg, plain, steered, effect, cost)
 
 
 @dataclass(frozen=True)
@@ -176,45 +264,54 @@ class SweepRow:
     logit_diff: float
     change: float  # logit_diff − logit_diff at α = 0
     generation: Generation
+    cost: Cost
 
     def to_json(self) -> dict:
         return {"alpha": self.alpha, "logit_diff": round(self.logit_diff, 5), "change": round(self.change, 5),
-                "text": self.generation.text}  # fmt: skip
+                "text": self.generation.text, "perplexity_ratio": round(self.cost.perplexity_ratio, 4),
+                "distinct_steered": round(self.cost.distinct_steered, 4), "fluent": self.cost.fluent}  # fmt: skip
 
 
 def first_token(handle: ModelHandle, text: str) -> int:
-    ids = handle.tokenizer(text, add_special_tokens=False).input_ids
-    if not text or not ids:
+    ids = handle.tokenizer(text, add_special_tokens=False).input_ids if isinstance(text, str) else []
+    if not ids:
         raise InputError(f"{text!r} has no tokens")
     return int(ids[0])
 
 
 def alpha_sweep(
     handle: ModelHandle,
-    cv: ContrastiveVector,
+    sv: SteeringVector,
     prompt: str,
     alphas: Sequence[float],
     token_pair: tuple[str, str],
     position: Position = "last",
     gen: GenConfig = DEFAULT_GEN,
+    *,
+    progress: Progress | None = None,
 ) -> list[SweepRow]:
-    """logit[token_a] − logit[token_b] at the prompt's last position, and a generation, for each α."""
+    """logit[token_a] − logit[token_b] at the prompt's last position, a generation and its cost, for each α."""
     if not alphas or len(alphas) > 21:
         raise InputError("give between 1 and 21 alpha values")
     a, b = first_token(handle, token_pair[0]), first_token(handle, token_pair[1])
-    ids = handle.tokenize(prompt)
+    ids = handle.tokenize(check_prompt(prompt))
     start = ids.shape[1] - 1
     base = _logit_diff(handle, ids, a, b, ())
+    n = len(alphas) + 1
+    plain = generate(handle, ids, gen, on_token=_tokens(_part(progress, 0.0, 1 / n), "unsteered token"))
     rows = []
-    for alpha in alphas:
-        steer = SteerConfig(check_alpha(alpha), position)
-        diff = _logit_diff(handle, ids, a, b, cv.hooks(steer, start))
-        rows.append(SweepRow(steer.alpha, diff, diff - base, generate(handle, ids, gen, _factory(cv, steer))))
+    for i, alpha in enumerate(alphas, start=1):
+        cfg = SteerConfig(check_alpha(alpha), position)
+        diff = _logit_diff(handle, ids, a, b, sv.hooks(cfg, start))
+        say = _part(progress, i / n, (i + 1) / n)
+        g = generate(handle, ids, gen, _factory(sv, cfg), on_token=_tokens(say, f"α = {cfg.alpha:g}: token"))
+        cost = steering_cost(handle, ids, plain.token_ids, g.token_ids, sv.hooks(cfg, start))
+        rows.append(SweepRow(cfg.alpha, diff, diff - base, g, cost))
     return rows
 
 
-def _factory(cv: ContrastiveVector, steer: SteerConfig) -> HookFactory:
-    return lambda start: cv.hooks(steer, start)
+def _factory(sv: SteeringVector, cfg: SteerConfig) -> HookFactory:
+    return lambda start: sv.hooks(cfg, start)
 
 
 def _logit_diff(handle: ModelHandle, ids: Tensor, a: int, b: int, hooks: Hooks) -> float:

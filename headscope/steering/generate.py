@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from headscope.errors import InputError
+from headscope import checks
 from headscope.models.handle import Hooks, ModelHandle
 
 MAX_NEW_TOKENS = 128
@@ -28,12 +28,10 @@ class GenConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
-            raise InputError(
-                f"max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS}]; got {self.max_new_tokens!r}"
-            )
-        if not 0.0 <= self.temperature <= 5.0:
-            raise InputError(f"temperature must be in [0, 5]; got {self.temperature}")
+        set_ = object.__setattr__
+        set_(self, "max_new_tokens", checks.integer(self.max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS))
+        set_(self, "temperature", checks.number(self.temperature, "temperature", 0.0, 5.0))
+        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**63 - 1))
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,10 @@ def generate(
     prompt_ids: Int[Tensor, "batch pos"],
     cfg: GenConfig,
     hooks: HookFactory | None = None,
+    *,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> Generation:
+    """on_token(done, total) after each token (progress; a job's Cancel raises from it)."""
     ids = prompt_ids.to(handle.device)
     start = ids.shape[1] - 1
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -66,6 +67,8 @@ def generate(
         nxt = _pick(logits, cfg.temperature, gen)
         out.append(nxt)
         probs.append(float(logits.softmax(-1)[nxt]))
+        if on_token is not None:
+            on_token(len(out), cfg.max_new_tokens)
         if nxt == handle.tokenizer.eos_token_id:
             break
         ids = torch.cat([ids, ids.new_tensor([[nxt]])], dim=1)

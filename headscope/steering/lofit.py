@@ -2,8 +2,9 @@
 
 Step 1 trains a scale A on every head (z ← (1+A)⊙z on `hook_z`) with an L1 penalty and ranks heads by ‖A‖₂.
 Step 2 discards A and trains a bias v (z ← z + v) on the top-K heads only. The base model stays frozen (the handle
-freezes its weights at load), so gradients reach only A or v, through `handle.run(tokens, grad=True)`; the whole
-training run holds the model (`handle.exclusive()`).
+freezes its weights at load), so gradients reach only A or v, through `handle.run(tokens, grad=True)`. Each step
+holds the model only for its forward pass (the backward pass walks the autograd graph, with the hooks already
+removed), so in the app other visitors' cheap views run between two training steps.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from headscope import checks
 from headscope.errors import InputError
 from headscope.models.batch import pad_id
 from headscope.models.handle import Hooks, ModelHandle
+from headscope.selection import HeadSet
 from headscope.steering.hooks import Head, check_heads, head_bias_hooks, head_scale_hooks
 from headscope.steering.scoring import (
     Encoded,
@@ -31,8 +34,10 @@ from headscope.steering.scoring import (
 )
 from headscope.steering.tasks import Pair, TaskData
 
-# on_step(phase, step, total_steps, loss): the CLI drives tqdm with it, the app gr.Progress.
+# on_step(phase, step, total_steps, loss): the CLI drives tqdm with it, the app its job's progress (and a Cancel,
+# by raising from the callback). on_stage(name): the non-training stages (held-out evaluations).
 StepCallback = Callable[[str, int, int, float], None]
+StageCallback = Callable[[str], None]
 DEFAULT_HEAD_SHARE = 0.03
 
 
@@ -42,7 +47,10 @@ def default_k(n_layers: int, n_heads: int) -> int:
 
 @dataclass(frozen=True)
 class LofitConfig:
-    k: int | None = None  # None: 3 % of all heads, at least 1
+    """k: heads to tune (None: 3 % of all heads, at least 1, at most the selection's size).
+    heads: restrict LoFiT to this selection — step 1 scales and ranks only these heads (None: every head)."""
+
+    k: int | None = None
     scale_steps: int = 30
     bias_steps: int = 30
     batch_size: int = 8
@@ -52,34 +60,31 @@ class LofitConfig:
     init_std: float = 1e-3
     seed: int = 0
     random_baseline: bool = True
+    heads: HeadSet | None = None
 
     def __post_init__(self) -> None:
-        checks = {
-            "scale_steps": (self.scale_steps, 1, 5000),
-            "bias_steps": (self.bias_steps, 1, 5000),
-            "batch_size": (self.batch_size, 1, 256),
-        }
-        for name, (value, lo, hi) in checks.items():
-            if not isinstance(value, int) or not lo <= value <= hi:
-                raise InputError(f"{name} must be an integer in [{lo}, {hi}]; got {value!r}")
-        if self.k is not None and (not isinstance(self.k, int) or self.k < 1):
-            raise InputError(f"k (heads) must be a positive integer; got {self.k!r}")
+        set_ = object.__setattr__
+        set_(self, "k", checks.optional_integer(self.k, "k (heads to tune)", 1, 100_000))
+        for name in ("scale_steps", "bias_steps"):
+            set_(self, name, checks.integer(getattr(self, name), name, 1, 5000))
+        set_(self, "batch_size", checks.integer(self.batch_size, "batch_size", 1, 256))
+        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**31))
         for name in ("scale_lr", "bias_lr"):
-            value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
-                raise InputError(f"{name} must be in (0, 1]; got {value}")
-        if not 0.0 <= self.l1 <= 1.0:
-            raise InputError(f"l1 must be in [0, 1]; got {self.l1}")
-        if not 0.0 <= self.init_std <= 0.1:
-            raise InputError(f"init_std must be in [0, 0.1]; got {self.init_std}")
+            set_(self, name, checks.number(getattr(self, name), name, 0.0, 1.0, lo_open=True))
+        set_(self, "l1", checks.number(self.l1, "l1", 0.0, 1.0))
+        set_(self, "init_std", checks.number(self.init_std, "init_std", 0.0, 0.1))
+        checks.flag(self.random_baseline, "random_baseline")
+        if self.heads is not None and (not isinstance(self.heads, HeadSet) or not self.heads):
+            raise InputError("heads must be a non-empty head selection")
 
     def resolve_k(self, n_layers: int, n_heads: int) -> int:
-        k = self.k if self.k is not None else default_k(n_layers, n_heads)
-        if k > n_layers * n_heads:
-            raise InputError(
-                f"k (heads) must be at most {n_layers * n_heads}, the model's head count; got {k}"
-            )
-        return k
+        pool = len(self.heads) if self.heads is not None else n_layers * n_heads
+        what = "the selection's size" if self.heads is not None else "the model's head count"
+        if self.k is None:
+            return min(pool, default_k(n_layers, n_heads))
+        if self.k > pool:
+            raise InputError(f"k (heads to tune) must be at most {pool}, {what}; got {self.k}")
+        return self.k
 
 
 def _batches(
@@ -113,7 +118,7 @@ def _train(
     opt = torch.optim.Adam([param], lr=lr)
     rng = random.Random(cfg.seed)
     losses: list[float] = []
-    with handle.exclusive(), torch.enable_grad():
+    with torch.enable_grad():
         for step, chunk in enumerate(_batches(encoded, steps, cfg.batch_size, rng)):
             batch = collate(chunk, pad_id(handle.tokenizer), handle.device)
             loss = completion_loss(handle.run(batch.tokens, fwd_hooks=make_hooks(), grad=True), batch)
@@ -131,26 +136,45 @@ def _init(shape: tuple[int, ...], std: float, seed: int, device: torch.device) -
     return (torch.randn(shape, generator=gen) * std).to(device).requires_grad_(True)
 
 
+def _selection_mask(handle: ModelHandle, heads: HeadSet | None) -> Tensor | None:
+    if heads is None:
+        return None
+    f = handle.facts
+    if (heads.n_layers, heads.n_heads) != (f.n_layers, f.n_heads):
+        raise InputError(f"the head selection is for a {heads.n_layers}×{heads.n_heads} model")
+    return torch.from_numpy(heads.mask()).float().unsqueeze(-1).to(handle.device)
+
+
 def train_scales(
     handle: ModelHandle, pairs: Sequence[Pair], cfg: LofitConfig, on_step: StepCallback | None = None
 ) -> tuple[Float[Tensor, "layer head d_head"], list[float]]:
-    """Step 1: per-head scale vectors A on all heads, L1-penalised."""
+    """Step 1: per-head scale vectors A, L1-penalised, on every head or only on `cfg.heads`.
+
+    Heads outside the selection start at exactly 0 and, masked out of the hook, get no gradient; torch's
+    subgradient of |0| is 0 and Adam's update from zero moments is 0, so they stay exactly 0 and rank last."""
     f = handle.facts
+    mask = _selection_mask(handle, cfg.heads)
     scales = _init((f.n_layers, f.n_heads, f.d_head), cfg.init_std, cfg.seed, handle.device)
+    if mask is not None:
+        scales = (scales.detach() * mask).requires_grad_(True)
     losses = _train(
-        handle, encode_pairs(handle, pairs), scales, lambda: head_scale_hooks(scales),
+        handle, encode_pairs(handle, pairs), scales, lambda: head_scale_hooks(scales, mask),
         lambda: cfg.l1 * scales.abs().sum(), steps=cfg.scale_steps, lr=cfg.scale_lr, cfg=cfg,
         phase="scales", on_step=on_step,
     )  # fmt: skip
     return scales.detach(), losses
 
 
-def rank_heads(scales: Float[Tensor, "layer head d_head"]) -> list[tuple[Head, float]]:
-    """Heads by ‖A‖₂, largest first (ties broken by position, so the order is deterministic)."""
+def rank_heads(
+    scales: Float[Tensor, "layer head d_head"], heads: HeadSet | None = None
+) -> list[tuple[Head, float]]:
+    """Heads by ‖A‖₂, largest first (ties broken by position, so the order is deterministic); only the
+    selection's heads when one is given."""
     norms = scales.norm(dim=-1)
     n_heads = norms.shape[1]
     flat = sorted(range(norms.numel()), key=lambda i: (-float(norms.flatten()[i]), i))
-    return [((i // n_heads, i % n_heads), float(norms.flatten()[i])) for i in flat]
+    ranked = [((i // n_heads, i % n_heads), float(norms.flatten()[i])) for i in flat]
+    return ranked if heads is None else [(h, s) for h, s in ranked if h in heads]
 
 
 def train_biases(
@@ -195,7 +219,7 @@ class LofitResult:
     task: str
     data_hash: str
     offsets: HeadOffsets
-    head_ranking: tuple[tuple[Head, float], ...]  # all heads by ‖A‖₂
+    head_ranking: tuple[tuple[Head, float], ...]  # every head (or the selection's) by ‖A‖₂
     scale_losses: tuple[float, ...]
     bias_losses: tuple[float, ...]
     before: Metrics
@@ -207,12 +231,16 @@ class LofitResult:
     step1_parameters: int
     full_finetune_parameters: int
     seconds: float
+    shape: tuple[int, int]  # (n_layers, n_heads) of the model
+    restricted_to: HeadSet | None = None  # the selection LoFiT was restricted to (None: every head)
 
     def to_json(self) -> dict:
         r = self.random_offsets
         return {
             "task": self.task,
             "data_hash": self.data_hash,
+            "heads": str(HeadSet.of(self.offsets.heads, *self.shape)),
+            "restricted_to": None if self.restricted_to is None else str(self.restricted_to),
             "selected_heads": [
                 {"layer": h[0], "head": h[1], "importance": round(s, 5)}
                 for h, s in self.head_ranking[: len(self.offsets.heads)]
@@ -235,27 +263,36 @@ class LofitResult:
 
 
 def lofit(
-    handle: ModelHandle, task: TaskData, cfg: LofitConfig = LofitConfig(), on_step: StepCallback | None = None
+    handle: ModelHandle,
+    task: TaskData,
+    cfg: LofitConfig = LofitConfig(),
+    on_step: StepCallback | None = None,
+    on_stage: StageCallback | None = None,
 ) -> LofitResult:
     """Both LoFiT steps on `task.train`, evaluated on `task.heldout` (and the same K random heads, if asked)."""
+    stage = on_stage or (lambda _name: None)
     t0 = time.perf_counter()
     f = handle.facts
+    _selection_mask(handle, cfg.heads)  # a selection for another model shape is refused before any work
     k = cfg.resolve_k(f.n_layers, f.n_heads)
+    stage("held-out accuracy before")
     before = evaluate(handle, task.heldout)
     scales, scale_losses = train_scales(handle, task.train, cfg, on_step)
-    ranking = rank_heads(scales)
+    ranking = rank_heads(scales, cfg.heads)
     top = [h for h, _ in ranking[:k]]
     biases, bias_losses = train_biases(handle, task.train, top, cfg, on_step)
     offsets = HeadOffsets(tuple(top), biases)
+    stage("held-out accuracy after")
     after = evaluate(handle, task.heldout, fwd_hooks=offsets.hooks(f.n_heads))
     rand, rand_after, rand_losses = None, None, []
     if cfg.random_baseline:
         heads = random_heads(f.n_layers, f.n_heads, k, cfg.seed)
         rb, rand_losses = train_biases(handle, task.train, heads, cfg, on_step, phase="random heads")
         rand = HeadOffsets(tuple(heads), rb)
+        stage("held-out accuracy, random heads")
         rand_after = evaluate(handle, task.heldout, fwd_hooks=rand.hooks(f.n_heads))
     return LofitResult(
         task.name, task.data_hash, offsets, tuple(ranking), tuple(scale_losses), tuple(bias_losses), before,
-        after, rand, rand_after, tuple(rand_losses), k * f.d_head, f.n_layers * f.n_heads * f.d_head,
-        sum(p.numel() for p in handle.hf_model.parameters()), time.perf_counter() - t0,
+        after, rand, rand_after, tuple(rand_losses), k * f.d_head, len(ranking) * f.d_head,
+        sum(p.numel() for p in handle.hf_model.parameters()), time.perf_counter() - t0, (f.n_layers, f.n_heads), cfg.heads,
     )  # fmt: skip

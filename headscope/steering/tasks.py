@@ -1,4 +1,5 @@
-"""(prompt, target) pair tasks for LoFiT: built-in tasks (registered by name, shipped in assets/steering) and user JSONL.
+"""(prompt, target) pair tasks for LoFiT: built-in tasks (registered by name, shipped in assets/steering) and user JSONL;
+and contrast sets (positive / negative texts plus prompts) for contrastive vectors.
 
 A built-in task file is JSON: {"name", "description", "license", "train": [...], "heldout": [...]} with each item
 {"prompt", "target"}. A user file is JSONL, one {"prompt", "target"} object a line; it is split into train and
@@ -58,6 +59,29 @@ class TaskData:
 TASKS: Registry[str] = Registry("steering task")
 TASKS.add("ioi", "ioi.json")
 TASKS.add("antonyms", "antonyms.json")
+
+
+@dataclass(frozen=True)
+class ContrastSet:
+    """Texts for a contrastive vector (positives vs negatives) and prompts to steer: the worked example."""
+
+    name: str
+    description: str
+    positives: tuple[str, ...]
+    negatives: tuple[str, ...]
+    prompts: tuple[str, ...]
+
+
+CONTRASTS: Registry[str] = Registry("contrast set")
+CONTRASTS.add("sentiment", "sentiment.json")
+
+
+def load_contrast(name: str = "sentiment") -> ContrastSet:
+    if name not in CONTRASTS:
+        raise InputError(f"unknown contrast set {name!r}; built-in sets: {', '.join(sorted(CONTRASTS))}")
+    raw = assets.read_json("steering", CONTRASTS[name])
+    texts = {k: tuple(str(t) for t in raw[k]) for k in ("positives", "negatives", "prompts")}
+    return ContrastSet(name, str(raw.get("description", "")), **texts)
 
 
 def pairs_hash(pairs: tuple[Pair, ...] | list[Pair]) -> str:

@@ -1,5 +1,5 @@
 """Vector files: `vectors.safetensors` (tensors) + `vectors.json` (the sidecar: model identity, method, hook sites,
-heads or layer, α, training-data hash). The sidecar JSON is also embedded in the safetensors header metadata, so a
+heads (HeadSet grammar) or layer, α, position, training-data hash). The sidecar JSON is also embedded in the safetensors header metadata, so a
 single uploaded .safetensors file (the app takes bytes, never a path) carries everything.
 
 Loading checks the model (name and weights hash), its shape facts and every tensor's shape; a mismatch is refused
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
@@ -22,49 +22,69 @@ from torch import Tensor
 from headscope.errors import InputError
 from headscope.models import hooks
 from headscope.models.handle import ModelHandle
-from headscope.steering.contrastive import POOLINGS, ContrastiveVector, SteerConfig, check_alpha, check_layer
+from headscope.selection import HeadSet
+from headscope.steering.direction import SteerConfig, SteeringVector
 from headscope.steering.hooks import POSITIONS, Head, check_heads
 from headscope.steering.lofit import HeadOffsets
 
-FORMAT = "headscope-steering/1"
+FORMAT = "headscope-steering/2"
+OLD_FORMAT = (
+    "headscope-steering/1"  # LoFiT files of format 1 still load; its contrastive α was a raw multiplier
+)
 WEIGHTS, SIDECAR = "vectors.safetensors", "vectors.json"
 MAX_FILE_BYTES = 2_000_000  # a LoFiT or contrastive file is a few kB; the app refuses anything larger
-Method = Literal["lofit", "contrastive"]
 _FACT_KEYS = ("n_layers", "n_heads", "d_head", "d_model")
 
 
 @dataclass(frozen=True)
 class VectorMeta:
-    method: Method
+    """The sidecar. heads: the heads carrying tensor rows, in row order (canonical order when written; the file
+    stores them in the HeadSet grammar, e.g. "9.4, 12.1"). alpha: relative to the activation norm at the site
+    (`direction.py`); 1.0 for LoFiT offsets, which are applied as trained."""
+
+    method: str  # "lofit" | "contrastive" | "feature" | ...
     model: dict[str, Any]  # ModelIdentity as a dict
     facts: dict[str, int]
     hook_sites: tuple[str, ...]
-    heads: tuple[Head, ...] | None  # lofit
-    layer: int | None  # contrastive
+    heads: tuple[Head, ...] | None
+    layer: int | None
     alpha: float
-    position: str | None  # contrastive: "last" | "all"
-    pooling: str | None
+    position: str | None
     data_hash: str
+    source: dict[str, Any] = field(default_factory=dict)
+    restricted_to: str | None = None  # LoFiT: the selection it was restricted to
     format: str = FORMAT
+
+    def head_set(self) -> HeadSet | None:
+        return (
+            None
+            if self.heads is None
+            else HeadSet.of(self.heads, self.facts["n_layers"], self.facts["n_heads"])
+        )
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["heads"] = None if self.heads is None else [list(h) for h in self.heads]
+        hs = self.head_set()
+        d["heads"] = None if hs is None else str(hs)
         d["hook_sites"] = list(self.hook_sites)
         return d
 
     @classmethod
     def from_json(cls, d: Any) -> VectorMeta:
         try:
-            if d.get("format") != FORMAT:
+            fmt = d.get("format")
+            if fmt not in (FORMAT, OLD_FORMAT):
+                raise InputError(f"not a headscope steering file (format {fmt!r}, expected {FORMAT!r})")
+            if fmt == OLD_FORMAT and d["method"] != "lofit":
                 raise InputError(
-                    f"not a headscope steering file (format {d.get('format')!r}, expected {FORMAT!r})"
+                    f"{d['method']} vectors of format {OLD_FORMAT} used a raw α; make them again with this version"
                 )
-            heads = None if d["heads"] is None else tuple((int(a), int(b)) for a, b in d["heads"])
+            facts = {k: int(d["facts"][k]) for k in _FACT_KEYS}
             return cls(
-                d["method"], dict(d["model"]), {k: int(d["facts"][k]) for k in _FACT_KEYS},
-                tuple(str(s) for s in d["hook_sites"]), heads, None if d["layer"] is None else int(d["layer"]),
-                float(d["alpha"]), d["position"], d["pooling"], str(d["data_hash"]),
+                str(d["method"]), dict(d["model"]), facts, tuple(str(s) for s in d["hook_sites"]),
+                _heads(d["heads"], facts), None if d["layer"] is None else int(d["layer"]),
+                float(d["alpha"]), d["position"], str(d["data_hash"]), dict(d.get("source") or {}),
+                _selection_text(d.get("restricted_to"), facts),
             )  # fmt: skip
         except InputError:
             raise
@@ -74,25 +94,53 @@ class VectorMeta:
             ) from None
 
 
+def _heads(raw: Any, facts: dict[str, int]) -> tuple[Head, ...] | None:
+    """Format 2 writes the HeadSet grammar (rows in canonical order); format 1 wrote [[layer, head], ...]."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return HeadSet.parse(raw, facts["n_layers"], facts["n_heads"]).heads
+    return tuple((int(a), int(b)) for a, b in raw)
+
+
+def _selection_text(raw: Any, facts: dict[str, int]) -> str | None:
+    """A recorded selection, checked against the file's model shape and written canonically."""
+    return None if raw is None else str(HeadSet.parse(raw, facts["n_layers"], facts["n_heads"]))
+
+
 def _facts(handle: ModelHandle) -> dict[str, int]:
     return {k: int(getattr(handle.facts, k)) for k in _FACT_KEYS}
 
 
 def lofit_meta(
-    handle: ModelHandle, offsets: HeadOffsets, data_hash: str
+    handle: ModelHandle, offsets: HeadOffsets, data_hash: str, restricted_to: HeadSet | None = None
 ) -> tuple[VectorMeta, dict[str, Tensor]]:
-    sites = tuple(sorted({hooks.z(layer) for layer, _ in offsets.heads}))
-    meta = VectorMeta("lofit", asdict(handle.identity), _facts(handle), sites, offsets.heads, None, 1.0, None,
-                      None, data_hash)  # fmt: skip
-    return meta, {"biases": offsets.biases.detach().float().cpu().contiguous()}
+    """LoFiT offsets, rows reordered to the canonical head order the sidecar's grammar implies."""
+    order = sorted(range(len(offsets.heads)), key=lambda i: offsets.heads[i])
+    heads = tuple(offsets.heads[i] for i in order)
+    sites = tuple(sorted({hooks.z(layer) for layer, _ in heads}))
+    meta = VectorMeta("lofit", asdict(handle.identity), _facts(handle), sites, heads, None, 1.0, None, data_hash,
+                      {}, None if restricted_to is None else str(restricted_to))  # fmt: skip
+    return meta, {"biases": offsets.biases.detach()[order].float().cpu().contiguous()}
 
 
-def contrastive_meta(
-    handle: ModelHandle, cv: ContrastiveVector, steer: SteerConfig
+def vector_meta(
+    handle: ModelHandle, sv: SteeringVector, steer: SteerConfig
 ) -> tuple[VectorMeta, dict[str, Tensor]]:
-    meta = VectorMeta("contrastive", asdict(handle.identity), _facts(handle), (hooks.resid(cv.layer, "post"),), None,
-                      cv.layer, steer.alpha, steer.position, cv.pooling, cv.data_hash)  # fmt: skip
-    return meta, {"vector": cv.vector.detach().float().cpu().contiguous()}
+    """A steering vector (contrastive, feature, ...) with the α and position it was used at."""
+    source = {k: v for k, v in sv.source.items() if k != "data_hash"}
+    heads = None if sv.heads is None else sv.heads.heads
+    meta = VectorMeta(sv.method, asdict(handle.identity), _facts(handle), sv.sites, heads, sv.layer, steer.alpha,
+                      steer.position, str(sv.source.get("data_hash", "")), source)  # fmt: skip
+    tensors = {"direction": sv.direction, "ref_norm": sv.ref_norm}
+    return meta, {k: t.detach().float().cpu().contiguous() for k, t in tensors.items()}
+
+
+def file_name(meta: VectorMeta) -> str:
+    """A download name: method, model, site (no user text)."""
+    where = f"L{meta.layer}" if meta.layer is not None else f"{len(meta.heads or ())}heads"
+    model = "".join(c if c.isalnum() or c in "-." else "_" for c in str(meta.model.get("name", "model")))
+    return f"{meta.method}-{model}-{where}.safetensors"
 
 
 def to_bytes(meta: VectorMeta, tensors: dict[str, Tensor]) -> bytes:
@@ -183,15 +231,26 @@ def to_offsets(meta: VectorMeta, tensors: dict[str, Tensor], handle: ModelHandle
     return HeadOffsets(meta.heads, biases.to(handle.device))
 
 
-def to_contrastive(
+def to_vector(
     meta: VectorMeta, tensors: dict[str, Tensor], handle: ModelHandle
-) -> tuple[ContrastiveVector, SteerConfig]:
+) -> tuple[SteeringVector, SteerConfig]:
+    """A saved steering vector and the α / position it was saved with."""
     check_model(meta, handle)
-    if meta.method != "contrastive" or meta.layer is None:
-        raise InputError(f"expected contrastive vectors; this file holds {meta.method} vectors")
-    check_layer(meta.layer, handle.facts.n_layers)
-    if meta.position not in POSITIONS or meta.pooling not in POOLINGS:
-        raise InputError("the vector file names an unknown position or pooling")
-    vec = _expect_shape(tensors, "vector", (handle.facts.d_model,))
-    cv = ContrastiveVector(vec.to(handle.device), meta.layer, meta.pooling, 0, 0, meta.data_hash)  # type: ignore[arg-type]
-    return cv, SteerConfig(check_alpha(meta.alpha), meta.position)  # type: ignore[arg-type]
+    if meta.method == "lofit":
+        raise InputError("this file holds LoFiT head offsets; apply them with `steer lofit apply`")
+    f = handle.facts
+    if meta.position not in POSITIONS:
+        raise InputError("the vector file names an unknown position")
+    hs = meta.head_set()
+    if hs is not None:
+        shape, ref_shape, hook = (len(hs), f.d_head), (len(hs),), None
+    else:
+        if len(meta.hook_sites) != 1:
+            raise InputError("the vector file must name exactly one hook site")
+        shape, ref_shape, hook = (f.d_model,), (), meta.hook_sites[0]
+        handle.check_hook_names([hook])
+    direction = _expect_shape(tensors, "direction", shape).to(handle.device)
+    ref = _expect_shape(tensors, "ref_norm", ref_shape).to(handle.device)
+    source = {**meta.source, "data_hash": meta.data_hash}
+    sv = SteeringVector(direction, ref, meta.method, hook=hook, heads=hs, source=source)
+    return sv, SteerConfig(meta.alpha, meta.position)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from gradio_client import Client
 from headscope.app import locality_tab as tab
 from headscope.app.views import decode_pattern
 from headscope.models import hooks
-from headscope.probes import head_pattern
+from headscope.probes import head_pattern, induction_scores
 
 TEXT = "The cat sat on the mat. Then it slept, and the sun set."
 MODEL = "tiny-llama"
@@ -42,6 +42,10 @@ def test_analyse_returns_views_not_id_lists(client: Client) -> None:
     assert table["headers"][2] == "entropy (bits)" and len(table["data"]) == 8
     assert path.endswith(".json") and raw["dial"]["lambda"] == 0.5
     assert "token_ids" not in summary
+    from headscope.app.state import STORE
+
+    # induction scores are computed once per model and reused: still the probes' own numbers
+    np.testing.assert_allclose(raw["induction_score"], induction_scores(STORE.get(MODEL)), atol=1e-6)
 
 
 def test_entropy_grid_equals_the_cli_report_at_lambda_zero(client: Client) -> None:
@@ -115,16 +119,14 @@ def test_sweep_endpoint(client: Client) -> None:
     assert status.startswith("λ sweep done") and len(table["data"]) == len(tab.SWEEP_LAMBDAS)
 
 
-def test_sweep_refuses_a_selection_it_cannot_dial(app_url: str) -> None:
+def test_sweep_dials_any_selection(app_url: str) -> None:
+    """Different heads in different layers are one dial (headscope.attention's HeadSet-aware dial)."""
     c = Client(app_url, verbose=False)
     c.predict("0.1, 1.3", MODEL, api_name="/selection_set")
-    with pytest.raises(Exception, match="different head set per layer"):
-        c.predict(MODEL, TEXT, "distance", "uniform", 1.0, "selected heads only", api_name="/locality_sweep")
-    c.predict("0.1, 1.1", MODEL, api_name="/selection_set")  # one head set (head 1) in both layers: fine
     _, _, _, _, raw = c.predict(
         MODEL, TEXT, "distance", "uniform", 1.0, "selected heads only", api_name="/locality_sweep"
     )
-    assert raw["dial"]["heads"] == [1]
+    assert raw["dial"]["heads"] == "0.1, 1.3"
 
 
 def test_bad_input_over_the_api_is_a_clear_error(client: Client) -> None:
@@ -163,7 +165,8 @@ def test_analyse_validates_server_side(change: dict, message: str) -> None:
     for k, v in change.items():
         args[k] = v
     with pytest.raises(gr.Error, match=message):
-        tab.analyse(*args)
+        analyse: Any = tab.analyse  # called as the event would, with no request
+        analyse(*args, None)
 
 
 @pytest.mark.parametrize(
@@ -194,3 +197,28 @@ def test_pattern_fields_give_one_readable_line(layer: object, head: object, mess
             tab.PATTERN_SOURCES[0],
         )
     assert "\n" not in str(err.value)
+
+
+def test_the_sweep_job_carries_the_equivalent_cli_command(
+    app_url: str, capsys: pytest.CaptureFixture
+) -> None:
+    """A cluster runner executes `spec.command` instead of the in-process work: both must give the same rows."""
+    import json
+
+    from headscope.attention import LocalityDial
+    from headscope.batch.commands import locality_sweep_command
+    from headscope.cli import main as cli
+    from headscope.probes import SweepConfig
+
+    c = Client(app_url, verbose=False)
+    c.predict("0.1, 1.3", MODEL, api_name="/selection_set")
+    *_, raw = c.predict(
+        MODEL, TEXT, "distance", "progressive", 2.0, "selected heads only", api_name="/locality_sweep"
+    )
+    dial = LocalityDial(schedule="progressive", beta=2.0, heads="0.1, 1.3")
+    cfg = SweepConfig(lambdas=tab.SWEEP_LAMBDAS, dial=dial)
+    argv = [*locality_sweep_command(MODEL, TEXT, cfg, tab.SWEEP_TOKENS), "--json"]
+    capsys.readouterr()
+    assert cli(argv) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["rows"] == raw["rows"] and got["dial"] == raw["dial"] and got["dial"]["heads"] == "0.1, 1.3"

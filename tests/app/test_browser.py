@@ -159,6 +159,20 @@ def test_entropy_cell_click_selects_the_head(page) -> None:
 # def test_steering_uses_the_selection(page) -> None: ... assert "9.4" in <the steered result's text>
 
 
+def test_steering_uses_the_selection(page) -> None:
+    """Contrastive steering at the selected heads' outputs: the result names them; the strips show token text."""
+    _open_tab(page, "Steering")
+    _visible(page.get_by_label("the selected heads' outputs", exact=True)).check()
+    _fill_slider(page, "New tokens", "4")
+    _click(page, "Steer")
+    line = _visible(page.get_by_text("Steered at heads"))
+    line.wait_for(timeout=240_000)
+    assert "9.4, 12.1" in line.inner_text()
+    _visible(page.locator("#hs-contrastive-steered .hs-tok")).wait_for()
+    _visible(page.get_by_label("a layer's residual stream", exact=True)).check()  # back to the default site
+    _shot(page, "steering_selection")
+
+
 def test_hover_a_token_shows_its_attention(page) -> None:
     _open_tab(page, "Attention & locality")
     _set_text(page, "Text (at most 20,000 characters)", _long_text(1100))  # about 250 tokens
@@ -184,7 +198,7 @@ def test_cancel_a_long_run_then_run_another_view(page) -> None:
     _open_tab(page, "Attention & locality")
     _click(page, "Sweep λ from 0 to 1")
     _visible(page.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for()
-    _click(page, "Cancel")
+    page.locator("#hs-cancel-locality_sweep").click()  # each job has its own Cancel (ids: hs-cancel-<slot>)
     _visible(
         page.get_by_text(re.compile(r"cancelled 'λ sweep on smollm2-135m' during .*the model is free"))
     ).wait_for()
@@ -219,9 +233,24 @@ def test_export_reload_import_restores_selection_and_results(page, tmp_path: Pat
     _shot(page, "session_restored")
 
 
+def test_add_buttons_fill_the_selection(page) -> None:
+    _open_tab(page, "Attention & locality")
+    _click(page, "Clear")
+    _wait_selected(page, "")
+    _fill_number(page, "k", "3")
+    _click(page, "Select the k lowest-entropy heads")
+    page.wait_for_function(
+        "() => { const e = document.querySelector('#hs-selection textarea, #hs-selection input'); "
+        "return e && e.value.split(',').length === 3; }"
+    )
+    page.locator("#hs-entropy-grid .hs-selected").nth(2).wait_for()  # the grid redraws after the bar
+    assert page.locator("#hs-entropy-grid .hs-selected").count() == 3
+
+
 def test_localist_tab_compares_with_the_distributed_model(page) -> None:
     _open_tab(page, "Localist models")
-    _click(page, "Compare with the distributed model (λ = 0)")
+    # the worked example fills the inputs and runs
+    _visible(page.get_by_text("λ = 1.0, layer 1 head 0")).click()
     page.locator('#hs-localist-grid rect[data-cell="1.0"]').wait_for()
     page.locator("#hs-localist-attention canvas").nth(1).wait_for()
     _visible(page.get_by_text(re.compile(r"Mean attention entropy on \d+ tokens"))).wait_for()
@@ -260,7 +289,10 @@ def test_steering_tab_shows_unsteered_and_steered(page) -> None:
     _fill_number(page, "Layer", "1")
     _fill_slider(page, "New tokens", "4")
     _click(page, "Steer")
-    _visible(page.get_by_text("effect")).wait_for(timeout=240_000)
+    _visible(page.get_by_text("Steered at layer 1")).wait_for(timeout=240_000)
+    for side in ("unsteered", "steered"):
+        _visible(page.locator(f"#hs-contrastive-{side} .hs-tok")).wait_for()
+    _visible(page.get_by_text("perplexity under the unsteered model")).wait_for()
     _shot(page, "steering_tab")
 
 
@@ -284,3 +316,23 @@ def test_no_visible_json_list_of_token_ids(page, tab: str) -> None:
     text = page.inner_text("body")
     assert not ID_LIST.search(text), ID_LIST.search(text)
     assert "token_ids" not in text
+
+
+def test_leaving_the_page_cancels_the_visitors_job(page, app_url: str) -> None:
+    import time
+
+    from headscope.app import jobs
+
+    _pick_model(page, DEFAULT_MODEL)
+    _open_tab(page, "Attention & locality")
+    _set_text(page, "Text (at most 20,000 characters)", _long_text(4000))
+    _click(page, "Sweep λ from 0 to 1")
+    _visible(page.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for()
+    [job] = [j for j in jobs.BOARD.running() if j.title.startswith("λ sweep")]
+    page.goto("about:blank")  # the visitor leaves
+    deadline = time.monotonic() + 120
+    while not job.wait(0.5) and time.monotonic() < deadline:
+        pass
+    assert job.status().state == "cancelled"
+    page.goto(app_url)
+    page.get_by_text("headscope — interpretability workbench").first.wait_for()

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from headscope.kernels import (
-    LocalityBias,
+    KernelBias,
     attention_chunked,
     attention_reference,
     fused_attention,
     pick_backend,
 )
+from headscope.kernels.bias import UNBOUNDED
 
 pytestmark = [
     pytest.mark.gpu,
@@ -46,14 +47,37 @@ def test_triton_matches_reference(dtype: torch.dtype, d: int, n: int) -> None:
     check(fused_attention(q, k, v), attention_reference(q, k, v), dtype)
 
 
-@pytest.mark.parametrize("bias", [LocalityBias("distance", 0.5), LocalityBias("block", 2.0, 50)], ids=str)
-def test_triton_locality_bias(bias: LocalityBias) -> None:
-    q, k, v = qkv(1, 9, 3, 333, 64, torch.float16)
+def biases(n: int) -> dict[str, KernelBias]:
     lam = torch.linspace(0, 1, 9, device="cuda")
-    got = fused_attention(q, k, v, bias=bias, lam=lam)
-    check(got, attention_reference(q, k, v, bias=bias, lam=lam), torch.float16)
-    again = fused_attention(q, k, v, bias=bias, lam=lam * 2)  # λ is data: no recompile, new result
-    assert not torch.allclose(again.entropy, got.entropy)
+    g = torch.Generator(device="cuda").manual_seed(1)
+    sentences = (torch.rand(n, device="cuda", generator=g) < 0.05).long().cumsum(0)  # uneven blocks
+    width = torch.tensor([1, 2, 7, 64, 65, 300, 333, 4000, UNBOUNDED], device="cuda")
+    return {
+        "distance": KernelBias("distance", coef=lam * 0.5),
+        "fixed-blocks": KernelBias("block", coef=lam * 2.0, block_ids=torch.arange(n, device="cuda") // 50),
+        "sentence-blocks": KernelBias("block", coef=lam * 2.0, block_ids=sentences),
+        "window": KernelBias("window", width=width),
+    }
+
+
+@pytest.mark.parametrize("name", ["distance", "fixed-blocks", "sentence-blocks", "window"])
+def test_triton_locality_bias(name: str) -> None:
+    q, k, v = qkv(1, 9, 3, 333, 64, torch.float16)
+    bias = biases(333)[name]
+    got = fused_attention(q, k, v, bias=bias)
+    check(got, attention_reference(q, k, v, bias=bias), torch.float16)
+    if bias.coef is not None:  # the coefficient is data: no recompile, a new result
+        again = fused_attention(
+            q, k, v, bias=KernelBias(bias.mode, coef=bias.coef * 2, block_ids=bias.block_ids)
+        )
+        assert not torch.allclose(again.entropy, got.entropy)
+
+
+def test_triton_window_long_sequence_matches_chunked() -> None:
+    q, k, v = qkv(1, 9, 3, 4099, 64, torch.bfloat16, seed=5)
+    bias = biases(4099)["window"]
+    got, ref = fused_attention(q, k, v, bias=bias), attention_chunked(q, k, v, bias=bias, chunk=1024)
+    torch.testing.assert_close(got.entropy, ref.entropy, atol=1e-2, rtol=0)
 
 
 def test_triton_non_contiguous_inputs() -> None:

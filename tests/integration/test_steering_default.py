@@ -1,43 +1,76 @@
-"""Steering on the real default model (SmolLM2-135M): a sentiment vector moves the preference its way, and a
-short LoFiT run trains through the bridge on a GQA model (9 query heads in hook_z, 3 KV heads)."""
+"""Steering on the real default model (SmolLM2-135M). At the library defaults the built-in sentiment vector moves
+the preference its way while the steered text stays fluent (the bar of issue 13), checked against independent
+values; a short LoFiT run trains through the handle on a GQA model (9 query heads in hook_z, 3 KV heads)."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import pytest
 import torch
 
-from headscope.models import ModelHandle
+from headscope.models import ModelHandle, hooks
 from headscope.steering import vectors
-from headscope.steering.contrastive import (
-    ContrastiveConfig,
-    SteerConfig,
-    compare,
-    contrastive_vector,
-    preference,
-)
+from headscope.steering.contrastive import ContrastiveConfig, compare, contrastive_vector, preference
+from headscope.steering.cost import MAX_PERPLEXITY_RATIO, MIN_DISTINCT_RATIO
+from headscope.steering.direction import SteerConfig
 from headscope.steering.generate import GenConfig
 from headscope.steering.lofit import LofitConfig, lofit
-from headscope.steering.tasks import TaskData, load_task
+from headscope.steering.tasks import TaskData, load_contrast, load_task
 
 pytestmark = [pytest.mark.default_model, pytest.mark.usefixtures("one_thread")]
 
 
-POS = ["I love it, this is wonderful and makes me so happy.", "What a great, beautiful, delightful day."]
-NEG = ["I hate it, this is awful and makes me so sad.", "What a terrible, ugly, miserable day."]
+def test_defaults_move_the_target_and_stay_fluent(default_model: ModelHandle) -> None:
+    cs = load_contrast("sentiment")
+    sv = contrastive_vector(default_model, cs.positives, cs.negatives, ContrastiveConfig())
+    assert sv.layer == 9 and sv.direction.shape == (576,)
+    # Oracle for r: Hugging Face hidden states of the same module, read without any TransformerLens hook.
+    norms = []
+    for text in (*cs.positives, *cs.negatives):
+        ids = default_model.tokenize(text)
+        with torch.no_grad():
+            h = default_model.hf_model(ids, output_hidden_states=True).hidden_states[10][0, 1:]
+        norms.append(h.norm(dim=-1))
+    assert float(sv.ref_norm) == pytest.approx(float(torch.cat(norms).mean()), rel=1e-4)
+    assert 0.02 < sv.natural_alpha < 0.5  # position 0 left out: the contrast is a small share of the residual
+    prompt = cs.prompts[0]
+    res = compare(default_model, sv, prompt, cs.positives, cs.negatives, SteerConfig(), GenConfig(20))
+    assert res.effect is not None and res.effect > 1.0
+    assert (
+        res.cost.perplexity_ratio <= MAX_PERPLEXITY_RATIO and res.cost.distinct_steered >= MIN_DISTINCT_RATIO
+    )
+    assert res.steered.token_ids != res.unsteered.token_ids
+    down = preference(default_model, prompt, cs.positives, cs.negatives, sv.hooks(SteerConfig(-0.3), 0))
+    assert down < preference(
+        default_model, prompt, cs.positives, cs.negatives
+    )  # the other sign, the other way
 
 
-def test_sentiment_vector_raises_the_positive_preference(default_model: ModelHandle) -> None:
-    cv = contrastive_vector(default_model, POS, NEG, ContrastiveConfig(12))
-    assert cv.vector.shape == (576,) and torch.isfinite(cv.vector).all()
-    prompt = "I think the movie was"
-    up = compare(default_model, cv, prompt, POS, NEG, SteerConfig(4.0, "all"), GenConfig(max_new_tokens=3))
-    assert up.effect > 0 and up.steered != up.unsteered
-    base = preference(default_model, prompt, POS, NEG)
-    down = preference(default_model, prompt, POS, NEG, cv.hooks(SteerConfig(-4.0, "all"), 0))
-    assert down < base  # the other sign pushes the other way
+def test_resid_post_steering_equals_the_same_addition_at_the_next_resid_pre(
+    default_model: ModelHandle,
+) -> None:
+    """The same intervention made at another hook site gives the same logits."""
+    cs = load_contrast("sentiment")
+    sv = contrastive_vector(default_model, cs.positives[:3], cs.negatives[:3], ContrastiveConfig(12))
+    cfg = SteerConfig(0.3, "last")
+    ids = default_model.tokenize(cs.prompts[1])
+    start = ids.shape[1] - 1
+    added = sv.added(cfg.alpha)
+
+    def at_pre(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        out = act.clone()
+        out[:, start:] += added
+        return out
+
+    got = default_model.forward(ids, fwd_hooks=sv.hooks(cfg, start))
+    other = default_model.forward(ids, fwd_hooks=[(hooks.resid(13, "pre"), at_pre)])
+    assert torch.allclose(got, other, atol=1e-4)
+    assert math.isclose(float(added.norm()), 0.3 * float(sv.ref_norm), rel_tol=1e-5)
 
 
-def test_short_lofit_run_trains_heads_and_files_round_trip(default_model: ModelHandle) -> None:
+def test_short_lofit_runs_whole_and_restricted_and_files_round_trip(default_model: ModelHandle) -> None:
     full = load_task("antonyms")
     task = TaskData("antonyms", "", full.train[:16], full.heldout[:8])
     flags = [p.requires_grad for p in default_model.hf_model.parameters()]
@@ -46,7 +79,13 @@ def test_short_lofit_run_trains_heads_and_files_round_trip(default_model: ModelH
     assert [p.requires_grad for p in default_model.hf_model.parameters()] == flags
     assert len(res.offsets.heads) == 8  # 3 % of 30 × 9 heads
     assert res.trainable_parameters == 8 * 64 and res.full_finetune_parameters > 100_000_000
-    assert all(0 <= layer < 30 and 0 <= head < 9 for layer, head in res.offsets.heads)
     meta, tensors = vectors.from_bytes(vectors.to_bytes(*vectors.lofit_meta(default_model, res.offsets, "h")))
     assert meta.model["sha256"] == default_model.identity.sha256
-    assert torch.equal(vectors.to_offsets(meta, tensors, default_model).biases, res.offsets.biases)
+    back = vectors.to_offsets(meta, tensors, default_model)
+    order = [res.offsets.heads.index(h) for h in back.heads]
+    assert torch.equal(back.biases, res.offsets.biases[order])
+    sel = default_model.head_set("9.*, 12.1")
+    small = LofitConfig(scale_steps=2, bias_steps=2, batch_size=4, random_baseline=False, heads=sel)
+    restricted = lofit(default_model, task, small)
+    assert len(restricted.offsets.heads) == 8 and set(restricted.offsets.heads) <= set(sel)
+    assert restricted.step1_parameters == 10 * 64

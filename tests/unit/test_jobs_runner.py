@@ -104,3 +104,14 @@ def test_the_runner_can_be_swapped() -> None:
         job = jobs.runner().start(jobs.JobSpec("x", _stepper(1, gate, [])), owner="o")
     assert job.title == "fake:x" and jobs.follow(job, poll_s=0.01) == {"steps": 1}
     assert isinstance(jobs.runner(), jobs.ThreadRunner)
+
+
+def test_a_slot_may_hold_several_jobs_of_one_visitor_when_asked() -> None:
+    board, gate = jobs.JobBoard(), threading.Semaphore(0)
+    a = board.start(jobs.JobSpec("view", _stepper(5, gate, [])), owner="v", slot="views", single=False)
+    b = board.start(jobs.JobSpec("view", _stepper(5, gate, [])), owner="v", slot="views", single=False)
+    assert set(board.cancel("v", "views")) == {a, b}
+    gate.release(4)
+    assert a.wait(10) and b.wait(10)
+    board.forget_finished()
+    assert board.running() == [] and a.status().state == b.status().state == "cancelled"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from headscope.errors import InputError
-from headscope.kernels import LocalityBias, fused_entropy_bits, fused_run
+from headscope.kernels import KernelBias, fused_entropy_bits, fused_run
 from headscope.kernels.model import _refuse_unsupported, fused_attention_interface
 from headscope.models import ModelHandle
 
@@ -54,15 +54,32 @@ def test_fused_distance_bias_matches_a_score_hook(tiny_llama: ModelHandle) -> No
 
     hooks = [(f"blocks.{layer}.attn.hook_attn_scores", subtract) for layer in range(2)]
     want = eager_entropy_bits(tiny_llama, tokens, fwd_hooks=hooks)
-    got = fused_entropy_bits(tiny_llama, tokens, bias=LocalityBias("distance", 0.5), lam=lam)
+    bias = KernelBias("distance", coef=lam * 0.5)
+    got = fused_entropy_bits(tiny_llama, tokens, biases={0: bias, 1: bias})
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
     assert got[:, 0].mean() > got[:, 3].mean()  # the strongest dial concentrates attention
+
+
+def test_fused_per_layer_biases_leave_other_layers_alone(tiny_llama: ModelHandle) -> None:
+    """A bias on layer 1 only: layer 0's entropy is the plain run's (layer 0 comes first, nothing upstream moved)."""
+    tokens = tiny_llama.tokenize(TEXT)
+    plain = fused_entropy_bits(tiny_llama, tokens)
+    n = tokens.shape[1]
+    width = torch.tensor([1, 3, n, n])
+    got = fused_entropy_bits(tiny_llama, tokens, biases={1: KernelBias("window", width=width)})
+    assert torch.equal(got[0], plain[0])
+    assert torch.equal(got[1, 0], torch.zeros(n))  # a one-key window: every row is certain
+    assert (got[1, 1] <= torch.log2(torch.tensor(3.0)) + 1e-5).all()
+    with pytest.raises(InputError, match=r"layers 0\.\.1"):
+        fused_entropy_bits(tiny_llama, tokens, biases={2: KernelBias("window", width=width)})
 
 
 def test_fused_refuses_batches_and_unsupported_attention(tiny_gpt2: ModelHandle) -> None:
     tokens = tiny_gpt2.tokenize(TEXT)
     with pytest.raises(InputError, match="one sequence"):
         fused_entropy_bits(tiny_gpt2, tokens.repeat(2, 1))
+    with pytest.raises(InputError, match="the fused path's limit is 512"):
+        fused_entropy_bits(tiny_gpt2, torch.zeros(1, 513, dtype=torch.long))
     x = torch.zeros(1, 2, 3, 4)
     module = SimpleNamespace(layer_idx=0)
     with pytest.raises(RuntimeError, match="outside"):

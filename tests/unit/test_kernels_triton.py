@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
-# (batch, heads, kv_heads, pos, d_head, dtype, bias mode): non-power-of-2 positions; d_head 24 pads to 32
+# (batch, heads, kv_heads, pos, d_head, dtype, bias mode): non-power-of-2 positions; d_head 24 pads to 32.
+# Block ids are uneven "sentences" (not ⌊i/B⌋); window widths differ per head, one head unbounded (unselected).
 CASES = [
     (2, 4, 2, 37, 24, "float32", "distance"),
     (1, 3, 1, 45, 64, "float16", "block"),
+    (1, 4, 2, 41, 32, "float32", "block"),
+    (1, 4, 2, 53, 16, "float32", "window"),
+    (1, 3, 3, 38, 32, "float16", "window"),
     (1, 2, 2, 33, 32, "float16", "none"),
     (1, 2, 1, 19, 16, "float32", "none"),
 ]
@@ -28,16 +32,25 @@ TOL = {"float32": (2e-5, 2e-5), "float16": (2e-3, 2e-3)}  # (output, entropy) ab
 def _child() -> None:
     import torch
 
-    from headscope.kernels import LocalityBias, attention_reference
+    from headscope.kernels import KernelBias, attention_reference
+    from headscope.kernels.bias import UNBOUNDED
     from headscope.kernels.triton_attn import attention_triton
 
     results = []
     for b, h, h_kv, n, d, dt, mode in CASES:
         g = torch.Generator().manual_seed(n)
         q, k, v = (torch.randn(b, hh, n, d, generator=g).to(getattr(torch, dt)) for hh in (h, h_kv, h_kv))
-        bias, lam = LocalityBias(mode, 0.5, block_size=7), torch.linspace(0.0, 1.0, h)
-        ref = attention_reference(q, k, v, bias=bias, lam=lam)
-        got = attention_triton(q, k, v, bias=bias, lam=lam)
+        coef = torch.linspace(0.0, 1.0, h) * 0.5
+        blocks = (torch.rand(n, generator=g) < 0.15).long().cumsum(0)  # uneven sentence-like blocks
+        width = torch.tensor([1, 5, 20, UNBOUNDED][:h])
+        bias = {
+            "none": KernelBias(),
+            "distance": KernelBias("distance", coef=coef),
+            "block": KernelBias("block", coef=coef * 8, block_ids=blocks),
+            "window": KernelBias("window", width=width),
+        }[mode]
+        ref = attention_reference(q, k, v, bias=bias)
+        got = attention_triton(q, k, v, bias=bias)
         results.append({
             "out": (got.out.float() - ref.out.float()).abs().max().item(),
             "lse": (got.lse - ref.lse).abs().max().item(),

@@ -10,6 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from headscope.attention import LayerSchedule
+from headscope.attention import row_entropy_bits as entropy_bits
 from headscope.data import excerpt_articles
 from headscope.errors import InputError
 from headscope.localist.corpus import (
@@ -21,13 +23,7 @@ from headscope.localist.corpus import (
     split_of,
     train_tokenizer,
 )
-from headscope.localist.train_objective import (
-    entropy_bits,
-    group_lasso_per_query,
-    layer_lambdas,
-    penalty,
-    pointer_stats,
-)
+from headscope.localist.train_objective import group_lasso_per_query, penalty, pointer_stats
 from headscope.localist.training import Corpus, TrainConfig, loss_terms, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -91,16 +87,32 @@ def test_pointer_fidelity_mass_and_hits() -> None:
 
 
 def test_layer_schedules() -> None:
-    assert layer_lambdas(0.6, 2) == [0.6, 0.6]
-    prog = layer_lambdas(1.0, 6, "progressive", 3.0)
+    assert TrainConfig(lam=0.6).lambdas == (0.6, 0.6)
+    prog = TrainConfig(lam=1.0, schedule="progressive", beta=3.0, n_layers=6).lambdas
     assert prog[0] == 0.0 and prog[-1] == 1.0 and prog[2] == pytest.approx((2 / 5) ** 3)
+    assert prog == LayerSchedule("progressive", 3.0).lambdas(1.0, 6)
     with pytest.raises(InputError, match="schedule"):
-        layer_lambdas(1.0, 2, "zigzag")
+        TrainConfig(schedule="zigzag")
+    with pytest.raises(InputError, match="schedule must be one of uniform, progressive"):
+        TrainConfig(schedule="explicit")
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("lam", 1.5), ("lam", float("nan")), ("beta", 0.5), ("schedule", "x"), ("n_heads", 3), ("steps", 0)],
+    [
+        ("lam", 1.5),
+        ("lam", float("nan")),
+        ("lam", "x"),
+        ("beta", 0.5),
+        ("schedule", "x"),
+        ("n_heads", 3),
+        ("steps", 0),
+        ("steps", 3.5),
+        ("steps", "many"),
+        ("ctx", None),
+        ("lr", float("inf")),
+        ("seed", -1),
+    ],
 )
 def test_config_validation_names_the_field(field: str, value: object) -> None:
     with pytest.raises(InputError, match=field if field != "n_heads" else "divisible"):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from headscope.attention import LocalityDial, dial_hooks
 from headscope.errors import InputError
-from headscope.localist import LocalityDial, SweepConfig, dial_hooks, eval_tokens, sweep_locality
 from headscope.models import ModelHandle
+from headscope.probes import SweepConfig, eval_tokens, sweep_locality
 
 TEXT = "A small text. It has two sentences, and a clause; then it ends here."
 
@@ -62,6 +63,18 @@ def test_sweep_columns_match_oracle(tiny_llama: ModelHandle, with_zero: bool) ->
     assert out["token_ids"] == tokens[0].tolist() and out["target"] == "local"
 
 
+def test_sweep_on_a_head_subset_keeps_the_other_heads(tiny_llama: ModelHandle) -> None:
+    """Only head 1.3 is dialed: the sweep's λ = 1 row equals the oracle of that dial, and differs from λ = 0 by
+    exactly what head 1.3's rows change (layer 1 has 4 heads, so its mean moves by a quarter of that head's)."""
+    tokens = tiny_llama.tokenize(TEXT)
+    dial = LocalityDial(heads="1.3", strength=2.0)
+    res = sweep_locality(tiny_llama, tokens, SweepConfig((0.0, 1.0), dial))
+    expect = oracle_row(tiny_llama, tokens, dial.with_lambda(1.0))
+    assert res.rows[1].mean_entropy_bits == pytest.approx(expect["mean_entropy_bits"], rel=1e-5)
+    assert res.rows[1].mean_entropy_bits < res.rows[0].mean_entropy_bits
+    assert res.to_json()["dial"]["heads"] == "1.3"
+
+
 def test_block_mode_uses_block_target(tiny_gpt2: ModelHandle) -> None:
     tokens = tiny_gpt2.tokenize(TEXT)
     res = sweep_locality(tiny_gpt2, tokens, SweepConfig((0.0, 1.0), LocalityDial(mode="block")))
@@ -76,8 +89,13 @@ def test_sweep_config_validation() -> None:
         SweepConfig(())
     with pytest.raises(InputError, match="each lambda"):
         SweepConfig((0.0, float("nan")))
-    with pytest.raises(InputError, match="each lambda"):
+    with pytest.raises(InputError, match=r"each lambda must be in \[0, 1\]"):
         SweepConfig((0.0, 1.2))
+    with pytest.raises(InputError, match="each lambda must be a number"):
+        SweepConfig((0.0, "x"))  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="dial must be a LocalityDial"):
+        SweepConfig(dial="distance")  # type: ignore[arg-type]
+    assert SweepConfig(("0.5", 1)).lambdas == (0.5, 1.0)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="target must be one of"):
         SweepConfig(target="anything")
 
@@ -91,5 +109,7 @@ def test_eval_tokens(tiny_llama: ModelHandle) -> None:
         eval_tokens(tiny_llama, " \n")
     with pytest.raises(InputError, match="at least 2 tokens"):
         eval_tokens(tiny_llama, "a")
-    with pytest.raises(InputError, match="max_tokens must be in"):
+    with pytest.raises(InputError, match="max_tokens must be an integer in"):
         eval_tokens(tiny_llama, TEXT, max_tokens=100_000)
+    with pytest.raises(InputError, match="max_tokens must be an integer in"):
+        eval_tokens(tiny_llama, TEXT, max_tokens=12.5)  # type: ignore[arg-type]

@@ -6,28 +6,27 @@ import numpy as np
 import pytest
 import torch
 
+from headscope.attention import BlockSpec, LocalityDial, block_ids, dial_hooks, row_entropy_bits, target_mask
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.probes import (
     ProbeConfig,
     entropy_bits,
+    entropy_report,
     head_pattern,
     induction_scores,
     probe_attention,
-    row_entropy_bits,
-    target_mask,
 )
 from headscope.probes import backends as backends_mod
 from headscope.probes.probe import random_repeated_tokens
-from headscope.probes.report import entropy_report
 
 TEXT = "The cat sat on the mat. It was warm, so it slept; later, it woke."
 
 
-def raw_patterns(handle: ModelHandle, tokens: torch.Tensor) -> np.ndarray:
+def raw_patterns(handle: ModelHandle, tokens: torch.Tensor, fwd_hooks=()) -> np.ndarray:
     """[layer, head, q, k] float64, straight from hook_pattern."""
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(handle.facts.n_layers)]
-    _, cache = handle.run_with_cache(tokens, names)
+    _, cache = handle.run_with_cache(tokens, names, fwd_hooks=fwd_hooks)
     return np.stack([cache[n][0].double().numpy() for n in names])
 
 
@@ -114,6 +113,13 @@ def test_probe_config_validation() -> None:
         ProbeConfig(target="everything")
     with pytest.raises(InputError, match="induction_len"):
         ProbeConfig(induction_len=1)
+    with pytest.raises(InputError, match="induction_len must be an integer"):
+        ProbeConfig(induction_len=8.5)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="seed must be a number"):
+        ProbeConfig(seed="abc")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="induction must be true or false"):
+        ProbeConfig(induction="yes")  # type: ignore[arg-type]
+    assert ProbeConfig(induction_len="16").induction_len == 16  # type: ignore[arg-type]
 
 
 def test_head_pattern_and_limits(tiny_llama: ModelHandle) -> None:
@@ -128,26 +134,43 @@ def test_head_pattern_and_limits(tiny_llama: ModelHandle) -> None:
         head_pattern(tiny_llama, tiny_llama.tokenize("x" * 300), 0, 0)
 
 
-def test_backend_dispatch(tiny_llama: ModelHandle, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backends_mod, "_fused_fn", lambda: None)
-    with pytest.raises(InputError, match="fused backend not available"):
-        backends_mod.resolve_backend("fused", 10)
-    assert backends_mod.resolve_backend("auto", 5000) == "eager"
-    with pytest.raises(InputError, match="backend must be one of"):
-        backends_mod.resolve_backend("magic", 10)
-    calls: list[int] = []
-
-    def fake(handle: ModelHandle, tokens: torch.Tensor) -> torch.Tensor:
-        calls.append(tokens.shape[1])
-        return backends_mod.eager_entropy_bits(handle, tokens)
-
-    monkeypatch.setattr(backends_mod, "_fused_fn", lambda: fake)
+def test_backend_dispatch_and_limits(tiny_llama: ModelHandle, monkeypatch: pytest.MonkeyPatch) -> None:
     assert backends_mod.resolve_backend("auto", 513) == "fused"
     assert backends_mod.resolve_backend("auto", 512) == "eager"
-    ent, used = entropy_bits(tiny_llama, tiny_llama.tokenize("y" * 20), backend="fused")
-    assert used == "fused" and calls == [20] and ent.shape == (2, 4, 20)
+    with pytest.raises(InputError, match="backend must be one of"):
+        backends_mod.resolve_backend("magic", 10)
     _, used = entropy_bits(tiny_llama, tiny_llama.tokenize("y" * 20), backend="auto")
-    assert used == "eager" and calls == [20]  # short texts stay on the eager path
+    assert used == "eager"  # short texts stay on the eager path
+    assert backends_mod.token_limit(tiny_llama, "eager") == tiny_llama.max_tokens == 512
+    assert backends_mod.token_limit(tiny_llama, "fused") == tiny_llama.max_tokens_fused == 512
+    monkeypatch.setattr(tiny_llama, "max_tokens", 16)  # an eager limit below the context, as on SmolLM2
+    tokens = tiny_llama.tokenize("y" * 20, max_tokens=512)
+    with pytest.raises(
+        InputError, match=r"eager backend's limit is 16 \(the fused backend takes up to 512\)"
+    ):
+        entropy_bits(tiny_llama, tokens, backend="eager")
+    fused, used = entropy_bits(tiny_llama, tokens, backend="fused")
+    assert used == "fused" and fused.shape == (2, 4, 20)
+    with pytest.raises(InputError, match="the limit is 512"):
+        entropy_bits(tiny_llama, torch.zeros(1, 513, dtype=torch.long), backend="fused")
+
+
+def test_probe_under_a_dial_matches_raw_patterns(tiny_llama: ModelHandle) -> None:
+    """probe_attention(dial=...) against the patterns of a run with the dial's hooks; block target and mode
+    share the dial's blocks by default."""
+    tokens = tiny_llama.tokenize(TEXT)
+    dial = LocalityDial(lam=0.5, mode="block", heads="1.*")
+    probes = probe_attention(tiny_llama, tokens, cfg=ProbeConfig(target="block", induction=False), dial=dial)
+    p = raw_patterns(tiny_llama, tokens, dial_hooks(tiny_llama, tokens, dial))
+    np.testing.assert_allclose(probes.entropy_bits, np_entropy(p), atol=1e-5)
+    blocks = block_ids(tiny_llama.str_tokens(tokens), BlockSpec()).numpy()
+    same = (blocks[:, None] == blocks[None, :]) & np.tril(np.ones((len(blocks),) * 2, dtype=bool))
+    np.testing.assert_allclose(probes.target_mass, (p * same).sum(-1), atol=1e-5)
+    plain = probe_attention(tiny_llama, tokens, cfg=ProbeConfig(target="block", induction=False))
+    np.testing.assert_array_equal(probes.entropy_bits[0], plain.entropy_bits[0])  # layer 0 not selected
+    assert (
+        probes.head_means()["pointer_fidelity"][1].mean() > plain.head_means()["pointer_fidelity"][1].mean()
+    )
 
 
 def test_entropy_report_ids_are_the_ids_run(tiny: ModelHandle) -> None:
@@ -162,8 +185,6 @@ def test_entropy_report_ids_are_the_ids_run(tiny: ModelHandle) -> None:
 
 
 def test_fused_backend_agrees_with_eager(tiny: ModelHandle) -> None:
-    if backends_mod._fused_fn() is None:
-        pytest.skip("headscope.kernels.fused_entropy_bits is not available")
     tokens = tiny.tokenize(TEXT)
     fused, used = entropy_bits(tiny, tokens, backend="fused")
     assert used == "fused"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.selection import HeadSet
 from headscope.steering.lofit import (
     LofitConfig,
     default_k,
@@ -59,6 +62,36 @@ def test_decisive_head_ranks_first_and_training_lowers_loss(one_head_model: Mode
     assert biases.shape == (1, one_head_model.facts.d_head)
 
 
+def test_restriction_scales_and_ranks_only_the_selection(one_head_model: ModelHandle) -> None:
+    f = one_head_model.facts
+    cfg = LofitConfig(k=1, scale_steps=12, batch_size=4, scale_lr=5e-2, l1=1e-2)
+    with_it = HeadSet.parse("0.*, 1.2", f.n_layers, f.n_heads)
+    scales, _ = train_scales(one_head_model, _task().train, replace(cfg, heads=with_it))
+    outside = torch.from_numpy(~with_it.mask())
+    assert torch.equal(scales[outside], torch.zeros_like(scales[outside]))  # never trained, exactly 0
+    ranking = rank_heads(scales, with_it)
+    assert ranking[0][0] == DECISIVE and {h for h, _ in ranking} == set(with_it)
+    without = HeadSet.parse("0.*, 1.0, 1.1", f.n_layers, f.n_heads)
+    scales, _ = train_scales(one_head_model, _task().train, replace(cfg, heads=without))
+    assert scales[DECISIVE].abs().sum() == 0 and DECISIVE not in {h for h, _ in rank_heads(scales, without)}
+
+
+def test_restricted_run_picks_within_the_selection_and_counts_parameters(tiny_llama: ModelHandle) -> None:
+    f = tiny_llama.facts
+    sel = tiny_llama.head_set("1.1, 1.3, 0.0")
+    res = lofit(tiny_llama, _task(), LofitConfig(k=2, scale_steps=2, bias_steps=2, batch_size=4, heads=sel))
+    assert set(res.offsets.heads) <= set(sel) and len(res.offsets.heads) == 2
+    assert res.step1_parameters == 3 * f.d_head and res.trainable_parameters == 2 * f.d_head
+    js = res.to_json()
+    assert js["restricted_to"] == "0.0, 1.1, 1.3"
+    assert js["heads"] == str(HeadSet.of(res.offsets.heads, f.n_layers, f.n_heads))
+    assert LofitConfig(heads=sel).resolve_k(f.n_layers, f.n_heads) == 1  # 3 % of 8 heads, within 3
+    with pytest.raises(InputError, match="at most 3, the selection's size"):
+        LofitConfig(k=4, heads=sel).resolve_k(f.n_layers, f.n_heads)
+    with pytest.raises(InputError, match="for a 30×9 model"):
+        lofit(tiny_llama, _task(), LofitConfig(heads=HeadSet.parse("0.1", 30, 9)))
+
+
 def test_full_run_reports_metrics_params_and_restores_flags(tiny_llama: ModelHandle) -> None:
     flags = [p.requires_grad for p in tiny_llama.hf_model.parameters()]
     cfg = LofitConfig(scale_steps=4, bias_steps=6, batch_size=4, bias_lr=5e-2)
@@ -89,20 +122,29 @@ def test_random_heads_are_distinct_and_seeded() -> None:
     assert all(0 <= layer < 30 and 0 <= h < 9 for layer, h in heads)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"k": 0}, "k"),
-        ({"scale_steps": 0}, "scale_steps"),
-        ({"bias_lr": 0.0}, "bias_lr"),
-        ({"l1": -1.0}, "l1"),
-    ],
-)
-def test_config_validation(kwargs: dict, field: str) -> None:
-    with pytest.raises(InputError, match=field):
-        LofitConfig(**kwargs)
-
-
 def test_k_larger_than_head_count_is_refused(tiny_llama: ModelHandle) -> None:
     with pytest.raises(InputError, match="at most 8"):
         lofit(tiny_llama, _task(), LofitConfig(k=9, scale_steps=1, bias_steps=1))
+
+
+def test_stages_are_reported_and_a_raising_callback_stops_training_cleanly(tiny_llama: ModelHandle) -> None:
+    """The app cancels a job by raising from its progress callback: training stops there, no hook stays attached."""
+    tokens = tiny_llama.tokenize("apple is")
+    base = tiny_llama.forward(tokens)
+    stages: list[str] = []
+    steps: list[tuple[str, int]] = []
+
+    def on_step(phase: str, step: int, total: int, loss: float) -> None:
+        steps.append((phase, step))
+        if phase == "biases" and step == 2:
+            raise KeyboardInterrupt("cancelled")
+
+    cfg = LofitConfig(k=1, scale_steps=2, bias_steps=5, batch_size=4)
+    with pytest.raises(KeyboardInterrupt):
+        lofit(tiny_llama, _task(), cfg, on_step, stages.append)
+    assert stages == ["held-out accuracy before"]
+    assert steps == [("scales", 1), ("scales", 2), ("biases", 1), ("biases", 2)]
+    assert torch.equal(tiny_llama.forward(tokens), base)
+    done: list[str] = []
+    lofit(tiny_llama, _task(), replace(cfg, bias_steps=1), None, done.append)
+    assert done == ["held-out accuracy before", "held-out accuracy after", "held-out accuracy, random heads"]

@@ -4,6 +4,7 @@
 // - "attended by": hover a token to shade which later tokens attend to it (its column).
 // Patterns arrive as little-endian uint16 (weight × 65535) in base64: a 256-token head is 175 kB.
 function hsAttention() {
+  const t0 = performance.now();
   const root = element.querySelector('.hs-root') || element;
   const v = props.value;
   root.replaceChildren();
@@ -32,6 +33,7 @@ function hsAttention() {
   if (state.mode === 'matrix') matrix(body, heads, toks, ids, n, tip, v);
   else strips(body, heads, toks, ids, n, tip, state);
   if (v.caption) root.appendChild(HS.el('div', { class: 'hs-caption' }, v.caption));
+  root.dataset.renderMs = (performance.now() - t0).toFixed(1);  // read by bench/app_views.py
 
   function matrix(body, heads, toks, ids, n, tip, v) {
     const size = Math.max(220, Math.min(heads.length > 1 ? 360 : 520, n * 14));
@@ -121,6 +123,7 @@ function hsAttention() {
       tip.show(lines, ev.clientX, ev.clientY);
     }
     function focus(f) {
+      const t1 = performance.now();
       state.focus = f;
       let shownMax = 0;
       for (const [head, mine] of spans) {
@@ -137,6 +140,7 @@ function hsAttention() {
         }
       }
       legend.replaceChildren(HS.legendBar('blues', 0, 1, 'shade: attention weight ÷ the largest in each head (0 … 1)', '', 1));
+      root.dataset.focusMs = (performance.now() - t1).toFixed(1);
     }
     if (state.focus !== null && state.focus < n) focus(state.focus);
   }

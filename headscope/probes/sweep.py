@@ -24,12 +24,13 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from headscope import checks
+from headscope.attention.locality import LocalityDial, dial_hooks
+from headscope.attention.patterns import TARGETS, target_mask
 from headscope.data import excerpt_text
 from headscope.errors import InputError
-from headscope.localist.dial import LocalityDial, dial_geometry, score_transforms
 from headscope.models.handle import ModelHandle
-from headscope.probes.patterns import TARGETS, target_mask
-from headscope.probes.probe import run_row_stats
+from headscope.probes.probe import probe_blocks, run_row_stats
 
 MAX_POINTS = 21
 DEFAULT_EVAL_TOKENS = 256
@@ -46,13 +47,14 @@ class SweepConfig:
     target: str | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= len(self.lambdas) <= MAX_POINTS:
-            raise InputError(f"lambdas must have 1 to {MAX_POINTS} values, got {len(self.lambdas)}")
-        for lam in self.lambdas:
-            if isinstance(lam, bool) or not isinstance(lam, int | float) or not 0.0 <= lam <= 1.0:
-                raise InputError(f"each lambda must be a number in [0, 1], got {lam!r}")
-        if self.target is not None and self.target not in TARGETS:
-            raise InputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if not isinstance(self.lambdas, tuple | list) or not 1 <= len(self.lambdas) <= MAX_POINTS:
+            raise InputError(f"lambdas must have 1 to {MAX_POINTS} values, got {self.lambdas!r}")
+        lams = tuple(checks.number(lam, "each lambda", 0.0, 1.0) for lam in self.lambdas)
+        object.__setattr__(self, "lambdas", lams)
+        if not isinstance(self.dial, LocalityDial):
+            raise InputError(f"dial must be a LocalityDial, got {type(self.dial).__name__}")
+        if self.target is not None:
+            TARGETS.check(self.target, field="target")
 
     @property
     def target_name(self) -> str:
@@ -108,8 +110,7 @@ def eval_tokens(
 ) -> tuple[Int[Tensor, "batch pos"], int | None]:
     """The evaluation ids (the shipped excerpt when `text` is None), cut to `max_tokens`; and the length before
     cutting when it was cut (None otherwise)."""
-    if not 2 <= max_tokens <= handle.max_tokens:
-        raise InputError(f"max_tokens must be in [2, {handle.max_tokens}], got {max_tokens}")
+    max_tokens = checks.integer(max_tokens, "max_tokens", 2, handle.max_tokens)
     text = excerpt_text() if text is None else text
     if not isinstance(text, str) or not text.strip():
         raise InputError("text is empty")
@@ -143,9 +144,10 @@ def _kl(
 
 
 def _point(
-    handle: ModelHandle, tokens: Tensor, dial: LocalityDial, target: Tensor
+    handle: ModelHandle, tokens: Tensor, dial: LocalityDial, target: Tensor, blocks: Tensor | None
 ) -> tuple[Float[Tensor, "pos d_vocab"], dict[str, Float[np.ndarray, "layer head pos"]]]:
-    logits, stats = run_row_stats(handle, tokens, target, score_fns=score_transforms(handle, tokens, dial))
+    fwd = dial_hooks(handle, tokens, dial, block_ids=blocks)
+    logits, stats = run_row_stats(handle, tokens, target, fwd_hooks=fwd)
     return logits[0], stats
 
 
@@ -161,7 +163,7 @@ def sweep_locality(
     cfg.dial.check(handle)
     if tokens.shape[-1] < 2:
         raise InputError("the evaluation text must be at least 2 tokens long")
-    _, blocks = dial_geometry(handle, tokens, cfg.dial)
+    blocks = probe_blocks(handle, tokens, cfg.target_name, cfg.dial, None)
     target = target_mask(cfg.target_name, tokens.shape[-1], blocks)
     order = sorted(
         range(len(cfg.lambdas)), key=lambda k: cfg.lambdas[k] != 0
@@ -171,7 +173,7 @@ def sweep_locality(
         base_logp = F.log_softmax(handle.forward(tokens)[0].double(), -1)
     rows: dict[int, SweepRow] = {}
     for done, k in enumerate(order):
-        logits, stats = _point(handle, tokens, cfg.dial.with_lambda(cfg.lambdas[k]), target)
+        logits, stats = _point(handle, tokens, cfg.dial.with_lambda(cfg.lambdas[k]), target, blocks)
         if base_logp is None:
             base_logp = F.log_softmax(logits.double(), -1)
         rows[k] = _row(cfg.lambdas[k], logits, stats, tokens[0], base_logp)

@@ -1,0 +1,44 @@
+"""GPU Spaces: model work runs inside the `spaces` package's GPU decorator where that package is present.
+
+On ZeroGPU hardware a GPU is attached to the process only inside a function decorated with `spaces.GPU`, for at
+most its `duration` seconds; a shorter duration queues sooner, so each event asks for what its worst case needs
+on the default model (measured on CPU, with a wide margin). Where `spaces` is not installed (CPU basic, a
+dedicated GPU, a laptop) `gpu(event)` returns the function unchanged. ZeroGPU documents Python 3.10 while this
+project pins 3.11, so the ZeroGPU path stays untested until that is resolved (README, "Hardware").
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Seconds of GPU each kind of event may hold.
+DURATIONS: dict[str, int] = {
+    "load": 60,  # first load of a GGUF model converts it (about 20 s on CPU)
+    "view": 20,  # one forward pass: entropy heatmap, head pattern, feature view
+    "sweep": 90,  # λ sweep: up to 21 forward passes with the dial
+    "circuits": 240,  # discrete-SAE training plus activation and attribution patching
+    "steer": 60,  # contrastive vector + two generations
+    "lofit": 180,  # LoFiT head-offset training
+    "decode": 90,  # several decoding strategies side by side
+}
+
+
+def _spaces() -> Any:
+    try:
+        return importlib.import_module("spaces")
+    except ImportError:
+        return None
+
+
+def gpu(event: str) -> Callable[[F], F]:
+    """Decorator for an event handler that does model work of the given kind (a key of DURATIONS)."""
+    if event not in DURATIONS:
+        raise ValueError(f"unknown GPU event kind {event!r}; known: {', '.join(DURATIONS)}")
+    spaces = _spaces()
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=DURATIONS[event])

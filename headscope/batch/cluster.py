@@ -1,0 +1,149 @@
+"""The app's long work on a Ray cluster: where `HEADSCOPE_RAY_ADDRESS` is set, a tab's job runs there.
+
+`RayJobRunner` implements the app's job-runner interface (`headscope/app/jobs.py`: `start(spec, owner=...)` → a job
+with `status() / cancel() / wait(timeout) / result()`). A job that carries its CLI `command` runs as a batch job on
+an actor that holds the model (one named actor per model, reused across jobs and web restarts); the web process
+only polls, so it stays responsive. Progress is the command's own progress bar (every long command draws one on
+stderr), the result is the command's JSON — what the tab's in-process `work` returns. Cancel ends a queued job, or
+ends the actor of a running one (the model is loaded again for the next job). A job without a command runs on the
+fallback runner (the app's in-process one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from headscope import errors
+from headscope.batch.execute import Outcome
+
+ADDRESS_ENV = "HEADSCOPE_RAY_ADDRESS"
+NAMESPACE = "headscope"
+_ids = itertools.count(1)
+
+
+def cluster_address() -> str | None:
+    """The cluster the app hands long work to, or None (then the app runs it in-process)."""
+    return os.environ.get(ADDRESS_ENV) or None
+
+
+class ClusterCancelled(errors.HeadscopeError):
+    """The job was cancelled; its message says during which stage."""
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    state: str  # "running" | "done" | "failed" | "cancelled"
+    stage: str
+    frac: float | None
+    seconds: float
+
+
+_CONNECT_LOCK = threading.Lock()
+
+
+def ensure_connected(address: str | None = None) -> None:
+    """Join the cluster once per process (an address that does not answer: one line, quickly)."""
+    import ray
+
+    from headscope.batch.ray_runner import connect
+
+    with _CONNECT_LOCK:
+        if not ray.is_initialized():
+            connect(address or cluster_address() or "auto", namespace=NAMESPACE)
+
+
+def model_actor(model: str | None) -> Any:
+    """The named actor that serves the app's jobs on `model` (created on first use, then found by name)."""
+    from headscope.batch.ray_runner import _actor_class
+
+    opts = {"name": f"app-model:{model or 'none'}", "namespace": NAMESPACE, "get_if_exists": True,
+            "lifetime": "detached", "max_concurrency": 2, "num_cpus": 1}  # fmt: skip
+    return _actor_class().options(**opts).remote(os.getcwd())
+
+
+class ClusterJob:
+    def __init__(self, title: str, owner: str, actor: Any, argv: list[str]):
+        self.id, self.title, self.owner = f"ray-job-{next(_ids)}", title, owner
+        self.actor, self._t0 = actor, time.perf_counter()
+        self.ref = actor.run.remote(argv, 1)
+        self._stage: tuple[str, float | None] = ("queued", 0.0)
+        self._cancelled = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        import ray
+
+        if self._cancelled:
+            return True
+        ready, _ = ray.wait([self.ref], timeout=timeout)
+        return bool(ready)
+
+    def _outcome(self) -> Outcome:
+        import ray
+
+        try:
+            return Outcome.from_json(ray.get(self.ref))
+        except ray.exceptions.RayError as e:
+            lines = [ln for ln in str(e).splitlines() if ln.strip()]
+            return Outcome(
+                False, "", f"the cluster job failed: {lines[-1] if lines else type(e).__name__}", 1, 0, ""
+            )
+
+    def status(self) -> ClusterStatus:
+        import ray
+
+        seconds = time.perf_counter() - self._t0
+        if self._cancelled:
+            return ClusterStatus("cancelled", self._stage[0], self._stage[1], seconds)
+        if self.wait(0):
+            state = "done" if self._outcome().ok else "failed"
+            return ClusterStatus(state, self._stage[0], self._stage[1], seconds)
+        got = ray.get(self.actor.progress.remote())
+        if got is not None:
+            self._stage = got
+        return ClusterStatus("running", self._stage[0], self._stage[1], seconds)
+
+    def cancel(self) -> None:
+        import ray
+
+        if self.wait(0):
+            return
+        self._cancelled = True
+        with contextlib.suppress(Exception):  # already started: only ending the actor stops it
+            ray.cancel(self.ref)
+        ray.kill(self.actor)  # a running job stops only with its process; the next job starts a new actor
+
+    def result(self) -> Any:
+        """The command's JSON, or its one-line error raised (the same kind of error as in-process)."""
+        if self._cancelled:
+            raise ClusterCancelled(f"cancelled during '{self._stage[0]}'")
+        self.wait()
+        outcome = self._outcome()
+        if not outcome.ok:
+            raise (errors.InputError if outcome.exit_code == 2 else errors.HeadscopeError)(
+                outcome.error or "failed"
+            )
+        return json.loads(outcome.stdout)
+
+
+class RayJobRunner:
+    """The app's "ray" runner: `start(spec, owner=...)` where spec has title, work, model and command."""
+
+    def __init__(self, fallback: Any = None):
+        self.fallback = fallback
+
+    def start(self, spec: Any, *, owner: str) -> Any:
+        command = getattr(spec, "command", None)
+        if command is None:
+            if self.fallback is None:
+                raise errors.HeadscopeError(f"'{spec.title}' has no command to run on the cluster")
+            return self.fallback.start(spec, owner=owner)
+        ensure_connected()
+        argv = [*command, *([] if "--json" in command else ["--json"])]
+        return ClusterJob(spec.title, owner, model_actor(getattr(spec, "model", None)), argv)

@@ -1,0 +1,128 @@
+"""Batch jobs on a local Ray cluster (num_cpus=2, no dashboard, one per test session): the same answer as
+in-process, a killed worker's job retried once with no finished result lost, and the app's cluster runner.
+
+Each Ray actor is a fresh Python process that imports torch and transformers (~5-15 s on the 2-core machines), so
+the tests share actors where they can: all of this module takes under a minute."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headscope.batch import InProcessRunner, RayRunner, connect, parse_jobs, run_batch
+from headscope.batch.execute import without_timings
+from headscope.errors import InputError
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TEXT = "The cat sat on the mat. The dog sat on the log."
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    if ray.is_initialized():
+        yield
+        return
+    connect("local", num_cpus=2, namespace="headscope")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _jobs(n: int, model: str) -> list[dict[str, Any]]:
+    return [{"name": f"{model}.{i}", "args": ["locality", "sweep", "--model", model, "--text", TEXT, "--lambdas",
+                                            f"0,{(i + 1) / n:.3f}", "--mode", "distance"]} for i in range(n)]  # fmt: skip
+
+
+def _results(folder: Path, names: list[str]) -> dict[str, str]:
+    return {n: (folder / f"{n}.json").read_text() for n in names}
+
+
+def test_ray_gives_the_in_process_answer_and_retries_a_killed_workers_job(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    raw = [*_jobs(3, "tiny-llama"), *_jobs(2, "tiny-gpt2"),
+           {"name": "dec", "args": ["decode", "compare", "--model", "tiny-gpt2", "--prompt", "abc ab", "--strategies",
+                                    "greedy,sample", "--temperature", "1", "--max-new-tokens", "4"]},
+           {"name": "bad", "args": ["locality", "sweep", "--model", "tiny-llama", "--text", TEXT, "--heads", "*.9"]}]  # fmt: skip
+    names = [j["name"] for j in raw[:-1]]
+    runner, killed = RayRunner("ray"), []
+
+    def kill_during_second_llama_job(name: str, pid: int) -> None:
+        if name == "tiny-llama.1" and not killed:
+            os.kill(pid, signal.SIGKILL)  # the actor process this test's cluster started for the job
+            killed.append(pid)
+
+    runner.on_submit = kill_during_second_llama_job
+    gpu_job = {"name": "gpu", "args": ["models"], "num_gpus": 1}  # more than the cluster has: refused alone
+    on_ray = run_batch(parse_jobs([*raw, gpu_job], tmp_path / "b"), tmp_path / "b", runner, progress=False)
+    local = run_batch(parse_jobs(raw, tmp_path / "a"), tmp_path / "a", InProcessRunner(), progress=False)
+    assert (on_ray["n_ok"], on_ray["n_error"]) == (local["n_ok"], local["n_error"] + 1) == (len(names), 2)
+    assert "the cluster has 2 and 0" in json.loads((tmp_path / "b" / "gpu.error.json").read_text())["error"]
+    a, b = _results(tmp_path / "a", names), _results(tmp_path / "b", names)
+    for name in names:
+        if name == "dec":  # reports its wall-clock speed; the sampled tokens are the same
+            assert without_timings(json.loads(a[name])) == without_timings(json.loads(b[name]))
+        else:
+            assert a[name] == b[name]
+    assert json.loads((tmp_path / "b" / "bad.error.json").read_text())["error"].startswith(
+        "heads: head 9 in '*.9' is out of range"
+    )
+    jobs = on_ray["jobs"]
+    # The killed worker's finished job kept its result; the job it was running ran again on a new actor.
+    assert killed and jobs["tiny-llama.0"]["worker"] == f"ray:{killed[0]}" != jobs["tiny-llama.1"]["worker"]
+    assert [jobs[n]["attempts"] for n in names] == [1, 2, 1, 1, 1, 1]
+    assert len({jobs[n]["worker"] for n in names}) == 3  # one actor per model, plus the replacement
+
+
+@dataclass(frozen=True)
+class Spec:  # the app's JobSpec (headscope/app/jobs.py): what a tab hands its runner
+    title: str
+    work: Any
+    model: str | None
+    command: tuple[str, ...] | None
+
+
+def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
+    ray_cluster: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headscope.app import jobs
+    from headscope.app import locality_tab as tab
+    from headscope.batch.cluster import ClusterCancelled, RayJobRunner
+    from headscope.cli import main
+
+    # The λ sweep tab, as it runs where HEADSCOPE_RAY_ADDRESS is set, shows what it shows in-process.
+    tab_args: tuple[Any, ...] = ("tiny-gpt2", TEXT, "distance", "uniform", 1.0, "all heads", None, None, None)
+    here = tab.sweep(*tab_args)
+    with jobs.using_runner(jobs.RUNNERS["ray"]()):
+        there = tab.sweep(*tab_args)
+    assert there[0] == here[0] and there[2] == here[2]  # the status line and the table
+
+    runner = RayJobRunner()
+    sweep = ("locality", "sweep", "--model", "tiny-gpt2", "--text", TEXT, "--lambdas", "0,0.5,1")
+    job = runner.start(Spec("λ sweep", None, "tiny-gpt2", sweep), owner="visitor")
+    seen = []
+    while not job.wait(0.05):
+        seen.append(job.status())
+    assert job.status().state == "done" and all(s.state == "running" for s in seen)
+    capsys.readouterr()
+    main([*sweep, "--json"])
+    assert job.result() == json.loads(capsys.readouterr().out)  # the tab gets the CLI's JSON
+    bad = runner.start(Spec("bad", None, "tiny-gpt2", (*sweep, "--heads", "*.9")), owner="visitor")
+    with pytest.raises(InputError, match=r"head 9 in '\*\.9' is out of range"):
+        bad.result()
+    assert bad.status().state == "failed"
+    long = runner.start(Spec("long", None, "tiny-gpt2", (*sweep[:-1], ",".join(["0.5"] * 21))), owner="v")
+    long.cancel()
+    assert long.status().state == "cancelled" and long.wait(0)
+    with pytest.raises(ClusterCancelled, match="cancelled during"):
+        long.result()
