@@ -12,10 +12,11 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from headscope.app import examples, jobs
-from headscope.app.figures import Plot, RawResult, fmt_num, json_file, table
+from headscope.app.figures import Plot, RawResult, fmt_num, table
 from headscope.app.inputs import choice, integer, number, text
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
+from headscope.app.steering_views import cost_table, download_file
 from headscope.app.views import TokenStrip, strip_row, strip_value, visible_token
 from headscope.errors import InputError
 from headscope.features import attribution as attr
@@ -24,6 +25,8 @@ from headscope.features import steer as fsteer
 from headscope.features.saes import FeatureSAE
 from headscope.models import ModelHandle
 from headscope.steering import vectors
+from headscope.steering.cost import Cost
+from headscope.steering.direction import DEFAULT_ALPHA, MAX_ALPHA, SteeringVector
 from headscope.steering.generate import GenConfig
 
 APP_MAX_CHARS = 4_000
@@ -69,7 +72,7 @@ def _text(handle: ModelHandle, value: Any) -> str:
 
 def _steer_cfg(feature: Any, alpha: Any, mode: Any, position: Any) -> fsteer.FeatureSteerConfig:
     mode = choice(mode, "mode", fsteer.MODES)
-    limit = 100.0 if mode == "add" else fsteer.MAX_CLAMP
+    limit = MAX_ALPHA if mode == "add" else fsteer.MAX_CLAMP
     return fsteer.FeatureSteerConfig(integer(feature, "feature", 0, 10**7), number(alpha, "alpha", -limit, limit),
                                      mode, choice(position, "position", ("last", "all")))  # fmt: skip
 
@@ -204,6 +207,14 @@ def generations_strip(payload: dict[str, Any], tokens: dict[str, list[str]]) -> 
     )
 
 
+def effect_cost_table(effect: float, cost: Cost) -> dict[str, Any]:
+    """Steering's effect-and-cost table with the feature's own effect as the first row."""
+    out = cost_table(None, cost)
+    out["data"].insert(0, ["effect: Δ the feature's activation (steered positions)", 0.0, round(effect, 4),
+                           "> 0 raises the feature"])  # fmt: skip
+    return out
+
+
 @user_errors
 def steer(model: str, sae_name: str, feature: Any, alpha: Any, mode: Any, position: Any, prompt: Any,
           n_new: Any, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008  # fmt: skip
@@ -213,36 +224,28 @@ def steer(model: str, sae_name: str, feature: Any, alpha: Any, mode: Any, positi
     handle = STORE.get(str(model))
     fsae = _sae(handle, sae_name)
     fsae.check_feature(cfg.feature)
+    made: dict[str, fsteer.FeatureSteering] = {}
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        report(f"greedy generation, unsteered and steered ({gen.max_new_tokens} tokens each)", 0.1)
-        return fsteer.steer(handle, fsae, prompt, cfg, gen).to_json()
+        report(f"greedy generation, unsteered and steered ({gen.max_new_tokens} tokens each)", 0.05)
+        made["result"] = res = fsteer.steer(handle, fsae, prompt, cfg, gen, progress=report.stages(0.05, 0.9))
+        return res.to_json()
 
     spec = jobs.JobSpec(f"steer by feature {cfg.feature}", work, model=handle.identity.name,
                         command=("features", "steer", "--sae", fsae.name, "--feature", str(cfg.feature),
                                  "--alpha", str(cfg.alpha), "--mode", cfg.mode, "--prompt", prompt))  # fmt: skip
     payload = jobs.run(spec, request=request, slot="features_steer", progress=progress)
+    res = made["result"]
     tokens = {side: handle.str_tokens(payload[side]["token_ids"]) for side in ("unsteered", "steered")}
-    cost = payload["cost"]
-    rows = [{"what": "change of the feature's activation (steered positions)", "value": payload["effect"]},
-            {"what": "perplexity of the steered continuation (unsteered model)", "value": cost["perplexity"]},
-            {"what": "perplexity of the unsteered continuation", "value": cost["unsteered_perplexity"]},
-            {"what": "distinct-token ratio, steered", "value": cost["distinct_ratio"]},
-            {"what": "distinct-token ratio, unsteered", "value": cost["unsteered_distinct_ratio"]}]  # fmt: skip
-    vector = None
-    if fsae.site.kind == "resid_post" and cfg.mode == "add":
-        vector = _vector_file(handle, fsae, cfg)
-    return ("steering done.", generations_strip(payload, tokens), table(rows, [("what", "measure"), ("value", "value")]),
+    vector = None if res.vector is None else _vector_file(handle, res.vector, cfg)
+    return ("steering done.", generations_strip(payload, tokens), effect_cost_table(res.effect, res.cost),
             vector, *RawResult.values(payload, f"features_steer_{cfg.feature}"))  # fmt: skip
 
 
-def _vector_file(handle: ModelHandle, fsae: FeatureSAE, cfg: fsteer.FeatureSteerConfig) -> str:
-    """The feature's direction as a steering vector file (the Steering tab uploads it)."""
-    path = json_file({}, f"feature_{fsae.name}_{cfg.feature}")
-    out = path.removesuffix(".json") + ".safetensors"
-    with open(out, "wb") as fh:
-        fh.write(vectors.to_bytes(*fsteer.to_vector(handle, fsae, cfg)))
-    return out
+def _vector_file(handle: ModelHandle, sv: SteeringVector, cfg: fsteer.FeatureSteerConfig) -> str:
+    """The feature's vector as a steering vector file (the Steering tab's upload applies it)."""
+    meta, tensors = fsteer.vector_file(handle, sv, cfg)
+    return download_file(meta, vectors.to_bytes(meta, tensors))
 
 
 @user_errors
@@ -347,7 +350,8 @@ def build(ctx: AppContext) -> None:
 
     gr.Markdown("### Steer by this feature")
     with gr.Row():
-        alpha = gr.Number(value=8.0, label="α (add: −100 … 100 along the unit direction; clamp: the value)")
+        alpha = gr.Number(value=DEFAULT_ALPHA, label=f"α (add: × the activation norm at the SAE's hook, |α| ≤ "
+                          f"{MAX_ALPHA:g}, as in the Steering tab; clamp: the activation value)")  # fmt: skip
         mode = gr.Radio(list(fsteer.MODES), value="add", label="Mode")
         position = gr.Radio(["last", "all"], value="last", label="Positions")
         n_new = gr.Slider(1, APP_MAX_NEW_TOKENS, value=20, step=1, label="new tokens")

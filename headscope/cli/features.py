@@ -123,21 +123,28 @@ def cmd_recon(args: argparse.Namespace) -> None:
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
-    from headscope.features.steer import FeatureSteerConfig, steer, to_vector
+    from headscope.features.steer import FeatureSteerConfig, steer, vector_file
     from headscope.steering import vectors
+    from headscope.steering.direction import DEFAULT_ALPHA
     from headscope.steering.generate import GenConfig
 
-    cfg = FeatureSteerConfig(args.feature, args.alpha, args.mode, args.position)  # refuses NaN before loading
+    if args.alpha is None and args.mode == "clamp":
+        raise InputError("--mode clamp needs --alpha (the value to clamp the feature's activation to)")
+    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    cfg = FeatureSteerConfig(args.feature, alpha, args.mode, args.position)  # refuses NaN before loading
     gen = GenConfig(args.max_new_tokens)
     if not args.prompt.strip():
         raise InputError("--prompt is empty")
+    if args.out and cfg.mode != "add":
+        raise InputError("--out saves a steering vector: mode 'add' only (a clamp depends on the activation)")
     out = writable_dir(args.out) if args.out else None
     _check_sae(args)
     handle, fsae = _load(args)
     fsae.check_feature(args.feature)
-    payload = steer(handle, fsae, args.prompt, cfg, gen).to_json()
-    if out is not None:
-        payload["vectors"] = str(vectors.save(out, *to_vector(handle, fsae, cfg)))
+    result = steer(handle, fsae, args.prompt, cfg, gen)
+    payload = result.to_json()
+    if out is not None and result.vector is not None:
+        payload["vectors"] = str(vectors.save(out, *vector_file(handle, result.vector, cfg)))
     emit(payload, args.json, _plain)
 
 
@@ -245,14 +252,21 @@ def register(sub: Any) -> None:
     _sae_args(p)
     p.add_argument("--feature", type=int, required=True)
     p.add_argument(
-        "--alpha", type=float, required=True, help="add: strength in [-100, 100]; clamp: the value"
+        "--alpha",
+        type=float,
+        default=None,
+        help="add: × the mean activation norm at the SAE's hook, as in `steer` (|α| ≤ 10, default 0.2); "
+        "clamp: the activation value (required)",
     )
     p.add_argument("--prompt", required=True)
     p.add_argument("--mode", choices=["add", "clamp"], default="add")
     p.add_argument("--position", choices=["last", "all"], default="last")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument(
-        "--out", default=None, help="also save the direction as a steering vector file (resid_post)"
+        "--out",
+        default=None,
+        help="also save the feature's vector in this folder (mode add; `steer contrastive apply --vectors` "
+        "applies it)",
     )
     p.set_defaults(func=cmd_steer)
 

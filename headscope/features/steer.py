@@ -1,178 +1,193 @@
-"""Steer by a feature: add its decoder direction (α · d̂_i, d̂_i the unit decoder row) at the SAE's hook, or clamp
-its activation to a value during the forward pass.
+"""Steer by a feature: add its decoder direction as a steering vector, or clamp its activation to a value.
 
-- mode "add": x ← x + α d̂_i at the steered positions — a steering vector. For a residual-stream SAE it is
-  exported in the steering capability's vector format (`steering.vectors`), so the steering tab can use
-  "feature i of SAE S" as its vector; positions follow that format's meaning ("last": from the prompt's last
-  token on, i.e. every generated token; "all": every position).
+- mode "add": feature i's decoder row becomes a `steering.direction.SteeringVector` (method "feature") at the SAE's
+  hook, made by `from_direction` with `reference_texts()`. α means what it means everywhere in steering: the hook
+  adds α · r · d̂_i, with d̂_i the unit decoder row and r the mean activation norm at that hook over the reference
+  texts (position 0 excluded) — α = 0.2 adds a fifth of a typical activation there, whatever the layer's scale.
+  It is applied, costed and saved by steering's own code (`SteeringVector.hooks`, `contrastive.steer`,
+  `cost.steering_cost`, `vectors.vector_meta`), so a file written here and read back by `vectors.to_vector` (the
+  steering tab's upload) steers exactly as this module does. Positions as in steering: "last" adds from the
+  prompt's last token on (every generated token), "all" at every position.
 - mode "clamp": x ← x + (c − f_i(x)) d_i, with d_i the (unnormalised) decoder row: the reconstruction has f_i = c
-  while the SAE's error term and every other feature are kept.
+  while the SAE's error term and every other feature are kept. Not a vector (it depends on x), so no file.
 - α = 0 in "add" mode attaches the hook and adds exactly zero: the run is bit-identical to the unsteered one.
 
-Reported next to the unsteered and steered generations (as `steer contrastive` prints them):
-- effect: on prompt + steered continuation, mean over the steered positions of f_i read at the SAE's hook after
-  the intervention, minus f_i on the same tokens without it;
-- cost: perplexity of the steered continuation under the unsteered model, and its distinct-token ratio
-  (unique / generated tokens), each beside the same figures for the unsteered continuation.
+Reported next to the unsteered and steered generations:
+- effect: on prompt + steered continuation, mean over the steered positions of f_i (the SAE encoder's reading at
+  the hook) after the intervention, minus f_i on the same tokens without it (`direction.readout_effect` for "add");
+- cost: steering's `Cost` — perplexity of each continuation under the unsteered model and their ratio, the
+  distinct-token ratios, and whether it stays within steering's fluency bounds.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from jaxtyping import Int
 from torch import Tensor
 
 from headscope import checks
 from headscope.errors import InputError
 from headscope.features.saes import FeatureSAE
-from headscope.models.handle import HookFn, Hooks, ModelHandle
-from headscope.steering import vectors
-from headscope.steering.contrastive import check_alpha
+from headscope.models.handle import HookFn, ModelHandle
+from headscope.steering import contrastive, vectors
+from headscope.steering.cost import Cost, steering_cost
+from headscope.steering.direction import (
+    DEFAULT_ALPHA,
+    DEFAULT_POSITION,
+    SteerConfig,
+    SteeringVector,
+    check_alpha,
+    from_direction,
+    readout_effect,
+    reference_texts,
+)
 from headscope.steering.generate import GenConfig, Generation, generate
 from headscope.steering.hooks import POSITIONS
 
 MODES: tuple[str, ...] = ("add", "clamp")
 MAX_CLAMP = 1e4
 DEFAULT_GEN = GenConfig()
+Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
 class FeatureSteerConfig:
     feature: int
-    alpha: float  # "add": strength along the unit decoder direction; "clamp": the activation value
+    alpha: float = DEFAULT_ALPHA  # "add": × the activation norm at the hook (|α| ≤ 10); "clamp": the value
     mode: str = "add"
-    position: str = "last"
+    position: str = DEFAULT_POSITION
 
     def __post_init__(self) -> None:
         checks.choice(self.mode, "mode", MODES)
         checks.choice(self.position, "position", POSITIONS)
         if self.mode == "add":
-            check_alpha(self.alpha)
+            alpha = check_alpha(self.alpha)
         else:
-            checks.number(self.alpha, "alpha (clamp value)", -MAX_CLAMP, MAX_CLAMP)
+            alpha = checks.number(self.alpha, "alpha (clamp value)", -MAX_CLAMP, MAX_CLAMP)
+        object.__setattr__(self, "alpha", alpha)
         if isinstance(self.feature, bool) or not isinstance(self.feature, int) or self.feature < 0:
             raise InputError(f"feature must be an integer ≥ 0, got {self.feature!r}")
 
-
-def _mask(act: Tensor, position: str, start: int) -> Tensor:
-    mask = torch.zeros(act.shape[1], 1, dtype=act.dtype, device=act.device)
-    mask[(0 if position == "all" else start) :] = 1.0
-    return mask
+    def steer_config(self) -> SteerConfig:
+        return SteerConfig(self.alpha, self.position)  # type: ignore[arg-type]  (checked above)
 
 
-def steer_hook(fsae: FeatureSAE, cfg: FeatureSteerConfig, start: int) -> tuple[str, HookFn]:
-    """The intervention at the SAE's hook; positions from `start` on (mode "last") or all."""
-    i = fsae.check_feature(cfg.feature)
-    if cfg.mode == "add":
-        direction = fsae.direction(i)
+def feature_vector(
+    handle: ModelHandle, fsae: FeatureSAE, feature: int, texts: Sequence[str] | None = None
+) -> SteeringVector:
+    """Feature i's decoder row as a steering vector at the SAE's hook, α relative to the activation norm there
+    (over `texts`, by default steering's `reference_texts()`, so the same model and SAE always give the same r)."""
+    i = fsae.check_feature(feature)
+    direction = fsae.direction(i).detach().float()
+    digest = hashlib.sha256(direction.cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    source = {"sae": fsae.name, "feature": i, "data_hash": f"sae:{fsae.name}:feature:{i}:{digest}"}
+    texts = reference_texts() if texts is None else list(texts)
+    return from_direction(handle, direction, fsae.hook, texts, method="feature", source=source)
 
-        def add(act: Tensor, hook: Any) -> Tensor:
-            return act + _mask(act, cfg.position, start) * (cfg.alpha * direction).to(act)
 
-        return fsae.hook, add
+def feature_readout(fsae: FeatureSAE, feature: int) -> Callable[[Tensor], Tensor]:
+    """[pos, d_model] activations at the SAE's hook → feature i's activation [pos] (the SAE encoder)."""
+    i = fsae.check_feature(feature)
+    return lambda x: fsae.encode(x)[..., i].float()
+
+
+def clamp_hook(fsae: FeatureSAE, feature: int, value: float, position: str, start: int) -> tuple[str, HookFn]:
+    """x ← x + (value − f_i(x)) d_i at the SAE's hook, from `start` on (position "last") or everywhere."""
+    i = fsae.check_feature(feature)
     row = fsae.decoder_rows[i]
 
     def clamp(act: Tensor, hook: Any) -> Tensor:
+        mask = torch.zeros(act.shape[1], 1, dtype=act.dtype, device=act.device)
+        mask[(0 if position == "all" else start) :] = 1.0
         f_i = fsae.encode(act)[..., i : i + 1].to(act.dtype)
-        return act + _mask(act, cfg.position, start) * (cfg.alpha - f_i) * row.to(act)
+        return act + mask * (value - f_i) * row.to(act)
 
     return fsae.hook, clamp
 
 
-def to_vector(
-    handle: ModelHandle, fsae: FeatureSAE, cfg: FeatureSteerConfig
+def vector_file(
+    handle: ModelHandle, sv: SteeringVector, cfg: FeatureSteerConfig
 ) -> tuple[vectors.VectorMeta, dict[str, Tensor]]:
-    """Feature i's unit decoder direction as a steering vector file (residual-stream SAEs, "add" mode)."""
-    if fsae.site.kind != "resid_post" or cfg.mode != "add":
+    """The feature's vector in steering's file format, with the α and positions it was used at."""
+    if cfg.mode != "add":
         raise InputError(
-            "steering vector files hold residual-stream additions: export needs a resid_post SAE and mode 'add' "
-            f"(this is {fsae.site.kind}, mode {cfg.mode})"
+            "only mode 'add' is a steering vector; a clamp depends on the activation, so has no file"
         )
-    vec = fsae.direction(cfg.feature).detach().float().cpu().contiguous()
-    digest = hashlib.sha256(vec.numpy().tobytes()).hexdigest()[:16]
-    facts = {k: int(getattr(handle.facts, k)) for k in ("n_layers", "n_heads", "d_head", "d_model")}
-    meta = vectors.VectorMeta("contrastive", asdict(handle.identity), facts, (fsae.hook,), None, fsae.site.layer,
-                              check_alpha(cfg.alpha), cfg.position, "mean",
-                              f"sae:{fsae.name}:feature:{cfg.feature}:{digest}")  # fmt: skip
-    return meta, {"vector": vec}
-
-
-@dataclass(frozen=True)
-class Cost:
-    perplexity: float | None
-    distinct_ratio: float | None
-    unsteered_perplexity: float | None
-    unsteered_distinct_ratio: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: None if v is None else round(v, 4) for k, v in asdict(self).items()}
+    return vectors.vector_meta(handle, sv, cfg.steer_config())
 
 
 @dataclass(frozen=True)
 class FeatureSteering:
     sae: str
-    feature: int
-    alpha: float
-    mode: str
-    position: str
+    config: FeatureSteerConfig
     unsteered: Generation
     steered: Generation
     effect: float
     cost: Cost
+    vector: SteeringVector | None  # mode "add"
 
     def to_json(self) -> dict[str, Any]:
-        return {"sae": self.sae, "feature": self.feature, "alpha": self.alpha, "mode": self.mode,
-                "position": self.position, "unsteered": self.unsteered.to_json(), "steered": self.steered.to_json(),
-                "effect": round(self.effect, 5), "cost": self.cost.to_json()}  # fmt: skip
+        c = self.config
+        out: dict[str, Any] = {"sae": self.sae, "feature": c.feature, "alpha": c.alpha, "mode": c.mode,
+                               "position": c.position, "unsteered": self.unsteered.to_json(),
+                               "steered": self.steered.to_json(), "effect": round(self.effect, 5),
+                               "cost": self.cost.to_json()}  # fmt: skip
+        if self.vector is not None:
+            v = self.vector.to_json()
+            out["vector"] = {k: v[k] for k in ("method", "sites", "ref_norm", "natural_alpha", "data_hash")}
+            out["added_norm"] = round(abs(c.alpha) * v["ref_norm"], 4)
+        return out
 
 
-def continuation_perplexity(handle: ModelHandle, prompt_ids: Tensor, continuation: tuple[int, ...],
-                            hooks: Hooks = ()) -> float | None:  # fmt: skip
-    """exp(mean NLL) of `continuation` after the prompt, under the model with `hooks` (none: unsteered)."""
-    if not continuation:
-        return None
-    ids = torch.cat([prompt_ids[0].cpu(), torch.tensor(continuation, dtype=torch.long)])[None].to(
-        handle.device
-    )
-    logp = handle.forward(ids, fwd_hooks=hooks)[0, :-1].float().log_softmax(-1)
-    n = len(continuation)
-    nll = -logp[-n:].gather(-1, ids[0, -n:, None]).mean()
-    return float(math.exp(float(nll)))
+def _continued(ids: Int[Tensor, "1 pos"], steered: Generation) -> Tensor:
+    return torch.cat([ids[0].cpu(), torch.tensor(steered.token_ids, dtype=torch.long)])[None]
 
 
-def distinct_ratio(tokens: tuple[int, ...]) -> float | None:
-    return len(set(tokens)) / len(tokens) if tokens else None
-
-
-def feature_effect(
+def _clamp_effect(
     handle: ModelHandle, fsae: FeatureSAE, cfg: FeatureSteerConfig, ids: Tensor, start: int
 ) -> float:
-    """Mean over the steered positions of f_i after the intervention minus f_i without it (same tokens)."""
-    i = fsae.check_feature(cfg.feature)
     _, clean = handle.run_with_cache(ids, [fsae.hook])
-    _, steered = handle.run_with_cache(ids, [fsae.hook], fwd_hooks=[steer_hook(fsae, cfg, start)])
-    lo = 0 if cfg.position == "all" else start
+    hook = clamp_hook(fsae, cfg.feature, cfg.alpha, cfg.position, start)
+    _, clamped = handle.run_with_cache(ids, [fsae.hook], fwd_hooks=[hook])
+    lo, read = 0 if cfg.position == "all" else start, feature_readout(fsae, cfg.feature)
     with torch.inference_mode():
-        f_clean = fsae.encode(clean[fsae.hook][0, lo:])[:, i]
-        f_steer = fsae.encode(steered[fsae.hook][0, lo:])[:, i]
-    return float((f_steer - f_clean).mean())
+        return float((read(clamped[fsae.hook][0, lo:]) - read(clean[fsae.hook][0, lo:])).mean())
 
 
-def steer(handle: ModelHandle, fsae: FeatureSAE, prompt: str, cfg: FeatureSteerConfig,
-          gen: GenConfig = DEFAULT_GEN) -> FeatureSteering:  # fmt: skip
-    fsae.check_feature(cfg.feature)
+def _clamp(handle: ModelHandle, fsae: FeatureSAE, prompt: str, cfg: FeatureSteerConfig,
+           gen: GenConfig) -> tuple[Generation, Generation, Cost]:  # fmt: skip
     ids = handle.tokenize(prompt)
     start = ids.shape[1] - 1
     plain = generate(handle, ids, gen)
-    steered = generate(handle, ids, gen, lambda s: [steer_hook(fsae, cfg, s)])
-    full = torch.cat([ids[0].cpu(), torch.tensor(steered.token_ids, dtype=torch.long)])[None]
-    effect = feature_effect(handle, fsae, cfg, full.to(handle.device), start)
-    cost = Cost(continuation_perplexity(handle, ids, steered.token_ids), distinct_ratio(steered.token_ids),
-                continuation_perplexity(handle, ids, plain.token_ids), distinct_ratio(plain.token_ids))  # fmt: skip
-    return FeatureSteering(
-        fsae.name, cfg.feature, cfg.alpha, cfg.mode, cfg.position, plain, steered, effect, cost
+    steered = generate(
+        handle, ids, gen, lambda s: [clamp_hook(fsae, cfg.feature, cfg.alpha, cfg.position, s)]
     )
+    hook = clamp_hook(fsae, cfg.feature, cfg.alpha, cfg.position, start)
+    return (
+        plain,
+        steered,
+        steering_cost(handle, ids.to(handle.device), plain.token_ids, steered.token_ids, [hook]),
+    )
+
+
+def steer(handle: ModelHandle, fsae: FeatureSAE, prompt: str, cfg: FeatureSteerConfig,
+          gen: GenConfig = DEFAULT_GEN, *, progress: Progress | None = None) -> FeatureSteering:  # fmt: skip
+    """Unsteered vs steered generation of `prompt`, the change in the feature's activation, and the cost."""
+    fsae.check_feature(cfg.feature)
+    prompt = contrastive.check_prompt(prompt)
+    ids = handle.tokenize(prompt)
+    start = ids.shape[1] - 1
+    if cfg.mode == "clamp":
+        plain, steered, cost = _clamp(handle, fsae, prompt, cfg, gen)
+        effect = _clamp_effect(handle, fsae, cfg, _continued(ids, steered).to(handle.device), start)
+        return FeatureSteering(fsae.name, cfg, plain, steered, effect, cost, None)
+    sv = feature_vector(handle, fsae, cfg.feature)
+    plain, steered, cost = contrastive.steer(handle, sv, prompt, cfg.steer_config(), gen, progress=progress)
+    full = _continued(ids, steered).to(handle.device)
+    effect = readout_effect(handle, sv, cfg.steer_config(), full, start, feature_readout(fsae, cfg.feature))
+    return FeatureSteering(fsae.name, cfg, plain, steered, effect, cost, sv)

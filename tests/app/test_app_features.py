@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from sae_lens import TopKSAE, TopKSAEConfig
 
 from headscope.features import catalog, index, saes
@@ -66,13 +66,23 @@ def test_feature_page(client: Client, tiny_sae: str) -> None:
 
 def test_steer_side_by_side_with_a_vector_file(client: Client, tiny_sae: str) -> None:
     status, gens, table, vector, _file, payload = client.predict(
-        "tiny-llama", tiny_sae, 3, 6.0, "add", "last", "Hello there", 4, api_name="/features_steer"
+        "tiny-llama", tiny_sae, 3, 0.6, "add", "last", "Hello there", 4, api_name="/features_steer"
     )
     assert "done" in status and [r["label"] for r in gens["rows"]] == ["unsteered", "steered"]
     assert set(payload["steered"]) == {"text", "token_ids"} and isinstance(payload["effect"], float)
-    assert len(table["data"]) == 5
+    assert table["data"][0][2] == pytest.approx(payload["effect"], abs=1e-4) and len(table["data"]) == 3
+    assert table["data"][1][2] == pytest.approx(payload["cost"]["perplexity_steered"], rel=1e-3)
     meta, tensors = vectors.from_bytes(Path(vector).read_bytes())
-    assert meta.hook_sites == ("blocks.1.hook_resid_post",) and tensors["vector"].shape == (64,)
+    assert meta.method == "feature" and meta.alpha == 0.6 and meta.source["feature"] == 3
+    assert meta.hook_sites == ("blocks.1.hook_resid_post",) and tensors["direction"].shape == (64,)
+    # the Steering tab's upload applies the file: same α and positions, so the same greedy continuation
+    uploaded = client.predict("tiny-llama", handle_file(vector), 0.6, "last", "Hello there", 4,
+                              api_name="/steer_uploaded")  # fmt: skip
+    assert uploaded[-1]["steered"]["token_ids"] == payload["steered"]["token_ids"]
+    clamp = client.predict(
+        "tiny-llama", tiny_sae, 3, 5.0, "clamp", "last", "Hello there", 3, api_name="/features_steer"
+    )
+    assert clamp[3] is None and clamp[-1]["mode"] == "clamp"
 
 
 def test_attribution_with_check(client: Client, tiny_sae: str) -> None:

@@ -64,8 +64,9 @@ def test_alpha_zero_is_bit_identical_on_the_default_model(
     default_model: ModelHandle, res: FeatureSAE
 ) -> None:
     ids = default_model.tokenize(TEXT)
-    hook = fsteer.steer_hook(res, fsteer.FeatureSteerConfig(10, 0.0, "add", "all"), 0)
-    assert torch.equal(default_model.forward(ids, fwd_hooks=[hook]), default_model.forward(ids))
+    sv = fsteer.feature_vector(default_model, res, 10)
+    hooks = sv.hooks(fsteer.FeatureSteerConfig(10, 0.0, "add", "all").steer_config(), 0)
+    assert torch.equal(default_model.forward(ids, fwd_hooks=hooks), default_model.forward(ids))
 
 
 def test_feature_page_reads_the_shipped_dashboards(default_model: ModelHandle, res: FeatureSAE) -> None:

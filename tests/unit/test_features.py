@@ -7,6 +7,7 @@ variance with numpy; dashboards against a brute-force scan; attribution against 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from headscope.errors import InputError
 from headscope.features import attribution as attr
 from headscope.features import catalog, index, views
 from headscope.features import steer as fsteer
@@ -23,7 +25,9 @@ from headscope.features.evaluate import evaluate, next_token_ce, splice_hook
 from headscope.features.saes import FeatureSAE
 from headscope.features.train import TrainConfig, train
 from headscope.models import ModelHandle
-from headscope.steering import vectors
+from headscope.steering import contrastive, vectors
+from headscope.steering.cost import continuation_logprobs
+from headscope.steering.direction import DEFAULT_ALPHA, MAX_ALPHA, reference_texts
 from headscope.steering.generate import GenConfig, generate
 from headscope.steering.hooks import resid_add_hook
 
@@ -160,62 +164,119 @@ def test_feature_page_contexts_and_logit_lens(tiny_llama: ModelHandle, fsae: Fea
 
 
 # -- steering ------------------------------------------------------------------------------------------------------
+def _ref_norm(handle: ModelHandle, hook: str) -> torch.Tensor:
+    """Independent r: the mean activation norm at `hook` over the reference texts, position 0 left out."""
+    norms = []
+    for text in reference_texts():
+        _, cache = handle.run_with_cache(handle.tokenize(text), [hook])
+        norms.append(cache[hook][0, 1:].float().norm(dim=-1))
+    return torch.cat(norms).mean()
+
+
 def test_alpha_zero_with_the_hook_attached_is_bit_identical(
     tiny_llama: ModelHandle, fsae: FeatureSAE
 ) -> None:
     ids = tiny_llama.tokenize(TEXT)
+    sv = fsteer.feature_vector(tiny_llama, fsae, 5)
     for position in ("last", "all"):
-        hook = fsteer.steer_hook(fsae, fsteer.FeatureSteerConfig(5, 0.0, "add", position), ids.shape[1] - 1)
-        assert torch.equal(tiny_llama.forward(ids, fwd_hooks=[hook]), tiny_llama.forward(ids))
+        cfg = fsteer.FeatureSteerConfig(5, 0.0, "add", position)
+        hooks = sv.hooks(cfg.steer_config(), ids.shape[1] - 1)
+        assert torch.equal(tiny_llama.forward(ids, fwd_hooks=hooks), tiny_llama.forward(ids))
     gen = GenConfig(max_new_tokens=6)
-    cfg = fsteer.FeatureSteerConfig(5, 0.0)
+    zero = fsteer.FeatureSteerConfig(5, 0.0).steer_config()
     plain = generate(tiny_llama, ids, gen)
-    steered = generate(tiny_llama, ids, gen, lambda s: [fsteer.steer_hook(fsae, cfg, s)])
+    steered = generate(tiny_llama, ids, gen, lambda s: sv.hooks(zero, s))
     assert plain.token_ids == steered.token_ids and plain.probs == steered.probs
+    out = fsteer.steer(tiny_llama, fsae, "The dog", fsteer.FeatureSteerConfig(5, 0.0), GenConfig(4))
+    assert out.steered == out.unsteered and out.effect == 0.0
+
+
+def test_add_is_alpha_times_the_activation_norm_along_the_unit_decoder_row(
+    tiny_llama: ModelHandle, fsae: FeatureSAE
+) -> None:
+    sv = fsteer.feature_vector(tiny_llama, fsae, 7)
+    r = _ref_norm(tiny_llama, fsae.hook)
+    assert float(sv.ref_norm) == pytest.approx(float(r), rel=1e-5)
+    assert sv.method == "feature" and sv.hook == fsae.hook and sv.source["feature"] == 7
+    ids = tiny_llama.tokenize(TEXT)
+    start = ids.shape[1] - 1
+    cfg = fsteer.FeatureSteerConfig(7, 0.5, "add", "last")
+    row = fsae.decoder_rows[7]
+    oracle = resid_add_hook(0, 0.5 * r * row / row.norm(), 1.0, "last", start)  # the SAE reads resid_post@0
+    got = tiny_llama.forward(ids, fwd_hooks=sv.hooks(cfg.steer_config(), start))
+    assert torch.allclose(got, tiny_llama.forward(ids, fwd_hooks=[oracle]), atol=1e-5)
 
 
 def test_vector_file_round_trip_steers_exactly_like_the_feature(
     tiny_llama: ModelHandle, fsae: FeatureSAE
 ) -> None:
-    cfg = fsteer.FeatureSteerConfig(7, 3.5, "add", "last")
-    meta, tensors = fsteer.to_vector(tiny_llama, fsae, cfg)
-    cv, steer_cfg = vectors.to_contrastive(*vectors.from_bytes(vectors.to_bytes(meta, tensors)), tiny_llama)
+    cfg = fsteer.FeatureSteerConfig(7, 0.35, "add", "last")
+    sv = fsteer.feature_vector(tiny_llama, fsae, 7)
+    meta, tensors = fsteer.vector_file(tiny_llama, sv, cfg)
+    loaded, steer_cfg = vectors.to_vector(*vectors.from_bytes(vectors.to_bytes(meta, tensors)), tiny_llama)
+    assert meta.method == "feature" and meta.source["sae"] == fsae.name and meta.source["feature"] == 7
+    assert steer_cfg == cfg.steer_config() and meta.data_hash.startswith(f"sae:{fsae.name}:feature:7:")
     ids = tiny_llama.tokenize(TEXT)
     start = ids.shape[1] - 1
-    ours = tiny_llama.forward(ids, fwd_hooks=[fsteer.steer_hook(fsae, cfg, start)])
-    theirs = tiny_llama.forward(
-        ids, fwd_hooks=[resid_add_hook(cv.layer, cv.vector, steer_cfg.alpha, "last", start)]
-    )
-    assert torch.allclose(ours, theirs, atol=1e-6)
-    assert float(cv.vector.norm()) == pytest.approx(1.0, abs=1e-5)
+    ours = tiny_llama.forward(ids, fwd_hooks=sv.hooks(cfg.steer_config(), start))
+    theirs = tiny_llama.forward(ids, fwd_hooks=loaded.hooks(steer_cfg, start))
+    assert torch.equal(ours, theirs)
+    gen = GenConfig(5)
+    mine = fsteer.steer(tiny_llama, fsae, "The dog", cfg, gen)
+    other = contrastive.steer(tiny_llama, loaded, "The dog", steer_cfg, gen)
+    assert (mine.unsteered, mine.steered, mine.cost) == other
+    with pytest.raises(InputError, match="clamp"):
+        fsteer.vector_file(tiny_llama, sv, fsteer.FeatureSteerConfig(7, 1.0, "clamp"))
 
 
 def test_clamp_sets_the_feature_in_the_reconstruction(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
     ids = tiny_llama.tokenize(TEXT)
-    cfg = fsteer.FeatureSteerConfig(11, 0.5, "clamp", "all")
     _, clean = tiny_llama.run_with_cache(ids, [fsae.hook])
-    _, clamped = tiny_llama.run_with_cache(ids, [fsae.hook], fwd_hooks=[fsteer.steer_hook(fsae, cfg, 0)])
+    hook = fsteer.clamp_hook(fsae, 11, 0.5, "all", 0)
+    _, clamped = tiny_llama.run_with_cache(ids, [fsae.hook], fwd_hooks=[hook])
     x = clean[fsae.hook]
     f = fsae.sae.encode(x)
     want = x + (0.5 - f[..., 11:12]) * fsae.decoder_rows[11]
     assert torch.allclose(clamped[fsae.hook], want, atol=1e-6)
 
 
-def test_steer_result_contract_and_effect(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
-    out = fsteer.steer(
-        tiny_llama, fsae, "The dog", fsteer.FeatureSteerConfig(3, 20.0), GenConfig(5)
-    ).to_json()
+def test_steer_result_contract_effect_and_cost(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
+    res = fsteer.steer(tiny_llama, fsae, "The dog", fsteer.FeatureSteerConfig(3, 2.0), GenConfig(5))
+    out = res.to_json()
     assert set(out["unsteered"]) == {"text", "token_ids"} and set(out["steered"]) == {"text", "token_ids"}
-    assert out["effect"] != 0
-    assert set(out["cost"]) == {
-        "perplexity",
-        "distinct_ratio",
-        "unsteered_perplexity",
-        "unsteered_distinct_ratio",
-    }
+    assert set(out["cost"]) >= {"perplexity_steered", "perplexity_unsteered", "perplexity_ratio", "fluent"}
+    assert out["vector"]["method"] == "feature" and out["added_norm"] == pytest.approx(
+        2.0 * out["vector"]["ref_norm"], rel=1e-3
+    )
+    # oracle for the effect: f_3 read by sae.encode with and without the addition, over the steered positions
     ids = tiny_llama.tokenize("The dog")
-    ppl = fsteer.continuation_perplexity(tiny_llama, ids, tuple(out["steered"]["token_ids"]))
-    assert out["cost"]["perplexity"] == pytest.approx(ppl, rel=1e-3)
+    start = ids.shape[1] - 1
+    full = torch.cat([ids[0], torch.tensor(res.steered.token_ids)])[None]
+    assert res.vector is not None
+    _, clean = tiny_llama.run_with_cache(full, [fsae.hook])
+    _, steered = tiny_llama.run_with_cache(
+        full, [fsae.hook], fwd_hooks=res.vector.hooks(res.config.steer_config(), start)
+    )
+    want = (
+        fsae.sae.encode(steered[fsae.hook][0, start:])[:, 3]
+        - fsae.sae.encode(clean[fsae.hook][0, start:])[:, 3]
+    ).mean()
+    assert res.effect == pytest.approx(float(want), rel=1e-4, abs=1e-6) and res.effect != 0
+    # the cost is steering's, recomputed: the steered continuation read by the unsteered model
+    lp = continuation_logprobs(tiny_llama, ids, res.steered.token_ids)
+    assert res.cost.perplexity_steered == pytest.approx(math.exp(-sum(lp) / len(lp)), rel=1e-5)
+    clamp = fsteer.steer(
+        tiny_llama, fsae, "The dog", fsteer.FeatureSteerConfig(3, 4.0, "clamp"), GenConfig(3)
+    )
+    assert clamp.vector is None and "vector" not in clamp.to_json() and math.isfinite(clamp.effect)
+
+
+def test_alpha_range_is_steerings(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
+    assert fsteer.FeatureSteerConfig(1).alpha == DEFAULT_ALPHA
+    for bad in (MAX_ALPHA + 1, float("nan"), "abc"):
+        with pytest.raises(InputError, match="alpha"):
+            fsteer.FeatureSteerConfig(1, bad)  # type: ignore[arg-type]
+    assert fsteer.FeatureSteerConfig(1, 50.0, "clamp").alpha == 50.0
 
 
 # -- attribution ---------------------------------------------------------------------------------------------------

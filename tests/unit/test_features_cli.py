@@ -83,17 +83,24 @@ def test_top_json_contract(trained: str, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_steer_json_contract(trained: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    argv = ["features", "steer", *M, "--sae", trained, "--feature", "3", "--alpha", "8", "--prompt", "The cat",
+    argv = ["features", "steer", *M, "--sae", trained, "--feature", "3", "--alpha", "0.8", "--prompt", "The cat",
             "--max-new-tokens", "4", "--out", str(tmp_path / "vec"), "--json"]  # fmt: skip
     out = run_json(capsys, argv)
     for side in ("unsteered", "steered"):
         assert set(out[side]) == {"text", "token_ids"} and len(out[side]["token_ids"]) <= 4
-    assert isinstance(out["effect"], float)
-    assert {"perplexity", "distinct_ratio"} <= set(out["cost"])
+    assert isinstance(out["effect"], float) and out["vector"]["method"] == "feature"
+    assert {"perplexity_steered", "perplexity_ratio", "distinct_steered", "fluent"} <= set(out["cost"])
     sidecar = json.loads((tmp_path / "vec" / "vectors.json").read_text())
-    assert sidecar["hook_sites"] == ["blocks.1.hook_resid_post"] and sidecar["alpha"] == 8.0
+    assert sidecar["hook_sites"] == ["blocks.1.hook_resid_post"] and sidecar["alpha"] == 0.8
+    assert sidecar["method"] == "feature" and sidecar["source"]["feature"] == 3
+    # steering's own `apply` reads the file and steers the same way (same greedy continuation)
+    applied = run_json(capsys, ["steer", "contrastive", "apply", "--vectors", str(tmp_path / "vec"),
+                                "--prompt", "The cat", "--max-new-tokens", "4", "--device", "cpu", "--json"])  # fmt: skip
+    assert applied["steered"]["token_ids"] == out["steered"]["token_ids"]
+    default = run_json(capsys, [*argv[:8], *argv[10:-3], "--json"])
+    assert default["alpha"] == 0.2 and "vectors" not in default
     clamp = run_json(capsys, [*argv[:-3], "--mode", "clamp", "--json"])
-    assert clamp["mode"] == "clamp"
+    assert clamp["mode"] == "clamp" and "vector" not in clamp
 
 
 def test_page_recon_attribute(trained: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -158,6 +165,42 @@ def test_page_recon_attribute(trained: str, capsys: pytest.CaptureFixture[str]) 
                 "x",
             ],
             "feature 4800 does not exist",
+        ),
+        (
+            [
+                "features",
+                "steer",
+                *M,
+                "--sae",
+                "cli-sae",
+                "--feature",
+                "1",
+                "--mode",
+                "clamp",
+                "--prompt",
+                "x",
+            ],
+            "needs --alpha",
+        ),
+        (
+            [
+                "features",
+                "steer",
+                *M,
+                "--sae",
+                "cli-sae",
+                "--feature",
+                "1",
+                "--alpha",
+                "1",
+                "--mode",
+                "clamp",
+                "--prompt",
+                "x",
+                "--out",
+                "/tmp/never",
+            ],
+            "mode 'add' only",
         ),
         (["features", "page", *M, "--sae", "cli-sae", "--feature", "-1"], "--feature"),
         (["features", "top", *M, "--sae", "nope", "--text", "x"], "no SAE named 'nope'"),
