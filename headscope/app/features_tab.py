@@ -297,8 +297,9 @@ def build(ctx: AppContext) -> None:
         "token, what a feature means (its top contexts on held-out text and the tokens it promotes), and what "
         "happens when you push on it.",
         "Shading is the activation of a token's most active feature; hover a token for its top features, click it "
-        "for the list. A feature page is precomputed (validation split). Steering adds α × the feature's unit "
-        f"decoder direction (or clamps its activation). Texts up to {APP_MAX_TOKENS} tokens.",
+        "for the list. A feature page is precomputed (validation split). Steering adds the feature's decoder "
+        "direction at α × the typical activation norm at the SAE's hook, as in the Steering tab (or clamps the "
+        f"feature's activation). Texts up to {APP_MAX_TOKENS} tokens.",
         PAPERS,
     )
     example_slot = gr.Column()
