@@ -2,7 +2,7 @@
 
 Each is trained by `train.train` on the Wikipedia train split (activations collected once for all four hooks),
 stored in fp16 under `assets/saes/<model>/<name>/`, evaluated together on the test split (one clean pass per
-batch shared by all SAEs, each adding a spliced and an ablated pass: ≥ 50k positions, position 0 excluded), and
+batch shared by all SAEs, each adding a spliced and an ablated pass: 25,400 positions, position 0 excluded), and
 indexed over the validation split. Long: run it in the background on a quiet machine.
 """
 
@@ -35,7 +35,7 @@ SHIPPED: dict[str, TrainConfig] = {
     "res24": replace(BASE, layer=24),
     "attn15": replace(BASE, kind="attn_out"),
 }
-EVAL_TOKENS = 51_200  # test-split positions (position 0 excluded)
+EVAL_TOKENS = 25_400  # test-split positions (position 0 excluded): 200 windows, 9 forwards per batch
 INDEX = index.IndexConfig(tokens=51_200, contexts=8, before=10, after=3)
 
 
@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--stage", choices=["collect", "train", "evaluate", "index", "all"], default="all")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tokens", type=int, default=BASE.tokens, help="training tokens per SAE")
+    ap.add_argument("--eval-tokens", type=int, default=EVAL_TOKENS, help="test-split positions evaluated")
+    ap.add_argument("--index-tokens", type=int, default=INDEX.tokens, help="validation tokens indexed")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     handle = ModelHandle.load(DEFAULT_MODEL, device="cpu")
@@ -72,7 +74,7 @@ def main() -> None:
     if args.stage in ("evaluate", "all"):
         loaded = [saes.load(handle, root / n, n) for n in configs]
         windows = collect.split_windows(
-            handle, "test", BASE.ctx, max_windows=math.ceil(EVAL_TOKENS / (BASE.ctx - 1))
+            handle, "test", BASE.ctx, max_windows=math.ceil(args.eval_tokens / (BASE.ctx - 1))
         )
         for fsae, rec in zip(
             loaded, evaluate(handle, loaded, windows, progress=_bar("evaluate")), strict=True
@@ -83,7 +85,10 @@ def main() -> None:
     if args.stage in ("index", "all"):
         for name in configs:
             header = index.build(
-                handle, saes.load(handle, root / name, name), INDEX, progress=_bar(f"index {name}")
+                handle,
+                saes.load(handle, root / name, name),
+                replace(INDEX, tokens=args.index_tokens),
+                progress=_bar(f"index {name}"),
             )
             print(name, header, flush=True)
 
