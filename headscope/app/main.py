@@ -22,6 +22,7 @@ TAB_MODULES: tuple[str, ...] = (
     "headscope.app.decoding_tab",
     "headscope.app.steering_tab",
     "headscope.app.circuits_tab",
+    "headscope.app.features_tab",
 )
 for _module in TAB_MODULES:
     importlib.import_module(_module)

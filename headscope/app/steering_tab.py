@@ -3,7 +3,7 @@ offsets (optionally restricted to the selection), unsteered vs steered side by s
 
 Wiring only: the work is in `headscope.steering`. No server paths: texts are pasted; vectors are made in this
 session (downloadable, and kept as safetensors bytes in session state) or uploaded as bytes (size-limited,
-model-checked). Every input is re-checked on the server (API callers bypass the widgets' limits) and refused,
+model-checked), or taken from feature N of an SAE picked by catalog name (`features.steer.feature_vector`). Every input is re-checked on the server (API callers bypass the widgets' limits) and refused,
 never cut. Generation, the α sweep and LoFiT training run as cancellable jobs with staged progress.
 """
 
@@ -145,6 +145,22 @@ def steer_contrastive(
     )  # fmt: skip
 
 
+def _apply(
+    handle: ModelHandle, sv: Any, steer: SteerConfig, gen: GenConfig, prompt: str, what: str,
+    request: gr.Request, progress: gr.Progress,
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """Generate with a ready vector, unsteered vs steered with the cost (no effect: no texts): the apply path."""
+    made: dict[str, Any] = {}
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        made["result"] = res = compare(handle, sv, prompt, None, None, steer, gen, progress=report.stages())
+        return {"model": handle.identity.name, **res.to_json()}
+
+    payload = jobs.run(jobs.JobSpec(f"steering with {what}", work, model=handle.identity.name),
+                       request=request, slot="steering_run", progress=progress)  # fmt: skip
+    return made["result"], payload
+
+
 @user_errors
 def steer_uploaded(
     model: str, upload: bytes | None, alpha: float, position: str, prompt: str, max_new_tokens: float,
@@ -158,21 +174,52 @@ def steer_uploaded(
     meta, tensors = vectors.from_bytes(upload)  # size-limited
     handle = STORE.get(str(model))
     sv, _saved = vectors.to_vector(meta, tensors, handle)  # refuses another model, or LoFiT offsets
-    made: dict[str, Any] = {}
-
-    def work(report: jobs.Reporter) -> dict[str, Any]:
-        made["result"] = res = compare(
-            handle, sv, prompt_ok, None, None, steer, gen, progress=report.stages()
-        )
-        return {"model": handle.identity.name, **res.to_json()}
-
-    payload = jobs.run(jobs.JobSpec("steering with an uploaded vector", work, model=handle.identity.name),
-                       request=request, slot="steering_run", progress=progress)  # fmt: skip
-    res = made["result"]
+    res, payload = _apply(handle, sv, steer, gen, prompt_ok, "an uploaded vector", request, progress)
     left, right = strips(res.unsteered, res.steered, res.cost)
     return (
         "", f"Uploaded {meta.method} vector. " + summary(payload, res.cost), left, right, cost_table(None, res.cost),
         download_file(meta, upload), *RawResult.values(payload, f"steer_{handle.identity.name}"),
+    )  # fmt: skip
+
+
+def _sae_choices(model: str) -> list[str]:
+    """The SAE catalog's names for this model (catalog names only, never paths)."""
+    from headscope.features import catalog
+
+    return [e.name for e in catalog.available(str(model))]
+
+
+def sae_names(model: str) -> Any:
+    names = _sae_choices(model)
+    return gr.update(choices=names, value=names[0] if names else None)
+
+
+@user_errors
+def steer_feature(
+    model: str, sae: Any, feature: Any, alpha: float, position: str, prompt: str, max_new_tokens: float,
+    request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # type: ignore[assignment]  # noqa: B008
+) -> tuple[Any, ...]:  # fmt: skip
+    """Feature N of SAE S as the vector (its decoder row at the SAE's hook, α as above), via the apply path."""
+    from headscope.features import catalog
+    from headscope.features.steer import feature_vector  # imports sae-lens: only when used
+
+    steer = SteerConfig(alpha, choice(position, "position", POSITIONS))  # type: ignore[arg-type]
+    gen, prompt_ok = _gen(max_new_tokens), text(prompt, "prompt", APP_MAX_PROMPT_CHARS)
+    number = integer(feature, "feature", 0, 10**7)
+    if not isinstance(sae, str) or not sae:
+        raise InputError("pick an SAE (the Features tab lists this model's SAEs)")
+    handle = STORE.get(str(model))
+    fsae = catalog.resolve(handle, sae)  # a catalog name: never a path
+    sv = feature_vector(handle, fsae, fsae.check_feature(number))
+    res, payload = _apply(
+        handle, sv, steer, gen, prompt_ok, f"feature {number} of {fsae.name}", request, progress
+    )
+    blob = vectors.to_bytes(*vectors.vector_meta(handle, sv, steer))
+    left, right = strips(res.unsteered, res.steered, res.cost)
+    return (
+        "", f"Feature {number} of SAE {fsae.name}. " + summary(payload, res.cost), left, right,
+        cost_table(None, res.cost), download_file(vectors.from_bytes(blob)[0], blob),
+        *RawResult.values(payload, f"steer_{handle.identity.name}"),
     )  # fmt: skip
 
 
@@ -367,6 +414,17 @@ def _build_contrastive(ctx: AppContext, example_slot: gr.Column) -> None:
     apply_file.click(
         steer_uploaded, [ctx.model, upload, alpha, position, prompt, max_new], outputs,
         api_name="steer_uploaded", **event,
+    )  # fmt: skip
+    with gr.Row(equal_height=True):
+        saes = gr.Dropdown(
+            choices=[], value=None, label="…or an SAE feature: SAE", scale=2, allow_custom_value=True
+        )
+        feature = gr.Number(0, precision=0, minimum=0, label="feature", scale=1)
+        apply_feature = gr.Button("Steer by this feature (α, positions and prompt from above)", scale=2)
+    ctx.model.change(sae_names, [ctx.model], [saes], api_visibility="private")
+    apply_feature.click(
+        steer_feature, [ctx.model, saes, feature, alpha, position, prompt, max_new], outputs,
+        api_name="steer_feature", **event,
     )  # fmt: skip
 
     gr.Markdown("#### α sweep: the effect and the cost as α grows")

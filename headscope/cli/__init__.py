@@ -19,18 +19,22 @@ Command = Callable[[argparse.Namespace], Any]
 
 
 def cmd_models(args: argparse.Namespace) -> None:
+    from headscope.features.catalog import available
     from headscope.models import CATALOG, DEFAULT_MODEL, cached_models
 
     cached = set(cached_models())
     rows = [
         dict(e.to_json(), cached=name in cached, default=name == DEFAULT_MODEL) for name, e in CATALOG.items()
     ]
-    payload = {"models": rows, "default": DEFAULT_MODEL}
+    payload = {"models": rows, "default": DEFAULT_MODEL, "saes": [e.to_json() for e in available()]}
 
     def text(p: dict) -> str:
         lines = [f"{'name':16} {'installed':9} {'cached':6}  description"]
         for r in p["models"]:
             lines.append(f"{r['name']:16} {r['installed']!s:9} {r['cached']!s:6}  {r['description']}")
+        for r in p["saes"]:
+            lines.append(f"SAE {r['model']}/{r['name']}: {r['hook']}, {r['d_sae']} features, "
+                         f"explained variance {r['explained_variance']}, CE score {r['ce_loss_score']}")  # fmt: skip
         return "\n".join(lines)
 
     emit(payload, args.json, text)
@@ -60,6 +64,7 @@ CAPABILITY_COMMANDS: tuple[str, ...] = (
     "headscope.cli.localist",
     "headscope.cli.steering",
     "headscope.cli.circuits",
+    "headscope.cli.features",
     "headscope.cli.batch",
 )
 

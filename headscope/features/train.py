@@ -1,0 +1,214 @@
+"""Train an SAE with sae-lens's own trainer on activations from the offline Wikipedia train split, save it in
+SAELens format with a card, evaluated on the test split.
+
+Steps: collect the hook's activations (collect.py; reused if cached) → `TopKTrainingSAE` / `StandardTrainingSAE`
+trained by `SAETrainer(...).fit()` from a seeded, shuffled iterator over the stored rows (epochs when `tokens`
+exceeds the split) → `save_inference_model` (folds a TopK SAE's decoder norms and the activation scaling) → stored
+in `dtype` (fp16 for shipping) → reloaded through `saes.load` and evaluated on the test split (evaluate.py), so
+the card's figures are those of the file on disk.
+
+Inputs are scaled to mean ‖x‖ = √d_in during training (as sae-lens's `expected_average_only_in`; folded into the weights
+at the end), so one learning rate and L1 coefficient fit every model and hook.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from headscope import checks
+from headscope.errors import InputError
+from headscope.features import collect as collect_mod
+from headscope.features import saes
+from headscope.features.evaluate import evaluate
+from headscope.features.sites import TRAIN_KINDS, Site, site
+from headscope.models.handle import ModelHandle
+
+ARCHITECTURES: tuple[str, ...] = ("topk", "standard")
+CARD_FORMAT = "headscope-sae-card/1"
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    kind: str
+    layer: int
+    latents: int
+    architecture: str = "topk"
+    k: int = 32
+    tokens: int = 1_000_000
+    batch_size: int = 4096
+    lr: float = 4e-4
+    l1: float = 5.0  # standard architecture only
+    seed: int = 0
+    ctx: int = collect_mod.DEFAULT_CTX
+    eval_tokens: int = 51_200
+    corpus: str = "wiki"
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        checks.choice(self.kind, "hook", TRAIN_KINDS)
+        checks.integer(self.layer, "layer", 0, 1000)
+        checks.integer(self.latents, "latents", 8, 65536)
+        checks.choice(self.architecture, "architecture", ARCHITECTURES)
+        checks.integer(self.k, "topk", 1, self.latents)
+        checks.integer(self.tokens, "tokens", 256, 10**9)
+        checks.integer(self.batch_size, "batch_size", 16, 65536)
+        checks.number(self.lr, "lr", 0, 1, lo_open=True)
+        checks.number(self.l1, "l1", 0, 1000)
+        checks.integer(self.seed, "seed", 0, 2**31 - 1)
+        checks.integer(self.ctx, "ctx", 8, 4096)
+        checks.integer(self.eval_tokens, "eval_tokens", 0, 10**8)
+        checks.choice(self.corpus, "corpus", collect_mod.CORPORA)
+        checks.choice(self.dtype, "dtype", ("float16", "float32"))
+
+    @property
+    def site(self) -> Site:
+        return site(self.kind, self.layer)
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.tokens // self.batch_size)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    folder: Path
+    card: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "card": self.card}
+
+
+def row_batches(rows: np.ndarray, batch_size: int, seed: int, scale: float = 1.0) -> Iterator[Tensor]:
+    """Endless shuffled fp32 batches of the stored rows × `scale`: a new seeded permutation each epoch."""
+    n = rows.shape[0]
+    if n < batch_size:
+        raise InputError(f"only {n} activation rows were collected; the batch size is {batch_size}")
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield torch.from_numpy(rows[np.sort(perm[i : i + batch_size])].astype(np.float32)) * scale
+
+
+def input_stats(rows: np.ndarray, d_in: int, seed: int, sample: int = 65_536) -> tuple[float, Tensor]:
+    """(s, mean): the scale that brings the mean row norm to √d_in (SAELens's `expected_average_only_in`), and
+    the mean of the scaled rows, from a seeded sample. The mean initialises b_dec, as SAELens's runner does:
+    from zeros, Adam would need thousands of steps to move b_dec to the data's offset (‖mean‖ ≈ 0.75 ‖x‖ in
+    SmolLM2's residual stream) and the first hundreds of steps would fit the offset instead of features."""
+    idx = np.sort(
+        np.random.default_rng(seed).choice(rows.shape[0], min(sample, rows.shape[0]), replace=False)
+    )
+    x = torch.from_numpy(rows[idx].astype(np.float32))
+    scale = float(d_in**0.5 / x.norm(dim=-1).mean().clamp_min(1e-12))
+    return scale, (x * scale).mean(0)
+
+
+def _training_sae(cfg: TrainConfig, d_in: int, hook: str, model: str) -> Any:
+    from sae_lens import (
+        StandardTrainingSAE,
+        StandardTrainingSAEConfig,
+        TopKTrainingSAE,
+        TopKTrainingSAEConfig,
+    )
+
+    common: dict[str, Any] = {
+        "d_in": d_in,
+        "d_sae": cfg.latents,
+        "normalize_activations": "none",  # inputs arrive scaled (input_stats); the scale is folded in after
+    }
+    torch.manual_seed(cfg.seed)  # sae-lens initialises its weights from the global generator
+    if cfg.architecture == "topk":
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(k=cfg.k, **common))
+    else:
+        sae = StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=cfg.l1, l1_warm_up_steps=cfg.steps // 20,
+                                                            **common))  # fmt: skip
+    sae.cfg.metadata.hook_name = hook
+    sae.cfg.metadata.model_name = model
+    sae.cfg.metadata.context_size = cfg.ctx
+    sae.cfg.metadata.prepend_bos = False
+    return sae
+
+
+def _fit(cfg: TrainConfig, sae: Any, rows: np.ndarray) -> tuple[Any, int, float]:
+    from sae_lens import LoggingConfig, SAETrainer
+    from sae_lens.config import SAETrainerConfig
+
+    steps = cfg.steps
+    scale, mean = input_stats(rows, sae.cfg.d_in, cfg.seed)
+    with torch.no_grad():
+        sae.b_dec.copy_(mean)
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size, lr=cfg.lr,
+        lr_end=cfg.lr / 10, lr_scheduler_name="cosineannealing", lr_warm_up_steps=max(1, steps // 20),
+        dead_feature_window=max(10, min(1000, steps // 8)), feature_sampling_window=max(20, steps),
+        logger=LoggingConfig(log_to_wandb=False),
+    )  # fmt: skip
+    batches = row_batches(rows, cfg.batch_size, cfg.seed, scale)
+    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trained = trainer.fit()
+    trained.fold_activation_norm_scaling_factor(scale)  # the SAE now reads raw activations
+    return trained, trainer.n_training_samples, time.perf_counter() - t0
+
+
+def _save(trained: Any, out: Path, dtype: str) -> None:
+    trained.save_inference_model(out)
+    if dtype != "float32":  # reload the inference SAE and store it in the shipping dtype
+        sae = saes.load_folder(out)
+        sae.to(getattr(torch, dtype)).save_model(out)
+
+
+def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str | None = None,
+          progress: Progress | None = None) -> TrainResult:  # fmt: skip
+    """Collect, train, save (SAELens format + card.json) and evaluate one SAE."""
+    st = cfg.site.check(handle.facts.n_layers)
+    folder = Path(out)
+    t0 = time.perf_counter()
+    step = (lambda d, t: progress("collect", d, t)) if progress else None
+    store = collect_mod.collect(handle, [st], "train", ctx=cfg.ctx, max_tokens=cfg.tokens, corpus=cfg.corpus,  # type: ignore[arg-type]
+                                progress=step)  # fmt: skip
+    rows = store.array(st.hook)
+    collect_seconds = time.perf_counter() - t0
+    sae = _training_sae(cfg, handle.facts.d_model, st.hook, handle.identity.name)
+    trained, seen, seconds = _fit(cfg, sae, rows)
+    _save(trained, folder, cfg.dtype)
+    card = _card(handle, cfg, name or folder.name, seen, seconds, collect_seconds)
+    saes.write_card(folder, card)
+    if cfg.eval_tokens > 0:
+        fsae = saes.load(handle, folder)
+        windows = collect_mod.split_windows(handle, "test", cfg.ctx, max_windows=math.ceil(cfg.eval_tokens / (cfg.ctx - 1)),
+                                            corpus=cfg.corpus)  # type: ignore[arg-type]  # fmt: skip
+        step = (lambda d, t: progress("evaluate", d, t)) if progress else None
+        card["eval"] = {"split": "test", **evaluate(handle, [fsae], windows, progress=step)[0].to_json()}
+        saes.write_card(folder, card)
+    return TrainResult(folder, card)
+
+
+def _card(
+    handle: ModelHandle, cfg: TrainConfig, name: str, seen: int, seconds: float, collect_seconds: float
+) -> dict:
+    import sae_lens
+
+    return {
+        "format": CARD_FORMAT, "name": name,
+        "model": {"name": handle.identity.name, "sha256": handle.identity.sha256},
+        "hook": cfg.site.hook, "kind": cfg.kind, "layer": cfg.layer, "architecture": cfg.architecture,
+        "d_in": handle.facts.d_model, "d_sae": cfg.latents, "k": cfg.k if cfg.architecture == "topk" else None,
+        "tokens_seen": seen, "training_seconds": round(seconds, 1), "collect_seconds": round(collect_seconds, 1),
+        "data": {"corpus": cfg.corpus, "split": "train", "ctx": cfg.ctx, "position_0": "excluded"},
+        "config": asdict(cfg), "dtype": cfg.dtype, "sae_lens_version": sae_lens.__version__,
+        "threads": torch.get_num_threads(),
+    }  # fmt: skip

@@ -1,0 +1,232 @@
+"""`headscope features ...` on a tiny model: train → list → index → top / page / recon / steer / attribute, the
+JSON contracts of the issue, `models --json` listing SAEs, and exit 2 with one line for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headscope.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+M = ["--model", "tiny-llama"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One tiny SAE trained through the CLI into the user's catalog (a temporary HEADSCOPE_CACHE)."""
+    root = tmp_path_factory.mktemp("hs_cli")
+    before = os.environ.get("HEADSCOPE_CACHE")
+    os.environ["HEADSCOPE_CACHE"] = str(root)
+    argv = ["features", "train", *M, "--hook", "resid_post", "--layer", "1", "--latents", "48", "--topk", "6",
+            "--tokens", "8192", "--batch-size", "256", "--lr", "0.002", "--eval-tokens", "300", "--name", "cli-sae",
+            "--json"]  # fmt: skip
+    assert main(argv) == 0
+    assert (
+        main(["features", "index", *M, "--sae", "cli-sae", "--tokens", "1500", "--contexts", "4", "--json"])
+        == 0
+    )
+    yield "cli-sae"
+    if before is None:
+        os.environ.pop("HEADSCOPE_CACHE", None)
+    else:
+        os.environ["HEADSCOPE_CACHE"] = before
+
+
+def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Any:
+    capsys.readouterr()
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def fails(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 2
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("headscope:")]
+    assert len(lines) == 1 and "Traceback" not in captured.err
+    assert json.loads(captured.out)["exit_code"] == 2
+    return lines[0]
+
+
+def test_list_and_models_show_the_card(trained: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, ["features", "list", *M, "--json"])
+    (row,) = [r for r in out["saes"] if r["name"] == trained]
+    assert row["hook"] == "blocks.1.hook_resid_post" and row["layer"] == 1 and row["d_sae"] == 48
+    assert row["tokens_seen"] == 8192 and row["has_dashboards"]
+    for key in ("explained_variance", "l0", "dead_fraction", "ce_loss_score", "training_seconds"):
+        assert key in row
+    models = run_json(capsys, ["models", "--json"])
+    assert any(s["name"] == trained and s["model"] == "tiny-llama" for s in models["saes"])
+
+
+def test_top_json_contract(trained: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(
+        capsys,
+        ["features", "top", *M, "--sae", trained, "--text", "Hello there, world", "--k", "5", "--json"],
+    )
+    assert set(out) == {"tokens", "token_ids", "top", "explained_variance"}
+    assert len(out["tokens"]) == len(out["token_ids"]) == len(out["top"]) == 18
+    assert all(isinstance(t, str) for t in out["tokens"]) and all(
+        isinstance(i, int) for i in out["token_ids"]
+    )
+    for row in out["top"]:
+        assert 1 <= len(row) <= 5
+        assert [t["activation"] for t in row] == sorted((t["activation"] for t in row), reverse=True)
+        assert all(set(t) == {"feature", "activation"} and t["activation"] > 0 for t in row)
+    assert isinstance(out["explained_variance"], float)
+
+
+def test_steer_json_contract(trained: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["features", "steer", *M, "--sae", trained, "--feature", "3", "--alpha", "0.8", "--prompt", "The cat",
+            "--max-new-tokens", "4", "--out", str(tmp_path / "vec"), "--json"]  # fmt: skip
+    out = run_json(capsys, argv)
+    for side in ("unsteered", "steered"):
+        assert set(out[side]) == {"text", "token_ids"} and len(out[side]["token_ids"]) <= 4
+    assert isinstance(out["effect"], float) and out["vector"]["method"] == "feature"
+    assert {"perplexity_steered", "perplexity_ratio", "distinct_steered", "fluent"} <= set(out["cost"])
+    sidecar = json.loads((tmp_path / "vec" / "vectors.json").read_text())
+    assert sidecar["hook_sites"] == ["blocks.1.hook_resid_post"] and sidecar["alpha"] == 0.8
+    assert sidecar["method"] == "feature" and sidecar["source"]["feature"] == 3
+    # steering's own `apply` reads the file and steers the same way (same greedy continuation)
+    applied = run_json(capsys, ["steer", "contrastive", "apply", "--vectors", str(tmp_path / "vec"),
+                                "--prompt", "The cat", "--max-new-tokens", "4", "--device", "cpu", "--json"])  # fmt: skip
+    assert applied["steered"]["token_ids"] == out["steered"]["token_ids"]
+    default = run_json(capsys, [*argv[:8], *argv[10:-3], "--json"])
+    assert default["alpha"] == 0.2 and "vectors" not in default
+    clamp = run_json(capsys, [*argv[:-3], "--mode", "clamp", "--json"])
+    assert clamp["mode"] == "clamp" and "vector" not in clamp
+
+
+def test_page_recon_attribute(trained: str, capsys: pytest.CaptureFixture[str]) -> None:
+    page = run_json(capsys, ["features", "page", *M, "--sae", trained, "--feature", "0", "--json"])
+    assert {"contexts", "histogram", "promoted", "suppressed", "frequency"} <= set(page)
+    recon = run_json(
+        capsys, ["features", "recon", *M, "--sae", trained, "--text", "A longer text to rebuild.", "--json"]
+    )
+    assert recon["tokens"] == len("A longer text to rebuild.") - 1 and recon["ce_loss_with_sae"] is not None
+    out = run_json(capsys, ["features", "attribute", *M, "--sae", trained, "--prompt", "The dog ran to the",
+                            "--target", "e", "--top", "5", "--check", "--json"])  # fmt: skip
+    assert len(out["features"]) <= 5 and set(out["check"]) >= {"sign_agreement", "spearman"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (
+            [
+                "features",
+                "steer",
+                *M,
+                "--sae",
+                "cli-sae",
+                "--feature",
+                "1",
+                "--alpha",
+                "nan",
+                "--prompt",
+                "x",
+            ],
+            "alpha",
+        ),
+        (
+            [
+                "features",
+                "steer",
+                *M,
+                "--sae",
+                "cli-sae",
+                "--feature",
+                "1",
+                "--alpha",
+                "1e9",
+                "--prompt",
+                "x",
+            ],
+            "alpha",
+        ),
+        (
+            [
+                "features",
+                "steer",
+                *M,
+                "--sae",
+                "cli-sae",
+                "--feature",
+                "4800",
+                "--alpha",
+                "1",
+                "--prompt",
+                "x",
+            ],
+            "feature 4800 does not exist",
+        ),
+        (
+            [
+                "features",
+                "steer",
+                *M,
+                "--sae",
+                "cli-sae",
+                "--feature",
+                "1",
+                "--mode",
+                "clamp",
+                "--prompt",
+                "x",
+            ],
+            "needs --alpha",
+        ),
+        (
+            [
+                "features",
+                "steer",
+                *M,
+                "--sae",
+                "cli-sae",
+                "--feature",
+                "1",
+                "--alpha",
+                "1",
+                "--mode",
+                "clamp",
+                "--prompt",
+                "x",
+                "--out",
+                "/tmp/never",
+            ],
+            "mode 'add' only",
+        ),
+        (["features", "page", *M, "--sae", "cli-sae", "--feature", "-1"], "--feature"),
+        (["features", "top", *M, "--sae", "nope", "--text", "x"], "no SAE named 'nope'"),
+        (["features", "top", *M, "--sae", "cli-sae", "--text", "x", "--k", "0"], "--k"),
+        (["features", "top", *M, "--sae", "/no/such/folder", "--text", "x"], "not found"),
+        (["features", "train", *M, "--hook", "resid_post", "--layer", "7", "--latents", "64"], "layer 7"),
+        (["features", "train", *M, "--hook", "resid_post", "--layer", "0", "--latents", "3"], "latents"),
+        (
+            ["features", "train", *M, "--hook", "mlp_out", "--layer", "0", "--latents", "16", "--topk", "99"],
+            "topk",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(trained: str, capsys: pytest.CaptureFixture[str], argv: list[str],
+                                         needle: str) -> None:  # fmt: skip
+    assert needle in fails(capsys, argv)
+
+
+def test_sae_by_folder_path(trained: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from headscope.features import catalog
+
+    folder = catalog.user_root() / "tiny-llama" / trained
+    out = run_json(capsys, ["features", "top", *M, "--sae", str(folder), "--text", "Hi there", "--json"])
+    assert len(out["tokens"]) == 8
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "not an SAELens SAE folder" in fails(
+        capsys, ["features", "top", *M, "--sae", str(empty), "--text", "x"]
+    )
