@@ -117,7 +117,14 @@ CONFIGS = [
     ("headscope.steering.lofit", "LofitConfig"),
     ("headscope.localist.training", "TrainConfig"),
     ("headscope.localist.train_sweep", "SweepConfig"),
+    ("headscope.features.train", "TrainConfig"),
+    ("headscope.features.steer", "FeatureSteerConfig"),
+    ("headscope.features.index", "IndexConfig"),
 ]
+REQUIRED: dict[str, dict[str, object]] = {  # valid values for fields without a default
+    "headscope.features.train.TrainConfig": {"kind": "resid_post", "layer": 1, "latents": 64},
+    "headscope.features.steer.FeatureSteerConfig": {"feature": 0},
+}
 _HOSTILE = st.one_of(
     _ANY_SCALAR,
     st.booleans(),
@@ -139,7 +146,7 @@ def test_every_config_field_gives_a_config_or_one_input_error(
     field = data.draw(st.sampled_from(fields), label="field")
     value = data.draw(_HOSTILE, label="value")
     try:
-        cls(**{field: value})
+        cls(**{**REQUIRED.get(f"{module}.{name}", {}), field: value})
     except InputError as e:
         assert str(e) and "\n" not in str(e)
 
