@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -127,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, "error", str(e).splitlines()[0] if str(e) else type(e).__name__, 2)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `headscope ... | head`: the reader left; no traceback, the shell's usual status
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not raise again
+        return 141
     except Exception as e:  # one readable line, never a traceback, for anything we did not foresee
         first = str(e).splitlines()[0] if str(e) else ""
         return _fail(args, "internal error", f"{type(e).__name__}: {first}", 1)
