@@ -42,3 +42,42 @@ def gpu(event: str) -> Callable[[F], F]:
     if spaces is None:
         return lambda fn: fn
     return spaces.GPU(duration=DURATIONS[event])
+
+
+# Which kind of GPU event a job is, by its endpoint name (first match); other jobs and every view are "view" or
+# their closest kind. Selection, session and cancel events do no model work and are never wrapped.
+_JOB_KINDS: tuple[tuple[str, str], ...] = (
+    ("circuits", "circuits"),
+    ("locality_sweep", "sweep"),
+    ("steer_sweep", "sweep"),
+    ("steer_lofit_train", "lofit"),
+    ("steer", "steer"),
+    ("features_steer", "steer"),
+    ("features_attribute", "steer"),
+    ("decode", "decode"),
+)
+
+
+def event_kind(api_name: str | None, concurrency_id: str | None) -> str | None:
+    """The GPU event kind of an app event, or None for events that do no model work."""
+    from headscope.app.state import JOB_CONCURRENCY_ID, VIEW_CONCURRENCY_ID
+
+    name = api_name or ""
+    if concurrency_id == VIEW_CONCURRENCY_ID:
+        return "view"
+    if concurrency_id != JOB_CONCURRENCY_ID or name.endswith("_cancel"):
+        return None
+    return next((kind for prefix, kind in _JOB_KINDS if name.startswith(prefix)), "view")
+
+
+def wrap_events(demo: Any) -> dict[str, str]:
+    """Put every model-work event of a built app under `gpu(kind)` (a no-op without `spaces`); returns
+    {api_name: kind} of the wrapped events. Called once by `build_demo`, so no tab has to remember it."""
+    wrapped: dict[str, str] = {}
+    for block_fn in demo.fns.values():
+        kind = event_kind(block_fn.api_name, block_fn.concurrency_id)
+        if block_fn.fn is None or kind is None:
+            continue
+        block_fn.fn = gpu(kind)(block_fn.fn)
+        wrapped[str(block_fn.api_name)] = kind
+    return wrapped

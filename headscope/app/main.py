@@ -7,7 +7,7 @@ import logging
 
 import gradio as gr
 
-from headscope.app import jobs
+from headscope.app import gpu, jobs
 from headscope.app.registry import TABS, AppContext
 from headscope.app.selection import SelectionBar
 from headscope.app.session import SessionControls, SessionParts
@@ -54,6 +54,7 @@ def build_demo() -> gr.Blocks:
         session_ui.wire(ctx.session, model, ctx.selection)
         session_parts = ctx.session
         demo.unload(_cancel_on_leave)
+    gpu.wrap_events(demo)  # ZeroGPU: model work under spaces.GPU with its event's duration (no-op elsewhere)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
     return demo
 
