@@ -266,6 +266,20 @@ def test_localist_tab_compares_with_the_distributed_model(page) -> None:
     _shot(page, "localist_tab")
 
 
+def test_features_tab_reads_the_shipped_sae(page) -> None:
+    """Top features of the default text (tokens shaded by their top feature), then a feature page from the shipped
+    dashboards: top-activating contexts as token text."""
+    _open_tab(page, "Features")
+    _click(page, "Show features")
+    page.locator("#hs-features-strip .hs-tok").first.wait_for(timeout=180_000)
+    _fill_number(page, "Feature", "1008")
+    _click(page, "Open feature")
+    page.locator("#hs-feature-contexts .hs-tok").first.wait_for(timeout=180_000)
+    text = page.inner_text("body")
+    assert not ID_LIST.search(text) and "token_ids" not in text
+    _shot(page, "features_tab")
+
+
 # ---- the other tabs, once each, on a tiny model ------------------------------------------------------------------
 def test_circuits_tab_runs_a_custom_task(page) -> None:
     _pick_model(page, TINY)
@@ -318,7 +332,10 @@ def test_decoding_tab_compares_two_strategies(page) -> None:
     _shot(page, "decoding_tab")
 
 
-@pytest.mark.parametrize("tab", ["Model", "Attention & locality", "Localist models", "Circuits"])
+@pytest.mark.parametrize(
+    "tab",
+    ["Model", "Attention & locality", "Localist models", "Circuits", "Steering", "Decoding", "Features"],
+)
 def test_no_visible_json_list_of_token_ids(page, tab: str) -> None:
     """Tabs owned elsewhere join this list once they show tokens as text (their views, issue 13)."""
     _open_tab(page, tab)
