@@ -114,9 +114,11 @@ def circuits_run(
         return find_circuit(handle, cfg, task_spec=spec, progress=report.stages()).to_json()
 
     job = jobs.JobSpec(
-        f"circuit run ({cfg.task}) on {handle.identity.name}", work, model=handle.identity.name,
-        command=("circuits", "run", "--task", cfg.task, "--n-examples", str(cfg.n_examples)),
-    )  # fmt: skip
+        f"circuit run ({cfg.task}) on {handle.identity.name}",
+        work,
+        model=handle.identity.name,
+    )  # no command: `circuits run` prints a headline and writes the report to a file, and the tab's options
+    # (custom task text, scope, SAE settings) have no one-to-one flags yet, so the run stays in-process
     payload = jobs.run(job, request=request, slot="circuits_run", progress=progress)
     result = CircuitResult.from_json(payload)
     name = f"circuit_report_{cfg.task}_{handle.identity.name}"
@@ -154,9 +156,8 @@ def circuits_ablate(
         raise InputError("no head is selected: click heads in a grid, or add the circuit's heads")
     name = choice(task, "task", TASK_CHOICES)
     n = integer(n_examples, "prompt pairs", 6, APP_MAX_EXAMPLES)
-    data = make_task(
-        name, handle.tokenizer, n=n, seed=integer(seed, "seed", 0, 2**31 - 1), spec=_custom_text(name, custom)
-    )
+    seed_n = integer(seed, "seed", 0, 2**31 - 1)
+    data = make_task(name, handle.tokenizer, n=n, seed=seed_n, spec=_custom_text(name, custom))
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
         report("preparing prompts", 0.0)
@@ -166,7 +167,8 @@ def circuits_ablate(
 
     job = jobs.JobSpec(
         f"ablate {heads} ({name})", work, model=handle.identity.name,
-        command=("circuits", "ablate", "--task", name, "--heads", str(heads), "--n-examples", str(n)),
+        command=None if name == "custom" else  # a custom task's text has no flag: in-process
+        ("circuits", "ablate", "--task", name, "--heads", str(heads), "--n-examples", str(n), "--seed", str(seed_n)),
     )  # fmt: skip
     res = jobs.run(job, request=request, slot="circuits_ablate", progress=progress)
     line = (

@@ -231,9 +231,8 @@ def steer(model: str, sae_name: str, feature: Any, alpha: Any, mode: Any, positi
         made["result"] = res = fsteer.steer(handle, fsae, prompt, cfg, gen, progress=report.stages(0.05, 0.9))
         return res.to_json()
 
-    spec = jobs.JobSpec(f"steer by feature {cfg.feature}", work, model=handle.identity.name,
-                        command=("features", "steer", "--sae", fsae.name, "--feature", str(cfg.feature),
-                                 "--alpha", str(cfg.alpha), "--mode", cfg.mode, "--prompt", prompt))  # fmt: skip
+    # no command: the views need the steering vector object made in `work`, which a remote runner cannot return
+    spec = jobs.JobSpec(f"steer by feature {cfg.feature}", work, model=handle.identity.name)
     payload = jobs.run(spec, request=request, slot="features_steer", progress=progress)
     res = made["result"]
     tokens = {side: handle.str_tokens(payload[side]["token_ids"]) for side in ("unsteered", "steered")}

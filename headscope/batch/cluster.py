@@ -146,4 +146,7 @@ class RayJobRunner:
             return self.fallback.start(spec, owner=owner)
         ensure_connected()
         argv = [*command, *([] if "--json" in command else ["--json"])]
+        model = getattr(spec, "model", None)
+        if model is not None and "--model" not in argv:  # the job's model, not the CLI's default one
+            argv += ["--model", str(model)]
         return ClusterJob(spec.title, owner, model_actor(getattr(spec, "model", None)), argv)

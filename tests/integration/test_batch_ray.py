@@ -117,6 +117,14 @@ def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
     capsys.readouterr()
     main([*sweep, "--json"])
     assert job.result() == json.loads(capsys.readouterr().out)  # the tab gets the CLI's JSON
+    # a tab's command without --model runs on the job's model (decoding's, the ablation's), not the CLI default
+    no_model = tuple(
+        a for i, a in enumerate(sweep) if a != "--model" and (i == 0 or sweep[i - 1] != "--model")
+    )
+    assert "tiny-gpt2" not in no_model
+    assert (
+        runner.start(Spec("λ sweep", None, "tiny-gpt2", no_model), owner="visitor").result() == job.result()
+    )
     bad = runner.start(Spec("bad", None, "tiny-gpt2", (*sweep, "--heads", "*.9")), owner="visitor")
     with pytest.raises(InputError, match=r"head 9 in '\*\.9' is out of range"):
         bad.result()
