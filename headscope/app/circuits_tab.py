@@ -76,6 +76,18 @@ def _config(
     )  # fmt: skip
 
 
+def run_command(cfg: CircuitConfig) -> tuple[str, ...]:
+    """The same run as a `headscope circuits run` command line whose JSON is the whole report (what a cluster
+    runner executes instead of `work`; the CLI parses it back into `cfg`)."""
+    argv = ["circuits", "run", "--task", cfg.task, "--n-examples", str(cfg.n_examples), "--seed", str(cfg.seed),
+            "--reduce", cfg.reduce, "--epochs", str(cfg.sae.epochs), "--decoder-norm", cfg.sae.decoder_norm,
+            "--n-bootstrap", str(cfg.n_bootstrap), "--gt-frac", repr(cfg.gt_frac), "--print-report"]  # fmt: skip
+    if cfg.layers is not None:
+        argv += ["--layers", f"{cfg.layers[0]}:{cfg.layers[1]}"]
+    argv += [flag for on, flag in ((cfg.edges, "--edges"), (cfg.stability, "--stability")) if on]
+    return tuple(argv if cfg.faithfulness else [*argv, "--no-faithfulness"])
+
+
 def _custom_text(task: str, value: Any) -> str | None:
     if task != "custom":
         return None
@@ -114,11 +126,9 @@ def circuits_run(
         return find_circuit(handle, cfg, task_spec=spec, progress=report.stages()).to_json()
 
     job = jobs.JobSpec(
-        f"circuit run ({cfg.task}) on {handle.identity.name}",
-        work,
-        model=handle.identity.name,
-    )  # no command: `circuits run` prints a headline and writes the report to a file, and the tab's options
-    # (custom task text, scope, SAE settings) have no one-to-one flags yet, so the run stays in-process
+        f"circuit run ({cfg.task}) on {handle.identity.name}", work, model=handle.identity.name,
+        command=None if spec is not None else run_command(cfg),  # a custom task's text has no flag: in-process
+    )  # fmt: skip
     payload = jobs.run(job, request=request, slot="circuits_run", progress=progress)
     result = CircuitResult.from_json(payload)
     name = f"circuit_report_{cfg.task}_{handle.identity.name}"

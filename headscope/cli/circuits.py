@@ -53,7 +53,16 @@ def _run_parser(csub: Any) -> None:
     r.add_argument("--stability", action="store_true", help="bootstrap over prompt pairs and SAE seeds")
     r.add_argument("--n-bootstrap", type=int, default=200, help="stability resamples (default 200)")
     r.add_argument("--no-faithfulness", action="store_true", help="skip the faithfulness curves")
-    r.add_argument("--out", default="circuit_report.json")
+    r.add_argument(
+        "--layers", default=None, help="analyse only layers START:STOP (Python range; default: all layers)"
+    )
+    r.add_argument("--out", default=None, help="report file (default: circuit_report.json)")
+    r.add_argument(
+        "--print-report",
+        action="store_true",
+        help="with --json: print the whole report (schema 2.0) instead of the headline, and write no file "
+        "unless --out is given (what the app's cluster runner reads)",
+    )
     r.set_defaults(func=cmd_run)
 
 
@@ -135,8 +144,20 @@ def _config(args: argparse.Namespace) -> Any:
         task=args.task, n_examples=args.n_examples, seed=args.seed, reduce=args.reduce,
         sae=SAEConfig(epochs=args.epochs, l1=args.l1, decoder_norm=args.decoder_norm), circuit_k=args.circuit_k,
         gt_frac=args.gt_frac, faithfulness=not args.no_faithfulness, edges=args.edges, stability=args.stability,
-        n_bootstrap=args.n_bootstrap,
+        n_bootstrap=args.n_bootstrap, layers=_layer_range(args.layers),
     )  # fmt: skip
+
+
+def _layer_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return int(start), int(stop)
+    except ValueError:
+        raise InputError(f"--layers takes START:STOP, e.g. 26:30; got {text!r}") from None
 
 
 def _bar() -> Any:
@@ -157,15 +178,22 @@ def cmd_run(args: argparse.Namespace) -> None:
     from headscope.models import ModelHandle
 
     spec = _task_spec(args)
-    out_path = writable_file(args.out)
+    printed = bool(args.print_report and args.json)
+    out_path = None if printed and args.out is None else writable_file(args.out or "circuit_report.json")
     cfg = _config(args)
     handle = ModelHandle.load(args.model, device=args.device)
     bar, progress = _bar()
     with bar:
         report = find_circuit(handle, cfg, task_spec=spec, progress=progress).to_json()
         bar.update(100 - bar.n)
+    if out_path is None:
+        print(json.dumps(report, indent=1))
+        return
     path = write_report(report, out_path)
     out = {"report": str(path), **headline(report)}
+    if printed:
+        print(json.dumps(report, indent=1))
+        return
     if args.json:
         print(json.dumps(out, indent=1))
         return

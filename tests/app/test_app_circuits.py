@@ -121,3 +121,21 @@ def test_unknown_metric_keys_do_not_break_the_views(run: tuple) -> None:
     report["metrics"]["sae_node"]["auprc"] = 0.3  # a newer headscope's extra metric
     result = CircuitResult.from_json(report)
     assert cv.metrics_table(result)["headers"][1] == "ROC-AUC" and cv.summary(result)
+
+
+@pytest.mark.parametrize(
+    ("scope", "options"),
+    [("all layers", []), ("last 2 layers", ["stability (bootstrap, 100 resamples)"]),
+     ("last 4 layers", ["faithfulness curves", "edges (path patching; slow)"])],
+)  # fmt: skip
+def test_the_run_command_is_the_cli_running_the_same_config(scope: str, options: list[str]) -> None:
+    """A cluster runner executes `run_command(cfg)`: the CLI must parse it back into the tab's config."""
+    from headscope.app import circuits_tab as tab
+    from headscope.cli import build_parser
+    from headscope.cli.circuits import _config as cli_config
+    from headscope.models import ModelHandle
+
+    handle = ModelHandle.load("tiny-llama", device="cpu")
+    cfg = tab._config(handle, "ioi", 8, 3, 20, "last", "atoms", scope, options)
+    args = build_parser().parse_args([*tab.run_command(cfg), "--json"])
+    assert cli_config(args) == cfg and args.print_report

@@ -120,3 +120,26 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "not exported by headscope" in capsys.readouterr().err
     assert main(["circuits", "run", "--task", "ioi", "--epochs", "0", "--model", "tiny-llama"]) == 2
     assert "epochs must be an integer in [1, 10000]" in capsys.readouterr().err
+
+
+def test_print_report_prints_the_whole_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the app's cluster job returns for a circuit run: the report itself (it loads as a CircuitResult, the
+    same as the report file would), and no file written."""
+    from headscope.circuits.result import CircuitResult
+
+    task = _task(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = ["circuits", "run", "--task", "custom", "--task-file", task, "--model", "tiny-llama", "--epochs", "10",
+            "--n-examples", "4", "--no-faithfulness", "--print-report", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert CircuitResult.from_json(printed).model.name == "tiny-llama" and not list(work.iterdir())
+    assert (
+        main([*argv, "--out", str(tmp_path / "r.json")]) == 0
+    )  # with --out: the file holds what was printed
+    again = json.loads(capsys.readouterr().out)
+    assert json.loads((tmp_path / "r.json").read_text()) == again
