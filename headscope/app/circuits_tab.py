@@ -81,7 +81,7 @@ def run_command(cfg: CircuitConfig) -> tuple[str, ...]:
     runner executes instead of `work`; the CLI parses it back into `cfg`)."""
     argv = ["circuits", "run", "--task", cfg.task, "--n-examples", str(cfg.n_examples), "--seed", str(cfg.seed),
             "--reduce", cfg.reduce, "--epochs", str(cfg.sae.epochs), "--decoder-norm", cfg.sae.decoder_norm,
-            "--n-bootstrap", str(cfg.n_bootstrap), "--gt-frac", repr(cfg.gt_frac), "--print-report"]  # fmt: skip
+            "--n-bootstrap", str(cfg.n_bootstrap), "--gt-frac", repr(cfg.gt_frac), "--out", "-", "--print-report"]  # fmt: skip
     if cfg.layers is not None:
         argv += ["--layers", f"{cfg.layers[0]}:{cfg.layers[1]}"]
     argv += [flag for on, flag in ((cfg.edges, "--edges"), (cfg.stability, "--stability")) if on]

@@ -56,12 +56,12 @@ def _run_parser(csub: Any) -> None:
     r.add_argument(
         "--layers", default=None, help="analyse only layers START:STOP (Python range; default: all layers)"
     )
-    r.add_argument("--out", default=None, help="report file (default: circuit_report.json)")
+    r.add_argument("--out", default="circuit_report.json", help="report file; '-' writes none")
     r.add_argument(
         "--print-report",
         action="store_true",
-        help="with --json: print the whole report (schema 2.0) instead of the headline, and write no file "
-        "unless --out is given (what the app's cluster runner reads)",
+        help="with --json: print the whole report (schema 2.0) instead of the headline "
+        "(what the app's cluster runner reads)",
     )
     r.set_defaults(func=cmd_run)
 
@@ -179,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     spec = _task_spec(args)
     printed = bool(args.print_report and args.json)
-    out_path = None if printed and args.out is None else writable_file(args.out or "circuit_report.json")
+    out_path = None if args.out == "-" else writable_file(args.out)
     cfg = _config(args)
     handle = ModelHandle.load(args.model, device=args.device)
     bar, progress = _bar()
@@ -187,17 +187,20 @@ def cmd_run(args: argparse.Namespace) -> None:
         report = find_circuit(handle, cfg, task_spec=spec, progress=progress).to_json()
         bar.update(100 - bar.n)
     if out_path is None:
-        print(json.dumps(report, indent=1))
-        return
-    path = write_report(report, out_path)
-    out = {"report": str(path), **headline(report)}
+        from headscope.circuits.report import validate_report
+
+        validate_report(report)  # what writing would have checked
+        path: Any = None
+    else:
+        path = write_report(report, out_path)
+    out = {"report": None if path is None else str(path), **headline(report)}
     if printed:
         print(json.dumps(report, indent=1))
         return
     if args.json:
         print(json.dumps(out, indent=1))
         return
-    print(f"report: {path}")
+    print(f"report: {path if path is not None else '(not written: --out -)'}")
     for w in report["warnings"]:
         print(f"warning: {w}")
     gt = out["ground_truth"]

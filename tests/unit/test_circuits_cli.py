@@ -126,7 +126,7 @@ def test_print_report_prints_the_whole_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """What the app's cluster job returns for a circuit run: the report itself (it loads as a CircuitResult, the
-    same as the report file would), and no file written."""
+    same as the report file would), and no file written with `--out -`."""
     from headscope.circuits.result import CircuitResult
 
     task = _task(tmp_path)
@@ -135,7 +135,7 @@ def test_print_report_prints_the_whole_report(
     monkeypatch.chdir(work)
     argv = ["circuits", "run", "--task", "custom", "--task-file", task, "--model", "tiny-llama", "--epochs", "10",
             "--n-examples", "4", "--no-faithfulness", "--print-report", "--json"]  # fmt: skip
-    assert main(argv) == 0
+    assert main([*argv, "--out", "-"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert CircuitResult.from_json(printed).model.name == "tiny-llama" and not list(work.iterdir())
     assert (
