@@ -20,31 +20,34 @@ no edge is visited in Python.
 **Grouped-query attention** (SmolLM2: 3 key/value heads for 9 query heads): k and v edges are scored per *query*
 head through the shared projection, as MIB does for Qwen-2.5 and Llama-3 (its evaluation requires TransformerLens's
 `ungroup_grouped_query_attention`, which gives each query head its own k and v input). The bridge's split-qkv fork
-has one k/v input per key/value head, so the ungrouped graph is made by copies: at each layer the rows are repeated
-G = n_heads / n_kv_heads times; copy j's k/v input of group g is query head g·G + j's input, head h's z is taken from
-copy h mod G, and the copies are dropped again at the layer's end. Values are unchanged; gradients (and, in
-faithfulness runs, patches) reach each query head's own k/v input.
+has one k/v input per key/value head, so after the backward each grouped layer sends ∂m/∂scores (for k) and ∂m/∂z
+(for v) of the query heads h ≡ j (mod G) alone back to the shared inputs (G local backward passes through that
+attention block): key/value head g's gradient is then query head g·G + j's own. Faithfulness runs need per-query-head
+k/v *values* instead, and run each grouped layer on G copies of the rows (`ungroup_hooks`): copy j's k/v input of
+group g is query head g·G + j's, head h's z comes from copy h mod G, and the copies are dropped at the layer's end.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from headscope.circuits.config import EDGE_METHODS
 from headscope.circuits.edges_graph import EdgeGraph
 from headscope.circuits.patching import Answers, Batch, Prepared, Progress, logit_diff, run_copies
 from headscope.models import ModelHandle, hooks
 from headscope.models.handle import graph_node
 
-EDGE_METHODS: tuple[str, ...] = ("eap", "eap_ig")
 IG_STEPS = 5
-MAX_GRAD_ROWS = 48  # rows (pairs × steps × query-head copies) per backward pass: a backward keeps every layer
+MAX_GRAD_ROWS = (
+    24  # rows (pairs × steps) per backward pass: a backward keeps every layer's activations and forks
+)
 HookFn = Callable[[Tensor, Any], Tensor]
 Kind = Literal["q", "k", "v"]
 
@@ -166,12 +169,19 @@ def ungroup_hooks(graph: EdgeGraph, layer: int) -> tuple[list[tuple[str, HookFn]
 @dataclass
 class _Pass:
     """One backward pass's hooks: each receiver's gradient, summed over the copies (IG steps), meets the senders'
-    differences `delta` [sender, rows, pos, d_model] in one matrix product, accumulated into `acc`."""
+    differences `delta` [sender, rows, pos, d_model] in one matrix product, accumulated into `acc`.
+
+    Grouped layers: the shared k/v inputs, the attention scores and z are kept (`held`), with the gradients of the
+    latter two; after the backward, `split_groups` sends ∂m/∂scores and ∂m/∂z of the query heads h ≡ j (mod G)
+    alone back to the k and v inputs (local backward passes through one attention block), which gives each query
+    head's own k/v gradient — what MIB's ungrouped graph scores — without running the layer on G copies."""
 
     graph: EdgeGraph
     delta: Tensor
     n_copies: int
     acc: Tensor  # [forward, backward] float64
+    held: dict[tuple[int, str], Tensor] = field(default_factory=dict)
+    held_grad: dict[tuple[int, str], Tensor] = field(default_factory=dict)
 
     def _score(self, n_senders: int, grads: Tensor, col: slice | int) -> None:
         """grads [receivers, copies·rows, pos, d_model]."""
@@ -181,48 +191,77 @@ class _Pass:
         part = (d @ g.reshape(g.shape[0], -1).to(d.dtype).T).double().cpu()
         self.acc[:n_senders, col] += part if isinstance(col, slice) else part[:, 0]
 
+    def _cols(self, layer: int, kind: str) -> slice:
+        first = self.graph.head_bwd(layer, 0, kind)
+        return slice(first, first + self.graph.n_heads)
+
     def watch_head(self, layer: int, kind: Kind) -> HookFn:
         gr = self.graph
-        first = gr.head_bwd(layer, 0, kind)
-        cols = slice(first, first + gr.n_heads)
 
         def hook(x: Tensor, hook: Any) -> Tensor:
             x = graph_node(x)
-            x.register_hook(lambda g: self._score(gr.attn_senders(layer), per_query_head(g, gr, kind), cols))
+            if kind != "q" and gr.group > 1:
+                self.held[layer, kind] = x  # split per query head after the backward
+            else:
+                n = gr.attn_senders(layer)
+                x.register_hook(lambda g: self._score(n, g.permute(2, 0, 1, 3), self._cols(layer, kind)))
             return x
 
         return hook
 
-    def watch_residual(self, n_senders: int, col: int, shrink_first: int) -> HookFn:
-        """An MLP's input (its own copy, so the skip path is not counted) or the logits' input; only the first
-        `shrink_first` rows count (the other query-head copies are dropped at the layer's end)."""
+    def hold(self, layer: int, site: str) -> HookFn:
+        def hook(x: Tensor, hook: Any) -> Tensor:
+            self.held[layer, site] = x
+
+            def keep(g: Tensor) -> None:
+                self.held_grad[layer, site] = g
+
+            x.register_hook(keep)
+            return x
+
+        return hook
+
+    def watch_residual(self, n_senders: int, col: int) -> HookFn:
+        """An MLP's input (its own copy, so the skip path is not counted) or the logits' input."""
 
         def hook(x: Tensor, hook: Any) -> Tensor:
             own = x.clone()
-            own.register_hook(lambda g: self._score(n_senders, g[None, :shrink_first], col))
+            own.register_hook(lambda g: self._score(n_senders, g[None], col))
             return own
 
         return hook
 
+    def split_groups(self) -> None:
+        """Per-query-head k and v gradients of every grouped layer (see the class docstring): one batched local
+        backward per layer and input, over the G head masks."""
+        gr = self.graph
+        g_of = torch.arange(gr.n_heads) % gr.group
+        for layer in range(gr.n_layers):
+            for kind, site, head_dim in (("k", "scores", 1), ("v", "z", 2)):
+                out, target = self.held[layer, site], self.held[layer, kind]
+                grad = self.held_grad.get((layer, site), torch.zeros_like(out))
+                shape = [gr.group] + [1] * out.dim()
+                shape[head_dim + 1] = gr.n_heads
+                masks = (g_of[None] == torch.arange(gr.group)[:, None]).view(shape).to(grad.dtype)
+                (g,) = torch.autograd.grad(
+                    out, target, grad[None] * masks, retain_graph=True, is_grads_batched=True
+                )
+                # g [G, rows, pos, kv head, d]: (j, kv head g) is query head g·G + j
+                per_head = g.permute(3, 0, 1, 2, 4).reshape(gr.n_heads, *g.shape[1:3], g.shape[-1])
+                self._score(gr.attn_senders(layer), per_head, self._cols(layer, kind))
 
-def _pass_hooks(p: _Pass, rows_total: int) -> list[tuple[str, HookFn]]:
+
+def _pass_hooks(p: _Pass) -> list[tuple[str, HookFn]]:
     gr = p.graph
     plan: list[tuple[str, HookFn]] = [(hooks.resid(0, "pre"), lambda x, hook: graph_node(x))]
     for layer in range(gr.n_layers):
-        first, last = ungroup_hooks(gr, layer)
-        plan += first
         plan += [(hooks.sublayer_in(layer, k), p.watch_head(layer, k)) for k in ("q", "k", "v")]
-        plan += [last[0]] if last else []
+        if gr.group > 1:
+            plan += [(hooks.scores(layer), p.hold(layer, "scores")), (hooks.z(layer), p.hold(layer, "z"))]
         plan.append(
-            (
-                hooks.sublayer_in(layer, "mlp"),
-                p.watch_residual(gr.mlp_senders(layer), gr.mlp_bwd(layer), rows_total),
-            )
+            (hooks.sublayer_in(layer, "mlp"), p.watch_residual(gr.mlp_senders(layer), gr.mlp_bwd(layer)))
         )
-        plan += last[1:]
-    plan.append(
-        (hooks.resid(gr.n_layers - 1, "post"), p.watch_residual(gr.n_forward, gr.logits_bwd, rows_total))
-    )
+    plan.append((hooks.resid(gr.n_layers - 1, "post"), p.watch_residual(gr.n_forward, gr.logits_bwd)))
     return plan
 
 
@@ -234,11 +273,14 @@ def _gradient_pass(
     expand: HookFn | None,
 ) -> None:
     """One forward over `p.n_copies` stacked copies of `clean` (built by `expand`) and one backward of
-    Σ metric, which runs every receiver hook."""
-    n_rows = clean.ids.shape[0] * p.n_copies
+    Σ metric, which runs every receiver hook (grouped layers: then the per-query-head split)."""
     with torch.enable_grad():
-        final = run_copies(handle, clean, 0, p.n_copies, _pass_hooks(p, n_rows), expand=expand, grad=True)
-        logit_diff(final, answers.repeat(p.n_copies)).sum().backward()
+        final = run_copies(handle, clean, 0, p.n_copies, _pass_hooks(p), expand=expand, grad=True)
+        logit_diff(final, answers.repeat(p.n_copies)).sum().backward(retain_graph=p.graph.group > 1)
+        if p.graph.group > 1:
+            p.split_groups()
+    p.held.clear()
+    p.held_grad.clear()
 
 
 def edge_scores(
@@ -260,7 +302,7 @@ def edge_scores(
     e_clean, e_corr = input_embeddings(handle, prep) if method == "eap_ig" else (None, None)
     acc = torch.zeros(graph.n_forward, graph.n_backward, dtype=torch.float64)
     b = prep.clean.ids.shape[0]
-    per_pairs = max(1, max_rows // graph.group)
+    per_pairs = max_rows
     pair_chunks = chunks(b, min(b, per_pairs))
     plan = [
         (pc, sc) for pc in pair_chunks for sc in chunks(n_steps, max(1, per_pairs // (pc.stop - pc.start)))

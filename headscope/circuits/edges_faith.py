@@ -48,13 +48,15 @@ MAX_EVAL_ROWS = 144  # rows (circuits × pairs × query-head copies) per forward
 class _Copies:
     """The state of one forward over C circuits: what each sender carries when corrupted (`corrupt`
     [sender, rows, pos, d] or [sender, 1, 1, d]), each copy's senders' differences `delta`
-    [copy, sender, rows, pos, d] filled as the senders run, and each copy's "edge outside" matrix `out`
-    [copy, forward, backward]."""
+    [copy, sender, rows, pos, d] filled as the senders run (with their running sum `total`), and each copy's
+    "edge outside" matrix `out` [copy, forward, backward]."""
 
     graph: EdgeGraph
     corrupt: Tensor
     out: Tensor
     delta: Tensor
+    total: Tensor | None = None  # [copy, rows·pos·d]: Σ of every recorded sender's difference
+    recorded: int = 0
 
     @property
     def n_copies(self) -> int:
@@ -62,24 +64,45 @@ class _Copies:
 
     def record(self, first: int, acts: Tensor) -> None:
         """acts [senders, copies·rows, pos, d] for forward indices first, first+1, ... (copy 0 of the query-head
-        copies)."""
-        c = self.n_copies
-        cur = acts.reshape(acts.shape[0], c, -1, *acts.shape[2:]).transpose(0, 1)
-        corr = self.corrupt[first : first + acts.shape[0]][None]
-        self.delta[:, first : first + acts.shape[0]] = corr - cur
+        copies). Senders arrive in forward order."""
+        c, n = self.n_copies, acts.shape[0]
+        cur = acts.reshape(n, c, -1, *acts.shape[2:]).transpose(0, 1)
+        self.delta[:, first : first + n] = self.corrupt[first : first + n][None] - cur
+        added = self.delta[:, first : first + n].reshape(c, n, -1).sum(1)
+        self.total = added if self.total is None else self.total + added
+        self.recorded = first + n
+
+    def _patch_one(self, c: int, n_senders: int, out: Tensor) -> Tensor | None:
+        """Copy c's Σ_{u outside} Δ_u per receiver, [recv, rows·pos·d]: over the senders with an outside edge, or
+        (fewer senders with an inside edge) as the sum of all minus the inside ones."""
+        inside = ~out
+        s_out, s_in = out.any(1).nonzero().flatten(), inside.any(1).nonzero().flatten()
+        if s_out.numel() == 0:
+            return None
+        flat = self.delta[c, :n_senders].reshape(n_senders, -1)
+        if s_in.numel() < s_out.numel():
+            assert self.total is not None and self.recorded == n_senders
+            own = inside[s_in].T.to(flat.dtype) @ flat[s_in]
+            return self.total[c][None] - own
+        return out[s_out].T.to(flat.dtype) @ flat[s_out]
 
     def patch(self, n_senders: int, cols: slice | int) -> Tensor | None:
         """Σ over senders outside the circuit of their differences, per receiver: [copies·rows, pos, recv, d]
-        (None when every such edge is inside every circuit)."""
+        (None when every such edge is inside every circuit). The cost follows the sparser of the circuit's
+        inside and outside edges into these receivers, not all of them."""
         mask = self.out[:, :n_senders, cols]
         mask = mask[..., None] if isinstance(cols, int) else mask
-        if not bool(mask.any()):
+        parts = [self._patch_one(c, n_senders, mask[c]) for c in range(self.n_copies)]
+        if all(p is None for p in parts):
             return None
-        c, d = self.delta.shape[0], self.delta[:, :n_senders]
-        flat = d.reshape(c, n_senders, -1)  # [copy, sender, rows·pos·d_model]
-        summed = torch.bmm(mask.transpose(1, 2).to(flat.dtype), flat)  # [copy, recv, rows·pos·d_model]
         rows, pos, dm = self.delta.shape[2:]
-        return summed.view(c, -1, rows, pos, dm).permute(0, 2, 3, 1, 4).reshape(c * rows, pos, -1, dm)
+        zero = torch.zeros(mask.shape[-1], rows * pos * dm, dtype=self.delta.dtype, device=self.delta.device)
+        summed = torch.stack([zero if p is None else p for p in parts])  # [copy, recv, rows·pos·d_model]
+        return (
+            summed.view(self.n_copies, -1, rows, pos, dm)
+            .permute(0, 2, 3, 1, 4)
+            .reshape(-1, pos, mask.shape[-1], dm)
+        )
 
 
 def _hooks(s: _Copies) -> list[tuple[str, HookFn]]:

@@ -1,0 +1,100 @@
+"""Edge-level part of a circuit run: each asked-for edge method over the whole model graph, then MIB's edge
+faithfulness of each, as the typed `EdgeAttribution` a report stores (schema 2.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from headscope.circuits.edges import IG_STEPS, graph_for, run_edge_method
+from headscope.circuits.edges_faith import EdgeCurves, areas, curve_values, edge_curves
+from headscope.circuits.edges_graph import EdgeGraph, circuit, greedy_order, size_edges
+from headscope.circuits.edges_result import (
+    EdgeAttribution,
+    EdgeCurve,
+    EdgeFaithfulness,
+    EdgeMethod,
+    edge_method,
+)
+from headscope.circuits.patching import Prepared, Progress
+from headscope.circuits.stability import curve_intervals, draws
+from headscope.errors import InputError
+from headscope.models import ModelHandle
+
+
+def edge_methods(
+    handle: ModelHandle,
+    prep: Prepared,
+    methods: tuple[str, ...],
+    steps: int = IG_STEPS,
+    progress: Progress | None = None,
+) -> dict[str, EdgeMethod]:
+    """Each method's scores, as stored (float32) — circuits are built from the stored values, so an export of the
+    report rebuilds exactly the circuits that were measured."""
+    graph = graph_for(handle)
+    out = {}
+    for i, m in enumerate(methods):
+        run = run_edge_method(handle, prep, m, steps)
+        out[m] = edge_method(graph, run.scores, run.runtime_s, run.steps)
+        if progress is not None:
+            progress(i + 1, len(methods))
+    return out
+
+
+def edge_faithfulness(
+    handle: ModelHandle,
+    prep: Prepared,
+    methods: dict[str, EdgeMethod],
+    *,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> EdgeFaithfulness:
+    """MIB's curve for each method, with CPR/CMD intervals from the per-pair metrics when `n_bootstrap` > 0."""
+    runs = edge_curves(handle, prep, {m: v.scores for m, v in methods.items()}, progress=progress)
+    idx = [i for i, _ in draws(len(runs.full), 1, True, n_bootstrap, seed)] if n_bootstrap else []
+    curves = tuple(_curve(runs, r, idx) for r in runs.curves)
+    return EdgeFaithfulness(
+        "patching" if prep.paired else "mean", runs.sizes, float(runs.full.mean()), float(runs.empty.mean()),
+        curves, runs.runtime_s,
+    )  # fmt: skip
+
+
+def _curve(runs: EdgeCurves, r, idx) -> EdgeCurve:
+    f, (cpr, cmd) = curve_values(r, runs.full, runs.empty, runs.sizes)
+    cpr_ci, cmd_ci = curve_intervals(r.per_pair, runs.full, runs.empty, lambda g: areas(runs.sizes, g), idx)
+    return EdgeCurve(
+        r.method, r.n_edges, r.kept_edges, r.kept_nodes, tuple(float(v) for v in f), cpr, cmd, cpr_ci, cmd_ci
+    )
+
+
+def run_edges(
+    handle: ModelHandle,
+    prep: Prepared,
+    methods: tuple[str, ...],
+    *,
+    steps: int = IG_STEPS,
+    faithfulness: bool = True,
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    stage: Callable[[str], Progress] | None = None,
+) -> EdgeAttribution:
+    """Scores for `methods` and (with `faithfulness`) their MIB curves; `stage(name)` announces a stage and gives
+    its (done, total) progress callback ("edge attribution", "edge faithfulness")."""
+    scored = edge_methods(handle, prep, methods, steps, stage("edge attribution") if stage else None)
+    faith = None
+    if faithfulness:
+        tick = stage("edge faithfulness") if stage else None
+        faith = edge_faithfulness(handle, prep, scored, n_bootstrap=n_bootstrap, seed=seed, progress=tick)
+    return EdgeAttribution(graph_for(handle), scored, faith)
+
+
+def circuit_at(ea: EdgeAttribution, method: str, fraction: float) -> np.ndarray:
+    """The method's MIB circuit of `fraction` of all edges (bool per canonical edge): greedy from the logits on
+    the stored scores, pruned — the circuit its faithfulness curve measured at that size."""
+    if not 0 <= fraction <= 1:
+        raise InputError(f"circuit size must be a fraction in [0, 1], got {fraction!r}")
+    graph: EdgeGraph = ea.graph
+    scores = ea.method(method).scores
+    return circuit(graph, greedy_order(graph, scores), size_edges(graph, fraction))
