@@ -6,7 +6,7 @@
   at the prompt's last position, each `feature` the Cantor pairing of (layer, index in the layer: heads 0..H−1, the
   MLP H), as circuit-tracer encodes a (layer, feature) pair; one logit node for the answer (`feature` = its token id,
   clerp `Output "<token>" (p=<prob>)`). With edge scores (schema 2.1) the graph is the chosen edge method's MIB circuit
-  at the chosen size — its nodes, and its edges as links (an edge into a head's q, k and v merges into one link, the
+  at the chosen size (default 0.5 % of the edges: a graph the viewer can draw) — its nodes, and its edges as links (an edge into a head's q, k and v merges into one link, the
   sum of the three scores; `input`'s edges leave the last token's embedding node) — else the head circuit: analysed
   heads as nodes, links from circuit heads to the logit and the path-patched head → head edges. `influence` follows
   circuit-tracer's sense (lower = more important: the cumulative share of |node score| up to the node), and no
@@ -15,7 +15,8 @@
   reads; slugs are unique per task, model, method and seed.
 - **MIB circuit file** (MIB's circuit track: `cfg`, `nodes` {name: {in_graph, score}}, `edges` {"src->dst<q|k|v>":
   {score, in_graph}} in its Graph.to_json layout): every edge of MIB's graph of the model with the chosen edge
-  method's score (this project's sign, `score_sign`), `in_graph` = that method's MIB circuit at `circuit_size`. Needs a
+  method's score (this project's sign, `score_sign`), `in_graph` = that method's MIB circuit at `circuit_size`
+  (default: the smallest MIB size whose measured faithfulness reaches 0.8, else 1 %). Needs a
   report with edge scores (`circuits run --edge-methods ...`).
 Every export embeds the whole report (`headscope_report`), so import is lossless; the file's own circuit must still
 agree with it (an edited circuit is refused). A file made elsewhere imports as its scores only (`ImportedScores`).
@@ -45,7 +46,10 @@ from headscope.errors import InputError
 FORMATS = ("neuronpedia", "mib")
 _SCHEMAS = {"neuronpedia": "neuronpedia_graph.schema.json", "mib": "mib_circuit.schema.json"}
 MAX_IMPORT_BYTES = 4 * MAX_REPORT_BYTES
-DEFAULT_SIZE = 0.01  # a circuit of 1 % of the edges when no size is given and no curve reaches f ≥ 0.8
+DEFAULT_SIZE = (
+    0.01  # MIB files: a circuit of 1 % of the edges when no size is given and no curve reaches f ≥ 0.8
+)
+GRAPH_SIZE = 0.005  # attribution graphs: 0.5 % of the edges (616 on SmolLM2), a graph a viewer can still draw
 SIGNED = ("attribution_patching", "eap_ig")
 
 
@@ -243,7 +247,7 @@ def to_neuronpedia(
     ax, ea = _axis(report), _edges(report)
     if ea is not None and (method is None or method in ea.methods):
         method = _edge_method(ea, method)
-        size = size if size is not None else default_size(ea, method)
+        size = size if size is not None else GRAPH_SIZE
         nodes, links, pinned = _edge_graph(report, ea, method, size, ax)
     else:
         method = str(method or report["circuit_rule"]["method"])

@@ -40,7 +40,7 @@ def run(client: Client) -> tuple:
 def test_run_returns_views_built_from_the_report(run: tuple) -> None:
     status, summary, sae, truth, heads, metrics, roc, faith, stab, edges, path, report = run
     assert status.startswith("done: custom on tiny-llama") and "letters" in summary
-    assert report["schema_version"] == "2.0" and "activation_patching" not in report["methods"]
+    assert report["schema_version"] == "2.1" and "activation_patching" not in report["methods"]
     assert json.loads(Path(path).read_text())["circuit"] == report["circuit"]
     assert np.allclose(sae["z"], report["methods"]["sae_node"]["scores"])
     assert (
@@ -111,7 +111,7 @@ def test_view_takes_bytes_not_paths() -> None:
     with pytest.raises(gr.Error, match="not valid JSON"):
         circuits_view("/etc/passwd", None)
     with pytest.raises(gr.Error, match="larger than"):
-        circuits_view(b" " * 3_000_000, None)
+        circuits_view(b" " * 9_000_000, None)
     with pytest.raises(gr.Error, match="upload report A"):
         circuits_view(None, None)
 
