@@ -17,8 +17,8 @@ The machine is shared: the load average is recorded at the start and the end; ti
 
 4. **Edges** (`--edges-only` runs this section alone and writes it under "edges", issue 22): on IOI (24 pairs, the
    CLI default), edge attribution over MIB's whole model graph by EAP and EAP-IG (5 steps), each timed end to end,
-   then MIB's 10-point edge faithfulness curve of each method, timed per method, with CPR/CMD and their bootstrap
-   intervals. Goals on a quiet machine with 2 threads: EAP ≤ 30 s, EAP-IG ≤ 120 s, one curve ≤ 120 s; EAP-IG
+   then MIB's 10-point edge faithfulness curves of each method (circuits by signed score for CPR and by |score| for
+   CMD, as MIB reports them), timed per method, with CPR/CMD and their bootstrap intervals. Goals on a quiet machine with 2 threads: EAP ≤ 30 s, EAP-IG ≤ 120 s, one curve ≤ 120 s; EAP-IG
    CMD ≤ 0.10 and CPR ≥ 1.0. Conditions (commit, threads, load before/after, command) are recorded through
    bench/conditions.py inside the section.
 """
@@ -225,8 +225,9 @@ def edges(handle: ModelHandle, n_pairs: int, n_bootstrap: int) -> dict:
         out["seconds"][f"curve_{method}"] = round(faith.runtime_s, 2)
         out[method] = {
             "cpr": round(curve.cpr, 4), "cmd": round(curve.cmd, 4), "cpr_ci": curve.cpr_ci, "cmd_ci": curve.cmd_ci,
-            "faithfulness": [round(f, 4) for f in curve.faithfulness], "sizes": list(faith.sizes),
-            "kept_edges": list(curve.kept_edges), "full_metric": round(faith.full_metric, 4),
+            "faithfulness_abs": [round(f, 4) for f in curve.faithfulness], "sizes": list(faith.sizes),
+            "faithfulness_signed": [round(f, 4) for f in curve.signed_faithfulness],
+            "kept_edges_abs": list(curve.kept_edges), "kept_edges_signed": list(curve.signed_kept_edges), "full_metric": round(faith.full_metric, 4),
             "empty_metric": round(faith.empty_metric, 4),
         }  # fmt: skip
     sec = out["seconds"]

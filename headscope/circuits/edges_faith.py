@@ -10,8 +10,11 @@ run's metric exactly; with every edge inside, the clean run's (tests check both)
 For each method: circuits of 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50 and 100 % of all edges, built greedily from the
 logits as MIB builds them and pruned to edges on an input → logits path (`edges_graph`); f(C) = (m(C) − m(∅)) /
 (m(N) − m(∅)) with m the mean logit difference on the clean prompts, m(N) the clean model and m(∅) the empty
-circuit. CPR = Σ trapezoids of f over the size axis (fractions, linear, from 0.1 % to 100 %), CMD = the same of
-|1 − f| — MIB's `evaluate_area_under_curve` (area_under, area_from_1). Per-pair metrics are kept, so a bootstrap over
+circuit. As MIB reports them (its print_results: CPR from the `abs-False` run, CMD from the `abs-True` one), two
+curves per method: circuits ranked by the signed score (edges that help the task first; this project's sign is
+MIB's, positive = helps) give CPR = Σ trapezoids of f over the size axis (fractions, linear, 0.1 % to 100 %),
+which exceeds 1 when a circuit does the task better than the whole model; circuits ranked by |score| give
+CMD = the same sum of |1 − f| (MIB's `evaluate_area_under_curve`: area_under, area_from_1). Per-pair metrics are kept, so a bootstrap over
 pairs gives CPR/CMD intervals without new forwards (stability.curve_interval).
 
 Circuits run as stacked copies of the prompts (several circuits per forward); each copy's senders' differences are
@@ -192,9 +195,11 @@ def circuit_metrics(
 # ---- the curve -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CurveRun:
-    """One method's circuits at MIB's sizes and their per-pair metrics (for the report and the bootstrap)."""
+    """One method's circuits at MIB's sizes under one ranking and their per-pair metrics (for the report and the
+    bootstrap)."""
 
     method: str
+    absolute: bool  # ranked by |score| (CMD's curve) or by the signed score (CPR's)
     n_edges: tuple[int, ...]  # edges asked for at each size
     kept_edges: tuple[int, ...]  # after pruning
     kept_nodes: tuple[int, ...]
@@ -206,8 +211,11 @@ class EdgeCurves:
     sizes: tuple[float, ...]
     full: np.ndarray  # [pair] m(N)
     empty: np.ndarray  # [pair] m(∅)
-    curves: tuple[CurveRun, ...]
+    curves: tuple[CurveRun, ...]  # per method: the |score| curve, then the signed one
     runtime_s: float
+
+    def run(self, method: str, absolute: bool) -> CurveRun:
+        return next(c for c in self.curves if c.method == method and c.absolute == absolute)
 
 
 def _unique(masks: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
@@ -230,25 +238,29 @@ def edge_curves(
     sizes: Sequence[float] = MIB_SIZES,
     progress: Progress | None = None,
 ) -> EdgeCurves:
-    """Every method's circuits at `sizes` (fractions of all edges) and their metrics, in batched forwards."""
+    """Every method's circuits at `sizes` (fractions of all edges), ranked by |score| and by score, and their
+    metrics, in batched forwards (circuits that coincide run once)."""
     t0 = time.perf_counter()
     graph = graph_for(handle)
     masks: list[np.ndarray] = [np.zeros(graph.n_edges, dtype=bool)]  # the empty circuit first
-    meta: list[tuple[str, list[int], list[int], list[int]]] = []
+    meta: list[tuple[str, bool, list[int], list[int], list[int]]] = []
+    ns = [size_edges(graph, f) for f in sizes]
     for method, s in scores.items():
-        order = greedy_order(graph, s)
-        ns = [size_edges(graph, f) for f in sizes]
-        kept = [circuit(graph, order, n) for n in ns]
-        masks += kept
-        nodes = [int(np.unique(graph.src[k]).size) + int(k.any()) for k in kept]
-        meta.append((method, ns, [int(k.sum()) for k in kept], nodes))
+        for absolute in (True, False):
+            order = greedy_order(graph, s, absolute)
+            kept = [circuit(graph, order, n) for n in ns]
+            masks += kept
+            nodes = [int(np.unique(graph.src[k]).size) + int(k.any()) for k in kept]
+            meta.append((method, absolute, ns, [int(k.sum()) for k in kept], nodes))
     unique, where = _unique(masks)
     per_pair = circuit_metrics(handle, prep, unique, progress=progress).numpy()
     full = metric(handle, prep.clean, prep.answers).cpu().numpy()
     curves, i = [], 1
-    for method, ns, kept_e, kept_n in meta:
+    for method, absolute, n_asked, kept_e, kept_n in meta:
         rows = [where[i + j] for j in range(len(sizes))]
-        curves.append(CurveRun(method, tuple(ns), tuple(kept_e), tuple(kept_n), per_pair[rows]))
+        curves.append(
+            CurveRun(method, absolute, tuple(n_asked), tuple(kept_e), tuple(kept_n), per_pair[rows])
+        )
         i += len(sizes)
     return EdgeCurves(tuple(sizes), full, per_pair[where[0]], tuple(curves), time.perf_counter() - t0)
 
@@ -269,7 +281,7 @@ def areas(sizes: Sequence[float], f: np.ndarray) -> tuple[float, float]:
 
 
 def curve_values(run: CurveRun, full: np.ndarray, empty: np.ndarray, sizes: Sequence[float], idx=None):
-    """f at each size and (CPR, CMD) from per-pair values, over the pairs `idx` (all: None)."""
+    """f at each size and (area under f, area under |1 − f|) from per-pair values, over the pairs `idx`."""
     sel = slice(None) if idx is None else idx
     f = normalised(run.per_pair[:, sel].mean(1), float(full[sel].mean()), float(empty[sel].mean()))
     return f, areas(sizes, f)

@@ -199,15 +199,17 @@ def _receivers_of(graph: EdgeGraph) -> list[list[int]]:
     return out
 
 
-def greedy_order(graph: EdgeGraph, scores: np.ndarray) -> np.ndarray:
+def greedy_order(graph: EdgeGraph, scores: np.ndarray, absolute: bool = True) -> np.ndarray:
     """The order in which MIB's greedy construction adds edges (canonical edge indices), over all edges.
 
     Candidates are the edges into receivers whose node is in the circuit (at first only the logits); the highest
-    |score| candidate is taken next (ties: canonical order), and when its sender enters the circuit, the edges into
-    that sender's inputs become candidates. A circuit of n edges is the first n of this order."""
-    mags = np.abs(np.asarray(scores, dtype=float))
+    |score| candidate (`absolute=False`: the highest score, as MIB ranks for CPR) is taken next (ties: canonical
+    order), and when its sender enters the circuit, the edges into that sender's inputs become candidates. A
+    circuit of n edges is the first n of this order."""
+    mags = np.asarray(scores, dtype=float)
+    mags = np.abs(mags) if absolute else mags
     by_recv: dict[int, np.ndarray] = {}
-    order_idx = np.lexsort((np.arange(mags.size), -mags))  # |score| descending, then canonical
+    order_idx = np.lexsort((np.arange(mags.size), -mags))  # key descending, then canonical
     recv_sorted = graph.dst[order_idx]
     split = np.argsort(recv_sorted, kind="stable")
     bounds = np.searchsorted(recv_sorted[split], np.arange(graph.n_backward + 1))

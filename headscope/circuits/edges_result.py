@@ -53,14 +53,17 @@ class EdgeMethod(JsonCodec):
 
 @dataclass(frozen=True)
 class EdgeCurve(JsonCodec):
-    """One method's MIB faithfulness: its greedy circuits at the protocol's sizes, f at each, CPR and CMD (with
-    bootstrap intervals over prompt pairs)."""
+    """One method's MIB faithfulness at the protocol's sizes, with MIB's two rankings: greedy circuits by |score|
+    (`kept_edges`, `faithfulness`; CMD = area under |1 − f|) and by the signed score (`signed_kept_edges`,
+    `signed_faithfulness`; CPR = area under f), each area with its bootstrap interval over prompt pairs."""
 
     method: str
     n_edges: tuple[int, ...]  # edges asked for at each size (⌊fraction × all edges⌋)
-    kept_edges: tuple[int, ...]  # after pruning to input → logits paths
+    kept_edges: tuple[int, ...]  # after pruning to input → logits paths (|score| ranking)
     kept_nodes: tuple[int, ...]
-    faithfulness: tuple[float, ...]
+    faithfulness: tuple[float, ...]  # f at each size, |score| ranking
+    signed_kept_edges: tuple[int, ...]
+    signed_faithfulness: tuple[float, ...]  # f at each size, signed ranking
     cpr: float
     cmd: float
     cpr_ci: CI | None = None

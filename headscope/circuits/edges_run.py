@@ -54,19 +54,28 @@ def edge_faithfulness(
     """MIB's curve for each method, with CPR/CMD intervals from the per-pair metrics when `n_bootstrap` > 0."""
     runs = edge_curves(handle, prep, {m: v.scores for m, v in methods.items()}, progress=progress)
     idx = [i for i, _ in draws(len(runs.full), 1, True, n_bootstrap, seed)] if n_bootstrap else []
-    curves = tuple(_curve(runs, r, idx) for r in runs.curves)
+    curves = tuple(_curve(runs, m, idx) for m in methods)
     return EdgeFaithfulness(
         "patching" if prep.paired else "mean", runs.sizes, float(runs.full.mean()), float(runs.empty.mean()),
         curves, runs.runtime_s,
     )  # fmt: skip
 
 
-def _curve(runs: EdgeCurves, r, idx) -> EdgeCurve:
-    f, (cpr, cmd) = curve_values(r, runs.full, runs.empty, runs.sizes)
-    cpr_ci, cmd_ci = curve_intervals(r.per_pair, runs.full, runs.empty, lambda g: areas(runs.sizes, g), idx)
+def _curve(runs: EdgeCurves, method: str, idx: list) -> EdgeCurve:
+    """CMD from the |score| circuits, CPR from the signed ones (MIB's reporting), each with its interval."""
+    by_abs, by_sign = runs.run(method, True), runs.run(method, False)
+    f_abs, (_, cmd) = curve_values(by_abs, runs.full, runs.empty, runs.sizes)
+    f_sign, (cpr, _) = curve_values(by_sign, runs.full, runs.empty, runs.sizes)
+
+    def both(g: np.ndarray) -> tuple[float, float]:
+        return areas(runs.sizes, g)
+
+    cmd_ci = curve_intervals(by_abs.per_pair, runs.full, runs.empty, both, idx)[1]
+    cpr_ci = curve_intervals(by_sign.per_pair, runs.full, runs.empty, both, idx)[0]
     return EdgeCurve(
-        r.method, r.n_edges, r.kept_edges, r.kept_nodes, tuple(float(v) for v in f), cpr, cmd, cpr_ci, cmd_ci
-    )
+        method, by_abs.n_edges, by_abs.kept_edges, by_abs.kept_nodes, tuple(float(v) for v in f_abs),
+        by_sign.kept_edges, tuple(float(v) for v in f_sign), cpr, cmd, cpr_ci, cmd_ci,
+    )  # fmt: skip
 
 
 def run_edges(

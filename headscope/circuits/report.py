@@ -177,7 +177,15 @@ def _check_edge_attribution(ea: dict[str, Any], model: dict[str, Any]) -> None:
             )
     faith = ea.get("faithfulness") or {"curves": [], "sizes": []}
     for c in faith["curves"]:
-        lengths = {len(c[k]) for k in ("n_edges", "kept_edges", "kept_nodes", "faithfulness")}
+        keys = (
+            "n_edges",
+            "kept_edges",
+            "kept_nodes",
+            "faithfulness",
+            "signed_kept_edges",
+            "signed_faithfulness",
+        )
+        lengths = {len(c[k]) for k in keys}
         if lengths != {len(faith["sizes"])}:
             raise InputError(
                 f"circuit report: edge faithfulness of {c['method']} does not have one value per size"
