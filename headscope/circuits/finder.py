@@ -1,5 +1,5 @@
 """The circuit finder: task → ground truth and scored methods in one run → metrics, faithfulness, (edges,
-stability) → a typed `CircuitResult` (result.py), whose `to_json()` is the schema-2.0 report.
+stability) → a typed `CircuitResult` (result.py), whose `to_json()` is the schema-2.1 report.
 
 `find_circuit(handle, cfg)` is the one entry point (CLI, app and bench call it). The ground truth is activation
 patching of every analysed head (batched, paired corrupted → clean, or mean ablation), binarised at `gt_frac` of

@@ -29,7 +29,7 @@ def _task_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_parser(csub: Any) -> None:
-    r = csub.add_parser("run", help="find a task's circuit and write a JSON report (schema 2.0)")
+    r = csub.add_parser("run", help="find a task's circuit and write a JSON report (schema 2.1)")
     _task_args(r)
     model_args(r)
     r.add_argument("--epochs", type=int, default=500, help="SAE full-batch epochs (default 500)")
@@ -92,7 +92,7 @@ def _run_parser(csub: Any) -> None:
     r.add_argument(
         "--print-report",
         action="store_true",
-        help="with --json: print the whole report (schema 2.0) instead of the headline "
+        help="with --json: print the whole report (schema 2.1) instead of the headline "
         "(what the app's cluster runner reads)",
     )
     r.set_defaults(func=cmd_run)
