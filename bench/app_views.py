@@ -103,8 +103,8 @@ def pattern_view(n_tokens: int, rounds: int) -> dict[str, Any]:
 
 def _during(job: Any, view: Callable[[], float], samples: int) -> list[float]:
     """Views answered while the job runs (after it has entered model work), at most `samples` of them."""
-    while job.status().stage in ("queued", "starting", "building task"):
-        job.wait(0.2)
+    while job.status().stage in ("queued", "starting", "building task") and not job.wait(0.2):
+        pass  # not in model work yet (a job that fails there ends the wait)
     during: list[float] = []
     while not job.wait(0) and len(during) < samples:
         during.append(view())

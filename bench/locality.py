@@ -6,7 +6,7 @@ interleaved (`conditions.interleaved`: rotating order, --rounds rounds after one
 - a plain forward of the ids (the baseline);
 - an 11-point λ sweep (distance mode, uniform schedule; λ = 0 is on the grid, so 11 forwards, 10 of them dialed);
 - the entropy heatmap (eager entropy of every head + the plotly figure as JSON);
-- attaching and removing 30 named hooks through the handle (no forward).
+- attaching and removing one named hook per layer through the handle, no forward (30 on the default model).
 Reported: each one's median and minimum; per λ point = the sweep / 11, and its ratio to the plain forward (of the
 medians and of the minima; goal ≤ 2); the heatmap's median time (goal ≤ 2 s) and its ratio to the plain forward.
 """
