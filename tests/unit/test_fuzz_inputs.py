@@ -121,6 +121,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.attention.locality.LayerSchedule": {},
     "headscope.attention.locality.LocalityDial": {},
     "headscope.circuits.config.CircuitConfig": {},
+    "headscope.circuits.edges_graph.EdgeGraph": {"n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
     "headscope.circuits.sae.SAEConfig": {},
     "headscope.decoding.config.DecodeConfig": {},
     "headscope.features.index.IndexConfig": {},
@@ -138,6 +139,8 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.steering.lofit.LofitConfig": {},
 }
 NOT_CONFIGS = {  # validate themselves but take no user value: built by code from checked configs or shipped data
+    "headscope.circuits.edges_result.EdgeAttribution": "a result built by the edge run; reports read it via the codec",
+    "headscope.circuits.result.TaskInfo": "a result built from a generated task; reports read it via the codec",
     "headscope.kernels.bias.KernelBias": "tensors built from a checked LocalityDial",
     "headscope.models.catalog.CatalogEntry": "the shipped model catalog, written in code",
     "headscope.steering.direction.SteeringVector": "a tensor made by the steering code or read from its file",
