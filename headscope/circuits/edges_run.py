@@ -1,9 +1,11 @@
 """Edge-level part of a circuit run: each asked-for edge method over the whole model graph, then MIB's edge
-faithfulness of each, as the typed `EdgeAttribution` a report stores (schema 2.1)."""
+faithfulness of each, as the typed `EdgeAttribution` a report stores (schema 2.1); and the view-independent data
+of an edge circuit (`edge_view`: nodes, edges, prompt tokens) that the app's edge graph draws."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from headscope.circuits.edges_result import (
 )
 from headscope.circuits.patching import Prepared, Progress
 from headscope.circuits.stability import curve_intervals, draws
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 
@@ -107,3 +110,64 @@ def circuit_at(ea: EdgeAttribution, method: str, fraction: float) -> np.ndarray:
     graph: EdgeGraph = ea.graph
     scores = ea.method(method).scores
     return circuit(graph, greedy_order(graph, scores), size_edges(graph, fraction))
+
+
+# ---- what a view of the edge circuit needs (the app's edge graph; no drawing here) -------------------------------
+@dataclass(frozen=True)
+class ViewNode(JsonCodec):
+    name: str  # MIB's node name: input, a{l}.h{h}, m{l}, logits
+    kind: str  # "input", "head", "mlp" or "logits"
+    layer: int  # -1 for the input, n_layers for the logits
+    head: int | None
+    score: float  # the node's score (Σ of its outgoing edges; 0 for the logits)
+
+
+@dataclass(frozen=True)
+class ViewEdge(JsonCodec):
+    sender: str
+    receiver: str  # the receiving node's name
+    via: str  # "q", "k", "v" (a head's input), "mlp" or "logits"
+    score: float
+
+
+@dataclass(frozen=True)
+class EdgeView(JsonCodec):
+    """One method's MIB circuit at `fraction` of the edges, as data a view draws: its nodes (the prompt tokens sit
+    under `input`), its edges with their scores, and the heads it holds (for a head selection)."""
+
+    method: str
+    fraction: float
+    nodes: tuple[ViewNode, ...]
+    edges: tuple[ViewEdge, ...]
+    tokens: tuple[str, ...]
+
+    def heads(self) -> list[str]:
+        """The circuit's heads as "L.H" (the shared selection's grammar)."""
+        return [f"{n.layer}.{n.head}" for n in self.nodes if n.kind == "head"]
+
+
+def _node(graph: EdgeGraph, u: int, score: float) -> ViewNode:
+    if u == 0:
+        return ViewNode("input", "input", -1, None, score)
+    layer, index = divmod(u - 1, graph.n_heads + 1)
+    if index == graph.n_heads:
+        return ViewNode(f"m{layer}", "mlp", layer, None, score)
+    return ViewNode(f"a{layer}.h{index}", "head", layer, index, score)
+
+
+def edge_view(ea: EdgeAttribution, method: str, fraction: float, tokens: tuple[str, ...] = ()) -> EdgeView:
+    """The edges and nodes of `method`'s circuit at `fraction` (circuit_at), strongest edges first."""
+    graph, m = ea.graph, ea.method(method)
+    kept = np.flatnonzero(circuit_at(ea, method, fraction))
+    kept = kept[np.argsort(-np.abs(m.scores[kept]), kind="stable")]
+    senders = sorted({int(u) for u in graph.src[kept]})
+    nodes = [_node(graph, u, m.node_scores[u]) for u in senders]
+    if kept.size:
+        nodes.append(ViewNode("logits", "logits", graph.n_layers, None, 0.0))
+    edges = []
+    for e in kept.tolist():
+        recv = graph.receiver_names[int(graph.dst[e])]
+        name, _, via = recv.partition("<")
+        via = via.rstrip(">") or ("logits" if name == "logits" else "mlp")
+        edges.append(ViewEdge(graph.sender_names[int(graph.src[e])], name, via, float(m.scores[e])))
+    return EdgeView(method, fraction, tuple(nodes), tuple(edges), tuple(tokens))

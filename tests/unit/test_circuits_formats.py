@@ -202,3 +202,19 @@ def test_greater_than_and_known_answer_exports_validate(tiny_llama: ModelHandle,
         for method in ("eap", "sae_node"):
             Model.model_validate(export_report(rep, "neuronpedia", method))
         load_mib(export_report(rep, "mib", "eap", 0.05))
+
+
+def test_edge_view_is_the_circuit_as_data(report: dict) -> None:
+    from headscope.circuits.edges_run import edge_view
+
+    ea = EdgeAttribution.from_json(report["edge_attribution"])
+    view = edge_view(ea, "eap_ig", 0.2, tuple(report["task"]["example_tokens"]))
+    kept = circuit_at(ea, "eap_ig", 0.2)
+    names = np.array(ea.graph.edge_names())[kept]
+    assert len(view.edges) == int(kept.sum()) and view.tokens == tuple("abcabcab")
+    got = {f"{e.sender}->{e.receiver}" + (f"<{e.via}>" if e.via in "qkv" else "") for e in view.edges}
+    assert got == set(names.tolist())
+    assert [abs(e.score) for e in view.edges] == sorted((abs(e.score) for e in view.edges), reverse=True)
+    assert {n.name for n in view.nodes} == {e.sender for e in view.edges} | {"logits"}
+    assert view.heads() == [n.name[1:].replace(".h", ".") for n in view.nodes if n.kind == "head"]
+    assert type(view).from_json(json.loads(json.dumps(view.to_json()))) == view
