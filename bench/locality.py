@@ -65,7 +65,7 @@ def _timed_sweep(handle: ModelHandle, tokens: torch.Tensor) -> tuple[list[float]
     bar = tqdm(total=len(LAMBDAS), desc="λ points", file=sys.stderr)
     mark = time.perf_counter()
 
-    def after_point(done: int, total: int) -> None:
+    def after_point(stage: str, fraction: float) -> None:  # one call per λ point
         nonlocal mark
         points.append(time.perf_counter() - mark)
         plain.append(_seconds(lambda: handle.forward(tokens)))

@@ -239,7 +239,7 @@ def sweep(
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
         report(f"{len(SWEEP_LAMBDAS)} dialed forwards of {tokens.shape[1]} tokens", 0.0)
-        result = sweep_locality(handle, tokens, cfg, progress=report.steps("λ point"), truncated_from=cut)
+        result = sweep_locality(handle, tokens, cfg, progress=report, truncated_from=cut)
         return result.to_json()
 
     command = locality_sweep_command(handle.identity.name, text_ok, cfg, min(SWEEP_TOKENS, handle.max_tokens))

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from headscope.batch.commands import command_line
+
 # torch's default seed in a fresh process: a job sees the RNG state it would see when run alone from the shell.
 FRESH_TORCH_SEED = 67280421310721
 FRESH_PY_SEED = 0  # Python's and numpy's RNGs are seeded from the OS in a fresh process: pin them instead
@@ -78,9 +80,9 @@ def execute(
 ) -> Outcome:
     """Run `headscope <argv>` here; `handles` is the worker's store of loaded models, shared across its jobs.
     `stderr` receives the command's progress bar while it runs (a worker reads its progress from there)."""
-    from headscope.cli import main
     from headscope.models.handle import shared_handles
 
+    main = command_line().main
     out, err = io.StringIO(), stderr if stderr is not None else io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), job_threads(threads):

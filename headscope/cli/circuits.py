@@ -9,8 +9,9 @@ import json
 import sys
 from typing import Any
 
-from headscope.cli.common import json_flag, model_args, read_file, writable_file
+from headscope.cli.common import json_flag, model_args, writable_file
 from headscope.errors import InputError
+from headscope.files import read_text
 
 MAX_TASK_FILE_BYTES = 2_000_000
 TASK_HELP = "ioi, greater_than, docstring, induction or custom"
@@ -114,7 +115,7 @@ def _task_spec(args: argparse.Namespace) -> Any:
         return None
     if not args.task_file:
         raise InputError("--task custom needs --task-file")
-    return read_file(args.task_file, "task", max_bytes=MAX_TASK_FILE_BYTES)
+    return read_text(args.task_file, "task", limit=MAX_TASK_FILE_BYTES)
 
 
 def headline(report: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +283,7 @@ def _with_faithfulness(report: dict[str, Any], args: argparse.Namespace) -> dict
     if cfg.task == "custom":
         if not args.task_file:
             raise InputError("this report is of a custom task: give its --task-file")
-        spec = read_file(args.task_file, "task", max_bytes=MAX_TASK_FILE_BYTES)
+        spec = read_text(args.task_file, "task", limit=MAX_TASK_FILE_BYTES)
     handle = ModelHandle.load(result.model.name, device=args.device)
     if (handle.facts.n_layers, handle.facts.n_heads) != (result.model.n_layers, result.model.n_heads):
         raise InputError(f"model {result.model.name} no longer has the report's shape")

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from headscope.cli.common import emit, model_args, numbers, text_or_file
+from headscope.cli.common import emit, model_args, numbers, progress_bar, text_or_file
 from headscope.errors import InputError
 
 ENTROPY_LIMITS = (
@@ -120,8 +120,6 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_locality_sweep(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from headscope.models import ModelHandle
     from headscope.probes import eval_tokens, sweep_locality
 
@@ -134,9 +132,8 @@ def cmd_locality_sweep(args: argparse.Namespace) -> None:
     tokens, cut = eval_tokens(handle, text, max_tokens=args.max_tokens)
     if cut is not None:
         print(f"headscope: note: evaluation text cut from {cut} to {tokens.shape[1]} tokens", file=sys.stderr)
-    with tqdm(total=len(cfg.lambdas), desc="λ sweep", unit="λ", file=sys.stderr) as bar:
-        result = sweep_locality(handle, tokens, cfg, progress=lambda done, total: bar.update(1),
-                                truncated_from=cut)  # fmt: skip
+    with progress_bar("λ sweep") as progress:
+        result = sweep_locality(handle, tokens, cfg, progress=progress, truncated_from=cut)
     payload = result.to_json()
     head = f"{'lambda':>7} {'entropy':>8} {'fidelity':>8} {'ppl':>9} {'acc':>6} {'kl':>8}"
     lines = [head] + [

@@ -29,6 +29,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrai
 from headscope import checks
 from headscope.attention.locality import LayerSchedule
 from headscope.errors import InputError
+from headscope.files import read_json
 from headscope.localist.corpus import EOT, Windows, pack_windows, split_articles, train_tokenizer
 from headscope.localist.train_eval import EvalResult, evaluate
 from headscope.localist.train_objective import PENALTIES, penalty
@@ -218,7 +219,7 @@ def _resume(out: Path, cfg: TrainConfig, model: PreTrainedModel, opt: torch.opti
     path = out / STATE_FILE
     if not path.is_file():
         return {"step": 0, "history": [], "seconds": 0.0}
-    state = json.loads(path.read_text(encoding="utf-8"))
+    state = read_json(path, "training state")
     if state.get("config") != cfg.to_json():
         raise InputError(f"{out} holds a run with another config; use a new --out folder")
     weights = load_file(str(out / "model.safetensors"))

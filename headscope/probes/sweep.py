@@ -14,7 +14,6 @@ plain forward. The evaluation text defaults to the shipped Wikipedia excerpt (`h
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +30,10 @@ from headscope.data import excerpt_text
 from headscope.errors import InputError
 from headscope.models.handle import ModelHandle
 from headscope.probes.probe import probe_blocks, run_row_stats
+from headscope.progress import Progress, steps
 
 MAX_POINTS = 21
 DEFAULT_EVAL_TOKENS = 256
-Progress = Callable[[int, int], object]  # (done, total); the return value is ignored
 
 
 @dataclass(frozen=True)
@@ -159,7 +158,8 @@ def sweep_locality(
     progress: Progress | None = None,
     truncated_from: int | None = None,
 ) -> SweepResult:
-    """One dialed forward per λ (plus one plain forward when λ = 0 is not on the grid)."""
+    """One dialed forward per λ (plus one plain forward when λ = 0 is not on the grid); `progress` sees
+    "λ point i/n" after each."""
     cfg.dial.check(handle)
     if tokens.shape[-1] < 2:
         raise InputError("the evaluation text must be at least 2 tokens long")
@@ -172,13 +172,13 @@ def sweep_locality(
     if cfg.lambdas[order[0]] != 0:
         base_logp = F.log_softmax(handle.forward(tokens)[0].double(), -1)
     rows: dict[int, SweepRow] = {}
+    tick = steps(progress, "λ point")
     for done, k in enumerate(order):
         logits, stats = _point(handle, tokens, cfg.dial.with_lambda(cfg.lambdas[k]), target, blocks)
         if base_logp is None:
             base_logp = F.log_softmax(logits.double(), -1)
         rows[k] = _row(cfg.lambdas[k], logits, stats, tokens[0], base_logp)
-        if progress is not None:
-            progress(done + 1, len(order))
+        tick(done + 1, len(order))
     ids = tuple(int(i) for i in tokens[0].tolist())
     ordered = tuple(rows[k] for k in range(len(rows)))
     return SweepResult(handle.identity.name, ids, cfg.target_name, cfg.dial, ordered, truncated_from)
