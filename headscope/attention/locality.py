@@ -24,7 +24,7 @@ dialed layer are left bit for bit. So λ = 0 attaches no hook at all: the model,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -33,6 +33,7 @@ from torch import Tensor
 
 from headscope import checks
 from headscope.attention.blocks import BlockSpec, block_ids
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.kernels.bias import UNBOUNDED, KernelBias, bias_scores
 from headscope.models import hooks
@@ -164,15 +165,15 @@ def _pair_text(pair: object) -> str:
 
 
 @dataclass(frozen=True)
-class LocalityDial:
-    """λ (`lam`) in [0, 1]; see the module docstring for modes, schedules and heads."""
+class LocalityDial(JsonCodec):
+    """λ (`lam`, "lambda" in JSON) in [0, 1]; see the module docstring for modes, schedules and heads."""
 
-    lam: float = 0.0
+    lam: float = jfield(name="lambda", default=0.0)
     mode: str = "distance"
     schedule: str = "uniform"
     beta: float = 1.0
     layer_weights: tuple[float, ...] = ()
-    heads: HeadsLike = None  # stored as grammar text ("9.4, 12.*") or None: see `heads_text`
+    heads: HeadsLike = jfield(default=None, decode=str)  # stored as grammar text ("9.4, 12.*") or None
     strength: float = 1.0
     blocks: BlockSpec = field(default_factory=BlockSpec)
 
@@ -254,13 +255,6 @@ class LocalityDial:
                 f"block_ids must hold one id per token ({tokens.shape[-1]}), got {tuple(blocks.shape)}"
             )
         return blocks
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["lambda"] = out.pop("lam")
-        out["layer_weights"] = list(self.layer_weights)
-        out["blocks"]["spans"] = [list(s) for s in self.blocks.spans]
-        return out
 
 
 # -- eager hooks -------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from headscope.batch.commands import command_line
+from headscope.codec import JsonCodec
 
 # torch's default seed in a fresh process: a job sees the RNG state it would see when run alone from the shell.
 FRESH_TORCH_SEED = 67280421310721
@@ -28,20 +29,13 @@ FRESH_PY_SEED = 0  # Python's and numpy's RNGs are seeded from the OS in a fresh
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(JsonCodec):
     ok: bool
     stdout: str  # the command's JSON, exactly as printed
     error: str | None  # the one-line error when not ok
     exit_code: int
     seconds: float
     stderr_tail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Outcome:
-        return cls(**d)
 
 
 @contextlib.contextmanager

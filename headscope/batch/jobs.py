@@ -49,7 +49,8 @@ class Job:
         raw = json.dumps([self.args, self.num_cpus, self.num_gpus, self.threads])
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
-    def to_json(self) -> dict[str, Any]:
+    def summary_entry(self) -> dict[str, Any]:
+        """What summary.json records of the job (what ran, with what resources)."""
         return {"args": list(self.argv), "num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
                 "threads": self.threads}  # fmt: skip
 

@@ -26,6 +26,7 @@ from torch import Tensor
 from headscope import checks
 from headscope.attention.locality import LocalityDial, dial_hooks
 from headscope.attention.patterns import TARGETS, target_mask
+from headscope.codec import JsonCodec, jfield
 from headscope.data import excerpt_text
 from headscope.errors import InputError
 from headscope.models.handle import ModelHandle
@@ -61,47 +62,36 @@ class SweepConfig:
 
 
 @dataclass(frozen=True)
-class SweepRow:
-    lam: float
-    mean_entropy_bits: float
-    pointer_fidelity: float
-    hit_rate: float
-    perplexity: float
-    accuracy: float
-    kl: float
+class SweepRow(JsonCodec):
+    lam: float = jfield(name="lambda")
+    mean_entropy_bits: float = jfield(digits=6)
+    pointer_fidelity: float = jfield(digits=6)
+    hit_rate: float = jfield(digits=6)
+    perplexity: float = jfield(digits=6)
+    accuracy: float = jfield(digits=6)
+    kl: float = jfield(digits=8)
 
-    def to_json(self) -> dict[str, float]:
-        return {
-            "lambda": self.lam,
-            "mean_entropy_bits": round(self.mean_entropy_bits, 6),
-            "pointer_fidelity": round(self.pointer_fidelity, 6),
-            "hit_rate": round(self.hit_rate, 6),
-            "perplexity": round(self.perplexity, 6),
-            "accuracy": round(self.accuracy, 6),
-            "kl": round(self.kl, 8),
-        }
+
+def _dial_without_lambda(dial: LocalityDial) -> dict[str, Any]:
+    return {k: v for k, v in dial.to_json().items() if k != "lambda"}  # a sweep's λ is in its rows
 
 
 @dataclass(frozen=True)
-class SweepResult:
+class SweepResult(JsonCodec):
+    """`headscope locality sweep --json`; `n_tokens` is derived (written, not read)."""
+
     model: str
     token_ids: tuple[int, ...]
     target: str
-    dial: LocalityDial
-    rows: tuple[SweepRow, ...]
+    dial: LocalityDial = jfield(encode=_dial_without_lambda, decode=LocalityDial.from_json)
+    rows: tuple[SweepRow, ...] = ()
     truncated_from: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        dial = {k: v for k, v in self.dial.to_json().items() if k != "lambda"}
-        return {
-            "model": self.model,
-            "n_tokens": len(self.token_ids),
-            "token_ids": list(self.token_ids),
-            "truncated_from": self.truncated_from,
-            "target": self.target,
-            "dial": dial,
-            "rows": [r.to_json() for r in self.rows],
-        }
+    json_extra = ("n_tokens",)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
 
 
 def eval_tokens(

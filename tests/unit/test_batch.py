@@ -180,7 +180,9 @@ def test_each_job_gets_its_threads_a_fresh_rng_and_the_workers_models(
 
     from headscope.batch.commands import CommandLine, command_line
 
-    line = CommandLine(fake_main, command_line().parser)  # batch runs whatever command line the CLI registered
+    line = CommandLine(
+        fake_main, command_line().parser
+    )  # batch runs whatever command line the CLI registered
     monkeypatch.setattr("headscope.batch.commands._LINE", [line])
     handles: dict[Any, Any] = {}
     before = torch.get_num_threads()

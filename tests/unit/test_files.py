@@ -25,7 +25,11 @@ def test_reads_within_the_limit(tmp_path: Path) -> None:
         (lambda d: d, read_text, "is a folder, not a file"),
         (lambda d: _write(d / "big.txt", b"x" * 11), read_text, "is larger than 10 bytes (11 bytes)"),
         (lambda d: _write(d / "latin.txt", b"caf\xe9"), read_text, "is not UTF-8 text"),
-        (lambda d: _write(d / "bad.json", b'{"a": 1,\n}'), read_json, "is not valid JSON: Expecting property name enclosed in double quotes (line 2)"),
+        (
+            lambda d: _write(d / "bad.json", b'{"a": 1,\n}'),
+            read_json,
+            "is not valid JSON: Expecting property name enclosed in double quotes (line 2)",
+        ),
     ],
 )
 def test_each_refusal_is_one_line_naming_the_file(tmp_path: Path, make, reader, message) -> None:
