@@ -3,15 +3,32 @@ of the model as is, or under a locality dial."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from headscope import checks
 from headscope.attention.locality import LocalityDial
 from headscope.attention.patterns import normalised_entropy
+from headscope.codec import JsonCodec
+from headscope.errors import InputError
 from headscope.models.handle import ModelHandle
-from headscope.probes.backends import entropy_bits
+from headscope.probes.backends import BACKENDS, entropy_bits
+
+
+@dataclass(frozen=True)
+class EntropyConfig(JsonCodec):
+    """`headscope entropy`: the backend and the dial (λ = 0: the model as is)."""
+
+    backend: str = "auto"
+    dial: LocalityDial = field(default_factory=LocalityDial)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backend", checks.choice(self.backend, "backend", BACKENDS))
+        if not isinstance(self.dial, LocalityDial):
+            raise InputError(f"dial must be a LocalityDial, got {type(self.dial).__name__}")
 
 
 def entropy_report(
