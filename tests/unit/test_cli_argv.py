@@ -12,13 +12,14 @@ import importlib
 
 import pytest
 from argv_strategies import STRATEGIES
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from headscope.cli import CAPABILITY_COMMANDS
 
 ROUND_TRIP = settings(
     max_examples=60, derandomize=True, deadline=None, database=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure shows its argv at once, not minutes later
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )  # fmt: skip
 
