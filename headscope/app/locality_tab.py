@@ -19,7 +19,7 @@ from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
 from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip, attention_value
 from headscope.attention import MODES, LocalityDial, dial_hooks
-from headscope.batch.commands import locality_sweep_command
+from headscope.cli.probes import to_argv
 from headscope.errors import InputError
 from headscope.models import ModelHandle, hooks
 from headscope.probes import (
@@ -242,7 +242,11 @@ def sweep(
         result = sweep_locality(handle, tokens, cfg, progress=report, truncated_from=cut)
         return result.to_json()
 
-    command = locality_sweep_command(handle.identity.name, text_ok, cfg, min(SWEEP_TOKENS, handle.max_tokens))
+    command = tuple(
+        to_argv(
+            cfg, model=handle.identity.name, text=text_ok, max_tokens=min(SWEEP_TOKENS, handle.max_tokens)
+        )
+    )
     spec = jobs.JobSpec(
         f"λ sweep on {handle.identity.name}", work, model=handle.identity.name, command=command
     )

@@ -206,8 +206,8 @@ def test_the_sweep_job_carries_the_equivalent_cli_command(
     import json
 
     from headscope.attention import LocalityDial
-    from headscope.batch.commands import locality_sweep_command
     from headscope.cli import main as cli
+    from headscope.cli.probes import to_argv
     from headscope.probes import SweepConfig
 
     c = Client(app_url, verbose=False)
@@ -217,7 +217,7 @@ def test_the_sweep_job_carries_the_equivalent_cli_command(
     )
     dial = LocalityDial(schedule="progressive", beta=2.0, heads="0.1, 1.3")
     cfg = SweepConfig(lambdas=tab.SWEEP_LAMBDAS, dial=dial)
-    argv = [*locality_sweep_command(MODEL, TEXT, cfg, tab.SWEEP_TOKENS), "--json"]
+    argv = [*to_argv(cfg, model=MODEL, text=TEXT, max_tokens=tab.SWEEP_TOKENS), "--json"]
     capsys.readouterr()
     assert cli(argv) == 0
     got = json.loads(capsys.readouterr().out)

@@ -219,7 +219,7 @@ def test_the_app_sweeps_command_gives_the_app_sweeps_json(
     tiny_llama: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from headscope.attention import BlockSpec, LocalityDial
-    from headscope.batch.commands import locality_sweep_command
+    from headscope.cli.probes import to_argv
     from headscope.probes import SweepConfig, eval_tokens, sweep_locality
 
     dial = LocalityDial(mode="block", schedule="explicit", layer_weights=(0.3, 1.0), heads="*.1, 0.3",
@@ -228,5 +228,5 @@ def test_the_app_sweeps_command_gives_the_app_sweeps_json(
     tokens, cut = eval_tokens(tiny_llama, TEXT, max_tokens=20)
     want = sweep_locality(tiny_llama, tokens, cfg, truncated_from=cut).to_json()
     capsys.readouterr()
-    assert main([*locality_sweep_command("tiny-llama", TEXT, cfg, 20), "--json"]) == 0
+    assert main([*to_argv(cfg, model="tiny-llama", text=TEXT, max_tokens=20), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(want))
