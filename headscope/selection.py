@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 
 Head = tuple[int, int]  # (layer, head)
@@ -61,8 +63,9 @@ def parse_patterns(text: str) -> tuple[HeadPattern, ...]:
 
 
 @dataclass(frozen=True)
-class HeadSet:
-    """A resolved, validated set of heads of one model shape (sorted, no duplicates)."""
+class HeadSet(JsonCodec):
+    """A resolved, validated set of heads of one model shape (sorted, no duplicates). JSON: the (layer, head)
+    pairs and the shape, plus the canonical `text` ("9.*, 12.1") and the `count` (derived, not read)."""
 
     heads: tuple[Head, ...]
     n_layers: int
@@ -177,8 +180,21 @@ class HeadSet:
             parts += [f"{layer}.*"] if len(heads) == self.n_heads else [f"{layer}.{h}" for h in heads]
         return ", ".join(parts)
 
-    def to_json(self) -> dict[str, object]:
-        return {"heads": str(self), "n_layers": self.n_layers, "n_heads": self.n_heads, "count": len(self)}
+    json_extra = ("text", "count")
+
+    @classmethod
+    def from_json(cls, data: Any, where: str | None = None) -> HeadSet:
+        """Read through the codec, then every pair checked against the shape (as `of` checks them)."""
+        raw = super().from_json(data, where)
+        return cls.of(raw.heads, raw.n_layers, raw.n_heads)
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+    @property
+    def count(self) -> int:
+        return len(self)
 
 
 def _check_shape(n_layers: int, n_heads: int) -> None:

@@ -313,11 +313,11 @@ def _model_info(handle: ModelHandle) -> ModelInfo:
 
 
 def _task_info(handle: ModelHandle, task: TaskData) -> TaskInfo:
-    d = task.to_json()
-    tokens = tuple(handle.str_tokens(handle.tokenize(d["example_positive"])))
+    positive = task.positives[0].prompt
+    tokens = tuple(handle.str_tokens(handle.tokenize(positive)))
     return TaskInfo(
-        d["name"], d["title"], d["seed"], d["n_positive"], d["n_negative"], tuple(d["notes"]),
-        d["example_positive"], d["example_negative"], tokens,
+        task.name, task.title or task.name, task.seed, len(task.positives), len(task.negatives), task.notes,
+        positive, task.negatives[0], tokens,
     )  # fmt: skip
 
 

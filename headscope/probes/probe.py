@@ -23,6 +23,7 @@ from headscope import checks
 from headscope.attention.blocks import BlockSpec, block_ids
 from headscope.attention.locality import LocalityDial, dial_hooks
 from headscope.attention.patterns import TARGETS, RowStats, normalised_entropy, row_stats, target_mask
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models import hooks
 from headscope.models.handle import Hooks, ModelHandle
@@ -87,18 +88,44 @@ class AttentionProbes:
             out["induction_score"] = self.induction
         return out
 
+    def summary(self) -> ProbeSummary:
+        """What crosses a process boundary: every metric averaged per head, and the per-token entropy."""
+        m = self.head_means()
+        return ProbeSummary(
+            self.model, self.token_ids, self.str_tokens, self.target, m["entropy_bits"], m["normalised_entropy"],
+            m["pointer_fidelity"], m["hit_rate"], m["previous_token_score"], m["mean_distance"],
+            m.get("induction_score"), self.mean_entropy_bits, self.entropy_bits.mean((0, 1)),
+        )  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
-        means = self.head_means()
-        return {
-            "model": self.model,
-            "token_ids": list(self.token_ids),
-            "str_tokens": list(self.str_tokens),
-            "n_tokens": len(self.token_ids),
-            "target": self.target,
-            **{k: np.round(v, 6).tolist() for k, v in means.items()},
-            "mean_entropy_bits": round(self.mean_entropy_bits, 6),
-            "token_entropy_bits": np.round(self.entropy_bits.mean((0, 1)), 6).tolist(),
-        }
+        return self.summary().to_json()
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeSummary(JsonCodec):
+    """`AttentionProbes` as JSON (`to_json`): per layer × head means (entropy over all query rows, the rest over
+    rows 1..n−1), the mean entropy and the per-token entropy; `n_tokens` is derived. Floats to 6 digits; the
+    arrays are float arrays here, nested lists in JSON."""
+
+    model: str
+    token_ids: tuple[int, ...]
+    str_tokens: tuple[str, ...]
+    target: str
+    entropy_bits: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    normalised_entropy: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    pointer_fidelity: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    hit_rate: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    previous_token_score: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    mean_distance: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    induction_score: Float[np.ndarray, "layer head"] | None = jfield(digits=6, decode=np.asarray)
+    mean_entropy_bits: float = jfield(digits=6)
+    token_entropy_bits: Float[np.ndarray, " pos"] = jfield(digits=6, decode=np.asarray)
+
+    json_extra = ("n_tokens",)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
 
 
 def check_tokens(
