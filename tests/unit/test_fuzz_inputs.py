@@ -131,6 +131,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.localist.training.TrainConfig": {},
     "headscope.models.device_map.DeviceMapSpec": {},
     "headscope.probes.probe.ProbeConfig": {},
+    "headscope.probes.report.EntropyConfig": {},
     "headscope.probes.sweep.SweepConfig": {},
     "headscope.steering.contrastive.ContrastiveConfig": {},
     "headscope.steering.direction.SteerConfig": {},
