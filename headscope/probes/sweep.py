@@ -38,7 +38,7 @@ DEFAULT_EVAL_TOKENS = 256
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class SweepConfig(JsonCodec):
     """lambdas: 1..21 values in [0, 1]; dial: mode/schedule/heads/... (its own λ is replaced per point);
     target: pointer-fidelity target (None: `block` in block mode, else `local`)."""
 
