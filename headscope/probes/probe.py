@@ -10,7 +10,9 @@ leaves alone read exactly as without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -30,6 +32,7 @@ from headscope.models.handle import Hooks, ModelHandle
 
 BATCH_ELEMENTS = 2**25  # 128 MiB of float32 patterns: all of SmolLM2's at 256 tokens (17.7 M)
 MAX_PATTERN_TOKENS = 256  # the single-head viewer draws an N×N matrix: beyond this it is unreadable and heavy
+MAX_VIEW_HEADS = 16  # patterns drawn side by side at most
 Stats = dict[str, Float[np.ndarray, "layer head pos"]]
 
 
@@ -248,19 +251,53 @@ def induction_scores(
     return torch.stack([scores[layer] for layer in range(n_layers)]).numpy()
 
 
-def head_pattern(
-    handle: ModelHandle, tokens: Int[Tensor, "batch pos"], layer: int, head: int, *, fwd_hooks: Hooks = ()
-) -> Float[np.ndarray, "query key"]:
-    """One head's full pattern, for the viewer; only for texts of at most MAX_PATTERN_TOKENS tokens."""
+def head_patterns(
+    handle: ModelHandle,
+    tokens: Int[Tensor, "batch pos"],
+    heads: Iterable[tuple[int, int]],
+    *,
+    dial: LocalityDial | None = None,
+) -> dict[tuple[int, int], Float[np.ndarray, "query key"]]:
+    """The full attention patterns of `heads` ((layer, head) pairs, in the order given) from one forward under
+    `dial` (none: the model as is), for the viewer: texts of at most MAX_PATTERN_TOKENS tokens, at most
+    MAX_VIEW_HEADS heads."""
     check_tokens(handle, tokens)
     if tokens.shape[1] > MAX_PATTERN_TOKENS:
         raise InputError(
             f"the pattern viewer takes at most {MAX_PATTERN_TOKENS} tokens, got {tokens.shape[1]}"
         )
-    check_layer_head(handle, layer, head)
-    name = hooks.pattern(layer)
-    _, cache = handle.run_with_cache(tokens, [name], fwd_hooks=fwd_hooks)
-    return cache[name][0, head].float().cpu().numpy()
+    wanted = list(dict.fromkeys((int(a), int(b)) for a, b in heads))
+    if not wanted or len(wanted) > MAX_VIEW_HEADS:
+        raise InputError(f"the pattern viewer shows 1 to {MAX_VIEW_HEADS} heads at once, got {len(wanted)}")
+    for layer, head in wanted:
+        check_layer_head(handle, layer, head)
+    fwd = dial_hooks(handle, tokens, dial) if dial is not None else []
+    names = sorted({hooks.pattern(layer) for layer, _ in wanted})
+    _, cache = handle.run_with_cache(tokens, names, fwd_hooks=fwd)
+    return {
+        (layer, head): cache[hooks.pattern(layer)][0, head].float().cpu().numpy() for layer, head in wanted
+    }
+
+
+_INDUCTION: weakref.WeakKeyDictionary[ModelHandle, Float[np.ndarray, "layer head"]] = (
+    weakref.WeakKeyDictionary()
+)
+_INDUCTION_LOCK = threading.Lock()
+
+
+def model_induction_scores(handle: ModelHandle) -> Float[np.ndarray, "layer head"]:
+    """`induction_scores` with `ProbeConfig`'s defaults, computed once per loaded model: they depend on the model
+    alone (seeded random tokens, no dial), so a repeated view costs one forward, not two. Forgotten with the
+    handle."""
+    with _INDUCTION_LOCK:
+        hit = _INDUCTION.get(handle)
+    if hit is None:
+        cfg = ProbeConfig()
+        hit = induction_scores(handle, length=cfg.induction_len, seed=cfg.seed)
+        hit.flags.writeable = False  # shared by every caller
+        with _INDUCTION_LOCK:
+            _INDUCTION[handle] = hit
+    return hit
 
 
 def check_layer_head(handle: ModelHandle, layer: int, head: int) -> None:

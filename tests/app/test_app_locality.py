@@ -15,7 +15,7 @@ from gradio_client import Client
 from headscope.app import locality_tab as tab
 from headscope.app.views import decode_pattern
 from headscope.models import hooks
-from headscope.probes import head_pattern, induction_scores
+from headscope.probes import head_patterns, induction_scores
 
 TEXT = "The cat sat on the mat. Then it slept, and the sun set."
 MODEL = "tiny-llama"
@@ -94,7 +94,7 @@ def test_pattern_endpoint_equals_the_probes_head_pattern(client: Client) -> None
     n = len(view["tokens"])
     a = decode_pattern(view["heads"][0]["b64"], n)
     handle = STORE.get(MODEL)
-    want = head_pattern(handle, handle.tokenize(TEXT), 1, 3)
+    want = head_patterns(handle, handle.tokenize(TEXT), [(1, 3)])[(1, 3)]
     np.testing.assert_allclose(a, want, atol=1e-4)
     assert view["heads"][0]["label"] == "L1 H3" and "λ = 0" in view["title"]
     assert view["ids"] == handle.tokenize(TEXT)[0].tolist()
