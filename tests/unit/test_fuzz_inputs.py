@@ -120,6 +120,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.attention.blocks.BlockSpec": {},
     "headscope.attention.locality.LayerSchedule": {},
     "headscope.attention.locality.LocalityDial": {},
+    "headscope.circuits.ablate.AblationConfig": {},
     "headscope.circuits.config.CircuitConfig": {},
     "headscope.circuits.sae.SAEConfig": {},
     "headscope.decoding.config.DecodeConfig": {},
