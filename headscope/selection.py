@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from headscope import checks
 from headscope.codec import JsonCodec
 from headscope.errors import InputError
 
@@ -38,6 +39,31 @@ class HeadPattern:
 
     def __str__(self) -> str:
         return f"{'*' if self.layer is None else self.layer}.{'*' if self.head is None else self.head}"
+
+
+def pattern_text(heads: object) -> str | None:
+    """The model-free, canonical text of a head selection, what configs store: its patterns ("9.4, 12.*, *.3"),
+    syntax checked; indices are checked against a model when a `HeadSet` is made from it. Accepts text, a
+    `HeadSet` or (layer, head) pairs; None stays None (every head, by the config's convention)."""
+    if heads is None:
+        return None
+    if isinstance(heads, HeadSet):
+        text = str(heads)
+    elif isinstance(heads, str):
+        text = heads
+    elif isinstance(heads, Iterable):
+        text = ", ".join(_pair_text(p) for p in heads)
+    else:
+        raise InputError(f"heads must be text like '9.4, 12.*' or (layer, head) pairs, got {heads!r}")
+    return ", ".join(str(p) for p in parse_patterns(text))
+
+
+def _pair_text(pair: object) -> str:
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        hint = f" (head {pair} of every layer is '*.{pair}')" if isinstance(pair, int) else ""
+        raise InputError(f"heads: {pair!r} is not a (layer, head) pair{hint}")
+    layer, head = (checks.integer(x, "heads index", 0) for x in pair)
+    return f"{layer}.{head}"
 
 
 def parse_patterns(text: str) -> tuple[HeadPattern, ...]:

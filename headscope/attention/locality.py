@@ -23,7 +23,7 @@ dialed layer are left bit for bit. So λ = 0 attaches no hook at all: the model,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,7 +39,7 @@ from headscope.kernels.bias import UNBOUNDED, KernelBias, bias_scores
 from headscope.models import hooks
 from headscope.models.handle import HookFn, ModelHandle
 from headscope.registry import Registry
-from headscope.selection import HeadSet, parse_patterns
+from headscope.selection import HeadSet, pattern_text
 
 BLOCK_NATS = 10.0
 MAX_STRENGTH = 100.0
@@ -138,32 +138,6 @@ def window_width(lam: float, n_keys: int) -> int:
 HeadsLike = str | HeadSet | Sequence[tuple[int, int]] | None  # what `LocalityDial(heads=...)` accepts
 
 
-def _heads_text(heads: object) -> str | None:
-    """A head selection as grammar text (syntax checked here; indices against the model in `check`)."""
-    if heads is None:
-        return None
-    if isinstance(heads, HeadSet):
-        text = str(heads)
-    elif isinstance(heads, str):
-        text = heads
-    elif isinstance(heads, Iterable):
-        text = ", ".join(_pair_text(p) for p in heads)
-    else:
-        raise InputError(f"heads must be text like '9.4, 12.*' or (layer, head) pairs, got {heads!r}")
-    patterns = parse_patterns(text)
-    if not patterns:
-        raise InputError("heads selects no head (leave it out to dial every head)")
-    return ", ".join(str(p) for p in patterns)
-
-
-def _pair_text(pair: object) -> str:
-    if not isinstance(pair, tuple | list) or len(pair) != 2:
-        hint = f" (head {pair} of every layer is '*.{pair}')" if isinstance(pair, int) else ""
-        raise InputError(f"heads: {pair!r} is not a (layer, head) pair{hint}")
-    layer, head = (checks.integer(x, "heads index", 0) for x in pair)
-    return f"{layer}.{head}"
-
-
 @dataclass(frozen=True)
 class LocalityDial(JsonCodec):
     """λ (`lam`, "lambda" in JSON) in [0, 1]; see the module docstring for modes, schedules and heads."""
@@ -185,7 +159,10 @@ class LocalityDial(JsonCodec):
         object.__setattr__(self, "layer_weights", sched.layer_weights)
         strength = checks.number(self.strength, "strength", 0.0, MAX_STRENGTH, lo_open=True)
         object.__setattr__(self, "strength", strength)
-        object.__setattr__(self, "heads", _heads_text(self.heads))
+        heads = pattern_text(self.heads)
+        if heads == "":
+            raise InputError("heads selects no head (leave it out to dial every head)")
+        object.__setattr__(self, "heads", heads)
         if not isinstance(self.blocks, BlockSpec):
             raise InputError(f"blocks must be a BlockSpec, got {type(self.blocks).__name__}")
 
