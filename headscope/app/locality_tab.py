@@ -137,7 +137,7 @@ def analyse(
         lv.summary(probes, base, dial_json, words),
         lv.entropy_grid(probes, base, dial_json, words, names),
         lv.delta_grid(probes, base, dial_json, words, names),
-        lv.token_strip(probes, chosen, sel._clean(selection)["positions"]),
+        lv.token_strip(probes, chosen, sel._clean(selection).positions),
         lv.head_table(probes, base, set(names)),
         *RawResult.values(payload, f"entropy_{handle.identity.name}_lambda{dial.lam:g}"),
     )

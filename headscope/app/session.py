@@ -189,7 +189,7 @@ def export_bundle(parts: SessionParts, model: Any, selection: Any, values: Seque
         tabs.setdefault(tab, {})[key] = encode(comp, value)
     return {
         "format": FORMAT, "version": VERSION, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": model, "selection": sel_mod._clean(selection), "tabs": tabs,
+        "model": model, "selection": sel_mod._clean(selection).to_json(), "tabs": tabs,
     }  # fmt: skip
 
 
