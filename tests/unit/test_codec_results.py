@@ -92,3 +92,15 @@ def test_probe_summary_rounds_and_reads_back_arrays() -> None:
     )
     back = ProbeSummary.from_json(data)
     assert back.entropy_bits.shape == (2, 3) and back.token_entropy_bits.shape == (4,)
+
+
+def test_entropy_report_json_reads_back(tiny_gpt2) -> None:
+    from headscope.probes.report import EntropyReport, entropy_report
+
+    payload = entropy_report(
+        tiny_gpt2, "The cat sat. The dog sat.", backend="eager", dial=DIAL.with_lambda(0.3)
+    )
+    data = json.loads(json.dumps(payload))
+    back = EntropyReport.from_json(data)
+    assert back.to_json() == data and back.n_tokens == len(data["token_ids"]) == data["n_tokens"]
+    assert back.dial == DIAL.with_lambda(0.3) and len(back.entropy_bits) == tiny_gpt2.facts.n_layers
