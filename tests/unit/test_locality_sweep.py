@@ -39,7 +39,7 @@ def test_sweep_columns_match_oracle(tiny_llama: ModelHandle, with_zero: bool) ->
     tokens = tiny_llama.tokenize(TEXT)
     lams = (0.5, 0.0, 1.0) if with_zero else (0.5, 1.0)
     dial = LocalityDial(schedule="progressive", beta=2.0, strength=2.0)
-    done: list[tuple[int, int]] = []
+    done: list[tuple[str, float]] = []
     res = sweep_locality(
         tiny_llama, tokens, SweepConfig(lams, dial), progress=lambda d, t: done.append((d, t))
     )
