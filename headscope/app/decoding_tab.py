@@ -112,16 +112,8 @@ def decode_compare(
     runs = ["greedy", *(n for n in names if n != "greedy" or cfg.intervenes)]
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        at = {"i": -1, "name": ""}
-
-        def started(name: str) -> None:
-            at["i"], at["name"] = at["i"] + 1, name
-            report(f"decoding: {name}", at["i"] / len(runs))
-
-        def step(done: int, total: int) -> None:
-            report(f"decoding: {at['name']} {done}/{total}", (at["i"] + done / max(total, 1)) / len(runs))
-
-        return compare(handle, ids, names, cfg, draft=draft, progress=started, on_step=step).to_json()
+        progress = lambda stage, fraction: report(f"decoding: {stage}", fraction)  # noqa: E731
+        return compare(handle, ids, names, cfg, draft=draft, progress=progress).to_json()
 
     spec = jobs.JobSpec(
         f"decoding {len(runs)} runs on {handle.identity.name}",

@@ -9,9 +9,8 @@ entropy per generated token (and at the divergence).
 from __future__ import annotations
 
 import argparse
-import sys
 
-from headscope.cli.common import emit, model_args
+from headscope.cli.common import emit, model_args, progress_bar
 from headscope.errors import InputError
 
 DEFAULT_STRATEGIES = "greedy,layer_skip,ngram,lookahead"
@@ -81,7 +80,6 @@ def _lines(payload: dict) -> list[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
 
     from headscope.decoding.compare import compare, parse_strategies
     from headscope.decoding.prompts import render
@@ -98,16 +96,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         handle.head_set(cfg.heads)  # checked against the model's shape before any decoding
     draft = ModelHandle.load(args.draft_model, device=args.device) if args.draft_model else None
     ids = handle.tokenize(render(handle, args.prompt, chat=args.chat))[0].tolist()
-    runs = 1 + sum(1 for n in names if n != "greedy" or cfg.intervenes)  # greedy reference + each run
-    bar = tqdm(total=runs, desc="decode", file=sys.stderr)
-
-    def step(name: str) -> None:
-        bar.set_postfix_str(name)
-        bar.update(1)
-
-    try:
-        result = compare(handle, ids, names, cfg, draft=draft, progress=step)
-    finally:
-        bar.close()
+    with progress_bar("decode") as progress:
+        result = compare(handle, ids, names, cfg, draft=draft, progress=progress)
     payload = result.to_json()
     emit(payload, args.json, _lines(payload))

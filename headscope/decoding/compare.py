@@ -8,7 +8,8 @@ is recorded, every head's entropy in the query row that produced them (the step 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,11 +18,11 @@ from torch import Tensor
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.constrained import Constraint
 from headscope.decoding.drafters import check_same_tokenizer
-from headscope.decoding.loop import StepCallback
 from headscope.decoding.strategies import decode, get_strategy
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.progress import Progress, StepCounter, part, steps
 
 MAX_STRATEGIES = 8
 
@@ -141,26 +142,28 @@ def compare(
     cfg: DecodeConfig,
     *,
     draft: ModelHandle | None = None,
-    progress: Callable[[str], None] | None = None,
-    on_step: StepCallback | None = None,
+    progress: Progress | None = None,
 ) -> Comparison:
     """Greedy (the reference, always run first, on the unchanged model) and each named strategy, on the same
-    ids and config (with the head intervention, if any). `progress(name)` before each run, `on_step(done,
-    total)` after each of its steps."""
+    ids and config (with the head intervention, if any). `progress` sees "<strategy> done/total" after each
+    decoding step, each run an equal share."""
     names = parse_strategies(strategies)
     _precheck(handle, names, cfg, draft)
     prompt = list(prompt)
-    if progress is not None:
-        progress("greedy")
-    reference = decode(handle, prompt, "greedy", replace(cfg, heads=None), on_step=on_step)
+    n_runs, started = 1 + sum(1 for n in names if n != "greedy" or cfg.intervenes), iter(itertools.count())
+
+    def share(name: str) -> StepCounter:  # the greedy reference, then each run: an equal share each
+        i = next(started)
+        part(progress, i / n_runs, (i + 1) / n_runs)(name, 0.0)
+        return steps(progress, name, i / n_runs, (i + 1) / n_runs)
+
+    reference = decode(handle, prompt, "greedy", replace(cfg, heads=None), on_step=share("greedy"))
     runs: dict[str, Trace] = {}
     for name in names:
         if name == "greedy" and not cfg.intervenes:
             runs[name] = reference
             continue
-        if progress is not None:
-            progress(name)
-        runs[name] = decode(handle, prompt, name, cfg, draft, on_step=on_step)
+        runs[name] = decode(handle, prompt, name, cfg, draft, on_step=share(name))
     ref = reference.token_ids
     results = []
     for name in names:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -28,15 +28,17 @@ from headscope.decoding.sampling import verify, warp
 from headscope.decoding.trace import Step, Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.progress import StepCounter
 
-StepCallback = Callable[[int, int], None]  # (tokens generated, max_new_tokens)
-_ON_STEP: contextvars.ContextVar[StepCallback | None] = contextvars.ContextVar(
+# on_step(tokens generated, max_new_tokens): a step counter (headscope/progress.py `steps` makes one from a
+# `(stage, fraction)` progress).
+_ON_STEP: contextvars.ContextVar[StepCounter | None] = contextvars.ContextVar(
     "headscope_decode_step", default=None
 )
 
 
 @contextmanager
-def stepping(on_step: StepCallback | None) -> Iterator[None]:
+def stepping(on_step: StepCounter | None) -> Iterator[None]:
     """Call `on_step(done, total)` after every decoding step in the block (progress, and a place to cancel: an
     exception it raises stops the run, and the session hands the model back)."""
     token = _ON_STEP.set(on_step)

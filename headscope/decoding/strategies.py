@@ -21,10 +21,11 @@ from headscope.decoding.drafters import (
 from headscope.decoding.intervene import Intervention
 from headscope.decoding.layer_skip import LayerSkipDrafter, format_skip
 from headscope.decoding.lookahead import LookaheadDrafter
-from headscope.decoding.loop import StepCallback, speculative_loop, stepping
+from headscope.decoding.loop import speculative_loop, stepping
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.progress import StepCounter
 from headscope.registry import Registry
 
 Runner = Callable[[ModelHandle, list[int], DecodeConfig, "ModelHandle | None"], Trace]
@@ -63,7 +64,7 @@ def decode(
     cfg: DecodeConfig,
     draft: ModelHandle | None = None,
     *,
-    on_step: StepCallback | None = None,
+    on_step: StepCounter | None = None,
 ) -> Trace:
     """Run one registered strategy on token ids `prompt` (no BOS added: pass what `handle.tokenize` gives).
 

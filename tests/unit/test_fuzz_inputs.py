@@ -117,9 +117,11 @@ def test_steer_config_validates_alpha(alpha: object) -> None:
 # validates itself in __post_init__): a new one fails `test_every_config_is_covered` until it is listed here.
 ROOT = Path(__file__).resolve().parents[2] / "headscope"
 COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fields without a default
+    "headscope.app.selection.Selection": {},
     "headscope.attention.blocks.BlockSpec": {},
     "headscope.attention.locality.LayerSchedule": {},
     "headscope.attention.locality.LocalityDial": {},
+    "headscope.circuits.ablate.AblationConfig": {},
     "headscope.circuits.config.CircuitConfig": {},
     "headscope.circuits.sae.SAEConfig": {},
     "headscope.decoding.config.DecodeConfig": {},
@@ -131,6 +133,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.localist.training.TrainConfig": {},
     "headscope.models.device_map.DeviceMapSpec": {},
     "headscope.probes.probe.ProbeConfig": {},
+    "headscope.probes.report.EntropyConfig": {},
     "headscope.probes.sweep.SweepConfig": {},
     "headscope.steering.contrastive.ContrastiveConfig": {},
     "headscope.steering.direction.SteerConfig": {},
