@@ -8,6 +8,7 @@ rejection-sampling verification needs it to stay exact.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,10 +25,26 @@ from headscope.models.skip import Sublayer
 
 @dataclass(frozen=True)
 class Draft:
+    """Drafted tokens: a chain (`parents` None) or a tree: `parents[i]` is the index of token i's parent among
+    the drafted tokens (−1: the pending token, the tree's root), always before i. `k` in `propose` bounds the
+    depth (a chain's length)."""
+
     tokens: list[int]
     source: str
     q_rows: list[Tensor | None] | None = None  # per token; None = deterministic (one-hot) draft
     forwards: int = 0
+    parents: tuple[int, ...] | None = None
+
+    def first_chain(self) -> Draft:
+        """The first branch of a tree draft (each node's first child), as a chain."""
+        if self.parents is None:
+            return self
+        picked, at = [], -1
+        while (nxt := next((i for i, p in enumerate(self.parents) if p == at), None)) is not None:
+            picked.append(nxt)
+            at = nxt
+        rows = None if self.q_rows is None else [self.q_rows[i] for i in picked]
+        return Draft([self.tokens[i] for i in picked], self.source, rows, self.forwards)
 
 
 EMPTY = Draft([], "none")
@@ -36,7 +53,10 @@ EMPTY = Draft([], "none")
 class Drafter(Protocol):
     def propose(self, context: list[int], k: int) -> Draft: ...
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None: ...
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
+        """The verifier's rows at every node (root first, then the drafted tokens in order), how many drafted
+        tokens it accepted and which (`path`: their indices among the drafted tokens, in order)."""
+        ...
 
 
 class NoDrafter:
@@ -45,7 +65,7 @@ class NoDrafter:
     def propose(self, context: list[int], k: int) -> Draft:
         return EMPTY
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         return None
 
 
@@ -92,7 +112,7 @@ class ModelDrafter:
         tokens, rows = model_draft(self.model, context, k, self.cfg, self.gen)
         return Draft(tokens, "draft_model", list(rows), self.model.forwards - before)
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         return None
 
 
@@ -144,7 +164,7 @@ class NgramDrafter:
             self.table[(context[i - 2], context[i - 1])][context[i]] += 1
         self.counted = max(self.counted, len(context))
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         return None
 
 
@@ -170,7 +190,7 @@ class JacobiDrafter:
             rows.append(None)
         return Draft(guesses, "jacobi", rows)
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         later = range(n_accepted + 1, len(draft.tokens) + 1)
         self.guesses = [pick(p_rows[j], self.cfg, self.gen) for j in later]
         self.rows = [p_rows[j] for j in later]

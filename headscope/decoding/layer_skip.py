@@ -28,6 +28,7 @@ import random
 import statistics
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import torch
 
@@ -132,7 +133,7 @@ class LayerSkipDrafter:
         spent = self.target.forwards - drafts_before + self.search_forwards - before
         return Draft(tokens, "layer_skip", list(rows), spent)
 
-    def observe(self, p_rows: torch.Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: torch.Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         if draft.tokens:
             self.recent.append((n_accepted, len(draft.tokens)))
 
@@ -227,7 +228,7 @@ class LayerSkipDrafter:
     def notes(self, n_keys: int) -> tuple[str, ...]:
         r = self.report(n_keys)
         return (
-            f"skipped sublayers ({r.skipped} of {r.sublayers}, {r.fraction:.0%}; {r.compute_share:.0%} of a "
+            f"skipped sublayers ({r.skipped} of {r.sublayers}, {r.skipped_fraction:.0%}; {r.compute_share:.0%} of a "
             f"forward's multiply-adds): {r.skip_layers or 'none'}",
             "matchness not measured"
             if r.matchness is None

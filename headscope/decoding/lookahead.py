@@ -22,6 +22,7 @@ needs position ids per branch; the bridge's forward takes none, so one guess is 
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from collections.abc import Sequence
 
 from torch import Tensor
 
@@ -72,7 +73,7 @@ class LookaheadDrafter:
         self.fed_chains = chains
         return Draft(tokens, "lookahead")
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         best = p_rows.argmax(-1).tolist()
         self.gram_missed = self.used_gram > 0 and n_accepted == 0
         if len(best) != len(self.fed_chains):  # a step this drafter did not propose (the last, or no room)

@@ -64,7 +64,7 @@ def test_compare_with_ablated_heads_shows_where_greedy_changes(capsys: pytest.Ca
         (["--temperature", "nan"], "temperature must be in"),
         (["--heads", "9"], "not L.H"),
         (["--heads", "99.99"], "out of range"),
-        (["--lambda", "5"], "dial_lambda must be in"),
+        (["--lambda", "5"], "lambda must be in"),
         (["--strategies", "constrained", "--regex", "[0-9"], "invalid regex"),
         (["--strategies", "speculative"], "needs --draft-model"),
     ],
