@@ -18,6 +18,7 @@ from torch import Tensor
 from headscope.decoding.cache import CachedModel
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.sampling import pick, warp
+from headscope.decoding.tree import trie
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.models.skip import Sublayer
@@ -117,10 +118,14 @@ class ModelDrafter:
 
 
 class NgramDrafter:
-    """Prompt lookup (most recent earlier occurrence of the context's suffix), else an online trigram table.
+    """Prompt lookup (earlier occurrences of the context's suffix), else an online trigram table; several
+    candidate continuations at once, merged into a tree (a trie) and verified in one forward.
 
-    The trigram table (ADED-like, without the tree search) counts continuations of every token pair seen in the
-    prompt and in the model's own output so far and chains the most frequent ones.
+    Candidates, best first: the continuations of the longest suffix (≥ 2 tokens) that occurs earlier, most
+    recent occurrence first (distinct ones only), then shorter suffixes; then the trigram chain (ADED-like,
+    without the tree search: it counts continuations of every token pair seen in the prompt and in the model's
+    own output so far and chains the most frequent ones); then single-token matches, a weak cue. The first
+    `ngram_branches` go into the tree; with 1 it is the classic prompt-lookup chain.
     """
 
     def __init__(self, cfg: DecodeConfig):
@@ -132,23 +137,35 @@ class NgramDrafter:
         if k <= 0:
             return EMPTY
         self._update(context)
-        # Longest suffix match first; a single-token match is a weak cue, tried only after the trigram table.
-        found = self._lookup(context, k, min_n=2)
-        if found:
-            return Draft(found, "lookup")
-        chain = self._chain(context, k)
-        if chain:
-            return Draft(chain, "trigram")
-        found = self._lookup(context, k, min_n=1)
-        return Draft(found, "lookup") if found else EMPTY
+        want = self.cfg.ngram_branches
+        longest = min(self.cfg.ngram_max, len(context) - 1)
+        found = [(c, "lookup") for c in self._lookups(context, k, range(longest, 1, -1), want)]
+        if len(found) < want and (chain := self._chain(context, k)):
+            found.append((chain, "trigram"))
+        if len(found) < want:
+            found += [(c, "lookup") for c in self._lookups(context, k, range(1, 0, -1), want - len(found))]
+        found = [f for i, f in enumerate(found) if f[0] not in [g for g, _ in found[:i]]][:want]
+        if not found:
+            return EMPTY
+        if len(found) == 1:
+            return Draft(found[0][0], found[0][1])
+        tokens, parents = trie([c for c, _ in found])
+        return Draft(tokens, found[0][1], parents=parents)
 
-    def _lookup(self, context: list[int], k: int, min_n: int) -> list[int]:
-        for n in range(min(self.cfg.ngram_max, len(context) - 1), min_n - 1, -1):
+    def _lookups(self, context: list[int], k: int, lengths: range, want: int) -> list[list[int]]:
+        """Distinct continuations of earlier occurrences of the context's suffix, for each suffix length in
+        `lengths` (longest first), most recent occurrence first."""
+        out: list[list[int]] = []
+        for n in lengths:
             suffix = context[-n:]
             for i in range(len(context) - n - 1, -1, -1):  # most recent earlier occurrence first
                 if context[i : i + n] == suffix:
-                    return context[i + n : i + n + k]
-        return []
+                    cont = context[i + n : i + n + k]
+                    if cont not in out:
+                        out.append(cont)
+                    if len(out) >= want:
+                        return out
+        return out
 
     def _chain(self, context: list[int], k: int) -> list[int]:
         out: list[int] = []

@@ -161,7 +161,7 @@ class _Run:
         self.drafter.observe(p_rows, len(path), draft, path)
         if self.budget is not None:
             self.budget.cost = getattr(self.drafter, "token_cost", 0.0)  # may change as a drafter learns
-            self.budget.update(len(path), len(draft.tokens))
+            self.budget.update(len(path), max(tree.depths))  # a tree's "length" is its depth
         return path, nxt, p_rows
 
     def step(self, context: list[int], left: int, eos: int | None) -> _Raw:

@@ -109,6 +109,23 @@ class TokenTree:
         )
 
 
+def trie(candidates: Sequence[Sequence[int]]) -> tuple[list[int], tuple[int, ...]]:
+    """Candidate continuations merged on their shared prefixes: the drafted tokens and their parents (−1: the
+    root), in the candidates' order (so the first candidate is the tree's first branch)."""
+    tokens: list[int] = []
+    parents: list[int] = []
+    child: dict[tuple[int, int], int] = {}  # (parent, token) → node
+    for cand in candidates:
+        at = -1
+        for tok in cand:
+            if (at, tok) not in child:
+                child[(at, tok)] = len(tokens)
+                tokens.append(tok)
+                parents.append(at)
+            at = child[(at, tok)]
+    return tokens, tuple(parents)
+
+
 def verify_tree_greedy(tree: TokenTree, p_rows: Float[Tensor, "node d_vocab"]) -> tuple[list[int], int]:
     """The accepted nodes (root excluded) and the verifier's own next token after them."""
     best = p_rows.argmax(-1).tolist()
