@@ -103,7 +103,8 @@ class Sampler:
 
     def logp(self, model: CachedModel, prompt: list[int], out: list[int]) -> Tensor:
         logits = model.logits_last(prompt + out, 1)[0]
-        return torch.log_softmax(logits / (self.cfg.temperature or 1.0), -1)
+        # on the CPU: AWRS draws from a seeded CPU generator and walks the row token by token
+        return torch.log_softmax(logits / (self.cfg.temperature or 1.0), -1).cpu()
 
     def choose(self, logp: Tensor, out: list[int], gen: torch.Generator | None) -> Choice:
         hint = f" after {self.handle.decode(out)[-40:]!r}" if out else " at the start"

@@ -145,6 +145,7 @@ def verify_tree_sampled(
     gen: torch.Generator,
 ) -> tuple[list[int], int]:
     """Recursive rejection sampling along the tree (module docstring); q_rows[i − 1] belongs to node i."""
+    p_rows = p_rows.cpu()  # the seeded generator lives on the CPU (one generator, any device)
     node, path = 0, []
     while True:
         p = p_rows[node]
@@ -152,6 +153,7 @@ def verify_tree_sampled(
         for child in tree.children[node]:
             tok = tree.tokens[child]
             q = q_rows[child - 1] if q_rows is not None else None
+            q = q.cpu() if q is not None else None
             if q is None:
                 q = torch.zeros_like(p).index_fill_(0, torch.tensor([tok]), 1.0)
             if float(torch.rand((), generator=gen)) < min(1.0, float(p[tok]) / max(float(q[tok]), 1e-30)):
