@@ -57,7 +57,7 @@ def checks(work: Path) -> list[Check]:
                 "greedy,token_recycling,ngram,lookahead,jacobi,layer_skip,speculative",
                 "--draft-model",
                 "tiny-gpt2",
-            ),  # fmt: skip
+            ),
             exact=("token_ids", "identical_to_greedy"),
         ),
         Check(
@@ -72,7 +72,7 @@ def checks(work: Path) -> list[Check]:
                 "tiny-gpt2",
                 "--regex",
                 "[a-c ]+",
-            ),  # fmt: skip
+            ),
             exact=("token_ids",),
         ),
         Check(
@@ -92,7 +92,7 @@ def checks(work: Path) -> list[Check]:
             ),
             rtol=1e-2,
             atol=1e-2,
-        ),  # fmt: skip
+        ),
         Check(
             "sae_training",
             (
@@ -114,7 +114,7 @@ def checks(work: Path) -> list[Check]:
             ),
             rtol=0.2,
             atol=0.1,
-        ),  # fmt: skip
+        ),
         Check(
             "circuit_run",
             (
@@ -134,7 +134,7 @@ def checks(work: Path) -> list[Check]:
             ),
             rtol=0.2,
             atol=0.1,
-        ),  # fmt: skip
+        ),
     ]
 
 
@@ -182,19 +182,27 @@ def differences(a: Any, b: Any, check: Check, where: str = "", key: str = "") ->
 
 
 def run_check(check: Check, device: str) -> dict[str, Any]:
-    results = {}
-    for dev in ("cpu", device):
+    """The check on the CPU (the reference) and on `device`; their JSON compared."""
+    runs: dict[str, dict[str, Any]] = {}
+    payloads = []
+    for role, dev in (("cpu", "cpu"), (device if device != "cpu" else "cpu_again", device)):
         try:
             code, payload, err, secs = run_cli([*check.argv, "--device", dev, "--json"])
         except ModuleNotFoundError as e:  # the machine lacks something this capability imports
             return {"name": check.name, "ran": False, "missing_module": e.name}
-        results[dev] = {"exit_code": code, "seconds": round(secs, 2), "stderr_tail": err if code else ""}
+        runs[role] = {"exit_code": code, "seconds": round(secs, 2), "stderr_tail": err if code else ""}
         if code != 0 or payload is None:
-            return {"name": check.name, "ran": True, "ok": False, "runs": results}
-        results[dev]["payload"] = payload
-    diffs = differences(results["cpu"].pop("payload"), results[device].pop("payload"), check)
-    return {"name": check.name, "ran": True, "ok": not diffs, "differences": diffs[:8], "n_differences": len(diffs),
-            "runs": results}  # fmt: skip
+            return {"name": check.name, "ran": True, "ok": False, "runs": runs}
+        payloads.append(payload)
+    diffs = differences(payloads[0], payloads[1], check)
+    return {
+        "name": check.name,
+        "ran": True,
+        "ok": not diffs,
+        "differences": diffs[:8],
+        "n_differences": len(diffs),
+        "runs": runs,
+    }
 
 
 def dry_run(items: list[Check]) -> list[dict[str, Any]]:
@@ -224,8 +232,12 @@ def main() -> None:
         for c in items:
             rows.append(run_check(c, args.device))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "runs"}), file=sys.stderr, flush=True)
-        out = {"device": args.device, "checks": rows, "all_ok": all(r.get("ok") for r in rows if r["ran"]),
-               "not_run": [r["name"] for r in rows if not r["ran"]]}  # fmt: skip
+        out = {
+            "device": args.device,
+            "checks": rows,
+            "all_ok": all(r.get("ok") for r in rows if r["ran"]),
+            "not_run": [r["name"] for r in rows if not r["ran"]],
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))
