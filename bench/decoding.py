@@ -35,15 +35,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root holds `bench`
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import conditions
 import regex
 import torch
 from tqdm import tqdm
 
+from bench import conditions
 from headscope.decoding import DecodeConfig, Trace, decode
 from headscope.decoding.prompts import CATEGORIES, load_categories, render_messages
 from headscope.models import ModelHandle, resolve

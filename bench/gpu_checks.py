@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root holds `bench`
+from bench import conditions
+
 TEXT = "The cat sat on the mat. The cat sat on the mat again, and then the dog sat on the cat."
 IGNORE = re.compile(
     r"(^|_)(wall|seconds?|runtime|ms|load|path|out|file|folder|versions?|device|torch)($|_)|_s$"
@@ -223,6 +226,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated check names")
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
+    cond = conditions.start()
     args.work.mkdir(parents=True, exist_ok=True)
     items = [c for c in checks(args.work) if not args.only or c.name in args.only.split(",")]
     if args.dry_run:
@@ -238,9 +242,7 @@ def main() -> None:
             "all_ok": all(r.get("ok") for r in rows if r["ran"]),
             "not_run": [r["name"] for r in rows if not r["ran"]],
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(out))
+    conditions.write(out, args.out, cond)
 
 
 if __name__ == "__main__":
