@@ -193,6 +193,9 @@ def run_check(check: Check, device: str) -> dict[str, Any]:
             code, payload, err, secs = run_cli([*check.argv, "--device", dev, "--json"])
         except ModuleNotFoundError as e:  # the machine lacks something this capability imports
             return {"name": check.name, "ran": False, "missing_module": e.name}
+        missing = re.search(r"No module named '([^']+)'", err) if code else None
+        if missing:  # the CLI reports an import failure as an internal error: the machine lacks a module
+            return {"name": check.name, "ran": False, "missing_module": missing.group(1)}
         runs[role] = {"exit_code": code, "seconds": round(secs, 2), "stderr_tail": err if code else ""}
         if code != 0 or payload is None:
             return {"name": check.name, "ran": True, "ok": False, "runs": runs}

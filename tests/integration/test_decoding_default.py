@@ -44,7 +44,9 @@ def prompt_and_reference(request, default_model: ModelHandle, generate_model) ->
     return ids, out[0, len(ids) :].tolist()
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "ngram", "jacobi", "lookahead", "layer_skip", "token_recycling"])
+@pytest.mark.parametrize(
+    "strategy", ["greedy", "ngram", "jacobi", "lookahead", "layer_skip", "token_recycling"]
+)
 def test_lossless_strategies_equal_transformers_generate(
     prompt_and_reference, default_model, strategy
 ) -> None:

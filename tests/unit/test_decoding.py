@@ -295,8 +295,14 @@ def test_layer_skip_searches_once_per_task_and_reuses_the_set(tiny_llama, tmp_pa
     first = decode(tiny_llama, ids_of(tiny_llama, PROMPTS[0]), "layer_skip", cfg)
     second = decode(tiny_llama, ids_of(tiny_llama, PROMPTS[1]), "layer_skip", cfg)
     assert first.layer_skip is not None and second.layer_skip is not None
-    assert "searched for task 'summarization'" in first.layer_skip.source and first.layer_skip.search_forwards > 0
-    assert second.layer_skip.source == "cached for task 'summarization'" and second.layer_skip.search_forwards == 0
+    assert (
+        "searched for task 'summarization'" in first.layer_skip.source
+        and first.layer_skip.search_forwards > 0
+    )
+    assert (
+        second.layer_skip.source == "cached for task 'summarization'"
+        and second.layer_skip.search_forwards == 0
+    )
     assert second.layer_skip.skip_layers == first.layer_skip.skip_layers
     skip_sets.forget()  # a new process reads the stored choice back from the user cache
     third = decode(tiny_llama, ids_of(tiny_llama, PROMPTS[1]), "layer_skip", cfg)

@@ -79,9 +79,9 @@ def test_greedy_tree_rule_follows_the_argmax_and_reduces_to_the_chain_rule() -> 
 def test_sampled_tree_rule_on_a_chain_is_the_chain_rule_draw_for_draw() -> None:
     g = torch.Generator().manual_seed(3)
     p = torch.softmax(torch.randn(5, 8, generator=g), -1)
-    q = [torch.softmax(torch.randn(8, generator=g), -1) for _ in range(4)]
+    q: list[torch.Tensor | None] = [torch.softmax(torch.randn(8, generator=g), -1) for _ in range(4)]
     for seed in range(40):
-        draft = [int(torch.multinomial(r, 1, generator=g)) for r in q]
+        draft = [int(torch.multinomial(r, 1, generator=g)) for r in q if r is not None]
         a = verify_sampled(draft, q, p, torch.Generator().manual_seed(seed))
         nodes, tok = verify_tree_sampled(
             TokenTree.build(0, draft, None), q, p, torch.Generator().manual_seed(seed)
@@ -123,7 +123,8 @@ def test_recycling_matrix_rows_are_the_last_top_k_with_the_accepted_path_last() 
     drafter.prime([4, 5, 4], torch.eye(10)[[1, 2, 3]] + torch.arange(10) * 0.01)
     assert drafter.adj[4].tolist()[0] == 3 and drafter.adj[5].tolist()[0] == 2  # a later row of 4 wins
     draft = drafter.propose([0, 4], k=4)
-    assert draft.tokens[:3] == drafter.adj[4].tolist() and draft.parents[:3] == (-1, -1, -1)
+    assert draft.parents is not None and draft.parents[:3] == (-1, -1, -1)
+    assert draft.tokens[:3] == drafter.adj[4].tolist()
     rows = torch.softmax(torch.randn(len(draft.tokens) + 1, 10), -1)
     drafter.observe(rows, 1, draft, [1])
     top = torch.topk(rows, 3).indices
