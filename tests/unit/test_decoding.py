@@ -64,7 +64,8 @@ def test_greedy_equals_transformers_generate(tiny: ModelHandle, prompt: str) -> 
     ids = ids_of(tiny, prompt)
     ref = plain.generate(torch.tensor([ids]), max_new_tokens=20, do_sample=False, pad_token_id=0)  # pyright: ignore[reportCallIssue]
     trace = decode(tiny, ids, "greedy", DecodeConfig(max_new_tokens=20))
-    assert list(trace.token_ids) == ref[0, len(ids) :].tolist()[: len(trace.token_ids)]
+    assert list(trace.token_ids) == ref[0, len(ids) :].tolist()  # the whole continuation, not a prefix of it
+    assert len(trace.token_ids) == 20 or trace.token_ids[-1] == tiny.tokenizer.eos_token_id
     assert trace.target_forwards == len(trace.token_ids)
 
 
