@@ -53,6 +53,10 @@ class SkipChoice(JsonCodec):
     expected_speedup: float = jfield(digits=4, default=1.0)
     search_forwards: int = 0
     window: int = 0  # prompt positions the search scored
+    # the best non-empty candidate scored, kept even where it does not pay (then the choice is "")
+    best_tried: str = ""
+    best_tried_agreement: float = jfield(digits=4, default=0.0)
+    best_tried_speedup: float = jfield(digits=4, default=0.0)
 
 
 def expected_speedup(alpha: float, cost: float, gamma: int, verify: float = VERIFY_TOKEN_COST) -> float:
@@ -185,21 +189,37 @@ def search_skip_set(
     ranked = contribution_ranking(target, context, space, 2 * cfg.search_window)
     macs, total = sublayer_macs(handle, len(context))
     best = (1.0, frozenset[Sublayer](), 0.0, 1.0, 0)  # (speed-up, set, α, c, γ)
+    tried = (0.0, frozenset[Sublayer](), 0.0)  # the best candidate, paying or not: (speed-up, set, α)
 
     def score(skip: frozenset[Sublayer]) -> None:
-        nonlocal best
+        nonlocal best, tried
         alpha, cost = scorer.agreement(skip), 1.0 - sum(macs[s] for s in skip) / total
         gamma, speedup = best_length(alpha, cost, cfg.max_draft)
         if speedup > best[0]:
             best = (speedup, skip, alpha, cost, gamma)
+        if speedup > tried[0]:
+            tried = (speedup, skip, alpha)
 
     for n in (n for n in SIZES if n <= 0.9 * len(space)):
         score(frozenset(ranked[:n]))
     rng = random.Random(cfg.seed)
-    for _ in range(cfg.search_steps if best[1] else 0):  # neighbours of the best set: one sublayer swapped
-        kept = [s for s in space if s not in best[1]]
-        score((best[1] - {rng.choice(sorted(best[1]))}) | {rng.choice(kept)})
+    for _ in range(cfg.search_steps if tried[1] else 0):  # neighbours of the best set: one sublayer swapped
+        around = best[1] or tried[1]
+        kept = [s for s in space if s not in around]
+        score((around - {rng.choice(sorted(around))}) | {rng.choice(kept)})
     _, skip, alpha, cost, gamma = best
+    extra = {
+        "best_tried": format_skip(tried[1]),
+        "best_tried_agreement": tried[2],
+        "best_tried_speedup": tried[0],
+    }
     return SkipChoice(
-        format_skip(skip), alpha, cost, gamma, best[0], scorer.forwards + 1, len(context) - scorer.start
+        format_skip(skip),
+        alpha,
+        cost,
+        gamma,
+        best[0],
+        scorer.forwards + 1,
+        len(context) - scorer.start,
+        **extra,
     )
