@@ -7,8 +7,9 @@ What the code does:
   `--max-new-tokens` (64) per run;
 - per prompt, every candidate — transformers `generate` (greedy, SDPA), greedy, greedy recording attention
   entropy, token_recycling, ngram, lookahead, jacobi, layer_skip (its skip set searched once per (model,
-  category) and cached: the first prompt of a category pays the search, the others reuse it) — runs once as a
-  warm-up and then `--rounds` (3) times through `bench/conditions.interleaved`, whose order rotates every round
+  category) and cached: the warm-up run of a category's first prompt pays the search — outside the timed
+  rounds — and every timed run reuses it; the cache file persists, so a later run of the bench searches nothing;
+  each category's `skip_sources` says where its sets came from) — runs once as a warm-up and then `--rounds` (3) times through `bench/conditions.interleaved`, whose order rotates every round
   (the baseline is not always first); a candidate's wall time is its median over the rounds;
 - on summarization, token_recycling also runs at every `--tree-sizes` size (interleaved with the rest): the size
   with the best wall speed-up on this machine is reported (`tree_size_best_wall`), with the MAT of each size;
