@@ -117,9 +117,39 @@ def localist_sweep_configs() -> Strategy:
     ).filter(lambda c: c is not None)  # fmt: skip
 
 
+def decode_commands() -> Strategy:
+    from headscope.cli.decoding import CompareCommand
+    from headscope.decoding.config import _INTEGERS, _NUMBERS, DecodeConfig
+    from headscope.decoding.strategies import STRATEGIES as DECODERS
+
+    ints = {k: st.none() | st.integers(lo, hi) for k, (lo, hi) in _INTEGERS.items()}
+    nums = {k: st.none() | st.floats(lo, hi, allow_nan=False) for k, (lo, hi) in _NUMBERS.items()}
+    words = st.text("abcxyz_- '\"=.", min_size=1, max_size=12).filter(str.strip)
+
+    def build(intervention: Any, ablate: str | None, dial: Any, **kw: Any) -> Any:
+        given = {k: v for k, v in kw.items() if v is not None}
+        return DecodeConfig(**given, ablate_heads=ablate if intervention == "ablate" else None,
+                            dial=dial if intervention == "dial" else None)  # fmt: skip
+
+    configs = st.builds(
+        _valid(build), intervention=st.sampled_from(["none", "ablate", "dial"]), ablate=heads_text(),
+        dial=dials().filter(lambda d: not d.blocks.spans),  # the decode command line has no spans
+        adaptive_draft=st.booleans(), attention_entropy=st.booleans(), ablation=st.sampled_from(["mean", "zero"]),
+        regex=st.none() | st.just("[0-9]+"), task=st.none() | st.just("summarization"), **ints, **nums,
+    ).filter(lambda c: c is not None)  # fmt: skip
+    names = st.lists(
+        st.sampled_from([n for n in DECODERS if n != "speculative"]), min_size=1, max_size=4, unique=True
+    )
+    return st.builds(
+        CompareCommand, prompt=words, strategies=names.map(tuple), chat=st.booleans(),
+        model=st.none() | st.just("tiny-gpt2"), device=st.none() | st.just("cpu"), config=configs,
+    )  # fmt: skip
+
+
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.probes.report:EntropyConfig": entropy_configs,
     "headscope.probes.sweep:SweepConfig": sweep_configs,
     "headscope.localist.training:TrainConfig": localist_train_configs,
     "headscope.localist.train_sweep:SweepConfig": localist_sweep_configs,
+    "headscope.cli.decoding:CompareCommand": decode_commands,
 }

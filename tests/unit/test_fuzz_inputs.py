@@ -141,6 +141,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.steering.lofit.LofitConfig": {},
 }
 NOT_CONFIGS = {  # validate themselves but take no user value: built by code from checked configs or shipped data
+    "headscope.decoding.tree.TokenTree": "a draft tree built by the decoding loop from a drafter's tokens",
     "headscope.kernels.bias.KernelBias": "tensors built from a checked LocalityDial",
     "headscope.models.catalog.CatalogEntry": "the shipped model catalog, written in code",
     "headscope.steering.direction.SteeringVector": "a tensor made by the steering code or read from its file",

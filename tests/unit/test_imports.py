@@ -38,7 +38,6 @@ ALLOWED_UPWARD: set[tuple[str, str]] = {
 # Cycles other helpers are fixing (decoding: constrained ↔ smc; saes: catalog ↔ saes ↔ discrete). Strict: any
 # other cycle fails, and so does one of these once it is gone (then delete it here).
 KNOWN_CYCLES: list[frozenset[str]] = [
-    frozenset({"headscope.decoding.constrained", "headscope.decoding.smc"}),
     frozenset({"headscope.features.catalog", "headscope.features.saes", "headscope.features.discrete"}),
 ]
 
