@@ -40,9 +40,10 @@ from torch import Tensor
 
 from headscope.circuits.config import EDGE_METHODS
 from headscope.circuits.edges_graph import EdgeGraph
-from headscope.circuits.patching import Answers, Batch, Prepared, Progress, logit_diff, run_copies
+from headscope.circuits.patching import Answers, Batch, Prepared, logit_diff, run_copies
 from headscope.models import ModelHandle, hooks
 from headscope.models.handle import graph_node
+from headscope.progress import StepCounter
 
 IG_STEPS = 5
 MAX_GRAD_ROWS = (
@@ -290,7 +291,7 @@ def edge_scores(
     steps: int = IG_STEPS,
     *,
     max_rows: int = MAX_GRAD_ROWS,
-    progress: Progress | None = None,
+    progress: StepCounter | None = None,
 ) -> np.ndarray:
     """Every edge's score (canonical order, mean over pairs) by `eap` or `eap_ig` (`steps` interpolation points)."""
     if method not in EDGE_METHODS:
@@ -342,7 +343,11 @@ class EdgeRun:
 
 
 def run_edge_method(
-    handle: ModelHandle, prep: Prepared, method: str, steps: int = IG_STEPS, progress: Progress | None = None
+    handle: ModelHandle,
+    prep: Prepared,
+    method: str,
+    steps: int = IG_STEPS,
+    progress: StepCounter | None = None,
 ) -> EdgeRun:
     t0 = time.perf_counter()
     scores = edge_scores(handle, prep, method, steps, progress=progress)

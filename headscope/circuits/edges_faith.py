@@ -41,8 +41,9 @@ from headscope.circuits.edges import (
     ungroup_hooks,
 )
 from headscope.circuits.edges_graph import MIB_SIZES, EdgeGraph, circuit, greedy_order, size_edges
-from headscope.circuits.patching import Prepared, Progress, logit_diff, metric, run_copies
+from headscope.circuits.patching import Prepared, logit_diff, metric, run_copies
 from headscope.models import ModelHandle, hooks
+from headscope.progress import StepCounter
 
 MAX_EVAL_ROWS = 144  # rows (circuits × pairs × query-head copies) per forward
 
@@ -165,7 +166,7 @@ def circuit_metrics(
     circuits: np.ndarray,
     *,
     max_rows: int = MAX_EVAL_ROWS,
-    progress: Progress | None = None,
+    progress: StepCounter | None = None,
 ) -> Tensor:
     """Per-circuit, per-pair logit difference on the clean prompts, where `circuits` [circuit, edge] (bool,
     canonical order) says which edges keep their clean value; every other edge carries its corrupted value."""
@@ -236,7 +237,7 @@ def edge_curves(
     prep: Prepared,
     scores: dict[str, np.ndarray],
     sizes: Sequence[float] = MIB_SIZES,
-    progress: Progress | None = None,
+    progress: StepCounter | None = None,
 ) -> EdgeCurves:
     """Every method's circuits at `sizes` (fractions of all edges), ranked by |score| and by score, and their
     metrics, in batched forwards (circuits that coincide run once)."""

@@ -43,7 +43,7 @@ class EdgeMethod(JsonCodec):
     """One edge method's scores (canonical edge order; the project's sign: ≈ m(clean) − m(edge patched))."""
 
     node_scores: tuple[float, ...]  # per sender, forward order: the sum of its outgoing edge scores
-    scores: np.ndarray = jfield(encode=pack, decode=unpack)  # noqa: RUF009 (a field spec, not a default)
+    scores: np.ndarray = jfield(encode=pack, decode=unpack)
     runtime_s: float = jfield(digits=4)
     steps: int | None = None  # EAP-IG interpolation points
 

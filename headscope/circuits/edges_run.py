@@ -19,11 +19,12 @@ from headscope.circuits.edges_result import (
     EdgeMethod,
     edge_method,
 )
-from headscope.circuits.patching import Prepared, Progress
+from headscope.circuits.patching import Prepared
 from headscope.circuits.stability import curve_intervals, draws
 from headscope.codec import JsonCodec
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.progress import StepCounter
 
 
 def edge_methods(
@@ -31,7 +32,7 @@ def edge_methods(
     prep: Prepared,
     methods: tuple[str, ...],
     steps: int = IG_STEPS,
-    progress: Progress | None = None,
+    progress: StepCounter | None = None,
 ) -> dict[str, EdgeMethod]:
     """Each method's scores, as stored (float32) — circuits are built from the stored values, so an export of the
     report rebuilds exactly the circuits that were measured."""
@@ -52,7 +53,7 @@ def edge_faithfulness(
     *,
     n_bootstrap: int = 0,
     seed: int = 0,
-    progress: Progress | None = None,
+    progress: StepCounter | None = None,
 ) -> EdgeFaithfulness:
     """MIB's curve for each method, with CPR/CMD intervals from the per-pair metrics when `n_bootstrap` > 0."""
     runs = edge_curves(handle, prep, {m: v.scores for m, v in methods.items()}, progress=progress)
@@ -90,7 +91,7 @@ def run_edges(
     faithfulness: bool = True,
     n_bootstrap: int = 0,
     seed: int = 0,
-    stage: Callable[[str], Progress] | None = None,
+    stage: Callable[[str], StepCounter] | None = None,
 ) -> EdgeAttribution:
     """Scores for `methods` and (with `faithfulness`) their MIB curves; `stage(name)` announces a stage and gives
     its (done, total) progress callback ("edge attribution", "edge faithfulness")."""

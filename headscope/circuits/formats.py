@@ -42,6 +42,7 @@ from headscope.circuits.edges_run import circuit_at
 from headscope.circuits.report import MAX_REPORT_BYTES, loads_report, migrate, validate_report
 from headscope.codec import JsonCodec
 from headscope.errors import InputError
+from headscope.files import read_bytes
 
 FORMATS = ("neuronpedia", "mib")
 _SCHEMAS = {"neuronpedia": "neuronpedia_graph.schema.json", "mib": "mib_circuit.schema.json"}
@@ -429,12 +430,7 @@ def loads_export(text: str | bytes) -> dict[str, Any] | ImportedScores:
 
 
 def read_export(path: str | Path) -> dict[str, Any] | ImportedScores:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"no such file: {p}")
-    if p.stat().st_size > MAX_IMPORT_BYTES:
-        raise InputError(f"{p} is larger than {MAX_IMPORT_BYTES // 1_000_000} MB")
-    return loads_export(p.read_bytes())
+    return loads_export(read_bytes(path, "circuit export", limit=MAX_IMPORT_BYTES))
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from headscope.circuits import scoring
 from headscope.circuits.result import MethodStability, Stability
+from headscope.progress import StepCounter
 
 JACCARD_STABLE = 0.5
 CONFIDENCE = 0.95
@@ -143,7 +144,7 @@ def stability(
     k: int,
     n_bootstrap: int,
     seed: int,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepCounter | None = None,
 ) -> Stability:
     """`full`: method → the run's ranking values over the analysed heads (flattened)."""
     t0 = time.perf_counter()
