@@ -219,7 +219,9 @@ def _config(args: argparse.Namespace) -> Any:
     )  # fmt: skip
 
 
-ARGV_CONFIGS = ("headscope.circuits.config:CircuitConfig",)  # what to_argv writes (tests/unit/test_cli_argv.py)
+ARGV_CONFIGS = (
+    "headscope.circuits.config:CircuitConfig",
+)  # what to_argv writes (tests/unit/test_cli_argv.py)
 
 
 def config_from_argv(argv: Sequence[str]) -> Any:
@@ -243,7 +245,9 @@ def to_argv(cfg: Any, task_file: str | None = None) -> list[str]:
     optional = {"--task-file": task_file, "--l1": cfg.sae.l1, "--sae-seed": cfg.sae_seed,
                 "--circuit-k": cfg.circuit_k, "--circuit-threshold": cfg.circuit_threshold}  # fmt: skip
     # flag=value: a negative threshold in exponent form ("-2e-308") would read as an option otherwise
-    argv += [f"{flag}={repr(v) if isinstance(v, float) else v}" for flag, v in optional.items() if v is not None]
+    argv += [
+        f"{flag}={repr(v) if isinstance(v, float) else v}" for flag, v in optional.items() if v is not None
+    ]
     if cfg.layers is not None:
         argv += ["--layers", f"{cfg.layers[0]}:{cfg.layers[1]}"]
     if cfg.edge_methods:
