@@ -56,7 +56,11 @@ def _edge_traces(edges: list[ViewEdge], pos: dict[str, tuple[float, float]]) -> 
     for sign, colour in ((1, POSITIVE), (-1, NEGATIVE)):
         for b in range(WIDTH_BINS):
             lo, hi = top * b / WIDTH_BINS, top * (b + 1) / WIDTH_BINS
-            picked = [e for e in edges if np.sign(e.score) == sign and (lo < abs(e.score) <= hi or (b == 0 and e.score == 0))]
+            picked = [
+                e
+                for e in edges
+                if np.sign(e.score) == sign and (lo < abs(e.score) <= hi or (b == 0 and e.score == 0))
+            ]
             if not picked:
                 continue
             xs: list[float | None] = []
@@ -74,9 +78,14 @@ def _edge_traces(edges: list[ViewEdge], pos: dict[str, tuple[float, float]]) -> 
 
 def _edge_hover(edges: list[ViewEdge], pos: dict[str, tuple[float, float]], title: str) -> go.Scatter:
     """Invisible markers at each edge's middle carry its hover (lines in plotly have none of their own)."""
-    mid = [((pos[e.sender][0] + pos[e.receiver][0]) / 2, (pos[e.sender][1] + pos[e.receiver][1]) / 2) for e in edges]
+    mid = [
+        ((pos[e.sender][0] + pos[e.receiver][0]) / 2, (pos[e.sender][1] + pos[e.receiver][1]) / 2)
+        for e in edges
+    ]
     text = [
-        f"{title}: {e.sender} → {e.receiver}" + (f" ({e.via} input)" if e.via in ("q", "k", "v") else "") + f"<br>score {e.score:+.4g}"
+        f"{title}: {e.sender} → {e.receiver}"
+        + (f" ({e.via} input)" if e.via in ("q", "k", "v") else "")
+        + f"<br>score {e.score:+.4g}"
         for e in edges
     ]
     return go.Scatter(
@@ -127,8 +136,14 @@ def edge_graph_figure(result: CircuitResult, method: str, percent: float) -> go.
     fig = go.Figure([*_edge_traces(drawn, pos), _edge_hover(drawn, pos, title), _node_trace(view.nodes, pos),
                      _token_trace(view.tokens, n_heads)])  # fmt: skip
     for colour, name in ((POSITIVE, "helps the task (score > 0)"), (NEGATIVE, "hurts the task (score < 0)")):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": colour, "width": 4}, name=name))
-    shown = f"all {len(view.edges):,}" if len(view.edges) <= MAX_DRAWN else f"the strongest {MAX_DRAWN:,} of {len(view.edges):,}"
+        fig.add_trace(
+            go.Scatter(x=[None], y=[None], mode="lines", line={"color": colour, "width": 4}, name=name)
+        )
+    shown = (
+        f"all {len(view.edges):,}"
+        if len(view.edges) <= MAX_DRAWN
+        else f"the strongest {MAX_DRAWN:,} of {len(view.edges):,}"
+    )
     fig.update_layout(
         title={"text": f"{title} circuit at {percent:g} % of {ea.graph.n_edges:,} edges: {shown} edges drawn, "
                        f"{len(view.heads())} heads"},
@@ -150,7 +165,7 @@ def edge_heads(result: CircuitResult, method: str, percent: float) -> list[str]:
 
 
 def _ci(ci: tuple[float, float] | None) -> str:
-    return f" [{fmt_num(ci[0], 2)}, {fmt_num(ci[1], 2)}]" if ci else ""
+    return f" [{fmt_num(ci[0], 2)}, {fmt_num(ci[1], 2)}]" if ci else ""  # circuits_views.ci_text's form
 
 
 def edge_faithfulness_figure(result: CircuitResult) -> go.Figure:
@@ -196,7 +211,12 @@ def edge_table(result: CircuitResult) -> dict[str, Any]:
         c = f.curve(name) if f is not None else None
         row: dict[str, Any] = {"method": EDGE_TITLES.get(name, name), "time": m.runtime_s}
         if c is not None:
-            row |= {"cpr": c.cpr, "cpr_ci": _ci(c.cpr_ci).strip(), "cmd": c.cmd, "cmd_ci": _ci(c.cmd_ci).strip()}
+            row |= {
+                "cpr": c.cpr,
+                "cpr_ci": _ci(c.cpr_ci).strip(),
+                "cmd": c.cmd,
+                "cmd_ci": _ci(c.cmd_ci).strip(),
+            }
         rows.append(row)
     cols = [("method", f"method ({ea.graph.n_edges:,} edges)"), ("cpr", "CPR (↑)"), ("cpr_ci", "CPR 95 % CI"),
             ("cmd", "CMD (↓)"), ("cmd_ci", "CMD 95 % CI"), ("time", "time (s)")]  # fmt: skip
@@ -209,10 +229,10 @@ def edge_warnings(result: CircuitResult) -> list[str]:
     f = ea.faithfulness if ea is not None else None
     if f is None:
         return []
-    return small_gap_warning("edge", f.full_metric, f.empty_metric)
+    return gap_warning("edge", f.full_metric, f.empty_metric)
 
 
-def small_gap_warning(level: str, full: float, empty: float) -> list[str]:
+def gap_warning(level: str, full: float, empty: float) -> list[str]:
     if abs(full - empty) >= 0.1 * abs(full):
         return []
     return [

@@ -54,6 +54,11 @@ from headscope.progress import Progress, StepCounter
 __all__ = ["METHODS", "CircuitConfig", "CircuitResult", "find_circuit"]
 
 
+# What a stage's steps count, for the progress line (the app adds the time left).
+SUBSTEPS = {"ground truth": "patching layer", "faithfulness": "ablation batch", "edges (path patching)": "sender group",
+            "stability": "resample", "edge attribution": "method", "edge faithfulness": "circuit batch"}  # fmt: skip
+
+
 class _Stages:
     """Reports (stage, overall fraction) from each stage's own (done, total), stages weighted by expected cost."""
 
@@ -70,8 +75,11 @@ class _Stages:
     def __call__(self, stage: str) -> StepCounter:
         self.say(stage, self.start[stage])
 
-        def tick(done: int, total: int) -> None:
-            self.say(stage, self.start[stage] + self.weights[stage] / self.total * done / max(total, 1))
+        what = SUBSTEPS.get(stage, "step")
+
+        def tick(done: int, total: int) -> None:  # "ground truth: patching layer 17/30"
+            frac = self.start[stage] + self.weights[stage] / self.total * done / max(total, 1)
+            self.say(f"{stage}: {what} {done}/{total}", frac)
 
         return tick
 
