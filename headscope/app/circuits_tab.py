@@ -246,9 +246,12 @@ def report_heads(report: Any, which: str) -> str:
     return ", ".join(heads)
 
 
-def edge_circuit_heads(report: Any, method: Any, percent: Any) -> list[str]:
+def edge_circuit_heads(report: Any, method: Any, percent: Any) -> str:
+    """The heads of the edge circuit on show, in the selection's grammar ("0.1, 1.3")."""
     result = _result(report)
-    return ev.edge_heads(result, choice(method, "edge method", ev.edge_methods(result)), _percent(percent))
+    return ", ".join(
+        ev.edge_heads(result, choice(method, "edge method", ev.edge_methods(result)), _percent(percent))
+    )
 
 
 # ---- layout ------------------------------------------------------------------------------------------------------

@@ -322,7 +322,9 @@ def _with_intervals(
     cis = roc_auc_intervals(_samples(run, cfg, rows, 1), list(metrics), fixed, cfg.n_bootstrap, cfg.seed)
 
     def add(ms: dict[str, Metrics], truth: str) -> dict[str, Metrics]:
-        return {m: dataclasses.replace(v, roc_auc_ci=cis[truth][m]) for m, v in ms.items()}
+        # no interval around an undefined AUC (a resample's truth can be non-degenerate where the run's is not)
+        return {m: dataclasses.replace(v, roc_auc_ci=cis[truth][m] if v.roc_auc is not None else None)
+                for m, v in ms.items()}  # fmt: skip
 
     return add(metrics, "ground_truth"), tuple(
         dataclasses.replace(p, metrics=add(p.metrics, p.variant)) for p in published
