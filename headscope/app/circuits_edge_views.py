@@ -28,6 +28,15 @@ def edge_methods(result: CircuitResult | None) -> list[str]:
     return list(ea.methods) if ea is not None else []
 
 
+def default_percent(n_edges: int, at_least: int = 30, floor: float = 0.5) -> float:
+    """The graph's first size: `floor` % (as graph exports), or the first of MIB's sizes that keeps `at_least`
+    edges of a small model's graph (0.5 % of 110 edges is none)."""
+    for p in (floor, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0):
+        if p >= floor and p / 100 * n_edges >= at_least:
+            return p
+    return 100.0
+
+
 def circuit_view(result: CircuitResult, method: str, percent: float) -> EdgeView:
     """The method's circuit at `percent` % of all edges (checked: a method the run scored, a size in range)."""
     ea = result.edge_attribution

@@ -152,15 +152,17 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         else (methods[-1] if methods else None)
     )
     name = f"circuit_report_{result.task.name}_{result.model.name}"
+    ea = result.edge_attribution
+    percent = ev.default_percent(ea.graph.n_edges) if ea is not None else EDGE_PERCENT
     return {
         "summary": cv.summary(result), "sae_grid": cv.score_grid(result, "sae_node", picked),
         "truth_grid": cv.truth_grid(result, picked), "heads": cv.head_table(result),
         "metrics": cv.metrics_table(result), "roc": cv.roc_figure(result), "faithfulness": cv.faithfulness_figure(result),
         "stability": cv.stability_table(result), "edges": cv.edges_table(result), "report_file": json_file(payload, name),
         "edge_method": gr.Dropdown(choices=[(ev.EDGE_TITLES.get(m, m), m) for m in methods], value=method),
-        "edge_graph": ev.edge_graph_figure(result, method, EDGE_PERCENT) if method else None,
-        "edge_percent": EDGE_PERCENT, "edge_faithfulness": ev.edge_faithfulness_figure(result),
-        "edge_table": ev.edge_table(result),
+        "edge_graph": ev.edge_graph_figure(result, method, percent) if method else None,
+        "edge_percent": percent, "edge_faithfulness": ev.edge_faithfulness_figure(result),
+        "edge_table": ev.edge_table(result), "results": gr.Column(visible=True),
     }  # fmt: skip
 
 
@@ -322,6 +324,32 @@ def build(ctx: AppContext) -> None:
     run_in = {"model": ctx.model, **_run_inputs()}
     run_btn = gr.Button("Find circuit", variant="primary")
     controls = jobs.JobControls.build("circuits_run")
+    # shown once a report is drawn: no empty plots, tables or download boxes before a run
+    results = gr.Column(visible=False)
+    with results:
+        views, edges, more = _result_views()
+    run_out = {"raw": more["raw"].json, "status": controls.status}
+    job = {"show_progress_on": [controls.status], **JOB_EVENT}
+    bind(run_btn.click, run, inputs=run_in, outputs=run_out, api_name="circuits_run", **job)
+    _wire_results(ctx, views, edges, more, results)
+    with example_slot:
+        examples.worked_example(
+            [["ioi", 8, 0, 100, LAYER_SCOPES[2]], ["greater_than", 8, 0, 100, LAYER_SCOPES[2]]],
+            [run_in["task"], run_in["n_examples"], run_in["seed"], run_in["epochs"], run_in["scope"]],
+            handler(run, run_in, run_out), list(run_in.values()), list(run_out.values()),
+            labels=["IOI, last 2 layers", "greater-than, last 2 layers"], **job,
+        )  # fmt: skip
+    ablation = _ablation(ctx, run_in)
+    comparison = _viewer(more["raw"])
+    raw = more["raw"]
+    ctx.session.add(
+        "circuits", **{k: v for k, v in run_in.items() if k != "model"}, status=controls.status,
+        **views, **edges, stability=more["stability"], path_edges=more["edges"], report=raw.json,
+        report_file=raw.file, **ablation, comparison=comparison,
+    )  # fmt: skip
+
+
+def _result_views() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     views = _head_views()
     with gr.Row():
         add_circuit = gr.Button("Select the circuit's heads", size="sm")
@@ -341,58 +369,70 @@ def build(ctx: AppContext) -> None:
         )
         to_mib = gr.Button("Export MIB circuit file", size="sm", elem_id="hs-circuit-export-mib")
     with gr.Row():
-        np_file = gr.File(label="attribution graph (circuit-tracer)", interactive=False, visible=True)
-        mib_file = gr.File(label="MIB circuit file", interactive=False, visible=True)
+        with gr.Column(visible=False) as np_box:  # shown with its file: no empty download boxes
+            np_file = gr.File(label="attribution graph (circuit-tracer)", interactive=False)
+        with gr.Column(visible=False) as mib_box:
+            mib_file = gr.File(label="MIB circuit file", interactive=False)
 
-    run_out = {"raw": raw.json, "status": controls.status}
-    job = {"show_progress_on": [controls.status], **JOB_EVENT}
-    bind(run_btn.click, run, inputs=run_in, outputs=run_out, api_name="circuits_run", **job)
-    drawn = {**views, **edges, "stability": stab, "edges": path_edges, "report_file": raw.file}
+    buttons = {"add_circuit": add_circuit, "add_truth": add_truth, "redraw": redraw, "add_edges": add_edges,
+               "to_np": to_np, "to_mib": to_mib}  # fmt: skip
+    files = {"neuronpedia_file": np_file, "neuronpedia_box": np_box, "mib_file": mib_file, "mib_box": mib_box}
+    return views, edges, {"stability": stab, "edges": path_edges, "raw": raw, **files, **buttons}
+
+
+def _wire_results(
+    ctx: AppContext, views: dict[str, Any], edges: dict[str, Any], more: dict[str, Any], results: gr.Column
+) -> None:
+    raw = more["raw"]
+    drawn = {**views, **edges, "stability": more["stability"], "edges": more["edges"], "report_file": raw.file,
+             "results": results}  # fmt: skip
     bind(raw.json.change, draw, inputs={"raw": raw.json, "selection": ctx.selection.state, "edge_method": edges["edge_method"]},
          outputs=drawn, api_visibility="private", queue=False)  # fmt: skip
     edge_in = {"raw": raw.json, "edge_method": edges["edge_method"], "edge_percent": edges["edge_percent"]}
     edge_out = {"edge_graph": edges["edge_graph"]}
-    bind(redraw.click, draw_edges, inputs=edge_in, outputs=edge_out, api_name="circuits_edges", **VIEW_EVENT)
+    bind(
+        more["redraw"].click,
+        draw_edges,
+        inputs=edge_in,
+        outputs=edge_out,
+        api_name="circuits_edges",
+        **VIEW_EVENT,
+    )
     for trigger in (edges["edge_method"].input, edges["edge_percent"].submit):
         bind(trigger, draw_edges, inputs=edge_in, outputs=edge_out, api_visibility="private", **VIEW_EVENT)
-    for btn, fmt, out in ((to_np, "neuronpedia", np_file), (to_mib, "mib", mib_file)):
-        bind(btn.click, export, inputs={**edge_in, "format": gr.State(fmt)}, outputs={f"{fmt}_file": out},
-             api_name=f"circuits_export_{fmt}", **VIEW_EVENT)  # fmt: skip
-    with example_slot:
-        examples.worked_example(
-            [["ioi", 8, 0, 100, LAYER_SCOPES[2]], ["greater_than", 8, 0, 100, LAYER_SCOPES[2]]],
-            [run_in["task"], run_in["n_examples"], run_in["seed"], run_in["epochs"], run_in["scope"]],
-            handler(run, run_in, run_out), list(run_in.values()), list(run_out.values()),
-            labels=["IOI, last 2 layers", "greater-than, last 2 layers"], **job,
-        )  # fmt: skip
+    for btn, fmt in ((more["to_np"], "neuronpedia"), (more["to_mib"], "mib")):
+        done = bind(btn.click, export, inputs={**edge_in, "format": gr.State(fmt)},
+             outputs={f"{fmt}_file": more[f"{fmt}_file"]}, api_name=f"circuits_export_{fmt}",
+             **VIEW_EVENT)  # fmt: skip
+        reveal(done, more[f"{fmt}_box"])
     for grid in (views["sae_grid"], views["truth_grid"]):
         ctx.selection.connect_grid(grid)
-    ctx.selection.add_button(add_circuit, lambda r: report_heads(r, "circuit"), [raw.json])
-    ctx.selection.add_button(add_truth, lambda r: report_heads(r, "truth"), [raw.json])
+    ctx.selection.add_button(more["add_circuit"], lambda r: report_heads(r, "circuit"), [raw.json])
+    ctx.selection.add_button(more["add_truth"], lambda r: report_heads(r, "truth"), [raw.json])
     ctx.selection.add_button(
-        add_edges, edge_circuit_heads, [raw.json, edges["edge_method"], edges["edge_percent"]]
+        more["add_edges"], edge_circuit_heads, [raw.json, edges["edge_method"], edges["edge_percent"]]
     )
 
-    ablation = _ablation(ctx, run_in)
-    comparison = _viewer(raw)
-    ctx.session.add(
-        "circuits", **{k: v for k, v in run_in.items() if k != "model"}, status=controls.status,
-        **views, **edges, stability=stab, path_edges=path_edges, report=raw.json, report_file=raw.file,
-        **ablation, comparison=comparison,
-    )  # fmt: skip
+
+def reveal(event: Any, box: gr.Column) -> None:
+    """Make `box` visible once `event` has filled it (a private, unqueued step): no empty boxes before."""
+    event.success(lambda: gr.Column(visible=True), None, box, api_visibility="private", queue=False)
 
 
 def _ablation(ctx: AppContext, run_in: dict[str, Any]) -> dict[str, Any]:
     gr.Markdown("### Does the selection explain the behaviour?")
     btn = gr.Button("Ablate the selected heads")
     controls = jobs.JobControls.build("circuits_ablate")
-    out = {"ablation": gr.Markdown(), "ablation_rows": gr.Dataframe(label="Task metric under mean ablation",
-                                                                    interactive=False)}  # fmt: skip
+    line = gr.Markdown()
+    with gr.Column(visible=False) as box:  # shown with its rows: no empty table before a run
+        rows = gr.Dataframe(label="Task metric under mean ablation", interactive=False)
+    out = {"ablation": line, "ablation_rows": rows}
     state = gr.JSON(visible=False)
     inputs = {k: run_in[k] for k in ("model", "task", "custom", "n_examples", "seed")}
-    bind(btn.click, ablate, inputs={**inputs, "selection": ctx.selection.state},
-         outputs={**out, "ablation_json": state}, api_name="circuits_ablate",
-         show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
+    done = bind(btn.click, ablate, inputs={**inputs, "selection": ctx.selection.state},
+                outputs={**out, "ablation_json": state}, api_name="circuits_ablate",
+                show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
+    reveal(done, box)
     return out
 
 
@@ -402,7 +442,9 @@ def _viewer(raw: RawResult) -> gr.Dataframe:
         up_a = gr.File(type="binary", file_types=[".json"], label="Report A")
         up_b = gr.File(type="binary", file_types=[".json"], label="Report B (optional: compare)")
     btn = gr.Button("View")
-    diff = gr.Dataframe(label="Comparison (B relative to A)", interactive=False)
-    bind(btn.click, view, inputs={"report_a": up_a, "report_b": up_b}, outputs={"raw": raw.json, "comparison": diff},
-         api_name="circuits_view", **VIEW_EVENT)  # fmt: skip
+    with gr.Column(visible=False) as box:
+        diff = gr.Dataframe(label="Comparison (B relative to A)", interactive=False)
+    done = bind(btn.click, view, inputs={"report_a": up_a, "report_b": up_b},
+                outputs={"raw": raw.json, "comparison": diff}, api_name="circuits_view", **VIEW_EVENT)  # fmt: skip
+    reveal(done, box)
     return diff

@@ -92,7 +92,11 @@ def test_edge_views_are_the_librarys_circuit(report: dict, views: dict) -> None:
     result = CircuitResult.from_json(report)
     ea = result.edge_attribution
     assert ea is not None and ea.faithfulness is not None
-    assert views["edge_method"].value == "eap_ig" and views["edge_percent"] == EDGE_PERCENT
+    assert (
+        views["edge_method"].value == "eap_ig"
+        and views["edge_percent"] == ev.default_percent(ea.graph.n_edges) == 50
+    )
+    assert ev.default_percent(123_211) == EDGE_PERCENT  # SmolLM2: 616 edges
     for method, percent in (("eap", 20.0), ("eap_ig", 100.0)):
         fig = ev.edge_graph_figure(result, method, percent)
         want = edge_view(ea, method, percent / 100, result.task.example_tokens)
