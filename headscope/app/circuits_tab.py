@@ -370,9 +370,11 @@ def _result_views() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         to_mib = gr.Button("Export MIB circuit file", size="sm", elem_id="hs-circuit-export-mib")
     with gr.Row():
         with gr.Column(visible=False) as np_box:  # shown with its file: no empty download boxes
-            np_file = gr.File(label="attribution graph (circuit-tracer)", interactive=False)
+            np_file = gr.File(
+                label="attribution graph (circuit-tracer)", interactive=False, elem_id="hs-circuit-np-file"
+            )
         with gr.Column(visible=False) as mib_box:
-            mib_file = gr.File(label="MIB circuit file", interactive=False)
+            mib_file = gr.File(label="MIB circuit file", interactive=False, elem_id="hs-circuit-mib-file")
 
     buttons = {"add_circuit": add_circuit, "add_truth": add_truth, "redraw": redraw, "add_edges": add_edges,
                "to_np": to_np, "to_mib": to_mib}  # fmt: skip
