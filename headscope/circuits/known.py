@@ -50,18 +50,36 @@ ROLE_THRESHOLD = 0.4
 SEQ = 8
 STEPS = 1000
 TRAIN_LEN = 48
-D_MODEL, N_HEADS, D_MLP = 64, 8, 4  # the MLPs are zero: d_mlp only has to exist
+N_LAYERS, D_MODEL, N_HEADS, D_MLP = 2, 64, 8, 4  # the MLPs are zero: d_mlp only has to exist
 AUX_HEADS = N_HEADS  # layer-0 heads whose residual write the auxiliary probe reads
 AUX_STEPS = 600
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the shipped model was trained (recorded in its card)."""
+
+    seed: int = 0
+    n_layers: int = N_LAYERS
+    n_heads: int = N_HEADS
+    d_model: int = D_MODEL
+    steps: int = STEPS
+    batch: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    aux_heads: int = AUX_HEADS
+    aux_steps: int = AUX_STEPS
+    aux_weight: float = 0.3
 
 
 def model_path() -> Path:
     return assets.path(*MODEL_DIR)
 
 
-def _config() -> GPT2Config:
+def _config(recipe: Recipe) -> GPT2Config:
     cfg = GPT2Config(
-        vocab_size=VOCAB, n_positions=64, n_embd=D_MODEL, n_layer=2, n_head=N_HEADS, n_inner=D_MLP,
+        vocab_size=VOCAB, n_positions=64, n_embd=recipe.d_model, n_layer=recipe.n_layers, n_head=recipe.n_heads,
+        n_inner=D_MLP,
         bos_token_id=BOS_ID, eos_token_id=EOS_ID, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
     )  # fmt: skip
     cfg.architectures = ["GPT2LMHeadModel"]
@@ -162,20 +180,6 @@ class _AttnOnly(nn.Module):
         return model
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How the shipped model was trained (recorded in its card)."""
-
-    seed: int = 0
-    steps: int = STEPS
-    batch: int = 32
-    lr: float = 2e-3
-    warmup: int = 100
-    aux_heads: int = AUX_HEADS
-    aux_steps: int = AUX_STEPS
-    aux_weight: float = 0.3
-
-
 def _aux_loss(net: _AttnOnly, probe: nn.Module, ids: torch.Tensor, heads: int) -> torch.Tensor:
     """Cross-entropy of a linear probe reading the previous token off the residual write of layer 0's first
     `heads` heads (the probe is discarded: it only shortens the plateau, see the module docstring)."""
@@ -213,7 +217,7 @@ def train_induction_model(
     """Train (seeded, CPU) and save the model (safetensors + byte tokenizer + card.json)."""
     recipe = recipe or Recipe()
     torch.manual_seed(recipe.seed)
-    cfg, t0 = _config(), time.perf_counter()
+    cfg, t0 = _config(recipe), time.perf_counter()
     net = _AttnOnly(cfg)
     final = _train(net, recipe, log)
     model = net.to_gpt2(cfg)
