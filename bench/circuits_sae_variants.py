@@ -120,14 +120,37 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def add_reads(handle: ModelHandle, task: str, folder: Path, log: Any) -> None:
+    """Read positions added to READS after a task was cached: one forward per side, the rest kept."""
+    t = load_file(str(folder / "data.safetensors"))
+    missing = [r for r in READS if f"x_{r}" not in t]
+    if not missing:
+        return
+    prep = patching.prepare(handle, make_task(task, handle.tokenizer, n=N_PAIRS, seed=DATA_SEED))
+    x = read_heads(handle, prep, missing, list(range(handle.facts.n_layers)))
+    save_file(t | {f"x_{r}": v.contiguous() for r, v in x.items()}, str(folder / "data.safetensors"))
+    log(f"{task}: added reads {missing}")
+
+
 def ensure_model_caches(root: Path, tasks: list[str]) -> dict[str, Path]:
     folders = {t: _task_folder(root, "smollm2-135m", t) for t in tasks}
-    todo = [t for t, f in folders.items() if not (f / "meta.json").exists()]
-    if todo:
-        handle = ModelHandle.load("smollm2-135m", device="cpu")
-        for t in todo:
-            build_cache(handle, t, folders[t], _log)
+    handle = None
+    for t, f in folders.items():
+        if not (f / "meta.json").exists():
+            handle = handle or ModelHandle.load("smollm2-135m", device="cpu")
+            build_cache(handle, t, f, _log)
+        elif missing_reads(f):
+            handle = handle or ModelHandle.load("smollm2-135m", device="cpu")
+            add_reads(handle, t, f, _log)
     return folders
+
+
+def missing_reads(folder: Path) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "data.safetensors"), "pt") as f:
+        keys = set(f.keys())
+        return any(f"x_{r}" not in keys for r in READS)
 
 
 def main() -> None:

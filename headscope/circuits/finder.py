@@ -44,7 +44,7 @@ from headscope.circuits.result import (
 from headscope.circuits.stability import Samples, stability
 from headscope.circuits.stability import warnings as stability_warnings
 from headscope.circuits.tasks import TaskData, make_task
-from headscope.circuits.variants import VARIANTS
+from headscope.circuits.variants import VARIANTS, SAERecord
 from headscope.circuits.variants_fit import VariantRun, fit_variant
 from headscope.circuits.variants_fit import edge_scores as variant_edge_scores
 from headscope.circuits.variants_read import read_heads
@@ -204,12 +204,19 @@ def _measure(handle: ModelHandle, cfg: CircuitConfig, task_spec: Any, stages: _S
 
 
 def find_circuit(
-    handle: ModelHandle, cfg: CircuitConfig, *, task_spec: Any = None, progress: ProgressFn | None = None
+    handle: ModelHandle,
+    cfg: CircuitConfig,
+    *,
+    task_spec: Any = None,
+    progress: ProgressFn | None = None,
+    on_sae: Callable[[SAEFit], None] | None = None,
 ) -> CircuitResult:
     """Run the task's ground truth and every scored method; `progress(stage, fraction)` is called between
-    steps (a callback that raises stops the run there)."""
+    steps (a callback that raises stops the run there); `on_sae` receives the fitted SAE (to save it)."""
     stages = _Stages(progress or (lambda stage, frac: None), _weights(cfg))
     run = _measure(handle, cfg, task_spec, stages)
+    if on_sae is not None:
+        on_sae(SAEFit(run.sae.fit, handle.identity.name, tuple(rows_of(cfg, handle)), handle.facts.n_heads))
     n_l, n_h = handle.facts.n_layers, handle.facts.n_heads
     rows = cfg.layer_list(n_l)
     methods = _method_scores(run, cfg, rows, n_l, n_h)
@@ -241,7 +248,22 @@ def find_circuit(
         ground_truth=ground, methods=tuple(methods), metrics=metrics, circuit=circuit,
         published=_published(handle, run.task.name, methods, ground.effects, rows, k),
         faithfulness=faith, edges=edges, stability=stab, warnings=tuple(warnings),
+        sae=SAERecord(cfg.sae_variant, cfg.sae_seed_used, run.sae.fit.resolved.to_json()),
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SAEFit:
+    """What a caller needs to save a run's SAE: the fitted variant, the model, the analysed layers."""
+
+    fit: VariantRun
+    model: str
+    layers: tuple[int, ...]
+    n_heads: int
+
+
+def rows_of(cfg: CircuitConfig, handle: ModelHandle) -> list[int]:
+    return cfg.layer_list(handle.facts.n_layers)
 
 
 def _names(mask: np.ndarray) -> list[str]:

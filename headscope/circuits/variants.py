@@ -26,6 +26,7 @@ from headscope import checks
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.variants_read import NORMS, READS
 from headscope.circuits.variants_score import CODES, SCORES
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 from headscope.registry import Registry
 
@@ -88,6 +89,17 @@ class Resolved:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SAERecord(JsonCodec):
+    """The report's top-level `sae`: which variant produced sae_node / sae_edge, its SAE seed, its effective
+    settings (`Resolved`), and where the trained SAE was saved (SAELens format; None: not saved)."""
+
+    variant: str
+    seed: int
+    config: dict[str, Any]
+    path: str | None = None
 
 
 VARIANTS: Registry[SAEVariant] = Registry("SAE variant")

@@ -16,7 +16,7 @@ from torch import Tensor
 from headscope.circuits import scoring
 from headscope.circuits.sae import TrainedSAE, train_sae
 from headscope.circuits.variants import BASELINE_SCORES, VARIANTS, Resolved, SAEVariant
-from headscope.circuits.variants_read import normalise
+from headscope.circuits.variants_read import scales
 from headscope.circuits.variants_score import SCORES, Stored, baseline_stored, sae_stored
 
 
@@ -29,6 +29,7 @@ class VariantRun:
     node: np.ndarray  # [head_total] float64
     trained: TrainedSAE | None
     n_train: int  # examples the SAE was trained on (0: baseline)
+    scales: Tensor | None = None  # [head_total] divisors applied before the SAE (normalisation), None: none
 
     def codes(self) -> Tensor:
         assert self.stored.codes is not None, "a baseline has no codes"
@@ -53,14 +54,15 @@ def fit_variant(
 ) -> VariantRun:
     """Scale `x` [example, head_total, d_model] (read as `r.read`), train the SAE on `r.n_train` examples of the
     pool (split and initialisation from `seed`), store every example's latent activations and score."""
-    xs = normalise(x, r.norm, n_heads)
+    div = scales(x, r.norm, n_heads)
+    xs = x if div is None else x / div[None, :, None]
     if r.score in BASELINE_SCORES:
         stored = baseline_stored(xs, n_positive, paired)
-        return VariantRun(r, stored, SCORES[r.score](stored), None, 0)
+        return VariantRun(r, stored, SCORES[r.score](stored), None, 0, div)
     rows = train_rows(xs.shape[0], r.n_train, seed)
     trained = train_sae(xs[rows].reshape(-1, xs.shape[-1]), r.sae, seed, l1=l1)
     stored = sae_stored(latent_acts(trained, xs), n_positive, paired, r.code, r.k)
-    return VariantRun(r, stored, SCORES[r.score](stored), trained, len(rows))
+    return VariantRun(r, stored, SCORES[r.score](stored), trained, len(rows), div)
 
 
 def node_scores(variant: SAEVariant | str, stored: Stored) -> np.ndarray:

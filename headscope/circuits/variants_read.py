@@ -7,7 +7,10 @@ stream, over each prompt's real positions):
 - `named`: the average over the task's named positions: the tokens where a prompt and its own corrupted partner
   differ (IOI: S1, IO, S2; greater-than: the YY digits; docstring: the argument names; induction: the first copy)
   plus the final token. Derived from the pair, so a custom task whose prompts align gets them too; an unpaired task
-  has only the final token.
+  has only the final token;
+- `context`: the average over the tokens a pair shares after its first difference (there a head's output differs
+  only through the context: IOI's "gave a … to", greater-than's " to the year XX", induction's second copy) plus
+  the final token; an unpaired task has only the final token.
 All reads of one batch come from one forward.
 
 **Normalisation** before the shared SAE (`none` as the reference): `head` divides each head's vectors by that
@@ -27,21 +30,11 @@ from torch import Tensor
 from headscope.circuits.patching import Batch, Prepared
 from headscope.models import ModelHandle, hooks
 
-Read = Literal["mean", "last", "named"]
-READS: tuple[str, ...] = ("mean", "last", "named")
+Read = Literal["mean", "last", "named", "context"]
+READS: tuple[str, ...] = ("mean", "last", "named", "context")
 Norm = Literal["none", "head", "layer"]
 NORMS: tuple[str, ...] = ("none", "head", "layer")
-
-
-def named_positions(prep: Prepared) -> tuple[Tensor, Tensor]:
-    """[batch, pos] boolean masks (clean, corrupt) of each prompt's named positions: where the pair differs, and
-    the final token."""
-    clean = _final(prep.clean)
-    corrupt = _final(prep.corrupt)
-    if prep.paired:
-        differ = (prep.clean.ids != prep.corrupt.ids) & prep.clean.mask & prep.corrupt.mask
-        clean, corrupt = clean | differ, corrupt | differ
-    return clean, corrupt
+Masks = tuple[Tensor, Tensor]  # [batch, pos] boolean (clean, corrupt)
 
 
 def _final(batch: Batch) -> Tensor:
@@ -50,28 +43,54 @@ def _final(batch: Batch) -> Tensor:
     return at
 
 
-def _weights(batch: Batch, read: str, named: Tensor | None) -> Tensor | None:
-    """[batch, pos] weights of a weighted read; None for `last` (an index, kept exact)."""
+def _differ(prep: Prepared) -> Tensor:
+    return (prep.clean.ids != prep.corrupt.ids) & prep.clean.mask & prep.corrupt.mask
+
+
+def named_positions(prep: Prepared) -> Masks:
+    """Each prompt's named positions: where the pair differs, and the final token."""
+    clean, corrupt = _final(prep.clean), _final(prep.corrupt)
+    if prep.paired:
+        differ = _differ(prep)
+        clean, corrupt = clean | differ, corrupt | differ
+    return clean, corrupt
+
+
+def context_positions(prep: Prepared) -> Masks:
+    """Each prompt's context positions: tokens the pair shares that come after its first difference (their head
+    outputs differ only through what came before), and the final token."""
+    clean, corrupt = _final(prep.clean), _final(prep.corrupt)
+    if prep.paired:
+        differ = _differ(prep)
+        after = (differ.cumsum(1) > 0) & ~differ & prep.clean.mask & prep.corrupt.mask
+        clean, corrupt = clean | after, corrupt | after
+    return clean, corrupt
+
+
+def _masks(prep: Prepared, read: str) -> Masks | None:
+    """Position masks of a weighted read; None for `last` (an index, kept exact)."""
     if read == "last":
         return None
-    mask = batch.mask if read == "mean" else named
-    assert mask is not None
+    if read == "mean":
+        return prep.clean.mask, prep.corrupt.mask
+    return named_positions(prep) if read == "named" else context_positions(prep)
+
+
+def _weights(mask: Tensor | None) -> Tensor | None:
+    if mask is None:
+        return None
     w = mask.float()
     return w / w.sum(1, keepdim=True)
 
 
 def read_batch(
-    handle: ModelHandle,
-    batch: Batch,
-    reads: Sequence[str],
-    layers: Sequence[int],
-    named: Tensor | None = None,
+    handle: ModelHandle, batch: Batch, weights: dict[str, Tensor | None], layers: Sequence[int]
 ) -> dict[str, Float[Tensor, "batch head_total d_model"]]:
-    """Each head's output under every read in `reads`, from one forward; heads flattened layer-major (index
-    l·n_heads + h, layers in `layers` order). `mean` and `last` equal `patching.head_outputs` bit for bit."""
-    weights = {r: _weights(batch, r, named) for r in reads}
+    """Each head's output under every read (`weights`: read → [batch, pos] weights, None for the last token),
+    from one forward; heads flattened layer-major (index l·n_heads + h, layers in `layers` order). `mean` and
+    `last` equal `patching.head_outputs` bit for bit."""
     rows = torch.arange(batch.ids.shape[0], device=batch.ids.device)
-    out: dict[str, list[Tensor]] = {r: [] for r in reads}
+    out: dict[str, list[Tensor]] = {r: [] for r in weights}
 
     def keep(act: Tensor, hook: Any) -> Tensor:
         for r, w in weights.items():
@@ -87,21 +106,28 @@ def read_heads(
     handle: ModelHandle, prep: Prepared, reads: Sequence[str], layers: Sequence[int]
 ) -> dict[str, Float[Tensor, "example head_total d_model"]]:
     """Positives then negatives (examples 0..B−1, B..), every read from one forward per side."""
-    named = named_positions(prep) if "named" in reads else (None, None)
+    masks = {r: _masks(prep, r) for r in reads}
     sides = [
-        read_batch(handle, b, reads, layers, m)
-        for b, m in zip((prep.clean, prep.corrupt), named, strict=True)
+        read_batch(handle, b, {r: _weights(None if m is None else m[i]) for r, m in masks.items()}, layers)
+        for i, b in enumerate((prep.clean, prep.corrupt))
     ]
     return {r: torch.cat([s[r] for s in sides]) for r in reads}
+
+
+def scales(x: Float[Tensor, "example head_total d_model"], norm: str, n_heads: int) -> Tensor | None:
+    """[head_total] divisors: each head's (`head`) or its layer's (`layer`) RMS norm over all examples; None for
+    `none`. Saved with the SAE: its input is x / scale."""
+    if norm == "none":
+        return None
+    sq = x.pow(2).sum(-1).mean(0)  # [head_total]: mean squared norm per head
+    if norm == "layer":
+        sq = sq.view(-1, n_heads).mean(1, keepdim=True).expand(-1, n_heads).reshape(-1)
+    return sq.sqrt().clamp_min(1e-12)
 
 
 def normalise(
     x: Float[Tensor, "example head_total d_model"], norm: str, n_heads: int
 ) -> Float[Tensor, "example head_total d_model"]:
-    """Divide each head's (or each layer's) vectors by their RMS norm over all examples; `none`: x itself."""
-    if norm == "none":
-        return x
-    sq = x.pow(2).sum(-1).mean(0)  # [head_total]: mean squared norm per head
-    if norm == "layer":
-        sq = sq.view(-1, n_heads).mean(1, keepdim=True).expand(-1, n_heads).reshape(-1)
-    return x / sq.sqrt().clamp_min(1e-12)[None, :, None]
+    """x divided by its `scales` (`none`: x itself)."""
+    s = scales(x, norm, n_heads)
+    return x if s is None else x / s[None, :, None]
