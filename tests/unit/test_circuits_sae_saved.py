@@ -50,7 +50,9 @@ def _run(tmp_path: Path, variant: str, *extra: str) -> dict:
 
 
 @pytest.mark.parametrize("variant", ["reference", "head_norm", "soft_mi"])
-def test_saved_sae_reproduces_the_reports_scores(tmp_path: Path, variant: str, tiny_gpt2: ModelHandle) -> None:
+def test_saved_sae_reproduces_the_reports_scores(
+    tmp_path: Path, variant: str, tiny_gpt2: ModelHandle
+) -> None:
     report = _run(tmp_path, variant, "--seed", "2")
     sae = report["sae"]
     folder = Path(sae["path"])
