@@ -181,6 +181,12 @@ register(SAEVariant(
     norm="head",
 ))  # fmt: skip
 register(SAEVariant(
+    "centered", "each head's mean output over all examples subtracted before the shared SAE, then as the reference",
+    f"{P2}.3: heads write into different subspaces, so the shared SAE's argmax mostly says which head wrote the "
+    "vector; centred, a code says how this example's output differs from the head's usual one",
+    norm="center",
+))  # fmt: skip
+register(SAEVariant(
     "layer_norm", "each layer's head outputs divided by the layer's RMS norm, then as the reference",
     "as head_norm, keeping the norm differences between heads of one layer", norm="layer",
 ))  # fmt: skip

@@ -7,7 +7,7 @@ fixed (what a bootstrap calls); `order` is the one tie rule of every ranking.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from torch import Tensor
 from headscope.circuits import scoring
 from headscope.circuits.sae import TrainedSAE, train_sae
 from headscope.circuits.variants import BASELINE_SCORES, VARIANTS, Resolved, SAEVariant
-from headscope.circuits.variants_read import scales
+from headscope.circuits.variants_read import HeadScaling, head_scaling
 from headscope.circuits.variants_score import SCORES, Stored, baseline_stored, sae_stored
 
 
@@ -29,7 +29,9 @@ class VariantRun:
     node: np.ndarray  # [head_total] float64
     trained: TrainedSAE | None
     n_train: int  # examples the SAE was trained on (0: baseline)
-    scales: Tensor | None = None  # [head_total] divisors applied before the SAE (normalisation), None: none
+    scaling: HeadScaling = field(
+        default_factory=HeadScaling
+    )  # what the normalisation did to the head outputs before the SAE
 
     def codes(self) -> Tensor:
         assert self.stored.codes is not None, "a baseline has no codes"
@@ -54,15 +56,15 @@ def fit_variant(
 ) -> VariantRun:
     """Scale `x` [example, head_total, d_model] (read as `r.read`), train the SAE on `r.n_train` examples of the
     pool (split and initialisation from `seed`), store every example's latent activations and score."""
-    div = scales(x, r.norm, n_heads)
-    xs = x if div is None else x / div[None, :, None]
+    scaling = head_scaling(x, r.norm, n_heads)
+    xs = scaling.apply(x)
     if r.score in BASELINE_SCORES:
         stored = baseline_stored(xs, n_positive, paired)
-        return VariantRun(r, stored, SCORES[r.score](stored), None, 0, div)
+        return VariantRun(r, stored, SCORES[r.score](stored), None, 0, scaling)
     rows = train_rows(xs.shape[0], r.n_train, seed)
     trained = train_sae(xs[rows].reshape(-1, xs.shape[-1]), r.sae, seed, l1=l1)
     stored = sae_stored(latent_acts(trained, xs), n_positive, paired, r.code, r.k)
-    return VariantRun(r, stored, SCORES[r.score](stored), trained, len(rows), div)
+    return VariantRun(r, stored, SCORES[r.score](stored), trained, len(rows), scaling)
 
 
 def node_scores(variant: SAEVariant | str, stored: Stored) -> np.ndarray:

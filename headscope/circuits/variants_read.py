@@ -21,6 +21,7 @@ directions take the codes (high-norm heads no longer dominate the reconstruction
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -32,8 +33,8 @@ from headscope.models import ModelHandle, hooks
 
 Read = Literal["mean", "last", "named", "context"]
 READS: tuple[str, ...] = ("mean", "last", "named", "context")
-Norm = Literal["none", "head", "layer"]
-NORMS: tuple[str, ...] = ("none", "head", "layer")
+Norm = Literal["none", "head", "layer", "center", "center_head"]
+NORMS: tuple[str, ...] = ("none", "head", "layer", "center", "center_head")
 Masks = tuple[Tensor, Tensor]  # [batch, pos] boolean (clean, corrupt)
 
 
@@ -114,20 +115,37 @@ def read_heads(
     return {r: torch.cat([s[r] for s in sides]) for r in reads}
 
 
-def scales(x: Float[Tensor, "example head_total d_model"], norm: str, n_heads: int) -> Tensor | None:
-    """[head_total] divisors: each head's (`head`) or its layer's (`layer`) RMS norm over all examples; None for
-    `none`. Saved with the SAE: its input is x / scale."""
+@dataclass(frozen=True)
+class HeadScaling:
+    """What a normalisation did to each head's vectors: x' = (x − shift) / scale (None: that part not done).
+    Saved with the SAE, whose inputs are x'."""
+
+    shift: Tensor | None = None  # [head_total, d_model]
+    scale: Tensor | None = None  # [head_total]
+
+    def apply(self, x: Float[Tensor, "example head_total d_model"]) -> Tensor:
+        if self.shift is not None:
+            x = x - self.shift[None]
+        return x if self.scale is None else x / self.scale[None, :, None]
+
+
+def head_scaling(x: Float[Tensor, "example head_total d_model"], norm: str, n_heads: int) -> HeadScaling:
+    """`head` / `layer`: divide by each head's / each layer's RMS norm over all examples; `center`: subtract each
+    head's mean over all examples (both classes, no label); `center_head`: both, centring first."""
     if norm == "none":
-        return None
-    sq = x.pow(2).sum(-1).mean(0)  # [head_total]: mean squared norm per head
+        return HeadScaling()
+    shift = x.mean(0) if norm.startswith("center") else None
+    if norm == "center":
+        return HeadScaling(shift=shift)
+    xc = x if shift is None else x - shift[None]
+    sq = xc.pow(2).sum(-1).mean(0)  # [head_total]: mean squared norm per head
     if norm == "layer":
         sq = sq.view(-1, n_heads).mean(1, keepdim=True).expand(-1, n_heads).reshape(-1)
-    return sq.sqrt().clamp_min(1e-12)
+    return HeadScaling(shift=shift, scale=sq.sqrt().clamp_min(1e-12))
 
 
 def normalise(
     x: Float[Tensor, "example head_total d_model"], norm: str, n_heads: int
 ) -> Float[Tensor, "example head_total d_model"]:
-    """x divided by its `scales` (`none`: x itself)."""
-    s = scales(x, norm, n_heads)
-    return x if s is None else x / s[None, :, None]
+    """x as the SAE sees it under `norm` (`none`: x itself)."""
+    return head_scaling(x, norm, n_heads).apply(x)

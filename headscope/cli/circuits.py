@@ -219,6 +219,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"{m:22} ROC-AUC {auc_s:>6}  {report['runtime_s'][m]:8.2f} s")
 
 
+HEAD_SCALING = "head_scaling.safetensors"  # beside a saved SAE whose variant normalises head outputs
+
+
 def sae_folder(report_path: Any) -> Any:
     """Where `circuits run` saves a report's SAE: beside it, `<report stem>.sae/`."""
     return report_path.with_name(report_path.stem + ".sae")
@@ -234,12 +237,18 @@ def _with_saved_sae(result: Any, fit: Any, out_path: Any) -> dict[str, Any]:
     from headscope.features import discrete
 
     folder = sae_folder(out_path)
-    r = fit.fit.resolved
-    scales = None if fit.fit.scales is None else [float(v) for v in fit.fit.scales]
+    r, scaling = fit.fit.resolved, fit.fit.scaling
+    parts = {
+        k: v.contiguous() for k, v in (("shift", scaling.shift), ("scale", scaling.scale)) if v is not None
+    }
     meta = {"variant": r.variant, "seed": result.sae.seed, "read": r.read, "norm": r.norm, "layers": list(fit.layers),
-            "n_heads": fit.n_heads, "head_scales": scales}  # fmt: skip
+            "n_heads": fit.n_heads, "head_scaling": HEAD_SCALING if parts else None}  # fmt: skip
     discrete.save(fit.fit.trained.sae, folder, hook_name="blocks.{layer}.attn.hook_result", model=fit.model,
                   metadata=meta)  # fmt: skip
+    if parts:  # the SAE's inputs are (head output − shift) / scale, per head
+        from safetensors.torch import save_file
+
+        save_file(parts, str(folder / HEAD_SCALING))
     sae = dataclasses.replace(result.sae, path=str(folder))
     return dataclasses.replace(result, sae=sae, sae_file=str(folder)).to_json()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from headscope.circuits import patching
 from headscope.circuits.report import read_report
@@ -49,7 +50,7 @@ def _run(tmp_path: Path, variant: str, *extra: str) -> dict:
     return read_report(tmp_path / "r.json")
 
 
-@pytest.mark.parametrize("variant", ["reference", "head_norm", "soft_mi"])
+@pytest.mark.parametrize("variant", ["reference", "head_norm", "soft_mi", "centered"])
 def test_saved_sae_reproduces_the_reports_scores(
     tmp_path: Path, variant: str, tiny_gpt2: ModelHandle
 ) -> None:
@@ -66,8 +67,11 @@ def test_saved_sae_reproduces_the_reports_scores(
     module = discrete.load(folder)
     prep = patching.prepare(tiny_gpt2, custom_task(SPEC, tiny_gpt2.tokenizer))
     x = read_heads(tiny_gpt2, prep, ("mean",), [0, 1])["mean"]
-    if meta["head_scales"] is not None:
-        x = x / torch.tensor(meta["head_scales"])[None, :, None]
+    if meta["head_scaling"] is not None:
+        parts = load_file(str(folder / meta["head_scaling"]))
+        x = (x - parts.get("shift", torch.zeros(1))[None]) / parts.get("scale", torch.ones(x.shape[1]))[
+            None, :, None
+        ]
     trained = type("T", (), {"sae": module})()
     v = VARIANTS[variant]
     stored = sae_stored(latent_acts(trained, x), 3, prep.paired, v.code, v.k)  # type: ignore[arg-type]
