@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import conditions
 from headscope.circuits import attribution, patching
 from headscope.circuits.finder import task_performance
+from headscope.circuits.sae import SAEConfig, task_l1, train_sae
+from headscope.circuits.scoring import roc_auc
 from headscope.circuits.tasks import make_task
-from headscope.circuits.variants_read import READS, read_heads
+from headscope.circuits.variants import VARIANTS, Resolved, SAEVariant
+from headscope.circuits.variants_fit import (
+    latent_acts,
+    node_scores,
+    resampled_scores,
+    ties_in_top,
+    train_rows,
+)
+from headscope.circuits.variants_read import READS, head_scaling, normalise, read_heads
+from headscope.circuits.variants_score import baseline_stored, sae_stored
 from headscope.models import ModelHandle
 
 RESULTS = Path(__file__).parent / "results" / "circuits_sae_variants_cpu_2core.json"
 MODEL_TASKS = ("ioi", "greater_than", "docstring", "induction")
+KNOWN = "known_answer"  # the induction task on assets/circuits/induction-3l, truth = its attention roles
+TASKS = (*MODEL_TASKS, KNOWN)
 N_PAIRS, DATA_SEED, GT_FRAC = 24, 0, 0.03
 CACHE_VERSION = 1
 
@@ -74,10 +87,11 @@ def _task_folder(root: Path, model: str, task: str) -> Path:
     return root / f"v{CACHE_VERSION}" / model / f"{task}_n{N_PAIRS}_seed{DATA_SEED}"
 
 
-def build_cache(handle: ModelHandle, task: str, folder: Path, log: Any) -> None:
-    """Head outputs (every read), per-pair patching effects and attributions for one task; written to `folder`."""
+def build_cache(handle: ModelHandle, task: str, folder: Path, log: Any, roles: Any = None) -> None:
+    """Head outputs (every read), per-pair patching effects and attributions for one task; written to `folder`.
+    `roles` (the known-answer model's attention roles) is recorded as that task's truth."""
     t0 = time.perf_counter()
-    data = make_task(task, handle.tokenizer, n=N_PAIRS, seed=DATA_SEED)
+    data = make_task("induction" if task == KNOWN else task, handle.tokenizer, n=N_PAIRS, seed=DATA_SEED)
     prep = patching.prepare(handle, data)
     perf = task_performance(handle, prep)
     layers = list(range(handle.facts.n_layers))
@@ -94,11 +108,12 @@ def build_cache(handle: ModelHandle, task: str, folder: Path, log: Any) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "data.safetensors"))
     meta = {
-        "task": task, "model": handle.identity.name, "n_pairs": N_PAIRS, "data_seed": DATA_SEED,
+        "task": task, "model": "assets/circuits/induction-3l" if task == KNOWN else handle.identity.name, "n_pairs": N_PAIRS, "data_seed": DATA_SEED,
         "paired": prep.paired, "n_layers": handle.facts.n_layers, "n_heads": handle.facts.n_heads,
         "performance": perf.to_json(),
         "read_s": round(read_s, 2), "build_s": round(time.perf_counter() - t0, 1),
         "example_positive": data.positives[0].prompt, "example_negative": data.negatives[0],
+        "roles": None if roles is None else roles.mask().ravel().tolist(),
     }  # fmt: skip
     (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     log(f"{task}: cached in {meta['build_s']} s")
@@ -110,6 +125,8 @@ def load_cache(folder: Path) -> TaskCache:
     gap = t["clean"] - (t["corrupt"] if meta["paired"] else t["corrupt"].mean())
     effects = t["effects"]
     truth = (effects.mean(0).abs() >= GT_FRAC * abs(float(gap.mean()))).numpy().ravel()
+    if meta.get("roles") is not None:  # the known-answer model: the attention roles, independent of patching
+        truth = np.asarray(meta["roles"], dtype=bool)
     return TaskCache(
         meta["task"], {r: t[f"x_{r}"] for r in READS}, effects, gap, truth,
         {m: t[m] for m in ("attribution_patching", "eap_ig")}, bool(meta["paired"]), int(meta["n_heads"]), meta,
@@ -132,8 +149,18 @@ def add_reads(handle: ModelHandle, task: str, folder: Path, log: Any) -> None:
     log(f"{task}: added reads {missing}")
 
 
+def ensure_known_cache(root: Path) -> Path:
+    from headscope.circuits import known
+
+    folder = _task_folder(root, "induction-3l", KNOWN)
+    if not (folder / "meta.json").exists() or missing_reads(folder):
+        handle = ModelHandle.load(str(known.model_path()), device="cpu")
+        build_cache(handle, KNOWN, folder, _log, known.head_roles(handle))
+    return folder
+
+
 def ensure_model_caches(root: Path, tasks: list[str]) -> dict[str, Path]:
-    folders = {t: _task_folder(root, "smollm2-135m", t) for t in tasks}
+    folders = {t: _task_folder(root, "smollm2-135m", t) for t in tasks if t in MODEL_TASKS}
     handle = None
     for t, f in folders.items():
         if not (f / "meta.json").exists():
@@ -142,6 +169,8 @@ def ensure_model_caches(root: Path, tasks: list[str]) -> dict[str, Path]:
         elif missing_reads(f):
             handle = handle or ModelHandle.load("smollm2-135m", device="cpu")
             add_reads(handle, t, f, _log)
+    if KNOWN in tasks:
+        folders[KNOWN] = ensure_known_cache(root)
     return folders
 
 
@@ -153,19 +182,151 @@ def missing_reads(folder: Path) -> bool:
         return any(f"x_{r}" not in keys for r in READS)
 
 
+# ---- the study ---------------------------------------------------------------------------------------------------
+def sae_acts(c: TaskCache, r: Resolved, seed: int, l1: float, store: Path) -> tuple[torch.Tensor, float, Any]:
+    """The latent activations of a trained SAE on every example (trained once per training key and seed, kept on
+    disk: variants that differ only in how codes are scored share it), its training seconds, its HeadScaling."""
+    key = f"{r.read}_{r.norm}_n{r.n_train}_L{r.sae.n_latents}_e{r.sae.epochs}_s{seed}"
+    f = store / f"{key}.safetensors"
+    scaling = head_scaling(c.x[r.read], r.norm, c.n_heads)
+    if f.exists():
+        t = load_file(str(f))
+        return t["acts"], float(t["train_s"]), scaling
+    x = scaling.apply(c.x[r.read])
+    t0 = time.perf_counter()
+    trained = train_sae(
+        x[train_rows(x.shape[0], r.n_train, seed)].reshape(-1, x.shape[-1]), r.sae, seed, l1=l1
+    )
+    train_s = time.perf_counter() - t0
+    acts = latent_acts(trained, x)
+    store.mkdir(parents=True, exist_ok=True)
+    save_file({"acts": acts.contiguous(), "train_s": torch.tensor(train_s)}, str(f))
+    return acts, train_s, scaling
+
+
+def fit_one(c: TaskCache, v: SAEVariant, seed: int, store: Path) -> tuple[np.ndarray, Any, float]:
+    """(node scores, Stored, seconds: SAE training + scoring on the cached head outputs)."""
+    r = v.resolve("mean", 10, SAEConfig())
+    n_pos = c.x[r.read].shape[0] // 2
+    t0 = time.perf_counter()
+    if not v.uses_sae:
+        stored = baseline_stored(normalise(c.x[r.read], r.norm, c.n_heads), n_pos, c.paired)
+        return node_scores(v, stored), stored, time.perf_counter() - t0
+    acts, train_s, _ = sae_acts(c, r, seed, task_l1("induction" if c.name == KNOWN else c.name), store)
+    t0 = time.perf_counter()
+    stored = sae_stored(acts, n_pos, c.paired, r.code, r.k)
+    return node_scores(v, stored), stored, train_s + time.perf_counter() - t0
+
+
+def bootstrap(c: TaskCache, v: SAEVariant, stored: Any, n_boot: int, seed: int) -> list[float]:
+    """ROC-AUCs over resamples of the prompt pairs (the SAE fixed; the patching truth resampled with the pairs,
+    the known-answer roles fixed)."""
+    n_pairs, gen = c.effects.shape[0], torch.Generator().manual_seed(1000 + seed)
+    out = []
+    for _ in range(n_boot):
+        idx = torch.randint(0, n_pairs, (n_pairs,), generator=gen)
+        neg = idx if c.paired else torch.randint(0, n_pairs, (n_pairs,), generator=gen)
+        truth = c.truth
+        if c.meta.get("roles") is None:
+            eff = c.effects[idx].mean(0).abs().numpy().ravel()
+            truth = eff >= GT_FRAC * abs(float(c.gap[idx].mean()))
+        auc = roc_auc(resampled_scores(v, stored, idx, neg), truth)
+        if auc is not None:
+            out.append(auc)
+    return out
+
+
+def _ci(values: list[float]) -> list[float] | None:
+    return None if len(values) < 10 else [round(float(q), 4) for q in np.quantile(values, [0.025, 0.975])]
+
+
+def run_variant(c: TaskCache, v: SAEVariant, seeds: list[int], n_boot: int, store: Path) -> dict[str, Any]:
+    """Per seed: ROC-AUC, its 95 % bootstrap interval, ties among the top 20, seconds; then mean, spread and the
+    interval of the pooled replicates (a baseline has no seed: computed once, the same for every seed)."""
+    rows, pooled = [], []
+    for seed in seeds if v.uses_sae else seeds[:1]:
+        scores, stored, secs = fit_one(c, v, seed, store)
+        boot = bootstrap(c, v, stored, n_boot, seed)
+        pooled += boot
+        rows.append({"seed": seed, "roc_auc": round(float(roc_auc(scores, c.truth) or 0), 4), "ci95": _ci(boot),
+                     "ties_top20": ties_in_top(scores, 20), "sae_s": round(secs, 2)})  # fmt: skip
+    aucs = [r["roc_auc"] for r in rows]
+    return {
+        "seeds": rows, "mean": round(float(np.mean(aucs)), 4), "std": round(float(np.std(aucs)), 4),
+        "min": min(aucs), "max": max(aucs), "ci95_pooled": _ci(pooled),
+        "ties_top20_max": max(r["ties_top20"] for r in rows), "sae_s_mean": round(float(np.mean([r["sae_s"] for r in rows])), 2),
+    }  # fmt: skip
+
+
+def task_summary(c: TaskCache) -> dict[str, Any]:
+    grad = {
+        m: round(float(roc_auc(g.mean(0).abs().numpy().ravel(), c.truth) or 0), 4)
+        for m, g in c.gradient.items()
+    }
+    return {
+        "model": c.meta["model"], "truth": "attention roles" if c.meta.get("roles") else "activation patching",
+        "truth_heads": int(c.truth.sum()), "heads": int(c.truth.size), "paired": c.paired,
+        "read_s": c.meta["read_s"], "performance": c.meta["performance"], "gradient_roc_auc": grad,
+    }  # fmt: skip
+
+
+def study(
+    folders: dict[str, Path], names: list[str], seeds: list[int], n_boot: int, root: Path
+) -> dict[str, Any]:
+    results: dict[str, dict[str, Any]] = {n: {} for n in names}
+    tasks = {}
+    for task, folder in folders.items():
+        c = load_cache(folder)
+        tasks[task] = task_summary(c)
+        for name in names:
+            results[name][task] = run_variant(c, VARIANTS[name], seeds, n_boot, folder / "sae_acts")
+            _log(f"{task} {name}: {results[name][task]['mean']} ± {results[name][task]['std']}")
+    return {"tasks": tasks, "results": results}
+
+
+def merge(parts: list[Path], out: Path) -> None:
+    """Partial runs (tasks split over processes) as one result: tasks and per-variant results joined, each part's
+    conditions kept."""
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in parts]
+    merged = {k: docs[0][k] for k in ("setup", "variants")}
+    merged["conditions"] = {"parts": [d["conditions"] for d in docs]}
+    merged["tasks"] = {t: v for d in docs for t, v in d["tasks"].items()}
+    merged["results"] = {
+        n: {t: r for d in docs for t, r in d["results"].get(n, {}).items()} for n in merged["variants"]
+    }
+    out.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=["cache", "all"], default="all")
+    ap.add_argument("--stage", choices=["cache", "all", "merge"], default="all")
+    ap.add_argument("--parts", nargs="*", type=Path, default=[], help="merge: partial results to combine")
     ap.add_argument("--cache", type=Path, default=default_cache())
-    ap.add_argument("--tasks", default=",".join(MODEL_TASKS))
+    ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--n-bootstrap", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     cond = conditions.start(args.threads)
-    tasks = [t for t in args.tasks.split(",") if t in MODEL_TASKS]
-    ensure_model_caches(args.cache, tasks)
+    tasks = [t for t in args.tasks.split(",") if t in TASKS]
+    folders = ensure_model_caches(args.cache, tasks)
     if args.stage == "cache":
         _log(f"cache ready under {args.cache} ({cond['load_average_before']} load before)")
         return
+    if args.stage == "merge":
+        merge(args.parts, args.out)
+        return
+    names = [VARIANTS.check(n, field="--variants") for n in args.variants.split(",")]
+    out = study(folders, names, list(range(args.seeds)), args.n_bootstrap, args.cache)
+    setup = {"n_pairs": N_PAIRS, "data_seed": DATA_SEED, "gt_frac": GT_FRAC, "seeds": list(range(args.seeds)),
+             "n_bootstrap": args.n_bootstrap, "run_defaults": {"read": "mean", "n_train": 10, "sae": asdict(SAEConfig())},
+             "sae_s": "SAE training + scoring on cached head outputs (reading the heads: tasks.*.read_s, all reads "
+                      "in one forward per side); timings are under the recorded load, not final figures"}  # fmt: skip
+    variants = {n: {"summary": VARIANTS[n].summary, "motivation": VARIANTS[n].motivation,
+                    "settings": VARIANTS[n].resolve("mean", 10, SAEConfig()).to_json()} for n in names}  # fmt: skip
+    conditions.write({"setup": setup, "variants": variants, **out}, args.out, cond)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,17 @@ register(SAEVariant(
     f"{P2}.4 (as topk_set), with a continuous score", score="mutual_information", code="topk", k=3,
 ))  # fmt: skip
 
+register(SAEVariant(
+    "magnitude", "latent activations as a code mass: ‖mean₊ f − mean₋ f‖₁, the classes' latent gap",
+    f"{ISSUE}: normalised codes give a head that writes almost nothing the same weight as one that writes a lot; "
+    "the no-SAE mean gap (0.81 on IOI) keeps the magnitude", score="divergence", code="magnitude",
+))  # fmt: skip
+register(SAEVariant(
+    "named_magnitude", "the latent gap (as magnitude) of heads read at the task's named positions",
+    "magnitude and named combined: measured best of the SAE variants on IOI and docstring in a first pass (seed 0)",
+    score="divergence", code="magnitude", read="named",
+))  # fmt: skip
+
 # ---- paired contrast ----------------------------------------------------------------------------------------------
 register(SAEVariant(
     "paired", "the fraction of prompt pairs whose argmax code changes from the prompt to its own corruption",
