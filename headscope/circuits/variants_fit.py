@@ -60,17 +60,32 @@ def fit_variant(
     xs = scaling.apply(x)
     if r.score in BASELINE_SCORES:
         stored = baseline_stored(xs, n_positive, paired)
-        return VariantRun(r, stored, SCORES[r.score](stored), None, 0, scaling)
+        return VariantRun(r, stored, resolved(SCORES[r.score](stored)), None, 0, scaling)
     rows = train_rows(xs.shape[0], r.n_train, seed)
     trained = train_sae(xs[rows].reshape(-1, xs.shape[-1]), r.sae, seed, l1=l1)
     stored = sae_stored(latent_acts(trained, xs), n_positive, paired, r.code, r.k)
-    return VariantRun(r, stored, SCORES[r.score](stored), trained, len(rows), scaling)
+    return VariantRun(r, stored, resolved(SCORES[r.score](stored)), trained, len(rows), scaling)
+
+
+RESOLUTION = 1e-6  # continuous scores are kept to this fraction of the largest |score|
 
 
 def node_scores(variant: SAEVariant | str, stored: Stored) -> np.ndarray:
-    """A variant's node scores [head_total] from its stored per-example data."""
+    """A variant's node scores [head_total] from its stored per-example data, `resolved`."""
     v = VARIANTS[variant] if isinstance(variant, str) else variant
-    return SCORES[v.score](stored)
+    return resolved(SCORES[v.score](stored))
+
+
+def resolved(scores: np.ndarray) -> np.ndarray:
+    """Scores rounded to RESOLUTION of the largest |score|: values that differ only by floating-point noise (the
+    head outputs and the SAE differ by ~1e-7 relative between 1 and 2 threads) become equal, and equal scores
+    are ordered by the stated tie rule (`order`), never by that noise. Integer scores (counts) are returned as
+    they are."""
+    s = np.asarray(scores, dtype=np.float64)
+    top = float(np.abs(s).max()) if s.size else 0.0
+    if top == 0.0 or np.array_equal(s, np.round(s)):
+        return s
+    return np.round(s / (top * RESOLUTION)) * (top * RESOLUTION)
 
 
 def resampled_scores(

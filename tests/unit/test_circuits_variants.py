@@ -18,8 +18,10 @@ from headscope.circuits.sae import SAEConfig
 from headscope.circuits.variants import VARIANTS, SAEVariant, check_variant
 from headscope.circuits.variants_fit import (
     fit_variant,
+    node_scores,
     order,
     resampled_scores,
+    resolved,
     ties_in_top,
 )
 from headscope.circuits.variants_score import (
@@ -143,7 +145,7 @@ def test_resampled_scores_equal_rescoring_from_scratch(name: str) -> None:
     s = sae_stored(f, N_POS, True, v.code, v.k)
     rows = torch.tensor([3, 3, 0, 7, 5, 1, 1, 2])
     sub = torch.cat([f[rows], f[rows + N_POS]])
-    fresh = SCORES[v.score](sae_stored(sub, N_POS, True, v.code, v.k))
+    fresh = node_scores(v, sae_stored(sub, N_POS, True, v.code, v.k))
     np.testing.assert_allclose(resampled_scores(name, s, rows, rows), fresh, atol=1e-12)
 
 
@@ -187,7 +189,16 @@ def test_baseline_variants_fit_without_an_sae() -> None:
     r = VARIANTS["mean_gap"].resolve("mean", 10, SAEConfig())
     run = fit_variant(x, r, n_positive=N_POS, paired=True, seed=0, l1=0.02, n_heads=N_HEADS)
     assert run.trained is None and run.n_train == 0
-    np.testing.assert_allclose(run.node, SCORES["mean_gap"](baseline_stored(x, N_POS, True)))
+    np.testing.assert_allclose(run.node, SCORES["mean_gap"](baseline_stored(x, N_POS, True)), atol=1e-5)
+
+
+def test_noise_level_differences_become_ties_and_counts_stay_exact() -> None:
+    s = np.array([0.5, 0.25 + 1e-9, 0.25, 1.0, 1e-12])
+    r = resolved(s)
+    assert r[1] == r[2] and r[4] == 0.0 and order(r).tolist() == [3, 0, 1, 2, 4]  # the tie by head index
+    assert np.abs(r - s).max() <= 1e-6
+    counts = np.array([3.0, 7.0, 0.0])
+    assert resolved(counts) is not None and np.array_equal(resolved(counts), counts)
 
 
 def test_one_tie_rule() -> None:
