@@ -51,6 +51,10 @@ class SAEVariant:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        for name in ("name", "summary", "motivation"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise InputError(f"{name} must be a non-empty string, got {value!r}")
         set_(self, "score", SCORES.check(self.score, field="score"))
         set_(self, "code", checks.choice(self.code, "code", CODES))
         set_(self, "k", checks.integer(self.k, "k", 1, 64))
