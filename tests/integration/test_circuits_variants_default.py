@@ -80,4 +80,4 @@ def test_one_and_two_threads_agree(setup: dict, name: str) -> None:
 def test_reads_differ_only_by_rounding(setup: dict) -> None:
     for read in READS:
         a, b = setup["reads"][1][read], setup["reads"][2][read]
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # head outputs reach ~40 in norm
