@@ -16,6 +16,8 @@ bench/results/circuits_sae_variants_cpu_2core.json with the conditions (bench/co
     nice -n 10 python bench/circuits_sae_variants.py --threads 1 --cache /work/scratch/sae/cache
     python bench/circuits_sae_variants.py --stage cache      # only fill the cache
     python bench/circuits_sae_variants.py --variants reference,mean_gap --tasks ioi --seeds 1  # a small try
+    python bench/circuits_sae_variants.py --stage time --threads 2 --variants reference,DEFAULT \
+        --out bench/results/circuits_sae_variants_timing_cpu_2core.json     # the SAE step of an IOI run, A/B
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import conditions
 from headscope.circuits import attribution, patching
-from headscope.circuits.finder import task_performance
+from headscope.circuits.config import CircuitConfig
+from headscope.circuits.finder import sae_methods, task_performance
 from headscope.circuits.sae import SAEConfig, task_l1, train_sae
 from headscope.circuits.scoring import roc_auc
 from headscope.circuits.tasks import make_task
@@ -284,6 +287,47 @@ def study(
     return {"tasks": tasks, "results": results}
 
 
+GOALS = {"ioi": 0.85, "greater_than": 0.85, "docstring": 0.85, "induction": 0.85, KNOWN: 0.9}
+
+
+def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per variant over the tasks it ran on: the mean of its per-task mean ROC-AUC, its worst task, the tasks
+    where it meets the goal, whether its top 20 are ever tied; SAE variants ranked by mean (worst task breaks
+    ties). The default shipped in CircuitConfig is named with its goal status."""
+    rows = {}
+    for name, per_task in results.items():
+        means = {t: r["mean"] for t, r in per_task.items()}
+        if not means:
+            continue
+        rows[name] = {
+            "mean_over_tasks": round(float(np.mean(list(means.values()))), 4),
+            "worst_task": min(means, key=lambda t: means[t]), "worst": min(means.values()),
+            "goal_met": {t: m >= GOALS[t] for t, m in means.items() if t in GOALS},
+            "no_ties_top20": all(r["ties_top20_max"] == 0 for r in per_task.values()),
+            "sae": VARIANTS[name].uses_sae,
+        }  # fmt: skip
+    ranked = sorted(
+        (n for n in rows if rows[n]["sae"]), key=lambda n: (-rows[n]["mean_over_tasks"], -rows[n]["worst"])
+    )
+    default = CircuitConfig().sae_variant
+    return {"goals": GOALS, "per_variant": rows, "sae_variants_ranked": ranked, "default": default,
+            "default_summary": rows.get(default)}  # fmt: skip
+
+
+def time_sae_step(names: list[str], rounds: int) -> dict[str, Any]:
+    """The SAE step as `circuits run --task ioi` runs it (CLI defaults: 24 pairs; read the heads, train, score
+    sae_node and sae_edge: `finder.sae_methods`), per variant, interleaved with rotating order on this machine."""
+    handle = ModelHandle.load("smollm2-135m", device="cpu")
+    prep = patching.prepare(handle, make_task("ioi", handle.tokenizer, n=N_PAIRS, seed=DATA_SEED))
+    calls = {n: (lambda n=n: sae_methods(handle, prep, CircuitConfig(sae_variant=n), "ioi")) for n in names}
+    timing = conditions.interleaved(calls, rounds, warmup=False)
+    if "reference" in names:
+        timing["ratio_to_reference"] = {
+            n: conditions.ratio(timing, n, "reference") for n in names if n != "reference"
+        }
+    return timing
+
+
 def merge(parts: list[Path], out: Path) -> None:
     """Partial runs (tasks split over processes) as one result: tasks and per-variant results joined, each part's
     conditions kept."""
@@ -299,7 +343,8 @@ def merge(parts: list[Path], out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=["cache", "all", "merge"], default="all")
+    ap.add_argument("--stage", choices=["cache", "all", "merge", "time"], default="all")
+    ap.add_argument("--rounds", type=int, default=3, help="time: interleaved rounds")
     ap.add_argument("--parts", nargs="*", type=Path, default=[], help="merge: partial results to combine")
     ap.add_argument("--cache", type=Path, default=default_cache())
     ap.add_argument("--tasks", default=",".join(TASKS))
@@ -310,6 +355,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     cond = conditions.start(args.threads)
+    if args.stage == "time":
+        names = [VARIANTS.check(n, field="--variants") for n in args.variants.split(",")]
+        conditions.write({"sae_step_ioi": time_sae_step(names, args.rounds)}, args.out, cond)
+        return
     tasks = [t for t in args.tasks.split(",") if t in TASKS]
     folders = ensure_model_caches(args.cache, tasks)
     if args.stage == "cache":
@@ -326,7 +375,9 @@ def main() -> None:
                       "in one forward per side); timings are under the recorded load, not final figures"}  # fmt: skip
     variants = {n: {"summary": VARIANTS[n].summary, "motivation": VARIANTS[n].motivation,
                     "settings": VARIANTS[n].resolve("mean", 10, SAEConfig()).to_json()} for n in names}  # fmt: skip
-    conditions.write({"setup": setup, "variants": variants, **out}, args.out, cond)
+    conditions.write(
+        {"setup": setup, "variants": variants, **out, "summary": summarise(out["results"])}, args.out, cond
+    )
 
 
 if __name__ == "__main__":
