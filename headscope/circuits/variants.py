@@ -178,6 +178,18 @@ register(SAEVariant(
     score="divergence", code="magnitude", read="named",
 ))  # fmt: skip
 
+register(SAEVariant(
+    "separation", "the head's most separating latent: max over latents of |mean₊ f − mean₋ f| / pooled sd",
+    f"{ISSUE}: a count or a distance over all 200 latents adds up noise; one latent that tells the classes apart "
+    "on most examples is the evidence a researcher reads (measured first on cached SAEs, seed 0)",
+    score="separation", code="magnitude",
+))  # fmt: skip
+register(SAEVariant(
+    "named_separation", "separation, heads read at the named positions and centred before the shared SAE",
+    "separation with the read and the centring that helped it most on IOI and docstring in a first pass (seed 0)",
+    score="separation", code="magnitude", read="named", norm="center",
+))  # fmt: skip
+
 # ---- paired contrast ----------------------------------------------------------------------------------------------
 register(SAEVariant(
     "paired", "the fraction of prompt pairs whose argmax code changes from the prompt to its own corruption",

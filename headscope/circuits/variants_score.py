@@ -17,6 +17,7 @@ Scores (papers.md §2.5 for the reference; the rest measured in bench/circuits_s
 - `divergence`: total variation ½ Σ |p₊ − p₋| between the classes' code histograms;
 - `rarity`: each bin unique to positives counted by its positive examples, weighted by −log of how often that bin
   occurs over all (example, head) cells: a code one head alone emits, on positives only, weighs most;
+- `separation`: the largest effect size (|gap| / pooled sd) of any one latent between the classes;
 - `paired`: the mean total variation between each positive's q and its own corrupted partner's (unpaired tasks:
   over every positive × negative combination);
 - baselines: `mean_gap` ‖mean₊ x − mean₋ x‖₂ per head; `probe` a per-head ridge classifier, cross-validated over
@@ -161,6 +162,18 @@ def rarity(s: Stored) -> np.ndarray:
     weight = -np.log(np.maximum(q.sum((0, 1)) / (q.shape[0] * q.shape[1]), 1e-300))  # per bin, over all cells
     unique = (q[pos] > 0).any(0) & ~(q[~pos] > 0).any(0)  # [head, bin]
     return (q[pos].sum(0) * unique * weight).sum(-1)
+
+
+@SCORES.register("separation")
+def separation(s: Stored) -> np.ndarray:
+    """The head's most separating code: max over latents of |mean₊ q_j − mean₋ q_j| / pooled sd_j (Cohen's d of
+    latent j between the classes); the latent it names is readable as "the code that tells the classes apart".
+    A latent silent on every example scores 0; the sd floor is 1e-6 of the largest sd (scale-free)."""
+    q, pos = _q(s)[..., :-1], s.positive()
+    gap = np.abs(q[pos].mean(0) - q[~pos].mean(0))
+    sd = np.sqrt(pos.mean() * q[pos].var(0) + (1 - pos.mean()) * q[~pos].var(0))
+    floor = 1e-6 * float(sd.max()) if sd.size and sd.max() > 0 else 1.0
+    return (gap / np.maximum(sd, floor)).max(-1)
 
 
 @SCORES.register("paired")

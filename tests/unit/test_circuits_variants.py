@@ -72,6 +72,22 @@ def test_argmax_scores_equal_contingency_tables(paired: bool) -> None:
     assert np.argmax(SCORES["mutual_information"](s)) == 1  # the separating head
 
 
+def test_separation_is_the_best_latents_effect_size() -> None:
+    f = _acts(6)
+    s = sae_stored(f, N_POS, True, "magnitude")
+    got = SCORES["separation"](s)
+    a = f.double().numpy()
+    for h in range(N_HEADS):
+        best = 0.0
+        for j in range(N_LAT):
+            p, n = a[:N_POS, h, j], a[N_POS:, h, j]
+            sd = math.sqrt(0.5 * p.var() + 0.5 * n.var())
+            if sd > 0:
+                best = max(best, abs(p.mean() - n.mean()) / sd)
+        assert got[h] == pytest.approx(best, rel=1e-9)
+    assert np.argmax(got) == 1
+
+
 def test_unpaired_contrast_averages_every_combination() -> None:
     f = _acts(1)
     s = sae_stored(f, N_POS, False, "soft")
