@@ -274,8 +274,9 @@ def task_summary(c: TaskCache) -> dict[str, Any]:
 
 
 def study(
-    folders: dict[str, Path], names: list[str], seeds: list[int], n_boot: int, root: Path
+    folders: dict[str, Path], names: list[str], seeds: list[int], n_boot: int, save: Any = None
 ) -> dict[str, Any]:
+    """Every variant on every task; `save(partial)` after each variant × task, so a stopped run keeps its cells."""
     results: dict[str, dict[str, Any]] = {n: {} for n in names}
     tasks = {}
     for task, folder in folders.items():
@@ -284,7 +285,14 @@ def study(
         for name in names:
             results[name][task] = run_variant(c, VARIANTS[name], seeds, n_boot, folder / "sae_acts")
             _log(f"{task} {name}: {results[name][task]['mean']} ± {results[name][task]['std']}")
+            if save is not None:
+                save({"tasks": tasks, "results": results})
     return {"tasks": tasks, "results": results}
+
+
+def missing_cells(results: dict[str, dict[str, Any]], tasks: list[str]) -> list[str]:
+    """The variant × task cells a (stopped or partial) run did not reach."""
+    return [f"{n} × {t}" for n, per_task in results.items() for t in tasks if t not in per_task]
 
 
 GOALS = {"ioi": 0.85, "greater_than": 0.85, "docstring": 0.85, "induction": 0.85, KNOWN: 0.9}
@@ -335,9 +343,12 @@ def merge(parts: list[Path], out: Path) -> None:
     merged = {k: docs[0][k] for k in ("setup", "variants")}
     merged["conditions"] = {"parts": [d["conditions"] for d in docs]}
     merged["tasks"] = {t: v for d in docs for t, v in d["tasks"].items()}
+    merged["variants"] = {n: v for d in docs for n, v in d["variants"].items()}
     merged["results"] = {
         n: {t: r for d in docs for t, r in d["results"].get(n, {}).items()} for n in merged["variants"]
     }
+    merged["summary"] = summarise(merged["results"])
+    merged["missing"] = missing_cells(merged["results"], list(TASKS))
     out.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
 
 
@@ -368,16 +379,28 @@ def main() -> None:
         merge(args.parts, args.out)
         return
     names = [VARIANTS.check(n, field="--variants") for n in args.variants.split(",")]
-    out = study(folders, names, list(range(args.seeds)), args.n_bootstrap, args.cache)
-    setup = {"n_pairs": N_PAIRS, "data_seed": DATA_SEED, "gt_frac": GT_FRAC, "seeds": list(range(args.seeds)),
+    header = {"setup": _setup(args), "variants": _variant_info(names)}
+
+    def save_partial(partial: dict[str, Any]) -> None:  # written as the run goes; the final write replaces it
+        doc = {"conditions": conditions.finish(cond), **header, **partial, "partial": True,
+               "missing": missing_cells(partial["results"], tasks)}  # fmt: skip
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+    out = study(folders, names, list(range(args.seeds)), args.n_bootstrap, save_partial)
+    conditions.write({**header, **out, "summary": summarise(out["results"]), "missing": []}, args.out, cond)
+
+
+def _setup(args: argparse.Namespace) -> dict[str, Any]:
+    return {"n_pairs": N_PAIRS, "data_seed": DATA_SEED, "gt_frac": GT_FRAC, "seeds": list(range(args.seeds)),
              "n_bootstrap": args.n_bootstrap, "run_defaults": {"read": "mean", "n_train": 10, "sae": asdict(SAEConfig())},
              "sae_s": "SAE training + scoring on cached head outputs (reading the heads: tasks.*.read_s, all reads "
                       "in one forward per side); timings are under the recorded load, not final figures"}  # fmt: skip
-    variants = {n: {"summary": VARIANTS[n].summary, "motivation": VARIANTS[n].motivation,
-                    "settings": VARIANTS[n].resolve("mean", 10, SAEConfig()).to_json()} for n in names}  # fmt: skip
-    conditions.write(
-        {"setup": setup, "variants": variants, **out, "summary": summarise(out["results"])}, args.out, cond
-    )
+
+
+def _variant_info(names: list[str]) -> dict[str, Any]:
+    return {n: {"summary": VARIANTS[n].summary, "motivation": VARIANTS[n].motivation,
+                "settings": VARIANTS[n].resolve("mean", 10, SAEConfig()).to_json()} for n in names}  # fmt: skip
 
 
 if __name__ == "__main__":
