@@ -12,7 +12,6 @@ resampled truth — mean, std and a percentile interval. A method whose mean Jac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ from headscope.circuits.result import MethodStability, Stability
 from headscope.circuits.variants_fit import edge_scores as variant_edge_scores
 from headscope.circuits.variants_fit import node_scores as variant_node_scores
 from headscope.circuits.variants_score import Stored
+from headscope.progress import StepCounter
 
 JACCARD_STABLE = 0.5
 CONFIDENCE = 0.95
@@ -92,7 +92,7 @@ def stability(
     k: int,
     n_bootstrap: int,
     seed: int,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepCounter | None = None,
 ) -> Stability:
     """`full`: method → the run's ranking values over the analysed heads (flattened)."""
     t0 = time.perf_counter()
