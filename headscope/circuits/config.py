@@ -9,7 +9,7 @@ from typing import Any, Literal
 from headscope import checks
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import TASKS
-from headscope.circuits.variants import check_variant
+from headscope.circuits.variants import DEFAULT_VARIANT, check_variant
 from headscope.codec import JsonCodec
 from headscope.errors import InputError
 
@@ -56,7 +56,7 @@ class CircuitConfig(JsonCodec):
     stability: bool = False  # bootstrap over pairs and SAE seeds
     n_bootstrap: int = 200
     stability_seeds: int = 5  # SAE seeds retrained for stability
-    sae_variant: str = "reference"  # the SAE variant behind sae_node / sae_edge (circuits/variants.py)
+    sae_variant: str = DEFAULT_VARIANT  # the SAE variant behind sae_node / sae_edge (circuits/variants.py)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

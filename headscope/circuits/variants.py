@@ -107,6 +107,22 @@ class SAERecord(JsonCodec):
 
 
 VARIANTS: Registry[SAEVariant] = Registry("SAE variant")
+DEFAULT_VARIANT = "reference"  # CircuitConfig.sae_variant's default: why, in circuits/README.md (the study)
+
+
+@dataclass(frozen=True)
+class VariantChoice(JsonCodec):
+    """One entry of a variant menu (the circuits tab's dropdown, `--sae-variant`'s help)."""
+
+    name: str
+    summary: str
+    default: bool
+
+
+def variant_choices() -> list[VariantChoice]:
+    """The variants a run can use (SAE variants; the baselines are study-only), in registry order, the default
+    marked. A menu shows `name` and `summary` and preselects the entry with `default`."""
+    return [VariantChoice(n, v.summary, n == DEFAULT_VARIANT) for n, v in VARIANTS.items() if v.uses_sae]
 
 
 def register(v: SAEVariant) -> SAEVariant:

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from headscope.circuits import scoring
+from headscope.circuits.config import CircuitConfig
 from headscope.circuits.sae import SAEConfig
-from headscope.circuits.variants import VARIANTS, SAEVariant, check_variant
+from headscope.circuits.variants import DEFAULT_VARIANT, VARIANTS, SAEVariant, check_variant, variant_choices
 from headscope.circuits.variants_fit import (
     fit_variant,
     node_scores,
@@ -238,6 +239,23 @@ def test_registry_is_documented_and_checked() -> None:
         SAEVariant("x", "y", "z", read="middle")
     with pytest.raises(ValueError, match="already registered"):
         VARIANTS.add("reference", VARIANTS["reference"])
+
+
+def test_variant_choices_are_what_a_run_accepts_with_the_default_marked() -> None:
+    choices = variant_choices()
+    names = [c.name for c in choices]
+    assert names == [n for n in VARIANTS if VARIANTS[n].uses_sae] and "mean_gap" not in names
+    assert [c.name for c in choices if c.default] == [DEFAULT_VARIANT] == [CircuitConfig().sae_variant]
+    for c in choices:
+        assert check_variant(c.name) == c.name and c.summary == VARIANTS[c.name].summary
+        assert type(c).from_json(json.loads(json.dumps(c.to_json()))) == c
+
+
+def test_cli_default_variant_is_the_config_default() -> None:
+    from headscope.cli import build_parser
+
+    args = build_parser().parse_args(["circuits", "run"])
+    assert args.sae_variant == DEFAULT_VARIANT
 
 
 def test_resolve_takes_the_run_values_where_the_variant_is_silent() -> None:
