@@ -342,6 +342,10 @@ def merge(parts: list[Path], out: Path) -> None:
     docs = [json.loads(p.read_text(encoding="utf-8")) for p in parts]
     merged = {k: docs[0][k] for k in ("setup", "variants")}
     merged["conditions"] = {"parts": [d["conditions"] for d in docs]}
+    merged["setup"]["parts"] = [  # each part's own tasks, seeds and bootstrap size (they may differ)
+        {"tasks": list(d["tasks"]), "seeds": d["setup"]["seeds"], "n_bootstrap": d["setup"]["n_bootstrap"],
+         "partial": d.get("partial", False)} for d in docs
+    ]  # fmt: skip
     merged["tasks"] = {t: v for d in docs for t, v in d["tasks"].items()}
     merged["variants"] = {n: v for d in docs for n, v in d["variants"].items()}
     merged["results"] = {
@@ -352,9 +356,28 @@ def merge(parts: list[Path], out: Path) -> None:
     out.write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
 
 
+def table(doc: dict[str, Any]) -> str:
+    """The results as a markdown table (README): per variant × task, mean ± sd over seeds and the pooled 95 %
+    bootstrap interval; '—' where the cell did not run."""
+    tasks = [t for t in TASKS if t in doc["tasks"]]
+    lines = ["| variant | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for name, per_task in doc["results"].items():
+        cells = []
+        for t in tasks:
+            r = per_task.get(t)
+            ci = r and r["ci95_pooled"]
+            cells.append(
+                "—"
+                if r is None
+                else f"{r['mean']:.3f} ± {r['std']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+            )
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=["cache", "all", "merge", "time"], default="all")
+    ap.add_argument("--stage", choices=["cache", "all", "merge", "time", "table"], default="all")
     ap.add_argument("--rounds", type=int, default=3, help="time: interleaved rounds")
     ap.add_argument("--parts", nargs="*", type=Path, default=[], help="merge: partial results to combine")
     ap.add_argument("--cache", type=Path, default=default_cache())
@@ -365,6 +388,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    if args.stage == "table":
+        print(table(json.loads(args.out.read_text(encoding="utf-8"))))
+        return
     cond = conditions.start(args.threads)
     if args.stage == "time":
         names = [VARIANTS.check(n, field="--variants") for n in args.variants.split(",")]
