@@ -107,7 +107,7 @@ class SAERecord(JsonCodec):
 
 
 VARIANTS: Registry[SAEVariant] = Registry("SAE variant")
-DEFAULT_VARIANT = "reference"  # CircuitConfig.sae_variant's default: why, in circuits/README.md (the study)
+DEFAULT_VARIANT = "named_separation"  # chosen by the study: why in circuits/README.md
 
 
 @dataclass(frozen=True)

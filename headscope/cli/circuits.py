@@ -47,9 +47,9 @@ def _run_parser(csub: Any) -> None:
     r.add_argument("--circuit-k", type=int, default=None, help="circuit = top-k heads by SAE node score")
     r.add_argument(
         "--sae-variant",
-        default="reference",
-        help="discrete-SAE variant behind sae_node/sae_edge (default reference: the paper's method); "
-        "the variants are listed in headscope/circuits/README.md",
+        default="named_separation",  # = circuits.variants.DEFAULT_VARIANT (not imported here: it loads torch)
+        help="discrete-SAE variant behind sae_node/sae_edge (default named_separation, the study's pick; "
+        "reference = the paper's method exactly); the variants are listed in headscope/circuits/README.md",
     )
     r.add_argument(
         "--gt-frac", type=float, default=0.03, help="ground truth: |effect| ≥ this × |clean − corrupted|"

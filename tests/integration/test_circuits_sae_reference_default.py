@@ -28,7 +28,7 @@ GOLDEN = Path(__file__).parent / "golden" / "circuits_sae_reference_ioi.json"
 
 
 def ioi_reference(handle: ModelHandle) -> dict[str, Any]:
-    cfg = CircuitConfig(task="ioi")
+    cfg = CircuitConfig(task="ioi", sae_variant="reference")  # pinned, whatever the default is
     prep = patching.prepare(handle, make_task("ioi", handle.tokenizer, n=cfg.n_examples, seed=cfg.seed))
     run = sae_methods(handle, prep, cfg, "ioi")
     c = run.codes.numpy().astype(np.int64)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from headscope.circuits import patching
 from headscope.circuits.report import read_report
 from headscope.circuits.tasks import custom_task
-from headscope.circuits.variants import VARIANTS
+from headscope.circuits.variants import DEFAULT_VARIANT, VARIANTS
 from headscope.circuits.variants_fit import latent_acts, node_scores
 from headscope.circuits.variants_read import read_heads
 from headscope.circuits.variants_score import sae_stored
@@ -86,7 +86,7 @@ def test_no_report_file_no_sae_file(tmp_path: Path, capsys: pytest.CaptureFixtur
             "--n-examples", "3", "--no-faithfulness", "--out", "-", "--print-report", "--json"]  # fmt: skip
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["sae"]["path"] is None and report["sae"]["variant"] == "reference"
+    assert report["sae"]["path"] is None and report["sae"]["variant"] == DEFAULT_VARIANT
     assert not list(tmp_path.glob("*.sae"))
 
 
