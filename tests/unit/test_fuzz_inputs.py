@@ -124,6 +124,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.circuits.ablate.AblationConfig": {},
     "headscope.circuits.config.CircuitConfig": {},
     "headscope.circuits.sae.SAEConfig": {},
+    "headscope.circuits.variants.SAEVariant": {"name": "v", "summary": "what", "motivation": "why"},
     "headscope.decoding.config.DecodeConfig": {},
     "headscope.features.index.IndexConfig": {},
     "headscope.features.steer.FeatureSteerConfig": {"feature": 0},
