@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from headscope import assets
 from headscope.errors import InputError
+from headscope.features.folder import CARD, CFG, WEIGHTS
+from headscope.features.folder import DASHBOARDS as DASHBOARDS  # the folder's file names, for callers
 from headscope.models.loading import cache_root
 
 if TYPE_CHECKING:
     from headscope.features.saes import FeatureSAE
     from headscope.models.handle import ModelHandle
-
-# The files of an SAE folder (SAELens's two, then headscope's card and dashboards).
-CFG, WEIGHTS, CARD, DASHBOARDS = "cfg.json", "sae_weights.safetensors", "card.json", "dashboards.safetensors"
 PRETRAINED = "pretrained:"
 _CACHE: dict[tuple[int, str, float], FeatureSAE] = {}
 _CACHE_MAX = 8
