@@ -94,7 +94,12 @@ def main() -> None:
     root = catalog.shipped_root() / handle.identity.name
     configs = _configs(args)
     if args.stage in ("collect", "all"):
-        collect.collect(handle, [c.site for c in configs.values()], "train", progress=_bar("collect"))
+        sites = [c.site for c in configs.values()]
+        collect.collect(handle, sites, "train", progress=_bar("collect"))
+        windows = args.eval_tokens // BASE.ctx  # the wiki-test windows the curve and the cards read
+        collect.collect(
+            handle, sites, "test", max_tokens=windows * (BASE.ctx - 1), progress=_bar("collect test")
+        )
     if args.stage in ("train", "all"):
         for name, cfg in configs.items():
             t0 = time.perf_counter()

@@ -225,18 +225,21 @@ def _save(trained: Any, out: Path, dtype: str) -> None:
         sae.to(getattr(torch, dtype)).save_model(out)
 
 
-def heldout_activations(handle: ModelHandle, hook: str, ctx: int, max_tokens: int, corpus: str = "wiki",
+def heldout_activations(handle: ModelHandle, site: Site, ctx: int, max_tokens: int, corpus: str = "wiki",
                         batch_size: int = 8) -> dict[str, Tensor]:  # fmt: skip
-    """Each held-out set's activations at `hook` (positions ≥ 1 of each sequence, padding dropped), fp32."""
-    out: dict[str, Tensor] = {}
-    for name in heldout.SETS:
-        seqs = heldout.load(handle, name, ctx, max_tokens, corpus)
-        rows = []
-        for lo in range(0, seqs.tokens.shape[0], batch_size):
-            acts = collect_mod.capture(handle, seqs.tokens[lo : lo + batch_size], [hook])[hook]
-            for i, n in enumerate(seqs.lengths[lo : lo + batch_size]):
-                rows.append(acts[i, 1:n].float().cpu())
-        out[name] = torch.cat(rows)
+    """Each held-out set's activations at the site (positions ≥ 1 of each sequence, padding dropped), fp32: the
+    test split's from the activation store (collected once for every hook, as the train split's), the chat set's
+    by a forward pass (it is small)."""
+    windows = max(1, max_tokens // ctx)  # the windows `heldout.wiki_test` evaluates
+    kept = windows * (ctx - 1)
+    store = collect_mod.collect(handle, [site], "test", ctx=ctx, max_tokens=kept, corpus=corpus)  # type: ignore[arg-type]
+    out = {"wiki-test": torch.from_numpy(np.asarray(store.array(site.hook)[:kept], dtype=np.float32))}
+    seqs = heldout.chat(handle, ctx, max_tokens)
+    rows = []
+    for lo in range(0, seqs.tokens.shape[0], batch_size):
+        acts = collect_mod.capture(handle, seqs.tokens[lo : lo + batch_size], [site.hook])[site.hook]
+        rows += [acts[i, 1:n].float().cpu() for i, n in enumerate(seqs.lengths[lo : lo + batch_size])]
+    out["chat"] = torch.cat(rows)
     return out
 
 
@@ -254,7 +257,7 @@ def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str |
     points: list[CurvePoint] = []
     record = None
     if curve:
-        held = heldout_activations(handle, st.hook, cfg.ctx, max(cfg.eval_tokens, CHECK_TOKENS), cfg.corpus)
+        held = heldout_activations(handle, st, cfg.ctx, max(cfg.eval_tokens, CHECK_TOKENS), cfg.corpus)
         record = lambda sae, n: points.append(_point(sae, held, n))  # noqa: E731
     sae = _training_sae(cfg, handle.facts.d_model, st.hook, handle.identity.name)
     trained, seen, seconds = _fit(

@@ -28,7 +28,7 @@ from headscope.features.evaluate import (
     splice_hook,
 )
 from headscope.features.saes import FeatureSAE
-from headscope.features.train import TrainConfig, train
+from headscope.features.train import TrainConfig, train, with_checkpoints
 from headscope.models import ModelHandle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -174,3 +174,34 @@ def test_shipped_chat_set_renders_whole_conversations(tiny_llama: ModelHandle) -
     seqs = heldout.chat(tiny_llama, 4096, 10**6)
     assert seqs.tokens.shape[0] == len(convs) and not seqs.truncated
     assert Path(heldout.assets.path("saes", heldout.CHAT_FILE)).is_file()
+
+
+def test_checkpoints_fire_before_the_first_batch_past_each_point() -> None:
+    seen: list[int] = []
+    batches = (torch.zeros(4, 2) for _ in range(6))
+    out = list(with_checkpoints(batches, [8, 3, 100], lambda sae, n: seen.append(n), sae=None))
+    assert len(out) == 6 and seen == [4, 8]  # 3 → after the first batch (4 samples); 100 never reached
+
+
+def test_curve_ends_with_the_shipped_file_and_agrees_with_the_card(
+    tmp_path: Path, tiny_llama: ModelHandle
+) -> None:
+    cfg = TrainConfig("resid_post", 1, 48, "batchtopk", k=6, tokens=6144, batch_size=256, lr=2e-3, ctx=64,
+                      eval_tokens=1024, corpus="excerpt", dtype="float32")  # fmt: skip
+    card = train(tiny_llama, cfg, tmp_path / "c", name="c", curve=(2048, 4096)).card
+    curve = card["curve"]
+    assert [p["tokens"] for p in curve] == [2048, 4096, card["tokens_seen"]]
+    assert all(p["l0"]["wiki-test"] > 0 for p in curve) and set(curve[0]["explained_variance"]) == {
+        "wiki-test",
+        "chat",
+    }
+    held = card["heldout"]
+    # the last point (fp16-stored activations, no forward pass) and the card (live forward passes) are two routes
+    # to the same figure on the same windows
+    assert curve[-1]["explained_variance"]["wiki-test"] == pytest.approx(
+        held["wiki-test"]["explained_variance"], abs=2e-3
+    )
+    assert curve[-1]["explained_variance"]["chat"] == pytest.approx(
+        held["chat"]["explained_variance"], abs=1e-4
+    )
+    assert saes.load(tiny_llama, tmp_path / "c").architecture == "jumprelu"  # BatchTopK ships as JumpReLU
