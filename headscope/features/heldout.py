@@ -150,16 +150,16 @@ def _prompts() -> list[list[dict[str, str]]]:
 
 
 def build_chat(handle: ModelHandle, max_new_tokens: int = 128) -> dict[str, Any]:
-    """The chat set: each prompt answered greedily by `handle` (Hugging Face `generate`, KV cache)."""
+    """The chat set: each prompt answered greedily by `handle.greedy` (full recompute per step: exact; Hugging
+    Face `generate` with its KV cache produced "-----" after the first token on the converted SmolLM2)."""
     tok = handle.tokenizer
     out = []
     for messages in _prompts():
         prompt = str(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        ids = tok(prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(handle.device)
+        ids = torch.tensor([tok(prompt, add_special_tokens=False).input_ids], device=handle.device)
         with torch.no_grad():
-            gen = handle.hf_model.generate(  # type: ignore[operator]ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                           pad_token_id=tok.eos_token_id)  # fmt: skip
-        answer = tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True).strip()
+            answer_ids = handle.greedy(ids, max_new_tokens)
+        answer = tok.decode(answer_ids, skip_special_tokens=True).strip()
         out.append({"messages": [*messages, {"role": "assistant", "content": answer}]})
     return {
         "name": "chat", "model": handle.identity.name,

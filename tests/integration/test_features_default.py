@@ -25,7 +25,7 @@ def shipped() -> list[catalog.SAEEntry]:
 
 
 BAR = 0.7  # issue 24: every shipped SAE explains at least 70 % of the variance on each held-out set
-BUDGET_MB = 60  # all shipped SAE folders (fp16 weights, dashboards, cards) plus the chat set
+BUDGET_MB = 25  # all shipped SAE folders (fp16 weights, dashboards, cards) plus the chat set
 
 
 def test_shipped_saes_meet_the_bar_on_both_held_out_sets_and_fit_the_budget() -> None:
@@ -39,7 +39,7 @@ def test_shipped_saes_meet_the_bar_on_both_held_out_sets_and_fit_the_budget() ->
         assert set(held) == set(heldout.SETS) and e.card["training_seconds"] > 0, e.name
         for name, ev in held.items():
             assert ev["source"] == name and ev["explained_variance"] >= BAR, (e.name, name, ev)
-            assert ev["position_0"].startswith("excluded") and ev["tokens"] >= 4000, (e.name, name)
+            assert ev["position_0"].startswith("excluded") and ev["tokens"] >= 2500, (e.name, name)
             # ce_loss_score is only claimed where zero-ablating the site moves CE by ≥ 0.5 nats
             assert (ev["ce_loss_score"] is None) == (ev["ablation_effect"] < 0.5), (e.name, name, ev)
         assert held["wiki-test"]["tokens"] >= 25_000 and (e.folder / catalog.DASHBOARDS).is_file()
