@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from headscope.models import ModelHandle, hooks
+from headscope.progress import Progress
 from headscope.steering import (
     ContrastiveConfig,
     GenConfig,
@@ -44,7 +45,6 @@ from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION
 from headscope.steering.lofit import (
     HeadOffsets,
     LofitConfig,
-    StepCallback,
     lofit,
     random_heads,
     train_biases,
@@ -55,15 +55,19 @@ from headscope.steering.tasks import ContrastSet, TaskData, load_contrast, load_
 RESULT = Path(__file__).parent / "results" / "steering_cpu_2core.json"
 
 
-def _bar() -> StepCallback:
-    """One tqdm bar (stderr) per training phase."""
+def _bar() -> Progress:
+    """One tqdm bar (stderr) per training phase, fed by `(stage, fraction)` ("<phase> step i/n (loss x)")."""
     bars: dict[str, tqdm] = {}
 
-    def on_step(phase: str, step: int, total: int, loss: float) -> None:
+    def on_step(stage: str, fraction: float) -> None:
+        phase, _, rest = stage.partition(" step ")
+        if not rest:
+            return
+        step, total = (int(x) for x in rest.split(" ")[0].split("/"))
         if phase not in bars:
             bars[phase] = tqdm(total=total, desc=phase, leave=False)
         bars[phase].update(1)
-        bars[phase].set_postfix(loss=f"{loss:.3f}")
+        bars[phase].set_postfix_str(rest.split(" ", 1)[1].strip("()"))
         if step == total:
             bars.pop(phase).close()
 
@@ -129,7 +133,7 @@ def contrastive_part(handle: ModelHandle, args: argparse.Namespace) -> dict:
 
 
 def _random_draw(
-    handle: ModelHandle, task: TaskData, cfg: LofitConfig, k: int, seed: int, on_step: StepCallback
+    handle: ModelHandle, task: TaskData, cfg: LofitConfig, k: int, seed: int, on_step: Progress
 ) -> tuple[list, Metrics]:
     f = handle.facts
     heads = random_heads(f.n_layers, f.n_heads, k, seed)

@@ -9,13 +9,13 @@ here on the command line only, an SAE folder path. Values are checked before a m
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headscope.cli.common import emit, model_args, read_file, text_or_file, writable_dir
+from headscope.cli.common import emit, model_args, progress_bar, text_or_file, writable_dir
 from headscope.errors import InputError
+from headscope.files import read_text
 
 if TYPE_CHECKING:
     from headscope.features.evaluate import EvalConfig
@@ -23,27 +23,6 @@ if TYPE_CHECKING:
     from headscope.features.train import TrainConfig
 
 EVAL_MAX_FILE_BYTES = 8 * 1024 * 1024
-
-
-@contextmanager
-def _bars() -> Iterator[Callable[[str, int, int], None]]:
-    """One tqdm bar on stderr per phase ("collect", "evaluate", "index")."""
-    from tqdm import tqdm
-
-    bars: dict[str, Any] = {}
-
-    def update(phase: str, done: int, total: int) -> None:
-        if phase not in bars:
-            bars[phase] = tqdm(total=total, desc=phase, leave=False)
-        bar = bars[phase]
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        yield update
-    finally:
-        for bar in bars.values():
-            bar.close()
 
 
 def _model_name(args: argparse.Namespace) -> str:
@@ -205,31 +184,54 @@ def config_of(args: argparse.Namespace) -> Any:
     return makers[args.features_command](args)
 
 
-def to_argv(config: Any) -> list[str]:
-    """The command line (from "features" on) whose `config_of` is `config`; the SAE, model and text are not part of
-    a config and are added by the caller (`--sae`, `--model`, `--text` / `--file` / `--heldout`)."""
+ARGV_CONFIGS = (
+    "headscope.features.train:TrainConfig",
+    "headscope.features.index:IndexConfig",
+    "headscope.features.evaluate:EvalConfig",
+)
+DEFAULT_SAE = "res6"  # the first shipped SAE of the default model: `to_argv`'s --sae when none is given
+
+
+def to_argv(config: Any, *, sae: str = DEFAULT_SAE, model: str | None = None, text: str | None = None,
+            heldout: str | None = None, out: str | None = None, name: str | None = None) -> list[str]:  # fmt: skip
+    """What follows `headscope` to run `config` (`features train` / `index` / `eval`); the run's own arguments (not
+    part of a config) are keywords: `sae` (index, eval), `text` or `heldout` (eval; default the wiki-test set),
+    `out` and `name` (train), `model`. Values are written `--flag=value` so a text starting with '-' stays one."""
     from headscope.features.evaluate import EvalConfig
     from headscope.features.index import IndexConfig
     from headscope.features.train import TrainConfig
 
+    run = [f"--model={model}"] if model is not None else []
     if isinstance(config, TrainConfig):
         c = config
-        return ["features", "train", "--hook", c.kind, "--layer", str(c.layer), "--latents", str(c.latents),
-                "--architecture", c.architecture, "--topk", str(c.k), "--tokens", str(c.tokens),
-                "--batch-size", str(c.batch_size), "--lr", repr(c.lr), "--l1", repr(c.l1), "--seed", str(c.seed),
-                "--ctx", str(c.ctx), "--eval-tokens", str(c.eval_tokens), "--corpus", c.corpus,
-                "--dtype", c.dtype]  # fmt: skip
+        run += [f"--out={out}"] * (out is not None) + [f"--name={name}"] * (name is not None)
+        return ["features", "train", f"--hook={c.kind}", f"--layer={c.layer}", f"--latents={c.latents}",
+                f"--architecture={c.architecture}", f"--topk={c.k}", f"--tokens={c.tokens}",
+                f"--batch-size={c.batch_size}", f"--lr={c.lr!r}", f"--l1={c.l1!r}", f"--seed={c.seed}",
+                f"--ctx={c.ctx}", f"--eval-tokens={c.eval_tokens}", f"--corpus={c.corpus}", f"--dtype={c.dtype}",
+                *run]  # fmt: skip
     if isinstance(config, IndexConfig):
         c = config
-        return ["features", "index", "--tokens", str(c.tokens), "--contexts", str(c.contexts),
-                "--before", str(c.before), "--after", str(c.after), "--bins", str(c.bins), "--logits", str(c.logits),
-                "--ctx", str(c.ctx), "--batch-size", str(c.batch_size), "--corpus", c.corpus]  # fmt: skip
+        return ["features", "index", f"--sae={sae}", f"--tokens={c.tokens}", f"--contexts={c.contexts}",
+                f"--before={c.before}", f"--after={c.after}", f"--bins={c.bins}", f"--logits={c.logits}",
+                f"--ctx={c.ctx}", f"--batch-size={c.batch_size}", f"--corpus={c.corpus}", *run]  # fmt: skip
     if isinstance(config, EvalConfig):
         c = config
-        return ["features", "eval", "--ctx", str(c.ctx), "--batch-size", str(c.batch_size),
-                "--max-tokens", str(c.max_tokens), "--dense-threshold", repr(c.dense_threshold),
-                "--min-ablation-nats", repr(c.min_ablation_nats)]  # fmt: skip
+        source = f"--text={text}" if text is not None else f"--heldout={heldout or 'wiki-test'}"
+        return ["features", "eval", f"--sae={sae}", source, f"--ctx={c.ctx}", f"--batch-size={c.batch_size}",
+                f"--max-tokens={c.max_tokens}", f"--dense-threshold={c.dense_threshold!r}",
+                f"--min-ablation-nats={c.min_ablation_nats!r}", *run]  # fmt: skip
     raise TypeError(f"no command line for {type(config).__name__}")
+
+
+def config_from_argv(argv: Sequence[str]) -> Any:
+    """The config the command `argv` (what follows `headscope`) runs, as `main` builds it."""
+    from headscope.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    if args.command != "features":
+        raise InputError(f"not a features command: {' '.join(argv[:2])}")
+    return config_of(args)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -242,8 +244,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = writable_dir(args.out or catalog.user_root() / _model_name(args) / name)
     handle = ModelHandle.load(args.model, device=args.device)
     cfg.site.check(handle.facts.n_layers)
-    with _bars() as update:
-        result = train(handle, cfg, out, name=name, progress=update)
+    with progress_bar("train SAE") as progress:
+        result = train(handle, cfg, out, name=name, progress=progress)
     emit(result.to_json(), args.json, _plain)
 
 
@@ -253,8 +255,8 @@ def cmd_index(args: argparse.Namespace) -> None:
     cfg = index_config(args)
     _check_sae(args)
     handle, fsae = _load(args)
-    with _bars() as update:
-        header = build(handle, fsae, cfg, progress=lambda d, t: update("index", d, t))
+    with progress_bar("index") as progress:
+        header = build(handle, fsae, cfg, progress=progress)
     emit(header, args.json, _plain)
 
 
@@ -267,7 +269,7 @@ def _eval_texts(args: argparse.Namespace) -> tuple[list[str] | None, str]:
     if args.text is not None:
         texts, source = [args.text], "text"
     else:
-        raw = read_file(args.file, "text", max_bytes=EVAL_MAX_FILE_BYTES)
+        raw = read_text(args.file, "text", limit=EVAL_MAX_FILE_BYTES)
         texts, source = heldout.read_texts(raw, str(args.file).endswith(".jsonl")), Path(args.file).name
     if not any(t.strip() for t in texts):
         raise InputError("the text is empty")
@@ -281,8 +283,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     texts, source = _eval_texts(args)
     _check_sae(args)
     handle, fsae = _load(args)
-    with _bars() as update:
-        step = lambda d, t: update("evaluate", d, t)  # noqa: E731
+    with progress_bar("evaluate SAE") as step:
         if texts is None:
             result = evaluate_heldout(handle, [fsae], source, cfg=cfg, progress=step)[0]
         else:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from headscope.cli.common import emit, model_args, read_lines, writable_dir
+from headscope.cli.common import emit, model_args, progress_bar, read_lines, writable_dir
 from headscope.errors import InputError
 
 _BARE_COUNT = re.compile(r"^\s*\d+\s*$")
@@ -29,27 +29,6 @@ def _text(payload: dict[str, Any], indent: str = "") -> str:
         else:
             lines.append(f"{indent}{k}: {v}")
     return "\n".join(lines)
-
-
-def _progress() -> tuple[Callable[[str, int, int, float], None], Callable[[], None]]:
-    """A tqdm bar on stderr per training phase."""
-    from tqdm import tqdm
-
-    bars: dict[str, Any] = {}
-
-    def on_step(phase: str, step: int, total: int, loss: float) -> None:
-        if phase not in bars:
-            for bar in bars.values():
-                bar.close()
-            bars[phase] = tqdm(total=total, desc=f"lofit {phase}", leave=False)
-        bars[phase].update(1)
-        bars[phase].set_postfix(loss=f"{loss:.3f}")
-
-    def close() -> None:
-        for bar in bars.values():
-            bar.close()
-
-    return on_step, close
 
 
 @contextmanager
@@ -170,11 +149,8 @@ def cmd_lofit_train(args: argparse.Namespace) -> None:
     handle = ModelHandle.load(args.model, device=args.device)
     if heads is not None:
         cfg = replace(cfg, heads=handle.head_set(heads))
-    on_step, close = _progress()
-    try:
-        result = lofit(handle, task, cfg, on_step)
-    finally:
-        close()
+    with progress_bar("lofit") as progress:
+        result = lofit(handle, task, cfg, progress)
     payload = result.to_json()
     if out is not None:
         meta = vectors.lofit_meta(handle, result.offsets, result.data_hash, cfg.heads)

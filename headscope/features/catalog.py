@@ -5,7 +5,6 @@ SAE from the local Hugging Face cache (`pretrained:RELEASE:SAE_ID`). The app off
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.features.folder import CARD, CFG, WEIGHTS
 from headscope.features.folder import DASHBOARDS as DASHBOARDS  # the folder's file names, for callers
+from headscope.files import read_json
 from headscope.models.loading import cache_root
 
 if TYPE_CHECKING:
@@ -51,8 +51,8 @@ class SAEEntry(JsonCodec):
     ce_increase: float | None = None
     kl_div: float | None = None
     eval_tokens: int | None = None
-    folder: Path = jfield(skip=True, default=Path(), compare=False)  # noqa: RUF009  (jfield is dataclasses.field)
-    card: dict[str, Any] = jfield(skip=True, default_factory=dict, compare=False)  # noqa: RUF009
+    folder: Path = jfield(skip=True, default=Path(), compare=False)
+    card: dict[str, Any] = jfield(skip=True, default_factory=dict, compare=False)
 
 
 def card_figures(card: dict[str, Any]) -> dict[str, Any]:
@@ -76,9 +76,9 @@ def user_root() -> Path:
 
 def _entry(folder: Path, model: str, shipped: bool) -> SAEEntry | None:
     try:
-        cfg = json.loads((folder / CFG).read_text(encoding="utf-8"))
-        card = json.loads((folder / CARD).read_text(encoding="utf-8")) if (folder / CARD).is_file() else {}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        cfg = read_json(folder / CFG, "SAE config")
+        card = read_json(folder / CARD, "SAE card") if (folder / CARD).is_file() else {}
+    except InputError:
         return None  # a broken folder is not listed; loading it by path gives the reason
     hook = card.get("hook") or (cfg.get("metadata") or {}).get("hook_name")
     return SAEEntry(card.get("name") or folder.name, model, shipped, hook, card.get("kind"), card.get("layer"),

@@ -21,7 +21,7 @@ Several SAEs share one clean pass per batch; each adds a spliced and an ablated 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +36,8 @@ from headscope.features import heldout
 from headscope.features.heldout import Sequences
 from headscope.features.saes import FeatureSAE
 from headscope.models.handle import HookFn, ModelHandle
+from headscope.progress import Progress, steps
 
-Progress = Callable[[int, int], None]
 POSITION_0 = "excluded: position 0 of every sequence is never spliced or counted (the attention sink)"
 
 
@@ -217,13 +217,13 @@ def evaluate(
     n = seqs.tokens.shape[0]
     lens = torch.tensor(seqs.lengths, dtype=torch.long)
     tallies = [_Tally(s) for s in saes]
+    tick = steps(progress, "evaluate sequences")
     ce_clean = 0.0
     for lo in range(0, n, bs):
         ce_clean += _batch(
             handle, saes, tallies, seqs.tokens[lo : lo + bs].to(handle.device), lens[lo : lo + bs]
         )
-        if progress is not None:
-            progress(min(lo + bs, n), n)
+        tick(min(lo + bs, n), n)
     counts = (n, int((lens - 1).clamp_min(0).sum()), int((lens - 2).clamp_min(0).sum()))
     return [_result(s, t, cfg, seqs, counts, ce_clean) for s, t in zip(saes, tallies, strict=True)]
 

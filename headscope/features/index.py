@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,10 +32,10 @@ from headscope.features import collect as collect_mod
 from headscope.features.catalog import DASHBOARDS
 from headscope.features.saes import FeatureSAE
 from headscope.models.handle import ModelHandle
+from headscope.progress import Progress, steps
 
 FILE = DASHBOARDS
 FORMAT = "headscope-dashboards/1"
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -52,14 +51,10 @@ class IndexConfig:
     corpus: str = "wiki"
 
     def __post_init__(self) -> None:
-        checks.integer(self.tokens, "tokens", 64, 10**8)
-        checks.integer(self.contexts, "contexts", 1, 100)
-        checks.integer(self.before, "before", 0, 256)
-        checks.integer(self.after, "after", 0, 256)
-        checks.integer(self.bins, "bins", 2, 200)
-        checks.integer(self.logits, "logits", 1, 100)
-        checks.integer(self.ctx, "ctx", 8, 4096)
-        checks.integer(self.batch_size, "batch_size", 1, 256)
+        limits = {"tokens": (64, 10**8), "contexts": (1, 100), "before": (0, 256), "after": (0, 256),
+                  "bins": (2, 200), "logits": (1, 100), "ctx": (8, 4096), "batch_size": (1, 256)}  # fmt: skip
+        for name, (lo, hi) in limits.items():  # store the checked int ("64" and 64.0 become 64)
+            object.__setattr__(self, name, checks.integer(getattr(self, name), name, lo, hi))
         checks.choice(self.corpus, "corpus", collect_mod.CORPORA)
 
     @property
@@ -113,7 +108,7 @@ class _Codes:
 
 def _encode_slice(handle: ModelHandle, fsae: FeatureSAE, windows: Tensor, cfg: IndexConfig,
                   progress: Progress | None) -> _Codes:  # fmt: skip
-    codes = _Codes([], [], [])
+    codes, tick = _Codes([], [], []), steps(progress, "index windows")
     for lo in range(0, windows.shape[0], cfg.batch_size):
         batch = windows[lo : lo + cfg.batch_size]
         acts = collect_mod.capture(handle, batch, [fsae.hook])[fsae.hook]
@@ -121,8 +116,7 @@ def _encode_slice(handle: ModelHandle, fsae: FeatureSAE, windows: Tensor, cfg: I
             f = fsae.encode(acts)
             f[:, 0] = 0.0  # position 0 is never indexed
         codes.add(f, lo * windows.shape[1])
-        if progress is not None:
-            progress(min(lo + cfg.batch_size, windows.shape[0]), windows.shape[0])
+        tick(min(lo + cfg.batch_size, windows.shape[0]), windows.shape[0])
     return codes
 
 

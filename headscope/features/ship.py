@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -28,6 +26,7 @@ from tqdm import tqdm
 from headscope.features import catalog, collect, index, saes
 from headscope.features.train import TrainConfig, heldout_card, train
 from headscope.models import DEFAULT_MODEL, ModelHandle
+from headscope.progress import Progress
 
 EVAL_TOKENS = 25_600  # wiki-test: 200 windows of 128 tokens (25,400 counted positions); chat: all of it
 # The recipe (pilots on res15, 300k tokens, EV on unseen train-split windows: batch 4096 / lr 4e-4 as before 0.13;
@@ -54,14 +53,12 @@ CURVE = (125_000, 250_000, 500_000, 1_000_000, 2_000_000, 3_000_000)  # held-out
 INDEX = index.IndexConfig(tokens=51_200, contexts=8, before=10, after=3)
 
 
-def _bar(desc: str) -> Callable[..., None]:
-    """A tqdm bar fed by (done, total) or (phase, done, total) callbacks."""
-    bar = tqdm(desc=desc, mininterval=10)
+def _bar(desc: str) -> Progress:
+    """A tqdm bar (in percent) fed by the one progress protocol `(stage, fraction)`."""
+    bar = tqdm(desc=desc, total=100, unit="%", mininterval=10)
 
-    def update(*args: Any) -> None:
-        done, total = args[-2], args[-1]
-        bar.total = total
-        bar.update(done - bar.n)
+    def update(stage: str, fraction: float) -> None:
+        bar.update(max(0, round(100 * fraction) - bar.n))
 
     return update
 

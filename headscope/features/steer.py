@@ -34,6 +34,7 @@ from headscope import checks
 from headscope.errors import InputError
 from headscope.features.saes import FeatureSAE
 from headscope.models.handle import HookFn, ModelHandle
+from headscope.progress import Progress
 from headscope.steering import contrastive, vectors
 from headscope.steering.cost import Cost, steering_cost
 from headscope.steering.direction import (
@@ -52,7 +53,6 @@ from headscope.steering.hooks import POSITIONS
 MODES: tuple[str, ...] = ("add", "clamp")
 MAX_CLAMP = 1e4
 DEFAULT_GEN = GenConfig()
-Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)

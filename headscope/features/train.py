@@ -40,11 +40,11 @@ from headscope.features import heldout, saes
 from headscope.features.evaluate import EvalConfig, activation_figures, evaluate_heldout
 from headscope.features.sites import TRAIN_KINDS, Site, site
 from headscope.models.handle import ModelHandle
+from headscope.progress import Progress, part
 
 ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "standard")
 CARD_FORMAT = "headscope-sae-card/2"
 CHECK_TOKENS = 1024  # the first tokens of each held-out set: the slice a test re-measures against the card
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 @dataclass(frozen=True)
@@ -65,18 +65,19 @@ class TrainConfig:
     dtype: str = "float16"
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__  # store what the checks return: "64" and 64.0 become 64
         checks.choice(self.kind, "hook", TRAIN_KINDS)
-        checks.integer(self.layer, "layer", 0, 1000)
-        checks.integer(self.latents, "latents", 8, 65536)
+        set_(self, "layer", checks.integer(self.layer, "layer", 0, 1000))
+        set_(self, "latents", checks.integer(self.latents, "latents", 8, 65536))
         checks.choice(self.architecture, "architecture", ARCHITECTURES)
-        checks.integer(self.k, "topk", 1, self.latents)
-        checks.integer(self.tokens, "tokens", 256, 10**9)
-        checks.integer(self.batch_size, "batch_size", 16, 65536)
-        checks.number(self.lr, "lr", 0, 1, lo_open=True)
-        checks.number(self.l1, "l1", 0, 1000)
-        checks.integer(self.seed, "seed", 0, 2**31 - 1)
-        checks.integer(self.ctx, "ctx", 8, 4096)
-        checks.integer(self.eval_tokens, "eval_tokens", 0, 10**8)
+        set_(self, "k", checks.integer(self.k, "topk", 1, self.latents))
+        set_(self, "tokens", checks.integer(self.tokens, "tokens", 256, 10**9))
+        set_(self, "batch_size", checks.integer(self.batch_size, "batch_size", 16, 65536))
+        set_(self, "lr", checks.number(self.lr, "lr", 0, 1, lo_open=True))
+        set_(self, "l1", checks.number(self.l1, "l1", 0, 1000))
+        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**31 - 1))
+        set_(self, "ctx", checks.integer(self.ctx, "ctx", 8, 4096))
+        set_(self, "eval_tokens", checks.integer(self.eval_tokens, "eval_tokens", 0, 10**8))
         checks.choice(self.corpus, "corpus", collect_mod.CORPORA)
         checks.choice(self.dtype, "dtype", ("float16", "float32"))
 
@@ -91,8 +92,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult(JsonCodec):
-    folder: Path = jfield(encode=str, decode=Path)  # noqa: RUF009  (jfield is dataclasses.field)
-    card: dict[str, Any] = jfield(default_factory=dict)  # noqa: RUF009
+    folder: Path = jfield(encode=str, decode=Path)
+    card: dict[str, Any] = jfield(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,8 @@ class CurvePoint(JsonCodec):
     """Held-out explained variance and L0 after `tokens` training samples (see the module docstring)."""
 
     tokens: int
-    explained_variance: dict[str, float] = jfield(digits=5)  # noqa: RUF009  (jfield is dataclasses.field)
-    l0: dict[str, float] = jfield(digits=3)  # noqa: RUF009
+    explained_variance: dict[str, float] = jfield(digits=5)
+    l0: dict[str, float] = jfield(digits=3)
 
 
 def row_batches(rows: np.ndarray, batch_size: int, seed: int, scale: float = 1.0) -> Iterator[Tensor]:
@@ -249,7 +250,7 @@ def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str |
     st = cfg.site.check(handle.facts.n_layers)
     folder = Path(out)
     t0 = time.perf_counter()
-    step = (lambda d, t: progress("collect", d, t)) if progress else None
+    step = part(progress, 0.0, 0.3)  # collecting, training, evaluating: roughly 30 / 50 / 20 % of the time
     store = collect_mod.collect(handle, [st], "train", ctx=cfg.ctx, max_tokens=cfg.tokens, corpus=cfg.corpus,  # type: ignore[arg-type]
                                 progress=step)  # fmt: skip
     rows = store.array(st.hook)
@@ -260,6 +261,7 @@ def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str |
         held = heldout_activations(handle, st, cfg.ctx, max(cfg.eval_tokens, CHECK_TOKENS), cfg.corpus)
         record = lambda sae, n: points.append(_point(sae, held, n))  # noqa: E731
     sae = _training_sae(cfg, handle.facts.d_model, st.hook, handle.identity.name)
+    part(progress, 0.3, 0.8)("train SAE", 0.0)
     trained, seen, seconds = _fit(
         cfg, sae, rows, record, tuple(c for c in curve if c < cfg.steps * cfg.batch_size)
     )
@@ -270,7 +272,7 @@ def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str |
         card["curve"] = [p.to_json() for p in points]
     saes.write_card(folder, card)
     if cfg.eval_tokens > 0:
-        card["heldout"] = heldout_card(handle, saes.load(handle, folder), cfg, progress)
+        card["heldout"] = heldout_card(handle, saes.load(handle, folder), cfg, part(progress, 0.8, 1.0))
         saes.write_card(folder, card)
     return TrainResult(folder, card)
 
@@ -284,11 +286,11 @@ def heldout_card(handle: ModelHandle, fsae: Any, cfg: TrainConfig, progress: Pro
     """The card's held-out figures: each set up to `eval_tokens` tokens, and the first CHECK_TOKENS again (what
     the shipped-SAE test re-measures, so a card is checked against the file, not read back)."""
     out: dict[str, Any] = {}
-    for name in heldout.SETS:
-        step = (lambda d, t, n=name: progress(f"evaluate {n}", d, t)) if progress else None
+    for i, name in enumerate(heldout.SETS):
+        step = part(progress, i / len(heldout.SETS), (i + 1) / len(heldout.SETS))
         full = evaluate_heldout(handle, [fsae], name, cfg=EvalConfig(cfg.ctx, max_tokens=cfg.eval_tokens),
                                 corpus=cfg.corpus, progress=step)[0]  # fmt: skip
-        check = evaluate_heldout(handle, [fsae], name, cfg=EvalConfig(cfg.ctx, max_tokens=CHECK_TOKENS),
+        check = evaluate_heldout(handle, [fsae], name, cfg=EvalConfig(cfg.ctx, max_tokens=min(CHECK_TOKENS, cfg.eval_tokens)),
                                  corpus=cfg.corpus)[0]  # fmt: skip
         out[name] = {**full.to_json(), "check": {k: check.to_json()[k] for k in CHECK_KEYS}}
     return out

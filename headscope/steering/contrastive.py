@@ -24,6 +24,7 @@ from headscope import checks
 from headscope.errors import InputError
 from headscope.models import hooks
 from headscope.models.handle import Hooks, ModelHandle
+from headscope.progress import Progress, part, silent, steps
 from headscope.selection import HeadSet
 from headscope.steering.cost import Cost, steering_cost
 from headscope.steering.direction import SteerConfig, SteeringVector, activations, check_alpha
@@ -41,22 +42,6 @@ DEFAULT_DEPTH = (
     0.3  # default layer = round(0.3 · (n_layers − 1)): layer 9 of SmolLM2's 30 (README "Defaults")
 )
 DEFAULT_GEN = GenConfig()
-# progress(stage, frac in [0, 1]): the CLI ignores it, the app relays it to a job (whose Cancel raises from it).
-Progress = Callable[[str, float], None]
-
-
-def _quiet(_stage: str, _frac: float) -> None:
-    return None
-
-
-def _part(progress: Progress | None, lo: float, hi: float) -> Progress:
-    """`progress` with this part's fractions mapped into [lo, hi]."""
-    say = progress or _quiet
-    return lambda stage, frac: say(stage, lo + (hi - lo) * frac)
-
-
-def _tokens(say: Progress, stage: str) -> Callable[[int, int], None]:
-    return lambda done, total: say(f"{stage} {done}/{total}", done / total)
 
 
 def default_layer(n_layers: int) -> int:
@@ -149,7 +134,7 @@ def contrastive_vector(
     progress: Progress | None = None,
 ) -> SteeringVector:
     pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
-    say, total, done = progress or _quiet, len(pos) + len(neg), [0]
+    say, total, done = progress or silent, len(pos) + len(neg), [0]
     f, hook = handle.facts, None
     if cfg.heads is not None:
         if (cfg.heads.n_layers, cfg.heads.n_heads) != (f.n_layers, f.n_heads):
@@ -223,11 +208,11 @@ def steer(
     """Unsteered and steered generations of one prompt and the cost of the steered one."""
     ids = handle.tokenize(check_prompt(prompt))
     start = ids.shape[1] - 1
-    plain = generate(handle, ids, gen, on_token=_tokens(_part(progress, 0.0, 0.45), "unsteered token"))
+    plain = generate(handle, ids, gen, on_token=steps(progress, "unsteered token", 0.0, 0.45))
     steered = generate(
-        handle, ids, gen, _factory(sv, cfg), on_token=_tokens(_part(progress, 0.45, 0.9), "steered token")
+        handle, ids, gen, _factory(sv, cfg), on_token=steps(progress, "steered token", 0.45, 0.9)
     )
-    _part(progress, 0.9, 1.0)("cost (the unsteered model reads both)", 0.0)
+    part(progress, 0.9, 1.0)("cost (the unsteered model reads both)", 0.0)
     cost = steering_cost(handle, ids, plain.token_ids, steered.token_ids, sv.hooks(cfg, start))
     return plain, steered, cost
 
@@ -246,10 +231,10 @@ def compare(
     """Side by side, with the effect on the positive-vs-negative preference when both text lists are given."""
     effect, both = None, positives is not None and negatives is not None
     plain, steered, cost = steer(
-        handle, sv, prompt, cfg, gen, progress=_part(progress, 0.0, 0.85 if both else 1.0)
+        handle, sv, prompt, cfg, gen, progress=part(progress, 0.0, 0.85 if both else 1.0)
     )
     if positives is not None and negatives is not None:
-        _part(progress, 0.85, 1.0)("effect on log p(positives) − log p(negatives)", 0.0)
+        part(progress, 0.85, 1.0)("effect on log p(positives) − log p(negatives)", 0.0)
         pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
         start = handle.tokenize(prompt).shape[1] - 1
         effect = preference(handle, prompt, pos, neg, sv.hooks(cfg, start)) - preference(
@@ -298,13 +283,13 @@ def alpha_sweep(
     start = ids.shape[1] - 1
     base = _logit_diff(handle, ids, a, b, ())
     n = len(alphas) + 1
-    plain = generate(handle, ids, gen, on_token=_tokens(_part(progress, 0.0, 1 / n), "unsteered token"))
+    plain = generate(handle, ids, gen, on_token=steps(progress, "unsteered token", 0.0, 1 / n))
     rows = []
     for i, alpha in enumerate(alphas, start=1):
         cfg = SteerConfig(check_alpha(alpha), position)
         diff = _logit_diff(handle, ids, a, b, sv.hooks(cfg, start))
-        say = _part(progress, i / n, (i + 1) / n)
-        g = generate(handle, ids, gen, _factory(sv, cfg), on_token=_tokens(say, f"α = {cfg.alpha:g}: token"))
+        say = part(progress, i / n, (i + 1) / n)
+        g = generate(handle, ids, gen, _factory(sv, cfg), on_token=steps(say, f"α = {cfg.alpha:g}: token"))
         cost = steering_cost(handle, ids, plain.token_ids, g.token_ids, sv.hooks(cfg, start))
         rows.append(SweepRow(cfg.alpha, diff, diff - base, g, cost))
     return rows

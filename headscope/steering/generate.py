@@ -15,6 +15,7 @@ from torch import Tensor
 
 from headscope import checks
 from headscope.models.handle import Hooks, ModelHandle
+from headscope.progress import StepCounter
 
 MAX_NEW_TOKENS = 128
 # start (the prompt length) → hooks for this step; lets position-aware hooks know where the prompt ends.
@@ -54,7 +55,7 @@ def generate(
     cfg: GenConfig,
     hooks: HookFactory | None = None,
     *,
-    on_token: Callable[[int, int], None] | None = None,
+    on_token: StepCounter | None = None,
 ) -> Generation:
     """on_token(done, total) after each token (progress; a job's Cancel raises from it)."""
     ids = prompt_ids.to(handle.device)

@@ -22,6 +22,7 @@ from headscope import checks
 from headscope.errors import InputError
 from headscope.models.batch import pad_id
 from headscope.models.handle import Hooks, ModelHandle
+from headscope.progress import Progress, part
 from headscope.selection import HeadSet
 from headscope.steering.hooks import Head, check_heads, head_bias_hooks, head_scale_hooks
 from headscope.steering.scoring import (
@@ -34,10 +35,8 @@ from headscope.steering.scoring import (
 )
 from headscope.steering.tasks import Pair, TaskData
 
-# on_step(phase, step, total_steps, loss): the CLI drives tqdm with it, the app its job's progress (and a Cancel,
-# by raising from the callback). on_stage(name): the non-training stages (held-out evaluations).
-StepCallback = Callable[[str, int, int, float], None]
-StageCallback = Callable[[str], None]
+# progress(stage, fraction) (headscope/progress.py): "<phase> step i/n (loss x)" after each training step, and the
+# held-out evaluations as stages. The CLI draws a bar with it, the app relays it to a job (whose Cancel raises).
 DEFAULT_HEAD_SHARE = 0.03
 
 
@@ -112,7 +111,7 @@ def _train(
     lr: float,
     cfg: LofitConfig,
     phase: str,
-    on_step: StepCallback | None,
+    progress: Progress | None,
 ) -> list[float]:
     """Adam on `param` alone; returns the task loss per step (without the penalty)."""
     opt = torch.optim.Adam([param], lr=lr)
@@ -126,8 +125,8 @@ def _train(
             (loss + penalty()).backward()
             opt.step()
             losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(phase, step + 1, steps, losses[-1])
+            if progress is not None:
+                progress(f"{phase} step {step + 1}/{steps} (loss {losses[-1]:.3f})", (step + 1) / steps)
     return losses
 
 
@@ -146,7 +145,7 @@ def _selection_mask(handle: ModelHandle, heads: HeadSet | None) -> Tensor | None
 
 
 def train_scales(
-    handle: ModelHandle, pairs: Sequence[Pair], cfg: LofitConfig, on_step: StepCallback | None = None
+    handle: ModelHandle, pairs: Sequence[Pair], cfg: LofitConfig, progress: Progress | None = None
 ) -> tuple[Float[Tensor, "layer head d_head"], list[float]]:
     """Step 1: per-head scale vectors A, L1-penalised, on every head or only on `cfg.heads`.
 
@@ -160,7 +159,7 @@ def train_scales(
     losses = _train(
         handle, encode_pairs(handle, pairs), scales, lambda: head_scale_hooks(scales, mask),
         lambda: cfg.l1 * scales.abs().sum(), steps=cfg.scale_steps, lr=cfg.scale_lr, cfg=cfg,
-        phase="scales", on_step=on_step,
+        phase="scales", progress=progress,
     )  # fmt: skip
     return scales.detach(), losses
 
@@ -182,7 +181,7 @@ def train_biases(
     pairs: Sequence[Pair],
     heads: Sequence[Head],
     cfg: LofitConfig,
-    on_step: StepCallback | None = None,
+    progress: Progress | None = None,
     *,
     phase: str = "biases",
 ) -> tuple[Float[Tensor, "k d_head"], list[float]]:
@@ -193,7 +192,7 @@ def train_biases(
     losses = _train(
         handle, encode_pairs(handle, pairs), biases, lambda: head_bias_hooks(heads, biases, f.n_heads),
         lambda: biases.new_zeros(()), steps=cfg.bias_steps, lr=cfg.bias_lr, cfg=cfg, phase=phase,
-        on_step=on_step,
+        progress=progress,
     )  # fmt: skip
     return biases.detach(), losses
 
@@ -262,34 +261,46 @@ class LofitResult:
         }
 
 
+def _shares(cfg: LofitConfig, progress: Progress | None) -> dict[str, Progress]:
+    """Each part of `lofit` as its share of the whole call (training steps weigh 1, an evaluation 2)."""
+    weights = {"before": 2.0, "scales": cfg.scale_steps, "biases": cfg.bias_steps, "after": 2.0}
+    if cfg.random_baseline:
+        weights |= {"random": cfg.bias_steps, "random after": 2.0}
+    total, acc, out = sum(weights.values()), 0.0, {}
+    for name, w in weights.items():
+        out[name] = part(progress, acc / total, (acc + w) / total)
+        acc += w
+    return out
+
+
 def lofit(
     handle: ModelHandle,
     task: TaskData,
     cfg: LofitConfig = LofitConfig(),
-    on_step: StepCallback | None = None,
-    on_stage: StageCallback | None = None,
+    progress: Progress | None = None,
 ) -> LofitResult:
-    """Both LoFiT steps on `task.train`, evaluated on `task.heldout` (and the same K random heads, if asked)."""
-    stage = on_stage or (lambda _name: None)
+    """Both LoFiT steps on `task.train`, evaluated on `task.heldout` (and the same K random heads, if asked);
+    `progress` shares the whole call among the training phases by their step counts."""
     t0 = time.perf_counter()
     f = handle.facts
     _selection_mask(handle, cfg.heads)  # a selection for another model shape is refused before any work
     k = cfg.resolve_k(f.n_layers, f.n_heads)
-    stage("held-out accuracy before")
+    at = _shares(cfg, progress)
+    at["before"]("held-out accuracy before", 0.0)
     before = evaluate(handle, task.heldout)
-    scales, scale_losses = train_scales(handle, task.train, cfg, on_step)
+    scales, scale_losses = train_scales(handle, task.train, cfg, at["scales"])
     ranking = rank_heads(scales, cfg.heads)
     top = [h for h, _ in ranking[:k]]
-    biases, bias_losses = train_biases(handle, task.train, top, cfg, on_step)
+    biases, bias_losses = train_biases(handle, task.train, top, cfg, at["biases"])
     offsets = HeadOffsets(tuple(top), biases)
-    stage("held-out accuracy after")
+    at["after"]("held-out accuracy after", 0.0)
     after = evaluate(handle, task.heldout, fwd_hooks=offsets.hooks(f.n_heads))
     rand, rand_after, rand_losses = None, None, []
     if cfg.random_baseline:
         heads = random_heads(f.n_layers, f.n_heads, k, cfg.seed)
-        rb, rand_losses = train_biases(handle, task.train, heads, cfg, on_step, phase="random heads")
+        rb, rand_losses = train_biases(handle, task.train, heads, cfg, at["random"], phase="random heads")
         rand = HeadOffsets(tuple(heads), rb)
-        stage("held-out accuracy, random heads")
+        at["random after"]("held-out accuracy, random heads", 0.0)
         rand_after = evaluate(handle, task.heldout, fwd_hooks=rand.hooks(f.n_heads))
     return LofitResult(
         task.name, task.data_hash, offsets, tuple(ranking), tuple(scale_losses), tuple(bias_losses), before,

@@ -134,17 +134,27 @@ def test_stages_are_reported_and_a_raising_callback_stops_training_cleanly(tiny_
     stages: list[str] = []
     steps: list[tuple[str, int]] = []
 
-    def on_step(phase: str, step: int, total: int, loss: float) -> None:
-        steps.append((phase, step))
-        if phase == "biases" and step == 2:
+    def progress(stage: str, fraction: float) -> None:
+        if " step " not in stage:
+            stages.append(stage)
+            return
+        phase, count = stage.split(" step ")
+        steps.append((phase, int(count.split("/")[0])))
+        if phase == "biases" and count.startswith("2/"):
             raise KeyboardInterrupt("cancelled")
 
     cfg = LofitConfig(k=1, scale_steps=2, bias_steps=5, batch_size=4)
     with pytest.raises(KeyboardInterrupt):
-        lofit(tiny_llama, _task(), cfg, on_step, stages.append)
+        lofit(tiny_llama, _task(), cfg, progress)
     assert stages == ["held-out accuracy before"]
     assert steps == [("scales", 1), ("scales", 2), ("biases", 1), ("biases", 2)]
     assert torch.equal(tiny_llama.forward(tokens), base)
-    done: list[str] = []
-    lofit(tiny_llama, _task(), replace(cfg, bias_steps=1), None, done.append)
-    assert done == ["held-out accuracy before", "held-out accuracy after", "held-out accuracy, random heads"]
+    done: list[tuple[str, float]] = []
+    lofit(tiny_llama, _task(), replace(cfg, bias_steps=1), lambda s, f: done.append((s, f)))
+    assert [s for s, _ in done if " step " not in s] == [
+        "held-out accuracy before",
+        "held-out accuracy after",
+        "held-out accuracy, random heads",
+    ]
+    fractions = [f for _, f in done]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] < 1.0
