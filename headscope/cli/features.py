@@ -20,6 +20,7 @@ from headscope.files import read_text
 if TYPE_CHECKING:
     from headscope.features.evaluate import EvalConfig
     from headscope.features.index import IndexConfig
+    from headscope.features.steer import FeatureSteerConfig
     from headscope.features.train import TrainConfig
 
 EVAL_MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -111,15 +112,11 @@ def cmd_recon(args: argparse.Namespace) -> None:
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
-    from headscope.features.steer import FeatureSteerConfig, steer, vector_file
+    from headscope.features.steer import steer, vector_file
     from headscope.steering import vectors
-    from headscope.steering.direction import DEFAULT_ALPHA
     from headscope.steering.generate import GenConfig
 
-    if args.alpha is None and args.mode == "clamp":
-        raise InputError("--mode clamp needs --alpha (the value to clamp the feature's activation to)")
-    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
-    cfg = FeatureSteerConfig(args.feature, alpha, args.mode, args.position)  # refuses NaN before loading
+    cfg = steer_config(args)  # refuses NaN before loading
     gen = GenConfig(args.max_new_tokens)
     if not args.prompt.strip():
         raise InputError("--prompt is empty")
@@ -176,9 +173,19 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
     )
 
 
+def steer_config(args: argparse.Namespace) -> FeatureSteerConfig:
+    from headscope.features.steer import FeatureSteerConfig
+    from headscope.steering.direction import DEFAULT_ALPHA
+
+    if args.alpha is None and args.mode == "clamp":
+        raise InputError("--mode clamp needs --alpha (the value to clamp the feature's activation to)")
+    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    return FeatureSteerConfig(args.feature, alpha, args.mode, args.position)
+
+
 def config_of(args: argparse.Namespace) -> Any:
-    """The config a parsed `features train|index|eval` command line stands for."""
-    makers = {"train": train_config, "index": index_config, "eval": eval_config}
+    """The config a parsed `features train|index|eval|steer` command line stands for."""
+    makers = {"train": train_config, "index": index_config, "eval": eval_config, "steer": steer_config}
     if args.features_command not in makers:
         raise InputError(f"features {args.features_command} has no config")
     return makers[args.features_command](args)
@@ -188,17 +195,20 @@ ARGV_CONFIGS = (
     "headscope.features.train:TrainConfig",
     "headscope.features.index:IndexConfig",
     "headscope.features.evaluate:EvalConfig",
+    "headscope.features.steer:FeatureSteerConfig",
 )
 DEFAULT_SAE = "res6"  # the first shipped SAE of the default model: `to_argv`'s --sae when none is given
 
 
 def to_argv(config: Any, *, sae: str = DEFAULT_SAE, model: str | None = None, text: str | None = None,
-            heldout: str | None = None, out: str | None = None, name: str | None = None) -> list[str]:  # fmt: skip
+            heldout: str | None = None, out: str | None = None, name: str | None = None,
+            max_new_tokens: int = 24) -> list[str]:  # fmt: skip
     """What follows `headscope` to run `config` (`features train` / `index` / `eval`); the run's own arguments (not
-    part of a config) are keywords: `sae` (index, eval), `text` or `heldout` (eval; default the wiki-test set),
-    `out` and `name` (train), `model`. Values are written `--flag=value` so a text starting with '-' stays one."""
+    part of a config) are keywords: `sae` (index, eval, steer), `text` or `heldout` (eval; default the wiki-test
+    set), `text` as the prompt and `max_new_tokens` (steer), `out` and `name` (train), `model`. Values are written `--flag=value` so a text starting with '-' stays one."""
     from headscope.features.evaluate import EvalConfig
     from headscope.features.index import IndexConfig
+    from headscope.features.steer import FeatureSteerConfig
     from headscope.features.train import TrainConfig
 
     run = [f"--model={model}"] if model is not None else []
@@ -221,7 +231,20 @@ def to_argv(config: Any, *, sae: str = DEFAULT_SAE, model: str | None = None, te
         return ["features", "eval", f"--sae={sae}", source, f"--ctx={c.ctx}", f"--batch-size={c.batch_size}",
                 f"--max-tokens={c.max_tokens}", f"--dense-threshold={c.dense_threshold!r}",
                 f"--min-ablation-nats={c.min_ablation_nats!r}", *run]  # fmt: skip
+    if isinstance(config, FeatureSteerConfig):
+        c = config
+        return ["features", "steer", f"--sae={sae}", f"--feature={c.feature}", f"--alpha={c.alpha!r}",
+                f"--mode={c.mode}", f"--position={c.position}", f"--prompt={text or 'The'}",
+                f"--max-new-tokens={max_new_tokens}", *run]  # fmt: skip
     raise TypeError(f"no command line for {type(config).__name__}")
+
+
+def attribute_argv(prompt: str, target: str, *, sae: str = DEFAULT_SAE, contrast: str | None = None,
+                   top: int = 20, check: bool = False, model: str | None = None) -> list[str]:  # fmt: skip
+    """What follows `headscope` to attribute `target` after `prompt` to the SAE's features (no config type)."""
+    argv = ["features", "attribute", f"--sae={sae}", f"--prompt={prompt}", f"--target={target}", f"--top={top}"]
+    argv += [f"--contrast={contrast}"] * (contrast is not None) + ["--check"] * check
+    return argv + ([f"--model={model}"] if model is not None else [])
 
 
 def config_from_argv(argv: Sequence[str]) -> Any:

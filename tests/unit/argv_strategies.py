@@ -181,6 +181,20 @@ def features_eval_configs() -> Strategy:
     )  # fmt: skip
 
 
+def features_steer_configs() -> Strategy:
+    from headscope.features.steer import MAX_CLAMP, MODES, FeatureSteerConfig
+    from headscope.steering.direction import MAX_ALPHA
+    from headscope.steering.hooks import POSITIONS
+
+    def build(mode: str, alpha: float, **kw: Any) -> Any:
+        return FeatureSteerConfig(alpha=alpha * (MAX_ALPHA if mode == "add" else MAX_CLAMP), mode=mode, **kw)
+
+    return st.builds(
+        _valid(build), feature=st.integers(0, 10**7), alpha=st.floats(-1.0, 1.0), mode=st.sampled_from(list(MODES)),
+        position=st.sampled_from(list(POSITIONS)),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.probes.report:EntropyConfig": entropy_configs,
     "headscope.probes.sweep:SweepConfig": sweep_configs,
@@ -190,4 +204,5 @@ STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.features.train:TrainConfig": features_train_configs,
     "headscope.features.index:IndexConfig": features_index_configs,
     "headscope.features.evaluate:EvalConfig": features_eval_configs,
+    "headscope.features.steer:FeatureSteerConfig": features_steer_configs,
 }
