@@ -248,7 +248,8 @@ def test_clamp_sets_the_feature_in_the_reconstruction(tiny_llama: ModelHandle, f
 def test_steer_result_contract_effect_and_cost(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
     res = fsteer.steer(tiny_llama, fsae, "The dog", fsteer.FeatureSteerConfig(3, 2.0), GenConfig(5))
     out = res.to_json()
-    assert set(out["unsteered"]) == {"text", "token_ids"} and set(out["steered"]) == {"text", "token_ids"}
+    assert set(out["unsteered"]) == set(out["steered"]) == {"text", "token_ids", "tokens", "probs"}
+    assert len(out["p_change"]) == len(out["steered"]["token_ids"])
     assert set(out["cost"]) >= {"perplexity_steered", "perplexity_unsteered", "perplexity_ratio", "fluent"}
     assert out["vector"]["method"] == "feature" and out["added_norm"] == pytest.approx(
         2.0 * out["vector"]["ref_norm"], rel=1e-3

@@ -91,7 +91,7 @@ def test_steer_json_contract(trained: str, capsys: pytest.CaptureFixture[str], t
             "--max-new-tokens", "4", "--out", str(tmp_path / "vec"), "--json"]  # fmt: skip
     out = run_json(capsys, argv)
     for side in ("unsteered", "steered"):
-        assert set(out[side]) == {"text", "token_ids"} and len(out[side]["token_ids"]) <= 4
+        assert set(out[side]) == {"text", "token_ids", "tokens", "probs"} and len(out[side]["token_ids"]) <= 4
     assert isinstance(out["effect"], float) and out["vector"]["method"] == "feature"
     assert {"perplexity_steered", "perplexity_ratio", "distinct_steered", "fluent"} <= set(out["cost"])
     sidecar = json.loads((tmp_path / "vec" / "vectors.json").read_text())
