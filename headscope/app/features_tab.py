@@ -287,7 +287,8 @@ def _top_section(ctx: AppContext, w: dict[str, Any], status: Any) -> None:
     w["summary"] = gr.Markdown()
     w["strip"] = TokenStrip(label="Tokens (shaded by their top feature)", elem_id="hs-features-strip")
     w["per_token"] = gr.Dataframe(value=table([], fv.TOKEN_COLUMNS), interactive=False,
-                                  label="Top features of the clicked token (click a feature: its page)")  # fmt: skip
+                                  label="Top features of the clicked token (click a feature: its page)",
+                                  elem_id="hs-features-per-token")  # fmt: skip
     w["top_raw"] = gr.JSON(visible=False)
     with gr.Accordion("top features: download", open=False):
         w["top_file"] = gr.File(label="Download top features (JSON)", interactive=False)
@@ -401,7 +402,8 @@ def _attribute_section(w: dict[str, Any], status: Any) -> None:
         go = gr.Button("Attribute", variant="primary")
         w["attr_line"] = gr.Markdown()
         w["attr_table"] = gr.Dataframe(value=table([], fv.ATTR_COLUMNS), interactive=False,
-                                       label="Top features by attribution (click a feature: its page)")  # fmt: skip
+                                       label="Top features by attribution (click a feature: its page)",
+                                       elem_id="hs-features-attribution")  # fmt: skip
         w["attr_raw"] = gr.JSON(visible=False)
         w["attr_file"] = gr.File(label="Download the attribution (JSON)", interactive=False)
     ins = {"model": w["model"], "sae": w["sae"], "prompt": w["a_prompt"], "target": w["target"],
