@@ -129,7 +129,7 @@ def eval_caption(ev: SaeEval) -> str:
     cut = " (cut at the token limit)" if ev.truncated else ""
     return (
         f"**{ev.sae}** at `{ev.hook}` on **{ev.source}**: {ev.tokens:,} activation positions in {ev.sequences} "
-        f"sequences{cut}, {ev.predictions:,} next-token predictions. Position 0 of every sequence {ev.position_0}."
+        f"sequences{cut}, {ev.predictions:,} next-token predictions. Position 0: {ev.position_0}."
     )
 
 

@@ -95,7 +95,7 @@ def test_eval_on_the_text_matches_the_cli(
     raw = client.predict("tiny-llama", tiny_sae, "the text above", 512, TEXT, api_name="/features_eval")
     assert raw["sae"] == tiny_sae and raw["position_0"].startswith("excluded") and raw["source"] == "text"
     out = tab.draw_eval({"eval_raw": raw}, Ctx())
-    assert "Position 0 of every sequence excluded" in out["eval_caption"]
+    assert "Position 0: excluded" in out["eval_caption"]
     rows = {r[0]: r[1] for r in out["eval_table"]["data"]}
     assert rows["explained variance"] == pytest.approx(
         raw["explained_variance"], abs=1e-4
