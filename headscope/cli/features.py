@@ -242,7 +242,14 @@ def to_argv(config: Any, *, sae: str = DEFAULT_SAE, model: str | None = None, te
 def attribute_argv(prompt: str, target: str, *, sae: str = DEFAULT_SAE, contrast: str | None = None,
                    top: int = 20, check: bool = False, model: str | None = None) -> list[str]:  # fmt: skip
     """What follows `headscope` to attribute `target` after `prompt` to the SAE's features (no config type)."""
-    argv = ["features", "attribute", f"--sae={sae}", f"--prompt={prompt}", f"--target={target}", f"--top={top}"]
+    argv = [
+        "features",
+        "attribute",
+        f"--sae={sae}",
+        f"--prompt={prompt}",
+        f"--target={target}",
+        f"--top={top}",
+    ]
     argv += [f"--contrast={contrast}"] * (contrast is not None) + ["--check"] * check
     return argv + ([f"--model={model}"] if model is not None else [])
 

@@ -153,7 +153,7 @@ def test_shipped_saes_are_listed_with_card_figures() -> None:
         row = entry.to_json()
         assert row["shipped"] and row["has_dashboards"], row
         assert row["explained_variance"] is not None and row["explained_variance_chat"] is not None, row
-        assert row["l0"] is not None and row["eval_tokens"] >= 25_000, row
+        assert row["l0"] is not None and row["eval_tokens"] >= 12_700, row  # ≥ 100 test-split windows
         assert type(entry).from_json(row) == entry  # the catalog row is a codec result
 
 
