@@ -225,7 +225,7 @@ def save(module: DiscreteSAE, folder: str | Path, *, hook_name: str | None = Non
 
 def load(folder: str | Path) -> DiscreteSAE:
     """A saved circuit SAE, back as the circuits' DiscreteSAE module."""
-    from headscope.features.saes import load_folder
+    from headscope.features.folder import load_folder
 
     sae = load_folder(folder)
     if not isinstance(sae, DiscreteCircuitSAE):

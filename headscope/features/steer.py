@@ -134,9 +134,11 @@ class FeatureSteering:
     def to_json(self) -> dict[str, Any]:
         c = self.config
         out: dict[str, Any] = {"sae": self.sae, "feature": c.feature, "alpha": c.alpha, "mode": c.mode,
-                               "position": c.position, "unsteered": self.unsteered.to_json(),
-                               "steered": self.steered.to_json(), "effect": round(self.effect, 5),
-                               "cost": self.cost.to_json()}  # fmt: skip
+                               "position": c.position, "unsteered": self.unsteered.to_json_full(),
+                               "steered": self.steered.to_json_full(), "effect": round(self.effect, 5),
+                               "cost": self.cost.to_json(),
+                               # per steered token p(steered) − p(unsteered): the app shades by it, as steering's
+                               "p_change": [round(x, 5) for x in self.cost.p_change]}  # fmt: skip
         if self.vector is not None:
             v = self.vector.to_json()
             out["vector"] = {k: v[k] for k in ("method", "sites", "ref_norm", "natural_alpha", "data_hash")}

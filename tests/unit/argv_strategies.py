@@ -146,10 +146,63 @@ def decode_commands() -> Strategy:
     )  # fmt: skip
 
 
+def features_train_configs() -> Strategy:
+    from headscope.features.collect import CORPORA
+    from headscope.features.sites import TRAIN_KINDS
+    from headscope.features.train import ARCHITECTURES, TrainConfig
+
+    return st.builds(
+        _valid(TrainConfig), kind=st.sampled_from(list(TRAIN_KINDS)), layer=st.integers(0, 1000),
+        latents=st.integers(8, 65536), architecture=st.sampled_from(list(ARCHITECTURES)), k=st.integers(1, 64),
+        tokens=st.integers(256, 10**9), batch_size=st.integers(16, 65536),
+        lr=st.floats(0.0, 1.0, exclude_min=True), l1=st.floats(0.0, 1000.0), seed=st.integers(0, 2**31 - 1),
+        ctx=st.integers(8, 4096), eval_tokens=st.integers(0, 10**8), corpus=st.sampled_from(list(CORPORA)),
+        dtype=st.sampled_from(["float16", "float32"]),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
+def features_index_configs() -> Strategy:
+    from headscope.features.collect import CORPORA
+    from headscope.features.index import IndexConfig
+
+    return st.builds(
+        IndexConfig, tokens=st.integers(64, 10**8), contexts=st.integers(1, 100), before=st.integers(0, 256),
+        after=st.integers(0, 256), bins=st.integers(2, 200), logits=st.integers(1, 100), ctx=st.integers(8, 4096),
+        batch_size=st.integers(1, 256), corpus=st.sampled_from(list(CORPORA)),
+    )  # fmt: skip
+
+
+def features_eval_configs() -> Strategy:
+    from headscope.features.evaluate import EvalConfig
+
+    return st.builds(
+        EvalConfig, ctx=st.integers(8, 4096), batch_size=st.integers(1, 256), max_tokens=st.integers(16, 10**8),
+        dense_threshold=st.floats(0.0, 1.0, exclude_min=True), min_ablation_nats=st.floats(0.0, 100.0),
+    )  # fmt: skip
+
+
+def features_steer_configs() -> Strategy:
+    from headscope.features.steer import MAX_CLAMP, MODES, FeatureSteerConfig
+    from headscope.steering.direction import MAX_ALPHA
+    from headscope.steering.hooks import POSITIONS
+
+    def build(mode: str, alpha: float, **kw: Any) -> Any:
+        return FeatureSteerConfig(alpha=alpha * (MAX_ALPHA if mode == "add" else MAX_CLAMP), mode=mode, **kw)
+
+    return st.builds(
+        _valid(build), feature=st.integers(0, 10**7), alpha=st.floats(-1.0, 1.0), mode=st.sampled_from(list(MODES)),
+        position=st.sampled_from(list(POSITIONS)),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.probes.report:EntropyConfig": entropy_configs,
     "headscope.probes.sweep:SweepConfig": sweep_configs,
     "headscope.localist.training:TrainConfig": localist_train_configs,
     "headscope.localist.train_sweep:SweepConfig": localist_sweep_configs,
     "headscope.cli.decoding:CompareCommand": decode_commands,
+    "headscope.features.train:TrainConfig": features_train_configs,
+    "headscope.features.index:IndexConfig": features_index_configs,
+    "headscope.features.evaluate:EvalConfig": features_eval_configs,
+    "headscope.features.steer:FeatureSteerConfig": features_steer_configs,
 }

@@ -61,9 +61,14 @@ def test_card_has_the_training_and_eval_figures(fsae: FeatureSAE) -> None:
     card = fsae.card
     assert card["model"]["name"] == "tiny-llama" and card["hook"] == "blocks.0.hook_resid_post"
     assert card["tokens_seen"] == 24_000 // 256 * 256 and card["training_seconds"] > 0
-    ev = card["eval"]
-    assert ev["split"] == "test" and ev["tokens"] >= 600 and ev["l0"] == pytest.approx(8.0)
-    assert 0 <= ev["dead_fraction"] <= 1 and ev["explained_variance"] is not None
+    assert set(card["heldout"]) == {"wiki-test", "chat"}
+    for name, ev in card["heldout"].items():
+        assert ev["source"] == name and ev["tokens"] >= 500 and ev["l0"] == pytest.approx(8.0)
+        assert 0 <= ev["dead_fraction"] <= 1 and ev["explained_variance"] is not None
+        assert ev["check"]["tokens"] <= ev["tokens"] and ev["position_0"].startswith("excluded")
+    row = catalog.available("tiny-llama")[0].to_json()
+    assert row["explained_variance"] == card["heldout"]["wiki-test"]["explained_variance"]
+    assert row["explained_variance_chat"] == card["heldout"]["chat"]["explained_variance"]
     assert catalog.available("tiny-llama")[0].to_json()["has_dashboards"]
 
 
@@ -243,7 +248,8 @@ def test_clamp_sets_the_feature_in_the_reconstruction(tiny_llama: ModelHandle, f
 def test_steer_result_contract_effect_and_cost(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
     res = fsteer.steer(tiny_llama, fsae, "The dog", fsteer.FeatureSteerConfig(3, 2.0), GenConfig(5))
     out = res.to_json()
-    assert set(out["unsteered"]) == {"text", "token_ids"} and set(out["steered"]) == {"text", "token_ids"}
+    assert set(out["unsteered"]) == set(out["steered"]) == {"text", "token_ids", "tokens", "probs"}
+    assert len(out["p_change"]) == len(out["steered"]["token_ids"])
     assert set(out["cost"]) >= {"perplexity_steered", "perplexity_unsteered", "perplexity_ratio", "fluent"}
     assert out["vector"]["method"] == "feature" and out["added_norm"] == pytest.approx(
         2.0 * out["vector"]["ref_norm"], rel=1e-3
