@@ -207,11 +207,12 @@ def generations_strip(payload: dict[str, Any], tokens: dict[str, list[str]]) -> 
     )
 
 
-def effect_cost_table(effect: float, cost: Cost) -> dict[str, Any]:
-    """Steering's effect-and-cost table with the feature's own effect as the first row."""
+def effect_cost_table(effect: float | None, cost: Cost) -> dict[str, Any]:
+    """Steering's effect-and-cost table with the feature's downstream effect as the first row."""
     out = cost_table(None, cost)
-    out["data"].insert(0, ["effect: Δ the feature's activation (steered positions)", 0.0, round(effect, 4),
-                           "> 0 raises the feature"])  # fmt: skip
+    if effect is not None:
+        out["data"].insert(0, ["effect: Δ mean log p(promoted tokens), next token (nats)", 0.0,
+                               round(effect, 4), "> 0 promotes them"])  # fmt: skip
     return out
 
 
@@ -236,7 +237,7 @@ def steer(model: str, sae_name: str, feature: Any, alpha: Any, mode: Any, positi
     payload = jobs.run(spec, request=request, slot="features_steer", progress=progress)
     res = made["result"]
     tokens = {side: handle.str_tokens(payload[side]["token_ids"]) for side in ("unsteered", "steered")}
-    vector = None if res.vector is None else _vector_file(handle, res.vector, cfg)
+    vector = None if res.steering_vector is None else _vector_file(handle, res.steering_vector, cfg)
     return ("steering done.", generations_strip(payload, tokens), effect_cost_table(res.effect, res.cost),
             vector, *RawResult.values(payload, f"features_steer_{cfg.feature}"))  # fmt: skip
 

@@ -36,6 +36,7 @@ from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.selection import HeadSet
 from headscope.steering import vectors
+from headscope.steering.comparison import SideBySideConfig
 from headscope.steering.contrastive import (
     POOLINGS,
     ContrastiveConfig,
@@ -43,13 +44,11 @@ from headscope.steering.contrastive import (
     compare,
     contrastive_vector,
     default_layer,
-    token_strip,
 )
-from headscope.steering.cost import steering_cost
 from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION, SteerConfig
-from headscope.steering.generate import GenConfig, generate
+from headscope.steering.generate import GenConfig
 from headscope.steering.hooks import POSITIONS
-from headscope.steering.lofit import LofitConfig, LofitResult, lofit
+from headscope.steering.lofit import LofitConfig, LofitResult, apply_offsets, lofit
 from headscope.steering.tasks import TASKS, load_contrast, load_task
 
 APP_MAX_TEXT_CHARS = 20_000  # each pasted list
@@ -299,12 +298,11 @@ def steer_lofit_train(
     payload = jobs.run(jobs.JobSpec(f"LoFiT on {name}", work, model=handle.identity.name), request=request,
                        slot="steering_lofit", progress=progress)  # fmt: skip
     res: LofitResult = made["result"]
-    meta, tensors = vectors.lofit_meta(handle, res.offsets, res.data_hash, restrict)
+    meta, tensors = vectors.lofit_meta(handle, res.trained_offsets, res.data_hash, restrict)
     blob = vectors.to_bytes(meta, tensors)
     b, a = payload["heldout_before"], payload["heldout_after"]
-    r = payload["heldout_random_heads"]
     line = (f"Held-out accuracy {b['accuracy']:.2f} → **{a['accuracy']:.2f}** with heads **{payload['heads']}**"
-            + ("" if r is None else f" ({r['accuracy']:.2f} with as many random heads)")
+            + f" ({payload['verdict']})"
             + f"; {payload['trainable_parameters']:,} trained parameters vs {payload['full_finetune_parameters']:,}"
             " for a full fine-tune.")  # fmt: skip
     return (
@@ -328,27 +326,19 @@ def steer_lofit_apply(
     meta, tensors = vectors.from_bytes(blob)  # size-limited
     handle = STORE.get(str(model))
     offsets = vectors.to_offsets(meta, tensors, handle)  # refuses another model
-    hooks = offsets.hooks(handle.facts.n_heads)
-    ids = handle.tokenize(prompt_ok)
     made: dict[str, Any] = {}
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        plain = generate(handle, ids, gen, on_token=report.steps("unsteered token", 0.0, 0.45))
-        steered = generate(
-            handle, ids, gen, lambda _s: hooks, on_token=report.steps("steered token", 0.45, 0.9)
-        )
-        report("cost", 0.9)
-        cost = steering_cost(handle, ids, plain.token_ids, steered.token_ids, hooks)
-        made.update(plain=plain, steered=steered, cost=cost)
-        heads = str(HeadSet.of(offsets.heads, handle.facts.n_layers, handle.facts.n_heads))
-        return {"model": handle.identity.name, "heads": heads, "unsteered": plain.to_json(),
-                "steered": steered.to_json(), "cost": cost.to_json(), "tokens": token_strip(steered, cost)}  # fmt: skip
+        made["result"] = res = apply_offsets(handle, offsets, [prompt_ok], SideBySideConfig(gen),
+                                             progress=report.stages())  # fmt: skip
+        return {"model": handle.identity.name, **res.to_json()}
 
     payload = jobs.run(jobs.JobSpec("LoFiT generation", work, model=handle.identity.name), request=request,
                        slot="steering_lofit_apply", progress=progress)  # fmt: skip
-    left, right = strips(made["plain"], made["steered"], made["cost"])
-    line = f"Offsets on heads **{payload['heads']}**. " + summary_cost(made["cost"])
-    return "", line, left, right, cost_table(None, made["cost"]), *RawResult.values(payload, "lofit_apply")
+    res = made["result"]
+    left, right = strips(res.unsteered, res.steered, res.cost)
+    line = f"Offsets on heads **{payload['heads']}**. " + summary_cost(res.cost)
+    return "", line, left, right, cost_table(None, res.cost), *RawResult.values(payload, "lofit_apply")
 
 
 # ---- layout ------------------------------------------------------------------------------------------------------

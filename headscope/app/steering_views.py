@@ -14,8 +14,7 @@ from headscope.app.views import grid_value, strip_row, strip_value
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.steering import vectors
-from headscope.steering.contrastive import token_strip
-from headscope.steering.cost import MAX_PERPLEXITY_RATIO, MIN_DISTINCT_RATIO, Cost
+from headscope.steering.cost import MAX_PERPLEXITY_RATIO, MIN_DISTINCT_RATIO, Cost, token_strip
 from headscope.steering.generate import Generation
 from headscope.steering.lofit import LofitResult
 
@@ -94,12 +93,13 @@ def lofit_grid(res: LofitResult, selection: Any, handle: ModelHandle) -> dict[st
 
 
 def lofit_table(js: dict[str, Any]) -> dict[str, Any]:
-    r = js["heldout_random_heads"] or {}
+    chance = js.get("chance")
     rows = [
         {"w": "before (no offsets)", **js["heldout_before"]},
         {"w": f"LoFiT heads {js['heads']}", **js["heldout_after"]},
-        {"w": "same number of random heads", **r} if r else None,
-    ]
+        {"w": f"as many random heads, mean of {chance['random_sets']} sets", "accuracy": chance["random_mean"],
+         "mean_target_logprob": None} if chance else None,
+    ]  # fmt: skip
     return table([x for x in rows if x], LOFIT_COLUMNS)
 
 

@@ -69,7 +69,8 @@ def test_steer_side_by_side_with_a_vector_file(client: Client, tiny_sae: str) ->
         "tiny-llama", tiny_sae, 3, 0.6, "add", "last", "Hello there", 4, api_name="/features_steer"
     )
     assert "done" in status and [r["label"] for r in gens["rows"]] == ["unsteered", "steered"]
-    assert set(payload["steered"]) == {"text", "token_ids"} and isinstance(payload["effect"], float)
+    assert set(payload["steered"]) == {"text", "token_ids", "tokens", "probs"}
+    assert isinstance(payload["effect"], float)
     assert table["data"][0][2] == pytest.approx(payload["effect"], abs=1e-4) and len(table["data"]) == 3
     assert table["data"][1][2] == pytest.approx(payload["cost"]["perplexity_steered"], rel=1e-3)
     meta, tensors = vectors.from_bytes(Path(vector).read_bytes())

@@ -74,18 +74,24 @@ def test_short_lofit_runs_whole_and_restricted_and_files_round_trip(default_mode
     full = load_task("antonyms")
     task = TaskData("antonyms", "", full.train[:16], full.heldout[:8])
     flags = [p.requires_grad for p in default_model.hf_model.parameters()]
-    cfg = LofitConfig(scale_steps=3, bias_steps=3, batch_size=4, bias_lr=0.1, random_baseline=False)
+    cfg = LofitConfig(
+        scale_steps=3, bias_steps=3, batch_size=4, bias_lr=0.1, random_sets=0, eval_prompts=1, eval_tokens=1
+    )
     res = lofit(default_model, task, cfg)
     assert [p.requires_grad for p in default_model.hf_model.parameters()] == flags
-    assert len(res.offsets.heads) == 8  # 3 % of 30 × 9 heads
+    assert len(res.trained_offsets.heads) == 8  # 3 % of 30 × 9 heads
     assert res.trainable_parameters == 8 * 64 and res.full_finetune_parameters > 100_000_000
-    meta, tensors = vectors.from_bytes(vectors.to_bytes(*vectors.lofit_meta(default_model, res.offsets, "h")))
+    meta, tensors = vectors.from_bytes(
+        vectors.to_bytes(*vectors.lofit_meta(default_model, res.trained_offsets, "h"))
+    )
     assert meta.model["sha256"] == default_model.identity.sha256
     back = vectors.to_offsets(meta, tensors, default_model)
-    order = [res.offsets.heads.index(h) for h in back.heads]
-    assert torch.equal(back.biases, res.offsets.biases[order])
+    order = [res.trained_offsets.heads.index(h) for h in back.heads]
+    assert torch.equal(back.biases, res.trained_offsets.biases[order])
     sel = default_model.head_set("9.*, 12.1")
-    small = LofitConfig(scale_steps=2, bias_steps=2, batch_size=4, random_baseline=False, heads=sel)
+    small = LofitConfig(
+        scale_steps=2, bias_steps=2, batch_size=4, random_sets=0, eval_prompts=1, eval_tokens=1, heads=sel
+    )
     restricted = lofit(default_model, task, small)
-    assert len(restricted.offsets.heads) == 8 and set(restricted.offsets.heads) <= set(sel)
+    assert len(restricted.trained_offsets.heads) == 8 and set(restricted.trained_offsets.heads) <= set(sel)
     assert restricted.step1_parameters == 10 * 64
