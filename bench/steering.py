@@ -4,8 +4,8 @@ recorded only to size the run); conditions (commit, threads, load before / after
 bench/conditions.py.
 
 Contrastive part (papers.md §10.4): the built-in sentiment contrast set at the library defaults (layer 0.3 of
-depth, α = 0.2 of the residual norm, GLOV's last-position rule), read by `steering.side_by_side` over the set's
-24 prompts: the rows none / prompting ("Write in a positive, happy tone.") / steering / steering + prompting, each
+depth, α = 0.2 of the residual norm, GLOV's last-position rule), read by `steering.side_by_side` over the first
+12 of the set's 24 prompts (16-token greedy continuations; the run's budget on a loaded 2-core machine): the rows none / prompting ("Write in a positive, happy tone.") / steering / steering + prompting, each
 with the held-out margin effect (40 + 40 texts never used to build the vector; 95 % bootstrap CI over prompts and
 texts), the judge's share of positive continuations (and the judge's own leave-one-out accuracy), and the cost
 (perplexity under the unsteered model, its ratio to none, distinct-1 / distinct-2), CIs over prompts.
@@ -147,8 +147,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--part", choices=["all", "contrastive", "lofit"], default="all")
     ap.add_argument("--tasks", default="antonyms,ioi", help="LoFiT tasks, comma-separated")
-    ap.add_argument("--prompts", type=int, default=24, help="sentiment prompts (the set has 24)")
-    ap.add_argument("--max-new-tokens", type=int, default=20)
+    ap.add_argument("--prompts", type=int, default=12, help="sentiment prompts (the first N of the set's 24)")
+    ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scale-steps", type=int, default=30)
     ap.add_argument("--bias-steps", type=int, default=30)
