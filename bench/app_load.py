@@ -1,15 +1,16 @@
 """Load test of the served app: N concurrent gradio_client users for D seconds against a local app on the default
-model (started here as a subprocess, on loopback only). Prints one JSON object: requests completed, rejected as busy,
-failed, lost, and p50/p95 latency. Goal: 0 failed, 0 lost.
+model (started here as a subprocess, on loopback only, with OMP_NUM_THREADS = --threads so torch in the server
+uses that many threads). Prints one JSON object: requests completed, rejected as busy, failed, lost (users still
+running when their join times out, D + 600 s), p50/p95 latency of the completed ones and throughput. Goal: 0 failed, 0 lost.
 
 Each user alternates the two cheapest model events (model facts; entropy under a random λ on a short text), so the
-view queue group (two slots) and the model's lock are what is measured. Writes bench/results/app_load_cpu_2core.json.
+view queue group (two slots) and the model's lock are what is measured. No A/B timing: one configuration, one
+run. Writes it, with the run's conditions (bench/conditions.py), to bench/results/app_load_cpu_2core.json (or --out).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -21,8 +22,12 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root holds `bench`
+
 from gradio_client import Client
 from tqdm import tqdm
+
+from bench import conditions
 
 RESULT = Path(__file__).resolve().parent / "results" / "app_load_cpu_2core.json"
 TEXT = "The quick brown fox jumps over the lazy dog. It was not amused, because the dog had been asleep."
@@ -68,15 +73,18 @@ def _user(url: str, model: str, seconds: float, seed: int, out: list[tuple[str, 
         i += 1
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--model", default="smollm2-135m")
-    args = ap.parse_args()
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    ap.add_argument("--out", type=Path, default=RESULT)
+    args = ap.parse_args(argv)
+    cond = conditions.start(args.threads)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS=str(args.threads))
     cmd = [sys.executable, "-m", "headscope.cli", "serve", "--model", args.model, "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -103,7 +111,9 @@ def main() -> None:
     lat = sorted(d for kind, d in flat if kind == "ok")
     q = statistics.quantiles(lat, n=20) if len(lat) >= 2 else [float("nan")] * 19
     payload = {
+        "bench": "app_load",
         "model": args.model,
+        "server_threads": args.threads,
         "users": args.users,
         "seconds": args.seconds,
         "completed": len(lat),
@@ -115,8 +125,7 @@ def main() -> None:
         "throughput_rps": round(len(lat) / args.seconds, 2),
         "goal": "0 failed, 0 lost",
     }
-    RESULT.write_text(json.dumps(payload) + "\n")
-    print(json.dumps(payload))
+    conditions.write(payload, args.out, cond)
 
 
 if __name__ == "__main__":

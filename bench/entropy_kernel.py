@@ -1,14 +1,21 @@
-"""Attention + per-query entropy benchmark. Prints one JSON object.
+"""Attention + per-query entropy benchmark. Prints one JSON object and writes it, with the run's conditions
+(bench/conditions.py), to --out (default bench/results/entropy_kernel_{cpu_2core,gpu}.json by device).
 
 GPU (CUDA): for N in 512…32768 at the default model's attention shapes (9 query heads over 3 KV heads, d_head 64;
 also d_head 128), bf16, batch 1, causal: time and peak memory of
   (a) eager attention + entropy from the materialised pattern (skipped where it would not fit),
   (b) SDPA alone (K/V repeated to 9 heads beforehand, so the flash backend applies), and
   (c) the fused Triton kernel returning output, LSE and entropy (also with the distance bias on).
-Goal: (c) within 1.3× of (b) at 32k.
+The candidates of one row are timed interleaved (`conditions.interleaved`: rotating order, --rounds rounds after
+one warm-up each); one timing is 20 calls (8 from 16k tokens) followed by one synchronize, divided by the calls.
+Reported: median and minimum ms per call, and fused / SDPA as the ratio of medians and of minima. Goal: (c)
+within 1.3× of (b) at 32k (ratio of medians). The kernel's tile config is picked first at 16k tokens from the
+median of 5 CUDA-event timings per config, one config after another (a choice, not a comparison).
 CPU: the chunked torch path computing 8k-token entropy at the same shapes (fp32) with < 4 GB extra memory, vs (a)
 where (a) fits; and end to end, `fused_entropy_bits` on the default model vs the eager path (entropy from
-hook_pattern inside a hook, nothing cached) at a moderate length.
+hook_pattern inside a hook, nothing cached) at a moderate length, plain and under a locality dial. Times are
+interleaved as above, one call per timing; extra memory (peak RSS above the start, sampled every 2 ms) is
+measured in one separate call of each.
 Only ratios within one run mean anything: the machines are shared.
 """
 
@@ -25,16 +32,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root holds `bench`
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from bench import conditions
 from headscope.kernels import KernelBias, attention_chunked
 
 H, H_KV = 9, 3
 GPU_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768]
+RESULTS = Path(__file__).resolve().parent / "results"
+ROUNDS = 3  # interleaved rounds (set from --rounds)
 
 
 def eager_attention_entropy(q, k, v) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +71,26 @@ def cuda_time(fn: Callable[[], object], reps: int) -> float:
         torch.cuda.synchronize()
         times.append(a.elapsed_time(b))
     return statistics.median(times)
+
+
+def cuda_interleaved(candidates: dict[str, Callable[[], object]], calls: int) -> dict[str, Any]:
+    """`conditions.interleaved` over CUDA work: each timing is `calls` calls and one synchronize; ms per call."""
+
+    def timed(fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(calls):
+                fn()
+            torch.cuda.synchronize()
+
+        return run
+
+    torch.cuda.synchronize()
+    timing = conditions.interleaved({k: timed(f) for k, f in candidates.items()}, rounds=ROUNDS)
+    per_call = {
+        f"{s}_ms": {k: round(v * 1e3 / calls, 4) for k, v in timing[f"{s}_s"].items()}
+        for s in ("median", "min")
+    }
+    return {"calls_per_timing": calls, **timing, **per_call}
 
 
 def cuda_peak_mb(fn: Callable[[], object]) -> float:
@@ -102,33 +132,31 @@ def gpu_row(n: int, d: int, dtype: torch.dtype, cfg) -> dict:
 
     q, k, v = rand_qkv(n, d, dtype)
     kr, vr = k.repeat_interleave(H // H_KV, 1), v.repeat_interleave(H // H_KV, 1)
-    reps = 20 if n <= 8192 else 8
     bias = KernelBias("distance", coef=torch.tensor(0.05, device="cuda"))
-
-    def sdpa():
-        return torch.nn.functional.scaled_dot_product_attention(q, kr, vr, is_causal=True)
-
-    def fused():
-        return attention_triton(q, k, v, config=cfg)
-
-    def fused_bias():
-        return attention_triton(q, k, v, config=cfg, bias=bias)
-
+    cands: dict[str, Callable[[], object]] = {
+        "sdpa": lambda: torch.nn.functional.scaled_dot_product_attention(q, kr, vr, is_causal=True),
+        "fused": lambda: attention_triton(q, k, v, config=cfg),
+        "fused_bias": lambda: attention_triton(q, k, v, config=cfg, bias=bias),
+    }
     row: dict[str, Any] = {"n": n, "d_head": d}
-    row["sdpa_ms"], row["sdpa_peak_mb"] = cuda_time(sdpa, reps), cuda_peak_mb(sdpa)
-    row["fused_ms"], row["fused_peak_mb"] = cuda_time(fused, reps), cuda_peak_mb(fused)
-    row["fused_bias_ms"] = cuda_time(fused_bias, reps)
-    row["fused_over_sdpa"] = row["fused_ms"] / row["sdpa_ms"]
     free = torch.cuda.mem_get_info()[0]
     if H * n * n * 4 * 5 < 0.8 * free:  # scores, probs, log-probs, products in fp32
-        try:
-            row.update(gpu_eager(q, k, v, fused, reps))
-        except torch.cuda.OutOfMemoryError:
-            row["eager"] = "out of memory"
+        cands["eager"] = lambda: eager_attention_entropy(q, k, v)
     else:
         row["eager"] = f"skipped: needs ~{H * n * n * 20 / 2**30:.0f} GiB"
-    if "eager_ms" in row:
-        row["eager_over_fused"] = row["eager_ms"] / row["fused_ms"]
+    try:
+        timing = cuda_interleaved(cands, 20 if n <= 8192 else 8)
+    except torch.cuda.OutOfMemoryError:  # eager did not fit after all: time the others alone
+        cands.pop("eager")
+        row["eager"] = "out of memory"
+        timing = cuda_interleaved(cands, 20 if n <= 8192 else 8)
+    row["timing"] = timing
+    row.update({f"{k}_ms": v for k, v in timing["median_ms"].items()})
+    row["sdpa_peak_mb"], row["fused_peak_mb"] = cuda_peak_mb(cands["sdpa"]), cuda_peak_mb(cands["fused"])
+    row["fused_over_sdpa"] = conditions.ratio(timing, "fused", "sdpa")
+    if "eager" in cands:
+        row.update(gpu_eager(q, k, v, cands["fused"]))
+        row["eager_over_fused"] = conditions.ratio(timing, "eager", "fused")
     for key, val in row.items():
         if isinstance(val, float):
             row[key] = round(val, 4)
@@ -136,9 +164,8 @@ def gpu_row(n: int, d: int, dtype: torch.dtype, cfg) -> dict:
     return row
 
 
-def gpu_eager(q, k, v, fused, reps: int) -> dict[str, Any]:
+def gpu_eager(q, k, v, fused) -> dict[str, Any]:
     row: dict[str, Any] = {}
-    row["eager_ms"] = cuda_time(lambda: eager_attention_entropy(q, k, v), max(3, reps // 4))
     row["eager_peak_mb"] = cuda_peak_mb(lambda: eager_attention_entropy(q, k, v))
     got, ent = fused(), eager_attention_entropy(q, k, v)[1]
     exact = attention_chunked(q, k, v, chunk=2048)  # fp32 scores (eager rounds them to bf16 first)
@@ -157,7 +184,7 @@ def gpu_part(sizes: list[int], dims: list[int]) -> dict:
         rows = [gpu_row(n, d, dtype, cfg) for n in sizes]
         report[f"d_head_{d}"] = {"config": tried and min(tried, key=tried.__getitem__), "tuning_ms_16k": tried,
                                  "rows": rows}  # fmt: skip
-        print(json.dumps(rows[-1]), file=sys.stderr)
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "timing"}), file=sys.stderr)
     return report
 
 
@@ -191,41 +218,44 @@ class PeakRSS:
         return round((self.peak - self.base) / 2**20, 1)
 
 
-def cpu_measure(fn: Callable[[], object]) -> tuple[float, float]:
+def cpu_extra_mb(fn: Callable[[], object]) -> float:
+    """Peak resident memory above the start during one call (MB)."""
     with PeakRSS() as mem:
-        t0 = time.perf_counter()
         fn()
-        secs = time.perf_counter() - t0
-    return round(secs, 3), mem.extra_mb
+    return mem.extra_mb
+
+
+def cpu_kernel_row(n: int, eager_limit_gb: float) -> dict[str, Any]:
+    q, k, v = rand_qkv(n, 64, torch.float32, device="cpu")
+    cands: dict[str, Callable[[], object]] = {"chunked": lambda: attention_chunked(q, k, v)}
+    row: dict[str, Any] = {"n": n}
+    est_gb = H * n * n * 4 * 4 / 2**30
+    if est_gb <= eager_limit_gb:
+        cands["eager"] = lambda: eager_attention_entropy(q, k, v)
+    else:
+        row["eager"] = f"skipped: needs ~{est_gb:.1f} GiB (limit {eager_limit_gb} GiB)"
+    row["timing"] = conditions.interleaved(cands, rounds=ROUNDS)
+    row.update({f"{name}_s": t for name, t in row["timing"]["median_s"].items()})
+    row.update({f"{name}_extra_mb": cpu_extra_mb(fn) for name, fn in cands.items()})
+    if "eager" in cands:
+        row["eager_over_chunked_time"] = conditions.ratio(row["timing"], "eager", "chunked")
+        row["eager_over_chunked_mem"] = round(row["eager_extra_mb"] / max(row["chunked_extra_mb"], 1.0), 2)
+        ent = eager_attention_entropy(q, k, v)[1]
+        row["max_entropy_err_bits"] = float((attention_chunked(q, k, v).entropy_bits - ent).abs().max())
+    return row
 
 
 def cpu_kernel_part(sizes: list[int], eager_limit_gb: float) -> list[dict]:
     rows = []
     for n in sizes:
-        q, k, v = rand_qkv(n, 64, torch.float32, device="cpu")
-        row: dict[str, Any] = {"n": n}
-        row["chunked_s"], row["chunked_extra_mb"] = cpu_measure(
-            lambda q=q, k=k, v=v: attention_chunked(q, k, v)
-        )
-        est_gb = H * n * n * 4 * 4 / 2**30
-        if est_gb <= eager_limit_gb:
-            row["eager_s"], row["eager_extra_mb"] = cpu_measure(
-                lambda q=q, k=k, v=v: eager_attention_entropy(q, k, v)
-            )
-            row["eager_over_chunked_time"] = round(row["eager_s"] / row["chunked_s"], 3)
-            row["eager_over_chunked_mem"] = round(
-                row["eager_extra_mb"] / max(row["chunked_extra_mb"], 1.0), 2
-            )
-            ent = eager_attention_entropy(q, k, v)[1]
-            row["max_entropy_err_bits"] = float((attention_chunked(q, k, v).entropy_bits - ent).abs().max())
-        else:
-            row["eager"] = f"skipped: needs ~{est_gb:.1f} GiB (limit {eager_limit_gb} GiB)"
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr)
+        rows.append(cpu_kernel_row(n, eager_limit_gb))
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "timing"}), file=sys.stderr)
     return rows
 
 
 def cpu_e2e_part(n_tokens: int) -> dict:
+    """`fused_entropy_bits` vs eager entropy from hook_pattern, plain and under a locality dial, interleaved."""
+    from headscope.attention import LocalityDial, dial_hooks
     from headscope.data import excerpt_text
     from headscope.kernels import fused_entropy_bits
     from headscope.models import ModelHandle, hooks
@@ -243,40 +273,39 @@ def cpu_e2e_part(n_tokens: int) -> dict:
         return hook
 
     pattern_hooks = [(hooks.pattern(i), entropy_hook(i)) for i in range(n_layers)]
-    eager = lambda: handle.forward(tokens, fwd_hooks=pattern_hooks)  # noqa: E731
-    fused = lambda: fused_entropy_bits(handle, tokens)  # noqa: E731
-    eager()  # warm-up both paths once
-    fused()
-    res: dict = {"model": "smollm2-135m", "n_tokens": int(tokens.shape[1])}
-    res["eager_s"], res["eager_extra_mb"] = cpu_measure(eager)
-    res["fused_s"], res["fused_extra_mb"] = cpu_measure(fused)
-    ent_eager = torch.stack([sink[i] for i in range(n_layers)])
-    res["max_entropy_err_bits"] = float((fused() - ent_eager).abs().max())
-    res["eager_over_fused_time"] = round(res["eager_s"] / res["fused_s"], 3)
-    res.update(cpu_e2e_dial(handle, tokens, pattern_hooks, sink))
-    return res
-
-
-def cpu_e2e_dial(handle, tokens, pattern_hooks, sink) -> dict:
-    """The same under a locality dial (distance, λ = 0.6, progressive β = 3): eager score hooks vs the kernels' bias."""
-    from headscope.attention import LocalityDial, dial_hooks
-    from headscope.kernels import fused_entropy_bits
-
     dial = LocalityDial(lam=0.6, mode="distance", schedule="progressive", beta=3.0)
-    fwd = [*dial_hooks(handle, tokens, dial), *pattern_hooks]
-    res: dict = {"dial": dial.to_json()}
-    res["eager_dial_s"], res["eager_dial_extra_mb"] = cpu_measure(
-        lambda: handle.forward(tokens, fwd_hooks=fwd)
-    )
-    ent_eager = torch.stack([sink[i] for i in range(handle.facts.n_layers)])
-    fused = lambda: fused_entropy_bits(handle, tokens, dial=dial)  # noqa: E731
-    res["fused_dial_s"], res["fused_dial_extra_mb"] = cpu_measure(fused)
-    res["max_entropy_err_bits_dial"] = float((fused() - ent_eager).abs().max())
-    res["eager_over_fused_time_dial"] = round(res["eager_dial_s"] / res["fused_dial_s"], 3)
+    dialed = [*dial_hooks(handle, tokens, dial), *pattern_hooks]
+    cands: dict[str, Callable[[], Any]] = {
+        "eager": lambda: handle.forward(tokens, fwd_hooks=pattern_hooks),
+        "fused": lambda: fused_entropy_bits(handle, tokens),
+        "eager_dial": lambda: handle.forward(tokens, fwd_hooks=dialed),
+        "fused_dial": lambda: fused_entropy_bits(handle, tokens, dial=dial),
+    }
+    timing = conditions.interleaved(cands, rounds=ROUNDS)
+    res: dict = {
+        "model": "smollm2-135m",
+        "n_tokens": int(tokens.shape[1]),
+        "dial": dial.to_json(),
+        "timing": timing,
+    }
+    res.update({f"{name}_s": t for name, t in timing["median_s"].items()})
+    res.update({f"{name}_extra_mb": cpu_extra_mb(fn) for name, fn in cands.items()})
+    for suffix in ("", "_dial"):
+        cands[f"eager{suffix}"]()  # fills `sink` with the eager entropies of this setting
+        ent_eager = torch.stack([sink[i] for i in range(n_layers)])
+        res[f"max_entropy_err_bits{suffix}"] = float((cands[f"fused{suffix}"]() - ent_eager).abs().max())
+        res[f"eager_over_fused_time{suffix}"] = conditions.ratio(timing, f"eager{suffix}", f"fused{suffix}")
     return res
+
+
+def _gpu_slug() -> str:
+    """ "NVIDIA H200" → "h200", "NVIDIA H100 80GB HBM3" → "h100": the card's model, for the result's file name."""
+    words = torch.cuda.get_device_name().split()
+    return (words[1] if len(words) > 1 else words[0]).lower()
 
 
 def main(argv: list[str] | None = None) -> None:
+    global ROUNDS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument(
@@ -285,23 +314,28 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dims", type=int, nargs="+", default=[64, 128], help="GPU head dims")
     ap.add_argument("--eager-limit-gb", type=float, default=3.0, help="CPU: run (a) only below this estimate")
     ap.add_argument("--e2e-tokens", type=int, default=1024, help="CPU end-to-end length; 0 skips it")
-    ap.add_argument("--out", type=Path, help="also write the JSON here")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (≥ 3)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU torch threads (default: min(2, cores))")
+    ap.add_argument("--out", type=Path, help="default: bench/results/entropy_kernel_{cpu_2core,gpu}.json")
     args = ap.parse_args(argv)
+    if args.rounds < 3:
+        ap.error("--rounds must be at least 3")
+    ROUNDS = args.rounds
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    cond = conditions.start(args.threads or (None if device == "cuda" else min(2, os.cpu_count() or 1)))
     t0 = time.time()
     if device == "cuda":
         report = {"part": "gpu", **gpu_part(args.sizes or GPU_SIZES, args.dims)}
     else:
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
-        report = {"part": "cpu", "threads": torch.get_num_threads(), "heads": H, "kv_heads": H_KV, "d_head": 64,
+        report = {"part": "cpu", "heads": H, "kv_heads": H_KV, "d_head": 64,
                   "kernel": cpu_kernel_part(args.sizes or [2048, 4096, 8192], args.eager_limit_gb)}  # fmt: skip
         if args.e2e_tokens:
             report["end_to_end"] = cpu_e2e_part(args.e2e_tokens)
     report["wall_s"] = round(time.time() - t0, 1)
-    text = json.dumps(report, indent=1)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    default = RESULTS / (
+        f"entropy_kernel_gpu_{_gpu_slug()}.json" if device == "cuda" else "entropy_kernel_cpu_2core.json"
+    )
+    conditions.write({"bench": "entropy_kernel", **report}, args.out or default, cond)
 
 
 if __name__ == "__main__":

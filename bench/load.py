@@ -1,21 +1,26 @@
-"""Load and forward-pass benchmark for the model layer. Prints one JSON object.
+"""Load and forward-pass benchmark for the model layer. Prints one JSON object and writes it, with the run's
+conditions (bench/conditions.py), to bench/results/load_cpu_2core.json (or --out).
 
-Cold load: GGUF → fp32 → safetensors cache (into an empty temporary cache). Warm load: from that cache, also split
-into its two parts (weights + tokenizer from the cache; TransformerBridge boot).
-Forward: the handle (TransformerBridge) vs plain transformers (eager attention, same weights, same ids), interleaved
-in the same run; the ratio handle/plain is what counts (goal ≤ 1.15). Peak RSS of this process.
+Cold load: GGUF → fp32 → safetensors cache (into an empty temporary cache), timed once. Warm load: from that
+cache, timed once, and once more split into its two parts (weights + tokenizer from the cache; TransformerBridge
+boot). Forward at 64 and 256 tokens: the handle (TransformerBridge) and plain transformers (eager attention, same
+weights, same random ids) timed interleaved (`conditions.interleaved`: rotating order, --rounds rounds after one
+warm-up each, one forward per timing); the ratio handle / plain of the medians is what counts (goal ≤ 1.15), the
+ratio of the minima is reported beside it. Peak RSS of this process.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root holds `bench`
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -23,64 +28,74 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
+from bench import conditions
 from headscope.models import CATALOG, ModelHandle
 from headscope.models.loading import _cache_dir, load_hf
 
-
-def _median_ms(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+RESULT = Path(__file__).resolve().parent / "results" / "load_cpu_2core.json"
+GOAL = 1.15
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    out: dict = {"model": args.model, "device": "cpu", "threads": args.threads, "torch": torch.__version__}
+def _seconds(fn: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    value = fn()
+    return value, round(time.perf_counter() - t0, 3)
+
+
+def loads(model: str) -> tuple[ModelHandle, Any, dict[str, float]]:
+    """Cold and warm loads into a fresh cache; returns the handle, a plain HF model of the same weights, times."""
+    out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["HEADSCOPE_CACHE"] = tmp
-        t0 = time.perf_counter()
-        ModelHandle.load(args.model, device="cpu")
-        out["cold_load_s"] = round(time.perf_counter() - t0, 3)
-        t0 = time.perf_counter()
-        handle = ModelHandle.load(args.model, device="cpu")
-        out["warm_load_s"] = round(time.perf_counter() - t0, 3)
-        entry = CATALOG[args.model]
-        # The same warm load split in two: weights + tokenizer from the safetensors cache, then the bridge boot.
-        t0 = time.perf_counter()
-        loaded = load_hf(entry)
-        out["warm_weights_load_s"] = round(time.perf_counter() - t0, 3)
-        t0 = time.perf_counter()
-        ModelHandle(loaded, entry, "cpu")
-        out["warm_bridge_boot_s"] = round(time.perf_counter() - t0, 3)
+        _, out["cold_load_s"] = _seconds(lambda: ModelHandle.load(model, device="cpu"))
+        handle, out["warm_load_s"] = _seconds(lambda: ModelHandle.load(model, device="cpu"))
+        entry = CATALOG[model]
+        loaded, out["warm_weights_load_s"] = _seconds(lambda: load_hf(entry))
+        _, out["warm_bridge_boot_s"] = _seconds(lambda: ModelHandle(loaded, entry, "cpu"))
         folder = _cache_dir(entry, entry.source_path())  # type: ignore[arg-type]
         plain = AutoModelForCausalLM.from_pretrained(
             folder, dtype=torch.float32, attn_implementation="eager"
         ).eval()
+    return handle, plain, out
+
+
+def forwards(handle: ModelHandle, plain: Any, rounds: int) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
-    for n in tqdm((64, 256), desc="forward", file=__import__("sys").stderr):
+    out: dict[str, Any] = {}
+    for n in tqdm((64, 256), desc="forward", file=sys.stderr):
         ids = torch.randint(0, handle.facts.d_vocab, (1, n), generator=gen)
         with torch.inference_mode():
-            # Interleave the two so drift in machine load hits both alike.
-            h, p = [], []
-            for _ in range(3):
-                h.append(_median_ms(lambda ids=ids: handle.forward(ids), args.reps // 3))
-                p.append(_median_ms(lambda ids=ids: plain(ids), args.reps // 3))
-        out[f"forward_{n}_ms_handle"] = round(statistics.median(h), 2)
-        out[f"forward_{n}_ms_plain"] = round(statistics.median(p), 2)
-        out[f"forward_{n}_ratio"] = round(statistics.median(h) / statistics.median(p), 3)
+            timing = conditions.interleaved(
+                {"plain": lambda ids=ids: plain(ids), "handle": lambda ids=ids: handle.forward(ids)}, rounds
+            )
+        out[f"forward_{n}"] = {
+            "timing": timing,
+            "handle_over_plain": conditions.ratio(timing, "handle", "plain"),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds per length (≥ 3)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=RESULT)
+    args = ap.parse_args(argv)
+    if args.rounds < 3:
+        ap.error("--rounds must be at least 3")
+    cond = conditions.start(args.threads)
+    handle, plain, times = loads(args.model)
+    out: dict[str, Any] = {
+        "bench": "load",
+        "model": args.model,
+        **times,
+        **forwards(handle, plain, args.rounds),
+    }
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    out["goal_ratio_max"] = 1.15
-    out["goal_met"] = all(out[f"forward_{n}_ratio"] <= 1.15 for n in (64, 256))
-    print(json.dumps(out))
+    out["goal"] = f"handle / plain forward ≤ {GOAL} (ratio of medians) at 64 and 256 tokens"
+    out["goal_met"] = all(out[f"forward_{n}"]["handle_over_plain"]["median_ratio"] <= GOAL for n in (64, 256))
+    conditions.write(out, args.out, cond)
 
 
 if __name__ == "__main__":

@@ -52,14 +52,10 @@ class IndexConfig:
     corpus: str = "wiki"
 
     def __post_init__(self) -> None:
-        checks.integer(self.tokens, "tokens", 64, 10**8)
-        checks.integer(self.contexts, "contexts", 1, 100)
-        checks.integer(self.before, "before", 0, 256)
-        checks.integer(self.after, "after", 0, 256)
-        checks.integer(self.bins, "bins", 2, 200)
-        checks.integer(self.logits, "logits", 1, 100)
-        checks.integer(self.ctx, "ctx", 8, 4096)
-        checks.integer(self.batch_size, "batch_size", 1, 256)
+        limits = {"tokens": (64, 10**8), "contexts": (1, 100), "before": (0, 256), "after": (0, 256),
+                  "bins": (2, 200), "logits": (1, 100), "ctx": (8, 4096), "batch_size": (1, 256)}  # fmt: skip
+        for name, (lo, hi) in limits.items():  # store the checked int ("64" and 64.0 become 64)
+            object.__setattr__(self, name, checks.integer(getattr(self, name), name, lo, hi))
         checks.choice(self.corpus, "corpus", collect_mod.CORPORA)
 
     @property

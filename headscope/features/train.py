@@ -56,18 +56,19 @@ class TrainConfig:
     dtype: str = "float16"
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__  # store what the checks return: "64" and 64.0 become 64
         checks.choice(self.kind, "hook", TRAIN_KINDS)
-        checks.integer(self.layer, "layer", 0, 1000)
-        checks.integer(self.latents, "latents", 8, 65536)
+        set_(self, "layer", checks.integer(self.layer, "layer", 0, 1000))
+        set_(self, "latents", checks.integer(self.latents, "latents", 8, 65536))
         checks.choice(self.architecture, "architecture", ARCHITECTURES)
-        checks.integer(self.k, "topk", 1, self.latents)
-        checks.integer(self.tokens, "tokens", 256, 10**9)
-        checks.integer(self.batch_size, "batch_size", 16, 65536)
-        checks.number(self.lr, "lr", 0, 1, lo_open=True)
-        checks.number(self.l1, "l1", 0, 1000)
-        checks.integer(self.seed, "seed", 0, 2**31 - 1)
-        checks.integer(self.ctx, "ctx", 8, 4096)
-        checks.integer(self.eval_tokens, "eval_tokens", 0, 10**8)
+        set_(self, "k", checks.integer(self.k, "topk", 1, self.latents))
+        set_(self, "tokens", checks.integer(self.tokens, "tokens", 256, 10**9))
+        set_(self, "batch_size", checks.integer(self.batch_size, "batch_size", 16, 65536))
+        set_(self, "lr", checks.number(self.lr, "lr", 0, 1, lo_open=True))
+        set_(self, "l1", checks.number(self.l1, "l1", 0, 1000))
+        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**31 - 1))
+        set_(self, "ctx", checks.integer(self.ctx, "ctx", 8, 4096))
+        set_(self, "eval_tokens", checks.integer(self.eval_tokens, "eval_tokens", 0, 10**8))
         checks.choice(self.corpus, "corpus", collect_mod.CORPORA)
         checks.choice(self.dtype, "dtype", ("float16", "float32"))
 

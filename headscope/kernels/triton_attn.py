@@ -26,6 +26,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from headscope import checks
+from headscope.errors import InputError
 from headscope.kernels.bias import NO_BIAS, KernelBias
 from headscope.kernels.reference import AttentionStats, check_qkv
 
@@ -248,12 +250,15 @@ class KernelConfig:
     num_stages: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("block_m", "block_n"):
-            val = getattr(self, name)
-            if val < 16 or val & (val - 1):
-                raise ValueError(f"{name} must be a power of 2 ≥ 16, got {val}")
+        # Triton wants powers of 2 for tiles and warps; store the checked ints (a tuning script may pass text).
+        for name, lo, hi in (("block_m", 16, 1024), ("block_n", 16, 1024), ("num_warps", 1, 32)):
+            val = checks.integer(getattr(self, name), name, lo, hi)
+            if val & (val - 1):
+                raise InputError(f"{name} must be a power of 2 in [{lo}, {hi}], got {val}")
+            object.__setattr__(self, name, val)
+        object.__setattr__(self, "num_stages", checks.integer(self.num_stages, "num_stages", 1, 8))
         if self.block_m % self.block_n:
-            raise ValueError("block_m must be a multiple of block_n")
+            raise InputError("block_m must be a multiple of block_n")
 
 
 def interpreting() -> bool:

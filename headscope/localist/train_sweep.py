@@ -57,6 +57,10 @@ class SweepConfig:
         object.__setattr__(self, "betas", _numbers(self.betas, "betas", 1.0, MAX_BETA))
         lam = checks.number(self.progressive_lambda, "progressive_lambda", 0.0, 1.0)
         object.__setattr__(self, "progressive_lambda", lam)
+        checks.flag(self.progressive, "progressive")
+        for name in ("base", "deep"):
+            if not isinstance(getattr(self, name), TrainConfig):
+                raise InputError(f"{name} must be a localist TrainConfig, got {getattr(self, name)!r:.60}")
 
     def runs(self) -> list[tuple[str, str, TrainConfig]]:
         """(part, run name, config) in the order they are trained."""

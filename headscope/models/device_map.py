@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from headscope import checks
 from headscope.errors import InputError
 
 STRATEGIES = ("auto", "balanced")
@@ -48,10 +49,18 @@ class DeviceMapSpec:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise InputError(f"device map must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if not isinstance(self.max_memory, Mapping):
+            raise InputError(f"max memory must map device names to byte counts, got {self.max_memory!r:.60}")
+        budgets = {}
         for dev, size in self.max_memory.items():
+            if not isinstance(dev, str):
+                raise InputError(f"unknown device {dev!r} in max memory (use cuda:N or cpu)")
             _check_device_name(dev)
-            if not isinstance(size, int) or size < 0:
-                raise InputError(f"max memory for {dev} must be a byte count ≥ 0, got {size!r}")
+            budgets[dev] = checks.integer(size, f"max memory for {dev} (bytes)", 0)
+        # the checked ints, in a copy the caller cannot change
+        object.__setattr__(self, "max_memory", budgets)
+        if self.offload_dir is not None and not isinstance(self.offload_dir, str):
+            raise InputError(f"offload folder must be a path, got {self.offload_dir!r:.60}")
 
     def key(self) -> tuple[Any, ...]:
         return (self.strategy, tuple(sorted(self.max_memory.items())), self.offload_dir)

@@ -47,6 +47,7 @@ def test_run_returns_views_built_from_the_report(run: tuple) -> None:
         np.allclose(truth["z"], report["ground_truth"]["effects"], atol=1e-3)
         and truth["scale"] == "diverging"
     )
+    assert report["circuit"] and report["ground_truth"]["heads"]  # the marks below are checked on something
     for h in report["circuit"]:
         assert sae["marks"][h] in (cv.CIRCUIT, cv.BOTH)
     for h in report["ground_truth"]["heads"]:

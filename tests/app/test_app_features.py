@@ -12,6 +12,7 @@ import torch
 from gradio_client import Client, handle_file
 from sae_lens import TopKSAE, TopKSAEConfig
 
+from headscope import assets
 from headscope.features import catalog, index, saes
 from headscope.models import ModelHandle
 from headscope.steering import vectors
@@ -140,4 +141,8 @@ def test_tab_lists_the_shipped_saes_of_the_default_model() -> None:
 
     rows = sae_rows("smollm2-135m")
     assert json.dumps(rows)  # JSON-able for the table
-    assert all(r["shipped"] for r in rows)
+    # Oracle: the SAE folders the package ships for the model, listed from the file system (not empty).
+    folders = assets.path("saes") / "smollm2-135m"
+    shipped = sorted(p.name for p in folders.iterdir() if (p / "cfg.json").is_file())
+    assert shipped, "the package ships SAEs for the default model"
+    assert sorted(r["name"] for r in rows if r["shipped"]) == shipped

@@ -11,6 +11,7 @@ import pytest
 from gradio_client import Client
 
 from headscope.app.main import demo
+from headscope.app.state import STORE
 
 MODEL = "tiny-llama"
 TEXT = "The cat sat on the mat. Then it slept, because the sun was warm."
@@ -42,7 +43,11 @@ def test_full_queue_is_answered_cleanly(app_url: str) -> None:
     try:
         with cf.ThreadPoolExecutor(12) as pool:
             clients = [Client(app_url, verbose=False) for _ in range(12)]
-            futs = [pool.submit(_analyse, c, 0.5) for c in clients]
+            # Hold the model's lock until the first answer (a rejection) comes back: nothing leaves the queue
+            # meanwhile, so it is full for certain — not only when the requests happen to outpace the model.
+            with STORE.get(MODEL).lock:
+                futs = [pool.submit(_analyse, c, 0.5) for c in clients]
+                cf.wait(futs, timeout=120, return_when=cf.FIRST_COMPLETED)
             outcomes = []
             for f in futs:
                 try:
@@ -55,6 +60,7 @@ def test_full_queue_is_answered_cleanly(app_url: str) -> None:
     ok = [o for kind, o in outcomes if kind == "ok"]
     rejected = [o for kind, o in outcomes if kind == "rejected"]
     assert ok, "some requests must be served"
+    assert rejected, "the queue was full: some requests must be refused"
     assert all(o == ok[0] for o in ok)
     for msg in rejected:
         assert "queue is full" in msg.lower() and "Traceback" not in msg

@@ -116,8 +116,10 @@ def test_concurrent_publishers_never_expose_a_partial_folder(tmp_path) -> None:
         w.start()
     for w in writers:
         w.join()
+    while not seen:  # the reader has looked at least once (else the last check would hold on nothing)
+        stop.wait(0.001)
     stop.set()
     t.join()
     assert {p.name for p in dest.iterdir()} == set(files)
     assert len({(dest / f).read_text() for f in files}) == 1  # one writer's folder, whole
-    assert all(s == set(files) for s in seen)
+    assert seen and all(s == set(files) for s in seen)
