@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root holds `bench`
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import conditions
+from bench import conditions
 
 RESULT = Path(__file__).parent / "results" / "steering_cpu_2core.json"
 CACHE = Path(os.environ.get("HEADSCOPE_CACHE", Path.home() / ".cache" / "headscope")) / "bench_steering"

@@ -18,6 +18,31 @@ _BARE_COUNT = re.compile(r"^\s*\d+\s*$")
 
 
 # ---- configs ------------------------------------------------------------------------------------------------------
+MAX_TEXT_CHARS = 4096  # a path, a model name, a head selection
+
+
+def _text(value: Any, name: str, *, limit: int = MAX_TEXT_CHARS) -> str | None:
+    """None, or a non-empty text of at most `limit` characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{name} must be a non-empty text, got {value!r:.40}")
+    if len(value) > limit:
+        raise InputError(f"{name} is {len(value)} characters; the limit is {limit}")
+    return value
+
+
+def _texts(obj: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        _text(getattr(obj, name), name.replace("_", "-"))
+
+
+def _of(value: Any, cls: type, name: str) -> Any:
+    if not isinstance(value, cls):
+        raise InputError(f"{name} must be {cls.__name__} options, got {value!r:.40}")
+    return value
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """--model / --device / --device-map / --max-memory / --offload-dir / --json (cli.common.model_args)."""
@@ -30,6 +55,7 @@ class ModelOptions:
     json: bool = False
 
     def __post_init__(self) -> None:
+        _texts(self, ("model", "max_memory", "offload_dir"))
         if self.device is not None:
             checks.choice(self.device, "device", ("cpu", "cuda"))
         if self.device_map is not None:
@@ -57,14 +83,20 @@ class EvalOptions:
         from headscope.steering.comparison import check_prompt
 
         set_ = object.__setattr__
+        _texts(self, ("task", "heldout_pos", "heldout_neg"))
+        if not isinstance(self.prompts, tuple | list):
+            raise InputError(f"prompts must be a list of texts, got {self.prompts!r:.40}")
         set_(self, "prompts", tuple(check_prompt(p) for p in self.prompts))
         set_(self, "max_new_tokens", checks.integer(self.max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS))
         set_(self, "resamples", checks.integer(self.resamples, "resamples", 100, 100_000))
         set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**63 - 1))
         if (self.heldout_pos is None) != (self.heldout_neg is None):
             raise InputError("give both --heldout-pos and --heldout-neg (plain-text files, one text a line)")
-        if self.instruction is not None and len(self.instruction) > 500:
-            raise InputError(f"the instruction is {len(self.instruction)} characters; the limit is 500")
+        if self.instruction is not None:  # "" is kept: no prompting rows, even with a task's instruction
+            if not isinstance(self.instruction, str):
+                raise InputError(f"the instruction must be text, got {self.instruction!r:.40}")
+            if len(self.instruction) > 500:
+                raise InputError(f"the instruction is {len(self.instruction)} characters; the limit is 500")
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,8 @@ class ContrastiveRun:
         from headscope.steering.direction import check_alpha
 
         set_ = object.__setattr__
+        _of(self.model, ModelOptions, "model"), _of(self.evaluation, EvalOptions, "evaluation")
+        _texts(self, ("pos", "neg", "heads", "out"))
         set_(self, "layer", checks.optional_integer(self.layer, "layer", 0, 10_000))
         set_(self, "alpha", check_alpha(self.alpha))
         checks.choice(self.position, "position", ("last", "all"))
@@ -108,6 +142,9 @@ class ContrastiveApply:
     def __post_init__(self) -> None:
         from headscope.steering.direction import check_alpha
 
+        _of(self.model, ModelOptions, "model"), _of(self.evaluation, EvalOptions, "evaluation")
+        if _text(self.vectors, "vectors") is None:
+            raise InputError("vectors: give the folder written by --out")
         if self.alpha is not None:
             object.__setattr__(self, "alpha", check_alpha(self.alpha))
         if self.position is not None:
@@ -135,6 +172,12 @@ class LofitTrain:
     out: str | None = None
 
     def __post_init__(self) -> None:
+        _of(self.model, ModelOptions, "model")
+        _texts(self, ("task", "data", "heads", "out"))
+        if self.instruction is not None and not isinstance(self.instruction, str):
+            raise InputError(f"the instruction must be text, got {self.instruction!r:.40}")
+        if self.instruction is not None and len(self.instruction) > 500:
+            raise InputError(f"the instruction is {len(self.instruction)} characters; the limit is 500")
         if (self.task is None) == (self.data is None):
             raise InputError("give --task or --data (one of them)")
         _heads_syntax(self.heads, lofit=True)
@@ -160,6 +203,11 @@ class LofitApply:
     vectors: str
     model: ModelOptions = field(default_factory=lambda: ModelOptions(model=None))
     evaluation: EvalOptions = field(default_factory=EvalOptions)
+
+    def __post_init__(self) -> None:
+        _of(self.model, ModelOptions, "model"), _of(self.evaluation, EvalOptions, "evaluation")
+        if _text(self.vectors, "vectors") is None:
+            raise InputError("vectors: give the folder written by --out")
 
 
 Config = ContrastiveRun | ContrastiveApply | LofitTrain | LofitApply

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from headscope import checks
 from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models import hooks
@@ -50,13 +51,15 @@ class HeldOut:
     def __post_init__(self) -> None:
         for side in ("positives", "negatives"):
             texts = getattr(self, side)
-            if (
-                isinstance(texts, str)
-                or not texts
-                or not all(isinstance(t, str) and t.strip() for t in texts)
-            ):
+            ok = (
+                isinstance(texts, tuple | list)
+                and texts
+                and all(isinstance(t, str) and t.strip() for t in texts)
+            )
+            if not ok:
                 raise InputError(f"held-out {side} must be a non-empty list of non-blank texts")
             object.__setattr__(self, side, tuple(texts))
+        checks.flag(self.held_out, "held_out")
 
     @property
     def texts(self) -> tuple[str, ...]:

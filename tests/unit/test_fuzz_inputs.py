@@ -118,6 +118,12 @@ def test_steer_config_validates_alpha(alpha: object) -> None:
 ROOT = Path(__file__).resolve().parents[2] / "headscope"
 COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fields without a default
     "headscope.attention.blocks.BlockSpec": {},
+    "headscope.cli.steering_inputs.ContrastiveApply": {"vectors": "v"},
+    "headscope.cli.steering_inputs.ContrastiveRun": {},
+    "headscope.cli.steering_inputs.EvalOptions": {},
+    "headscope.cli.steering_inputs.LofitApply": {"vectors": "v"},
+    "headscope.cli.steering_inputs.LofitTrain": {"task": "antonyms"},
+    "headscope.cli.steering_inputs.ModelOptions": {},
     "headscope.attention.locality.LayerSchedule": {},
     "headscope.attention.locality.LocalityDial": {},
     "headscope.circuits.config.CircuitConfig": {},
@@ -132,7 +138,9 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.models.device_map.DeviceMapSpec": {},
     "headscope.probes.probe.ProbeConfig": {},
     "headscope.probes.sweep.SweepConfig": {},
+    "headscope.steering.comparison.SideBySideConfig": {},
     "headscope.steering.contrastive.ContrastiveConfig": {},
+    "headscope.steering.heldout.HeldOut": {"positives": ("a b",), "negatives": ("c d",)},
     "headscope.steering.direction.SteerConfig": {},
     "headscope.steering.generate.GenConfig": {},
     "headscope.steering.lofit.LofitConfig": {},
@@ -146,6 +154,8 @@ NOT_CONFIGS = {  # validate themselves but take no user value: built by code fro
 }
 UNBOUNDED = {  # fields that may take a number of magnitude ≥ 1e12 (every other field must refuse it: a range)
     "headscope.circuits.config.CircuitConfig.circuit_threshold": "a node-score threshold, any real",
+    "headscope.cli.steering_inputs.EvalOptions.seed": "seeds go up to 2**63 - 1",
+    "headscope.steering.comparison.SideBySideConfig.seed": "seeds go up to 2**63 - 1",
     "headscope.features.steer.FeatureSteerConfig.feature": "checked against the SAE's width when it runs",
     "headscope.localist.training.TrainConfig.max_train_windows": "a cap: more than the corpus means all of it",
     "headscope.probes.probe.ProbeConfig.seed": "seeds go up to 2**63 - 1",
