@@ -37,6 +37,14 @@ def _texts(obj: Any, names: tuple[str, ...]) -> None:
         _text(getattr(obj, name), name.replace("_", "-"))
 
 
+def _instruction(value: Any) -> None:
+    """None (the task's), "" (none) or an instruction of at most 500 characters."""
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"the instruction must be text, got {value!r:.40}")
+    if value is not None and len(value) > 500:
+        raise InputError(f"the instruction is {len(value)} characters; the limit is 500")
+
+
 def _of(value: Any, cls: type, name: str) -> Any:
     if not isinstance(value, cls):
         raise InputError(f"{name} must be {cls.__name__} options, got {value!r:.40}")
@@ -92,11 +100,7 @@ class EvalOptions:
         set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**63 - 1))
         if (self.heldout_pos is None) != (self.heldout_neg is None):
             raise InputError("give both --heldout-pos and --heldout-neg (plain-text files, one text a line)")
-        if self.instruction is not None:  # "" is kept: no prompting rows, even with a task's instruction
-            if not isinstance(self.instruction, str):
-                raise InputError(f"the instruction must be text, got {self.instruction!r:.40}")
-            if len(self.instruction) > 500:
-                raise InputError(f"the instruction is {len(self.instruction)} characters; the limit is 500")
+        _instruction(self.instruction)  # "" is kept: no prompting rows, even with a task's instruction
 
 
 @dataclass(frozen=True)
@@ -174,10 +178,7 @@ class LofitTrain:
     def __post_init__(self) -> None:
         _of(self.model, ModelOptions, "model")
         _texts(self, ("task", "data", "heads", "out"))
-        if self.instruction is not None and not isinstance(self.instruction, str):
-            raise InputError(f"the instruction must be text, got {self.instruction!r:.40}")
-        if self.instruction is not None and len(self.instruction) > 500:
-            raise InputError(f"the instruction is {len(self.instruction)} characters; the limit is 500")
+        _instruction(self.instruction)
         if (self.task is None) == (self.data is None):
             raise InputError("give --task or --data (one of them)")
         _heads_syntax(self.heads, lofit=True)
