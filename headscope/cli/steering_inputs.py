@@ -122,7 +122,8 @@ class ContrastiveRun:
         from headscope.steering.direction import check_alpha
 
         set_ = object.__setattr__
-        _of(self.model, ModelOptions, "model"), _of(self.evaluation, EvalOptions, "evaluation")
+        _of(self.model, ModelOptions, "model")
+        _of(self.evaluation, EvalOptions, "evaluation")
         _texts(self, ("pos", "neg", "heads", "out"))
         set_(self, "layer", checks.optional_integer(self.layer, "layer", 0, 10_000))
         set_(self, "alpha", check_alpha(self.alpha))
@@ -146,7 +147,8 @@ class ContrastiveApply:
     def __post_init__(self) -> None:
         from headscope.steering.direction import check_alpha
 
-        _of(self.model, ModelOptions, "model"), _of(self.evaluation, EvalOptions, "evaluation")
+        _of(self.model, ModelOptions, "model")
+        _of(self.evaluation, EvalOptions, "evaluation")
         if _text(self.vectors, "vectors") is None:
             raise InputError("vectors: give the folder written by --out")
         if self.alpha is not None:
@@ -206,7 +208,8 @@ class LofitApply:
     evaluation: EvalOptions = field(default_factory=EvalOptions)
 
     def __post_init__(self) -> None:
-        _of(self.model, ModelOptions, "model"), _of(self.evaluation, EvalOptions, "evaluation")
+        _of(self.model, ModelOptions, "model")
+        _of(self.evaluation, EvalOptions, "evaluation")
         if _text(self.vectors, "vectors") is None:
             raise InputError("vectors: give the folder written by --out")
 

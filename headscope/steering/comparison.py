@@ -278,43 +278,54 @@ class _Runner:
             self.raw.items[c] = score_items(self.handle, shown, fwd_hooks=_hooks(self.steering, c, 0))
 
 
+class _Boot:
+    """The bootstrap of one condition's measures (each measure and condition has its own seeded stream)."""
+
+    def __init__(self, cfg: SideBySideConfig, condition: str) -> None:
+        self.cfg, self.c = cfg, condition
+
+    def mean(self, name: str, values: Any) -> stats.Interval:
+        return stats.bootstrap(
+            values, seed=self.cfg.seed, what=f"{name}/{self.c}", resamples=self.cfg.resamples
+        )
+
+    def margin(self, name: str, delta: np.ndarray, positive: np.ndarray) -> stats.Interval:
+        what, n = f"{name}/{self.c}", self.cfg.resamples
+        return stats.bootstrap_margin(delta, positive, seed=self.cfg.seed, what=what, resamples=n)
+
+    def change(self, name: str, values: Any, n: int) -> stats.Interval:
+        """A change from the none row: exactly 0 there (no spread), else resampled."""
+        return stats.Interval.exact(0.0, n) if self.c == NONE else self.mean(name, values)
+
+
+def _text_measures(raw: _Raw, boot: _Boot, texts: HeldOut) -> dict[str, stats.Interval]:
+    lp, base, pos = np.stack(raw.logprobs[boot.c]), np.stack(raw.logprobs[NONE]), texts.is_positive
+    effect = (
+        stats.Interval.exact(0.0, len(lp)) if boot.c == NONE else boot.margin("margin_effect", lp - base, pos)
+    )
+    judged = boot.mean("judged_positive", raw.values[boot.c]["judged_positive"])
+    return {"margin": boot.margin("margin", lp, pos), "margin_effect": effect, "judged_positive": judged}
+
+
+def _row(raw: _Raw, cfg: SideBySideConfig, texts: HeldOut | None, c: str) -> Row:
+    boot, vals = _Boot(cfg, c), raw.values[c]
+    m = {} if texts is None else _text_measures(raw, boot, texts)
+    if "promoted_logprob" in vals:
+        change = np.subtract(vals["promoted_logprob"], raw.values[NONE]["promoted_logprob"])
+        m["promoted_logprob_change"] = boot.change("promoted_logprob_change", change, len(change))
+    if c in raw.items:
+        hits, logps = raw.items[c]
+        m["accuracy"], m["target_logprob"] = (
+            boot.mean("accuracy", hits.astype(float)),
+            boot.mean("target_logprob", logps),
+        )
+    for name in ("perplexity", "perplexity_ratio", "distinct_1", "distinct_2"):
+        m[name] = boot.mean(name, vals[name])
+    return Row(c, m)
+
+
 def _rows(raw: _Raw, cfg: SideBySideConfig, texts: HeldOut | None) -> tuple[Row, ...]:
-    rows = []
-    for c in cfg.conditions:
-        m: dict[str, stats.Interval] = {}
-
-        def boot(name: str, values: Any, c: str = c) -> stats.Interval:
-            return stats.bootstrap(values, seed=cfg.seed, what=f"{name}/{c}", resamples=cfg.resamples)
-
-        vals = raw.values[c]
-        if texts is not None:
-            lp, base, pos = np.stack(raw.logprobs[c]), np.stack(raw.logprobs[NONE]), texts.is_positive
-            m["margin"] = stats.bootstrap_margin(
-                lp, pos, seed=cfg.seed, what=f"margin/{c}", resamples=cfg.resamples
-            )
-            m["margin_effect"] = (
-                stats.Interval.exact(0.0, len(lp)) if c == NONE
-                else stats.bootstrap_margin(lp - base, pos, seed=cfg.seed, what=f"margin_effect/{c}",
-                                            resamples=cfg.resamples)
-            )  # fmt: skip
-            m["judged_positive"] = boot("judged_positive", vals["judged_positive"])
-        if "promoted_logprob" in vals:
-            change = np.subtract(vals["promoted_logprob"], raw.values[NONE]["promoted_logprob"])
-            m["promoted_logprob_change"] = (
-                stats.Interval.exact(0.0, len(change))
-                if c == NONE
-                else boot("promoted_logprob_change", change)
-            )
-        if c in raw.items:
-            hits, logps = raw.items[c]
-            m["accuracy"], m["target_logprob"] = (
-                boot("accuracy", hits.astype(float)),
-                boot("target_logprob", logps),
-            )
-        for name in ("perplexity", "perplexity_ratio", "distinct_1", "distinct_2"):
-            m[name] = boot(name, vals[name])
-        rows.append(Row(c, m))
-    return tuple(rows)
+    return tuple(_row(raw, cfg, texts, c) for c in cfg.conditions)
 
 
 def _headline(rows: tuple[Row, ...]) -> tuple[float | None, str | None]:
