@@ -1,6 +1,7 @@
 """Steering on the real default model (SmolLM2-135M). At the library defaults the built-in sentiment vector moves
-the preference its way while the steered text stays fluent (the bar of issue 13), checked against independent
-values; a short LoFiT run trains through the handle on a GQA model (9 query heads in hook_z, 3 KV heads)."""
+the preference its way — on held-out texts, never used to build it — while the steered text stays fluent (the bar
+of issue 13), checked against independent values; a short LoFiT run trains through the handle on a GQA model (9
+query heads in hook_z, 3 KV heads)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import torch
 
 from headscope.models import ModelHandle, hooks
 from headscope.steering import vectors
-from headscope.steering.contrastive import ContrastiveConfig, compare, contrastive_vector, preference
+from headscope.steering.comparison import SideBySideConfig
+from headscope.steering.contrastive import ContrastiveConfig, compare_vector, contrastive_vector, preference
 from headscope.steering.cost import MAX_PERPLEXITY_RATIO, MIN_DISTINCT_RATIO
 from headscope.steering.direction import SteerConfig
 from headscope.steering.generate import GenConfig
+from headscope.steering.heldout import HeldOut
 from headscope.steering.lofit import LofitConfig, lofit
 from headscope.steering.tasks import TaskData, load_contrast, load_task
 
@@ -36,8 +39,14 @@ def test_defaults_move_the_target_and_stay_fluent(default_model: ModelHandle) ->
     assert float(sv.ref_norm) == pytest.approx(float(torch.cat(norms).mean()), rel=1e-4)
     assert 0.02 < sv.natural_alpha < 0.5  # position 0 left out: the contrast is a small share of the residual
     prompt = cs.prompts[0]
-    res = compare(default_model, sv, prompt, cs.positives, cs.negatives, SteerConfig(), GenConfig(20))
-    assert res.effect is not None and res.effect > 1.0
+    texts = HeldOut(
+        cs.heldout_positives, cs.heldout_negatives
+    )  # 40 + 40 texts never used to build the vector
+    res = compare_vector(
+        default_model, sv, [prompt], SteerConfig(), SideBySideConfig(GenConfig(20)), texts=texts
+    )
+    effect = res.evaluation.row("steering").measures["margin_effect"]
+    assert res.evaluation.held_out and res.effect is not None and res.effect > 1.0 and effect.low > 0.0
     assert (
         res.cost.perplexity_ratio <= MAX_PERPLEXITY_RATIO and res.cost.distinct_steered >= MIN_DISTINCT_RATIO
     )
