@@ -92,10 +92,7 @@ def lofit_part(handle: Any, task_name: str, args: argparse.Namespace) -> dict[st
     task = load_task(task_name)
     cfg = LofitConfig(scale_steps=args.scale_steps, bias_steps=args.bias_steps, bias_lr=args.bias_lr,
                       seed=args.seed, random_sets=args.random_sets, resamples=args.resamples)  # fmt: skip
-    say = _bar(f"lofit {task_name}")
-    res = lofit(
-        handle, task, cfg, lambda phase, s, n, _loss: say(f"{phase} {s}/{n}", s / n), lambda st: say(st, 0)
-    )
+    res = lofit(handle, task, cfg, _bar(f"lofit {task_name}"))
     js = res.to_json()
     ev = js["evaluation"]["evaluation"]
     return {

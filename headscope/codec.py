@@ -12,7 +12,9 @@ from the dataclass fields and their type hints, so a new field needs no hand-wri
 - `json_extra = ("prop", ...)` (a class attribute) adds read-only properties to the output; they are ignored on
   input, so derived values never disagree with the fields they come from;
 - on input every key is checked against the type hints: a missing field without a default, an unknown key or a
-  value of the wrong type raises one `InputError` line naming the path (`report.methods.eap.scores[3]`).
+  value of the wrong type raises one `InputError` line naming the path (`report.methods.eap.scores[3]`);
+  `json_ignore_unknown = True` (a class attribute) skips unknown keys instead: a config read from files that
+  older and newer versions wrote.
 `init=False` fields are written and recomputed (not read) on input.
 """
 
@@ -226,7 +228,7 @@ def _decode_dataclass(cls: type[T], data: Any, where: str) -> T:
         else:
             kwargs[f.name] = decode(hints[f.name], raw, f"{where}.{key}")
     unknown = sorted(set(data) - known)
-    if unknown:
+    if unknown and not getattr(cls, "json_ignore_unknown", False):
         raise InputError(f"{where} has unknown field(s): {', '.join(unknown)}")
     try:
         return cls(**kwargs)
@@ -255,6 +257,7 @@ class JsonCodec:
     """
 
     json_extra: ClassVar[tuple[str, ...]] = ()
+    json_ignore_unknown: ClassVar[bool] = False
 
     def to_json(self) -> dict[str, Any]:
         return encode(self)

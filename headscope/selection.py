@@ -16,9 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from headscope import checks
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 
 Head = tuple[int, int]  # (layer, head)
@@ -36,6 +39,31 @@ class HeadPattern:
 
     def __str__(self) -> str:
         return f"{'*' if self.layer is None else self.layer}.{'*' if self.head is None else self.head}"
+
+
+def pattern_text(heads: object) -> str | None:
+    """The model-free, canonical text of a head selection, what configs store: its patterns ("9.4, 12.*, *.3"),
+    syntax checked; indices are checked against a model when a `HeadSet` is made from it. Accepts text, a
+    `HeadSet` or (layer, head) pairs; None stays None (every head, by the config's convention)."""
+    if heads is None:
+        return None
+    if isinstance(heads, HeadSet):
+        text = str(heads)
+    elif isinstance(heads, str):
+        text = heads
+    elif isinstance(heads, Iterable):
+        text = ", ".join(_pair_text(p) for p in heads)
+    else:
+        raise InputError(f"heads must be text like '9.4, 12.*' or (layer, head) pairs, got {heads!r}")
+    return ", ".join(str(p) for p in parse_patterns(text))
+
+
+def _pair_text(pair: object) -> str:
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        hint = f" (head {pair} of every layer is '*.{pair}')" if isinstance(pair, int) else ""
+        raise InputError(f"heads: {pair!r} is not a (layer, head) pair{hint}")
+    layer, head = (checks.integer(x, "heads index", 0) for x in pair)
+    return f"{layer}.{head}"
 
 
 def parse_patterns(text: str) -> tuple[HeadPattern, ...]:
@@ -61,8 +89,9 @@ def parse_patterns(text: str) -> tuple[HeadPattern, ...]:
 
 
 @dataclass(frozen=True)
-class HeadSet:
-    """A resolved, validated set of heads of one model shape (sorted, no duplicates)."""
+class HeadSet(JsonCodec):
+    """A resolved, validated set of heads of one model shape (sorted, no duplicates). JSON: the (layer, head)
+    pairs and the shape, plus the canonical `text` ("9.*, 12.1") and the `count` (derived, not read)."""
 
     heads: tuple[Head, ...]
     n_layers: int
@@ -177,8 +206,21 @@ class HeadSet:
             parts += [f"{layer}.*"] if len(heads) == self.n_heads else [f"{layer}.{h}" for h in heads]
         return ", ".join(parts)
 
-    def to_json(self) -> dict[str, object]:
-        return {"heads": str(self), "n_layers": self.n_layers, "n_heads": self.n_heads, "count": len(self)}
+    json_extra = ("text", "count")
+
+    @classmethod
+    def from_json(cls, data: Any, where: str | None = None) -> HeadSet:
+        """Read through the codec, then every pair checked against the shape (as `of` checks them)."""
+        raw = super().from_json(data, where)
+        return cls.of(raw.heads, raw.n_layers, raw.n_heads)
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+    @property
+    def count(self) -> int:
+        return len(self)
 
 
 def _check_shape(n_layers: int, n_heads: int) -> None:

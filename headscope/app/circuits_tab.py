@@ -20,9 +20,8 @@ from headscope.app.inputs import choice, integer, text
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
 from headscope.app.views import HeadGrid
-from headscope.circuits import patching
+from headscope.circuits.ablate import AblationConfig, ablate_selection
 from headscope.circuits.config import CircuitConfig
-from headscope.circuits.faithfulness import ablate
 from headscope.circuits.finder import find_circuit
 from headscope.circuits.report import MAX_REPORT_BYTES, compare_reports, loads_report
 from headscope.circuits.result import CircuitResult
@@ -167,13 +166,13 @@ def circuits_ablate(
     name = choice(task, "task", TASK_CHOICES)
     n = integer(n_examples, "prompt pairs", 6, APP_MAX_EXAMPLES)
     seed_n = integer(seed, "seed", 0, 2**31 - 1)
-    data = make_task(name, handle.tokenizer, n=n, seed=seed_n, spec=_custom_text(name, custom))
+    cfg, spec = AblationConfig(name, n, seed_n), _custom_text(name, custom)
+    make_task(
+        name, handle.tokenizer, n=n, seed=seed_n, spec=spec
+    )  # a bad custom task: refused before the job
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        report("preparing prompts", 0.0)
-        prep = patching.prepare(handle, data)
-        report(f"4 ablation runs of {n} prompt pairs", 0.3)
-        return {"task": name, "model": handle.identity.name, **ablate(handle, prep, heads).to_json()}
+        return ablate_selection(handle, heads, cfg=cfg, spec=spec, progress=report).to_json()
 
     job = jobs.JobSpec(
         f"ablate {heads} ({name})", work, model=handle.identity.name,

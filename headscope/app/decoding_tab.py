@@ -21,6 +21,8 @@ from headscope.app.inputs import choice, integer, number, text
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, user_errors
 from headscope.app.views import HeadGrid, TokenStrip, grid_value, strip_row, strip_value, visible_token
+from headscope.attention import LocalityDial
+from headscope.cli.decoding import CompareCommand, to_argv
 from headscope.decoding import GRAMMARS, STRATEGIES, DecodeConfig, compare
 from headscope.decoding.compare import parse_strategies
 from headscope.decoding.prompts import render
@@ -56,6 +58,8 @@ def make_config(
 ) -> DecodeConfig:  # fmt: skip
     """The run's config from raw event values: every number checked server-side (never int()/float())."""
     use_grammar = grammar if grammar and grammar != NONE else None
+    lam = number(lam, "λ", 0.0, 1.0)
+    dial = LocalityDial(lam=lam, heads=heads) if action == "dial" and heads else None
     return DecodeConfig(
         max_new_tokens=integer(max_new_tokens, "max new tokens", 1, APP_MAX_NEW_TOKENS),
         temperature=number(temperature, "temperature", 0.0, 2.0),
@@ -67,9 +71,8 @@ def make_config(
         constraint_method=choice(method or "awrs", "constraint method", ("awrs", "mask")),
         particles=integer(particles, "SMC particles", 1, 8),
         attention_entropy=bool(entropy),
-        heads=heads,
-        heads_action=action if action != "none" else "ablate",
-        dial_lambda=number(lam, "λ", 0.0, 1.0),
+        ablate_heads=heads if action == "ablate" else None,
+        dial=dial,
     )
 
 
@@ -112,16 +115,8 @@ def decode_compare(
     runs = ["greedy", *(n for n in names if n != "greedy" or cfg.intervenes)]
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        at = {"i": -1, "name": ""}
-
-        def started(name: str) -> None:
-            at["i"], at["name"] = at["i"] + 1, name
-            report(f"decoding: {name}", at["i"] / len(runs))
-
-        def step(done: int, total: int) -> None:
-            report(f"decoding: {at['name']} {done}/{total}", (at["i"] + done / max(total, 1)) / len(runs))
-
-        return compare(handle, ids, names, cfg, draft=draft, progress=started, on_step=step).to_json()
+        progress = lambda stage, fraction: report(f"decoding: {stage}", fraction)  # noqa: E731
+        return compare(handle, ids, names, cfg, draft=draft, progress=progress).to_json()
 
     spec = jobs.JobSpec(
         f"decoding {len(runs)} runs on {handle.identity.name}",
@@ -139,15 +134,7 @@ def decode_compare(
 def cli_command(prompt: str, chat: bool, names: list[str], cfg: DecodeConfig) -> tuple[str, ...]:
     """The same comparison as a `headscope decode compare` command line (what a remote runner executes; its JSON
     is the payload the views are drawn from)."""
-    opt = {"--max-new-tokens": cfg.max_new_tokens, "--temperature": cfg.temperature, "--seed": cfg.seed,
-           "--max-draft": cfg.max_draft, "--window": cfg.window, "--draft-model": cfg.draft_model,
-           "--regex": cfg.regex, "--grammar": cfg.grammar, "--constraint-method": cfg.constraint_method,
-           "--particles": cfg.particles, "--heads": cfg.heads}  # fmt: skip
-    cmd = ["decode", "compare", "--prompt", prompt, "--strategies", ",".join(names)]
-    cmd += [x for k, v in opt.items() if v is not None for x in (k, str(v))]
-    if cfg.heads is not None:
-        cmd += ["--heads-action", cfg.heads_action, "--lambda", str(cfg.dial_lambda)]
-    return (*cmd, *(["--chat"] if chat else []), *(["--attention-entropy"] if cfg.attention_entropy else []))
+    return tuple(to_argv(CompareCommand(prompt=prompt, strategies=tuple(names), chat=chat, config=cfg)))
 
 
 # -- views, all drawn from the comparison's JSON ---------------------------------------------------------------

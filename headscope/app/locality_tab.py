@@ -4,7 +4,6 @@ sweep run as a cancellable job. Wiring only: the work is in `headscope.probes` a
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from typing import Any
 
@@ -18,17 +17,18 @@ from headscope.app.inputs import choice, integer, layer_head, number, text
 from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
 from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip, attention_value
-from headscope.attention import MODES, LocalityDial, dial_hooks
-from headscope.batch.commands import locality_sweep_command
+from headscope.attention import MODES, LocalityDial
+from headscope.cli.probes import to_argv
 from headscope.errors import InputError
-from headscope.models import ModelHandle, hooks
+from headscope.models import ModelHandle
 from headscope.probes import (
     MAX_PATTERN_TOKENS,
     AttentionProbes,
     ProbeConfig,
     SweepConfig,
     eval_tokens,
-    induction_scores,
+    head_patterns,
+    model_induction_scores,
     probe_attention,
     sweep_locality,
 )
@@ -102,27 +102,7 @@ def _probe(
 ) -> AttentionProbes:
     cfg = ProbeConfig(target="block" if dial.mode == "block" else "local", induction=False)
     probes = probe_attention(handle, tokens, cfg=cfg, dial=restricted(dial, heads))
-    return replace(probes, induction=_induction(handle)) if induction else probes
-
-
-_INDUCTION: dict[tuple[str, int], Any] = {}
-_INDUCTION_LOCK = threading.Lock()
-
-
-def _induction(handle: ModelHandle) -> Any:
-    """Induction scores depend on the model alone (seeded random tokens, no dial): computed once per loaded model,
-    so a view takes the model for one forward, not two (a view during another visitor's job waits less)."""
-    key = (handle.identity.name, id(handle))
-    with _INDUCTION_LOCK:
-        hit = _INDUCTION.get(key)
-    if hit is None:
-        cfg = ProbeConfig()
-        hit = induction_scores(handle, length=cfg.induction_len, seed=cfg.seed)
-        with _INDUCTION_LOCK:
-            if len(_INDUCTION) >= 8:  # models come and go (the store keeps two): forget old handles
-                _INDUCTION.clear()
-            _INDUCTION[key] = hit
-    return hit
+    return replace(probes, induction=model_induction_scores(handle)) if induction else probes
 
 
 # ---- events ------------------------------------------------------------------------------------------------------
@@ -157,7 +137,7 @@ def analyse(
         lv.summary(probes, base, dial_json, words),
         lv.entropy_grid(probes, base, dial_json, words, names),
         lv.delta_grid(probes, base, dial_json, words, names),
-        lv.token_strip(probes, chosen, sel._clean(selection)["positions"]),
+        lv.token_strip(probes, chosen, sel._clean(selection).positions),
         lv.head_table(probes, base, set(names)),
         *RawResult.values(payload, f"entropy_{handle.identity.name}_lambda{dial.lam:g}"),
     )
@@ -194,10 +174,8 @@ def pattern(
         )
     shown = _pattern_heads(handle, selection, layer, head, source)
     heads = _scope_heads(scope, selection, handle)
-    fwd = dial_hooks(handle, tokens, restricted(dial, heads))
-    names = sorted({hooks.pattern(layer_i) for layer_i, _ in shown})
-    _, cache = handle.run_with_cache(tokens, names, fwd_hooks=fwd)
-    pats = {f"L{li} H{hi}": cache[hooks.pattern(li)][0, hi].float().cpu().numpy() for li, hi in shown}
+    got = head_patterns(handle, tokens, shown, dial=restricted(dial, heads))
+    pats = {f"L{li} H{hi}": p for (li, hi), p in got.items()}
     ids = [int(i) for i in tokens[0].tolist()]
     words = lv.dial_words(dial.to_json(), _scope_words(heads))
     return attention_value(
@@ -239,10 +217,14 @@ def sweep(
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
         report(f"{len(SWEEP_LAMBDAS)} dialed forwards of {tokens.shape[1]} tokens", 0.0)
-        result = sweep_locality(handle, tokens, cfg, progress=report.steps("λ point"), truncated_from=cut)
+        result = sweep_locality(handle, tokens, cfg, progress=report, truncated_from=cut)
         return result.to_json()
 
-    command = locality_sweep_command(handle.identity.name, text_ok, cfg, min(SWEEP_TOKENS, handle.max_tokens))
+    command = tuple(
+        to_argv(
+            cfg, model=handle.identity.name, text=text_ok, max_tokens=min(SWEEP_TOKENS, handle.max_tokens)
+        )
+    )
     spec = jobs.JobSpec(
         f"λ sweep on {handle.identity.name}", work, model=handle.identity.name, command=command
     )

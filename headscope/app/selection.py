@@ -1,8 +1,9 @@
 """The shared selection: heads (and optionally token positions) picked in one tab and used in every other.
 
-The value lives per browser session in a `gr.State` as a small JSON-able dict (so session files carry it):
-`{"heads": "9.4, 12.1", "n_layers": 30, "n_heads": 9, "model": "smollm2-135m", "positions": [3, 7]}` where
-`heads` is `HeadSet`'s canonical text (grammar `L.H`, `L.*`, `*.H`). The pure functions below change it; the
+The value lives per browser session in a `gr.State` as a frozen `Selection` (a codec type: session files carry
+its JSON `{"heads": "9.4, 12.1", "n_layers": 30, "n_heads": 9, "model": "smollm2-135m", "positions": [3, 7]}`),
+where `heads` is `HeadSet`'s canonical text (grammar `L.H`, `L.*`, `*.H`) of the model it was made on; every
+`Selection` is checked when made. The pure functions below return a new one (they also accept the JSON form); the
 `SelectionBar` shows it under the model picker, lets a visitor type or clear it, and wires sources to it:
 clickable layer × head grids (`connect_grid`), token views (`connect_tokens`) and "add" buttons (`add_button`).
 Capability code gets a `HeadSet` checked against the model it runs on with `head_set(sel, handle)`.
@@ -11,18 +12,18 @@ Capability code gets a `HeadSet` checked against the model it runs on with `head
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
 
 from headscope.app.inputs import integer
 from headscope.app.state import STORE, user_errors
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.selection import HeadSet
 
-Selection = dict[str, Any]
 MAX_POSITIONS = 64
 HeadsFn = Callable[..., "HeadSet | str | Sequence[tuple[int, int]]"]
 # Events that change the selection are queued (gradio only fires a gr.State's `change` after queued events) in a
@@ -31,34 +32,57 @@ CHANGE: dict[str, Any] = {"concurrency_id": "selection", "concurrency_limit": No
 REDRAW: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
 
 
+@dataclass(frozen=True)
+class Selection(JsonCodec):
+    """Heads of one model shape (canonical text; "" for none, then no shape or model) and token positions
+    (sorted, unique). Checked when made: a forged value from a session file or an API caller is refused."""
+
+    heads: str = ""
+    n_layers: int | None = None
+    n_heads: int | None = None
+    model: str | None = None
+    positions: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if self.heads:
+            n_l = integer(self.n_layers, "selection n_layers", 1, 10_000)
+            n_h = integer(self.n_heads, "selection n_heads", 1, 10_000)
+            hs = HeadSet.parse(str(self.heads), n_l, n_h)
+            model = str(self.model) if self.model else None
+            for name, value in (("heads", str(hs)), ("n_layers", n_l), ("n_heads", n_h), ("model", model)):
+                set_(self, name, value)
+        else:
+            for name, value in (("heads", ""), ("n_layers", None), ("n_heads", None), ("model", None)):
+                set_(self, name, value)
+        positions = self.positions
+        if not isinstance(positions, list | tuple) or len(positions) > MAX_POSITIONS:
+            raise InputError(f"selection positions: a list of at most {MAX_POSITIONS} token positions")
+        set_(
+            self, "positions", tuple(sorted({integer(p, "token position", 0, 1_000_000) for p in positions}))
+        )
+
+
 def empty() -> Selection:
-    return {"heads": "", "n_layers": None, "n_heads": None, "model": None, "positions": []}
+    return Selection()
 
 
 def _clean(sel: Any) -> Selection:
-    """A selection value from anywhere (state, session file, API caller) checked into shape."""
+    """A selection value from anywhere (state, session file JSON, API caller) as a checked `Selection`."""
+    if isinstance(sel, Selection):
+        return sel
     if not isinstance(sel, dict):
         return empty()
-    out = empty()
-    if sel.get("heads"):
-        n_l = integer(sel.get("n_layers"), "selection n_layers", 1, 10_000)
-        n_h = integer(sel.get("n_heads"), "selection n_heads", 1, 10_000)
-        hs = HeadSet.parse(str(sel["heads"]), n_l, n_h)
-        model = sel.get("model")
-        out.update(heads=str(hs), n_layers=n_l, n_heads=n_h, model=str(model) if model else None)
-    positions = sel.get("positions") or []
-    if not isinstance(positions, list | tuple) or len(positions) > MAX_POSITIONS:
-        raise InputError(f"selection positions: a list of at most {MAX_POSITIONS} token positions")
-    out["positions"] = sorted({integer(p, "token position", 0, 1_000_000) for p in positions})
-    return out
+    return Selection(sel.get("heads") or "", sel.get("n_layers"), sel.get("n_heads"), sel.get("model"),
+                     sel.get("positions") or ())  # fmt: skip
 
 
 def heads_of(sel: Any) -> HeadSet | None:
     """The selected heads in the selection's own shape (None when nothing is selected)."""
     sel = _clean(sel)
-    if not sel["heads"]:
+    if not sel.heads or sel.n_layers is None or sel.n_heads is None:
         return None
-    return HeadSet.parse(sel["heads"], sel["n_layers"], sel["n_heads"])
+    return HeadSet.parse(sel.heads, sel.n_layers, sel.n_heads)
 
 
 def head_set(sel: Any, handle: ModelHandle) -> HeadSet:
@@ -79,10 +103,8 @@ def with_heads(sel: Any, hs: HeadSet, model: str | None) -> Selection:
     """The selection with its heads replaced by `hs` (positions kept)."""
     out = _clean(sel)
     if not hs:
-        out.update(heads="", n_layers=None, n_heads=None, model=None)
-        return out
-    out.update(heads=str(hs), n_layers=hs.n_layers, n_heads=hs.n_heads, model=model)
-    return out
+        return replace(out, heads="")
+    return replace(out, heads=str(hs), n_layers=hs.n_layers, n_heads=hs.n_heads, model=model)
 
 
 def _same_shape(sel: Selection, n_layers: int, n_heads: int) -> HeadSet:
@@ -91,7 +113,7 @@ def _same_shape(sel: Selection, n_layers: int, n_heads: int) -> HeadSet:
         return HeadSet.empty(n_layers, n_heads)
     if (hs.n_layers, hs.n_heads) != (n_layers, n_heads):
         raise InputError(
-            f"the selection holds heads of a {hs.n_layers}×{hs.n_heads} model ({sel['model']}); "
+            f"the selection holds heads of a {hs.n_layers}×{hs.n_heads} model ({sel.model}); "
             f"clear it before selecting heads of a {n_layers}×{n_heads} one"
         )
     return hs
@@ -132,10 +154,10 @@ def from_text(sel: Any, text: Any, handle: ModelHandle) -> Selection:
 def toggle_position(sel: Any, position: Any) -> Selection:
     sel = _clean(sel)
     pos = integer(position, "token position", 0, 1_000_000)
-    chosen = set(sel["positions"]) ^ {pos}
+    chosen = set(sel.positions) ^ {pos}
     if len(chosen) > MAX_POSITIONS:
         raise InputError(f"at most {MAX_POSITIONS} token positions can be selected")
-    return {**sel, "positions": sorted(chosen)}
+    return replace(sel, positions=tuple(chosen))
 
 
 def positions_from_text(sel: Any, text: Any) -> Selection:
@@ -152,16 +174,16 @@ def positions_from_text(sel: Any, text: Any) -> Selection:
         chosen.update(range(min(a, b), max(a, b) + 1))
         if len(chosen) > MAX_POSITIONS:
             raise InputError(f"at most {MAX_POSITIONS} token positions can be selected")
-    return {**_clean(sel), "positions": sorted(chosen)}
+    return replace(_clean(sel), positions=tuple(chosen))
 
 
 def describe(sel: Any) -> str:
     """The bar's text: the canonical head list."""
-    return _clean(sel)["heads"]
+    return _clean(sel).heads
 
 
 def describe_positions(sel: Any) -> str:
-    return ", ".join(str(p) for p in _clean(sel)["positions"])
+    return ", ".join(str(p) for p in _clean(sel).positions)
 
 
 def names(sel: Any) -> list[str]:
@@ -318,7 +340,7 @@ def _highlight_positions(sel: Selection, view: Any) -> Any:
     if not isinstance(view, dict) or not view.get("tokens"):
         return gr.skip()
     try:
-        return {**view, "positions": _clean(sel)["positions"]}
+        return {**view, "positions": list(_clean(sel).positions)}
     except InputError:
         return gr.skip()
 

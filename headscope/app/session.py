@@ -31,6 +31,7 @@ from headscope.app.figures import json_file, with_export
 from headscope.app.state import user_errors
 from headscope.app.views import is_view
 from headscope.errors import InputError
+from headscope.files import read_bytes
 from headscope.models import CATALOG
 
 FORMAT = "headscope-session"
@@ -102,11 +103,10 @@ def _file_entry(value: Any) -> dict[str, str]:
     if isinstance(value, bytes | bytearray):
         return {"name": "upload.bin", "b64": _b64(bytes(value))}
     path = Path(str(value))
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise InputError(
-            f"{path.name} is larger than {MAX_FILE_BYTES // 1_000_000} MB: not put in the session file"
-        )
-    return {"name": _safe_name(path.name), "b64": _b64(path.read_bytes())}
+    return {
+        "name": _safe_name(path.name),
+        "b64": _b64(read_bytes(path, "session part", limit=MAX_FILE_BYTES)),
+    }
 
 
 def decode(component: Any, value: Any) -> Any:
@@ -189,7 +189,7 @@ def export_bundle(parts: SessionParts, model: Any, selection: Any, values: Seque
         tabs.setdefault(tab, {})[key] = encode(comp, value)
     return {
         "format": FORMAT, "version": VERSION, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": model, "selection": sel_mod._clean(selection), "tabs": tabs,
+        "model": model, "selection": sel_mod._clean(selection).to_json(), "tabs": tabs,
     }  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import gradio as gr
 import torch
 
-from headscope.app.jobs import JobCancelled
+from headscope.batch.protocol import JobCancelled
 from headscope.errors import HeadscopeError
 from headscope.models import DEFAULT_MODEL, ModelHandle
 

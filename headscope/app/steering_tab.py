@@ -286,13 +286,7 @@ def steer_lofit_train(
     made: dict[str, Any] = {}
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        parts = {"scales": (0.05, 0.45), "biases": (0.45, 0.75), "random heads": (0.75, 0.95)}
-
-        def on_step(phase: str, step: int, total: int, loss: float) -> None:
-            lo, hi = parts[phase]
-            report(f"{phase} step {step}/{total} (loss {loss:.3f})", lo + (hi - lo) * step / total)
-
-        made["result"] = res = lofit(handle, load_task(name), cfg, on_step, lambda stage: report(stage))
+        made["result"] = res = lofit(handle, load_task(name), cfg, report)
         return res.to_json()
 
     payload = jobs.run(jobs.JobSpec(f"LoFiT on {name}", work, model=handle.identity.name), request=request,

@@ -23,8 +23,8 @@ dialed layer are left bit for bit. So λ = 0 attaches no hook at all: the model,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -33,12 +33,13 @@ from torch import Tensor
 
 from headscope import checks
 from headscope.attention.blocks import BlockSpec, block_ids
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.kernels.bias import UNBOUNDED, KernelBias, bias_scores
 from headscope.models import hooks
 from headscope.models.handle import HookFn, ModelHandle
 from headscope.registry import Registry
-from headscope.selection import HeadSet, parse_patterns
+from headscope.selection import HeadSet, pattern_text
 
 BLOCK_NATS = 10.0
 MAX_STRENGTH = 100.0
@@ -137,42 +138,16 @@ def window_width(lam: float, n_keys: int) -> int:
 HeadsLike = str | HeadSet | Sequence[tuple[int, int]] | None  # what `LocalityDial(heads=...)` accepts
 
 
-def _heads_text(heads: object) -> str | None:
-    """A head selection as grammar text (syntax checked here; indices against the model in `check`)."""
-    if heads is None:
-        return None
-    if isinstance(heads, HeadSet):
-        text = str(heads)
-    elif isinstance(heads, str):
-        text = heads
-    elif isinstance(heads, Iterable):
-        text = ", ".join(_pair_text(p) for p in heads)
-    else:
-        raise InputError(f"heads must be text like '9.4, 12.*' or (layer, head) pairs, got {heads!r}")
-    patterns = parse_patterns(text)
-    if not patterns:
-        raise InputError("heads selects no head (leave it out to dial every head)")
-    return ", ".join(str(p) for p in patterns)
-
-
-def _pair_text(pair: object) -> str:
-    if not isinstance(pair, tuple | list) or len(pair) != 2:
-        hint = f" (head {pair} of every layer is '*.{pair}')" if isinstance(pair, int) else ""
-        raise InputError(f"heads: {pair!r} is not a (layer, head) pair{hint}")
-    layer, head = (checks.integer(x, "heads index", 0) for x in pair)
-    return f"{layer}.{head}"
-
-
 @dataclass(frozen=True)
-class LocalityDial:
-    """λ (`lam`) in [0, 1]; see the module docstring for modes, schedules and heads."""
+class LocalityDial(JsonCodec):
+    """λ (`lam`, "lambda" in JSON) in [0, 1]; see the module docstring for modes, schedules and heads."""
 
-    lam: float = 0.0
+    lam: float = jfield(name="lambda", default=0.0)
     mode: str = "distance"
     schedule: str = "uniform"
     beta: float = 1.0
     layer_weights: tuple[float, ...] = ()
-    heads: HeadsLike = None  # stored as grammar text ("9.4, 12.*") or None: see `heads_text`
+    heads: HeadsLike = jfield(default=None, decode=str)  # stored as grammar text ("9.4, 12.*") or None
     strength: float = 1.0
     blocks: BlockSpec = field(default_factory=BlockSpec)
 
@@ -184,7 +159,10 @@ class LocalityDial:
         object.__setattr__(self, "layer_weights", sched.layer_weights)
         strength = checks.number(self.strength, "strength", 0.0, MAX_STRENGTH, lo_open=True)
         object.__setattr__(self, "strength", strength)
-        object.__setattr__(self, "heads", _heads_text(self.heads))
+        heads = pattern_text(self.heads)
+        if heads == "":
+            raise InputError("heads selects no head (leave it out to dial every head)")
+        object.__setattr__(self, "heads", heads)
         if not isinstance(self.blocks, BlockSpec):
             raise InputError(f"blocks must be a BlockSpec, got {type(self.blocks).__name__}")
 
@@ -254,13 +232,6 @@ class LocalityDial:
                 f"block_ids must hold one id per token ({tokens.shape[-1]}), got {tuple(blocks.shape)}"
             )
         return blocks
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["lambda"] = out.pop("lam")
-        out["layer_weights"] = list(self.layer_weights)
-        out["blocks"]["spans"] = [list(s) for s in self.blocks.spans]
-        return out
 
 
 # -- eager hooks -------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The app's long work on a Ray cluster: where `HEADSCOPE_RAY_ADDRESS` is set, a tab's job runs there.
 
-`RayJobRunner` implements the app's job-runner interface (`headscope/app/jobs.py`: `start(spec, owner=...)` → a job
-with `status() / cancel() / wait(timeout) / result()`). A job that carries its CLI `command` runs as a batch job on
+`RayJobRunner` implements the job protocol (batch/protocol.py: `start(spec, owner=...)` → a `RunningJob` with
+`status() / cancel() / wait(timeout) / result()`, the same `JobStatus` and `JobCancelled` as the thread runner). A job that carries its CLI `command` runs as a batch job on
 an actor that holds the model (one named actor per model, reused across jobs and web restarts); the web process
 only polls, so it stays responsive. Progress is the command's own progress bar (every long command draws one on
 stderr), the result is the command's JSON — what the tab's in-process `work` returns. Cancel ends a queued job, or
@@ -17,11 +17,11 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from headscope import errors
 from headscope.batch.execute import Outcome
+from headscope.batch.protocol import JobCancelled, JobRunner, JobSpec, JobStatus, RunningJob
 
 ADDRESS_ENV = "HEADSCOPE_RAY_ADDRESS"
 NAMESPACE = "headscope"
@@ -31,18 +31,6 @@ _ids = itertools.count(1)
 def cluster_address() -> str | None:
     """The cluster the app hands long work to, or None (then the app runs it in-process)."""
     return os.environ.get(ADDRESS_ENV) or None
-
-
-class ClusterCancelled(errors.HeadscopeError):
-    """The job was cancelled; its message says during which stage."""
-
-
-@dataclass(frozen=True)
-class ClusterStatus:
-    state: str  # "running" | "done" | "failed" | "cancelled"
-    stage: str
-    frac: float | None
-    seconds: float
 
 
 _CONNECT_LOCK = threading.Lock()
@@ -61,11 +49,12 @@ def ensure_connected(address: str | None = None) -> None:
 
 def model_actor(model: str | None) -> Any:
     """The named actor that serves the app's jobs on `model` (created on first use, then found by name)."""
+    from headscope.batch.commands import command_line
     from headscope.batch.ray_runner import _actor_class
 
     opts = {"name": f"app-model:{model or 'none'}", "namespace": NAMESPACE, "get_if_exists": True,
             "lifetime": "detached", "max_concurrency": 2, "num_cpus": 1}  # fmt: skip
-    return _actor_class().options(**opts).remote(os.getcwd())
+    return _actor_class().options(**opts).remote(os.getcwd(), command_line())
 
 
 class ClusterJob:
@@ -95,19 +84,19 @@ class ClusterJob:
                 False, "", f"the cluster job failed: {lines[-1] if lines else type(e).__name__}", 1, 0, ""
             )
 
-    def status(self) -> ClusterStatus:
+    def status(self) -> JobStatus:
         import ray
 
         seconds = time.perf_counter() - self._t0
         if self._cancelled:
-            return ClusterStatus("cancelled", self._stage[0], self._stage[1], seconds)
+            return JobStatus("cancelled", self._stage[0], self._stage[1], seconds)
         if self.wait(0):
             state = "done" if self._outcome().ok else "failed"
-            return ClusterStatus(state, self._stage[0], self._stage[1], seconds)
+            return JobStatus(state, self._stage[0], self._stage[1], seconds)
         got = ray.get(self.actor.progress.remote())
         if got is not None:
             self._stage = got
-        return ClusterStatus("running", self._stage[0], self._stage[1], seconds)
+        return JobStatus("running", self._stage[0], self._stage[1], seconds)
 
     def cancel(self) -> None:
         import ray
@@ -122,7 +111,7 @@ class ClusterJob:
     def result(self) -> Any:
         """The command's JSON, or its one-line error raised (the same kind of error as in-process)."""
         if self._cancelled:
-            raise ClusterCancelled(f"cancelled during '{self._stage[0]}'")
+            raise JobCancelled(f"cancelled during '{self._stage[0]}'")
         self.wait()
         outcome = self._outcome()
         if not outcome.ok:
@@ -133,20 +122,19 @@ class ClusterJob:
 
 
 class RayJobRunner:
-    """The app's "ray" runner: `start(spec, owner=...)` where spec has title, work, model and command."""
+    """The "ray" runner: a spec with a `command` runs on the model's actor; one without on `fallback`."""
 
-    def __init__(self, fallback: Any = None):
+    def __init__(self, fallback: JobRunner | None = None):
         self.fallback = fallback
 
-    def start(self, spec: Any, *, owner: str) -> Any:
-        command = getattr(spec, "command", None)
+    def start(self, spec: JobSpec, *, owner: str) -> RunningJob:
+        command = spec.command
         if command is None:
             if self.fallback is None:
                 raise errors.HeadscopeError(f"'{spec.title}' has no command to run on the cluster")
             return self.fallback.start(spec, owner=owner)
         ensure_connected()
         argv = [*command, *([] if "--json" in command else ["--json"])]
-        model = getattr(spec, "model", None)
-        if model is not None and "--model" not in argv:  # the job's model, not the CLI's default one
-            argv += ["--model", str(model)]
-        return ClusterJob(spec.title, owner, model_actor(getattr(spec, "model", None)), argv)
+        if spec.model is not None and "--model" not in argv:  # the job's model, not the CLI's default one
+            argv += ["--model", spec.model]
+        return ClusterJob(spec.title, owner, model_actor(spec.model), argv)

@@ -1,28 +1,36 @@
-"""The CLI command equivalent to an app job, so a runner elsewhere (a Ray cluster) can run it as a batch job and
-return the JSON the in-process job returns. Numbers are written with `repr`, which float() reads back exactly."""
+"""The command line batch jobs run, registered by the layer above (the CLI), so batch never imports the CLI.
+
+`headscope.cli` calls `register_command_line(CommandLine(main, build_parser))` when it is imported; batch finds it
+with `command_line()` (job files are checked with its parser, jobs run through its `main`). A Ray worker gets the
+driver's `CommandLine` as an actor argument (its functions travel by reference, so the worker imports the CLI).
+Whoever starts batch work — the `headscope` command, the app — has imported `headscope.cli` first.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from headscope.errors import HeadscopeError
 
 
-def _nums(values: Any) -> str:
-    return ",".join(repr(float(v)) if not isinstance(v, int) else str(v) for v in values)
+@dataclass(frozen=True)
+class CommandLine:
+    """`main(argv) -> exit code` (prints the command's JSON under --json) and the parser it parses with."""
+
+    main: Callable[[list[str]], int]
+    parser: Callable[[], argparse.ArgumentParser]
 
 
-def locality_sweep_command(model: str, text: str, cfg: Any, max_tokens: int) -> tuple[str, ...]:
-    """`headscope locality sweep ...` for a `SweepConfig` (its dial's mode, schedule, heads, weights, blocks)."""
-    dial = cfg.dial
-    argv = ["locality", "sweep", "--model", model, "--text", text, "--max-tokens", str(max_tokens),
-            "--lambdas", _nums(cfg.lambdas), "--mode", dial.mode, "--schedule", dial.schedule,
-            "--beta", repr(float(dial.beta)), "--strength", repr(float(dial.strength)),
-            "--blocks", dial.blocks.source, "--block-size", str(dial.blocks.size)]  # fmt: skip
-    if dial.layer_weights:
-        argv += ["--layer-weights", _nums(dial.layer_weights)]
-    if dial.heads is not None:
-        argv += ["--heads", str(dial.heads)]  # the HeadSet grammar ("9.4, 12.*")
-    if dial.blocks.spans:
-        argv += ["--spans", ",".join(f"{a}:{b}" for a, b in dial.blocks.spans)]
-    if cfg.target is not None:
-        argv += ["--target", cfg.target]
-    return tuple(argv)
+_LINE: list[CommandLine] = []
+
+
+def register_command_line(line: CommandLine) -> None:
+    _LINE[:] = [line]
+
+
+def command_line() -> CommandLine:
+    if not _LINE:
+        raise HeadscopeError("no command line is registered for batch jobs: import headscope.cli first")
+    return _LINE[0]

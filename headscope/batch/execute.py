@@ -20,26 +20,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from headscope.batch.commands import command_line
+from headscope.codec import JsonCodec
+
 # torch's default seed in a fresh process: a job sees the RNG state it would see when run alone from the shell.
 FRESH_TORCH_SEED = 67280421310721
 FRESH_PY_SEED = 0  # Python's and numpy's RNGs are seeded from the OS in a fresh process: pin them instead
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(JsonCodec):
     ok: bool
     stdout: str  # the command's JSON, exactly as printed
     error: str | None  # the one-line error when not ok
     exit_code: int
     seconds: float
     stderr_tail: str
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Outcome:
-        return cls(**d)
 
 
 @contextlib.contextmanager
@@ -78,9 +74,9 @@ def execute(
 ) -> Outcome:
     """Run `headscope <argv>` here; `handles` is the worker's store of loaded models, shared across its jobs.
     `stderr` receives the command's progress bar while it runs (a worker reads its progress from there)."""
-    from headscope.cli import main
     from headscope.models.handle import shared_handles
 
+    main = command_line().main
     out, err = io.StringIO(), stderr if stderr is not None else io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), job_threads(threads):

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from headscope.cli.common import read_file
+from headscope.batch.commands import command_line
 from headscope.errors import InputError
+from headscope.files import read_json
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 REFUSED = ("serve", "batch")  # a server never finishes; a batch inside a batch has no single result
@@ -48,7 +49,8 @@ class Job:
         raw = json.dumps([self.args, self.num_cpus, self.num_gpus, self.threads])
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
-    def to_json(self) -> dict[str, Any]:
+    def summary_entry(self) -> dict[str, Any]:
+        """What summary.json records of the job (what ran, with what resources)."""
         return {"args": list(self.argv), "num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
                 "threads": self.threads}  # fmt: skip
 
@@ -153,14 +155,12 @@ def _name(raw: Any, index: int, seen: set[str]) -> str:
 
 def parse_jobs(data: Any, out_dir: Path, *, where: str = "job file") -> list[Job]:
     """Every job checked (names, keys, the command's own argument parsing) before any runs: one line if not."""
-    from headscope.cli import build_parser
-
     items = data.get("jobs") if isinstance(data, dict) and set(data) == {"jobs"} else data
     if not isinstance(items, list) or not items:
         raise InputError(f'{where}: expected a non-empty list of jobs, or {{"jobs": [...]}}')
     if len(items) > MAX_JOBS:
         raise InputError(f"{where}: {len(items)} jobs; the limit is {MAX_JOBS}")
-    parser, seen, jobs = build_parser(), set[str](), []
+    parser, seen, jobs = command_line().parser(), set[str](), []
     for i, raw in enumerate(items):
         name = _name(raw, i, seen)
         try:
@@ -171,9 +171,5 @@ def parse_jobs(data: Any, out_dir: Path, *, where: str = "job file") -> list[Job
 
 
 def read_jobs(path: str | Path, out_dir: Path) -> list[Job]:
-    text = read_file(path, "job", max_bytes=MAX_JOB_FILE_BYTES)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"job file {path} is not valid JSON: {e.msg} (line {e.lineno})") from None
+    data = read_json(path, "job", limit=MAX_JOB_FILE_BYTES)
     return parse_jobs(data, out_dir, where=f"job file {path}")

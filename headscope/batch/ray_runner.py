@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from headscope.batch.commands import CommandLine, command_line, register_command_line
 from headscope.batch.execute import Outcome, bar_progress, execute
 from headscope.batch.jobs import Job
 from headscope.batch.runner import Done
@@ -33,8 +34,9 @@ PROBE_TIMEOUT_S = 3.0
 class BatchWorker:
     """The Ray actor (made remote in `_actor_class`): one process, its loaded models, jobs one at a time."""
 
-    def __init__(self, cwd: str):
+    def __init__(self, cwd: str, line: CommandLine):
         os.chdir(cwd)  # relative input paths in job args mean what they mean for the driver
+        register_command_line(line)  # the driver's command line (unpickling it imported the CLI here)
         self.handles: dict[Any, Any] = {}
         self.lock = threading.Lock()  # jobs one at a time even in a threaded actor (stdout is redirected)
         self.stderr = io.StringIO()
@@ -176,7 +178,9 @@ class RayRunner:
             if not waiting:
                 return
             key = max(waiting, key=lambda k: len(pool.queues[k]) / (counts[k] + 1))
-            actor = _actor_class().options(num_cpus=key[1], num_gpus=key[2]).remote(os.getcwd())
+            actor = (
+                _actor_class().options(num_cpus=key[1], num_gpus=key[2]).remote(os.getcwd(), command_line())
+            )
             pool.slots.append(_Slot(key, actor, actor.pid.remote()))
 
     def _assign(self, pool: _Pool, attempts: dict[str, int]) -> None:

@@ -61,11 +61,11 @@ class ResultStore:
     def pending(self, job: Job) -> None:
         """A job this run will compute: a result left from another definition of it is not valid any more."""
         self.result_path(job.name).unlink(missing_ok=True)
-        self.entries[job.name] = {"status": "pending", "fingerprint": job.fingerprint, **job.to_json()}
+        self.entries[job.name] = {"status": "pending", "fingerprint": job.fingerprint, **job.summary_entry()}
 
     def record(self, job: Job, outcome: Outcome, *, attempts: int, worker: str) -> None:
         entry: dict[str, Any] = {
-            "status": "ok" if outcome.ok else "error", "fingerprint": job.fingerprint, **job.to_json(),
+            "status": "ok" if outcome.ok else "error", "fingerprint": job.fingerprint, **job.summary_entry(),
             "seconds": round(outcome.seconds, 3), "attempts": attempts, "worker": worker, "skipped": False,
         }  # fmt: skip
         if outcome.ok:

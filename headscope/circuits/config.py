@@ -3,12 +3,13 @@ give one InputError line). Kept apart from the finder so result.py and report.py
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from headscope import checks
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import TASKS
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 
 # The methods a run scores against its ground truth, in report order (defined once: finder, report, CLI, app).
@@ -29,7 +30,11 @@ def _int_pair(value: Any, name: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class CircuitConfig:
+class CircuitConfig(JsonCodec):
+    """Read back from a report's `config` (`from_json`): keys older or newer versions wrote are ignored."""
+
+    json_ignore_unknown = True
+
     task: str = "ioi"
     n_examples: int = 24  # positive/negative pairs
     seed: int = 0
@@ -88,19 +93,3 @@ class CircuitConfig:
         if self.layers[1] > n_layers:
             raise InputError(f"layers {list(self.layers)} exceed the model's {n_layers} layers")
         return list(range(*self.layers))
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["layers"] = list(self.layers) if self.layers is not None else None  # JSON has no tuples
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CircuitConfig:
-        """From a report's `config` (unknown keys ignored: older and newer reports both load)."""
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        sae_known = {f.name for f in fields(SAEConfig)}
-        kwargs["sae"] = SAEConfig(**{k: v for k, v in dict(data.get("sae") or {}).items() if k in sae_known})
-        if kwargs.get("layers") is not None:
-            kwargs["layers"] = tuple(kwargs["layers"])
-        return cls(**kwargs)

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from headscope.circuits.patching import Prepared, Progress, mean_sources, patched_metrics, z_cache
+from headscope.circuits.patching import Prepared, mean_sources, patched_metrics, z_cache
 from headscope.circuits.result import FaithCurve, Faithfulness
 from headscope.models import ModelHandle
+from headscope.progress import StepCounter
 from headscope.selection import HeadSet
 
 SIZE_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -91,7 +92,7 @@ def faithfulness_curves(
     prep: Prepared,
     rankings: dict[str, np.ndarray],
     rows: list[int],
-    progress: Progress | None = None,
+    progress: StepCounter | None = None,
 ) -> Faithfulness:
     """Every method's curve; `rankings` map method → [layer, head] values its heads are ranked by."""
     t0 = time.perf_counter()

@@ -46,15 +46,15 @@ from headscope.circuits.stability import Samples, stability
 from headscope.circuits.stability import warnings as stability_warnings
 from headscope.circuits.tasks import TaskData, make_task
 from headscope.models import ModelHandle
+from headscope.progress import Progress, StepCounter
 
-ProgressFn = Callable[[str, float], None]
-__all__ = ["METHODS", "CircuitConfig", "CircuitResult", "ProgressFn", "find_circuit"]
+__all__ = ["METHODS", "CircuitConfig", "CircuitResult", "find_circuit"]
 
 
 class _Stages:
     """Reports (stage, overall fraction) from each stage's own (done, total), stages weighted by expected cost."""
 
-    def __init__(self, say: ProgressFn, weights: dict[str, float]):
+    def __init__(self, say: Progress, weights: dict[str, float]):
         self.say, self.weights = say, weights
         total = sum(weights.values())
         self.start: dict[str, float] = {}
@@ -64,7 +64,7 @@ class _Stages:
             acc += w
         self.total = total
 
-    def __call__(self, stage: str) -> Callable[[int, int], None]:
+    def __call__(self, stage: str) -> StepCounter:
         self.say(stage, self.start[stage])
 
         def tick(done: int, total: int) -> None:
@@ -195,7 +195,7 @@ def _measure(handle: ModelHandle, cfg: CircuitConfig, task_spec: Any, stages: _S
 
 
 def find_circuit(
-    handle: ModelHandle, cfg: CircuitConfig, *, task_spec: Any = None, progress: ProgressFn | None = None
+    handle: ModelHandle, cfg: CircuitConfig, *, task_spec: Any = None, progress: Progress | None = None
 ) -> CircuitResult:
     """Run the task's ground truth and every scored method; `progress(stage, fraction)` is called between
     steps (a callback that raises stops the run there)."""
@@ -313,11 +313,11 @@ def _model_info(handle: ModelHandle) -> ModelInfo:
 
 
 def _task_info(handle: ModelHandle, task: TaskData) -> TaskInfo:
-    d = task.to_json()
-    tokens = tuple(handle.str_tokens(handle.tokenize(d["example_positive"])))
+    positive = task.positives[0].prompt
+    tokens = tuple(handle.str_tokens(handle.tokenize(positive)))
     return TaskInfo(
-        d["name"], d["title"], d["seed"], d["n_positive"], d["n_negative"], tuple(d["notes"]),
-        d["example_positive"], d["example_negative"], tokens,
+        task.name, task.title or task.name, task.seed, len(task.positives), len(task.negatives), task.notes,
+        positive, task.negatives[0], tokens,
     )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from headscope import assets
 from headscope.circuits.report import MAX_REPORT_BYTES, loads_report, migrate, validate_report
 from headscope.errors import InputError
+from headscope.files import read_bytes
 
 FORMATS = ("neuronpedia", "mib")
 _SCHEMAS = {"neuronpedia": "neuronpedia_graph.schema.json", "mib": "mib_circuit.schema.json"}
@@ -197,9 +198,4 @@ def loads_export(text: str | bytes) -> dict[str, Any]:
 
 
 def read_export(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"no such file: {p}")
-    if p.stat().st_size > MAX_IMPORT_BYTES:
-        raise InputError(f"{p} is larger than {MAX_IMPORT_BYTES // 1_000_000} MB")
-    return loads_export(p.read_bytes())
+    return loads_export(read_bytes(path, "circuit export", limit=MAX_IMPORT_BYTES))

@@ -42,6 +42,7 @@ from headscope.circuits.config import CircuitConfig
 from headscope.circuits.finder import find_circuit
 from headscope.circuits.result import CircuitResult, Metrics
 from headscope.circuits.tasks import LETTERS
+from headscope.codec import JsonCodec
 from headscope.models import ModelHandle, hooks
 from headscope.models.tiny import BOS_ID, EOS_ID, VOCAB, byte_tokenizer
 
@@ -260,20 +261,32 @@ def head_roles(handle: ModelHandle, n: int = 32, seed: int = 1) -> HeadRoles:
 
 
 @dataclass(frozen=True)
+class KnownAnswerSummary(JsonCodec):
+    """What the check reports (`KnownAnswer.to_json`): the roles and each method's ROC-AUC against them."""
+
+    model: str  # the shipped asset, not this machine's path
+    previous_token_heads: tuple[str, ...]
+    induction_heads: tuple[str, ...]
+    roc_auc_vs_attention_roles: dict[str, float | None]
+    roc_auc_vs_patching: dict[str, float | None]
+    patching_ground_truth_heads: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class KnownAnswer:
     roles: HeadRoles
     result: CircuitResult  # the induction task run (its own patching ground truth included)
     against_roles: dict[str, Metrics]  # each scored method, and the patching ground truth, vs the roles
 
+    def summary(self) -> KnownAnswerSummary:
+        return KnownAnswerSummary(
+            "/".join(MODEL_DIR), self.roles.previous_heads, self.roles.induction_heads,
+            {m: v.roc_auc for m, v in self.against_roles.items()},
+            {m: v.roc_auc for m, v in self.result.metrics.items()}, tuple(self.result.ground_truth.heads),
+        )  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "model": "/".join(MODEL_DIR),  # the shipped asset, not this machine's path
-            "previous_token_heads": list(self.roles.previous_heads),
-            "induction_heads": list(self.roles.induction_heads),
-            "roc_auc_vs_attention_roles": {m: v.roc_auc for m, v in self.against_roles.items()},
-            "roc_auc_vs_patching": {m: v.roc_auc for m, v in self.result.metrics.items()},
-            "patching_ground_truth_heads": list(self.result.ground_truth.heads),
-        }
+        return self.summary().to_json()
 
 
 def known_answer_check(handle: ModelHandle, cfg: CircuitConfig | None = None) -> KnownAnswer:

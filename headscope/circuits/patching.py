@@ -30,8 +30,8 @@ from headscope.circuits.tasks import Example, TaskData
 from headscope.errors import InputError
 from headscope.models import ModelHandle, hooks
 from headscope.models.batch import Padded, pad_id, right_pad
+from headscope.progress import StepCounter
 
-Progress = Callable[[int, int], None]
 Reduce = Literal["mean", "last"]
 HookFn = Callable[[Tensor, Any], Tensor]
 MAX_ROWS = 256  # rows (copies × prompts) per forward: bounds memory, and wider batches gain little on CPU
@@ -248,7 +248,7 @@ def patched_metrics(
     sources: Sequence[Tensor],
     *,
     max_rows: int = MAX_ROWS,
-    progress: Progress | None = None,
+    progress: StepCounter | None = None,
 ) -> Float[Tensor, "copy batch"]:
     """Per-copy, per-pair logit difference on the clean prompts, where copy k's heads masks[k] take `sources`'
     z (the corrupted run's, or mean-ablation values). Each chunk of copies starts at its first patched layer."""
@@ -297,7 +297,10 @@ def one_hot_masks(handle: ModelHandle, layer: int) -> Bool[Tensor, "head layer h
 
 
 def activation_patching(
-    handle: ModelHandle, prep: Prepared, progress: Progress | None = None, layers: Sequence[int] | None = None
+    handle: ModelHandle,
+    prep: Prepared,
+    progress: StepCounter | None = None,
+    layers: Sequence[int] | None = None,
 ) -> PatchingResult:
     """Per-head patching, corrupted → clean, every head of `layers` (others stay 0): one batched forward per
     layer holding one copy of the prompts per head, each starting at that layer."""
@@ -329,7 +332,7 @@ def patched_metric(handle: ModelHandle, prep: Prepared, layer: int, head: int, s
 
 
 def activation_patching_unbatched(
-    handle: ModelHandle, prep: Prepared, layers: Sequence[int], progress: Progress | None = None
+    handle: ModelHandle, prep: Prepared, layers: Sequence[int], progress: StepCounter | None = None
 ) -> Float[Tensor, "layer head"]:
     """The previous implementation (one head per forward, each from the embeddings): the benchmark's baseline."""
     clean = float(metric(handle, prep.clean, prep.answers).mean())

@@ -28,8 +28,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from headscope.circuits.patching import Prepared, Progress, logit_diff, metric, run_copies
+from headscope.circuits.patching import Prepared, logit_diff, metric, run_copies
 from headscope.models import ModelHandle, hooks
+from headscope.progress import StepCounter
 
 Pair = tuple[tuple[int, int], tuple[int, int]]  # ((sender layer, head), (receiver layer, head))
 
@@ -63,7 +64,7 @@ def _receiver_hooks(layer: int, heads: list[int], n: int, b: int) -> list[tuple[
 
 
 def path_patching(
-    handle: ModelHandle, prep: Prepared, pairs: Sequence[Pair], progress: Progress | None = None
+    handle: ModelHandle, prep: Prepared, pairs: Sequence[Pair], progress: StepCounter | None = None
 ) -> Float[Tensor, "pair batch"]:
     """Per-pair (edge) and per-prompt effects metric(clean) − metric(patched), one batched run per receiver
     layer (chunked)."""
@@ -108,7 +109,7 @@ def edge_set(effects: np.ndarray, rows: list[int], n_top: int, seed: int) -> tup
 
 
 def timed_path_patching(
-    handle: ModelHandle, prep: Prepared, pairs: Sequence[Pair], progress: Progress | None = None
+    handle: ModelHandle, prep: Prepared, pairs: Sequence[Pair], progress: StepCounter | None = None
 ) -> tuple[Float[Tensor, "pair batch"], float]:
     t0 = time.perf_counter()
     out = path_patching(handle, prep, pairs, progress)

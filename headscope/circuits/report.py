@@ -25,6 +25,7 @@ import numpy as np
 from headscope import assets
 from headscope.circuits.scoring import metrics_json
 from headscope.errors import InputError
+from headscope.files import read_bytes
 
 SCHEMA_VERSION = "2.0"
 READABLE_VERSIONS = ("1.0", "2.0")
@@ -232,12 +233,7 @@ def loads_report(text: str | bytes) -> dict[str, Any]:
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no such report file: {path}")
-    if path.stat().st_size > MAX_REPORT_BYTES:
-        raise InputError(f"circuit report {path} is larger than {MAX_REPORT_BYTES // 1_000_000} MB")
-    return loads_report(path.read_bytes())
+    return loads_report(read_bytes(path, "circuit report", limit=MAX_REPORT_BYTES))
 
 
 # ---- comparison --------------------------------------------------------------------------------------------------

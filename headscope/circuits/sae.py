@@ -42,6 +42,8 @@ def task_l1(task: str) -> float:
 
 @dataclass(frozen=True)
 class SAEConfig:
+    json_ignore_unknown = True  # read back from reports: keys older or newer versions wrote are ignored
+
     n_latents: int = 200
     l1: float | None = None  # None: the task's value (task_l1)
     lr: float = 1e-3

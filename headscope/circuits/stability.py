@@ -12,7 +12,6 @@ resampled truth — mean, std and a percentile interval. A method whose mean Jac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +20,7 @@ from torch import Tensor
 
 from headscope.circuits import scoring
 from headscope.circuits.result import MethodStability, Stability
+from headscope.progress import StepCounter
 
 JACCARD_STABLE = 0.5
 CONFIDENCE = 0.95
@@ -84,7 +84,7 @@ def stability(
     k: int,
     n_bootstrap: int,
     seed: int,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepCounter | None = None,
 ) -> Stability:
     """`full`: method → the run's ranking values over the analysed heads (flattened)."""
     t0 = time.perf_counter()

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from headscope import ioi as ioi_words
 from headscope.circuits import words
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 from headscope.registry import Registry
 
@@ -26,14 +27,14 @@ MAX_PROMPT_CHARS = 2000
 
 
 @dataclass(frozen=True)
-class Example:
+class Example(JsonCodec):
     prompt: str
     answers: tuple[int, ...]
     wrongs: tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class TaskData:
+class TaskData(JsonCodec):
     name: str
     positives: tuple[Example, ...]
     negatives: tuple[str, ...]
@@ -41,18 +42,6 @@ class TaskData:
     seed: int
     notes: tuple[str, ...] = ()
     title: str = ""  # a custom task's own name (its `name` stays "custom": published circuits never match it)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "title": self.title or self.name,
-            "seed": self.seed,
-            "n_positive": len(self.positives),
-            "n_negative": len(self.negatives),
-            "notes": list(self.notes),
-            "example_positive": self.positives[0].prompt,
-            "example_negative": self.negatives[0],
-        }
 
 
 TaskFn = Callable[[PreTrainedTokenizerBase, int, random.Random], TaskData]

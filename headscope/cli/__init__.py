@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from headscope.cli.common import DEFAULT_MODEL, device_map_args, emit, json_flag, model_placement
+from headscope.batch.commands import CommandLine, register_command_line
+from headscope.cli.common import device_map_args, emit, json_flag, model_placement
 from headscope.errors import HeadscopeError
 
 Command = Callable[[argparse.Namespace], Any]
@@ -51,15 +52,11 @@ def cmd_info(args: argparse.Namespace) -> None:
     emit(info, args.json, lambda p: "\n".join(f"{k}: {v}" for k, v in {**p.pop("facts"), **p}.items()))
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
-    from headscope.app.main import serve
-
-    serve(model=args.model, port=args.port, host=args.host)
-
-
-# Capability command modules: each exposes `register(sub)`, adding its subparsers with `set_defaults(func=...)`.
-# A new capability adds its module here (one line).
+# Command modules: each exposes `register(sub)`, adding its subparsers with `set_defaults(func=...)`. A new
+# capability adds its module here (one line). They are imported by name when the parser is built, so `headscope
+# --help` stays cheap; `serve` is the one command above the CLI's layer (it starts the app).
 CAPABILITY_COMMANDS: tuple[str, ...] = (
+    "headscope.cli.serve",
     "headscope.cli.decoding",
     "headscope.cli.probes",
     "headscope.cli.localist",
@@ -99,11 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag(p)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("serve", help="start the web app")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="model to load at start (catalog name)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--host", default="127.0.0.1")
-    p.set_defaults(func=cmd_serve)
     for module in CAPABILITY_COMMANDS:
         importlib.import_module(module).register(sub)
     return parser
@@ -137,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, "internal error", f"{type(e).__name__}: {first}", 1)
     return 0
 
+
+# Batch jobs (headscope/batch) run commands through this entry point; batch never imports the CLI itself.
+register_command_line(CommandLine(main, build_parser))
 
 if __name__ == "__main__":
     raise SystemExit(main())

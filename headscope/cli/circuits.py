@@ -9,8 +9,9 @@ import json
 import sys
 from typing import Any
 
-from headscope.cli.common import json_flag, model_args, read_file, writable_file
+from headscope.cli.common import json_flag, model_args, writable_file
 from headscope.errors import InputError
+from headscope.files import read_text
 
 MAX_TASK_FILE_BYTES = 2_000_000
 TASK_HELP = "ioi, greater_than, docstring, induction or custom"
@@ -114,7 +115,7 @@ def _task_spec(args: argparse.Namespace) -> Any:
         return None
     if not args.task_file:
         raise InputError("--task custom needs --task-file")
-    return read_file(args.task_file, "task", max_bytes=MAX_TASK_FILE_BYTES)
+    return read_text(args.task_file, "task", limit=MAX_TASK_FILE_BYTES)
 
 
 def headline(report: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +283,7 @@ def _with_faithfulness(report: dict[str, Any], args: argparse.Namespace) -> dict
     if cfg.task == "custom":
         if not args.task_file:
             raise InputError("this report is of a custom task: give its --task-file")
-        spec = read_file(args.task_file, "task", max_bytes=MAX_TASK_FILE_BYTES)
+        spec = read_text(args.task_file, "task", limit=MAX_TASK_FILE_BYTES)
     handle = ModelHandle.load(result.model.name, device=args.device)
     if (handle.facts.n_layers, handle.facts.n_heads) != (result.model.n_layers, result.model.n_heads):
         raise InputError(f"model {result.model.name} no longer has the report's shape")
@@ -295,29 +296,22 @@ def _with_faithfulness(report: dict[str, Any], args: argparse.Namespace) -> dict
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:
-    from headscope.circuits import patching
-    from headscope.circuits.config import CircuitConfig
-    from headscope.circuits.faithfulness import ablate
-    from headscope.circuits.tasks import make_task
+    from headscope.circuits.ablate import AblationConfig, ablate_selection
     from headscope.models import ModelHandle
     from headscope.selection import parse_patterns
 
     spec = _task_spec(args)
     parse_patterns(args.heads)  # the grammar is checked before the model loads; the shape after
-    cfg = CircuitConfig(task=args.task, n_examples=args.n_examples, seed=args.seed)
+    cfg = AblationConfig(task=args.task, n_examples=args.n_examples, seed=args.seed)
     handle = ModelHandle.load(args.model, device=args.device)
     heads = handle.head_set(args.heads)
     if not heads:
         raise InputError("--heads selects no head")
-    task = make_task(cfg.task, handle.tokenizer, n=cfg.n_examples, seed=cfg.seed, spec=spec)
-    res = ablate(handle, patching.prepare(handle, task), heads)
-    out = {"task": task.name, "model": handle.identity.name, **res.to_json()}
+    res = ablate_selection(handle, heads, cfg=cfg, spec=spec)
     if args.json:
-        print(json.dumps(out, indent=1))
+        print(json.dumps(res.to_json(), indent=1))
         return
-    print(
-        f"{task.name} on {handle.identity.name}, heads {res.heads} ({res.n_heads}); metric = logit difference"
-    )
+    print(f"{res.task} on {res.model}, heads {res.heads} ({res.n_heads}); metric = logit difference")
     print(f"clean {res.clean_metric:.3f} | selection ablated {res.selection_ablated:.3f} | "
           f"all but the selection ablated {res.others_ablated:.3f} | all ablated {res.all_ablated:.3f}")  # fmt: skip
     print(f"faithfulness of the selection: {res.faithfulness:.3f}")

@@ -1,5 +1,5 @@
-"""What every `headscope` command shares, defined once: the model options, `--json`, reading user files,
-number lists, output paths checked before any work, and printing the result.
+"""What every `headscope` command shares, defined once: the model options, `--json`, reading user files
+(through headscope/files.py), number lists, output paths checked before any work, and printing the result.
 
 Contract: with `--json` a command prints one JSON object on stdout; otherwise readable lines. Bad input raises an
 `InputError` (one line; `main` exits 2 and, under `--json`, also prints {"error", "exit_code"} on stdout).
@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from headscope.errors import InputError
+from headscope.files import read_text
+from headscope.progress import Progress
 
 DEFAULT_MODEL = (
     "smollm2-135m"  # = headscope.models.DEFAULT_MODEL (kept here so `--help` does not import torch)
 )
-MAX_TEXT_FILE_BYTES = 2 * 1024 * 1024
 
 
 def json_flag(p: argparse.ArgumentParser) -> None:
@@ -81,24 +82,9 @@ def model_placement(args: argparse.Namespace) -> Iterator[None]:
         yield
 
 
-def read_file(path: str | os.PathLike[str], what: str, *, max_bytes: int = MAX_TEXT_FILE_BYTES) -> str:
-    """A UTF-8 text file given on the command line, size-limited, with one-line errors."""
-    p = Path(path)
-    try:
-        if not p.is_file():
-            raise InputError(f"{what} file not found: {p}")
-        if p.stat().st_size > max_bytes:
-            raise InputError(f"{what} file {p} is larger than {max_bytes / 1e6:g} MB")
-        return p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot read {what} file {p}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{what} file {p} is not UTF-8 text") from None
-
-
 def read_lines(path: str, what: str) -> list[str]:
     """A plain-text file, one example a line (blank lines skipped)."""
-    lines = [ln.strip() for ln in read_file(path, what).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in read_text(path, what).splitlines() if ln.strip()]
     if not lines:
         raise InputError(f"{what} file has no examples (one per line): {path}")
     return lines
@@ -110,7 +96,7 @@ def text_or_file(args: argparse.Namespace, what: str = "text") -> str | None:
         return args.text
     if getattr(args, "file", None) is None:
         return None
-    return read_file(args.file, what)
+    return read_text(args.file, what)
 
 
 def numbers(flag: str, raw: str, kind: type = float) -> tuple[Any, ...]:
@@ -142,6 +128,25 @@ def writable_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     if not os.access(p, os.W_OK | os.X_OK):
         raise InputError(f"{flag} {p} is not writable")
     return p
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str) -> Iterator[Progress]:
+    """A tqdm bar on stderr (in percent) fed by the one progress protocol `(stage, fraction)`: the stage is the
+    bar's description, so `headscope.batch` reads a running job's stage and fraction back from stderr."""
+    import sys
+
+    from tqdm import tqdm
+
+    with tqdm(total=100, desc=desc, unit="%", file=sys.stderr) as bar:
+
+        def show(stage: str, fraction: float) -> None:
+            if stage != bar.desc:
+                bar.set_description(stage[:60], refresh=False)
+            bar.update(max(0, round(100 * min(1.0, fraction)) - bar.n))
+
+        yield show
+        bar.update(100 - bar.n)
 
 
 def emit(payload: Any, as_json: bool, text: Callable[[Any], str] | Sequence[str] | None = None) -> None:

@@ -7,34 +7,11 @@ here on the command line only, an SAE folder path. Values are checked before a m
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from headscope.cli.common import emit, model_args, text_or_file, writable_dir
+from headscope.cli.common import emit, model_args, progress_bar, text_or_file, writable_dir
 from headscope.errors import InputError
-
-
-@contextmanager
-def _bars() -> Iterator[Callable[[str, int, int], None]]:
-    """One tqdm bar on stderr per phase ("collect", "evaluate", "index")."""
-    from tqdm import tqdm
-
-    bars: dict[str, Any] = {}
-
-    def update(phase: str, done: int, total: int) -> None:
-        if phase not in bars:
-            bars[phase] = tqdm(total=total, desc=phase, leave=False)
-        bar = bars[phase]
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        yield update
-    finally:
-        for bar in bars.values():
-            bar.close()
 
 
 def _model_name(args: argparse.Namespace) -> str:
@@ -174,8 +151,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = writable_dir(args.out or catalog.user_root() / _model_name(args) / name)
     handle = ModelHandle.load(args.model, device=args.device)
     cfg.site.check(handle.facts.n_layers)
-    with _bars() as update:
-        result = train(handle, cfg, out, name=name, progress=update)
+    with progress_bar("train SAE") as progress:
+        result = train(handle, cfg, out, name=name, progress=progress)
     emit(result.to_json(), args.json, _plain)
 
 
@@ -185,8 +162,8 @@ def cmd_index(args: argparse.Namespace) -> None:
     cfg = IndexConfig(tokens=args.tokens, contexts=args.contexts)
     _check_sae(args)
     handle, fsae = _load(args)
-    with _bars() as update:
-        header = build(handle, fsae, cfg, progress=lambda d, t: update("index", d, t))
+    with progress_bar("index") as progress:
+        header = build(handle, fsae, cfg, progress=progress)
     emit(header, args.json, _plain)
 
 

@@ -1,9 +1,13 @@
-"""`headscope localist train|sweep`: localist training from the command line (JSON with --json)."""
+"""`headscope localist train|sweep`: localist training from the command line (JSON with --json).
+
+`to_argv(cfg, ...)` writes the command for a `TrainConfig` or a localist `SweepConfig`, `config_from_argv(argv)`
+parses it back (`config_from_argv(to_argv(c)) == c`); a config the options cannot express is refused."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -118,3 +122,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ship", action="store_true", help="copy λ=0, 0.6, 1.0 into assets/localist (developers)")
     json_flag(p)
     p.set_defaults(func=cmd_sweep)
+
+
+# ---- argument writers: the exact inverse of the parsers above ------------------------------------------------------
+ARGV_CONFIGS = ("headscope.localist.training:TrainConfig", "headscope.localist.train_sweep:SweepConfig")
+
+
+def _nums(values: Any) -> str:
+    return ",".join(repr(float(v)) for v in values)
+
+
+def _expressible(cfg: Any, back: Any, command: str) -> None:
+    if back != cfg:
+        diff = [f for f in cfg.__dataclass_fields__ if getattr(cfg, f) != getattr(back, f)]
+        raise InputError(
+            f"`headscope localist {command}` cannot express this config (fields: {', '.join(diff)})"
+        )
+
+
+def to_argv(cfg: Any, *, out: str = "localist-run", threads: int = 1, work: str | None = None) -> list[str]:
+    """What follows `headscope` to train `cfg` (a `TrainConfig`: `localist train`; a `SweepConfig`: `localist
+    sweep`), writing to `out`."""
+    from headscope.localist.train_sweep import SweepConfig
+    from headscope.localist.training import TrainConfig
+
+    if isinstance(cfg, TrainConfig):
+        argv = ["localist", "train", f"--lambda={cfg.lam!r}", f"--schedule={cfg.schedule}", f"--beta={cfg.beta!r}",
+                f"--layers={cfg.n_layers}", f"--steps={cfg.steps}", f"--seed={cfg.seed}", f"--penalty={cfg.penalty}",
+                f"--threads={threads}", f"--out={out}"]  # fmt: skip
+    elif isinstance(cfg, SweepConfig):
+        argv = ["localist", "sweep", f"--lambdas={_nums(cfg.lambdas)}", f"--betas={_nums(cfg.betas)}",
+                f"--threads={threads}", f"--out={out}"]  # fmt: skip
+        argv += ([] if cfg.progressive else ["--no-progressive"]) + ([f"--work={work}"] if work else [])
+        if _sweep_config(_SweepArgs(cfg)) != cfg:  # --steps sets both models' steps
+            argv.append(f"--steps={cfg.base.steps}")
+    else:
+        raise TypeError(f"no headscope command for a {type(cfg).__name__}")
+    _expressible(cfg, config_from_argv(argv), argv[1])
+    return argv
+
+
+class _SweepArgs(argparse.Namespace):
+    """The sweep options without --steps, to see whether a config needs it."""
+
+    def __init__(self, cfg: Any):
+        super().__init__(lambdas=_nums(cfg.lambdas), betas=_nums(cfg.betas), no_progressive=not cfg.progressive,
+                         steps=None)  # fmt: skip
+
+
+def config_from_argv(argv: Sequence[str]) -> Any:
+    """The config the command `argv` (what follows `headscope`) trains, as `main` builds it."""
+    from headscope.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    if args.command != "localist":
+        raise InputError(f"not a localist command: {' '.join(argv[:2])}")
+    return _train_config(args) if args.localist_command == "train" else _sweep_config(args)

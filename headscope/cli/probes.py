@@ -1,15 +1,20 @@
 """`headscope entropy` and `headscope locality sweep` (registered through `headscope.cli.CAPABILITY_COMMANDS`).
 
 Both take the same locality-dial options (`_dial_options`): mode, schedule, β, layer weights, heads (HeadSet
-grammar), strength and blocks; `entropy` takes one `--lambda`, the sweep a `--lambdas` grid."""
+grammar), strength and blocks; `entropy` takes one `--lambda`, the sweep a `--lambdas` grid.
+
+`to_argv(cfg, ...)` writes the command for an `EntropyConfig` or a `SweepConfig` and `config_from_argv(argv)` parses
+it back (`config_from_argv(to_argv(c)) == c`, tests/unit/test_cli_argv.py): an app job carries that command, so a
+cluster runs exactly what the tab would."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-from headscope.cli.common import emit, model_args, numbers, text_or_file
+from headscope.cli.common import emit, model_args, numbers, progress_bar, text_or_file
 from headscope.errors import InputError
 
 ENTROPY_LIMITS = (
@@ -92,16 +97,23 @@ def dial_from_args(args: argparse.Namespace, lam: Any = 0.0) -> Any:
     )  # fmt: skip
 
 
+def entropy_config_from_args(args: argparse.Namespace) -> Any:
+    from headscope.probes.report import EntropyConfig
+
+    return EntropyConfig(backend=args.backend, dial=dial_from_args(args, args.lam))
+
+
 def cmd_entropy(args: argparse.Namespace) -> None:
     from headscope.models import ModelHandle
     from headscope.probes.report import entropy_report
 
-    dial = dial_from_args(args, args.lam)  # validate before loading a model
+    cfg = entropy_config_from_args(args)  # validate before loading a model
+    dial = cfg.dial
     text = text_or_file(args)
     if text is None or not text.strip():
         raise InputError("text is empty")
     handle = ModelHandle.load(args.model, device=args.device)
-    payload = entropy_report(handle, text, backend=args.backend, dial=dial)
+    payload = entropy_report(handle, text, backend=cfg.backend, dial=dial)
     head = f"{payload['model']}: {payload['n_tokens']} tokens, backend {payload['backend']}"
     if dial.lam > 0:
         head += f", dial λ = {dial.lam:g} ({dial.mode}, {dial.schedule}, heads {dial.heads_text or 'all'})"
@@ -120,8 +132,6 @@ def sweep_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def cmd_locality_sweep(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from headscope.models import ModelHandle
     from headscope.probes import eval_tokens, sweep_locality
 
@@ -134,9 +144,8 @@ def cmd_locality_sweep(args: argparse.Namespace) -> None:
     tokens, cut = eval_tokens(handle, text, max_tokens=args.max_tokens)
     if cut is not None:
         print(f"headscope: note: evaluation text cut from {cut} to {tokens.shape[1]} tokens", file=sys.stderr)
-    with tqdm(total=len(cfg.lambdas), desc="λ sweep", unit="λ", file=sys.stderr) as bar:
-        result = sweep_locality(handle, tokens, cfg, progress=lambda done, total: bar.update(1),
-                                truncated_from=cut)  # fmt: skip
+    with progress_bar("λ sweep") as progress:
+        result = sweep_locality(handle, tokens, cfg, progress=progress, truncated_from=cut)
     payload = result.to_json()
     head = f"{'lambda':>7} {'entropy':>8} {'fidelity':>8} {'ppl':>9} {'acc':>6} {'kl':>8}"
     lines = [head] + [
@@ -145,3 +154,59 @@ def cmd_locality_sweep(args: argparse.Namespace) -> None:
         for r in payload["rows"]
     ]
     emit(payload, args.json, lines)
+
+
+# ---- argument writers: the exact inverse of the parsers above ------------------------------------------------------
+ARGV_CONFIGS = ("headscope.probes.report:EntropyConfig", "headscope.probes.sweep:SweepConfig")
+
+
+def _nums(values: Any) -> str:
+    return ",".join(repr(float(v)) for v in values)  # repr: float() reads it back exactly
+
+
+def _dial_argv(dial: Any) -> list[str]:
+    argv = [f"--mode={dial.mode}", f"--schedule={dial.schedule}", f"--beta={dial.beta!r}",
+            f"--strength={dial.strength!r}", f"--blocks={dial.blocks.source}", f"--block-size={dial.blocks.size}"]  # fmt: skip
+    if dial.layer_weights:
+        argv.append(f"--layer-weights={_nums(dial.layer_weights)}")
+    if dial.heads_text is not None:
+        argv.append(f"--heads={dial.heads_text}")  # the HeadSet grammar, canonical ("9.4, 12.*")
+    if dial.blocks.spans:
+        argv.append("--spans=" + ",".join(f"{a}:{b}" for a, b in dial.blocks.spans))
+    return argv
+
+
+def _common_argv(model: str | None, text: str | None) -> list[str]:
+    return ([f"--model={model}"] if model is not None else []) + (
+        [f"--text={text}"] if text is not None else []
+    )
+
+
+def to_argv(
+    cfg: Any, *, model: str | None = None, text: str | None = None, max_tokens: int = 256
+) -> list[str]:
+    """What follows `headscope` to run `cfg` (an `EntropyConfig` or a `SweepConfig`) on `model` and `text`.
+    Values are written as `--flag=value`, so a text that starts with '-' stays a value."""
+    from headscope.probes.report import EntropyConfig
+    from headscope.probes.sweep import SweepConfig
+
+    if isinstance(cfg, EntropyConfig):
+        return ["entropy", *_common_argv(model, text if text is not None else ""), f"--backend={cfg.backend}",
+                f"--lambda={cfg.dial.lam!r}", *_dial_argv(cfg.dial)]  # fmt: skip
+    if isinstance(cfg, SweepConfig):
+        target = [f"--target={cfg.target}"] if cfg.target is not None else []
+        return ["locality", "sweep", *_common_argv(model, text), f"--lambdas={_nums(cfg.lambdas)}",
+                *_dial_argv(cfg.dial), *target, f"--max-tokens={max_tokens}"]  # fmt: skip
+    raise TypeError(f"no headscope command for a {type(cfg).__name__}")
+
+
+def config_from_argv(argv: Sequence[str]) -> Any:
+    """The config the command `argv` (what follows `headscope`) runs: its parser and checks, as `main` uses them."""
+    from headscope.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    if args.command == "entropy":
+        return entropy_config_from_args(args)
+    if args.command == "locality" and args.locality_command == "sweep":
+        return sweep_config_from_args(args)
+    raise InputError(f"not a probes command: {' '.join(argv[:2])}")

@@ -14,11 +14,10 @@ random head sets and says "better than random heads (p = …)" only at p < 0.05.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
-from headscope.cli.common import emit, model_args, writable_dir
+from headscope.cli.common import emit, model_args, progress_bar, writable_dir
 from headscope.cli.steering_inputs import (
     Config,
     ContrastiveApply,
@@ -35,10 +34,28 @@ from headscope.cli.steering_inputs import (
 from headscope.errors import InputError
 
 __all__ = [
-    "Config", "ContrastiveApply", "ContrastiveRun", "EvalOptions", "Inputs", "LofitApply", "LofitTrain",
-    "ModelOptions", "contrast_inputs", "eval_options", "evaluation_args", "parse", "register", "task_inputs",
+    "Config",
+    "ContrastiveApply",
+    "ContrastiveRun",
+    "EvalOptions",
+    "Inputs",
+    "LofitApply",
+    "LofitTrain",
+    "ModelOptions",
+    "config_from_argv",
+    "contrast_inputs",
+    "eval_options",
+    "evaluation_args",
+    "parse",
+    "register",
+    "task_inputs",
     "to_argv",
 ]  # fmt: skip
+# The config types `to_argv` writes (tests/unit/test_cli_argv.py checks `config_from_argv(to_argv(c)) == c`).
+ARGV_CONFIGS = tuple(
+    f"headscope.cli.steering_inputs:{c}"
+    for c in ("ContrastiveRun", "ContrastiveApply", "LofitTrain", "LofitApply")
+)
 
 
 # ---- parse / to_argv -----------------------------------------------------------------------------------------------
@@ -76,10 +93,13 @@ def config_of(args: argparse.Namespace) -> Config:
     )  # fmt: skip
 
 
-def parse(argv: list[str]) -> Config:
+def parse(argv: Sequence[str]) -> Config:
     from headscope.cli import build_parser
 
-    return config_of(build_parser().parse_args(argv))
+    return config_of(build_parser().parse_args(list(argv)))
+
+
+config_from_argv = parse  # the name the to_argv harness looks for
 
 
 def _opt(flag: str, value: Any) -> list[str]:
@@ -123,52 +143,7 @@ def to_argv(cfg: Config) -> list[str]:
             *_opt("--instruction", cfg.instruction), *_opt("--out", cfg.out)]  # fmt: skip
 
 
-# ---- progress and text output --------------------------------------------------------------------------------------
-def _progress() -> tuple[Callable[[str, int, int, float], None], Callable[[str], None], Callable[[], None]]:
-    """A tqdm bar on stderr per training phase, and one status line below it for the other stages."""
-    from tqdm import tqdm
-
-    bars: dict[str, Any] = {}
-    status: list[Any] = []
-
-    def on_step(phase: str, step: int, total: int, loss: float) -> None:
-        if phase not in bars:
-            for bar in bars.values():
-                bar.close()
-            bars.clear()
-            bars[phase] = tqdm(total=total, desc=f"lofit {phase}", leave=False)
-        bars[phase].update(step - bars[phase].n)
-        bars[phase].set_postfix(loss=f"{loss:.3f}")
-
-    def on_stage(name: str) -> None:
-        if not status:
-            status.append(tqdm(total=None, bar_format="{desc}", leave=False, position=1))
-        status[0].set_description_str(name[:100])
-
-    def close() -> None:
-        for bar in [*bars.values(), *status]:
-            bar.close()
-
-    return on_step, on_stage, close
-
-
-@contextmanager
-def _fraction_bar(desc: str) -> Iterator[Callable[[str, float], None]]:
-    """A bar on stderr driven by (stage, fraction) progress."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=1000, desc=desc, leave=False)
-
-    def say(stage: str, frac: float) -> None:
-        bar.update(max(0, round(1000 * frac) - bar.n))
-        bar.set_postfix_str(stage[:60])
-
-    try:
-        yield say
-    finally:
-        bar.close()
-
-
+# ---- text output ---------------------------------------------------------------------------------------------------
 def _interval(name: str, m: dict[str, Any]) -> str:
     f = "+.3f" if name.endswith(("_effect", "_change", "margin")) else ".3f"
     return f"{m['value']:{f}} [{m['low']:{f}}, {m['high']:{f}}]"
@@ -224,7 +199,7 @@ def run_contrastive(cfg: ContrastiveRun) -> dict[str, Any]:
 
     handle = _load(cfg.model)
     heads = None if cfg.heads is None else handle.head_set(cfg.heads)
-    with _fraction_bar("contrastive steering") as say:
+    with progress_bar("contrastive steering") as say:
         sv = contrastive_vector(handle, pos, neg, ContrastiveConfig(cfg.layer, cfg.pooling, heads))  # type: ignore[arg-type]
         result = compare_vector(
             handle, sv, inputs.prompts, steer, inputs.sbs, texts=inputs.texts, progress=say
@@ -254,7 +229,7 @@ def run_contrastive_apply(cfg: ContrastiveApply) -> dict[str, Any]:
 
     handle = _load(cfg.model, meta.model.get("name"))
     sv, _saved = vectors.to_vector(meta, tensors, handle)  # refuses another model
-    with _fraction_bar("steering with a saved vector") as say:
+    with progress_bar("steering with a saved vector") as say:
         result = compare_vector(
             handle, sv, inputs.prompts, steer, inputs.sbs, texts=inputs.texts, progress=say
         )
@@ -275,11 +250,8 @@ def run_lofit_train(cfg: LofitTrain) -> dict[str, Any]:
 
     handle = _load(cfg.model)
     lcfg = cfg.lofit_config(None if cfg.heads is None else handle.head_set(cfg.heads))
-    on_step, on_stage, close = _progress()
-    try:
-        result = lofit(handle, task, lcfg, on_step, on_stage)
-    finally:
-        close()
+    with progress_bar("lofit") as progress:
+        result = lofit(handle, task, lcfg, progress)
     payload = result.to_json()
     if out is not None:
         meta = vectors.lofit_meta(handle, result.trained_offsets, result.data_hash, lcfg.heads)
@@ -295,7 +267,7 @@ def run_lofit_apply(cfg: LofitApply) -> dict[str, Any]:
     inputs = task_inputs(cfg.evaluation)
     handle = _load(cfg.model, meta.model.get("name"))
     offsets = vectors.to_offsets(meta, tensors, handle)  # refuses another model
-    with _fraction_bar("LoFiT offsets") as say:
+    with progress_bar("LoFiT offsets") as say:
         result = apply_offsets(handle, offsets, inputs.prompts, inputs.sbs, items=inputs.items, progress=say)
     return {"model": handle.identity.name, **result.to_json()}
 

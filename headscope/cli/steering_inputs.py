@@ -6,7 +6,7 @@ back (`to_argv`)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from headscope import checks
@@ -49,6 +49,14 @@ def _of(value: Any, cls: type, name: str) -> Any:
     if not isinstance(value, cls):
         raise InputError(f"{name} must be {cls.__name__} options, got {value!r:.40}")
     return value
+
+
+def _named_model(obj: Any) -> None:
+    """Commands that build from scratch run on a named model: no name means the default one (what the parser
+    gives), so the config stores it and `to_argv` can write it."""
+    m = _of(obj.model, ModelOptions, "model")
+    if m.model is None:
+        object.__setattr__(obj, "model", replace(m, model=DEFAULT_MODEL))
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ class EvalOptions:
         set_(self, "prompts", tuple(check_prompt(p) for p in self.prompts))
         set_(self, "max_new_tokens", checks.integer(self.max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS))
         set_(self, "resamples", checks.integer(self.resamples, "resamples", 100, 100_000))
-        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**63 - 1))
+        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**53))
         if (self.heldout_pos is None) != (self.heldout_neg is None):
             raise InputError("give both --heldout-pos and --heldout-neg (plain-text files, one text a line)")
         _instruction(self.instruction)  # "" is kept: no prompting rows, even with a task's instruction
@@ -122,7 +130,7 @@ class ContrastiveRun:
         from headscope.steering.direction import check_alpha
 
         set_ = object.__setattr__
-        _of(self.model, ModelOptions, "model")
+        _named_model(self)
         _of(self.evaluation, EvalOptions, "evaluation")
         _texts(self, ("pos", "neg", "heads", "out"))
         set_(self, "layer", checks.optional_integer(self.layer, "layer", 0, 10_000))
@@ -178,7 +186,7 @@ class LofitTrain:
     out: str | None = None
 
     def __post_init__(self) -> None:
-        _of(self.model, ModelOptions, "model")
+        _named_model(self)
         _texts(self, ("task", "data", "heads", "out"))
         _instruction(self.instruction)
         if (self.task is None) == (self.data is None):
@@ -212,6 +220,8 @@ class LofitApply:
         _of(self.evaluation, EvalOptions, "evaluation")
         if _text(self.vectors, "vectors") is None:
             raise InputError("vectors: give the folder written by --out")
+        if self.evaluation.heldout_pos is not None:  # the command has no such options
+            raise InputError("lofit apply reads a task's held-out items (--task), not held-out text files")
 
 
 Config = ContrastiveRun | ContrastiveApply | LofitTrain | LofitApply

@@ -7,6 +7,7 @@ from headscope.decoding.constrained import GRAMMARS, Constraint
 from headscope.decoding.sampling import verify_greedy, verify_sampled, warp
 from headscope.decoding.strategies import STRATEGIES, StrategySpec, decode, get_strategy, register_strategy
 from headscope.decoding.trace import SmcStep, Step, Trace
+from headscope.decoding.tree import TokenTree, verify_tree
 
 __all__ = [
     "GRAMMARS",
@@ -21,6 +22,7 @@ __all__ = [
     "Step",
     "StrategyResult",
     "StrategySpec",
+    "TokenTree",
     "Trace",
     "awrs_choice",
     "compare",
@@ -30,5 +32,6 @@ __all__ = [
     "register_strategy",
     "verify_greedy",
     "verify_sampled",
+    "verify_tree",
     "warp",
 ]

@@ -23,11 +23,28 @@ from transformers import DynamicCache
 
 from headscope.decoding.intervene import Intervention
 from headscope.decoding.live import DECODE_IMPL, ForwardPlan, ScoreFn, planned, register
+from headscope.decoding.tree import TokenTree
 from headscope.models import ModelHandle
 from headscope.models.handle import Hooks
-from headscope.models.skip import ForwardSwitch, Sublayer, crop_cache, forward_switch
+from headscope.models.skip import ForwardSwitch, Sublayer, crop_cache, forward_switch, keep_positions
 
 Snapshot = list[tuple[Any, Any] | None]
+
+
+def tree_layout(tree: TokenTree, keep: int, fed: int) -> tuple[Tensor, Tensor]:
+    """The 4-D boolean attention mask [1, 1, q, keep + q] and the position ids [1, q] of a forward that feeds
+    `fed` context tokens after `keep` cached ones, then the tree's nodes: the context rows are causal, each node
+    sees the whole context and its own ancestors, at position (keep + fed) + its depth."""
+    n = len(tree)
+    q = fed + n
+    mask = torch.zeros(q, keep + q, dtype=torch.bool)
+    mask[:, :keep] = True
+    mask[:fed, keep : keep + fed] = torch.ones(fed, fed, dtype=torch.bool).tril()
+    mask[fed:, keep : keep + fed] = True
+    mask[fed:, keep + fed :] = tree.mask()
+    depths = torch.tensor(tree.depths)
+    positions = torch.cat([torch.arange(keep, keep + fed), keep + fed + depths])
+    return mask[None, None], positions[None]
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -110,6 +127,7 @@ class CachedModel:
         self._dial: dict[int, ScoreFn] | None = (
             None  # the dial's score functions, when they serve every forward
         )
+        self._tree: tuple[int, TokenTree] | None = None  # the last tree fed (its root's position), until kept
 
     def logits_last(
         self,
@@ -126,6 +144,39 @@ class CachedModel:
         logits = self._run(seq, keep, self._cache(), hooks, record=record, rows=n, skip=skip)
         self.tokens = list(seq)
         return logits[0, -n:].float()
+
+    def logits_tree(
+        self, context: Sequence[int], tree: TokenTree, *, record: bool = False, context_rows: bool = False
+    ) -> Float[Tensor, "rows d_vocab"]:
+        """Logits at every node of `tree` (its root is `context[-1]`) from one forward under the tree mask
+        (`tree.py`); with `context_rows`, first the rows of the fed context positions before the root (what a
+        drafter that learns from every position reads). Call `keep_path` next: the cache then holds every node."""
+        start = len(context) - 1
+        if tree.is_chain and not context_rows:  # the causal layout: no mask, SDPA's own causal path
+            logits = self.logits_last([*context[:-1], *tree.tokens], len(tree), record=record)
+            self._tree = (start, tree)
+            return logits
+        keep = min(common_prefix(self.tokens, context), start)
+        self.truncate(keep)
+        fed = start - keep
+        mask, positions = tree_layout(tree, keep, fed)
+        seq = [*context[:-1], *tree.tokens]
+        logits = self._run(seq, keep, self._cache(), (), record=record, rows=len(tree), mask=mask,
+                           positions=positions)  # fmt: skip
+        self.tokens = seq
+        self._tree = (start, tree)
+        return logits[0, (0 if context_rows else fed) :].float()
+
+    def keep_path(self, nodes: Sequence[int]) -> None:
+        """After `logits_tree`: keep only the root-to-node path `nodes` (node indices, root first) in the cache."""
+        assert self._tree is not None, "keep_path follows logits_tree"
+        (start, tree), self._tree = self._tree, None
+        if list(nodes) == list(range(len(nodes))):  # a prefix of the fed order (any chain): a crop
+            self.truncate(start + len(nodes))
+            return
+        index = torch.tensor([start + i for i in nodes], device=self.handle.device)
+        keep_positions(self._cache(), start, index)
+        self.tokens = [*self.tokens[:start], *(tree.tokens[i] for i in nodes)]
 
     def truncate(self, n: int) -> None:
         """Forget every cached position from `n` on (in every layer: a skipped layer may hold fewer)."""
@@ -188,13 +239,16 @@ class CachedModel:
 
     def _run(
         self, seq: Sequence[int], keep: int, cache: DynamicCache, hooks: Hooks, *, record: bool = False,
-        rows: int = 1, skip: frozenset[Sublayer] = frozenset(),
+        rows: int = 1, skip: frozenset[Sublayer] = frozenset(), mask: Tensor | None = None,
+        positions: Tensor | None = None,
     ) -> Tensor:  # fmt: skip
         self.forwards += 1
         feed = torch.tensor([list(seq[keep:])], dtype=torch.long, device=self.handle.device)
         plan = self._plan(seq, rows, record)
         with self.session.forward(skip=skip, plain=not hooks), planned(plan):
-            logits = self.handle.run(feed, fwd_hooks=hooks, cache=cache)
+            logits = self.handle.run(
+                feed, fwd_hooks=hooks, cache=cache, attention_mask=mask, position_ids=positions
+            )
         if record and plan is not None:
             ent = torch.stack([plan.entropy[layer] for layer in range(self.handle.facts.n_layers)])
             self.last_entropy = ent.permute(2, 0, 1).cpu()  # [rows, layer, head]

@@ -1,91 +1,111 @@
 """Run several strategies on one prompt and line their tokens up against greedy.
 
-With a head intervention (`cfg.heads`), greedy — the reference — runs on the unchanged model and every listed
-strategy on the model with the head set ablated or dialled, so `diverges_at` is where the intervention first
-changes the output. Where a run departs from greedy, `divergence` holds both tokens and, when attention entropy
-is recorded, every head's entropy in the query row that produced them (the step before the outputs differ).
+With a head intervention (`cfg.ablate_heads` / `cfg.dial`), greedy — the reference — runs on the unchanged model
+and every listed strategy on the model with the heads ablated or dialled, so `diverges_at` is where the
+intervention first changes the output. Where a run departs from greedy, `divergence` holds both tokens and, when
+attention entropy is recorded, every head's entropy in the query row that produced them (the step before the
+outputs differ). Every run carries its speed-up against that same greedy run: per target forward (MAT ratio)
+and in wall time per token, each flagged when below 1×.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+import dataclasses
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
+from headscope.codec import JsonCodec, jfield
 from headscope.decoding.config import DecodeConfig
-from headscope.decoding.constrained import Constraint
 from headscope.decoding.drafters import check_same_tokenizer
-from headscope.decoding.loop import StepCallback
-from headscope.decoding.strategies import decode, get_strategy
+from headscope.decoding.strategies import decode, get_strategy, precheck
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.progress import Progress, StepCounter, part, steps
 
 MAX_STRATEGIES = 8
 
 
+def _tensor(data: list) -> Tensor:
+    return torch.tensor(data, dtype=torch.float32)
+
+
 @dataclass(frozen=True)
-class Divergence:
+class Divergence(JsonCodec):
     position: int  # output position of the first token that differs
     token: int | None  # this run's token there (None: it stopped earlier)
     greedy_token: int | None
-    entropy_bits: Tensor | None  # [layer, head] in this run's row that produced `token`
-    greedy_entropy_bits: Tensor | None  # [layer, head] in greedy's row that produced `greedy_token`
-
-    def to_json(self) -> dict[str, Any]:
-        def rows(x: Tensor | None) -> list[list[float]] | None:
-            return None if x is None else [[round(v, 4) for v in r] for r in x.tolist()]
-
-        return {
-            "position": self.position,
-            "token": self.token,
-            "greedy_token": self.greedy_token,
-            "entropy_bits": rows(self.entropy_bits),
-            "greedy_entropy_bits": rows(self.greedy_entropy_bits),
-        }
+    # [layer, head] in this run's row that produced `token`, and in greedy's row that produced `greedy_token`
+    entropy_bits: Tensor | None = jfield(digits=4, decode=_tensor, default=None, compare=False)
+    greedy_entropy_bits: Tensor | None = jfield(digits=4, decode=_tensor, default=None, compare=False)
 
 
 @dataclass(frozen=True)
-class StrategyResult:
-    trace: Trace
-    identical_to_greedy: bool
-    diverges_at: int | None  # first output position that differs from greedy (None: never)
-    matches_greedy: tuple[bool, ...]  # per output token: equal to greedy's token at that position
+class StrategyResult(Trace):
+    """One run of a comparison: its trace (the fields of `Trace`, flat in the JSON) and how it lines up with the
+    greedy reference of the same comparison — tokens, and speed."""
+
+    identical_to_greedy: bool = False
+    diverges_at: int | None = None  # first output position that differs from greedy (None: never)
+    matches_greedy: tuple[bool, ...] = ()  # per output token: equal to greedy's token at that position
     divergence: Divergence | None = None
+    # MAT / greedy's MAT, and tokens per second / greedy's — both against the greedy run of this comparison
+    speedup_per_forward: float = jfield(digits=3, default=1.0)
+    speedup_wall: float = jfield(digits=3, default=1.0)
+    below_1x_per_forward: bool = False
+    below_1x_wall: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.trace.to_json(),
-            "identical_to_greedy": self.identical_to_greedy,
-            "diverges_at": self.diverges_at,
-            "matches_greedy": list(self.matches_greedy),
-            "divergence": None if self.divergence is None else self.divergence.to_json(),
-        }
+    @property
+    def trace(self) -> Trace:
+        return Trace(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Trace)})
+
+    @classmethod
+    def of(cls, trace: Trace, greedy: Trace) -> StrategyResult:
+        first, matches = align(trace.token_ids, greedy.token_ids)
+        per_fwd = _ratio(trace.tokens_per_target_forward, greedy.tokens_per_target_forward)
+        wall = _ratio(trace.tokens_per_second, greedy.tokens_per_second)
+        return cls(
+            **{f.name: getattr(trace, f.name) for f in dataclasses.fields(Trace)},
+            identical_to_greedy=trace.token_ids == greedy.token_ids, diverges_at=first, matches_greedy=matches,
+            divergence=divergence(trace, greedy, first), speedup_per_forward=per_fwd, speedup_wall=wall,
+            below_1x_per_forward=per_fwd < 1.0, below_1x_wall=wall < 1.0,
+        )  # fmt: skip
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else 0.0
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(JsonCodec):
+    """The CLI's JSON; `reference` is greedy's own trace when it is not one of the rows (a head intervention,
+    or greedy not asked for)."""
+
     model: str
     prompt_ids: tuple[int, ...]
     config: DecodeConfig
-    greedy: Trace
-    results: tuple[StrategyResult, ...]
+    results: tuple[StrategyResult, ...] = jfield(name="strategies")
+    reference: Trace | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """The CLI's JSON; `reference` is greedy's own trace when it is not one of the rows (a head intervention,
-        or greedy not asked for)."""
-        shown = any(r.trace is self.greedy for r in self.results)
-        return {
-            "model": self.model,
-            "prompt_ids": list(self.prompt_ids),
-            "config": self.config.to_json(),
-            "greedy_token_ids": list(self.greedy.token_ids),
-            "intervention": next((r.trace.intervention for r in self.results if r.trace.intervention), None),
-            "reference": None if shown else self.greedy.to_json(),
-            "strategies": [r.to_json() for r in self.results],
-        }
+    json_extra = ("greedy_token_ids", "intervention")
+
+    @property
+    def greedy(self) -> Trace:
+        if self.reference is not None:
+            return self.reference
+        return next(r.trace for r in self.results if r.strategy == "greedy" and r.intervention is None)
+
+    @property
+    def greedy_token_ids(self) -> tuple[int, ...]:
+        return self.greedy.token_ids
+
+    @property
+    def intervention(self) -> str | None:
+        return next((r.intervention for r in self.results if r.intervention), None)
 
 
 def align(tokens: Sequence[int], reference: Sequence[int]) -> tuple[int | None, tuple[bool, ...]]:
@@ -124,14 +144,16 @@ def parse_strategies(names: str | Sequence[str]) -> list[str]:
 
 def _precheck(handle: ModelHandle, names: list[str], cfg: DecodeConfig, draft: ModelHandle | None) -> None:
     """Fail on bad input before any strategy runs (not after minutes of greedy decoding)."""
-    if "constrained" in names:
-        Constraint.build(cfg.regex, cfg.grammar)
+    for name in names:
+        precheck(name, cfg)
     if "speculative" in names:
         if draft is None:
             raise InputError("speculative needs a draft model that shares the target's tokenizer")
         check_same_tokenizer(handle, draft)
-    if cfg.heads is not None:
-        handle.head_set(cfg.heads)
+    if cfg.ablate_heads is not None:
+        handle.head_set(cfg.ablate_heads)
+    if cfg.dial is not None:
+        cfg.dial.check(handle)
 
 
 def compare(
@@ -141,32 +163,28 @@ def compare(
     cfg: DecodeConfig,
     *,
     draft: ModelHandle | None = None,
-    progress: Callable[[str], None] | None = None,
-    on_step: StepCallback | None = None,
+    progress: Progress | None = None,
 ) -> Comparison:
     """Greedy (the reference, always run first, on the unchanged model) and each named strategy, on the same
-    ids and config (with the head intervention, if any). `progress(name)` before each run, `on_step(done,
-    total)` after each of its steps."""
+    ids and config (with the head intervention, if any). `progress` sees "<strategy> done/total" after each
+    decoding step, each run an equal share."""
     names = parse_strategies(strategies)
     _precheck(handle, names, cfg, draft)
     prompt = list(prompt)
-    if progress is not None:
-        progress("greedy")
-    reference = decode(handle, prompt, "greedy", replace(cfg, heads=None), on_step=on_step)
+    n_runs, started = 1 + sum(1 for n in names if n != "greedy" or cfg.intervenes), iter(itertools.count())
+
+    def share(name: str) -> StepCounter:  # the greedy reference, then each run: an equal share each
+        i = next(started)
+        part(progress, i / n_runs, (i + 1) / n_runs)(name, 0.0)
+        return steps(progress, name, i / n_runs, (i + 1) / n_runs)
+
+    reference = decode(handle, prompt, "greedy", cfg.without_intervention(), on_step=share("greedy"))
     runs: dict[str, Trace] = {}
     for name in names:
         if name == "greedy" and not cfg.intervenes:
             runs[name] = reference
             continue
-        if progress is not None:
-            progress(name)
-        runs[name] = decode(handle, prompt, name, cfg, draft, on_step=on_step)
-    ref = reference.token_ids
-    results = []
-    for name in names:
-        first, matches = align(runs[name].token_ids, ref)
-        same = runs[name].token_ids == ref
-        results.append(
-            StrategyResult(runs[name], same, first, matches, divergence(runs[name], reference, first))
-        )
-    return Comparison(handle.identity.name, tuple(prompt), cfg, reference, tuple(results))
+        runs[name] = decode(handle, prompt, name, cfg, draft, on_step=share(name))
+    results = tuple(StrategyResult.of(runs[name], reference) for name in names)
+    shown = "greedy" in names and not cfg.intervenes
+    return Comparison(handle.identity.name, tuple(prompt), cfg, results, None if shown else reference)

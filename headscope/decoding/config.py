@@ -6,19 +6,19 @@ readable `InputError` naming the field and its range — never a TypeError, neve
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from headscope import checks
+from headscope.attention import LocalityDial
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 from headscope.selection import parse_patterns
 
 MAX_NEW_TOKENS = 256  # CLI/library limit; the app enforces a lower one
 CONSTRAINT_METHODS = ("awrs", "mask")
-HEAD_ACTIONS = ("ablate", "dial")
 ABLATIONS = ("mean", "zero")
-DIAL_MODES = ("distance", "block", "window")
 MAX_PARTICLES = 16
+MAX_TREE_SIZE = 128  # tree drafts: most drafted nodes verified in one forward
 
 _INTEGERS: dict[str, tuple[int, int]] = {
     "max_new_tokens": (1, MAX_NEW_TOKENS),
@@ -32,6 +32,10 @@ _INTEGERS: dict[str, tuple[int, int]] = {
     "lookahead_n": (2, 8),
     "lookahead_pool": (1, 64),
     "particles": (1, MAX_PARTICLES),
+    "tree_size": (1, MAX_TREE_SIZE),
+    "recycle_k": (1, 16),
+    "ngram_branches": (1, 8),
+    "lookahead_guesses": (1, 8),
 }
 _NUMBERS: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 5.0),
@@ -40,12 +44,11 @@ _NUMBERS: dict[str, tuple[float, float]] = {
     "skip_ratio": (0.0, 0.9),
     "accept_stop": (0.0, 1.0),
     "ess_threshold": (0.0, 1.0),
-    "dial_lambda": (0.0, 1.0),
 }
 
 
 @dataclass(frozen=True)
-class DecodeConfig:
+class DecodeConfig(JsonCodec):
     """Settings of a decoding run.
 
     temperature 0 means greedy (argmax, exact); above 0 the strategies sample from the temperature/top-k/top-p
@@ -82,13 +85,18 @@ class DecodeConfig:
     particles: int = 1  # constrained: SMC particles (1 = plain AWRS, no resampling)
     ess_threshold: float = 0.5  # constrained SMC: resample when ESS < this × particles
     attention_entropy: bool = False  # record per-head attention entropy of every generated token's query row
-    heads: str | None = None  # a head set ("9.4, 12.*") to ablate or dial while decoding
-    heads_action: str = "ablate"
-    ablation: str = (
-        "mean"  # ablate: replace the heads' output (hook_z) by its mean over the prompt, or by zero
-    )
-    dial_lambda: float = 1.0  # dial: λ of the locality dial on the selected heads
-    dial_mode: str = "distance"
+    # token_recycling: drafted nodes of the static tree (its BFS order cut to this size) and the adjacency
+    # matrix's width (candidates kept per token, the paper's k = 8); the tree's depth is at most max_draft
+    tree_size: int = 24
+    recycle_k: int = 8
+    ngram_branches: int = 4  # ngram: most candidate continuations verified together (a trie of them)
+    lookahead_guesses: int = 3  # lookahead: pooled n-grams verified per forward (the paper's G)
+    task: str | None = None  # layer_skip: the skip set is searched once per (model, task) and cached
+    # head interventions while decoding: mean- or zero-ablate a head set (`HeadSet` grammar, "9.4, 12.*"),
+    # and/or turn the locality dial (heads, λ, mode, schedule, strength: `headscope.attention.LocalityDial`)
+    ablate_heads: str | None = None
+    ablation: str = "mean"  # replace the heads' output (hook_z) by its mean over the prompt, or by zero
+    dial: LocalityDial | None = None
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _INTEGERS.items():
@@ -96,15 +104,18 @@ class DecodeConfig:
         for name, (lo, hi) in _NUMBERS.items():
             object.__setattr__(self, name, checks.number(getattr(self, name), name, lo, hi))
         checks.choice(self.constraint_method, "constraint_method", CONSTRAINT_METHODS)
-        checks.choice(self.heads_action, "heads_action", HEAD_ACTIONS)
         checks.choice(self.ablation, "ablation", ABLATIONS)
-        checks.choice(self.dial_mode, "dial_mode", DIAL_MODES)
         checks.flag(self.attention_entropy, "attention_entropy")
         checks.flag(self.adaptive_draft, "adaptive_draft")
-        for name in ("draft_model", "regex", "grammar", "skip_layers", "heads"):
+        for name in ("draft_model", "regex", "grammar", "skip_layers", "ablate_heads", "task"):
             self._optional_text(name)
-        if self.heads is not None and not parse_patterns(self.heads):
-            raise InputError("heads is empty; give a head set like '9.4, 12.*' or leave it out")
+        if self.ablate_heads is not None:
+            patterns = parse_patterns(self.ablate_heads)
+            if not patterns:
+                raise InputError("ablate_heads is empty; give a head set like '9.4, 12.*' or leave it out")
+            object.__setattr__(self, "ablate_heads", ", ".join(str(p) for p in patterns))
+        if self.dial is not None and not isinstance(self.dial, LocalityDial):
+            raise InputError(f"dial must be a LocalityDial, got {type(self.dial).__name__}")
 
     def _optional_text(self, name: str) -> None:
         value = getattr(self, name)
@@ -121,8 +132,8 @@ class DecodeConfig:
 
     @property
     def intervenes(self) -> bool:
-        """Whether a head set is ablated or dialled (the run is then of a changed model)."""
-        return self.heads is not None
+        """Whether heads are ablated or dialled (the run is then of a changed model)."""
+        return self.ablate_heads is not None or self.dial is not None
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def without_intervention(self) -> DecodeConfig:
+        return replace(self, ablate_heads=None, dial=None)

@@ -4,7 +4,8 @@ masking as the baseline.
 The constraint is a regular expression (or a named JSON-ish grammar compiled to one) that the text generated so
 far must *partially* match (`regex` with `partial=True`: it can still be completed); the end-of-sequence token is
 allowed only where the text matches in full. Each step samples one token with `awrs.awrs_choice` (or
-`awrs.mask_choice`) from the temperature-scaled next-token distribution; `particles > 1` runs SMC (`smc.py`).
+`awrs.mask_choice`) from the temperature-scaled next-token distribution; `particles > 1` runs SMC (`smc.py`,
+which imports this module, never the other way round).
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ class Sampler:
 
     def logp(self, model: CachedModel, prompt: list[int], out: list[int]) -> Tensor:
         logits = model.logits_last(prompt + out, 1)[0]
-        return torch.log_softmax(logits / (self.cfg.temperature or 1.0), -1)
+        # on the CPU: AWRS draws from a seeded CPU generator and walks the row token by token
+        return torch.log_softmax(logits / (self.cfg.temperature or 1.0), -1).cpu()
 
     def choose(self, logp: Tensor, out: list[int], gen: torch.Generator | None) -> Choice:
         hint = f" after {self.handle.decode(out)[-40:]!r}" if out else " at the start"
@@ -116,14 +118,10 @@ class Sampler:
 
 
 def constrained_decode(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig, *, name: str) -> Trace:
+    """One particle: AWRS (or masking) token by token. Several particles are `smc.smc_decode`, which builds on
+    this module (the strategy picks between the two)."""
     sampler = Sampler(handle, cfg)
     check_room(handle, prompt, cfg)
-    if cfg.particles > 1:
-        from headscope.decoding.smc import smc_decode
-
-        if cfg.greedy:
-            raise InputError("SMC needs temperature > 0 (with temperature 0 every particle is the same)")
-        return smc_decode(handle, prompt, cfg, sampler, name=name)
     gen = None if cfg.greedy else torch.Generator().manual_seed(cfg.seed)
     out: list[int] = []
     steps: list[Step] = []

@@ -8,6 +8,7 @@ rejection-sampling verification needs it to stay exact.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +18,7 @@ from torch import Tensor
 from headscope.decoding.cache import CachedModel
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.sampling import pick, warp
+from headscope.decoding.tree import trie
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.models.skip import Sublayer
@@ -24,10 +26,26 @@ from headscope.models.skip import Sublayer
 
 @dataclass(frozen=True)
 class Draft:
+    """Drafted tokens: a chain (`parents` None) or a tree: `parents[i]` is the index of token i's parent among
+    the drafted tokens (−1: the pending token, the tree's root), always before i. `k` in `propose` bounds the
+    depth (a chain's length)."""
+
     tokens: list[int]
     source: str
     q_rows: list[Tensor | None] | None = None  # per token; None = deterministic (one-hot) draft
     forwards: int = 0
+    parents: tuple[int, ...] | None = None
+
+    def first_chain(self) -> Draft:
+        """The first branch of a tree draft (each node's first child), as a chain."""
+        if self.parents is None:
+            return self
+        picked, at = [], -1
+        while (nxt := next((i for i, p in enumerate(self.parents) if p == at), None)) is not None:
+            picked.append(nxt)
+            at = nxt
+        rows = None if self.q_rows is None else [self.q_rows[i] for i in picked]
+        return Draft([self.tokens[i] for i in picked], self.source, rows, self.forwards)
 
 
 EMPTY = Draft([], "none")
@@ -36,7 +54,10 @@ EMPTY = Draft([], "none")
 class Drafter(Protocol):
     def propose(self, context: list[int], k: int) -> Draft: ...
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None: ...
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
+        """The verifier's rows at every node (root first, then the drafted tokens in order), how many drafted
+        tokens it accepted and which (`path`: their indices among the drafted tokens, in order)."""
+        ...
 
 
 class NoDrafter:
@@ -45,7 +66,7 @@ class NoDrafter:
     def propose(self, context: list[int], k: int) -> Draft:
         return EMPTY
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         return None
 
 
@@ -92,15 +113,19 @@ class ModelDrafter:
         tokens, rows = model_draft(self.model, context, k, self.cfg, self.gen)
         return Draft(tokens, "draft_model", list(rows), self.model.forwards - before)
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         return None
 
 
 class NgramDrafter:
-    """Prompt lookup (most recent earlier occurrence of the context's suffix), else an online trigram table.
+    """Prompt lookup (earlier occurrences of the context's suffix), else an online trigram table; several
+    candidate continuations at once, merged into a tree (a trie) and verified in one forward.
 
-    The trigram table (ADED-like, without the tree search) counts continuations of every token pair seen in the
-    prompt and in the model's own output so far and chains the most frequent ones.
+    Candidates, best first: the continuations of the longest suffix (≥ 2 tokens) that occurs earlier, most
+    recent occurrence first (distinct ones only), then shorter suffixes; then the trigram chain (ADED-like,
+    without the tree search: it counts continuations of every token pair seen in the prompt and in the model's
+    own output so far and chains the most frequent ones); then single-token matches, a weak cue. The first
+    `ngram_branches` go into the tree; with 1 it is the classic prompt-lookup chain.
     """
 
     def __init__(self, cfg: DecodeConfig):
@@ -112,23 +137,35 @@ class NgramDrafter:
         if k <= 0:
             return EMPTY
         self._update(context)
-        # Longest suffix match first; a single-token match is a weak cue, tried only after the trigram table.
-        found = self._lookup(context, k, min_n=2)
-        if found:
-            return Draft(found, "lookup")
-        chain = self._chain(context, k)
-        if chain:
-            return Draft(chain, "trigram")
-        found = self._lookup(context, k, min_n=1)
-        return Draft(found, "lookup") if found else EMPTY
+        want = self.cfg.ngram_branches
+        longest = min(self.cfg.ngram_max, len(context) - 1)
+        found = [(c, "lookup") for c in self._lookups(context, k, range(longest, 1, -1), want)]
+        if len(found) < want and (chain := self._chain(context, k)):
+            found.append((chain, "trigram"))
+        if len(found) < want:
+            found += [(c, "lookup") for c in self._lookups(context, k, range(1, 0, -1), want - len(found))]
+        found = [f for i, f in enumerate(found) if f[0] not in [g for g, _ in found[:i]]][:want]
+        if not found:
+            return EMPTY
+        if len(found) == 1:
+            return Draft(found[0][0], found[0][1])
+        tokens, parents = trie([c for c, _ in found])
+        return Draft(tokens, found[0][1], parents=parents)
 
-    def _lookup(self, context: list[int], k: int, min_n: int) -> list[int]:
-        for n in range(min(self.cfg.ngram_max, len(context) - 1), min_n - 1, -1):
+    def _lookups(self, context: list[int], k: int, lengths: range, want: int) -> list[list[int]]:
+        """Distinct continuations of earlier occurrences of the context's suffix, for each suffix length in
+        `lengths` (longest first), most recent occurrence first."""
+        out: list[list[int]] = []
+        for n in lengths:
             suffix = context[-n:]
             for i in range(len(context) - n - 1, -1, -1):  # most recent earlier occurrence first
                 if context[i : i + n] == suffix:
-                    return context[i + n : i + n + k]
-        return []
+                    cont = context[i + n : i + n + k]
+                    if cont not in out:
+                        out.append(cont)
+                    if len(out) >= want:
+                        return out
+        return out
 
     def _chain(self, context: list[int], k: int) -> list[int]:
         out: list[int] = []
@@ -144,7 +181,7 @@ class NgramDrafter:
             self.table[(context[i - 2], context[i - 1])][context[i]] += 1
         self.counted = max(self.counted, len(context))
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         return None
 
 
@@ -170,7 +207,7 @@ class JacobiDrafter:
             rows.append(None)
         return Draft(guesses, "jacobi", rows)
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         later = range(n_accepted + 1, len(draft.tokens) + 1)
         self.guesses = [pick(p_rows[j], self.cfg, self.gen) for j in later]
         self.rows = [p_rows[j] for j in later]

@@ -1,4 +1,5 @@
-"""Ablating or dialling a head set while decoding (`decode compare --heads 9.4,12.* --heads-action ablate|dial`).
+"""Ablating and/or dialling heads while decoding (`decode compare --heads 9.4,12.* --heads-action ablate|dial`;
+`DecodeConfig.ablate_heads` / `DecodeConfig.dial`).
 
 Both act inside the decoding attention function (`live.py`), so they cost nothing on layers outside the set and
 keep the KV-cached, hook-free fast path:
@@ -10,15 +11,16 @@ keep the KV-cached, hook-free fast path:
   also removes that average offset, which on its own can derail the continuation (and is the same as deleting
   the head, since the models here have no output-projection bias for it to fall back on). The same choice as the
   circuits capability's mean ablation.
-- **dial** applies the locality dial (`headscope.attention`, distance / block / window mode at λ) to the selected
-  heads' pre-softmax scores — the dial's own score hook, applied to the step's query rows — so the other heads of
-  a dialled layer and every other layer keep their exact attention.
+- **dial** applies a `headscope.attention.LocalityDial` (its heads, λ, mode, layer schedule and strength) to the
+  selected heads' pre-softmax scores — the dial's own score hooks, applied to the step's query rows — so the other
+  heads of a dialled layer and every other layer keep their exact attention.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from headscope.attention import LocalityDial
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.live import ScoreFn
 from headscope.models import ModelHandle, hooks
@@ -28,59 +30,76 @@ from headscope.selection import HeadSet
 
 @dataclass(frozen=True)
 class Intervention:
-    heads: HeadSet
-    action: str  # "ablate" | "dial"
+    ablate: HeadSet | None
     ablation: str  # "mean" | "zero"
-    lam: float
-    mode: str
+    dial: LocalityDial | None
 
     @classmethod
     def from_config(cls, handle: ModelHandle, cfg: DecodeConfig) -> Intervention | None:
-        if cfg.heads is None:
+        """The config's intervention bound to the model (head indices and the dial's schedule checked)."""
+        if not cfg.intervenes:
             return None
-        heads = handle.head_set(cfg.heads)
-        return cls(heads, cfg.heads_action, cfg.ablation, cfg.dial_lambda, cfg.dial_mode)
+        ablate = handle.head_set(cfg.ablate_heads) if cfg.ablate_heads is not None else None
+        if cfg.dial is not None:
+            cfg.dial.check(handle)
+        return cls(ablate, cfg.ablation, cfg.dial)
 
     def describe(self) -> str:
-        if self.action == "ablate":
+        parts = []
+        if self.ablate is not None:
             how = "mean over the prompt" if self.ablation == "mean" else "zero"
-            return f"ablate heads {self.heads} ({how})"
-        return f"dial heads {self.heads} (λ = {self.lam:g}, {self.mode})"
+            parts.append(f"ablate heads {self.ablate} ({how})")
+        if self.dial is not None:
+            parts.append(f"dial heads {self.dial.heads_text or 'all'} ({describe_dial(self.dial)})")
+        return "; ".join(parts)
 
     def ablated(self) -> dict[int, tuple[int, ...]]:
-        return self.heads.by_layer() if self.action == "ablate" else {}
+        return self.ablate.by_layer() if self.ablate is not None else {}
 
     def needs_means(self) -> bool:
-        return self.action == "ablate" and self.ablation == "mean"
+        return self.ablate is not None and self.ablation == "mean"
+
+    @property
+    def dials(self) -> bool:
+        return self.dial is not None
 
     @property
     def per_forward(self) -> bool:
         """Whether the dial's functions must be rebuilt for each forward: the block mode's ids come from the
         tokens (the distance and window modes read the key count from the scores themselves)."""
-        return self.action == "dial" and self.mode == "block"
+        return self.dial is not None and self.dial.mode == "block"
 
     def dial_fns(self, handle: ModelHandle, seq: list[int]) -> dict[int, ScoreFn]:
         """layer → the dial's score transform for a run whose keys are `seq`."""
-        if self.action != "dial":
+        if self.dial is None:
             return {}
-        return dial_score_fns(handle, self.heads, self.lam, self.mode, seq)
+        return dial_score_fns(handle, self.dial, seq)
+
+
+def describe_dial(dial: LocalityDial) -> str:
+    """'λ = 0.5, distance' (+ the schedule and strength where they are not the defaults)."""
+    out = [f"λ = {dial.lam:g}", dial.mode]
+    if dial.schedule == "progressive":
+        out.append(f"progressive β = {dial.beta:g}")
+    elif dial.schedule == "explicit":
+        out.append("explicit layer weights")
+    if dial.strength != 1.0:
+        out.append(f"strength {dial.strength:g}")
+    return ", ".join(out)
 
 
 def _as_score_fn(hook: HookFn) -> ScoreFn:
     return lambda scores: hook(scores, None)
 
 
-def dial_score_fns(
-    handle: ModelHandle, heads: HeadSet, lam: float, mode: str, seq: list[int]
-) -> dict[int, ScoreFn]:
-    """The locality dial (`headscope.attention`) on exactly `heads`: layer → its score hook as a function. The hooks
+def dial_score_fns(handle: ModelHandle, dial: LocalityDial, seq: list[int]) -> dict[int, ScoreFn]:
+    """The dial's own score hooks (`headscope.attention.dial_hooks`) as functions, layer → transform. The hooks
     read the query and key counts from the scores, so they serve KV-cached steps; `seq` (every token the run's
     keys hold) matters only for the block mode's block ids."""
     import torch
 
-    from headscope.attention import LocalityDial, dial_hooks
+    from headscope.attention import dial_hooks
 
-    dial = LocalityDial(lam=lam, mode=mode, heads=str(heads))
     out: dict[int, ScoreFn] = {}
     for name, fn in dial_hooks(handle, torch.tensor([seq], device=handle.device), dial):
         layer = hooks.layer_of(name)

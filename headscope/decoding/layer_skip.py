@@ -15,7 +15,8 @@ Search (SWIFT §3 on the model's own output; papers.md §6.2):
   beats the kept set (re-scored on the same window once that has moved by half its length);
 - stop once matchness ≥ 0.9, once the drafts' running acceptance over the last 8 steps reaches `accept_stop`
   (SWIFT's acceptance-driven early stop), or after `search_steps` iterations. `skip_layers` fixes a set (found
-  on an earlier prompt of the same task, as SWIFT reuses its set) and skips the search.
+  on an earlier prompt of the same task, as SWIFT reuses its set) and skips the search; `task` takes the set
+  searched once for (model, task) — a cost-aware search, cached (`skip_sets.py`) — and skips the per-step one.
 Drafting is confidence-aware: it stops once the draft's top-1 probability falls below `min_draft_confidence`.
 
 `draft_cost` in the trace: after the run (outside its wall time), alternating one-token forwards with and without
@@ -28,67 +29,29 @@ import random
 import statistics
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import torch
 
 from headscope.decoding.cache import CachedModel, common_prefix
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.drafters import Draft, model_draft
+from headscope.decoding.skip_sets import (
+    cache_key,
+    contribution_ranking,
+    format_skip,
+    lookup,
+    parse_skip,
+    search_skip_set,
+    store,
+)
 from headscope.decoding.trace import SkipReport
-from headscope.errors import InputError
-from headscope.models import ModelHandle, hooks
-from headscope.models.handle import HookFn
+from headscope.models import ModelHandle
 from headscope.models.skip import Sublayer, skippable, sublayer_macs
 
 MATCH_GOAL = 0.9
 ACCEPT_WINDOW = 8  # steps in the running acceptance rate
 CALIBRATION_ROUNDS = 3
-_KIND = {"a": "attn", "m": "mlp"}
-
-
-def parse_skip(text: str, n_layers: int) -> frozenset[Sublayer]:
-    """'a3, m5' → {("attn", 3), ("mlp", 5)}; every item must be in the skip space."""
-    space = set(skippable(n_layers))
-    out = set()
-    for item in (s.strip() for s in text.split(",") if s.strip()):
-        kind, num = _KIND.get(item[:1]), item[1:]
-        if kind is None or not num.isdigit() or (kind, int(num)) not in space:
-            raise InputError(
-                f"skip_layers: {item!r} is not a skippable sublayer (a<layer> or m<layer>, layers 1..{n_layers - 2})"
-            )
-        out.add((kind, int(num)))
-    return frozenset(out)
-
-
-def format_skip(skip: frozenset[Sublayer]) -> str:
-    return ",".join(f"{kind[0]}{layer}" for kind, layer in sorted(skip, key=lambda s: (s[1], s[0])))
-
-
-def contribution_ranking(
-    target: CachedModel, context: list[int], space: list[Sublayer], w: int
-) -> list[Sublayer]:
-    """Sublayers by mean ‖branch output‖ / ‖residual in‖ on the last `w` context positions, smallest first."""
-    layers = sorted({layer for _, layer in space})
-    names = [hooks.resid(layer, site) for layer in layers for site in ("pre", "mid", "post")]
-    store: dict[str, torch.Tensor] = {}
-
-    def saver(name: str) -> HookFn:
-        def save(act: torch.Tensor, hook: object) -> torch.Tensor:
-            store[name] = act[0].float()  # keyed by the name asked for (an alias reports its canonical name)
-            return act
-
-        return save
-
-    start = max(0, len(context) - w)
-    target.logits_aside(context, start, hooks=[(n, saver(n)) for n in names])
-
-    def score(s: Sublayer) -> float:
-        kind, layer = s
-        a, b = ("pre", "mid") if kind == "attn" else ("mid", "post")
-        x, y = store[hooks.resid(layer, a)], store[hooks.resid(layer, b)]
-        return float(((y - x).norm(dim=-1) / x.norm(dim=-1).clamp_min(1e-6)).mean())
-
-    return sorted(space, key=score)
 
 
 class LayerSkipDrafter:
@@ -100,7 +63,10 @@ class LayerSkipDrafter:
         self.skip: frozenset[Sublayer] | None = (
             parse_skip(cfg.skip_layers or "", handle.facts.n_layers) if fixed else None
         )
-        self.searching = not fixed and cfg.search_steps > 0 and bool(self.space)
+        self.task_key = cache_key(handle, cfg) if cfg.task is not None and not fixed else None
+        self.source = "given (skip_layers)" if fixed else "searched in this run"
+        self.cap = cfg.max_draft  # the task's set comes with the draft length that pays best
+        self.searching = not fixed and self.task_key is None and cfg.search_steps > 0 and bool(self.space)
         self.best, self.scored_at, self.iterations, self.search_forwards = -1.0, -1, 0, 0
         self.rng = random.Random(cfg.seed)
         self.recent: deque[tuple[int, int]] = deque(maxlen=ACCEPT_WINDOW)  # (accepted, drafted) per step
@@ -120,21 +86,44 @@ class LayerSkipDrafter:
         if k <= 0 or common_prefix(self.target.tokens, context) < len(context) - 1:
             return Draft([], "layer_skip", [], 0)
         before = self.search_forwards
+        if self.skip is None and self.task_key is not None:
+            self._from_task(context, self.task_key)
         if self.skip is None:
             self.skip = frozenset(self._ranked(context)[: self.n_skip])
         self._search_once(context)
+        if not self.skip:  # no set pays: decode as greedy does
+            return Draft([], "layer_skip", [], self.search_forwards - before)
         drafts_before = self.target.forwards
         try:
-            tokens, rows = model_draft(self.target, context, k, self.cfg, self.gen, skip=self.skip)
+            tokens, rows = model_draft(
+                self.target, context, min(k, self.cap), self.cfg, self.gen, skip=self.skip
+            )
         finally:
             # Drop the skipped model's keys/values at once: the verifier must see only full-model ones.
             self.target.truncate(len(context) - 1)
         spent = self.target.forwards - drafts_before + self.search_forwards - before
         return Draft(tokens, "layer_skip", list(rows), spent)
 
-    def observe(self, p_rows: torch.Tensor, n_accepted: int, draft: Draft) -> None:
+    def observe(self, p_rows: torch.Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
         if draft.tokens:
             self.recent.append((n_accepted, len(draft.tokens)))
+
+    def _from_task(self, context: list[int], key: str) -> None:
+        """The (model, task) set: from the cache, else searched here once (on this prompt) and stored."""
+        choice = lookup(key)
+        task = self.cfg.task
+        if choice is None:
+            choice = search_skip_set(self.handle, self.target, context, self.cfg)
+            store(key, choice)
+            self.search_forwards += choice.search_forwards
+            self.source = f"searched for task {task!r} in this run (cached for its later prompts)"
+        else:
+            self.source = f"cached for task {task!r}"
+        layers = choice.skip_layers
+        self.skip = parse_skip(layers, self.handle.facts.n_layers) if layers else frozenset()
+        self.best, self.cap = choice.agreement, max(1, choice.draft_length)
+        pays = f"expected x{choice.expected_speedup:.2f} at {choice.draft_length} drafted tokens"
+        self.stopped = pays if self.skip else "no skip set pays on this model (greedy steps)"
 
     def _ranked(self, context: list[int]) -> list[Sublayer]:
         self.search_forwards += 1
@@ -222,16 +211,17 @@ class LayerSkipDrafter:
             search_iterations=self.iterations,
             search_forwards=self.search_forwards,
             stopped=self.stopped,
+            source=self.source,
         )
 
     def notes(self, n_keys: int) -> tuple[str, ...]:
         r = self.report(n_keys)
         return (
-            f"skipped sublayers ({r.skipped} of {r.sublayers}, {r.fraction:.0%}; {r.compute_share:.0%} of a "
+            f"skipped sublayers ({r.skipped} of {r.sublayers}, {r.skipped_fraction:.0%}; {r.compute_share:.0%} of a "
             f"forward's multiply-adds): {r.skip_layers or 'none'}",
             "matchness not measured"
             if r.matchness is None
             else f"matchness of the kept set: {r.matchness:.3f}",
-            f"search: {r.search_iterations} iterations, {r.search_forwards} forwards"
+            f"skip set {r.source}; search: {r.search_iterations} iterations, {r.search_forwards} forwards"
             + (f"; stopped: {r.stopped}" if r.stopped else ""),
         )

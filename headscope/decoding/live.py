@@ -87,12 +87,25 @@ def _grouped_scores(query: Tensor, key: Tensor, scale: float) -> Tensor:
     return scores.reshape(b, h, q, k) * scale
 
 
-def causal_fill(scores: Tensor, value: float) -> Tensor:
-    """Mask keys after each query: the q query rows are the last q positions of the k keys."""
+def causal_fill(scores: Tensor, value: float, mask: Tensor | None = None) -> Tensor:
+    """Mask the keys each query may not see: `mask` [q, k] (True = seen: a tree draft's mask), else causal with
+    the q query rows as the last q positions of the k keys."""
     q, k = scores.shape[-2:]
+    if mask is not None:
+        return scores.masked_fill(~mask[-q:], value)
     rows = torch.arange(k - q, k, device=scores.device)[:, None]
     cols = torch.arange(k, device=scores.device)[None, :]
     return scores.masked_fill(cols > rows, value)
+
+
+def seen_keys(attention_mask: Tensor | None, q: int, k: int) -> Tensor | None:
+    """The boolean [q, k] mask HF handed the attention function, when it is one (a tree forward's); None for
+    the plain causal layout (no mask, or one the causal rule reproduces)."""
+    if attention_mask is None or attention_mask.dtype != torch.bool or attention_mask.dim() != 4:
+        return None
+    if tuple(attention_mask.shape[-2:]) != (q, k):
+        return None
+    return attention_mask[0, 0]
 
 
 def _grouped_apply(probs: Tensor, value: Tensor) -> Tensor:
@@ -102,18 +115,20 @@ def _grouped_apply(probs: Tensor, value: Tensor) -> Tensor:
     return out.reshape(b, h, q, -1)
 
 
-def _explicit(query: Tensor, key: Tensor, value: Tensor, scale: float, fn: ScoreFn) -> tuple[Tensor, Tensor]:
+def _explicit(
+    query: Tensor, key: Tensor, value: Tensor, scale: float, fn: ScoreFn, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """softmax(fn(masked q·K)) · V for the fed rows: output [batch, q, head, d_head] and probabilities."""
-    scores = causal_fill(_grouped_scores(query, key, scale), torch.finfo(torch.float32).min)
+    scores = causal_fill(_grouped_scores(query, key, scale), torch.finfo(torch.float32).min, mask)
     probs = torch.softmax(fn(scores), dim=-1)
     out = _grouped_apply(probs, value).to(query.dtype)
     return out.transpose(1, 2).contiguous(), probs
 
 
-def _row_entropy(query: Tensor, key: Tensor, scale: float, rows: int) -> Tensor:
+def _row_entropy(query: Tensor, key: Tensor, scale: float, rows: int, mask: Tensor | None) -> Tensor:
     scores = _grouped_scores(query[:, :, -rows:], key, scale)
     if rows > 1:  # the last row sees every key; earlier rows of a multi-token step do not see later ones
-        scores = causal_fill(scores, -math.inf)
+        scores = causal_fill(scores, -math.inf, mask)
     return row_entropy_bits(torch.softmax(scores, dim=-1))[0]
 
 
@@ -150,10 +165,12 @@ def decode_attention(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
         if plan is not None and plan.record_rows:
-            plan.entropy[layer] = _row_entropy(query, key, scale, plan.record_rows)
+            mask = seen_keys(attention_mask, query.shape[2], key.shape[2])
+            plan.entropy[layer] = _row_entropy(query, key, scale, plan.record_rows, mask)
     else:
         assert plan is not None
-        out, probs = _explicit(query, key, value, scale, fn)
+        mask = seen_keys(attention_mask, query.shape[2], key.shape[2])
+        out, probs = _explicit(query, key, value, scale, fn, mask)
         if plan.record_rows:
             plan.entropy[layer] = row_entropy_bits(probs[0, :, -plan.record_rows :])
     if plan is not None and layer in plan.ablate:

@@ -15,13 +15,16 @@ Layout of one forward (a single causal sequence): [pending token | pooled guess 
   window alone) when the best neither agrees with the window nor follows the same token, and none in the step
   after a pooled guess that had no token accepted (so the window keeps iterating).
 
-Versus the paper, G = 1: the paper verifies up to G pooled n-grams in parallel branches under a tree mask, which
-needs position ids per branch; the bridge's forward takes none, so one guess is verified per pass, in line.
+- Up to G − 1 further pooled n-grams of the pending token (`lookahead_guesses` = G, each starting with a token
+  no earlier branch starts with) go in as branches of their own: the draft is a tree — the chosen guess with
+  the window after it first, the others beside it — verified in the same forward under the tree mask (the
+  paper's verification branch, which checks G guesses in parallel).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from collections.abc import Sequence
 
 from torch import Tensor
 
@@ -70,12 +73,37 @@ class LookaheadDrafter:
             tokens.append(tokens[-1] if tokens else context[-1])
             chains.append((*chains[-1], tokens[-1])[-(self.n + 1) :])
         self.fed_chains = chains
-        return Draft(tokens, "lookahead")
+        extra = self._other_grams(context, tokens[0], k)
+        if not extra:
+            return Draft(tokens, "lookahead")
+        parents = [*range(-1, len(tokens) - 1)]
+        for gram in extra:  # each further guess is a chain of its own below the root
+            parents += [-1, *range(len(tokens), len(tokens) + len(gram) - 1)]
+            tokens += gram
+        return Draft(tokens, "lookahead", parents=tuple(parents))
 
-    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft) -> None:
-        best = p_rows.argmax(-1).tolist()
-        self.gram_missed = self.used_gram > 0 and n_accepted == 0
-        if len(best) != len(self.fed_chains):  # a step this drafter did not propose (the last, or no room)
+    def _other_grams(self, context: list[int], first: int, k: int) -> list[list[int]]:
+        """Up to G − 1 pooled n-grams of the pending token, most recent first, each with a first token that no
+        earlier branch has (siblings must differ)."""
+        out: list[list[int]] = []
+        starts = {first}
+        for _, gram in reversed(self.pool.get(context[-1], ())):
+            if len(out) >= self.cfg.lookahead_guesses - 1:
+                break
+            if gram and gram[0] not in starts:
+                out.append(list(gram[:k]))
+                starts.add(gram[0])
+        return out
+
+    def observe(self, p_rows: Tensor, n_accepted: int, draft: Draft, path: Sequence[int] = ()) -> None:
+        main = len(self.fed_chains)  # the pending token and the main branch (guess + window) come first
+        on_main = all(i < main - 1 for i in path)
+        n_accepted = (
+            n_accepted if on_main else 0
+        )  # another guess won: the window's rows sit on a rejected one
+        best = p_rows[:main].argmax(-1).tolist()
+        self.gram_missed = self.used_gram > 0 and not path
+        if len(best) != len(self.fed_chains) or len(p_rows) < main:  # a step this drafter did not propose
             self.guesses, self.chains, self.fed_chains = [], [], []
             return
         grown = [(*chain, pred)[-(self.n + 1) :] for chain, pred in zip(self.fed_chains, best, strict=True)]
@@ -83,7 +111,7 @@ class LookaheadDrafter:
             if len(chain) == self.n + 1:
                 self._add(chain[1], chain[0], chain[2:])
         # The verifier's predictions past the accepted point are the next Jacobi window.
-        later = range(n_accepted + 1, len(draft.tokens) + 1)
+        later = range(n_accepted + 1, main)
         self.guesses = [best[j] for j in later]
         self.chains = [grown[j] for j in later]
 

@@ -35,7 +35,7 @@ def warp(logits: Float[Tensor, "n d_vocab"], cfg: DecodeConfig) -> Float[Tensor,
 def pick(probs: Float[Tensor, " d_vocab"], cfg: DecodeConfig, gen: torch.Generator) -> int:
     if cfg.greedy:
         return int(probs.argmax())
-    return int(torch.multinomial(probs, 1, generator=gen))
+    return int(torch.multinomial(probs.cpu(), 1, generator=gen))  # the seeded generator lives on the CPU
 
 
 def verify_greedy(draft: list[int], p_rows: Float[Tensor, "k1 d_vocab"]) -> tuple[int, int]:
@@ -58,9 +58,11 @@ def verify_sampled(
     A q row of None means a deterministic draft (q = one-hot), as n-gram drafts are. The output is distributed
     exactly as sampling from p_rows one token at a time (Leviathan et al. / Chen et al.).
     """
+    p_rows = p_rows.cpu()  # the seeded generator lives on the CPU (one generator, any device)
     for i, tok in enumerate(draft):
         p = p_rows[i]
         q = q_rows[i] if q_rows is not None else None
+        q = q.cpu() if q is not None else None
         if q is None:
             q = torch.zeros_like(p).index_fill_(0, torch.tensor([tok]), 1.0)
         ratio = float(p[tok]) / max(float(q[tok]), 1e-30)

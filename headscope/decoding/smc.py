@@ -22,7 +22,7 @@ from headscope.decoding.awrs import Unsatisfiable
 from headscope.decoding.cache import CachedModel, session
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.constrained import Sampler, constrained_step
-from headscope.decoding.loop import notify_step
+from headscope.decoding.loop import check_room, notify_step
 from headscope.decoding.trace import SmcStep, Step, Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
@@ -84,9 +84,11 @@ def _resample(particles: list[Particle], gen: torch.Generator) -> tuple[list[Par
     return out, tuple(picks)
 
 
-def smc_decode(
-    handle: ModelHandle, prompt: list[int], cfg: DecodeConfig, sampler: Sampler, *, name: str
-) -> Trace:
+def smc_decode(handle: ModelHandle, prompt: list[int], cfg: DecodeConfig, *, name: str) -> Trace:
+    if cfg.greedy:
+        raise InputError("SMC needs temperature > 0 (with temperature 0 every particle is the same)")
+    sampler = Sampler(handle, cfg)
+    check_room(handle, prompt, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     records: list[SmcStep] = []
     t_start = time.perf_counter()

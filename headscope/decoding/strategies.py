@@ -9,7 +9,7 @@ import torch
 
 from headscope.decoding.cache import CachedModel, session
 from headscope.decoding.config import DecodeConfig
-from headscope.decoding.constrained import constrained_decode
+from headscope.decoding.constrained import Constraint, constrained_decode
 from headscope.decoding.drafters import (
     Drafter,
     JacobiDrafter,
@@ -21,10 +21,13 @@ from headscope.decoding.drafters import (
 from headscope.decoding.intervene import Intervention
 from headscope.decoding.layer_skip import LayerSkipDrafter, format_skip
 from headscope.decoding.lookahead import LookaheadDrafter
-from headscope.decoding.loop import StepCallback, speculative_loop, stepping
+from headscope.decoding.loop import speculative_loop, stepping
+from headscope.decoding.recycling import RecyclingDrafter
+from headscope.decoding.smc import smc_decode
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
 from headscope.models import ModelHandle
+from headscope.progress import StepCounter
 from headscope.registry import Registry
 
 Runner = Callable[[ModelHandle, list[int], DecodeConfig, "ModelHandle | None"], Trace]
@@ -63,16 +66,30 @@ def decode(
     cfg: DecodeConfig,
     draft: ModelHandle | None = None,
     *,
-    on_step: StepCallback | None = None,
+    on_step: StepCounter | None = None,
 ) -> Trace:
     """Run one registered strategy on token ids `prompt` (no BOS added: pass what `handle.tokenize` gives).
 
-    With `cfg.heads` set, the run is of the model with that head set ablated or dialled (`intervene.py`); with
+    With `cfg.ablate_heads` / `cfg.dial` set, the run is of the model with those heads ablated or dialled
+    (`intervene.py`); with
     `cfg.attention_entropy`, every step carries the per-head attention entropy of its query rows. `on_step(done,
     total)` is called after every step (progress; an exception it raises stops the run)."""
     spec = get_strategy(strategy)
+    precheck(strategy, cfg)
     with stepping(on_step):
         return spec.run(handle, list(prompt), cfg, draft)
+
+
+def precheck(strategy: str, cfg: DecodeConfig) -> None:
+    """What a strategy refuses in the config alone (before any model runs)."""
+    if strategy == "constrained":
+        Constraint.build(cfg.regex, cfg.grammar)
+        if cfg.particles > 1 and cfg.greedy:
+            raise InputError("SMC needs temperature > 0 (with temperature 0 every particle is the same)")
+    elif strategy == "sample" and cfg.greedy:
+        raise InputError("sample needs temperature > 0 (temperature 0 is greedy)")
+    elif strategy == "lookahead" and not cfg.greedy:
+        raise InputError("lookahead verifies greedily: use temperature 0 (jacobi handles sampling)")
 
 
 def _gen(cfg: DecodeConfig) -> torch.Generator:
@@ -112,8 +129,6 @@ def _greedy(handle, prompt, cfg, draft):
 
 @register_strategy("sample", lossless=False, description="temperature / top-k / top-p sampling with a seed")
 def _sample(handle, prompt, cfg, draft):
-    if cfg.greedy:
-        raise InputError("sample needs temperature > 0 (temperature 0 is greedy)")
     return _run(handle, prompt, cfg, "sample", lambda t, g: NoDrafter())
 
 
@@ -159,8 +174,6 @@ def _jacobi(handle, prompt, cfg, draft):
     description="Jacobi iteration with an n-gram pool from its own trajectories and the prompt (greedy only)",
 )
 def _lookahead(handle, prompt, cfg, draft):
-    if not cfg.greedy:
-        raise InputError("lookahead verifies greedily: use temperature 0 (jacobi handles sampling)")
     return _run(handle, prompt, cfg, "lookahead", lambda t, g: LookaheadDrafter(cfg))
 
 
@@ -170,7 +183,21 @@ def _lookahead(handle, prompt, cfg, draft):
     description="AWRS (or token masking) under a regex / JSON-ish constraint; SMC over particles as an option",
 )
 def _constrained(handle, prompt, cfg, draft):
+    if cfg.particles > 1:
+        return smc_decode(handle, prompt, cfg, name="constrained")
     return constrained_decode(handle, prompt, cfg, name="constrained")
+
+
+@register_strategy(
+    "token_recycling",
+    lossless=True,
+    description="Token Recycling: a draft tree from an adjacency matrix of the top-k candidates every forward "
+    "discards, verified in one forward under a tree attention mask",
+)
+def _token_recycling(handle, prompt, cfg, draft):
+    return _run(
+        handle, prompt, cfg, "token_recycling", lambda t, g: RecyclingDrafter(cfg, handle.facts.d_vocab)
+    )
 
 
 __all__ = ["STRATEGIES", "StrategySpec", "decode", "format_skip", "get_strategy", "register_strategy"]

@@ -22,6 +22,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from headscope import checks
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.features.saes import FeatureSAE
 from headscope.models.handle import HookFn, ModelHandle, graph_node
@@ -54,28 +55,20 @@ def metric_for(handle: ModelHandle, target: str, contrast: str | None = None) ->
 
 
 @dataclass(frozen=True)
-class FeatureAttribution:
+class FeatureAttribution(JsonCodec):
     feature: int
-    attribution: float  # expected drop of the metric when the feature is removed
-    activation: float  # Σ_p f_{p,i}
-    top_position: int  # the position contributing most
-
-    def to_json(self) -> dict[str, Any]:
-        return {"feature": self.feature, "attribution": round(self.attribution, 6),
-                "activation": round(self.activation, 5), "top_position": self.top_position}  # fmt: skip
+    attribution: float = jfield(digits=6)  # expected drop of the metric when the feature is removed
+    activation: float = jfield(digits=5)  # Σ_p f_{p,i}
+    top_position: int = jfield()  # the position contributing most
 
 
 @dataclass(frozen=True)
-class Attribution:
+class Attribution(JsonCodec):
     sae: str
     metric: str
-    value: float  # the metric on the clean run
-    tokens: tuple[str, ...]
-    features: tuple[FeatureAttribution, ...]  # by |attribution|, largest first
-
-    def to_json(self) -> dict[str, Any]:
-        return {"sae": self.sae, "metric": self.metric, "value": round(self.value, 5), "tokens": list(self.tokens),
-                "features": [f.to_json() for f in self.features]}  # fmt: skip
+    value: float = jfield(digits=5)  # the metric on the clean run
+    tokens: tuple[str, ...] = jfield()
+    features: tuple[FeatureAttribution, ...] = jfield()  # by |attribution|, largest first
 
 
 def _codes_and_grad(
@@ -159,17 +152,12 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 
 @dataclass(frozen=True)
-class AttributionCheck:
+class AttributionCheck(JsonCodec):
     features: tuple[int, ...]
-    estimated: tuple[float, ...]
-    ablated: tuple[float, ...]
-    sign_agreement: float
-    spearman: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"features": list(self.features), "estimated": [round(x, 6) for x in self.estimated],
-                "ablated": [round(x, 6) for x in self.ablated], "sign_agreement": round(self.sign_agreement, 4),
-                "spearman": round(self.spearman, 4)}  # fmt: skip
+    estimated: tuple[float, ...] = jfield(digits=6)
+    ablated: tuple[float, ...] = jfield(digits=6)
+    sign_agreement: float = jfield(digits=4)
+    spearman: float = jfield(digits=4)
 
 
 def check(handle: ModelHandle, fsae: FeatureSAE, prompt: str, metric: Metric, result: Attribution,

@@ -5,7 +5,6 @@ SAE from the local Hugging Face cache (`pretrained:RELEASE:SAE_ID`). The app off
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from headscope import assets
 from headscope.errors import InputError
+from headscope.files import read_json
 from headscope.models.loading import cache_root
 
 if TYPE_CHECKING:
@@ -63,9 +63,9 @@ def user_root() -> Path:
 
 def _entry(folder: Path, model: str, shipped: bool) -> SAEEntry | None:
     try:
-        cfg = json.loads((folder / CFG).read_text(encoding="utf-8"))
-        card = json.loads((folder / CARD).read_text(encoding="utf-8")) if (folder / CARD).is_file() else {}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        cfg = read_json(folder / CFG, "SAE config")
+        card = read_json(folder / CARD, "SAE card") if (folder / CARD).is_file() else {}
+    except InputError:
         return None  # a broken folder is not listed; loading it by path gives the reason
     hook = card.get("hook") or (cfg.get("metadata") or {}).get("hook_name")
     return SAEEntry(card.get("name") or folder.name, model, folder, shipped, hook, cfg.get("d_sae"),

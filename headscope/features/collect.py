@@ -35,11 +35,11 @@ from headscope.features.sites import Site
 from headscope.localist.corpus import SPLITS, Split, split_articles
 from headscope.models.handle import ModelHandle
 from headscope.models.loading import cache_root
+from headscope.progress import Progress, steps
 
 DEFAULT_CTX = 128
 Corpus = Literal["wiki", "excerpt"]  # the full summaries, or the shipped excerpt (tests, no package)
 CORPORA: tuple[str, ...] = ("wiki", "excerpt")
-Progress = Callable[[int, int], None]  # (windows done, windows total)
 
 
 class _Enough(Exception):
@@ -195,6 +195,7 @@ def collect(
     shape = (total * (ctx - 1), handle.facts.d_model)
     arrays = {n: _memmap(store.folder / _file(n), shape) for n in names}
     tokens = torch.from_numpy(np.array(store.tokens[:want])).long()
+    tick = steps(progress, "collect windows")
     for step, lo in enumerate(range(start, want, batch_size), 1):
         hi = min(lo + batch_size, want)
         acts = capture(handle, tokens[lo:hi], names)
@@ -205,8 +206,7 @@ def collect(
                 arr.flush()
             store.meta["hooks"].update({n: max(hi, int(store.meta["hooks"].get(n, 0))) for n in names})
             _write_meta(store.folder, store.meta)
-        if progress is not None:
-            progress(hi - start, want - start)
+        tick(hi - start, want - start)
     return store
 
 

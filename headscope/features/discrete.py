@@ -13,7 +13,6 @@ SAE, `SAETrainer` can train one, and `features` views can open it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -30,6 +29,7 @@ from torch import Tensor, nn
 
 from headscope.circuits.sae import DiscreteSAE
 from headscope.errors import InputError
+from headscope.files import read_json
 
 ARCHITECTURE = "headscope_discrete"
 
@@ -194,4 +194,4 @@ def load(folder: str | Path) -> DiscreteSAE:
 
 def read_config(folder: str | Path) -> dict[str, Any]:
     """The saved cfg.json (for reports that point to the SAE)."""
-    return json.loads((Path(folder) / "cfg.json").read_text(encoding="utf-8"))
+    return read_json(Path(folder) / "cfg.json", "SAE config")

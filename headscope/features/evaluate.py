@@ -14,7 +14,7 @@ Several SAEs share one clean pass per batch; each adds a spliced and an ablated 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,7 @@ from torch import Tensor
 
 from headscope.features.saes import FeatureSAE
 from headscope.models.handle import HookFn, ModelHandle
-
-Progress = Callable[[int, int], None]
+from headscope.progress import Progress, steps
 
 
 def splice_hook(fsae: FeatureSAE) -> tuple[str, HookFn]:
@@ -120,6 +119,7 @@ def evaluate(
     tallies = [_Tally(s) for s in saes]
     n_pos, ce_clean, n_ce = 0, 0.0, 0
     names = list(dict.fromkeys(s.hook for s in saes))
+    tick = steps(progress, "evaluate windows")
     for lo in range(0, windows.shape[0], batch_size):
         tokens = windows[lo : lo + batch_size].to(handle.device)
         logits, acts = handle.run_with_cache(tokens, names)
@@ -138,8 +138,7 @@ def evaluate(
             tally.ce_abl += float(
                 next_token_ce(handle.forward(tokens, fwd_hooks=[ablate_hook(fsae.hook)]), tokens).sum()
             )
-        if progress is not None:
-            progress(min(lo + batch_size, windows.shape[0]), windows.shape[0])
+        tick(min(lo + batch_size, windows.shape[0]), windows.shape[0])
     return [
         Reconstruction(
             s.name,

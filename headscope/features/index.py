@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,10 +32,10 @@ from headscope.features import collect as collect_mod
 from headscope.features.catalog import DASHBOARDS
 from headscope.features.saes import FeatureSAE
 from headscope.models.handle import ModelHandle
+from headscope.progress import Progress, steps
 
 FILE = DASHBOARDS
 FORMAT = "headscope-dashboards/1"
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ class _Codes:
 
 def _encode_slice(handle: ModelHandle, fsae: FeatureSAE, windows: Tensor, cfg: IndexConfig,
                   progress: Progress | None) -> _Codes:  # fmt: skip
-    codes = _Codes([], [], [])
+    codes, tick = _Codes([], [], []), steps(progress, "index windows")
     for lo in range(0, windows.shape[0], cfg.batch_size):
         batch = windows[lo : lo + cfg.batch_size]
         acts = collect_mod.capture(handle, batch, [fsae.hook])[fsae.hook]
@@ -117,8 +116,7 @@ def _encode_slice(handle: ModelHandle, fsae: FeatureSAE, windows: Tensor, cfg: I
             f = fsae.encode(acts)
             f[:, 0] = 0.0  # position 0 is never indexed
         codes.add(f, lo * windows.shape[1])
-        if progress is not None:
-            progress(min(lo + cfg.batch_size, windows.shape[0]), windows.shape[0])
+        tick(min(lo + cfg.batch_size, windows.shape[0]), windows.shape[0])
     return codes
 
 

@@ -27,6 +27,7 @@ from headscope.errors import InputError, ModelUnavailableError
 from headscope.features import discrete as _discrete  # noqa: F401  (registers the circuit SAE's architecture)
 from headscope.features.catalog import CARD, CFG, WEIGHTS
 from headscope.features.sites import Site, parse_hook_name
+from headscope.files import JSON_LIMIT, check_file, read_json
 from headscope.models.handle import ModelHandle
 
 MAX_SAE_BYTES = 512 * 1024 * 1024
@@ -97,10 +98,7 @@ def read_card(folder: Path) -> dict[str, Any]:
     path = folder / CARD
     if not path.is_file():
         return {}
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        raise InputError(f"{path} is not valid JSON (a corrupted SAE card)") from None
+    card = read_json(path, "SAE card", limit=JSON_LIMIT)
     if not isinstance(card, dict):
         raise InputError(f"{path} is not a JSON object (a corrupted SAE card)")
     return card
@@ -118,12 +116,8 @@ def load_folder(folder: str | Path, device: str = "cpu") -> Any:
     for name in (CFG, WEIGHTS):
         if not (path / name).is_file():
             raise InputError(f"{path} is not an SAELens SAE folder (no {name})")
-    if (path / WEIGHTS).stat().st_size > MAX_SAE_BYTES:
-        raise InputError(f"{path / WEIGHTS} is larger than {MAX_SAE_BYTES >> 20} MB")
-    try:
-        json.loads((path / CFG).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{path / CFG} is not valid JSON (a corrupted SAE config)") from None
+    check_file(path / WEIGHTS, "SAE weights", MAX_SAE_BYTES)
+    read_json(path / CFG, "SAE config", limit=JSON_LIMIT)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -12,9 +12,7 @@ import argparse
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -25,6 +23,7 @@ from headscope.features import catalog, collect, index, saes
 from headscope.features.evaluate import evaluate
 from headscope.features.train import TrainConfig, train
 from headscope.models import DEFAULT_MODEL, ModelHandle
+from headscope.progress import Progress
 
 BASE = TrainConfig(
     "resid_post", 15, 2048, "topk", k=32, tokens=1_600_000, batch_size=4096, lr=4e-4, eval_tokens=0
@@ -39,14 +38,12 @@ EVAL_TOKENS = 25_400  # test-split positions (position 0 excluded): 200 windows,
 INDEX = index.IndexConfig(tokens=51_200, contexts=8, before=10, after=3)
 
 
-def _bar(desc: str) -> Callable[..., None]:
-    """A tqdm bar fed by (done, total) or (phase, done, total) callbacks."""
-    bar = tqdm(desc=desc, mininterval=10)
+def _bar(desc: str) -> Progress:
+    """A tqdm bar (in percent) fed by the one progress protocol `(stage, fraction)`."""
+    bar = tqdm(desc=desc, total=100, unit="%", mininterval=10)
 
-    def update(*args: Any) -> None:
-        done, total = args[-2], args[-1]
-        bar.total = total
-        bar.update(done - bar.n)
+    def update(stage: str, fraction: float) -> None:
+        bar.update(max(0, round(100 * fraction) - bar.n))
 
     return update
 

@@ -39,6 +39,7 @@ from headscope.codec import jfield
 from headscope.errors import InputError
 from headscope.features.saes import FeatureSAE
 from headscope.models.handle import HookFn, ModelHandle
+from headscope.progress import Progress
 from headscope.steering import vectors
 from headscope.steering.comparison import SideBySide, SideBySideConfig, check_prompts, side_by_side
 from headscope.steering.direction import (
@@ -58,7 +59,6 @@ from headscope.steering.hooks import POSITIONS
 MODES: tuple[str, ...] = ("add", "clamp")
 MAX_CLAMP = 1e4
 DEFAULT_GEN = GenConfig()
-Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class FeatureSteering(SideBySide):
     vector: dict[str, Any] | None  # mode "add": where the vector sits and how it is scaled
     added_norm: float | None  # mode "add": |α| · r
     check_activation_change: float = jfield(digits=5)
-    steering_vector: SteeringVector | None = jfield(skip=True, default=None, compare=False)  # noqa: RUF009
+    steering_vector: SteeringVector | None = jfield(skip=True, default=None, compare=False)
 
     @property
     def config(self) -> FeatureSteerConfig:

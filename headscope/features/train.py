@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,10 @@ from headscope.features import saes
 from headscope.features.evaluate import evaluate
 from headscope.features.sites import TRAIN_KINDS, Site, site
 from headscope.models.handle import ModelHandle
+from headscope.progress import Progress, part
 
 ARCHITECTURES: tuple[str, ...] = ("topk", "standard")
 CARD_FORMAT = "headscope-sae-card/1"
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 @dataclass(frozen=True)
@@ -178,12 +178,13 @@ def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str |
     st = cfg.site.check(handle.facts.n_layers)
     folder = Path(out)
     t0 = time.perf_counter()
-    step = (lambda d, t: progress("collect", d, t)) if progress else None
+    step = part(progress, 0.0, 0.3)  # collecting, training, evaluating: roughly 30 / 50 / 20 % of the time
     store = collect_mod.collect(handle, [st], "train", ctx=cfg.ctx, max_tokens=cfg.tokens, corpus=cfg.corpus,  # type: ignore[arg-type]
                                 progress=step)  # fmt: skip
     rows = store.array(st.hook)
     collect_seconds = time.perf_counter() - t0
     sae = _training_sae(cfg, handle.facts.d_model, st.hook, handle.identity.name)
+    part(progress, 0.3, 0.8)("train SAE", 0.0)
     trained, seen, seconds = _fit(cfg, sae, rows)
     _save(trained, folder, cfg.dtype)
     card = _card(handle, cfg, name or folder.name, seen, seconds, collect_seconds)
@@ -192,7 +193,7 @@ def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str |
         fsae = saes.load(handle, folder)
         windows = collect_mod.split_windows(handle, "test", cfg.ctx, max_windows=math.ceil(cfg.eval_tokens / (cfg.ctx - 1)),
                                             corpus=cfg.corpus)  # type: ignore[arg-type]  # fmt: skip
-        step = (lambda d, t: progress("evaluate", d, t)) if progress else None
+        step = part(progress, 0.8, 1.0)
         card["eval"] = {"split": "test", **evaluate(handle, [fsae], windows, progress=step)[0].to_json()}
         saes.write_card(folder, card)
     return TrainResult(folder, card)

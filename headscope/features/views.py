@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from headscope import checks
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.features import index
 from headscope.features.collect import capture
@@ -40,21 +41,28 @@ def explained_variance(x: Float[Tensor, "pos d_model"], x_hat: Float[Tensor, "po
     return None if total <= 0 else float(1.0 - (x - x_hat).pow(2).sum() / total)
 
 
+def _pairs_out(keys: tuple[str, str], digits: int) -> Any:
+    """(a, b) pairs → [{keys[0]: a, keys[1]: round(b)}] in JSON (what the app and the CLI read)."""
+    return lambda pairs: [{keys[0]: a, keys[1]: round(b, digits)} for a, b in pairs]
+
+
+def _pairs_in(keys: tuple[str, str]) -> Any:
+    return lambda rows: tuple((r[keys[0]], float(r[keys[1]])) for r in rows)
+
+
+_ACT = ("feature", "activation")
+
+
 @dataclass(frozen=True)
-class TopFeatures:
+class TopFeatures(JsonCodec):
     tokens: tuple[str, ...]
     token_ids: tuple[int, ...]
-    top: tuple[tuple[tuple[int, float], ...], ...]  # per token: (feature, activation), most active first
-    explained_variance: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        ev = self.explained_variance
-        return {
-            "tokens": list(self.tokens),
-            "token_ids": list(self.token_ids),
-            "top": [[{"feature": f, "activation": round(a, 5)} for f, a in row] for row in self.top],
-            "explained_variance": None if ev is None else round(ev, 5),
-        }
+    # per token: (feature, activation), most active first; JSON: [[{"feature", "activation"}, ...], ...]
+    top: tuple[tuple[tuple[int, float], ...], ...] = jfield(
+        encode=lambda top: [_pairs_out(_ACT, 5)(row) for row in top],
+        decode=lambda rows: tuple(_pairs_in(_ACT)(row) for row in rows),
+    )
+    explained_variance: float | None = jfield(digits=5)
 
 
 def activations(handle: ModelHandle, fsae: FeatureSAE, ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -120,40 +128,37 @@ def has_dashboards(fsae: FeatureSAE) -> bool:
 
 
 @dataclass(frozen=True)
-class Context:
+class Context(JsonCodec):
     tokens: tuple[str, ...]
-    activations: tuple[float, ...]
-    focus: int  # index of the activating token in `tokens`
-    activation: float
+    activations: tuple[float, ...] = jfield(digits=4)
+    focus: int = jfield()  # index of the activating token in `tokens`
+    activation: float = jfield(digits=4)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"tokens": list(self.tokens), "activations": [round(a, 4) for a in self.activations],
-                "focus": self.focus, "activation": round(self.activation, 4)}  # fmt: skip
+
+_LOGIT = ("token", "logit")
+
+
+def _histogram_out(h: tuple[tuple[float, ...], tuple[int, ...]]) -> dict[str, Any]:
+    return {"edges": [round(e, 4) for e in h[0]], "counts": list(h[1])}
+
+
+def _histogram_in(d: dict[str, Any]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    return tuple(float(e) for e in d["edges"]), tuple(int(c) for c in d["counts"])
 
 
 @dataclass(frozen=True)
-class FeaturePage:
+class FeaturePage(JsonCodec):
     sae: str
     hook: str
     feature: int
-    frequency: float
-    max_activation: float
-    contexts: tuple[Context, ...]
-    histogram: tuple[tuple[float, ...], tuple[int, ...]]  # (bin edges, counts)
-    promoted: tuple[tuple[str, float], ...]
-    suppressed: tuple[tuple[str, float], ...]
-    indexed_positions: int
-
-    def to_json(self) -> dict[str, Any]:
-        edges, counts = self.histogram
-        return {
-            "sae": self.sae, "hook": self.hook, "feature": self.feature, "frequency": round(self.frequency, 6),
-            "max_activation": round(self.max_activation, 4), "contexts": [c.to_json() for c in self.contexts],
-            "histogram": {"edges": [round(e, 4) for e in edges], "counts": list(counts)},
-            "promoted": [{"token": t, "logit": round(v, 4)} for t, v in self.promoted],
-            "suppressed": [{"token": t, "logit": round(v, 4)} for t, v in self.suppressed],
-            "indexed_positions": self.indexed_positions,
-        }  # fmt: skip
+    frequency: float = jfield(digits=6)
+    max_activation: float = jfield(digits=4)
+    contexts: tuple[Context, ...] = jfield()
+    # (bin edges, counts); JSON {"edges", "counts"}
+    histogram: tuple[tuple[float, ...], tuple[int, ...]] = jfield(encode=_histogram_out, decode=_histogram_in)
+    promoted: tuple[tuple[str, float], ...] = jfield(encode=_pairs_out(_LOGIT, 4), decode=_pairs_in(_LOGIT))
+    suppressed: tuple[tuple[str, float], ...] = jfield(encode=_pairs_out(_LOGIT, 4), decode=_pairs_in(_LOGIT))
+    indexed_positions: int = jfield()
 
 
 def _contexts(handle: ModelHandle, d: dict[str, Tensor], i: int, before: int) -> tuple[Context, ...]:

@@ -8,18 +8,19 @@ Entropy is `attention.patterns.row_entropy_bits`; pointer fidelity and Ω are de
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel
 
 from headscope.attention.patterns import row_entropy_bits
+from headscope.codec import JsonCodec
 from headscope.localist.corpus import Windows
 from headscope.localist.train_objective import penalty, pointer_stats
 
 
 @dataclass(frozen=True)
-class EvalResult:
+class EvalResult(JsonCodec):
     perplexity: float
     accuracy: float
     mean_entropy_bits: float
@@ -30,12 +31,6 @@ class EvalResult:
     penalty_per_layer: tuple[float, ...]
     n_windows: int
     n_predicted_tokens: int
-
-    def to_json(self) -> dict[str, object]:
-        d = asdict(self)
-        for key in ("entropy_bits_per_layer", "penalty_per_layer"):
-            d[key] = list(d[key])
-        return d
 
 
 def uniform_ceiling_bits(ctx: int) -> float:

@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Float
 
 from headscope.attention.patterns import row_entropy_bits
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models import ModelHandle, hooks
 
@@ -20,24 +21,26 @@ SHIPPED_MODELS = ("localist-2l-lambda0", "localist-2l-lambda0.6", "localist-2l-l
 DISTRIBUTED_MODEL = "localist-2l-lambda0"
 
 
-@dataclass(frozen=True)
-class AttentionReading:
+@dataclass(frozen=True, eq=False)
+class AttentionReading(JsonCodec):
+    """JSON: model, tokens, entropy per head and its mean; the N×N patterns stay out (empty when read back)."""
+
     model: str
     str_tokens: tuple[str, ...]
-    entropy_bits: Float[np.ndarray, "layer head"]
-    patterns: Float[np.ndarray, "layer head pos pos"]
+    entropy_bits: Float[np.ndarray, "layer head"] = jfield(digits=5, decode=np.asarray)
+    patterns: Float[np.ndarray, "layer head pos pos"] = jfield(
+        skip=True, default_factory=lambda: np.zeros((0,) * 4)
+    )
+
+    json_extra = ("n_tokens", "mean_entropy_bits")
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.str_tokens)
 
     @property
     def mean_entropy_bits(self) -> float:
         return float(self.entropy_bits.mean())
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "model": self.model,
-            "n_tokens": len(self.str_tokens),
-            "entropy_bits": np.round(self.entropy_bits, 5).tolist(),
-            "mean_entropy_bits": round(self.mean_entropy_bits, 5),
-        }
 
 
 def read_attention(handle: ModelHandle, text: str, *, max_tokens: int = 256) -> AttentionReading:

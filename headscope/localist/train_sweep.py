@@ -22,6 +22,7 @@ import torch
 
 from headscope import checks
 from headscope.attention.locality import MAX_BETA
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.localist.training import TrainConfig, TrainResult, build_corpus, train
 
@@ -131,25 +132,25 @@ def _summary(aila: list[dict[str, Any]], prog: list[dict[str, Any]]) -> dict[str
 
 
 @dataclass(frozen=True)
-class SweepTable:
+class SweepTable(JsonCodec):
+    """The sweep's table; `rows` (both parts) and `paper` (the paper's numbers) are written, not read."""
+
     aila: tuple[dict[str, Any], ...]
     progressive: tuple[dict[str, Any], ...]
     summary: dict[str, Any]
-    wall_seconds: float
-    machine: str
-    config: dict[str, Any]
+    wall_seconds: float = jfield(digits=1)
+    machine: str = ""
+    config: dict[str, Any] = jfield(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rows": list(self.aila) + list(self.progressive),
-            "aila": list(self.aila),
-            "progressive": list(self.progressive),
-            "summary": self.summary,
-            "paper": PAPER,
-            "wall_seconds": round(self.wall_seconds, 1),
-            "machine": self.machine,
-            "config": self.config,
-        }
+    json_extra = ("rows", "paper")
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [*self.aila, *self.progressive]
+
+    @property
+    def paper(self) -> dict[str, Any]:
+        return PAPER
 
 
 def run_sweep(

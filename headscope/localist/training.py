@@ -17,9 +17,8 @@ import functools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -28,7 +27,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrai
 
 from headscope import checks
 from headscope.attention.locality import LayerSchedule
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
+from headscope.files import read_json
 from headscope.localist.corpus import EOT, Windows, pack_windows, split_articles, train_tokenizer
 from headscope.localist.train_eval import EvalResult, evaluate
 from headscope.localist.train_objective import PENALTIES, penalty
@@ -44,7 +45,7 @@ _INTS = (("n_layers", 1, 24), ("d_model", 16, 2048), ("n_heads", 1, 32), ("d_mlp
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonCodec):
     """One localist training run. Defaults: the 2-layer AILA-style model (~0.7 M parameters)."""
 
     lam: float = 0.0
@@ -87,28 +88,15 @@ class TrainConfig:
         """λ_l per layer: the schedule the inference dial uses too (`attention.locality.LayerSchedule`)."""
         return LayerSchedule(self.schedule, self.beta).lambdas(self.lam, self.n_layers)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(JsonCodec):
     out_dir: str
     config: TrainConfig
     steps_done: int
-    seconds: float
-    loss_history: tuple[tuple[int, float, float], ...]  # (step, CE, Ω summed over layers)
-    metrics: EvalResult = field(repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "out_dir": self.out_dir,
-            "config": self.config.to_json(),
-            "steps_done": self.steps_done,
-            "seconds": round(self.seconds, 2),
-            "loss_history": [list(x) for x in self.loss_history],
-            "metrics": self.metrics.to_json(),
-        }
+    seconds: float = jfield(digits=2)
+    loss_history: tuple[tuple[int, float, float], ...] = jfield()  # (step, CE, Ω summed over layers)
+    metrics: EvalResult = jfield(repr=False)
 
 
 @dataclass(frozen=True)
@@ -218,7 +206,7 @@ def _resume(out: Path, cfg: TrainConfig, model: PreTrainedModel, opt: torch.opti
     path = out / STATE_FILE
     if not path.is_file():
         return {"step": 0, "history": [], "seconds": 0.0}
-    state = json.loads(path.read_text(encoding="utf-8"))
+    state = read_json(path, "training state")
     if state.get("config") != cfg.to_json():
         raise InputError(f"{out} holds a run with another config; use a new --out folder")
     weights = load_file(str(out / "model.safetensors"))

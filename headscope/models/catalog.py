@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from headscope import assets
+from headscope.codec import JsonCodec
 from headscope.errors import InputError, UnknownModelError
 from headscope.registry import Registry
 
@@ -24,7 +25,9 @@ _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]
 
 
 @dataclass(frozen=True)
-class CatalogEntry:
+class CatalogEntry(JsonCodec):
+    """One model the catalog knows. JSON: every field and `installed` (whether the weights are here, derived)."""
+
     name: str
     kind: SourceKind
     description: str
@@ -73,15 +76,11 @@ class CatalogEntry:
             return Path(self.hf_id or self.name).is_dir()
         return self.source_path() is not None
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "description": self.description,
-            "license": self.license,
-            "package": self.package,
-            "installed": self.is_installed(),
-        }
+    json_extra = ("installed",)
+
+    @property
+    def installed(self) -> bool:
+        return self.is_installed()
 
 
 CATALOG: Registry[CatalogEntry] = Registry("model")

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from headscope import checks
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 
 STRATEGIES = ("auto", "balanced")
@@ -134,13 +135,10 @@ def plan_blocks(sizes: list[int], rest: int, spec: DeviceMapSpec) -> tuple[str, 
 
 
 @dataclass(frozen=True)
-class Placement:
+class Placement(JsonCodec):
     main: str
     blocks: tuple[str, ...]  # target per block: a device, or "cpu"/"disk" for offloaded weights
     offload_dir: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"main": self.main, "blocks": list(self.blocks), "offload_dir": self.offload_dir}
 
 
 def _move_rest(hf_model: torch.nn.Module, block_tensors: set[int], main: torch.device) -> None:

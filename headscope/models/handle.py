@@ -323,6 +323,7 @@ class ModelHandle:
         grad: bool = False,
         cache: Any = None,
         attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
     ) -> Float[Tensor, "batch pos d_vocab"]:
         """One forward pass with hooks attached for its duration; the one way a capability runs the model.
 
@@ -337,6 +338,8 @@ class ModelHandle:
             kwargs = {"use_cache": True, "cache": cache, "layer_past": cache}
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask.to(self.device)
+        if position_ids is not None:  # tree drafts: a node's position is its depth, not its index
+            kwargs["position_ids"] = position_ids.to(self.device)
         mode = torch.enable_grad() if grad else torch.inference_mode()
         with mode, self.hooks(fwd_hooks, bwd_hooks):
             return self.bridge(tokens.to(self.device), **kwargs)

@@ -176,3 +176,13 @@ def crop_cache(cache: DynamicCache, n: int) -> None:
         extra = layer.get_seq_length() - n
         if extra > 0:
             layer.crop(-extra)
+
+
+def keep_positions(cache: DynamicCache, start: int, index: Tensor) -> None:
+    """Keep the first `start` positions of every layer, then the positions `index` (in that order): a tree
+    draft's accepted path, the rejected nodes' keys and values dropped."""
+    for layer in cache.layers:
+        keys, values = layer.keys, layer.values
+        if layer.is_initialized and keys is not None and values is not None:
+            layer.keys = torch.cat([keys[:, :, :start], keys.index_select(2, index)], dim=2)
+            layer.values = torch.cat([values[:, :, :start], values.index_select(2, index)], dim=2)

@@ -6,8 +6,9 @@ from headscope.probes.probe import (
     MAX_PATTERN_TOKENS,
     AttentionProbes,
     ProbeConfig,
-    head_pattern,
+    head_patterns,
     induction_scores,
+    model_induction_scores,
     probe_attention,
 )
 from headscope.probes.report import entropy_report
@@ -24,8 +25,9 @@ __all__ = [
     "entropy_bits",
     "entropy_report",
     "eval_tokens",
-    "head_pattern",
+    "head_patterns",
     "induction_scores",
+    "model_induction_scores",
     "probe_attention",
     "resolve_backend",
     "sweep_locality",

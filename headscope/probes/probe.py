@@ -10,7 +10,9 @@ leaves alone read exactly as without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -23,12 +25,14 @@ from headscope import checks
 from headscope.attention.blocks import BlockSpec, block_ids
 from headscope.attention.locality import LocalityDial, dial_hooks
 from headscope.attention.patterns import TARGETS, RowStats, normalised_entropy, row_stats, target_mask
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models import hooks
 from headscope.models.handle import Hooks, ModelHandle
 
 BATCH_ELEMENTS = 2**25  # 128 MiB of float32 patterns: all of SmolLM2's at 256 tokens (17.7 M)
 MAX_PATTERN_TOKENS = 256  # the single-head viewer draws an N×N matrix: beyond this it is unreadable and heavy
+MAX_VIEW_HEADS = 16  # patterns drawn side by side at most
 Stats = dict[str, Float[np.ndarray, "layer head pos"]]
 
 
@@ -87,18 +91,44 @@ class AttentionProbes:
             out["induction_score"] = self.induction
         return out
 
+    def summary(self) -> ProbeSummary:
+        """What crosses a process boundary: every metric averaged per head, and the per-token entropy."""
+        m = self.head_means()
+        return ProbeSummary(
+            self.model, self.token_ids, self.str_tokens, self.target, m["entropy_bits"], m["normalised_entropy"],
+            m["pointer_fidelity"], m["hit_rate"], m["previous_token_score"], m["mean_distance"],
+            m.get("induction_score"), self.mean_entropy_bits, self.entropy_bits.mean((0, 1)),
+        )  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
-        means = self.head_means()
-        return {
-            "model": self.model,
-            "token_ids": list(self.token_ids),
-            "str_tokens": list(self.str_tokens),
-            "n_tokens": len(self.token_ids),
-            "target": self.target,
-            **{k: np.round(v, 6).tolist() for k, v in means.items()},
-            "mean_entropy_bits": round(self.mean_entropy_bits, 6),
-            "token_entropy_bits": np.round(self.entropy_bits.mean((0, 1)), 6).tolist(),
-        }
+        return self.summary().to_json()
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeSummary(JsonCodec):
+    """`AttentionProbes` as JSON (`to_json`): per layer × head means (entropy over all query rows, the rest over
+    rows 1..n−1), the mean entropy and the per-token entropy; `n_tokens` is derived. Floats to 6 digits; the
+    arrays are float arrays here, nested lists in JSON."""
+
+    model: str
+    token_ids: tuple[int, ...]
+    str_tokens: tuple[str, ...]
+    target: str
+    entropy_bits: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    normalised_entropy: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    pointer_fidelity: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    hit_rate: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    previous_token_score: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    mean_distance: Float[np.ndarray, "layer head"] = jfield(digits=6, decode=np.asarray)
+    induction_score: Float[np.ndarray, "layer head"] | None = jfield(digits=6, decode=np.asarray)
+    mean_entropy_bits: float = jfield(digits=6)
+    token_entropy_bits: Float[np.ndarray, " pos"] = jfield(digits=6, decode=np.asarray)
+
+    json_extra = ("n_tokens",)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
 
 
 def check_tokens(
@@ -221,19 +251,53 @@ def induction_scores(
     return torch.stack([scores[layer] for layer in range(n_layers)]).numpy()
 
 
-def head_pattern(
-    handle: ModelHandle, tokens: Int[Tensor, "batch pos"], layer: int, head: int, *, fwd_hooks: Hooks = ()
-) -> Float[np.ndarray, "query key"]:
-    """One head's full pattern, for the viewer; only for texts of at most MAX_PATTERN_TOKENS tokens."""
+def head_patterns(
+    handle: ModelHandle,
+    tokens: Int[Tensor, "batch pos"],
+    heads: Iterable[tuple[int, int]],
+    *,
+    dial: LocalityDial | None = None,
+) -> dict[tuple[int, int], Float[np.ndarray, "query key"]]:
+    """The full attention patterns of `heads` ((layer, head) pairs, in the order given) from one forward under
+    `dial` (none: the model as is), for the viewer: texts of at most MAX_PATTERN_TOKENS tokens, at most
+    MAX_VIEW_HEADS heads."""
     check_tokens(handle, tokens)
     if tokens.shape[1] > MAX_PATTERN_TOKENS:
         raise InputError(
             f"the pattern viewer takes at most {MAX_PATTERN_TOKENS} tokens, got {tokens.shape[1]}"
         )
-    check_layer_head(handle, layer, head)
-    name = hooks.pattern(layer)
-    _, cache = handle.run_with_cache(tokens, [name], fwd_hooks=fwd_hooks)
-    return cache[name][0, head].float().cpu().numpy()
+    wanted = list(dict.fromkeys((int(a), int(b)) for a, b in heads))
+    if not wanted or len(wanted) > MAX_VIEW_HEADS:
+        raise InputError(f"the pattern viewer shows 1 to {MAX_VIEW_HEADS} heads at once, got {len(wanted)}")
+    for layer, head in wanted:
+        check_layer_head(handle, layer, head)
+    fwd = dial_hooks(handle, tokens, dial) if dial is not None else []
+    names = sorted({hooks.pattern(layer) for layer, _ in wanted})
+    _, cache = handle.run_with_cache(tokens, names, fwd_hooks=fwd)
+    return {
+        (layer, head): cache[hooks.pattern(layer)][0, head].float().cpu().numpy() for layer, head in wanted
+    }
+
+
+_INDUCTION: weakref.WeakKeyDictionary[ModelHandle, Float[np.ndarray, "layer head"]] = (
+    weakref.WeakKeyDictionary()
+)
+_INDUCTION_LOCK = threading.Lock()
+
+
+def model_induction_scores(handle: ModelHandle) -> Float[np.ndarray, "layer head"]:
+    """`induction_scores` with `ProbeConfig`'s defaults, computed once per loaded model: they depend on the model
+    alone (seeded random tokens, no dial), so a repeated view costs one forward, not two. Forgotten with the
+    handle."""
+    with _INDUCTION_LOCK:
+        hit = _INDUCTION.get(handle)
+    if hit is None:
+        cfg = ProbeConfig()
+        hit = induction_scores(handle, length=cfg.induction_len, seed=cfg.seed)
+        hit.flags.writeable = False  # shared by every caller
+        with _INDUCTION_LOCK:
+            _INDUCTION[handle] = hit
+    return hit
 
 
 def check_layer_head(handle: ModelHandle, layer: int, head: int) -> None:

@@ -14,7 +14,6 @@ plain forward. The evaluation text defaults to the shipped Wikipedia excerpt (`h
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,18 +26,19 @@ from torch import Tensor
 from headscope import checks
 from headscope.attention.locality import LocalityDial, dial_hooks
 from headscope.attention.patterns import TARGETS, target_mask
+from headscope.codec import JsonCodec, jfield
 from headscope.data import excerpt_text
 from headscope.errors import InputError
 from headscope.models.handle import ModelHandle
 from headscope.probes.probe import probe_blocks, run_row_stats
+from headscope.progress import Progress, steps
 
 MAX_POINTS = 21
 DEFAULT_EVAL_TOKENS = 256
-Progress = Callable[[int, int], object]  # (done, total); the return value is ignored
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class SweepConfig(JsonCodec):
     """lambdas: 1..21 values in [0, 1]; dial: mode/schedule/heads/... (its own λ is replaced per point);
     target: pointer-fidelity target (None: `block` in block mode, else `local`)."""
 
@@ -62,47 +62,36 @@ class SweepConfig:
 
 
 @dataclass(frozen=True)
-class SweepRow:
-    lam: float
-    mean_entropy_bits: float
-    pointer_fidelity: float
-    hit_rate: float
-    perplexity: float
-    accuracy: float
-    kl: float
+class SweepRow(JsonCodec):
+    lam: float = jfield(name="lambda")
+    mean_entropy_bits: float = jfield(digits=6)
+    pointer_fidelity: float = jfield(digits=6)
+    hit_rate: float = jfield(digits=6)
+    perplexity: float = jfield(digits=6)
+    accuracy: float = jfield(digits=6)
+    kl: float = jfield(digits=8)
 
-    def to_json(self) -> dict[str, float]:
-        return {
-            "lambda": self.lam,
-            "mean_entropy_bits": round(self.mean_entropy_bits, 6),
-            "pointer_fidelity": round(self.pointer_fidelity, 6),
-            "hit_rate": round(self.hit_rate, 6),
-            "perplexity": round(self.perplexity, 6),
-            "accuracy": round(self.accuracy, 6),
-            "kl": round(self.kl, 8),
-        }
+
+def _dial_without_lambda(dial: LocalityDial) -> dict[str, Any]:
+    return {k: v for k, v in dial.to_json().items() if k != "lambda"}  # a sweep's λ is in its rows
 
 
 @dataclass(frozen=True)
-class SweepResult:
+class SweepResult(JsonCodec):
+    """`headscope locality sweep --json`; `n_tokens` is derived (written, not read)."""
+
     model: str
     token_ids: tuple[int, ...]
     target: str
-    dial: LocalityDial
-    rows: tuple[SweepRow, ...]
+    dial: LocalityDial = jfield(encode=_dial_without_lambda, decode=LocalityDial.from_json)
+    rows: tuple[SweepRow, ...] = ()
     truncated_from: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        dial = {k: v for k, v in self.dial.to_json().items() if k != "lambda"}
-        return {
-            "model": self.model,
-            "n_tokens": len(self.token_ids),
-            "token_ids": list(self.token_ids),
-            "truncated_from": self.truncated_from,
-            "target": self.target,
-            "dial": dial,
-            "rows": [r.to_json() for r in self.rows],
-        }
+    json_extra = ("n_tokens",)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
 
 
 def eval_tokens(
@@ -159,7 +148,8 @@ def sweep_locality(
     progress: Progress | None = None,
     truncated_from: int | None = None,
 ) -> SweepResult:
-    """One dialed forward per λ (plus one plain forward when λ = 0 is not on the grid)."""
+    """One dialed forward per λ (plus one plain forward when λ = 0 is not on the grid); `progress` sees
+    "λ point i/n" after each."""
     cfg.dial.check(handle)
     if tokens.shape[-1] < 2:
         raise InputError("the evaluation text must be at least 2 tokens long")
@@ -172,13 +162,13 @@ def sweep_locality(
     if cfg.lambdas[order[0]] != 0:
         base_logp = F.log_softmax(handle.forward(tokens)[0].double(), -1)
     rows: dict[int, SweepRow] = {}
+    tick = steps(progress, "λ point")
     for done, k in enumerate(order):
         logits, stats = _point(handle, tokens, cfg.dial.with_lambda(cfg.lambdas[k]), target, blocks)
         if base_logp is None:
             base_logp = F.log_softmax(logits.double(), -1)
         rows[k] = _row(cfg.lambdas[k], logits, stats, tokens[0], base_logp)
-        if progress is not None:
-            progress(done + 1, len(order))
+        tick(done + 1, len(order))
     ids = tuple(int(i) for i in tokens[0].tolist())
     ordered = tuple(rows[k] for k in range(len(rows)))
     return SweepResult(handle.identity.name, ids, cfg.target_name, cfg.dial, ordered, truncated_from)

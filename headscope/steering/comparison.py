@@ -29,7 +29,7 @@ per-token probabilities of the steered text under both models (`Cost`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -40,6 +40,7 @@ from headscope import checks
 from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models.handle import ModelHandle
+from headscope.progress import Progress, StepCounter, silent
 from headscope.steering import stats
 from headscope.steering.cost import (
     Cost,
@@ -74,11 +75,6 @@ MEASURES: dict[str, str] = {
     "distinct_1": "distinct tokens / tokens in the continuation",
     "distinct_2": "distinct token bigrams / bigrams in the continuation",
 }
-Progress = Callable[[str, float], None]
-
-
-def _quiet(_stage: str, _frac: float) -> None:
-    return None
 
 
 def check_prompt(prompt: object) -> str:
@@ -115,7 +111,7 @@ class SideBySideConfig:
         set_ = object.__setattr__
         set_(self, "instruction", check_instruction(self.instruction))
         set_(self, "resamples", checks.integer(self.resamples, "resamples", 100, stats.MAX_RESAMPLES))
-        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**63 - 1))
+        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**53))
         set_(self, "judge_layer", checks.optional_integer(self.judge_layer, "judge_layer", 0, 10_000))
 
     @property
@@ -137,7 +133,7 @@ class PromptRun(JsonCodec):
 
     prompt: str
     continuations: dict[str, Generation]
-    values: dict[str, dict[str, float]] = jfield(digits=4)  # noqa: RUF009  (a field spec, not a default)
+    values: dict[str, dict[str, float]] = jfield(digits=4)
 
 
 @dataclass(frozen=True)
@@ -252,7 +248,7 @@ class _Runner:
         return PromptRun(prompt, gens, values)
 
     def _condition(
-        self, c: str, plain: list[int], prompt: str, on_token: Callable[[int, int], None]
+        self, c: str, plain: list[int], prompt: str, on_token: StepCounter
     ) -> tuple[Generation, dict[str, float]]:
         ids = _prompt_ids(self.handle, prompt, c, self.cfg.instruction)
         hooks = _hooks(self.steering, c, len(ids) - 1)  # the prompt's last position: where "last" starts
@@ -351,7 +347,7 @@ def side_by_side(
     position is `start` (position-aware vectors steer from there on)."""
     cfg = cfg or SideBySideConfig()
     prompts = check_prompts(prompts)
-    runner = _Runner(handle, steering, cfg, progress or _quiet, texts, promoted)
+    runner = _Runner(handle, steering, cfg, progress or silent, texts, promoted)
     runs = tuple(runner.prompt(i, p, len(prompts)) for i, p in enumerate(prompts))
     if items:
         runner.items(items)

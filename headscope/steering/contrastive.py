@@ -25,6 +25,7 @@ from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models import hooks
 from headscope.models.handle import Hooks, ModelHandle
+from headscope.progress import Progress, part, silent, steps
 from headscope.selection import HeadSet
 from headscope.steering.comparison import SideBySide, SideBySideConfig, check_prompt, side_by_side
 from headscope.steering.cost import Cost, steering_cost
@@ -43,22 +44,6 @@ DEFAULT_DEPTH = (
     0.3  # default layer = round(0.3 · (n_layers − 1)): layer 9 of SmolLM2's 30 (README "Defaults")
 )
 DEFAULT_GEN = GenConfig()
-# progress(stage, frac in [0, 1]): the CLI ignores it, the app relays it to a job (whose Cancel raises from it).
-Progress = Callable[[str, float], None]
-
-
-def _quiet(_stage: str, _frac: float) -> None:
-    return None
-
-
-def _part(progress: Progress | None, lo: float, hi: float) -> Progress:
-    """`progress` with this part's fractions mapped into [lo, hi]."""
-    say = progress or _quiet
-    return lambda stage, frac: say(stage, lo + (hi - lo) * frac)
-
-
-def _tokens(say: Progress, stage: str) -> Callable[[int, int], None]:
-    return lambda done, total: say(f"{stage} {done}/{total}", done / total)
 
 
 def default_layer(n_layers: int) -> int:
@@ -142,7 +127,7 @@ def contrastive_vector(
     progress: Progress | None = None,
 ) -> SteeringVector:
     pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
-    say, total, done = progress or _quiet, len(pos) + len(neg), [0]
+    say, total, done = progress or silent, len(pos) + len(neg), [0]
     f, hook = handle.facts, None
     if cfg.heads is not None:
         if (cfg.heads.n_layers, cfg.heads.n_heads) != (f.n_layers, f.n_heads):
@@ -176,7 +161,7 @@ class Comparison(SideBySide):
     added_norm: float  # |α| · r: the norm of what the hooks add (4 digits, as `SteeringVector.to_json`)
     ref_norm: float
     natural_alpha: float
-    vector: SteeringVector | None = jfield(skip=True, default=None, compare=False)  # noqa: RUF009
+    vector: SteeringVector | None = jfield(skip=True, default=None, compare=False)
 
     @staticmethod
     def of(sv: SteeringVector, cfg: SteerConfig, sbs: SideBySide) -> Comparison:
@@ -291,13 +276,13 @@ def alpha_sweep(
     start = ids.shape[1] - 1
     base = _logit_diff(handle, ids, a, b, ())
     n = len(alphas) + 1
-    plain = generate(handle, ids, gen, on_token=_tokens(_part(progress, 0.0, 1 / n), "unsteered token"))
+    plain = generate(handle, ids, gen, on_token=steps(progress, "unsteered token", 0.0, 1 / n))
     rows = []
     for i, alpha in enumerate(alphas, start=1):
         cfg = SteerConfig(check_alpha(alpha), position)
         diff = _logit_diff(handle, ids, a, b, sv.hooks(cfg, start))
-        say = _part(progress, i / n, (i + 1) / n)
-        g = generate(handle, ids, gen, _factory(sv, cfg), on_token=_tokens(say, f"α = {cfg.alpha:g}: token"))
+        say = part(progress, i / n, (i + 1) / n)
+        g = generate(handle, ids, gen, _factory(sv, cfg), on_token=steps(say, f"α = {cfg.alpha:g}: token"))
         cost = steering_cost(handle, ids, plain.token_ids, g.token_ids, sv.hooks(cfg, start))
         rows.append(SweepRow(cfg.alpha, g, cost, logit_diff=diff, change=diff - base))
     return rows

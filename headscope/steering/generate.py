@@ -16,6 +16,7 @@ from torch import Tensor
 from headscope import checks
 from headscope.codec import JsonCodec, jfield
 from headscope.models.handle import Hooks, ModelHandle
+from headscope.progress import StepCounter
 
 MAX_NEW_TOKENS = 128
 # start (the prompt length) → hooks for this step; lets position-aware hooks know where the prompt ends.
@@ -32,7 +33,7 @@ class GenConfig:
         set_ = object.__setattr__
         set_(self, "max_new_tokens", checks.integer(self.max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS))
         set_(self, "temperature", checks.number(self.temperature, "temperature", 0.0, 5.0))
-        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**63 - 1))
+        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**53))
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def generate(
     cfg: GenConfig,
     hooks: HookFactory | None = None,
     *,
-    on_token: Callable[[int, int], None] | None = None,
+    on_token: StepCounter | None = None,
 ) -> Generation:
     """on_token(done, total) after each token (progress; a job's Cancel raises from it)."""
     ids = prompt_ids.to(handle.device)

@@ -24,6 +24,7 @@ from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models.batch import pad_id
 from headscope.models.handle import Hooks, ModelHandle
+from headscope.progress import Progress, part
 from headscope.selection import HeadSet
 from headscope.steering import stats
 from headscope.steering.chance import MIN_RANDOM_SETS, ChanceTest
@@ -49,10 +50,8 @@ from headscope.steering.scoring import (
 )
 from headscope.steering.tasks import Pair, TaskData
 
-# on_step(phase, step, total_steps, loss): the CLI drives tqdm with it, the app its job's progress (and a Cancel,
-# by raising from the callback). on_stage(name): the non-training stages (held-out evaluations).
-StepCallback = Callable[[str, int, int, float], None]
-StageCallback = Callable[[str], None]
+# progress(stage, fraction) (headscope/progress.py): "<phase> step i/n (loss x)" after each training step, and the
+# held-out evaluations as stages. The CLI draws a bar with it, the app relays it to a job (whose Cancel raises).
 DEFAULT_HEAD_SHARE = 0.03
 
 
@@ -135,7 +134,7 @@ def _train(
     lr: float,
     cfg: LofitConfig,
     phase: str,
-    on_step: StepCallback | None,
+    progress: Progress | None,
 ) -> list[float]:
     """Adam on `param` alone; returns the task loss per step (without the penalty)."""
     opt = torch.optim.Adam([param], lr=lr)
@@ -149,8 +148,8 @@ def _train(
             (loss + penalty()).backward()
             opt.step()
             losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(phase, step + 1, steps, losses[-1])
+            if progress is not None:
+                progress(f"{phase} step {step + 1}/{steps} (loss {losses[-1]:.3f})", (step + 1) / steps)
     return losses
 
 
@@ -169,7 +168,7 @@ def _selection_mask(handle: ModelHandle, heads: HeadSet | None) -> Tensor | None
 
 
 def train_scales(
-    handle: ModelHandle, pairs: Sequence[Pair], cfg: LofitConfig, on_step: StepCallback | None = None
+    handle: ModelHandle, pairs: Sequence[Pair], cfg: LofitConfig, progress: Progress | None = None
 ) -> tuple[Float[Tensor, "layer head d_head"], list[float]]:
     """Step 1: per-head scale vectors A, L1-penalised, on every head or only on `cfg.heads`.
 
@@ -183,7 +182,7 @@ def train_scales(
     losses = _train(
         handle, encode_pairs(handle, pairs), scales, lambda: head_scale_hooks(scales, mask),
         lambda: cfg.l1 * scales.abs().sum(), steps=cfg.scale_steps, lr=cfg.scale_lr, cfg=cfg,
-        phase="scales", on_step=on_step,
+        phase="scales", progress=progress,
     )  # fmt: skip
     return scales.detach(), losses
 
@@ -205,7 +204,7 @@ def train_biases(
     pairs: Sequence[Pair],
     heads: Sequence[Head],
     cfg: LofitConfig,
-    on_step: StepCallback | None = None,
+    progress: Progress | None = None,
     *,
     phase: str = "biases",
 ) -> tuple[Float[Tensor, "k d_head"], list[float]]:
@@ -216,7 +215,7 @@ def train_biases(
     losses = _train(
         handle, encode_pairs(handle, pairs), biases, lambda: head_bias_hooks(heads, biases, f.n_heads),
         lambda: biases.new_zeros(()), steps=cfg.bias_steps, lr=cfg.bias_lr, cfg=cfg, phase=phase,
-        on_step=on_step,
+        progress=progress,
     )  # fmt: skip
     return biases.detach(), losses
 
@@ -258,7 +257,7 @@ class LofitResult(JsonCodec):
     scale_losses: tuple[float, ...] = jfield(digits=4)
     bias_losses: tuple[float, ...] = jfield(digits=4)
     seconds: float = jfield(digits=2)
-    offsets: HeadOffsets | None = jfield(skip=True, default=None, compare=False)  # noqa: RUF009
+    offsets: HeadOffsets | None = jfield(skip=True, default=None, compare=False)
 
     json_extra: ClassVar[tuple[str, ...]] = ("selected_heads", "train_loss", "verdict")
 
@@ -304,7 +303,7 @@ def apply_offsets(
     *,
     texts: HeldOut | None = None,
     items: Sequence[Pair] = (),
-    progress: Callable[[str, float], None] | None = None,
+    progress: Progress | None = None,
 ) -> OffsetsComparison:
     """`side_by_side` with the offsets; `items` (a task's held-out pairs) add the accuracy rows."""
     f = handle.facts
@@ -315,25 +314,16 @@ def apply_offsets(
 
 
 def _random_sets(
-    handle: ModelHandle,
-    task: TaskData,
-    k: int,
-    cfg: LofitConfig,
-    on_step: StepCallback | None,
-    stage: StageCallback,
+    handle: ModelHandle, task: TaskData, k: int, cfg: LofitConfig, progress: Progress | None
 ) -> tuple[list[str], list[float]]:
     """R random head sets, each trained with step 2's budget and scored on the held-out items."""
     f, names, accs = handle.facts, [], []
-    total = cfg.random_sets * cfg.bias_steps
     for i in range(cfg.random_sets):
         heads = random_heads(f.n_layers, f.n_heads, k, cfg.seed + i)
-
-        def step(_phase: str, s: int, _total: int, loss: float, done: int = i * cfg.bias_steps) -> None:
-            if on_step is not None:
-                on_step("random heads", done + s, total, loss)
-
-        biases, _ = train_biases(handle, task.train, heads, cfg, step, phase="random heads")
-        stage(f"held-out accuracy, random heads {i + 1}/{cfg.random_sets}")
+        say = part(progress, i / cfg.random_sets, (i + 1) / cfg.random_sets)
+        phase = f"random heads {i + 1}/{cfg.random_sets}"
+        biases, _ = train_biases(handle, task.train, heads, cfg, part(say, 0.0, 0.8), phase=phase)
+        say(f"held-out accuracy, {phase}", 0.8)
         accs.append(
             evaluate(
                 handle, task.heldout, fwd_hooks=HeadOffsets(tuple(heads), biases).hooks(f.n_heads)
@@ -344,13 +334,13 @@ def _random_sets(
 
 
 def _evaluation(
-    handle: ModelHandle, task: TaskData, offsets: HeadOffsets, cfg: LofitConfig, stage: StageCallback
+    handle: ModelHandle, task: TaskData, offsets: HeadOffsets, cfg: LofitConfig, progress: Progress
 ) -> SideBySide:
     sbs = SideBySideConfig(GenConfig(cfg.eval_tokens), task.instruction, cfg.resamples, cfg.seed)
     prompts = [p.prompt for p in task.heldout[: cfg.eval_prompts]]
     return side_by_side(
         handle, offsets_factory(offsets, handle.facts.n_heads), prompts, sbs, items=task.heldout,
-        progress=lambda s, _f: stage(f"held-out evaluation: {s}"),
+        progress=lambda s, frac: progress(f"held-out evaluation: {s}", frac),
     )  # fmt: skip
 
 
@@ -359,29 +349,40 @@ def _metrics(ev: SideBySide, condition: str) -> Metrics:
     return Metrics(m["accuracy"].value, m["target_logprob"].value, ev.evaluation.n_items)
 
 
+def _shares(cfg: LofitConfig, progress: Progress | None) -> dict[str, Progress]:
+    """Each part of `lofit` as its share of the whole call (a training step weighs 1, the held-out evaluation
+    as much as 20 steps, each random set its steps plus 5 for its evaluation)."""
+    weights = {"scales": cfg.scale_steps, "biases": cfg.bias_steps, "evaluation": 20.0,
+               "random": cfg.random_sets * (cfg.bias_steps + 5)}  # fmt: skip
+    total, acc, out = sum(weights.values()), 0.0, {}
+    for name, w in weights.items():
+        out[name] = part(progress, acc / total, (acc + w) / total)
+        acc += w
+    return out
+
+
 def lofit(
     handle: ModelHandle,
     task: TaskData,
     cfg: LofitConfig = LofitConfig(),
-    on_step: StepCallback | None = None,
-    on_stage: StageCallback | None = None,
+    progress: Progress | None = None,
 ) -> LofitResult:
     """Both LoFiT steps on `task.train`; the held-out comparison on `task.heldout` (none / prompting / LoFiT /
     both); and, with `random_sets`, the permutation test against as many random head sets."""
-    stage = on_stage or (lambda _name: None)
     t0 = time.perf_counter()
     f = handle.facts
     _selection_mask(handle, cfg.heads)  # a selection for another model shape is refused before any work
     k = cfg.resolve_k(f.n_layers, f.n_heads)
-    scales, scale_losses = train_scales(handle, task.train, cfg, on_step)
+    at = _shares(cfg, progress)
+    scales, scale_losses = train_scales(handle, task.train, cfg, at["scales"])
     ranking = rank_heads(scales, cfg.heads)
     top = [h for h, _ in ranking[:k]]
-    biases, bias_losses = train_biases(handle, task.train, top, cfg, on_step)
+    biases, bias_losses = train_biases(handle, task.train, top, cfg, at["biases"])
     offsets = HeadOffsets(tuple(top), biases)
-    ev = _evaluation(handle, task, offsets, cfg, stage)
+    ev = _evaluation(handle, task, offsets, cfg, at["evaluation"])
     chance = None
     if cfg.random_sets:
-        names, accs = _random_sets(handle, task, k, cfg, on_step, stage)
+        names, accs = _random_sets(handle, task, k, cfg, at["random"])
         budget = {"bias_steps": cfg.bias_steps, "batch_size": cfg.batch_size, "bias_lr": cfg.bias_lr,
                   "init_std": cfg.init_std, "seed": cfg.seed}  # fmt: skip
         chance = ChanceTest.of(ev.evaluation.row(STEERING).measures["accuracy"], accs, names, k, budget)

@@ -43,7 +43,7 @@ class Interval(JsonCodec):
 
 
 def _rng(seed: int, what: str) -> np.random.Generator:
-    return np.random.default_rng([checks.integer(seed, "seed", 0, 2**63 - 1), zlib.crc32(what.encode())])
+    return np.random.default_rng([checks.integer(seed, "seed", 0, 2**53), zlib.crc32(what.encode())])
 
 
 def _interval(point: float, stats: np.ndarray, n: int) -> Interval:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from headscope import assets
 from headscope.errors import InputError
+from headscope.files import read_text
 from headscope.registry import Registry
 
 MAX_PAIRS = 2000
@@ -178,12 +179,5 @@ def split_pairs(
 def load_pairs_file(path: str | Path, *, seed: int = 0) -> TaskData:
     """A user JSONL file (CLI only: the app never takes a path)."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"data file not found: {p}")
-    if p.stat().st_size > MAX_FILE_BYTES:
-        raise InputError(f"data file is larger than {MAX_FILE_BYTES // 1_000_000} MB: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"data file is not UTF-8 text: {p}") from None
+    text = read_text(p, "data", limit=MAX_FILE_BYTES)
     return split_pairs(parse_pairs_jsonl(text, source=p.name), name=p.stem, seed=seed)

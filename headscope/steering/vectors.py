@@ -20,6 +20,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from headscope.errors import InputError
+from headscope.files import read_bytes, read_json
 from headscope.models import hooks
 from headscope.models.handle import ModelHandle
 from headscope.selection import HeadSet
@@ -190,13 +191,8 @@ def load(directory: str | Path) -> tuple[VectorMeta, dict[str, Tensor]]:
     folder = Path(directory)
     if not (folder / WEIGHTS).is_file() or not (folder / SIDECAR).is_file():
         raise InputError(f"{folder} is not a vectors directory (needs {WEIGHTS} and {SIDECAR})")
-    if (folder / WEIGHTS).stat().st_size > MAX_FILE_BYTES:
-        raise InputError(f"{folder / WEIGHTS} is larger than {MAX_FILE_BYTES} bytes")
-    try:
-        sidecar = json.loads((folder / SIDECAR).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{folder / SIDECAR} is not valid JSON") from None
-    _, tensors = from_bytes((folder / WEIGHTS).read_bytes())
+    sidecar = read_json(folder / SIDECAR, "vectors sidecar", limit=MAX_FILE_BYTES)
+    _, tensors = from_bytes(read_bytes(folder / WEIGHTS, "vectors", limit=MAX_FILE_BYTES))
     return VectorMeta.from_json(sidecar), tensors
 
 

@@ -20,7 +20,7 @@ def _long_text() -> str:
     return excerpt_text()[:4000]  # well over the sweep's 256 tokens: 11 forwards of 256 tokens
 
 
-def _wait_for_stage(prefix: str, timeout_s: float = 300) -> jobs.Job:
+def _wait_for_stage(prefix: str, timeout_s: float = 300) -> jobs.RunningJob:
     """The running sweep once it has reported a stage starting with `prefix` (the app runs in this process)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

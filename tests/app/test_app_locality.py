@@ -15,7 +15,7 @@ from gradio_client import Client
 from headscope.app import locality_tab as tab
 from headscope.app.views import decode_pattern
 from headscope.models import hooks
-from headscope.probes import head_pattern, induction_scores
+from headscope.probes import head_patterns, induction_scores
 
 TEXT = "The cat sat on the mat. Then it slept, and the sun set."
 MODEL = "tiny-llama"
@@ -94,7 +94,7 @@ def test_pattern_endpoint_equals_the_probes_head_pattern(client: Client) -> None
     n = len(view["tokens"])
     a = decode_pattern(view["heads"][0]["b64"], n)
     handle = STORE.get(MODEL)
-    want = head_pattern(handle, handle.tokenize(TEXT), 1, 3)
+    want = head_patterns(handle, handle.tokenize(TEXT), [(1, 3)])[(1, 3)]
     np.testing.assert_allclose(a, want, atol=1e-4)
     assert view["heads"][0]["label"] == "L1 H3" and "λ = 0" in view["title"]
     assert view["ids"] == handle.tokenize(TEXT)[0].tolist()
@@ -206,8 +206,8 @@ def test_the_sweep_job_carries_the_equivalent_cli_command(
     import json
 
     from headscope.attention import LocalityDial
-    from headscope.batch.commands import locality_sweep_command
     from headscope.cli import main as cli
+    from headscope.cli.probes import to_argv
     from headscope.probes import SweepConfig
 
     c = Client(app_url, verbose=False)
@@ -217,7 +217,7 @@ def test_the_sweep_job_carries_the_equivalent_cli_command(
     )
     dial = LocalityDial(schedule="progressive", beta=2.0, heads="0.1, 1.3")
     cfg = SweepConfig(lambdas=tab.SWEEP_LAMBDAS, dial=dial)
-    argv = [*locality_sweep_command(MODEL, TEXT, cfg, tab.SWEEP_TOKENS), "--json"]
+    argv = [*to_argv(cfg, model=MODEL, text=TEXT, max_tokens=tab.SWEEP_TOKENS), "--json"]
     capsys.readouterr()
     assert cli(argv) == 0
     got = json.loads(capsys.readouterr().out)

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from headscope.batch import InProcessRunner, RayRunner, connect, parse_jobs, run_batch
 from headscope.batch.execute import without_timings
+from headscope.cli import main
 from headscope.errors import InputError
 
 ray = pytest.importorskip("ray")
@@ -84,12 +84,8 @@ def test_ray_gives_the_in_process_answer_and_retries_a_killed_workers_job(
     assert len({jobs[n]["worker"] for n in names}) == 3  # one actor per model, plus the replacement
 
 
-@dataclass(frozen=True)
-class Spec:  # the app's JobSpec (headscope/app/jobs.py): what a tab hands its runner
-    title: str
-    work: Any
-    model: str | None
-    command: tuple[str, ...] | None
+def _no_work(report: Any) -> Any:
+    raise AssertionError("a job with a command runs on the cluster, not here")
 
 
 def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
@@ -97,8 +93,8 @@ def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
 ) -> None:
     from headscope.app import jobs
     from headscope.app import locality_tab as tab
-    from headscope.batch.cluster import ClusterCancelled, RayJobRunner
-    from headscope.cli import main
+    from headscope.batch.cluster import RayJobRunner
+    from headscope.batch.protocol import JobCancelled, JobSpec
 
     # The λ sweep tab, as it runs where HEADSCOPE_RAY_ADDRESS is set, shows what it shows in-process.
     tab_args: tuple[Any, ...] = ("tiny-gpt2", TEXT, "distance", "uniform", 1.0, "all heads", None, None, None)
@@ -109,7 +105,7 @@ def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
 
     runner = RayJobRunner()
     sweep = ("locality", "sweep", "--model", "tiny-gpt2", "--text", TEXT, "--lambdas", "0,0.5,1")
-    job = runner.start(Spec("λ sweep", None, "tiny-gpt2", sweep), owner="visitor")
+    job = runner.start(JobSpec("λ sweep", _no_work, "tiny-gpt2", sweep), owner="visitor")
     seen = []
     while not job.wait(0.05):
         seen.append(job.status())
@@ -123,14 +119,17 @@ def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
     )
     assert "tiny-gpt2" not in no_model
     assert (
-        runner.start(Spec("λ sweep", None, "tiny-gpt2", no_model), owner="visitor").result() == job.result()
+        runner.start(JobSpec("λ sweep", _no_work, "tiny-gpt2", no_model), owner="visitor").result()
+        == job.result()
     )
-    bad = runner.start(Spec("bad", None, "tiny-gpt2", (*sweep, "--heads", "*.9")), owner="visitor")
+    bad = runner.start(JobSpec("bad", _no_work, "tiny-gpt2", (*sweep, "--heads", "*.9")), owner="visitor")
     with pytest.raises(InputError, match=r"head 9 in '\*\.9' is out of range"):
         bad.result()
     assert bad.status().state == "failed"
-    long = runner.start(Spec("long", None, "tiny-gpt2", (*sweep[:-1], ",".join(["0.5"] * 21))), owner="v")
+    long = runner.start(
+        JobSpec("long", _no_work, "tiny-gpt2", (*sweep[:-1], ",".join(["0.5"] * 21))), owner="v"
+    )
     long.cancel()
     assert long.status().state == "cancelled" and long.wait(0)
-    with pytest.raises(ClusterCancelled, match="cancelled during"):
+    with pytest.raises(JobCancelled, match="cancelled during"):  # the same error as in-process
         long.result()

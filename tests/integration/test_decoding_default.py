@@ -44,7 +44,9 @@ def prompt_and_reference(request, default_model: ModelHandle, generate_model) ->
     return ids, out[0, len(ids) :].tolist()
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "ngram", "jacobi", "lookahead", "layer_skip"])
+@pytest.mark.parametrize(
+    "strategy", ["greedy", "ngram", "jacobi", "lookahead", "layer_skip", "token_recycling"]
+)
 def test_lossless_strategies_equal_transformers_generate(
     prompt_and_reference, default_model, strategy
 ) -> None:
@@ -53,6 +55,8 @@ def test_lossless_strategies_equal_transformers_generate(
     trace = decode(default_model, ids, strategy, cfg)
     assert list(trace.token_ids) == reference
     assert trace.target_forwards <= len(reference)
+    if strategy == "token_recycling":  # the recycled tree pays on the real model: > 1 token per forward
+        assert trace.tokens_per_target_forward > 1.2 and any(s.draft_parents for s in trace.steps)
 
 
 def test_cached_greedy_equals_full_recompute(default_model: ModelHandle) -> None:

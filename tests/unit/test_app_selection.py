@@ -12,7 +12,7 @@ from headscope.selection import HeadSet
 
 def test_toggle_adds_then_removes_a_head() -> None:
     s = sel.toggle(sel.empty(), 9, 4, 30, 9, "smollm2-135m")
-    assert sel.describe(s) == "9.4" and s["n_layers"] == 30 and s["model"] == "smollm2-135m"
+    assert sel.describe(s) == "9.4" and s.n_layers == 30 and s.model == "smollm2-135m"
     s = sel.toggle(s, 12, 1, 30, 9, "smollm2-135m")
     assert sel.names(s) == ["9.4", "12.1"]
     assert sel.describe(sel.toggle(s, 9, 4, 30, 9, "smollm2-135m")) == "12.1"
@@ -40,7 +40,7 @@ def test_cells_outside_the_grid_are_one_line_errors(bad: object) -> None:
 
 def test_typed_text_is_checked_against_the_model(tiny_llama: ModelHandle) -> None:
     s = sel.from_text(sel.empty(), "1.*, *.0", tiny_llama)
-    assert sel.describe(s) == "0.0, 1.*" and s["model"] == "tiny-llama"
+    assert sel.describe(s) == "0.0, 1.*" and s.model == "tiny-llama"
     assert sel.head_set(s, tiny_llama) == HeadSet.parse("0.0, 1.*", 2, 4)
     with pytest.raises(InputError, match="out of range"):
         sel.from_text(sel.empty(), "9.4", tiny_llama)
@@ -79,3 +79,16 @@ def test_as_head_set_accepts_the_three_forms(tiny_llama: ModelHandle) -> None:
     assert sel.as_head_set(want, tiny_llama) == want
     with pytest.raises(InputError, match="heads of a 30×9 model"):
         sel.as_head_set(HeadSet.parse("1.2", 30, 9), tiny_llama)
+
+
+def test_the_value_is_a_frozen_codec_dataclass_checked_when_made() -> None:
+    s = sel.toggle_position(sel.toggle(sel.empty(), 9, 4, 30, 9, "smollm2-135m"), 3)
+    assert isinstance(s, sel.Selection) and s.positions == (3,)
+    data = s.to_json()
+    assert data == {"heads": "9.4", "n_layers": 30, "n_heads": 9, "model": "smollm2-135m", "positions": [3]}
+    assert sel.Selection.from_json(data) == s == sel._clean(data)
+    with pytest.raises(InputError, match="out of range"):
+        sel.Selection.from_json({**data, "heads": "30.0"})
+    assert sel.Selection(heads="", n_layers=30, model="m") == sel.empty()  # no heads: no shape, no model
+    with pytest.raises(AttributeError):
+        s.heads = "1.1"  # type: ignore[misc]

@@ -178,7 +178,12 @@ def test_each_job_gets_its_threads_a_fresh_rng_and_the_workers_models(
         print("{}")
         return 0
 
-    monkeypatch.setattr("headscope.cli.main", fake_main)
+    from headscope.batch.commands import CommandLine, command_line
+
+    line = CommandLine(
+        fake_main, command_line().parser
+    )  # batch runs whatever command line the CLI registered
+    monkeypatch.setattr("headscope.batch.commands._LINE", [line])
     handles: dict[Any, Any] = {}
     before = torch.get_num_threads()
     torch.rand(5)  # disturb the RNG: the job must not see it
@@ -197,17 +202,14 @@ def test_progress_is_read_from_the_commands_own_bar() -> None:
 
 
 def test_the_app_runner_hands_jobs_without_a_command_to_its_fallback() -> None:
-    from types import SimpleNamespace
-
+    from headscope.batch.board import ThreadRunner
     from headscope.batch.cluster import RayJobRunner, cluster_address
+    from headscope.batch.protocol import JobSpec
     from headscope.errors import HeadscopeError
 
-    class Fallback:
-        def start(self, spec: Any, *, owner: str) -> str:
-            return f"{spec.title} for {owner}"
-
-    spec = SimpleNamespace(title="view", work=None, model="tiny-llama", command=None)
-    assert RayJobRunner(Fallback()).start(spec, owner="me") == "view for me"
+    spec = JobSpec("view", lambda report: {"ran": "here"}, model="tiny-llama")
+    job = RayJobRunner(ThreadRunner()).start(spec, owner="me")
+    assert job.result() == {"ran": "here"} and job.owner == "me" and job.status().state == "done"
     with pytest.raises(HeadscopeError, match="no command"):
         RayJobRunner().start(spec, owner="me")
     assert cluster_address() is None or isinstance(cluster_address(), str)
@@ -217,7 +219,7 @@ def test_the_app_sweeps_command_gives_the_app_sweeps_json(
     tiny_llama: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from headscope.attention import BlockSpec, LocalityDial
-    from headscope.batch.commands import locality_sweep_command
+    from headscope.cli.probes import to_argv
     from headscope.probes import SweepConfig, eval_tokens, sweep_locality
 
     dial = LocalityDial(mode="block", schedule="explicit", layer_weights=(0.3, 1.0), heads="*.1, 0.3",
@@ -226,5 +228,5 @@ def test_the_app_sweeps_command_gives_the_app_sweeps_json(
     tokens, cut = eval_tokens(tiny_llama, TEXT, max_tokens=20)
     want = sweep_locality(tiny_llama, tokens, cfg, truncated_from=cut).to_json()
     capsys.readouterr()
-    assert main([*locality_sweep_command("tiny-llama", TEXT, cfg, 20), "--json"]) == 0
+    assert main([*to_argv(cfg, model="tiny-llama", text=TEXT, max_tokens=20), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(want))

@@ -195,7 +195,7 @@ def test_malformed_json_and_oversize_are_clear_errors(tmp_path: Path) -> None:
         loads_report(b"[1, 2]")
     with pytest.raises(InputError, match="larger than"):
         loads_report(b" " * 3_000_000)
-    with pytest.raises(InputError, match="no such report"):
+    with pytest.raises(InputError, match="circuit report file not found"):
         read_report(tmp_path / "missing.json")
 
 

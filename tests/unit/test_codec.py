@@ -103,3 +103,21 @@ def test_post_init_checks_run_on_read():
 def test_skipped_field_needs_a_default():
     with pytest.raises(TypeError):
         jfield(skip=True)
+
+
+@dataclass(frozen=True)
+class Inner(JsonCodec):
+    a: int = 0
+    json_ignore_unknown = True
+
+
+@dataclass(frozen=True)
+class Outer(JsonCodec):
+    inner: Inner = field(default_factory=Inner)
+    json_ignore_unknown = True
+
+
+def test_ignore_unknown_keys_where_the_class_asks_for_it():
+    assert Outer.from_json({"inner": {"a": 2, "newer": 1}, "older": "x"}) == Outer(Inner(2))
+    with pytest.raises(InputError, match="unknown field"):
+        Point.from_json({"x": 1.0, "older": 1})

@@ -54,11 +54,9 @@ def test_step_entropy_equals_the_full_recompute_pattern(tiny: ModelHandle, strat
 
 def test_dialled_heads_match_the_dial_hooks_on_a_full_recompute(tiny_llama: ModelHandle) -> None:
     ids = ids_of(tiny_llama)
-    cfg = DecodeConfig(
-        max_new_tokens=10, heads="1.0, 1.2", heads_action="dial", dial_lambda=1.0, attention_entropy=True
-    )
-    trace = decode(tiny_llama, ids, "greedy", cfg)
     dial = LocalityDial(lam=1.0, mode="distance", heads="1.0, 1.2")
+    cfg = DecodeConfig(max_new_tokens=10, dial=dial, attention_entropy=True)
+    trace = decode(tiny_llama, ids, "greedy", cfg)
     seq = ids + list(trace.token_ids)
     fwd = dial_hooks(tiny_llama, torch.tensor([seq]), dial)
     assert trace.token_ids == tuple(full_greedy(tiny_llama, ids, 10, fwd))
@@ -76,7 +74,7 @@ def test_ablated_heads_match_hook_z_ablation(tiny: ModelHandle, ablation: str) -
     """Oracle: the same ablation made with TransformerLens hooks on hook_z in full recomputes, with the mean
     taken from a clean run's hook_z over the prompt."""
     ids = ids_of(tiny)
-    cfg = DecodeConfig(max_new_tokens=10, heads="0.1, 1.*", heads_action="ablate", ablation=ablation)
+    cfg = DecodeConfig(max_new_tokens=10, ablate_heads="0.1, 1.*", ablation=ablation)
     trace = decode(tiny, ids, "greedy", cfg)
     _, clean = tiny.run_with_cache(torch.tensor([ids]), [hooks.z(0), hooks.z(1)])
     chosen = {0: [1], 1: list(range(tiny.facts.n_heads))}
@@ -100,9 +98,7 @@ def test_ablated_heads_match_hook_z_ablation(tiny: ModelHandle, ablation: str) -
 def test_compare_under_intervention_uses_the_clean_greedy_as_reference(tiny_gpt2: ModelHandle) -> None:
     # (the random tiny models mostly ignore even all their heads; this prompt is one where they do not)
     ids = ids_of(tiny_gpt2, "hello world")
-    cfg = DecodeConfig(
-        max_new_tokens=16, heads="*.*", heads_action="ablate", ablation="zero", attention_entropy=True
-    )
+    cfg = DecodeConfig(max_new_tokens=16, ablate_heads="*.*", ablation="zero", attention_entropy=True)
     result = compare(tiny_gpt2, ids, ["greedy", "ngram"], cfg)
     clean = decode(tiny_gpt2, ids, "greedy", DecodeConfig(max_new_tokens=16))
     assert result.greedy.token_ids == clean.token_ids and result.greedy.intervention is None

@@ -117,6 +117,7 @@ def test_steer_config_validates_alpha(alpha: object) -> None:
 # validates itself in __post_init__): a new one fails `test_every_config_is_covered` until it is listed here.
 ROOT = Path(__file__).resolve().parents[2] / "headscope"
 COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fields without a default
+    "headscope.app.selection.Selection": {},
     "headscope.attention.blocks.BlockSpec": {},
     "headscope.cli.steering_inputs.ContrastiveApply": {"vectors": "v"},
     "headscope.cli.steering_inputs.ContrastiveRun": {},
@@ -126,6 +127,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.cli.steering_inputs.ModelOptions": {},
     "headscope.attention.locality.LayerSchedule": {},
     "headscope.attention.locality.LocalityDial": {},
+    "headscope.circuits.ablate.AblationConfig": {},
     "headscope.circuits.config.CircuitConfig": {},
     "headscope.circuits.sae.SAEConfig": {},
     "headscope.decoding.config.DecodeConfig": {},
@@ -137,6 +139,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.localist.training.TrainConfig": {},
     "headscope.models.device_map.DeviceMapSpec": {},
     "headscope.probes.probe.ProbeConfig": {},
+    "headscope.probes.report.EntropyConfig": {},
     "headscope.probes.sweep.SweepConfig": {},
     "headscope.steering.comparison.SideBySideConfig": {},
     "headscope.steering.contrastive.ContrastiveConfig": {},
@@ -146,6 +149,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.steering.lofit.LofitConfig": {},
 }
 NOT_CONFIGS = {  # validate themselves but take no user value: built by code from checked configs or shipped data
+    "headscope.decoding.tree.TokenTree": "a draft tree built by the decoding loop from a drafter's tokens",
     "headscope.kernels.bias.KernelBias": "tensors built from a checked LocalityDial",
     "headscope.models.catalog.CatalogEntry": "the shipped model catalog, written in code",
     "headscope.steering.direction.SteeringVector": "a tensor made by the steering code or read from its file",

@@ -39,12 +39,12 @@ def test_sweep_columns_match_oracle(tiny_llama: ModelHandle, with_zero: bool) ->
     tokens = tiny_llama.tokenize(TEXT)
     lams = (0.5, 0.0, 1.0) if with_zero else (0.5, 1.0)
     dial = LocalityDial(schedule="progressive", beta=2.0, strength=2.0)
-    done: list[tuple[int, int]] = []
+    done: list[tuple[str, float]] = []
     res = sweep_locality(
         tiny_llama, tokens, SweepConfig(lams, dial), progress=lambda d, t: done.append((d, t))
     )
     assert [r.lam for r in res.rows] == list(lams)  # the caller's order
-    assert done[-1] == (len(lams), len(lams))
+    assert done[-1] == (f"λ point {len(lams)}/{len(lams)}", 1.0)  # (stage, fraction)
     for row in res.rows:
         expect = oracle_row(tiny_llama, tokens, dial.with_lambda(row.lam))
         for key, value in expect.items():

@@ -8,13 +8,14 @@ import torch
 
 from headscope.attention import BlockSpec, LocalityDial, block_ids, dial_hooks, row_entropy_bits, target_mask
 from headscope.errors import InputError
-from headscope.models import ModelHandle
+from headscope.models import ModelHandle, hooks
 from headscope.probes import (
     ProbeConfig,
     entropy_bits,
     entropy_report,
-    head_pattern,
+    head_patterns,
     induction_scores,
+    model_induction_scores,
     probe_attention,
 )
 from headscope.probes import backends as backends_mod
@@ -122,16 +123,41 @@ def test_probe_config_validation() -> None:
     assert ProbeConfig(induction_len="16").induction_len == 16  # type: ignore[arg-type]
 
 
-def test_head_pattern_and_limits(tiny_llama: ModelHandle) -> None:
+def test_head_patterns_and_limits(tiny_llama: ModelHandle) -> None:
     tokens = tiny_llama.tokenize(TEXT)
-    a = head_pattern(tiny_llama, tokens, 1, 2)
-    np.testing.assert_allclose(a, raw_patterns(tiny_llama, tokens)[1, 2], atol=1e-7)
+    got = head_patterns(tiny_llama, tokens, [(1, 2), (0, 1)])
+    assert list(got) == [(1, 2), (0, 1)]  # the order asked for
+    raw = raw_patterns(tiny_llama, tokens)
+    np.testing.assert_allclose(got[(1, 2)], raw[1, 2], atol=1e-7)
+    np.testing.assert_allclose(got[(0, 1)], raw[0, 1], atol=1e-7)
     with pytest.raises(InputError, match="layer must be in"):
-        head_pattern(tiny_llama, tokens, 2, 0)
+        head_patterns(tiny_llama, tokens, [(2, 0)])
     with pytest.raises(InputError, match="head must be in"):
-        head_pattern(tiny_llama, tokens, 0, -1)
+        head_patterns(tiny_llama, tokens, [(0, -1)])
     with pytest.raises(InputError, match="at most 256 tokens"):
-        head_pattern(tiny_llama, tiny_llama.tokenize("x" * 300), 0, 0)
+        head_patterns(tiny_llama, tiny_llama.tokenize("x" * 300), [(0, 0)])
+    with pytest.raises(InputError, match="1 to 16 heads"):
+        head_patterns(tiny_llama, tokens, [])
+
+
+def test_head_patterns_under_a_dial_match_the_dialed_scores(tiny_llama: ModelHandle) -> None:
+    """Oracle: the dial subtracts s·|i − j| from head (1, 2)'s scores; its pattern is their softmax, and a head the
+    dial leaves alone reads as without it."""
+    tokens = tiny_llama.tokenize(TEXT)
+    dial = LocalityDial(lam=1.0, heads="1.2", strength=0.5)
+    got = head_patterns(tiny_llama, tokens, [(1, 2), (1, 1)], dial=dial)
+    _, cache = tiny_llama.run_with_cache(tokens, [hooks.scores(1)])
+    n = tokens.shape[1]
+    i = torch.arange(n)
+    want = torch.softmax(cache[hooks.scores(1)][0, 2].double() - 0.5 * (i[:, None] - i[None, :]).abs(), -1)
+    np.testing.assert_allclose(got[(1, 2)], want.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got[(1, 1)], raw_patterns(tiny_llama, tokens)[1, 1], atol=1e-7)
+
+
+def test_model_induction_scores_are_computed_once_per_model(tiny_llama: ModelHandle) -> None:
+    first = model_induction_scores(tiny_llama)
+    np.testing.assert_array_equal(first, induction_scores(tiny_llama, length=32, seed=0))
+    assert model_induction_scores(tiny_llama) is first and not first.flags.writeable
 
 
 def test_backend_dispatch_and_limits(tiny_llama: ModelHandle, monkeypatch: pytest.MonkeyPatch) -> None:

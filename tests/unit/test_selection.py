@@ -46,3 +46,15 @@ def test_round_trip_through_text_and_mask(pairs: list[tuple[int, int]]) -> None:
     assert HeadSet.parse(str(hs), 6, 4) == hs
     assert HeadSet.from_mask(hs.mask()) == hs
     assert int(np.sum(hs.mask())) == len(set(pairs))
+
+
+def test_pattern_text_is_the_model_free_form_configs_store() -> None:
+    from headscope.selection import pattern_text
+
+    assert pattern_text(" 9.4 ; 12.* ,*.3") == "9.4, 12.*, *.3"
+    assert pattern_text([(1, 2), [0, 0]]) == "1.2, 0.0"
+    assert pattern_text(HeadSet.parse("1.*", 2, 3)) == "1.*"
+    assert pattern_text(None) is None and pattern_text("") == ""
+    for bad, message in (("9.x", "is not L.H"), ([3], "not a \\(layer, head\\) pair"), (3.5, "must be text")):
+        with pytest.raises(InputError, match=message):
+            pattern_text(bad)

@@ -75,7 +75,7 @@ def _bundle(**over) -> bytes:
         "format": "headscope-session",
         "version": 1,
         "model": "tiny-llama",
-        "selection": sel.empty(),
+        "selection": sel.empty().to_json(),
         "tabs": {},
     }
     b.update(over)
@@ -104,7 +104,7 @@ def test_import_leaves_components_the_file_does_not_mention() -> None:
     text, lam = gr.Textbox(), gr.Number()
     parts.add("tab", text=text, lam=lam)
     selection = sel.toggle(sel.empty(), 1, 2, 2, 4, "tiny-llama")
-    bundle = session.read_bundle(_bundle(selection=selection, tabs={"tab": {"text": "hello"}}))
+    bundle = session.read_bundle(_bundle(selection=selection.to_json(), tabs={"tab": {"text": "hello"}}))
     values = session.import_values(parts, bundle)
     assert values[:4] == ["tiny-llama", selection, "1.2", ""]
     assert values[4] == "hello" and isinstance(values[5], type(gr.skip()))

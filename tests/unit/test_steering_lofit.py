@@ -178,22 +178,31 @@ def test_stages_are_reported_and_a_raising_callback_stops_training_cleanly(tiny_
     stages: list[str] = []
     steps: list[tuple[str, int]] = []
 
-    def on_step(phase: str, step: int, total: int, loss: float) -> None:
-        steps.append((phase, step))
-        if phase == "biases" and step == 2:
+    def progress(stage: str, fraction: float) -> None:
+        if " step " not in stage:
+            stages.append(stage)
+            return
+        phase, count = stage.split(" step ")
+        steps.append((phase, int(count.split("/")[0])))
+        if phase == "biases" and count.startswith("2/"):
             raise KeyboardInterrupt("cancelled")
 
     cfg = LofitConfig(
         k=1, scale_steps=2, bias_steps=5, batch_size=4, random_sets=2, eval_prompts=1, eval_tokens=1
     )
     with pytest.raises(KeyboardInterrupt):
-        lofit(tiny_llama, _task(), cfg, on_step, stages.append)
+        lofit(tiny_llama, _task(), cfg, progress)
     assert stages == []
     assert steps == [("scales", 1), ("scales", 2), ("biases", 1), ("biases", 2)]
     assert torch.equal(tiny_llama.forward(tokens), base)
-    done: list[str] = []
-    steps.clear()
-    lofit(tiny_llama, _task(), replace(cfg, bias_steps=1), lambda *a: steps.append((a[0], a[1])), done.append)
-    assert done[0] == "held-out evaluation: prompt 1/1, none: token 1/1"
-    assert done[-2:] == ["held-out accuracy, random heads 1/2", "held-out accuracy, random heads 2/2"]
-    assert steps[-2:] == [("random heads", 1), ("random heads", 2)]  # one bar over every random set
+    done: list[tuple[str, float]] = []
+    lofit(tiny_llama, _task(), replace(cfg, bias_steps=1), lambda s, f: done.append((s, f)))
+    named = [s for s, _ in done if " step " not in s]
+    assert named[0] == "held-out evaluation: prompt 1/1, none: token 1/1"
+    assert named[-2:] == ["held-out accuracy, random heads 1/2", "held-out accuracy, random heads 2/2"]
+    assert [s.split(" (")[0] for s, _ in done if s.startswith("random heads")] == [
+        "random heads 1/2 step 1/1",
+        "random heads 2/2 step 1/1",
+    ]
+    fractions = [f for _, f in done]
+    assert fractions == sorted(fractions) and fractions[0] > 0.0 and fractions[-1] < 1.0
