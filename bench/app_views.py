@@ -65,7 +65,7 @@ def _text_of(handle: Any, n_tokens: int) -> str:
 
 def pattern_view(n_tokens: int, rounds: int) -> dict[str, Any]:
     from headscope.app import locality_tab as tab
-    from headscope.app import selection as sel
+    from headscope.app import selection_bar as sel
     from headscope.app.state import STORE
 
     handle = STORE.get(MODEL)

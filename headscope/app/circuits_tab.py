@@ -14,11 +14,11 @@ import gradio as gr
 
 from headscope.app import circuits_views as cv
 from headscope.app import examples, jobs
-from headscope.app import selection as sel
+from headscope.app import selection_bar as sel
 from headscope.app.figures import Plot, RawResult
 from headscope.app.inputs import choice, integer, text
-from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
+from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid
 from headscope.circuits.ablate import AblationConfig, ablate_selection
 from headscope.circuits.config import CircuitConfig

@@ -15,11 +15,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from headscope.app import examples, jobs
-from headscope.app import selection as sel
+from headscope.app import selection_bar as sel
 from headscope.app.figures import Plot, RawResult, fmt_prob
 from headscope.app.inputs import choice, integer, number, text
-from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, user_errors
+from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip, grid_value, strip_row, strip_value, visible_token
 from headscope.attention import LocalityDial
 from headscope.cli.decoding import CompareCommand, to_argv

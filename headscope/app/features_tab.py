@@ -14,9 +14,9 @@ import plotly.graph_objects as go
 from headscope.app import examples, jobs
 from headscope.app.figures import Plot, RawResult, fmt_num, table
 from headscope.app.inputs import choice, integer, number, text
-from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
 from headscope.app.steering_views import cost_table, download_file
+from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import TokenStrip, strip_row, strip_value, visible_token
 from headscope.errors import InputError
 from headscope.features import attribution as attr

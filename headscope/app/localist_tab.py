@@ -11,8 +11,8 @@ from headscope.app import examples
 from headscope.app.figures import Plot, RawResult, curves, fmt_num, table
 from headscope.app.inputs import choice, layer_head, text
 from headscope.app.locality_views import ceiling_bits
-from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import STORE, VIEW_EVENT, user_errors
+from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import AttentionView, HeadGrid, attention_value, grid_value
 from headscope.errors import HeadscopeError, InputError
 from headscope.localist.train_inspect import (

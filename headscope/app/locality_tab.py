@@ -11,11 +11,11 @@ import gradio as gr
 
 from headscope.app import examples, jobs
 from headscope.app import locality_views as lv
-from headscope.app import selection as sel
+from headscope.app import selection_bar as sel
 from headscope.app.figures import Plot, RawResult
 from headscope.app.inputs import choice, integer, layer_head, number, text
-from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
+from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip, attention_value
 from headscope.attention import MODES, LocalityDial
 from headscope.cli.probes import to_argv

@@ -8,10 +8,10 @@ import logging
 import gradio as gr
 
 from headscope.app import gpu, jobs
-from headscope.app.registry import TABS, AppContext
-from headscope.app.selection import SelectionBar
+from headscope.app.selection_bar import SelectionBar
 from headscope.app.session import SessionControls, SessionParts
 from headscope.app.state import STORE
+from headscope.app.tabs import TABS, AppContext
 from headscope.models import CATALOG, DEFAULT_MODEL
 
 # Tab modules register themselves on import; a new tab adds its module here (one line).

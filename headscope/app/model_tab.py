@@ -8,8 +8,9 @@ import gradio as gr
 
 from headscope.app import examples
 from headscope.app.figures import table
-from headscope.app.registry import AppContext, register_tab
-from headscope.app.state import STORE, VIEW_EVENT, user_errors
+from headscope.app.state import STORE, VIEW_EVENT
+from headscope.app.tabs import AppContext, register_tab
+from headscope.app.wiring import Ctx, bind
 from headscope.models import CATALOG, resolve
 
 FACT_ROWS = (
@@ -19,14 +20,20 @@ FACT_ROWS = (
 )  # fmt: skip
 
 
-@user_errors
-def model_info(name: str, progress: gr.Progress = gr.Progress()) -> dict[str, Any]:  # noqa: B008
-    """Load (or reuse) a catalog model and return its identity and architecture facts."""
-    resolve(str(name), allow_external=False)  # unknown names fail before any work
-    progress(0.1, desc=f"loading {name} (first load of a GGUF model converts it: ~20 s)")
-    info = STORE.get(str(name)).info()
-    progress(1.0, desc="ready")
-    return info
+def model_info(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """Load (or reuse) a catalog model; `raw` = its identity and architecture facts (`headscope info`'s JSON)."""
+    name = str(inputs["model"])
+    resolve(name, allow_external=False)  # unknown names fail before any work
+    say = ctx.progress or (lambda *a, **k: None)
+    say(0.1, desc=f"loading {name} (first load of a GGUF model converts it: ~20 s)")
+    info = STORE.get(name).info()
+    say(1.0, desc="ready")
+    return {"raw": info}
+
+
+def facts_views(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """The summary line and the facts table, drawn from the JSON `model_info` returned."""
+    return {"summary": facts_markdown(inputs["raw"]), "facts": facts_table(inputs["raw"])}
 
 
 def facts_markdown(info: dict[str, Any]) -> str:
@@ -65,12 +72,8 @@ def catalog_table() -> dict[str, Any]:
     )
 
 
-def _views(info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return facts_markdown(info), facts_table(info)
-
-
 @register_tab("Model", order=0)
-def build(ctx: AppContext) -> None:
+def build(app: AppContext) -> None:
     examples.guide(
         "Pick a model from the catalog (the picker above); every tab runs on it.",
         "Loading shows its shape — layers × heads is the grid every layer × head view uses, and the range "
@@ -85,7 +88,8 @@ def build(ctx: AppContext) -> None:
     facts = gr.Dataframe(label="Model facts", interactive=False)
     with gr.Accordion("Model facts: raw JSON", open=False):
         raw = gr.JSON(label="Model facts (raw)")
-    load.click(model_info, inputs=[ctx.model], outputs=[raw], api_name="model_info", **VIEW_EVENT).success(
-        _views, inputs=[raw], outputs=[summary, facts], api_visibility="private", queue=False
-    )
-    ctx.session.add("model", summary=summary, facts=facts, raw=raw)
+    loaded = bind(load.click, model_info, inputs={"model": app.model}, outputs={"raw": raw}, api_name="model_info",
+                  **VIEW_EVENT)  # fmt: skip
+    bind(loaded.success, facts_views, inputs={"raw": raw}, outputs={"summary": summary, "facts": facts},
+         api_visibility="private", queue=False)  # fmt: skip
+    app.session.add("model", summary=summary, facts=facts, raw=raw)

@@ -26,7 +26,7 @@ import gradio as gr
 import pandas as pd
 from gradio.components.plot import PlotData
 
-from headscope.app import selection as sel_mod
+from headscope.app import selection_bar as sel_mod
 from headscope.app.figures import json_file, with_export
 from headscope.app.state import user_errors
 from headscope.app.views import is_view

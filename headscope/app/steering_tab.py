@@ -14,10 +14,9 @@ from typing import Any
 import gradio as gr
 
 from headscope.app import examples, jobs
-from headscope.app import selection as sel
+from headscope.app import selection_bar as sel
 from headscope.app.figures import Plot, RawResult, curves, table
 from headscope.app.inputs import choice, integer, text
-from headscope.app.registry import AppContext, register_tab
 from headscope.app.state import JOB_EVENT, STORE, user_errors
 from headscope.app.steering_views import (
     COST_HEADERS,
@@ -31,6 +30,7 @@ from headscope.app.steering_views import (
     summary,
     summary_cost,
 )
+from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
 from headscope.errors import InputError
 from headscope.models import ModelHandle

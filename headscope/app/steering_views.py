@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from headscope.app import selection as sel
+from headscope.app import selection_bar as sel
 from headscope.app.figures import fmt_num, table
 from headscope.app.views import grid_value, strip_row, strip_value
 from headscope.errors import InputError

@@ -32,8 +32,10 @@ def test_server_side_check_refuses_non_catalog_names_too() -> None:
     import gradio as gr
 
     from headscope.app.model_tab import model_info
+    from headscope.app.wiring import handler
 
+    endpoint = handler(model_info, {"model": None}, {"raw": None})  # what Gradio calls
     for bad in ["../../etc/passwd", "org/model", "<script>x</script>"]:
         with pytest.raises(gr.Error, match="unknown model") as err:
-            model_info(bad)
+            endpoint(bad)
         assert "<script>" not in str(err.value)

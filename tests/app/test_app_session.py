@@ -10,7 +10,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from headscope.app import main, session
-from headscope.app import selection as sel
+from headscope.app import selection_bar as sel
 
 MODEL = "tiny-llama"
 TEXT = "The cat sat on the mat. Then it slept."

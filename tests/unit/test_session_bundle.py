@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import pytest
 from gradio.components.plot import PlotData
 
-from headscope.app import selection as sel
+from headscope.app import selection_bar as sel
 from headscope.app import session
 from headscope.app.figures import Plot
 from headscope.app.views import HeadGrid, grid_value

@@ -11,13 +11,13 @@ import gradio as gr
 from headscope.registry import Registry
 
 if TYPE_CHECKING:
-    from headscope.app.selection import SelectionBar
+    from headscope.app.selection_bar import SelectionBar
     from headscope.app.session import SessionParts
 
 
 @dataclass(frozen=True)
 class AppContext:
-    """What every tab may wire to: the shared model picker, the shared selection bar (`selection.py`) and the
+    """What every tab may wire to: the shared model picker, the shared selection bar (`selection_bar.py`) and the
     session-file registry (`session.py`)."""
 
     model: gr.Dropdown

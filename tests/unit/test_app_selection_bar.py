@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from headscope.app import selection as sel
+from headscope.app import selection_bar as sel
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.selection import HeadSet

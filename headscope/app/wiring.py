@@ -1,0 +1,77 @@
+"""The one shape of an app handler: a plain function of named inputs that returns named outputs.
+
+    def run(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]: ...
+    bind(button.click, run, inputs={"prompt": prompt_box, ...}, outputs={"table": table, ...},
+         api_name="mytab_run", **JOB_EVENT)
+
+Why not Gradio's positional handlers: a tab's handler grew to 13–20 positional inputs returning 6–9-tuples matched
+by position, so one added output silently shifted every other. Here each value travels under its name; a handler
+returns only the outputs it sets (the rest are left as they are), and an output name the tab did not bind is a bug
+raised at once. The handler stays testable without Gradio: call it with a dict.
+
+The API endpoint keeps named parameters in the order of `inputs` (gradio_client callers pass them positionally
+or by name), and `ctx` carries what Gradio injects: the request (the job owner's session) and the progress
+tracker `jobs.run` relays to. Errors go through `user_errors` (one escaped line, "Cancelled" for a Cancel).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from headscope.app.state import user_errors
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What Gradio hands an event besides its inputs."""
+
+    request: gr.Request | None = None
+    progress: gr.Progress | None = None
+
+
+Handler = Callable[[dict[str, Any], Ctx], Mapping[str, Any]]
+
+
+def handler(fn: Handler, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> Callable[..., Any]:
+    """The positional function Gradio calls: values in `inputs` order in, a value per `outputs` entry out
+    (`gr.skip()` for each output `fn` did not set). Its signature names the API's parameters."""
+    names_in, names_out = list(inputs), list(outputs)
+
+    def call(*values: Any, request: gr.Request | None = None, progress: Any = None) -> Any:
+        got = fn(dict(zip(names_in, values, strict=True)), Ctx(request, progress))
+        unknown = sorted(set(got) - set(names_out))
+        if unknown:
+            raise RuntimeError(f"{fn.__name__} returned outputs the tab did not bind: {unknown}")
+        out = tuple(got[n] if n in got else gr.skip() for n in names_out)
+        return out[0] if len(out) == 1 else out
+
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names_in]
+    params += [
+        inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=gr.Request),
+        inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()),
+    ]
+    call.__signature__ = inspect.Signature(params)  # pyright: ignore[reportFunctionMemberAccess]
+    call.__annotations__ = {"request": gr.Request}  # Gradio finds the request by its annotation
+    call.__name__ = call.__qualname__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    return user_errors(call)
+
+
+def bind(
+    trigger: Callable[..., Any],
+    fn: Handler,
+    *,
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, Any],
+    **event: Any,
+) -> Any:
+    """Wire `fn` to an event listener (`button.click`, `dropdown.change`, ...): `event` holds `api_name`, the
+    concurrency group (`VIEW_EVENT` / `JOB_EVENT`) and any other listener option."""
+    return trigger(
+        handler(fn, inputs, outputs), inputs=list(inputs.values()), outputs=list(outputs.values()), **event
+    )
