@@ -32,6 +32,7 @@ from headscope.cli.steering_inputs import (
     texts_from_files,
 )
 from headscope.errors import InputError
+from headscope.progress import Progress, part
 
 __all__ = [
     "Config",
@@ -78,7 +79,7 @@ def config_of(args: argparse.Namespace) -> Config:
     if func is cmd_contrastive:
         return ContrastiveRun(
             _model_options(args), eval_options(args), args.pos, args.neg, args.layer, args.heads, args.alpha,
-            args.position, args.pooling, args.out,
+            args.position, args.pooling, args.out, tuple(args.pos_text or ()), tuple(args.neg_text or ()),
         )  # fmt: skip
     if func is cmd_contrastive_apply:
         return ContrastiveApply(
@@ -127,7 +128,9 @@ def to_argv(cfg: Config) -> list[str]:
         return ["steer", "contrastive", *_model_argv(cfg.model), *_eval_argv(cfg.evaluation),
                 *_opt("--pos", cfg.pos), *_opt("--neg", cfg.neg), *_opt("--layer", cfg.layer),
                 *_opt("--heads", cfg.heads), *_opt("--alpha", repr(cfg.alpha)), *_opt("--position", cfg.position),
-                *_opt("--pooling", cfg.pooling), *_opt("--out", cfg.out)]  # fmt: skip
+                *_opt("--pooling", cfg.pooling), *_opt("--out", cfg.out),
+                *[a for t in cfg.pos_texts for a in _opt("--pos-text", t)],
+                *[a for t in cfg.neg_texts for a in _opt("--neg-text", t)]]  # fmt: skip
     if isinstance(cfg, ContrastiveApply):
         return ["steer", "contrastive", "apply", *_opt("--vectors", cfg.vectors), *_model_argv(cfg.model),
                 *_eval_argv(cfg.evaluation), *_opt("--alpha", None if cfg.alpha is None else repr(cfg.alpha)),
@@ -177,6 +180,8 @@ def _load(m: ModelOptions, fallback: str | None = None) -> Any:
 def _defining(cfg: ContrastiveRun) -> tuple[list[str], list[str]]:
     from headscope.steering.tasks import load_contrast
 
+    if cfg.pos_texts:
+        return list(cfg.pos_texts), list(cfg.neg_texts)
     if cfg.pos is not None or cfg.neg is not None:
         if cfg.pos is None or cfg.neg is None:
             raise InputError("give both --pos and --neg (plain-text files, one example a line)")
@@ -187,26 +192,36 @@ def _defining(cfg: ContrastiveRun) -> tuple[list[str], list[str]]:
     return list(cs.positives), list(cs.negatives)
 
 
-def run_contrastive(cfg: ContrastiveRun) -> dict[str, Any]:
+def contrastive_result(handle: Any, cfg: ContrastiveRun, progress: Progress | None = None) -> Any:
+    """`steer contrastive` on a loaded model: the `Comparison` whose JSON the command prints (the app's
+    in-process job runs exactly this)."""
+    from headscope.steering.contrastive import ContrastiveConfig, compare_vector, contrastive_vector
     from headscope.steering.direction import SteerConfig
 
     pos, neg = _defining(cfg)
     inputs = contrast_inputs(cfg.evaluation, (pos, neg))
     steer = SteerConfig(cfg.alpha, cfg.position)  # type: ignore[arg-type]  (checked in the config)
-    out = writable_dir(cfg.out) if cfg.out else None
-    from headscope.steering import vectors
-    from headscope.steering.contrastive import ContrastiveConfig, compare_vector, contrastive_vector
-
-    handle = _load(cfg.model)
     heads = None if cfg.heads is None else handle.head_set(cfg.heads)
+    ccfg = ContrastiveConfig(cfg.layer, cfg.pooling, heads)  # type: ignore[arg-type]
+    sv = contrastive_vector(handle, pos, neg, ccfg, progress=part(progress, 0.0, 0.1))
+    return compare_vector(
+        handle, sv, inputs.prompts, steer, inputs.sbs, texts=inputs.texts, progress=part(progress, 0.1, 1.0)
+    )
+
+
+def run_contrastive(cfg: ContrastiveRun) -> dict[str, Any]:
+    from headscope.steering import vectors
+    from headscope.steering.direction import SteerConfig
+
+    contrast_inputs(cfg.evaluation, _defining(cfg))  # every input read and checked before the model loads
+    out = writable_dir(cfg.out) if cfg.out else None
+    handle = _load(cfg.model)
     with progress_bar("contrastive steering") as say:
-        sv = contrastive_vector(handle, pos, neg, ContrastiveConfig(cfg.layer, cfg.pooling, heads))  # type: ignore[arg-type]
-        result = compare_vector(
-            handle, sv, inputs.prompts, steer, inputs.sbs, texts=inputs.texts, progress=say
-        )
+        result = contrastive_result(handle, cfg, say)
     payload = result.to_json()
     if out is not None:
-        payload["vectors"] = str(vectors.save(out, *vectors.vector_meta(handle, sv, steer)))
+        steer = SteerConfig(cfg.alpha, cfg.position)  # type: ignore[arg-type]
+        payload["vectors"] = str(vectors.save(out, *vectors.vector_meta(handle, result.vector, steer)))
     return payload
 
 
@@ -236,25 +251,37 @@ def run_contrastive_apply(cfg: ContrastiveApply) -> dict[str, Any]:
     return {"model": handle.identity.name, **result.to_json()}
 
 
-def run_lofit_train(cfg: LofitTrain) -> dict[str, Any]:
+def lofit_task(cfg: LofitTrain) -> Any:
+    """The task a `lofit train` config names (read and checked before any model loads)."""
     from dataclasses import replace
 
     from headscope.steering.tasks import load_pairs_file, load_task
 
     task = load_task(cfg.task) if cfg.task is not None else load_pairs_file(str(cfg.data), seed=cfg.seed)
-    if cfg.instruction is not None:
-        task = replace(task, instruction=cfg.instruction)
-    out = writable_dir(cfg.out) if cfg.out else None
-    from headscope.steering import vectors
+    return task if cfg.instruction is None else replace(task, instruction=cfg.instruction)
+
+
+def lofit_result(handle: Any, cfg: LofitTrain, progress: Progress | None = None, task: Any = None) -> Any:
+    """`steer lofit train` on a loaded model: the `LofitResult` whose JSON the command prints (the app's
+    in-process job runs exactly this)."""
     from headscope.steering.lofit import lofit
 
-    handle = _load(cfg.model)
     lcfg = cfg.lofit_config(None if cfg.heads is None else handle.head_set(cfg.heads))
+    return lofit(handle, task or lofit_task(cfg), lcfg, progress)
+
+
+def run_lofit_train(cfg: LofitTrain) -> dict[str, Any]:
+    from headscope.steering import vectors
+
+    task = lofit_task(cfg)
+    out = writable_dir(cfg.out) if cfg.out else None
+    handle = _load(cfg.model)
     with progress_bar("lofit") as progress:
-        result = lofit(handle, task, lcfg, progress)
+        result = lofit_result(handle, cfg, progress, task)
     payload = result.to_json()
     if out is not None:
-        meta = vectors.lofit_meta(handle, result.trained_offsets, result.data_hash, lcfg.heads)
+        restricted = None if cfg.heads is None else handle.head_set(cfg.heads)
+        meta = vectors.lofit_meta(handle, result.trained_offsets, result.data_hash, restricted)
         payload["vectors"] = str(vectors.save(out, *meta))
     return payload
 
@@ -325,6 +352,10 @@ def _register_contrastive(ssub: Any) -> None:
     p.add_argument(
         "--neg", default=None, help="plain-text file, one negative example a line (default: --task's)"
     )
+    p.add_argument("--pos-text", action="append", default=None,
+                   help="a positive example itself; repeat for several (instead of --pos)")  # fmt: skip
+    p.add_argument("--neg-text", action="append", default=None,
+                   help="a negative example itself; repeat for several (instead of --neg)")  # fmt: skip
     site = p.add_mutually_exclusive_group()
     site.add_argument(
         "--layer", type=int, default=None, help="resid_post of this layer (default: 0.3 of depth)"

@@ -51,6 +51,21 @@ def _of(value: Any, cls: type, name: str) -> Any:
     return value
 
 
+def _inline(texts: Any, side: str) -> tuple[str, ...]:
+    """Texts given on the command line: () or the checked, non-blank texts (blank ones are refused: a repeated
+    option has no blank lines to skip)."""
+    from headscope.steering.contrastive import check_texts
+
+    if not isinstance(texts, tuple | list):
+        raise InputError(f"the {side} texts must be a list of texts, got {texts!r:.40}")
+    if not texts:
+        return ()
+    kept = tuple(check_texts(list(texts), side))
+    if len(kept) != len(texts):
+        raise InputError(f"the {side} texts include a blank one")
+    return kept
+
+
 def _named_model(obj: Any) -> None:
     """Commands that build from scratch run on a named model: no name means the default one (what the parser
     gives), so the config stores it and `to_argv` can write it."""
@@ -125,6 +140,8 @@ class ContrastiveRun:
     position: str = "last"
     pooling: str = "mean"
     out: str | None = None
+    pos_texts: tuple[str, ...] = ()  # --pos-text, repeatable: the texts themselves (the app's pasted lists)
+    neg_texts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from headscope.steering.direction import check_alpha
@@ -133,6 +150,14 @@ class ContrastiveRun:
         _named_model(self)
         _of(self.evaluation, EvalOptions, "evaluation")
         _texts(self, ("pos", "neg", "heads", "out"))
+        set_(self, "pos_texts", _inline(self.pos_texts, "positive"))
+        set_(self, "neg_texts", _inline(self.neg_texts, "negative"))
+        if bool(self.pos_texts) != bool(self.neg_texts):
+            raise InputError("give both --pos-text and --neg-text (each repeatable), or neither")
+        if self.pos_texts and (self.pos is not None or self.neg is not None):
+            raise InputError(
+                "give the texts as files (--pos/--neg) or inline (--pos-text/--neg-text), not both"
+            )
         set_(self, "layer", checks.optional_integer(self.layer, "layer", 0, 10_000))
         set_(self, "alpha", check_alpha(self.alpha))
         checks.choice(self.position, "position", ("last", "all"))

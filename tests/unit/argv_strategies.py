@@ -177,8 +177,9 @@ def _steer_eval() -> Strategy:
 def steer_contrastive_runs() -> Strategy:
     from headscope.cli.steering_inputs import ContrastiveRun
 
-    def build(where: tuple[int | None, str | None], **kw: Any) -> Any:
-        return ContrastiveRun(layer=where[0], heads=where[1], **kw)
+    def build(where: tuple[int | None, str | None], inline: list[str], **kw: Any) -> Any:
+        texts = {"pos_texts": tuple(inline), "neg_texts": tuple(reversed(inline))} if inline else {}
+        return ContrastiveRun(layer=where[0], heads=where[1], **texts, **kw)
 
     where = st.one_of(st.just((None, None)), st.integers(0, 10_000).map(lambda n: (n, None)),
                       heads_text().map(lambda h: (None, h)))  # fmt: skip
@@ -186,7 +187,7 @@ def steer_contrastive_runs() -> Strategy:
         _valid(build), model=_steer_model(), evaluation=_steer_eval(), pos=st.none() | _steer_text(),
         neg=st.none() | _steer_text(), where=where, alpha=st.floats(-10.0, 10.0, allow_nan=False),
         position=st.sampled_from(["last", "all"]), pooling=st.sampled_from(["mean", "last"]),
-        out=st.none() | _steer_text(),
+        out=st.none() | _steer_text(), inline=st.lists(_steer_text(), max_size=3),
     ).filter(lambda c: c is not None)  # fmt: skip
 
 
