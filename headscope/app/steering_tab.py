@@ -148,11 +148,11 @@ def lofit_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 
 def _instruction_of(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
-    """A built-in set's own instruction, to edit (none for the pasted texts alone)."""
+    """A built-in set's own instruction, to edit (the instruction stays when no set is picked)."""
     name = inputs["name"]
     if name in TASKS:
         return {"instruction": load_task(name).instruction or ""}
-    return {"instruction": load_contrast(name).instruction if name in CONTRASTS else ""}
+    return {"instruction": load_contrast(name).instruction} if name in CONTRASTS else {}  # none: keep it
 
 
 # ---- layout ------------------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def continuations(ev: Evaluation) -> dict[str, Any]:
 
 
 def steer_summary(res: Comparison) -> str:
-    where = f"heads **{res.heads}** (their outputs)" if res.heads else f"layer **{res.layer}**"
+    where = f"heads `{res.heads}` (their outputs)" if res.heads else f"layer **{res.layer}**"
     ev, head = res.evaluation, ""
     if res.effect is not None:
         both = ev.row("steering").measures["margin_effect"]
@@ -126,7 +126,7 @@ def lofit_summary(res: LofitResult) -> str:
     """The verdict first ("better than random heads (p = …)" only at p < 0.05), then what it rests on."""
     acc = res.evaluation.evaluation.row("steering").measures["accuracy"]
     line = (
-        f"LoFiT heads **{res.heads}**: **{res.verdict}**. Held-out accuracy {acc.value:.3f} "
+        f"LoFiT heads `{res.heads}`: **{res.verdict}**. Held-out accuracy {acc.value:.3f} "
         f"[{fmt_num(acc.low)}, {fmt_num(acc.high)}] over {acc.n} items"
     )
     if res.chance is not None:

@@ -87,22 +87,6 @@ def test_steer_side_by_side_with_a_vector_file(client: Client, tiny_sae: str) ->
     assert clamp[3] is None and clamp[-1]["mode"] == "clamp"
 
 
-def test_steering_tab_steers_by_a_feature_like_the_features_tab(client: Client, tiny_sae: str) -> None:
-    *_, payload = client.predict(
-        "tiny-llama", tiny_sae, 5, 0.8, "add", "all", "The dog", 4, api_name="/features_steer"
-    )
-    _, line, _left, _right, costs, download, _file, raw = client.predict(
-        "tiny-llama", tiny_sae, 5, 0.8, "all", "The dog", 4, api_name="/steer_feature"
-    )
-    assert f"Feature 5 of SAE {tiny_sae}" in line and raw["steered"] == payload["steered"]
-    assert raw["cost"] == payload["cost"] and raw["alpha"] == 0.8 and raw["position"] == "all"
-    meta, _ = vectors.from_bytes(Path(download).read_bytes())
-    assert meta.method == "feature" and meta.source == {"sae": tiny_sae, "feature": 5}
-    assert [r[0] for r in costs["data"]] == ["perplexity under the unsteered model", "distinct-token ratio"]
-    with pytest.raises(Exception, match="no SAE named"):
-        client.predict("tiny-llama", "/etc", 5, 0.8, "all", "The dog", 4, api_name="/steer_feature")
-
-
 def test_attribution_with_check(client: Client, tiny_sae: str) -> None:
     status, line, table, _file, payload = client.predict(
         "tiny-llama", tiny_sae, "The dog ran to the", "e", "a", True, api_name="/features_attribute"
