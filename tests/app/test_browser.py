@@ -156,7 +156,10 @@ def test_entropy_cell_click_selects_the_head(page) -> None:
 
 
 # Owners of the steering and circuits tabs add their steps here (the selection holds 9.4, 12.1), e.g.
-# def test_steering_uses_the_selection(page) -> None:
+# def test_steering_uses_the_selection(page) -> None: ... assert "9.4" in <the steered result's text>
+
+
+def test_steering_uses_the_selection(page) -> None:
     """Contrastive steering at the selected heads' outputs: the result names them; the strips show token text."""
     _open_tab(page, "Steering")
     _visible(page.get_by_label("the selected heads' outputs", exact=True)).check()

@@ -49,4 +49,7 @@ def test_the_steering_tabs_job_runs_on_ray_with_the_in_process_result(
         there = tab.steer_run(inputs, Ctx())["raw"]
     assert there == here
     a, b = (tab.steer_draw({"raw": r}, Ctx()) for r in (there, here))
-    assert {**a, "file": None} == {**b, "file": None}  # every view the same (the downloads are two temp files)
+    assert {**a, "file": None} == {
+        **b,
+        "file": None,
+    }  # every view the same (the downloads are two temp files)
