@@ -1,34 +1,21 @@
-"""The Steering tab's contrastive job on a local Ray cluster (num_cpus=2, as tests/integration/test_batch_ray.py
-starts it): the job carries its `steer contrastive` command, runs there, and the tab gets the same JSON as
-in-process — so the views it draws are the same."""
+"""The Steering tab's contrastive job on a local Ray cluster (tests/integration/test_batch_ray.py's, num_cpus=2):
+the job carries its `steer contrastive` command, runs there, and the tab gets the same JSON as in-process — so the
+views it draws are the same."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from headscope.batch import connect
-
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.usefixtures("one_thread")
+from test_batch_ray import ray_cluster  # noqa: E402, F401  (the one local cluster of the session)
 
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    if ray.is_initialized():
-        yield
-        return
-    connect("local", num_cpus=2, namespace="headscope")
-    try:
-        yield
-    finally:
-        ray.shutdown()
+pytestmark = pytest.mark.usefixtures("one_thread", "ray_cluster")
 
 
 def test_the_steering_tabs_job_runs_on_ray_with_the_in_process_result(
-    ray_cluster: None, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from headscope.app import jobs
     from headscope.app import steering_tab as tab
