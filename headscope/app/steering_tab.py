@@ -100,6 +100,9 @@ def steer_run(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 
 def steer_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """The views, from the job's JSON (also after a session import; nothing to draw before a run)."""
+    if not inputs["raw"]:
+        return {}
     res = Comparison.from_json(inputs["raw"])
     left, right = views.strips(res)
     return {
@@ -136,6 +139,8 @@ def lofit_run(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 
 def lofit_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    if not inputs["raw"]:
+        return {}
     res = LofitResult.from_json(inputs["raw"])
     ev = res.evaluation.evaluation
     return {

@@ -67,6 +67,7 @@ def test_the_contrastive_job_is_its_command_and_the_views_show_it(
     assert (out["steered"]["vmin"], out["steered"]["vmax"]) == (-1.0, 1.0)
     assert "layer **1**" in out["summary"] and "“Be glad.”" in out["summary"] and "in-sample" in out["legend"]
     assert len(out["texts"]["value"]["data"]) == 2 * 4  # every prompt × condition
+    assert tab.steer_draw({"raw": None}, Ctx()) == {}  # a session import with no run redraws nothing
 
 
 def test_the_selection_drives_the_heads_site(client: Client, app_url: str, tiny_llama: ModelHandle) -> None:
