@@ -314,6 +314,8 @@ def test_steering_tab_shows_unsteered_and_steered(page) -> None:
     _open_tab(page, "Steering")
     _fill_number(page, "Layer", "1")
     _set_text(page, "Prompts (one a line)", "Hello there")
+    _visible(page.get_by_label("Held-out texts to measure on", exact=True)).click()  # the pasted texts: quick
+    page.get_by_role("option", name="none: measure on the texts above (in-sample)", exact=True).click()
     _fill_slider(page, "New tokens", "4")
     _click(page, "Steer")
     _visible(page.get_by_text("Steered at layer 1")).wait_for(timeout=240_000)
