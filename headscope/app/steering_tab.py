@@ -206,7 +206,7 @@ def _build_contrastive(ctx: AppContext) -> None:
         out["steered"] = TokenStrip(label="Steered", elem_id="hs-contrastive-steered")
     _secondary(out, "steering result")
     raw = out.pop("raw")
-    done = bind(go.click, steer_run, inputs=ins, outputs={"raw": raw}, api_name="steer_run",
+    done = bind(go.click, steer_run, inputs=ins, outputs={"raw": raw}, api_name="steer_contrastive",
                 show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
     bind(done.success, steer_draw, inputs={"raw": raw}, outputs=out, api_visibility="private", queue=False)
     bind(ins["heldout"].change, _instruction_of, inputs={"name": ins["heldout"]},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gradio_client import Client, handle_file
+from gradio_client import Client
 from sae_lens import TopKSAE, TopKSAEConfig
 
 from headscope import assets
@@ -77,10 +77,19 @@ def test_steer_side_by_side_with_a_vector_file(client: Client, tiny_sae: str) ->
     meta, tensors = vectors.from_bytes(Path(vector).read_bytes())
     assert meta.method == "feature" and meta.alpha == 0.6 and meta.source["feature"] == 3
     assert meta.hook_sites == ("blocks.1.hook_resid_post",) and tensors["direction"].shape == (64,)
-    # the Steering tab's upload applies the file: same α and positions, so the same greedy continuation
-    uploaded = client.predict("tiny-llama", handle_file(vector), 0.6, "last", "Hello there", 4,
-                              api_name="/steer_uploaded")  # fmt: skip
-    assert uploaded[-1]["steered"]["token_ids"] == payload["steered"]["token_ids"]
+    # the file applied as a steering vector (`steer contrastive apply`'s path): same α and positions, same text
+    from headscope.app.state import STORE
+    from headscope.steering.comparison import SideBySideConfig
+    from headscope.steering.contrastive import compare_vector
+    from headscope.steering.direction import SteerConfig
+    from headscope.steering.generate import GenConfig
+
+    handle = STORE.get("tiny-llama")
+    sv, _ = vectors.to_vector(meta, tensors, handle)
+    again = compare_vector(
+        handle, sv, ["Hello there"], SteerConfig(0.6, "last"), SideBySideConfig(GenConfig(4))
+    )
+    assert list(again.steered.token_ids) == payload["steered"]["token_ids"]
     clamp = client.predict(
         "tiny-llama", tiny_sae, 3, 5.0, "clamp", "last", "Hello there", 3, api_name="/features_steer"
     )

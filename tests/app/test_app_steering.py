@@ -75,9 +75,9 @@ def test_the_selection_drives_the_heads_site(client: Client, app_url: str, tiny_
     args = {**STEER, "site": tab.SITES[1], "prompts": "Hi", "instruction": ""}
     args.pop("selection")
     with pytest.raises(Exception, match="no head is selected"):
-        c.predict(*args.values(), api_name="/steer_run")
+        c.predict(*args.values(), api_name="/steer_contrastive")
     assert c.predict("1.1, 1.3", MODEL, api_name="/selection_set") == ("1.1, 1.3", "")
-    raw = c.predict(*args.values(), api_name="/steer_run")
+    raw = c.predict(*args.values(), api_name="/steer_contrastive")
     assert raw["site"] == "heads" and raw["heads"] == "1.1, 1.3" and raw["layer"] is None
     assert raw["evaluation"]["conditions"] == ["none", "steering"]  # no instruction: no prompting rows
 
