@@ -161,7 +161,7 @@ def steer_strips(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
         caption="Each token shaded by the probability the unsteered model gave it.", filename="feature_unsteered",
     )  # fmt: skip
     right = strip_value(
-        [strip_row(steered["tokens"], steered["token_ids"], payload["p_change"], label="steered")],
+        [strip_row(steered["tokens"], steered["token_ids"], [t["change"] for t in payload["tokens"]], label="steered")],
         label="p(token | steered) − p(token | unsteered)", vmin=-1.0, vmax=1.0, scale="diverging",
         caption="Red: steering made the token more likely; blue: less likely.", filename="feature_steered",
     )  # fmt: skip
@@ -170,9 +170,11 @@ def steer_strips(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 
 def steer_table(payload: dict[str, Any]) -> dict[str, Any]:
     c = payload["cost"]
+    measure = payload.get("effect_measure") or "downstream effect"
     rows = [
-        {"m": "effect: Δ the feature's activation (steered positions)", "u": 0.0, "s": payload["effect"],
-         "b": "> 0 raises the feature"},
+        {"m": f"effect: {measure}", "u": 0.0, "s": payload["effect"], "b": "the downstream effect (headline)"},
+        {"m": "check: Δ the feature's own activation (steered positions)", "u": 0.0,
+         "s": payload["check_activation_change"], "b": "> 0: the intervention happened (not an effect)"},
         {"m": "perplexity under the unsteered model", "u": c["perplexity_unsteered"], "s": c["perplexity_steered"],
          "b": f"steered ≤ {c['bounds']['max_perplexity_ratio']:g} × unsteered"},
         {"m": "distinct-token ratio", "u": c["distinct_unsteered"], "s": c["distinct_steered"],
@@ -186,7 +188,7 @@ def steer_line(payload: dict[str, Any]) -> str:
     how = f"α = {payload['alpha']:g}" if payload["mode"] == "add" else f"clamped to {payload['alpha']:g}"
     return (
         f"Feature {payload['feature']} of {payload['sae']}, {how} ({payload['position']} positions): effect "
-        f"{fmt_num(payload['effect'])}; {fluent} steering's fluency bounds."
+        f"{fmt_num(payload['effect'])} ({payload.get('effect_measure') or 'downstream'}); {fluent} steering's fluency bounds."
     )
 
 

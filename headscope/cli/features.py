@@ -112,24 +112,22 @@ def cmd_recon(args: argparse.Namespace) -> None:
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
+    from headscope.cli.steering import contrast_inputs, eval_options
     from headscope.features.steer import steer, vector_file
     from headscope.steering import vectors
-    from headscope.steering.generate import GenConfig
 
     cfg = steer_config(args)  # refuses NaN before loading
-    gen = GenConfig(args.max_new_tokens)
-    if not args.prompt.strip():
-        raise InputError("--prompt is empty")
+    inputs = contrast_inputs(eval_options(args))  # prompts, held-out texts, instruction: before any loading
     if args.out and cfg.mode != "add":
         raise InputError("--out saves a steering vector: mode 'add' only (a clamp depends on the activation)")
     out = writable_dir(args.out) if args.out else None
     _check_sae(args)
     handle, fsae = _load(args)
     fsae.check_feature(args.feature)
-    result = steer(handle, fsae, args.prompt, cfg, gen)
+    result = steer(handle, fsae, inputs.prompts, cfg, sbs=inputs.sbs, texts=inputs.texts)
     payload = result.to_json()
-    if out is not None and result.vector is not None:
-        payload["vectors"] = str(vectors.save(out, *vector_file(handle, result.vector, cfg)))
+    if out is not None and result.steering_vector is not None:
+        payload["vectors"] = str(vectors.save(out, *vector_file(handle, result.steering_vector, cfg)))
     emit(payload, args.json, _plain)
 
 
@@ -365,6 +363,8 @@ def _text_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
+    from headscope.cli.steering import evaluation_args
+
     feats = sub.add_parser(
         "features",
         help="SAE features (SAELens format): list, top, page, recon, eval, steer, attribute, train, index",
@@ -417,10 +417,9 @@ def register(sub: Any) -> None:
         help="add: × the mean activation norm at the SAE's hook, as in `steer` (|α| ≤ 10, default 0.2); "
         "clamp: the activation value (required)",
     )
-    p.add_argument("--prompt", required=True)
     p.add_argument("--mode", choices=["add", "clamp"], default="add")
     p.add_argument("--position", choices=["last", "all"], default="last")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    evaluation_args(p)  # --prompt (repeatable), --task, held-out texts, --instruction, bootstrap
     p.add_argument(
         "--out",
         default=None,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gradio_client import Client, handle_file
+from gradio_client import Client
 from sae_lens import TopKSAE, TopKSAEConfig
 
 from headscope import assets
@@ -122,24 +122,32 @@ def test_steer_side_by_side_with_a_vector_file(client: Client, tiny_sae: str) ->
     payload = client.predict(
         "tiny-llama", tiny_sae, 3, 0.6, "add", "last", "Hello there", 4, api_name="/features_steer"
     )
-    assert isinstance(payload["effect"], float) and len(payload["p_change"]) == len(
-        payload["steered"]["tokens"]
-    )
+    changes = [t["change"] for t in payload["tokens"]]
+    assert isinstance(payload["effect"], float) and len(changes) == len(payload["steered"]["tokens"])
     out = tab.draw_steer({"steer_raw": payload}, Ctx())
     table = out["steer_table"]
-    assert table["data"][0][2] == pytest.approx(payload["effect"], abs=1e-4) and len(table["data"]) == 3
-    assert table["data"][1][2] == pytest.approx(payload["cost"]["perplexity_steered"], rel=1e-3)
+    assert table["data"][0][2] == pytest.approx(payload["effect"], abs=1e-4) and len(table["data"]) == 4
+    assert table["data"][2][2] == pytest.approx(payload["cost"]["perplexity_steered"], rel=1e-3)
     # shaded as the Steering tab shades: probabilities (blues) and the change (diverging, −1…+1)
     assert (out["plain"]["scale"], out["steered"]["scale"]) == ("blues", "diverging")
-    assert out["steered"]["vmin"] == -1.0 and out["steered"]["rows"][0]["values"] == payload["p_change"]
+    assert out["steered"]["vmin"] == -1.0 and out["steered"]["rows"][0]["values"] == changes
     vector = tab.steer_vector({"model": "tiny-llama", "sae": tiny_sae, "steer_raw": payload}, Ctx())["vector"]
     meta, tensors = vectors.from_bytes(Path(vector).read_bytes())
     assert meta.method == "feature" and meta.alpha == 0.6 and meta.source["feature"] == 3
     assert meta.hook_sites == ("blocks.1.hook_resid_post",) and tensors["direction"].shape == (64,)
-    # the Steering tab's upload applies the file: same α and positions, so the same greedy continuation
-    uploaded = client.predict("tiny-llama", handle_file(vector), 0.6, "last", "Hello there", 4,
-                              api_name="/steer_uploaded")  # fmt: skip
-    assert uploaded[-1]["steered"]["token_ids"] == payload["steered"]["token_ids"]
+    # the file applied as a steering vector (`steer contrastive apply`'s path): same α and positions, same text
+    from headscope.app.state import STORE
+    from headscope.steering.comparison import SideBySideConfig
+    from headscope.steering.contrastive import compare_vector
+    from headscope.steering.direction import SteerConfig
+    from headscope.steering.generate import GenConfig
+
+    handle = STORE.get("tiny-llama")
+    sv, _ = vectors.to_vector(meta, tensors, handle)
+    again = compare_vector(
+        handle, sv, ["Hello there"], SteerConfig(0.6, "last"), SideBySideConfig(GenConfig(4))
+    )
+    assert list(again.steered.token_ids) == payload["steered"]["token_ids"]
     clamp = client.predict(
         "tiny-llama", tiny_sae, 3, 5.0, "clamp", "last", "Hello there", 3, api_name="/features_steer"
     )
@@ -147,25 +155,6 @@ def test_steer_side_by_side_with_a_vector_file(client: Client, tiny_sae: str) ->
     assert tab.steer_vector({"model": "tiny-llama", "sae": tiny_sae, "steer_raw": clamp}, Ctx()) == {
         "vector": None
     }
-
-
-def test_steering_tab_steers_by_a_feature_like_the_features_tab(client: Client, tiny_sae: str) -> None:
-    payload = client.predict(
-        "tiny-llama", tiny_sae, 5, 0.8, "add", "all", "The dog", 4, api_name="/features_steer"
-    )
-    _, line, _left, _right, costs, download, _file, raw = client.predict(
-        "tiny-llama", tiny_sae, 5, 0.8, "all", "The dog", 4, api_name="/steer_feature"
-    )
-    assert f"Feature 5 of SAE {tiny_sae}" in line
-    assert {k: raw["steered"][k] for k in ("text", "token_ids")} == {
-        k: payload["steered"][k] for k in ("text", "token_ids")
-    }
-    assert raw["cost"] == payload["cost"] and raw["alpha"] == 0.8 and raw["position"] == "all"
-    meta, _ = vectors.from_bytes(Path(download).read_bytes())
-    assert meta.method == "feature" and meta.source == {"sae": tiny_sae, "feature": 5}
-    assert [r[0] for r in costs["data"]] == ["perplexity under the unsteered model", "distinct-token ratio"]
-    with pytest.raises(Exception, match="no SAE named"):
-        client.predict("tiny-llama", "/etc", 5, 0.8, "all", "The dog", 4, api_name="/steer_feature")
 
 
 def test_attribution_with_check(client: Client, tiny_sae: str) -> None:

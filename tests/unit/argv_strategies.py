@@ -195,6 +195,86 @@ def features_steer_configs() -> Strategy:
     ).filter(lambda c: c is not None)  # fmt: skip
 
 
+def _steer_text() -> Strategy:
+    """Free text as the steer options take it: non-empty, '-' first, '=', commas and spaces included."""
+    return st.text("abxyz-=,. '\"", min_size=1, max_size=12).filter(str.strip)
+
+
+def _steer_model() -> Strategy:
+    from headscope.cli.steering_inputs import ModelOptions
+
+    return st.builds(
+        ModelOptions, model=st.none() | st.just("tiny-llama"), device=st.none() | st.sampled_from(["cpu", "cuda"]),
+        device_map=st.none() | st.sampled_from(["auto", "balanced"]), max_memory=st.none() | _steer_text(),
+        offload_dir=st.none() | _steer_text(), json=st.booleans(),
+    )  # fmt: skip
+
+
+def _steer_eval() -> Strategy:
+    from headscope.cli.steering_inputs import EvalOptions
+
+    def build(held: str | None, **kw: Any) -> Any:
+        return EvalOptions(heldout_pos=held, heldout_neg=None if held is None else held + "n", **kw)
+
+    return st.builds(
+        build, task=st.none() | st.sampled_from(["sentiment", "ioi"]), held=st.none() | _steer_text(),
+        prompts=st.lists(_steer_text(), max_size=3).map(tuple), instruction=st.none() | st.just("") | _steer_text(),
+        max_new_tokens=st.integers(1, 128), resamples=st.integers(100, 100_000), seed=st.integers(0, 2**53),
+    )  # fmt: skip
+
+
+def steer_contrastive_runs() -> Strategy:
+    from headscope.cli.steering_inputs import ContrastiveRun
+
+    def build(where: tuple[int | None, str | None], inline: list[str], **kw: Any) -> Any:
+        texts = {"pos_texts": tuple(inline), "neg_texts": tuple(reversed(inline))} if inline else {}
+        return ContrastiveRun(layer=where[0], heads=where[1], **texts, **kw)
+
+    where = st.one_of(st.just((None, None)), st.integers(0, 10_000).map(lambda n: (n, None)),
+                      heads_text().map(lambda h: (None, h)))  # fmt: skip
+    return st.builds(
+        _valid(build), model=_steer_model(), evaluation=_steer_eval(), pos=st.none() | _steer_text(),
+        neg=st.none() | _steer_text(), where=where, alpha=st.floats(-10.0, 10.0, allow_nan=False),
+        position=st.sampled_from(["last", "all"]), pooling=st.sampled_from(["mean", "last"]),
+        out=st.none() | _steer_text(), inline=st.lists(_steer_text(), max_size=3),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
+def steer_contrastive_applies() -> Strategy:
+    from headscope.cli.steering_inputs import ContrastiveApply
+
+    return st.builds(
+        _valid(ContrastiveApply), vectors=_steer_text(), model=_steer_model(), evaluation=_steer_eval(),
+        alpha=st.none() | st.floats(-10.0, 10.0, allow_nan=False), position=st.none() | st.sampled_from(["last", "all"]),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
+def steer_lofit_trains() -> Strategy:
+    from headscope.cli.steering_inputs import LofitTrain
+
+    def build(source: tuple[str | None, str | None], **kw: Any) -> Any:
+        return LofitTrain(task=source[0], data=source[1], **kw)
+
+    source = st.sampled_from(["antonyms", "ioi"]).map(lambda t: (t, None)) | _steer_text().map(
+        lambda d: (None, d)
+    )
+    return st.builds(
+        _valid(build), model=_steer_model(), source=source, heads=st.none() | heads_text(),
+        k=st.none() | st.integers(1, 64), scale_steps=st.integers(1, 500), bias_steps=st.integers(1, 500),
+        batch_size=st.integers(1, 64), seed=st.integers(0, 2**31 - 1), random_sets=st.sampled_from([0, 20, 50]),
+        eval_prompts=st.integers(1, 16), eval_tokens=st.integers(1, 32), resamples=st.integers(100, 10_000),
+        instruction=st.none() | st.just("") | _steer_text(), out=st.none() | _steer_text(),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
+def steer_lofit_applies() -> Strategy:
+    from headscope.cli.steering_inputs import LofitApply
+
+    return st.builds(
+        _valid(LofitApply), vectors=_steer_text(), model=_steer_model(), evaluation=_steer_eval()
+    ).filter(lambda c: c is not None)
+
+
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.probes.report:EntropyConfig": entropy_configs,
     "headscope.probes.sweep:SweepConfig": sweep_configs,
@@ -205,4 +285,8 @@ STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.features.index:IndexConfig": features_index_configs,
     "headscope.features.evaluate:EvalConfig": features_eval_configs,
     "headscope.features.steer:FeatureSteerConfig": features_steer_configs,
+    "headscope.cli.steering_inputs:ContrastiveRun": steer_contrastive_runs,
+    "headscope.cli.steering_inputs:ContrastiveApply": steer_contrastive_applies,
+    "headscope.cli.steering_inputs:LofitTrain": steer_lofit_trains,
+    "headscope.cli.steering_inputs:LofitApply": steer_lofit_applies,
 }

@@ -93,6 +93,9 @@ def test_steer_json_contract(trained: str, capsys: pytest.CaptureFixture[str], t
     for side in ("unsteered", "steered"):
         assert set(out[side]) == {"text", "token_ids", "tokens", "probs"} and len(out[side]["token_ids"]) <= 4
     assert isinstance(out["effect"], float) and out["vector"]["method"] == "feature"
+    assert out["effect_measure"] == "promoted_logprob_change"
+    assert isinstance(out["check_activation_change"], float)
+    assert [r["condition"] for r in out["evaluation"]["rows"]] == ["none", "steering"]
     assert {"perplexity_steered", "perplexity_ratio", "distinct_steered", "fluent"} <= set(out["cost"])
     sidecar = json.loads((tmp_path / "vec" / "vectors.json").read_text())
     assert sidecar["hook_sites"] == ["blocks.1.hook_resid_post"] and sidecar["alpha"] == 0.8
@@ -104,7 +107,7 @@ def test_steer_json_contract(trained: str, capsys: pytest.CaptureFixture[str], t
     default = run_json(capsys, [*argv[:8], *argv[10:-3], "--json"])
     assert default["alpha"] == 0.2 and "vectors" not in default
     clamp = run_json(capsys, [*argv[:-3], "--mode", "clamp", "--json"])
-    assert clamp["mode"] == "clamp" and "vector" not in clamp
+    assert clamp["mode"] == "clamp" and clamp["vector"] is None
 
 
 def test_page_recon_attribute(trained: str, capsys: pytest.CaptureFixture[str]) -> None:
