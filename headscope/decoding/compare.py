@@ -21,6 +21,7 @@ from torch import Tensor
 from headscope.codec import JsonCodec, jfield
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.drafters import check_same_tokenizer
+from headscope.decoding.prompts import render
 from headscope.decoding.strategies import decode, get_strategy, precheck
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
@@ -90,6 +91,9 @@ class Comparison(JsonCodec):
     config: DecodeConfig
     results: tuple[StrategyResult, ...] = jfield(name="strategies")
     reference: Trace | None = None
+    # every id of the comparison (prompt, outputs, drafted nodes) → its text, so the views show tokens as text
+    # without the model (a session file or a cluster run redraws the same way)
+    token_texts: dict[int, str] = jfield(default_factory=dict, compare=False)
 
     json_extra = ("greedy_token_ids", "intervention")
 
@@ -187,4 +191,32 @@ def compare(
         runs[name] = decode(handle, prompt, name, cfg, draft, on_step=share(name))
     results = tuple(StrategyResult.of(runs[name], reference) for name in names)
     shown = "greedy" in names and not cfg.intervenes
-    return Comparison(handle.identity.name, tuple(prompt), cfg, results, None if shown else reference)
+    texts = token_texts(handle, [prompt, *(_ids(t) for t in (reference, *runs.values()))])
+    return Comparison(handle.identity.name, tuple(prompt), cfg, results, None if shown else reference, texts)
+
+
+def _ids(trace: Trace) -> list[int]:
+    return [*trace.token_ids, *(t for s in trace.steps for t in (*s.draft_tokens, *s.accepted))]
+
+
+def token_texts(handle: ModelHandle, id_lists: Sequence[Sequence[int]]) -> dict[int, str]:
+    ids = sorted({int(i) for ids in id_lists for i in ids})
+    return dict(zip(ids, handle.str_tokens(ids), strict=True))
+
+
+def compare_prompt(
+    handle: ModelHandle,
+    prompt: str,
+    strategies: str | Sequence[str],
+    cfg: DecodeConfig,
+    *,
+    chat: bool = False,
+    draft: ModelHandle | None = None,
+    progress: Progress | None = None,
+) -> Comparison:
+    """`compare` on a prompt given as text (wrapped in the chat template when `chat`): what `decode compare` and
+    the app's Decoding tab run."""
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
+    ids = handle.tokenize(render(handle, prompt, chat=chat))[0].tolist()
+    return compare(handle, ids, strategies, cfg, draft=draft, progress=progress)
