@@ -225,8 +225,9 @@ def entropy_runs(c: Comparison) -> list[tuple[str, Trace, np.ndarray]]:
     out = []
     for name, run in runs:
         ent = run.attention_entropy
-        if ent is not None and ent.numel():
-            out.append((name, run, ent.numpy().astype(np.float64)))
+        arr = None if ent is None else np.asarray(ent, dtype=np.float64)
+        if arr is not None and arr.size:
+            out.append((name, run, arr))
     return out
 
 
@@ -280,7 +281,8 @@ def departure(c: Comparison, selected: Sequence[str] = ()) -> tuple[str, dict[st
     note += f"“{show(d.greedy_token)}”."
     if d.entropy_bits is None or d.greedy_entropy_bits is None:
         return note + " Tick “Record attention entropy” to see which heads changed.", None
-    delta = d.entropy_bits.numpy().astype(np.float64) - d.greedy_entropy_bits.numpy().astype(np.float64)
+    greedy = np.asarray(d.greedy_entropy_bits, dtype=np.float64)
+    delta = np.asarray(d.entropy_bits, dtype=np.float64) - greedy
     n_heads = delta.shape[1]
     top = np.argsort(-np.abs(delta), axis=None)[:3]
     note += " In the row that produced it, the heads whose entropy changed most: " + ", ".join(
@@ -289,7 +291,7 @@ def departure(c: Comparison, selected: Sequence[str] = ()) -> tuple[str, dict[st
     grid = grid_value(
         delta, title=f"entropy change at the departure ({name} − greedy)", unit="bits", scale="diverging",
         model=c.model, selected=list(selected),
-        extra=[{"label": "greedy", "unit": "bits", "z": d.greedy_entropy_bits.numpy()}],
+        extra=[{"label": "greedy", "unit": "bits", "z": greedy}],
     )  # fmt: skip
     return note + ".", grid
 

@@ -68,13 +68,19 @@ class StrategyResult(Trace):
     def of(cls, trace: Trace, greedy: Trace) -> StrategyResult:
         first, matches = align(trace.token_ids, greedy.token_ids)
         per_fwd = _ratio(trace.tokens_per_target_forward, greedy.tokens_per_target_forward)
-        wall = _ratio(trace.tokens_per_second, greedy.tokens_per_second)
+        wall = _ratio(
+            _per_second(trace), _per_second(greedy)
+        )  # unrounded: tokens_per_second is shown rounded
         return cls(
             **{f.name: getattr(trace, f.name) for f in dataclasses.fields(Trace)},
             identical_to_greedy=trace.token_ids == greedy.token_ids, diverges_at=first, matches_greedy=matches,
             divergence=divergence(trace, greedy, first), speedup_per_forward=per_fwd, speedup_wall=wall,
             below_1x_per_forward=per_fwd < 1.0, below_1x_wall=wall < 1.0,
         )  # fmt: skip
+
+
+def _per_second(t: Trace) -> float:
+    return len(t.token_ids) / t.wall_s if t.wall_s > 0 else 0.0
 
 
 def _ratio(a: float, b: float) -> float:
