@@ -163,7 +163,7 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     file, _ = RawResult.values(raw, f"decode_compare_{c.model}")
     return {
         "status": dv.summary(c), "speed": gr.update(value=dv.speed_table(c), visible=True),
-        "strip": dv.token_strips(c), "note": note, "grid": gr.update(value=grid, visible=grid is not None),
+        "strip": gr.update(value=dv.token_strips(c), visible=True), "note": note, "grid": gr.update(value=grid, visible=grid is not None),
         "trees_note": dv.trees_note(c), "trees": gr.update(value=trees, visible=trees is not None),
         "entropy": gr.update(value=entropy, visible=entropy is not None),
         "entropy_note": "" if entropy is not None else "Attention entropy was not recorded for this run: tick "
@@ -181,7 +181,7 @@ def compare_and_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 # -- layout --------------------------------------------------------------------------------------------------------
 def _number(key: str, value: float) -> gr.Number:
     label, lo, hi, whole = NUMBERS[key]
-    return gr.Number(value=value, label=label, precision=0 if whole else None, info=f"{lo:g} to {hi:g}")
+    return gr.Number(value=value, label=label, precision=0 if whole else None, info=f"{lo:,} to {hi:,}")
 
 
 def _settings() -> dict[str, Any]:
@@ -218,7 +218,7 @@ def _results() -> dict[str, Any]:
     stay hidden until `draw` fills them."""
     v: dict[str, Any] = {}
     v["speed"] = gr.Dataframe(label="Speed against greedy (same run)", interactive=False, visible=False)
-    v["strip"] = TokenStrip(label="Tokens by strategy", elem_id="hs-decoding-strip")
+    v["strip"] = TokenStrip(label="Tokens by strategy", elem_id="hs-decoding-strip", visible=False)
     v["note"] = gr.Markdown()
     v["grid"] = HeadGrid(label="Entropy change at the first departure (bits)", elem_id="hs-decoding-grid",
                          visible=False)  # fmt: skip

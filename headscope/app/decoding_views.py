@@ -258,7 +258,7 @@ def entropy_figure(c: Comparison) -> go.Figure | None:
         updatemenus=[{"buttons": buttons, "type": "buttons", "direction": "right", "x": 0, "xanchor": "left",
                       "y": 1.0, "yanchor": "bottom", "pad": {"b": 8}, "showactive": True}],
         height=max(340, 16 * n_rows + 200), margin={"t": 110, "b": 60},
-        title={"text": "attention entropy of the row that produced each token (bits) — pick a run", "y": 0.98},
+        title={"text": "attention entropy per generated token and head (bits): pick a run"},
     )  # fmt: skip
     fig.update_yaxes(autorange="reversed", title_text="generated token")
     fig.update_xaxes(title_text="head (layer.head)")

@@ -53,7 +53,7 @@ def test_the_endpoint_returns_the_clis_json_and_the_views_draw_from_it(client: C
     assert raw["token_texts"] and set(map(int, raw["token_texts"])) >= set(raw["greedy_token_ids"])
     views = tab.draw({"raw": raw, "selection": None}, Ctx())
     assert views["status"].startswith("done: 5 run(s)")
-    strip = views["strip"]
+    strip = views["strip"]["value"]
     labels = [r["label"] for r in strip["rows"]]
     assert labels[0] == "greedy (reference)" and len(labels) == 5  # greedy's own row once, as the reference
     assert all(not ID_LIST.search(" ".join(r["tokens"])) for r in strip["rows"])
@@ -77,7 +77,7 @@ def test_ablating_the_selected_heads_names_the_rows_for_it(app_url: str) -> None
     assert [row[0] for row in speed["data"]] == ["greedy", "greedy + ablation of 0.*, 1.*"]
     assert not c.results[0].identical_to_greedy
     views = tab.draw({"raw": raw, "selection": None}, Ctx())
-    assert views["strip"]["title"].startswith("intervention: ablation of 0.*, 1.*")
+    assert views["strip"]["value"]["title"].startswith("intervention: ablation of 0.*, 1.*")
     assert f"departs from greedy at token {c.results[0].diverges_at}" in views["note"]
     grid = views["grid"]["value"]
     assert views["grid"]["visible"] and grid["kind"] == "head_grid" and grid["scale"] == "diverging"
