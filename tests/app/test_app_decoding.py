@@ -160,10 +160,12 @@ def test_speed_columns_are_ratios_to_greedy_flagged_below_1x(lossless: Compariso
         assert row["mat"] == pytest.approx(mat, abs=1e-4) and _times(row["x_forward"]) == pytest.approx(
             want, abs=6e-3
         )
+        # wall times are written to 0.1 ms: recomputed from the JSON, the ratio agrees to a few percent
         wall = (len(r.token_ids) / r.wall_s) / (len(g.token_ids) / g.wall_s)
-        assert _times(row["x_wall"]) == pytest.approx(wall, abs=6e-3)
-        assert row["x_wall"].endswith("× — below 1×") == (wall < 1) and row["same"] == "yes"
-        assert row["x_forward"].endswith("× — below 1×") == (want < 1)
+        assert _times(row["x_wall"]) == pytest.approx(wall, rel=0.05, abs=6e-3)
+        assert row["x_wall"].endswith("× — below 1×") == r.below_1x_wall == (r.speedup_wall < 1)
+        assert r.below_1x_wall == (wall < 1) or abs(wall - 1) < 0.05
+        assert row["x_forward"].endswith("× — below 1×") == (want < 1) and row["same"] == "yes"
 
 
 def _times(cell: str) -> float:
