@@ -51,6 +51,10 @@ PAPERS = (
     ("AWRS", "https://arxiv.org/abs/2504.05410"),
     ("speculative sampling", "https://arxiv.org/abs/2211.17192"),
 )
+NO_ENTROPY = (
+    "Attention entropy was not recorded for this run: tick “Record attention entropy” to see every head's "
+    "entropy for every generated token."
+)
 # The numeric fields a user types, with their allowed ranges (the labels are the browser test's handles). They are
 # gr.Number, not gr.Slider: a slider snaps a typed 100000 to its maximum in the browser before the server sees it,
 # so the range message below could never be shown. Each is checked here, server-side, for API callers too.
@@ -161,14 +165,11 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     note, grid = dv.departure(c, sel.names(inputs.get("selection")) if inputs.get("selection") else [])
     trees, entropy = dv.step_trees(c), dv.entropy_figure(c)
     file, _ = RawResult.values(raw, f"decode_compare_{c.model}")
+    shown = lambda value: gr.update(value=value, visible=value is not None)  # noqa: E731
     return {
-        "status": dv.summary(c), "speed": gr.update(value=dv.speed_table(c), visible=True),
-        "strip": gr.update(value=dv.token_strips(c), visible=True), "note": note, "grid": gr.update(value=grid, visible=grid is not None),
-        "trees_note": dv.trees_note(c), "trees": gr.update(value=trees, visible=trees is not None),
-        "entropy": gr.update(value=entropy, visible=entropy is not None),
-        "entropy_note": "" if entropy is not None else "Attention entropy was not recorded for this run: tick "
-        "“Record attention entropy” to see every head's entropy for every generated token.",
-        "file": gr.update(value=file, visible=True),
+        "status": dv.summary(c), "speed": shown(dv.speed_table(c)), "strip": shown(dv.token_strips(c)),
+        "note": note, "grid": shown(grid), "trees_note": dv.trees_note(c), "trees": shown(trees),
+        "entropy": shown(entropy), "entropy_note": "" if entropy is not None else NO_ENTROPY, "file": shown(file),
     }  # fmt: skip
 
 
