@@ -23,9 +23,9 @@ from headscope.decoding.trace import Step
 KINDS = {"drafted and accepted": "#c8f7c5", "produced by the verifier": "#cfe3ff"}
 MAX_BRANCHES = 6  # root-to-leaf paths a step's hover lists (the accepted one first)
 SPEED_COLUMNS = (
-    ("run", "run"), ("same", "same tokens as greedy"), ("tokens", "tokens"), ("forwards", "target forwards"),
-    ("mat", "tokens per forward (MAT)"), ("x_forward", "× greedy per forward"), ("tok_s", "tokens / s"),
-    ("x_wall", "× greedy wall"),
+    ("run", "run"), ("same", "same as greedy"), ("tokens", "tokens"), ("forwards", "forwards"),
+    ("mat", "tokens / forward (MAT)"), ("x_forward", "× greedy, per forward"), ("tok_s", "tokens / s"),
+    ("x_wall", "× greedy, wall"),
 )  # fmt: skip
 
 
