@@ -222,3 +222,19 @@ def test_without_entropy_and_without_drafts_the_views_say_so_in_a_sentence() -> 
     assert views["trees"]["visible"] is False and views["trees_note"].startswith("No run drafted tokens")
     note = views["note"]
     assert views["grid"]["visible"] is False and ("departs" in note or "no departure" in note)
+
+
+def test_a_session_import_redraws_the_views_from_the_restored_comparison(lossless: Comparison) -> None:
+    """The session file keeps the inputs and the comparison's JSON; after an import `draw` redraws every view."""
+    from headscope.app import main
+
+    assert {"prompt", "strategies", "max_new_tokens", "lam", "result"} <= set(
+        main.session_parts.parts["decoding"]
+    )
+    [(redraw, inputs, outputs)] = [r for r in main.session_parts.rebuilds if r[0].__name__ == "draw"]
+    assert inputs[0] is main.session_parts.parts["decoding"]["result"]
+    got = dict(zip(outputs, redraw(lossless.to_json(), None), strict=True))
+    strip = next(
+        v for v in got.values() if isinstance(v, dict) and (v.get("value") or {}).get("kind") == "strip"
+    )
+    assert [r["label"].split(" ")[0] for r in strip["value"]["rows"]] == ["greedy", *LOSSLESS[1:]]
