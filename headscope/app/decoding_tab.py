@@ -26,6 +26,7 @@ from headscope.attention import LocalityDial
 from headscope.cli.decoding import CompareCommand, to_argv
 from headscope.decoding import GRAMMARS, STRATEGIES, Comparison, DecodeConfig, compare_prompt
 from headscope.decoding.compare import parse_strategies
+from headscope.decoding.config import MAX_TREE_SIZE
 from headscope.errors import InputError
 from headscope.models import CATALOG, resolve
 
@@ -65,6 +66,7 @@ NUMBERS: dict[str, tuple[str, float, float, bool]] = {
     "lam": ("Dial λ (distance mode)", 0.0, 1.0, False),
     "max_draft": ("Max draft length", 1, 16, True),
     "window": ("Jacobi / lookahead window", 1, 16, True),
+    "tree_size": ("Token recycling tree size (drafted nodes)", 1, MAX_TREE_SIZE, True),
     "particles": ("SMC particles (constrained)", 1, 8, True),
 }
 
@@ -108,7 +110,7 @@ def decode_config(inputs: dict[str, Any], action: str, heads: str | None, draft:
     regex = None if grammar else text(inputs.get("regex"), "regex", MAX_REGEX_CHARS, allow_empty=True) or None
     nums: dict[str, Any] = {
         k: checked(inputs, k)
-        for k in ("max_new_tokens", "temperature", "seed", "max_draft", "window", "particles")
+        for k in ("max_new_tokens", "temperature", "seed", "max_draft", "window", "tree_size", "particles")
     }
     return DecodeConfig(
         **nums,
@@ -202,6 +204,7 @@ def _settings() -> dict[str, Any]:
         c["lam"] = _number("lam", 1.0)
     with gr.Accordion("Draft, constraint and SMC settings", open=False), gr.Row():
         c["max_draft"], c["window"] = _number("max_draft", 6), _number("window", 6)
+        c["tree_size"] = _number("tree_size", DecodeConfig().tree_size)
         c["draft_model"] = gr.Dropdown(
             choices=[NONE, *CATALOG], value=NONE, label="Draft model (speculative)"
         )

@@ -24,7 +24,7 @@ from headscope.errors import HeadscopeError
 
 BASE: dict[str, Any] = dict(
     model="tiny-llama", prompt="abc abc ab", chat=False, strategies=["greedy"], max_new_tokens=8, temperature=0.0,
-    seed=0, entropy=True, action="none", lam=1.0, max_draft=4, window=4, draft_model="(none)", regex="",
+    seed=0, entropy=True, action="none", lam=1.0, max_draft=4, window=4, tree_size=24, draft_model="(none)", regex="",
     grammar="(none)", method="awrs", particles=1, selection=None,
 )  # fmt: skip
 ID_LIST = re.compile(r"\[\s*\d+\s*(,\s*\d+\s*){2,}\]")
@@ -122,6 +122,7 @@ def test_a_dial_from_the_selection_is_a_locality_dial_in_the_command() -> None:
         ("max_draft", "3.5", "max draft length must be an integer"),
         ("window", 17, r"jacobi / lookahead window must be an integer in \[1, 16\]"),
         ("particles", 0, "smc particles"),
+        ("tree_size", 129, r"token recycling tree size must be an integer in \[1, 128\]"),
         ("lam", 5, r"λ must be in \[0, 1\], got 5"),
         ("action", "erase", "heads action must be one of"),
         ("strategies", ["greedy", "rm -rf"], "unknown strategy"),
@@ -195,7 +196,8 @@ def test_the_trees_figure_has_a_row_per_drafting_run(lossless: Comparison) -> No
     fig = dv.step_trees(lossless)
     assert fig is not None
     drafting = [r.strategy for r in lossless.results if any(s.draft_tokens for s in r.steps)]
-    assert [a.text for a in fig.layout.annotations] == drafting and "greedy" not in drafting  # type: ignore[attr-defined]
+    titles = [a.text for a in fig.layout.annotations]  # type: ignore[attr-defined]
+    assert titles == drafting and "greedy" not in drafting
     bars = [t for t in fig.data if t.name == "drafted nodes"]  # type: ignore[attr-defined]
     run = next(r for r in lossless.results if r.strategy == drafting[0])
     assert list(bars[0].y) == [len(s.draft_tokens) for s in run.steps]
@@ -206,10 +208,11 @@ def test_the_entropy_figure_shows_every_run_with_head_labels(lossless: Compariso
     assert fig is not None
     names = [t.name for t in fig.data]  # type: ignore[attr-defined]
     assert names == ["greedy (reference)", *(r.strategy for r in lossless.results if r.strategy != "greedy")]
-    assert list(fig.data[0].x) == [f"{layer}.{h}" for layer in range(2) for h in range(4)]  # type: ignore[attr-defined]
+    first = fig.data[0]  # type: ignore[attr-defined]
+    assert list(first.x) == [f"{layer}.{h}" for layer in range(2) for h in range(4)]  # heads labelled "L.H"
     want = lossless.greedy.attention_entropy
     assert want is not None
-    assert np.allclose(np.asarray(fig.data[0].z), want.numpy().reshape(len(want), -1), atol=1e-4)  # type: ignore[attr-defined]
+    assert np.allclose(np.asarray(first.z), want.numpy().reshape(len(want), -1), atol=1e-4)
     buttons = fig.layout.updatemenus[0].buttons  # type: ignore[attr-defined]
     assert [b.label for b in buttons] == names
 

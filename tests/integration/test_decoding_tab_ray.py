@@ -45,8 +45,8 @@ def test_the_decoding_tabs_job_on_ray_gives_the_in_process_comparison(
     inputs = {
         "model": "tiny-gpt2", "prompt": "-abc abc ab", "chat": False, "max_new_tokens": 10, "temperature": 0.0,
         "strategies": ["greedy", "token_recycling", "ngram", "lookahead"], "seed": 0, "entropy": True,
-        "action": "ablate", "lam": 1.0, "max_draft": 4, "window": 4, "draft_model": "(none)", "regex": "",
-        "grammar": "(none)", "method": "awrs", "particles": 1, "selection": selection,
+        "action": "ablate", "lam": 1.0, "max_draft": 4, "window": 4, "tree_size": 16, "draft_model": "(none)",
+        "regex": "", "grammar": "(none)", "method": "awrs", "particles": 1, "selection": selection,
     }  # fmt: skip
     here = tab.decode_compare(inputs, Ctx())["raw"]
     monkeypatch.setattr(tab, "_work", lambda cmd: _no_work)  # the cluster runs the command, not `work`
