@@ -59,22 +59,21 @@ NO_ENTROPY = (
 # The numeric fields a user types, with their allowed ranges (the labels are the browser test's handles). They are
 # gr.Number, not gr.Slider: a slider snaps a typed 100000 to its maximum in the browser before the server sees it,
 # so the range message below could never be shown. Each is checked here, server-side, for API callers too.
-NUMBERS: dict[str, tuple[str, float, float, bool]] = {
-    "max_new_tokens": ("Max new tokens", 1, APP_MAX_NEW_TOKENS, True),
-    "temperature": ("Temperature (0 = greedy)", 0.0, 2.0, False),
-    "seed": ("Seed", 0, 2**31 - 1, True),
-    "lam": ("Dial λ (distance mode)", 0.0, 1.0, False),
-    "max_draft": ("Max draft length", 1, 16, True),
-    "window": ("Jacobi / lookahead window", 1, 16, True),
-    "tree_size": ("Token recycling tree size (drafted nodes)", 1, MAX_TREE_SIZE, True),
-    "particles": ("SMC particles (constrained)", 1, 8, True),
+NUMBERS: dict[str, tuple[str, str, float, float, bool]] = {  # key: (label, name in messages, lo, hi, integer)
+    "max_new_tokens": ("Max new tokens", "max new tokens", 1, APP_MAX_NEW_TOKENS, True),
+    "temperature": ("Temperature (0 = greedy)", "temperature", 0.0, 2.0, False),
+    "seed": ("Seed", "seed", 0, 2**31 - 1, True),
+    "lam": ("Dial λ (distance mode)", "λ", 0.0, 1.0, False),
+    "max_draft": ("Max draft length", "max draft length", 1, 16, True),
+    "window": ("Jacobi / lookahead window", "Jacobi / lookahead window", 1, 16, True),
+    "tree_size": ("Token recycling tree size (drafted nodes)", "tree size", 1, MAX_TREE_SIZE, True),
+    "particles": ("SMC particles (constrained)", "SMC particles", 1, 8, True),
 }
 
 
 def checked(inputs: dict[str, Any], key: str) -> int | float:
     """A typed number inside its range, or one line naming the field and the range (never snapped)."""
-    label, lo, hi, whole = NUMBERS[key]
-    name = label.split(" (")[0].lower() if key != "lam" else "λ"
+    _, name, lo, hi, whole = NUMBERS[key]
     return integer(inputs[key], name, int(lo), int(hi)) if whole else number(inputs[key], name, lo, hi)
 
 
@@ -183,7 +182,7 @@ def compare_and_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 # -- layout --------------------------------------------------------------------------------------------------------
 def _number(key: str, value: float) -> gr.Number:
-    label, lo, hi, whole = NUMBERS[key]
+    label, _, lo, hi, whole = NUMBERS[key]
     return gr.Number(value=value, label=label, precision=0 if whole else None, info=f"{lo:,} to {hi:,}")
 
 
