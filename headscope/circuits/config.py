@@ -9,6 +9,7 @@ from typing import Any, Literal
 from headscope import checks
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import TASKS
+from headscope.circuits.variants import DEFAULT_VARIANT, check_variant
 from headscope.codec import JsonCodec
 from headscope.errors import InputError
 
@@ -71,6 +72,7 @@ class CircuitConfig(JsonCodec):
     edge_methods: tuple[str, ...] = ()  # edge attribution over MIB's graph: any of EDGE_METHODS
     edge_faithfulness: bool = True  # MIB's edge-level faithfulness curve for each edge method
     intervals: bool = True  # bootstrap intervals (n_bootstrap resamples) on every ROC-AUC, CPR and CMD
+    sae_variant: str = DEFAULT_VARIANT  # the SAE variant behind sae_node / sae_edge (circuits/variants.py)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -101,6 +103,7 @@ class CircuitConfig(JsonCodec):
         set_(self, "edge_methods", _edge_methods(self.edge_methods))
         for name in ("edge_faithfulness", "intervals"):
             checks.flag(getattr(self, name), name)
+        set_(self, "sae_variant", check_variant(self.sae_variant))
 
     @property
     def sae_seed_used(self) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 from headscope.circuits import report, scoring
 from headscope.circuits.config import SIGNED_METHODS, CircuitConfig
 from headscope.circuits.edges_result import EdgeAttribution
+from headscope.circuits.variants import SAERecord
 from headscope.codec import JsonCodec, decode, encode, jfield
 from headscope.errors import InputError
 
@@ -374,6 +375,7 @@ class CircuitResult:
     warnings: tuple[str, ...] = ()
     sae_file: str | None = None
     created_at: str = ""
+    sae: SAERecord | None = None  # the SAE variant behind sae_node / sae_edge, and where its SAE was saved
     software: dict[str, str] = field(default_factory=dict)
     edge_attribution: EdgeAttribution | None = None
     intervals: Intervals | None = None
@@ -423,6 +425,7 @@ def _payload(r: CircuitResult) -> dict[str, Any]:
         "runtime_s": {m.name: round(m.runtime_s, 4) for m in r.methods},
         "warnings": list(r.warnings),
         "sae_file": r.sae_file,
+        **({} if r.sae is None else {"sae": r.sae.to_json()}),
         "created_at": r.created_at,
         "software": dict(r.software),
     }
@@ -458,6 +461,7 @@ def _from_payload(d: dict[str, Any]) -> CircuitResult:
         stability=_read(Stability, d.get("stability"), "stability"),
         warnings=tuple(d["warnings"]),
         sae_file=d.get("sae_file"),
+        sae=None if d.get("sae") is None else SAERecord.from_json(d["sae"]),
         created_at=str(d.get("created_at", "")),
         software={str(k): str(v) for k, v in d.get("software", {}).items()},
         edge_attribution=_read(EdgeAttribution, d.get("edge_attribution"), "edge_attribution"),

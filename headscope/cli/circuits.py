@@ -55,6 +55,12 @@ def _run_parser(csub: Any) -> None:
         "--circuit-threshold", type=float, default=None, help="or: heads with SAE node score ≥ this"
     )
     r.add_argument(
+        "--sae-variant",
+        default="named_separation",  # = circuits.variants.DEFAULT_VARIANT (not imported here: it loads torch)
+        help="discrete-SAE variant behind sae_node/sae_edge (default named_separation, the study's pick; "
+        "reference = the paper's method exactly); the variants are listed in headscope/circuits/README.md",
+    )
+    r.add_argument(
         "--ig-steps", type=int, default=5, help="EAP-IG interpolation steps (heads and edges; default 5)"
     )
     r.add_argument(
@@ -215,7 +221,7 @@ def _config(args: argparse.Namespace) -> Any:
         faithfulness=not args.no_faithfulness, edges=args.edges, edge_heads=args.edge_heads,
         stability=args.stability, n_bootstrap=args.n_bootstrap, stability_seeds=args.stability_seeds,
         edge_methods=args.edge_methods, edge_faithfulness=not args.no_edge_faithfulness,
-        intervals=not args.no_intervals,
+        intervals=not args.no_intervals, sae_variant=args.sae_variant,
     )  # fmt: skip
 
 
@@ -240,7 +246,7 @@ def to_argv(cfg: Any, task_file: str | None = None) -> list[str]:
     argv = ["circuits", "run", "--task", cfg.task, "--n-examples", str(cfg.n_examples), "--seed", str(cfg.seed),
             "--n-train", str(cfg.n_train), "--reduce", cfg.reduce, "--latents", str(cfg.sae.n_latents),
             "--lr", repr(cfg.sae.lr), "--epochs", str(cfg.sae.epochs), "--decoder-norm", cfg.sae.decoder_norm,
-            "--gt-frac", repr(cfg.gt_frac), "--ig-steps", str(cfg.ig_steps), "--edge-heads", str(cfg.edge_heads),
+            "--gt-frac", repr(cfg.gt_frac), "--sae-variant", cfg.sae_variant, "--ig-steps", str(cfg.ig_steps), "--edge-heads", str(cfg.edge_heads),
             "--n-bootstrap", str(cfg.n_bootstrap), "--stability-seeds", str(cfg.stability_seeds)]  # fmt: skip
     optional = {"--task-file": task_file, "--l1": cfg.sae.l1, "--sae-seed": cfg.sae_seed,
                 "--circuit-k": cfg.circuit_k, "--circuit-threshold": cfg.circuit_threshold}  # fmt: skip
@@ -292,9 +298,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     cfg = _config(args)
     handle = ModelHandle.load(args.model, device=args.device)
     bar, progress = _bar()
+    fits: list[Any] = []
     with bar:
-        report = find_circuit(handle, cfg, task_spec=spec, progress=progress).to_json()
+        result = find_circuit(handle, cfg, task_spec=spec, progress=progress, on_sae=fits.append)
         bar.update(100 - bar.n)
+    report = _with_saved_sae(result, fits[0], out_path)
     if out_path is None:
         from headscope.circuits.report import validate_report
 
@@ -323,6 +331,40 @@ def cmd_run(args: argparse.Namespace) -> None:
         c = edges["faithfulness"].get(m) if edges else None
         area = f"CPR {c['cpr']:.3f} {_ci(c['cpr_ci'])}  CMD {c['cmd']:.3f} {_ci(c['cmd_ci'])}" if c else ""
         print(f"edges {m:16} {edges['n_edges'] if edges else 0} edges  {secs:8.2f} s  {area}")
+
+
+HEAD_SCALING = "head_scaling.safetensors"  # beside a saved SAE whose variant normalises head outputs
+
+
+def sae_folder(report_path: Any) -> Any:
+    """Where `circuits run` saves a report's SAE: beside it, `<report stem>.sae/`."""
+    return report_path.with_name(report_path.stem + ".sae")
+
+
+def _with_saved_sae(result: Any, fit: Any, out_path: Any) -> dict[str, Any]:
+    """The report, with the run's SAE saved beside it in SAELens format and named in `sae.path` (and the older
+    `sae_file`); no report file (`--out -`), no SAE file."""
+    import dataclasses
+
+    if out_path is None or result.sae is None:
+        return result.to_json()
+    from headscope.features import discrete
+
+    folder = sae_folder(out_path)
+    r, scaling = fit.fit.resolved, fit.fit.scaling
+    parts = {
+        k: v.contiguous() for k, v in (("shift", scaling.shift), ("scale", scaling.scale)) if v is not None
+    }
+    meta = {"variant": r.variant, "seed": result.sae.seed, "read": r.read, "norm": r.norm, "layers": list(fit.layers),
+            "n_heads": fit.n_heads, "head_scaling": HEAD_SCALING if parts else None}  # fmt: skip
+    discrete.save(fit.fit.trained.sae, folder, hook_name="blocks.{layer}.attn.hook_result", model=fit.model,
+                  metadata=meta)  # fmt: skip
+    if parts:  # the SAE's inputs are (head output − shift) / scale, per head
+        from safetensors.torch import save_file
+
+        save_file(parts, str(folder / HEAD_SCALING))
+    sae = dataclasses.replace(result.sae, path=str(folder))
+    return dataclasses.replace(result, sae=sae, sae_file=str(folder)).to_json()
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -204,8 +204,7 @@ def _lines(payload: dict) -> list[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from headscope.decoding.compare import compare
-    from headscope.decoding.prompts import render
+    from headscope.decoding.compare import compare_prompt
     from headscope.models import DEFAULT_MODEL, ModelHandle
 
     cmd = command(args)  # bad values fail before any model loads
@@ -216,8 +215,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise InputError("the prompt is empty")
     handle = ModelHandle.load(cmd.model or DEFAULT_MODEL, device=cmd.device)
     draft = ModelHandle.load(cfg.draft_model, device=cmd.device) if cfg.draft_model else None
-    ids = handle.tokenize(render(handle, cmd.prompt, chat=cmd.chat))[0].tolist()
     with progress_bar("decode") as progress:
-        result = compare(handle, ids, names, cfg, draft=draft, progress=progress)
+        result = compare_prompt(handle, cmd.prompt, names, cfg, chat=cmd.chat, draft=draft, progress=progress)
     payload = result.to_json()
     emit(payload, args.json, _lines(payload))

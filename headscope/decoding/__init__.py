@@ -1,7 +1,7 @@
 """Decoding strategies with one trace format, and their comparison (see README.md)."""
 
 from headscope.decoding.awrs import Choice, awrs_choice, mask_choice
-from headscope.decoding.compare import Comparison, Divergence, StrategyResult, compare
+from headscope.decoding.compare import Comparison, Divergence, StrategyResult, compare, compare_prompt
 from headscope.decoding.config import MAX_NEW_TOKENS, DecodeConfig
 from headscope.decoding.constrained import GRAMMARS, Constraint
 from headscope.decoding.sampling import verify_greedy, verify_sampled, warp
@@ -26,6 +26,7 @@ __all__ = [
     "Trace",
     "awrs_choice",
     "compare",
+    "compare_prompt",
     "decode",
     "get_strategy",
     "mask_choice",

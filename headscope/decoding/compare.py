@@ -21,6 +21,7 @@ from torch import Tensor
 from headscope.codec import JsonCodec, jfield
 from headscope.decoding.config import DecodeConfig
 from headscope.decoding.drafters import check_same_tokenizer
+from headscope.decoding.prompts import render
 from headscope.decoding.strategies import decode, get_strategy, precheck
 from headscope.decoding.trace import Trace
 from headscope.errors import InputError
@@ -67,13 +68,19 @@ class StrategyResult(Trace):
     def of(cls, trace: Trace, greedy: Trace) -> StrategyResult:
         first, matches = align(trace.token_ids, greedy.token_ids)
         per_fwd = _ratio(trace.tokens_per_target_forward, greedy.tokens_per_target_forward)
-        wall = _ratio(trace.tokens_per_second, greedy.tokens_per_second)
+        wall = _ratio(
+            _per_second(trace), _per_second(greedy)
+        )  # unrounded: tokens_per_second is shown rounded
         return cls(
             **{f.name: getattr(trace, f.name) for f in dataclasses.fields(Trace)},
             identical_to_greedy=trace.token_ids == greedy.token_ids, diverges_at=first, matches_greedy=matches,
             divergence=divergence(trace, greedy, first), speedup_per_forward=per_fwd, speedup_wall=wall,
             below_1x_per_forward=per_fwd < 1.0, below_1x_wall=wall < 1.0,
         )  # fmt: skip
+
+
+def _per_second(t: Trace) -> float:
+    return len(t.token_ids) / t.wall_s if t.wall_s > 0 else 0.0
 
 
 def _ratio(a: float, b: float) -> float:
@@ -90,6 +97,9 @@ class Comparison(JsonCodec):
     config: DecodeConfig
     results: tuple[StrategyResult, ...] = jfield(name="strategies")
     reference: Trace | None = None
+    # every id of the comparison (prompt, outputs, drafted nodes) → its text, so the views show tokens as text
+    # without the model (a session file or a cluster run redraws the same way)
+    token_texts: dict[int, str] = jfield(default_factory=dict, compare=False)
 
     json_extra = ("greedy_token_ids", "intervention")
 
@@ -187,4 +197,32 @@ def compare(
         runs[name] = decode(handle, prompt, name, cfg, draft, on_step=share(name))
     results = tuple(StrategyResult.of(runs[name], reference) for name in names)
     shown = "greedy" in names and not cfg.intervenes
-    return Comparison(handle.identity.name, tuple(prompt), cfg, results, None if shown else reference)
+    texts = token_texts(handle, [prompt, *(_ids(t) for t in (reference, *runs.values()))])
+    return Comparison(handle.identity.name, tuple(prompt), cfg, results, None if shown else reference, texts)
+
+
+def _ids(trace: Trace) -> list[int]:
+    return [*trace.token_ids, *(t for s in trace.steps for t in (*s.draft_tokens, *s.accepted))]
+
+
+def token_texts(handle: ModelHandle, id_lists: Sequence[Sequence[int]]) -> dict[int, str]:
+    ids = sorted({int(i) for ids in id_lists for i in ids})
+    return dict(zip(ids, handle.str_tokens(ids), strict=True))
+
+
+def compare_prompt(
+    handle: ModelHandle,
+    prompt: str,
+    strategies: str | Sequence[str],
+    cfg: DecodeConfig,
+    *,
+    chat: bool = False,
+    draft: ModelHandle | None = None,
+    progress: Progress | None = None,
+) -> Comparison:
+    """`compare` on a prompt given as text (wrapped in the chat template when `chat`): what `decode compare` and
+    the app's Decoding tab run."""
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
+    ids = handle.tokenize(render(handle, prompt, chat=chat))[0].tolist()
+    return compare(handle, ids, strategies, cfg, draft=draft, progress=progress)

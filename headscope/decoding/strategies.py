@@ -142,6 +142,13 @@ def _speculative(handle, prompt, cfg, draft):
     if draft is None:
         raise InputError("speculative needs a draft model (draft_model) that shares the target's tokenizer")
     check_same_tokenizer(handle, draft)
+    if draft is handle:
+        # One session per model: two sessions on one model each set up its attention and put it back on their
+        # own time slices, so one could put it back under the other's feet (the target then records nothing).
+        def same(t: CachedModel, g: torch.Generator) -> ModelDrafter:
+            return ModelDrafter(CachedModel(draft, t.session), cfg, g)
+
+        return _run(handle, prompt, cfg, "speculative", same)
     with session(draft) as draft_session:
         small = CachedModel(draft, draft_session)
         return _run(handle, prompt, cfg, "speculative", lambda t, g: ModelDrafter(small, cfg, g))

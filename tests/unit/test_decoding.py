@@ -322,3 +322,26 @@ def test_expected_speedup_model() -> None:
     assert expected_speedup(0.0, 0.5, 2, verify=0.0) == 0.5  # never accepted: the drafts are pure cost
     gamma, best = best_length(0.9, 0.2, 8)
     assert best == max(expected_speedup(0.9, 0.2, g) for g in range(1, 9)) and 1 < gamma <= 8
+
+
+def test_a_model_drafting_for_itself_shares_its_decoding_session(tiny_gpt2, monkeypatch) -> None:
+    """Two sessions on one model each set its attention up and put it back on their own time slices, so under
+    load one put it back while the other still decoded: the target recorded no entropy (KeyError, seen in the app
+    test). One model, one session: the entropy is recorded for every token, and the tokens are greedy's."""
+    from headscope.decoding import strategies
+
+    opened = []
+    real = strategies.session
+
+    def counting(handle):
+        opened.append(handle)
+        return real(handle)
+
+    monkeypatch.setattr(strategies, "session", counting)
+    cfg = DecodeConfig(max_new_tokens=8, attention_entropy=True)
+    trace = decode(tiny_gpt2, [5, 6, 7, 5, 6], "speculative", cfg, tiny_gpt2)
+    assert opened == [tiny_gpt2]
+    assert (
+        trace.attention_entropy is not None and trace.attention_entropy.shape[0] == len(trace.token_ids) == 8
+    )
+    assert trace.token_ids == decode(tiny_gpt2, [5, 6, 7, 5, 6], "greedy", cfg).token_ids
