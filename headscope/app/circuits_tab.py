@@ -38,6 +38,7 @@ from headscope.circuits.report import MAX_REPORT_BYTES, compare_reports, loads_r
 from headscope.circuits.result import CircuitResult
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import TASKS, make_task
+from headscope.circuits.variants import check_variant, variant_choices
 from headscope.cli.circuits import to_argv
 from headscope.errors import InputError
 
@@ -85,6 +86,7 @@ def config_of(inputs: dict[str, Any], n_layers: int) -> CircuitConfig:
         sae=SAEConfig(epochs=integer(inputs["epochs"], "SAE epochs", 1, APP_MAX_EPOCHS), decoder_norm=inputs["norm"]),
         layers=_layers(inputs["scope"], n_layers), faithfulness=OPTIONS[0] in picked,
         stability=OPTIONS[1] in picked, n_bootstrap=100, edges=OPTIONS[2] in picked, edge_methods=edge_methods,
+        sae_variant=check_variant(inputs.get("sae_variant") or CircuitConfig().sae_variant),
     )  # fmt: skip
 
 
@@ -267,6 +269,9 @@ def _run_inputs() -> dict[str, Any]:
         reduce = gr.Radio(["mean", "last"], value="mean", label="Head output: positions")
         norm = gr.Radio(["reference_rows", "atoms"], value="reference_rows", label="SAE decoder norm")
         scope = gr.Radio(list(LAYER_SCOPES), value=LAYER_SCOPES[0], label="Analyse (heads)")
+        choices = variant_choices()  # the variants registry; the default is CircuitConfig's
+        variant = gr.Dropdown([(f"{c.name}: {c.summary}", c.name) for c in choices],
+                              value=CircuitConfig().sae_variant, label="SAE variant (sae_node / sae_edge)")  # fmt: skip
     with gr.Row():
         options = gr.CheckboxGroup(list(OPTIONS), value=[OPTIONS[0]], label="Also")
         edge_methods = gr.CheckboxGroup(
@@ -277,7 +282,8 @@ def _run_inputs() -> dict[str, Any]:
     with gr.Accordion("Custom task (used when Task = custom)", open=False):
         custom = gr.Code(EXAMPLE_CUSTOM, language="json", label="Custom task JSON (prompts, answer, wrong)")
     return {"task": task, "custom": custom, "n_examples": n_examples, "seed": seed, "epochs": epochs,
-            "reduce": reduce, "norm": norm, "scope": scope, "options": options, "edge_methods": edge_methods}  # fmt: skip
+            "reduce": reduce, "norm": norm, "scope": scope, "options": options, "edge_methods": edge_methods,
+            "sae_variant": variant}  # fmt: skip
 
 
 def _head_views() -> dict[str, Any]:

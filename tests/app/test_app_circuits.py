@@ -31,6 +31,7 @@ from headscope.app.circuits_tab import (
 )
 from headscope.app.wiring import Ctx, handler
 from headscope.circuits import patching
+from headscope.circuits.config import CircuitConfig
 from headscope.circuits.edges_run import edge_view
 from headscope.circuits.faithfulness import ablate
 from headscope.circuits.result import CircuitResult, Metrics
@@ -52,7 +53,9 @@ RUN = ("tiny-llama", "custom", CUSTOM, 6, 0, 10, "mean", "reference_rows", LAYER
 
 @pytest.fixture(scope="module")
 def report(client: Client) -> dict:
-    raw, status = client.predict(*RUN, list(OPTIONS[:2]), ["eap", "eap_ig"], api_name="/circuits_run")
+    raw, status = client.predict(
+        *RUN, list(OPTIONS[:2]), ["eap", "eap_ig"], "reference", api_name="/circuits_run"
+    )
     assert status.startswith("done: custom on tiny-llama")
     return raw
 
@@ -64,6 +67,7 @@ def views(report: dict) -> dict:
 
 def test_the_views_are_drawn_from_the_report(report: dict, views: dict) -> None:
     assert report["schema_version"] == "2.1" and "activation_patching" not in report["methods"]
+    assert report["config"]["sae_variant"] == report["sae"]["variant"] == "reference"  # the dropdown's value
     assert "letters" in views["summary"] and json.loads(Path(views["report_file"]).read_text()) == report
     assert np.allclose(views["sae_grid"]["z"], report["methods"]["sae_node"]["scores"], atol=1e-4)
     truth = views["truth_grid"]
@@ -180,14 +184,16 @@ def test_upload_view_and_compare(client: Client, report: dict, tmp_path: Path) -
 
 def test_bad_input_is_a_clear_error(client: Client, report: dict, tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"not in the list of choices|task must be"):
-        client.predict("tiny-llama", "nope", "", *RUN[3:], [], [], api_name="/circuits_run")
+        client.predict("tiny-llama", "nope", "", *RUN[3:], [], [], "reference", api_name="/circuits_run")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"schema_version": "0.1"}))
     with pytest.raises(Exception, match="schema_version"):
         client.predict(handle_file(str(bad)), None, api_name="/circuits_view")
     spec = {**SPEC, "positive": [{**SPEC["positive"][0], "answer": "cd"}, *SPEC["positive"][1:]]}
     with pytest.raises(Exception, match="2 tokens"):
-        client.predict("tiny-llama", "custom", json.dumps(spec), *RUN[3:], [], [], api_name="/circuits_run")
+        client.predict(
+            "tiny-llama", "custom", json.dumps(spec), *RUN[3:], [], [], "reference", api_name="/circuits_run"
+        )
     wrong = json.loads(json.dumps(report))
     wrong["circuit"].append("99.99")  # a head outside the 2 × 4 model
     (tmp_path / "wrong.json").write_text(json.dumps(wrong))
@@ -270,7 +276,8 @@ def test_the_run_command_is_the_cli_running_the_same_config(
 
     inputs = {"task": "ioi", "n_examples": 8, "seed": 3, "epochs": 20, "reduce": "last", "norm": "atoms",
               "scope": scope, "options": options, "edge_methods": edges}  # fmt: skip
-    cfg = config_of(inputs, 30)
+    cfg = config_of({**inputs, "sae_variant": "reference" if edges else None}, 30)
+    assert cfg.sae_variant == ("reference" if edges else CircuitConfig().sae_variant)
     argv = run_command(cfg)
     assert config_from_argv(argv) == cfg and build_parser().parse_args([*argv, "--json"]).print_report
 
