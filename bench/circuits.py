@@ -14,6 +14,13 @@ bench/results/circuits_cpu_2core.json.
    gradients, codes over all examples, L1 per task) with decoder_norm reference_rows and atoms. Seeds vary the SAE
    (split and init) over the same prompts and the same ground truth. Also the gradient methods' AUC.
 The machine is shared: the load average is recorded at the start and the end; times are noisy, ratios are not.
+
+4. **Edges** (`--edges-only` runs this section alone and writes it under "edges", issue 22): on IOI (24 pairs, the
+   CLI default), edge attribution over MIB's whole model graph by EAP and EAP-IG (5 steps), each timed end to end,
+   then MIB's 10-point edge faithfulness curves of each method (circuits by signed score for CPR and by |score| for
+   CMD, as MIB reports them), timed per method, with CPR/CMD and their bootstrap intervals. Goals on a quiet machine with 2 threads: EAP ≤ 30 s, EAP-IG ≤ 120 s, one curve ≤ 120 s; EAP-IG
+   CMD ≤ 0.10 and CPR ≥ 1.0. Conditions (commit, threads, load before/after, command) are recorded through
+   bench/conditions.py inside the section.
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.conditions` when run as a script
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from bench import conditions
 from headscope.circuits import (
     CircuitConfig,
     SAEConfig,
@@ -46,6 +55,7 @@ from headscope.circuits import (
     roc_auc,
     sae_methods,
 )
+from headscope.circuits.edges_run import edge_faithfulness, edge_methods
 from headscope.circuits.known import known_answer_check
 from headscope.circuits.known import model_path as induction_model_path
 from headscope.models import ModelHandle
@@ -188,6 +198,66 @@ def known_answer(n_pairs: int) -> dict:
     return check.to_json()
 
 
+# ---- 4. edges ------------------------------------------------------------------------------------------------------
+def edges(handle: ModelHandle, n_pairs: int, n_bootstrap: int) -> dict:
+    """EAP and EAP-IG over the whole graph, then each method's 10-point MIB curve, each timed alone."""
+    prep = prepare(handle, make_task("ioi", handle.tokenizer, n=n_pairs, seed=0))
+    out: dict = {"task": "ioi", "n_pairs": n_pairs, "prompt_tokens": int(prep.clean.ids.shape[1])}
+    scored = {}
+    for method in ("eap", "eap_ig"):
+        bar = tqdm(total=1, desc=f"edges: {method}", file=sys.stderr)
+        scored |= edge_methods(handle, prep, (method,))
+        bar.update(1)
+        bar.close()
+    out["n_edges"] = int(next(iter(scored.values())).scores.size)
+    out["seconds"] = {m: round(v.runtime_s, 2) for m, v in scored.items()}
+    for method, body in scored.items():
+        bar = tqdm(total=100, desc=f"edge curve: {method}", file=sys.stderr)
+
+        def tick(i: int, n: int, bar: tqdm = bar) -> None:
+            bar.update(round(100 * i / n) - bar.n)
+
+        faith = edge_faithfulness(
+            handle, prep, {method: body}, n_bootstrap=n_bootstrap, seed=0, progress=tick
+        )
+        bar.close()
+        curve = faith.curves[0]
+        out["seconds"][f"curve_{method}"] = round(faith.runtime_s, 2)
+        out[method] = {
+            "cpr": round(curve.cpr, 4), "cmd": round(curve.cmd, 4), "cpr_ci": curve.cpr_ci, "cmd_ci": curve.cmd_ci,
+            "faithfulness_abs": [round(f, 4) for f in curve.faithfulness], "sizes": list(faith.sizes),
+            "faithfulness_signed": [round(f, 4) for f in curve.signed_faithfulness],
+            "kept_edges_abs": list(curve.kept_edges), "kept_edges_signed": list(curve.signed_kept_edges), "full_metric": round(faith.full_metric, 4),
+            "empty_metric": round(faith.empty_metric, 4),
+        }  # fmt: skip
+    sec = out["seconds"]
+    out["goals"] = {
+        "eap_s_max": 30,
+        "eap_ig_s_max": 120,
+        "curve_s_max": 120,
+        "eap_ig_cmd_max": 0.10,
+        "eap_ig_cpr_min": 1.0,
+    }
+    out["goals_met"] = {
+        "eap_s": sec["eap"] <= 30, "eap_ig_s": sec["eap_ig"] <= 120,
+        "curve_s": max(sec["curve_eap"], sec["curve_eap_ig"]) <= 120,
+        "eap_ig_cmd": out["eap_ig"]["cmd"] <= 0.10, "eap_ig_cpr": out["eap_ig"]["cpr"] >= 1.0,
+        "timings_valid": "only on a quiet machine (conditions.quiet)",
+    }  # fmt: skip
+    return out
+
+
+def run_edges_section(args: argparse.Namespace) -> None:
+    cond = conditions.start(args.threads)
+    handle = ModelHandle.load(args.model, device="cpu")
+    section = edges(handle, args.n_examples, args.n_bootstrap)
+    section["conditions"] = conditions.finish(cond)
+    saved: dict = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+    saved["edges"] = section
+    _write(saved, args.no_write)
+    print(json.dumps(section))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -201,8 +271,15 @@ def main() -> None:
     ap.add_argument(
         "--known-only", action="store_true", help="only (re)run the known-answer section of the results"
     )
+    ap.add_argument("--edges-only", action="store_true", help="only (re)run the edges section (issue 22)")
+    ap.add_argument(
+        "--n-bootstrap", type=int, default=200, help="edges: bootstrap resamples for CPR/CMD intervals"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.edges_only:
+        run_edges_section(args)
+        return
     if args.known_only:
         saved: dict = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
         saved["known_answer"] = known_answer(args.n_examples) | {"load_avg": _load()}

@@ -1,34 +1,46 @@
-"""Circuits tab: find a task's circuit as a cancellable job with staged progress — ground truth by batched
-activation patching, scored methods (discrete-SAE node/edge, attribution patching, EAP-IG) — and read it as
-heatmaps that mark circuit and ground-truth heads, a sortable head table, metrics, ROC and faithfulness curves,
-stability and edges; ablate the shared selection ("does it explain the behaviour?"); view or compare reports.
-Wiring only: the work is in `headscope.circuits`, the views in circuits_views.py. Uploaded reports arrive as
-bytes (size-limited, validated, migrated), never as a path."""
+"""Circuits tab: find a task's circuit as a cancellable job — ground truth by batched activation patching, scored
+methods (discrete-SAE node/edge, attribution patching, EAP-IG per head) and, when asked, edge attribution over
+MIB's whole model graph (EAP, EAP-IG) with MIB's edge faithfulness — and read it: heatmaps that mark circuit and
+ground-truth heads, metrics with bootstrap intervals, ROC and faithfulness curves, the edge circuit as a graph;
+select its heads, ablate the selection, export the report for circuit-tracer / Neuronpedia and MIB, view or
+compare reports.
+
+Wiring only (issue 21's tab shape): handlers are `fn(inputs: dict, ctx) -> dict` bound with `wiring.bind`. The run
+job returns the CLI's JSON (`headscope circuits run ... --print-report`, so it runs on Ray where
+HEADSCOPE_RAY_ADDRESS is set); every view is drawn from that JSON by `draw` (`CircuitResult.from_json`), the same
+way for a run, an uploaded report and a session file. Views live in circuits_views.py / circuits_edge_views.py.
+Uploaded reports arrive as bytes (size-limited, validated, migrated), never as a path."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
+from headscope.app import circuits_edge_views as ev
 from headscope.app import circuits_views as cv
 from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
-from headscope.app.figures import Plot, RawResult
-from headscope.app.inputs import choice, integer, text
-from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
+from headscope.app.figures import Plot, RawResult, json_file
+from headscope.app.inputs import choice, integer, number, text
+from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid
+from headscope.app.wiring import Ctx, bind, handler
 from headscope.circuits.ablate import AblationConfig, ablate_selection
-from headscope.circuits.config import CircuitConfig
+from headscope.circuits.config import EDGE_METHODS, CircuitConfig
 from headscope.circuits.finder import find_circuit
+from headscope.circuits.formats import export_report, slug
 from headscope.circuits.report import MAX_REPORT_BYTES, compare_reports, loads_report
 from headscope.circuits.result import CircuitResult
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import TASKS, make_task
+from headscope.circuits.variants import check_variant, variant_choices
+from headscope.cli.circuits import to_argv
 from headscope.errors import InputError
-from headscope.models import ModelHandle
 
 TASK_CHOICES = [*TASKS, "custom"]
 APP_MAX_EXAMPLES = 32  # one user's run must not hold the shared model for long
@@ -36,6 +48,8 @@ APP_MAX_EPOCHS = 500
 APP_MAX_TASK_CHARS = 50_000
 LAYER_SCOPES = ("all layers", "last 4 layers", "last 2 layers")
 OPTIONS = ("faithfulness curves", "stability (bootstrap, 100 resamples)", "edges (path patching; slow)")
+EDGE_CHOICES = [(ev.EDGE_TITLES[m], m) for m in EDGE_METHODS]
+EDGE_PERCENT = 0.5  # the graph's default circuit size (% of all edges), as graph exports use
 EXAMPLE_CUSTOM = json.dumps(
     {
         "name": "repeat",
@@ -46,7 +60,7 @@ EXAMPLE_CUSTOM = json.dumps(
 PAPERS = (
     ("O'Neill & Bui 2024, discrete SAEs for circuits (arXiv 2405.12522)", "https://arxiv.org/abs/2405.12522"),
     ("EAP-IG, Hanna et al. 2024 (arXiv 2403.17806)", "https://arxiv.org/abs/2403.17806"),
-    ("MIB faithfulness, Mueller et al. 2025 (arXiv 2504.13151)", "https://arxiv.org/abs/2504.13151"),
+    ("MIB, Mueller et al. 2025 (arXiv 2504.13151)", "https://arxiv.org/abs/2504.13151"),
 )
 
 
@@ -59,32 +73,27 @@ def _layers(scope: Any, n_layers: int) -> tuple[int, int] | None:
     return (max(0, n_layers - last), n_layers)
 
 
-def _config(
-    handle: ModelHandle, task: Any, n_examples: Any, seed: Any, epochs: Any, reduce: Any, norm: Any, scope: Any,
-    options: Any,
-) -> CircuitConfig:  # fmt: skip
-    picked = set(options or ())
+def config_of(inputs: dict[str, Any], n_layers: int) -> CircuitConfig:
+    """The run's config from the tab's inputs, every value checked (one line naming the field and its range)."""
+    picked = set(inputs.get("options") or ())
     if not picked <= set(OPTIONS):
         raise InputError(f"options must be among: {', '.join(OPTIONS)}")
+    edge_methods = tuple(choice(m, "edge methods", EDGE_METHODS) for m in inputs.get("edge_methods") or ())
     return CircuitConfig(
-        task=choice(task, "task", TASK_CHOICES), n_examples=integer(n_examples, "prompt pairs", 6, APP_MAX_EXAMPLES),
-        seed=integer(seed, "seed", 0, 2**31 - 1), reduce=choice(reduce, "head output", ("mean", "last")),  # type: ignore[arg-type]
-        sae=SAEConfig(epochs=integer(epochs, "epochs", 1, APP_MAX_EPOCHS), decoder_norm=norm),
-        layers=_layers(scope, handle.facts.n_layers), faithfulness=OPTIONS[0] in picked,
-        stability=OPTIONS[1] in picked, n_bootstrap=100, edges=OPTIONS[2] in picked,
+        task=choice(inputs["task"], "task", TASK_CHOICES),
+        n_examples=integer(inputs["n_examples"], "prompt pairs", 6, APP_MAX_EXAMPLES),
+        seed=integer(inputs["seed"], "seed", 0, 2**31 - 1), reduce=choice(inputs["reduce"], "head output", ("mean", "last")),  # type: ignore[arg-type]
+        sae=SAEConfig(epochs=integer(inputs["epochs"], "SAE epochs", 1, APP_MAX_EPOCHS), decoder_norm=inputs["norm"]),
+        layers=_layers(inputs["scope"], n_layers), faithfulness=OPTIONS[0] in picked,
+        stability=OPTIONS[1] in picked, n_bootstrap=100, edges=OPTIONS[2] in picked, edge_methods=edge_methods,
+        sae_variant=check_variant(inputs.get("sae_variant") or CircuitConfig().sae_variant),
     )  # fmt: skip
 
 
 def run_command(cfg: CircuitConfig) -> tuple[str, ...]:
-    """The same run as a `headscope circuits run` command line whose JSON is the whole report (what a cluster
-    runner executes instead of `work`; the CLI parses it back into `cfg`)."""
-    argv = ["circuits", "run", "--task", cfg.task, "--n-examples", str(cfg.n_examples), "--seed", str(cfg.seed),
-            "--reduce", cfg.reduce, "--epochs", str(cfg.sae.epochs), "--decoder-norm", cfg.sae.decoder_norm,
-            "--n-bootstrap", str(cfg.n_bootstrap), "--gt-frac", repr(cfg.gt_frac), "--out", "-", "--print-report"]  # fmt: skip
-    if cfg.layers is not None:
-        argv += ["--layers", f"{cfg.layers[0]}:{cfg.layers[1]}"]
-    argv += [flag for on, flag in ((cfg.edges, "--edges"), (cfg.stability, "--stability")) if on]
-    return tuple(argv if cfg.faithfulness else [*argv, "--no-faithfulness"])
+    """The same run as a `headscope circuits run` command whose JSON is the whole report (what a cluster runner
+    executes instead of `work`): the CLI's own writer, `to_argv`, which its parser inverts."""
+    return (*to_argv(cfg), "--out", "-", "--print-report")
 
 
 def _custom_text(task: str, value: Any) -> str | None:
@@ -95,31 +104,29 @@ def _custom_text(task: str, value: Any) -> str | None:
     return text(value, "custom task", APP_MAX_TASK_CHARS)
 
 
-def _selected(selection: Any) -> list[str]:
-    return sel.names(selection)
+def with_time_left(progress: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """Gradio's progress with an estimate of the time left appended ("… patching layer 17/30, ~40 s left"),
+    from the elapsed time and the job's own fraction (whichever runner relays it)."""
+    if progress is None:
+        return None
+    t0 = time.monotonic()
+
+    def say(frac: float | None, desc: str = "") -> Any:
+        elapsed = time.monotonic() - t0
+        if frac is not None and 0.02 < frac < 1 and elapsed > 2:
+            desc = f"{desc}, ~{cv.duration(elapsed * (1 - frac) / frac)} left"
+        return progress(frac, desc=desc)
+
+    return say
 
 
-# ---- views -------------------------------------------------------------------------------------------------------
-def _views(result: CircuitResult, selection: Any) -> tuple[Any, ...]:
-    picked = _selected(selection)
-    return (
-        cv.summary(result), cv.score_grid(result, "sae_node", picked), cv.truth_grid(result, picked),
-        cv.head_table(result), cv.metrics_table(result), cv.roc_figure(result), cv.faithfulness_figure(result),
-        cv.stability_table(result), cv.edges_table(result),
-    )  # fmt: skip
-
-
-# ---- events ------------------------------------------------------------------------------------------------------
-@user_errors
-def circuits_run(
-    model: str, task: str, custom: str, n_examples: float, seed: float, epochs: float, reduce: str, norm: str,
-    scope: str, options: list[str], selection: Any, request: gr.Request,
-    progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[Any, ...]:  # fmt: skip
-    """Find the task's circuit on the selected model (a job: staged progress, Cancel)."""
-    handle = STORE.get(str(model))
-    cfg = _config(handle, task, n_examples, seed, epochs, reduce, norm, scope, options)
-    spec = _custom_text(cfg.task, custom)
+# ---- handlers ----------------------------------------------------------------------------------------------------
+def run(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """Find the task's circuit on the selected model (a job: sub-step progress with time left, Cancel); `raw` is
+    the report, as `headscope circuits run --print-report` prints it."""
+    handle = STORE.get(str(inputs["model"]))
+    cfg = config_of(inputs, handle.facts.n_layers)
+    spec = _custom_text(cfg.task, inputs.get("custom"))
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
         return find_circuit(handle, cfg, task_spec=spec, progress=report.stages()).to_json()
@@ -128,11 +135,67 @@ def circuits_run(
         f"circuit run ({cfg.task}) on {handle.identity.name}", work, model=handle.identity.name,
         command=None if spec is not None else run_command(cfg),  # a custom task's text has no flag: in-process
     )  # fmt: skip
-    payload = jobs.run(job, request=request, slot="circuits_run", progress=progress)
+    payload = jobs.run(job, request=ctx.request, slot="circuits_run", progress=with_time_left(ctx.progress))
+    n = len(payload.get("circuit") or ())
+    return {"raw": payload, "status": f"done: {cfg.task} on {handle.identity.name}, {n} circuit heads"}
+
+
+def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """Every view of a report (a run's, an upload's, a session's), drawn from its JSON."""
+    payload = inputs["raw"]
+    if not isinstance(payload, dict) or "schema_version" not in payload:
+        return {}
     result = CircuitResult.from_json(payload)
-    name = f"circuit_report_{cfg.task}_{handle.identity.name}"
-    status = f"done: {cfg.task} on {handle.identity.name}, {len(result.circuit.heads)} circuit heads"
-    return (status, *_views(result, selection), *RawResult.values(payload, name))
+    picked = sel.names(inputs.get("selection"))
+    methods = ev.edge_methods(result)
+    method = (
+        inputs.get("edge_method")
+        if inputs.get("edge_method") in methods
+        else (methods[-1] if methods else None)
+    )
+    name = f"circuit_report_{result.task.name}_{result.model.name}"
+    ea = result.edge_attribution
+    percent = ev.default_percent(ea.graph.n_edges) if ea is not None else EDGE_PERCENT
+    return {
+        "summary": cv.summary(result), "sae_grid": cv.score_grid(result, "sae_node", picked),
+        "truth_grid": cv.truth_grid(result, picked), "heads": cv.head_table(result),
+        "metrics": cv.metrics_table(result), "roc": cv.roc_figure(result), "faithfulness": cv.faithfulness_figure(result),
+        "stability": cv.stability_table(result), "edges": cv.edges_table(result), "report_file": json_file(payload, name),
+        "edge_method": gr.Dropdown(choices=[(ev.EDGE_TITLES.get(m, m), m) for m in methods], value=method),
+        "edge_graph": ev.edge_graph_figure(result, method, percent) if method else None,
+        "edge_percent": percent, "edge_faithfulness": ev.edge_faithfulness_figure(result),
+        "edge_table": ev.edge_table(result), "results": gr.Column(visible=True),
+    }  # fmt: skip
+
+
+def _result(payload: Any) -> CircuitResult:
+    if not isinstance(payload, dict) or "schema_version" not in payload:
+        raise InputError("run or view a circuit first")
+    return CircuitResult.from_json(payload)
+
+
+def _percent(value: Any) -> float:
+    return number(value, "circuit size (% of edges)", 0.01, 100)
+
+
+def draw_edges(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """The edge graph of the chosen method at the chosen size."""
+    result = _result(inputs["raw"])
+    method = choice(inputs["edge_method"], "edge method", ev.edge_methods(result) or list(EDGE_METHODS))
+    return {"edge_graph": ev.edge_graph_figure(result, method, _percent(inputs["edge_percent"]))}
+
+
+def export(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """The report as circuit-tracer / Neuronpedia's attribution graph or MIB's circuit file: the chosen edge
+    method's circuit at the chosen size (a report without edge scores exports its head circuit as a graph)."""
+    report = inputs["raw"]
+    _result(report)  # checked like any report
+    fmt = choice(inputs["format"], "export format", ("neuronpedia", "mib"))
+    ea = report.get("edge_attribution")
+    method = choice(inputs["edge_method"], "edge method", list(ea["methods"])) if ea else None
+    out = export_report(report, fmt, method, _percent(inputs["edge_percent"]) / 100 if ea else None)
+    name = f"{slug(report, method or 'heads')}-{fmt}"
+    return {f"{fmt}_file": json_file(out, name)}
 
 
 def _read_upload(data: Any, what: str) -> dict[str, Any]:
@@ -145,31 +208,26 @@ def _read_upload(data: Any, what: str) -> dict[str, Any]:
     return loads_report(data)
 
 
-@user_errors
-def circuits_view(report_a: Any, report_b: Any, selection: Any = None) -> tuple[Any, ...]:
-    """View an uploaded report (1.0 reports are migrated); with a second one, also their comparison."""
-    a = _read_upload(report_a, "report A")
-    diff = compare_reports(a, _read_upload(report_b, "report B")) if report_b else None
-    return (*_views(CircuitResult.from_json(a), selection), cv.diff_table(diff), a)
+def view(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """View an uploaded report (older schema versions are migrated); with a second one, also their comparison."""
+    a = _read_upload(inputs["report_a"], "report A")
+    CircuitResult.from_json(a)  # a report that cannot be drawn is refused here, with its reason
+    b = inputs.get("report_b")
+    diff = compare_reports(a, _read_upload(b, "report B")) if b else None
+    return {"raw": a, "comparison": cv.diff_table(diff)}
 
 
-@user_errors
-def circuits_ablate(
-    model: str, task: str, custom: str, n_examples: float, seed: float, selection: Any, request: gr.Request,
-    progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[Any, ...]:  # fmt: skip
+def ablate(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """The task metric with the shared selection mean-ablated, and with everything but the selection ablated."""
-    handle = STORE.get(str(model))
-    heads = sel.head_set(selection, handle)
+    handle = STORE.get(str(inputs["model"]))
+    heads = sel.head_set(inputs["selection"], handle)
     if not heads:
         raise InputError("no head is selected: click heads in a grid, or add the circuit's heads")
-    name = choice(task, "task", TASK_CHOICES)
-    n = integer(n_examples, "prompt pairs", 6, APP_MAX_EXAMPLES)
-    seed_n = integer(seed, "seed", 0, 2**31 - 1)
-    cfg, spec = AblationConfig(name, n, seed_n), _custom_text(name, custom)
-    make_task(
-        name, handle.tokenizer, n=n, seed=seed_n, spec=spec
-    )  # a bad custom task: refused before the job
+    name = choice(inputs["task"], "task", TASK_CHOICES)
+    n = integer(inputs["n_examples"], "prompt pairs", 6, APP_MAX_EXAMPLES)
+    seed = integer(inputs["seed"], "seed", 0, 2**31 - 1)
+    cfg, spec = AblationConfig(name, n, seed), _custom_text(name, inputs.get("custom"))
+    make_task(name, handle.tokenizer, n=n, seed=seed, spec=spec)  # a bad custom task: refused before the job
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
         return ablate_selection(handle, heads, cfg=cfg, spec=spec, progress=report).to_json()
@@ -177,30 +235,31 @@ def circuits_ablate(
     job = jobs.JobSpec(
         f"ablate {heads} ({name})", work, model=handle.identity.name,
         command=None if name == "custom" else  # a custom task's text has no flag: in-process
-        ("circuits", "ablate", "--task", name, "--heads", str(heads), "--n-examples", str(n), "--seed", str(seed_n)),
+        ("circuits", "ablate", "--task", name, "--heads", str(heads), "--n-examples", str(n), "--seed", str(seed)),
     )  # fmt: skip
-    res = jobs.run(job, request=request, slot="circuits_ablate", progress=progress)
-    line = (
-        f"**{name}**, heads {res['heads']} ({res['n_heads']}): clean metric {res['clean_metric']:.3f}; with the "
-        f"selection ablated {res['selection_ablated']:.3f}; with only the selection kept {res['others_ablated']:.3f} "
-        f"→ the selection recovers **{res['faithfulness']:.0%}** of the clean − all-ablated gap."
+    res = jobs.run(job, request=ctx.request, slot="circuits_ablate", progress=ctx.progress)
+    return {"ablation": cv.ablation_line(res), "ablation_rows": cv.ablation_table(res), "ablation_json": res}
+
+
+def report_heads(report: Any, which: str) -> str:
+    if not isinstance(report, dict) or "circuit" not in report:
+        raise InputError("run or view a circuit first")
+    heads = report["circuit"] if which == "circuit" else report["ground_truth"]["heads"]
+    if not heads:
+        raise InputError(f"the report's {which} has no heads")
+    return ", ".join(heads)
+
+
+def edge_circuit_heads(report: Any, method: Any, percent: Any) -> str:
+    """The heads of the edge circuit on show, in the selection's grammar ("0.1, 1.3")."""
+    result = _result(report)
+    return ", ".join(
+        ev.edge_heads(result, choice(method, "edge method", ev.edge_methods(result)), _percent(percent))
     )
-    return line, cv.ablation_table(res), res
 
 
 # ---- layout ------------------------------------------------------------------------------------------------------
-@register_tab("Circuits", order=20)
-def build(ctx: AppContext) -> None:
-    examples.guide(
-        "Which attention heads carry a task? A **ground truth** from activation patching every head (batched), "
-        "and four methods scored against it: the discrete SAE's node and edge scores, attribution patching and "
-        "EAP-IG.",
-        "Heatmaps mark circuit heads ● and ground-truth heads ◆ (click a cell to select it); ROC is against the "
-        "ground truth; faithfulness shows how much of the task the top-k heads keep when the rest are mean-ablated. "
-        "On SmolLM2 a full run takes minutes on CPU: the examples analyse the last layers only.",
-        PAPERS,
-    )
-    example_slot = gr.Column()
+def _run_inputs() -> dict[str, Any]:
     with gr.Row():
         task = gr.Dropdown(TASK_CHOICES, value="ioi", label="Task")
         n_examples = gr.Slider(6, APP_MAX_EXAMPLES, value=16, step=1, label="Prompt pairs")
@@ -209,94 +268,191 @@ def build(ctx: AppContext) -> None:
     with gr.Row():
         reduce = gr.Radio(["mean", "last"], value="mean", label="Head output: positions")
         norm = gr.Radio(["reference_rows", "atoms"], value="reference_rows", label="SAE decoder norm")
-        scope = gr.Radio(list(LAYER_SCOPES), value=LAYER_SCOPES[0], label="Analyse")
+        scope = gr.Radio(list(LAYER_SCOPES), value=LAYER_SCOPES[0], label="Analyse (heads)")
+        choices = variant_choices()  # the variants registry; the default is CircuitConfig's
+        variant = gr.Dropdown([(f"{c.name}: {c.summary}", c.name) for c in choices],
+                              value=CircuitConfig().sae_variant, label="SAE variant (sae_node / sae_edge)")  # fmt: skip
+    with gr.Row():
         options = gr.CheckboxGroup(list(OPTIONS), value=[OPTIONS[0]], label="Also")
+        edge_methods = gr.CheckboxGroup(
+            EDGE_CHOICES,
+            value=[],
+            label="Edge attribution over the whole model graph (MIB; with its faithfulness)",
+        )
     with gr.Accordion("Custom task (used when Task = custom)", open=False):
         custom = gr.Code(EXAMPLE_CUSTOM, language="json", label="Custom task JSON (prompts, answer, wrong)")
-    run = gr.Button("Find circuit", variant="primary")
-    controls = jobs.JobControls.build("circuits_run")
+    return {"task": task, "custom": custom, "n_examples": n_examples, "seed": seed, "epochs": epochs,
+            "reduce": reduce, "norm": norm, "scope": scope, "options": options, "edge_methods": edge_methods,
+            "sae_variant": variant}  # fmt: skip
+
+
+def _head_views() -> dict[str, Any]:
     summary = gr.Markdown()
     with gr.Row():
         sae_grid = HeadGrid(label="SAE node score", elem_id="hs-circuit-sae")
         truth_grid = HeadGrid(label="Ground truth (patching effect)", elem_id="hs-circuit-truth")
+    metrics = gr.Dataframe(label="Methods against the ground truth (95 % bootstrap CIs; click a header to sort)",
+                           interactive=False)  # fmt: skip
+    roc = Plot(label="ROC")
+    faith = Plot(label="Faithfulness (heads)")
+    heads = gr.Dataframe(label="Heads (click a header to sort)", interactive=False, max_height=420)
+    return {"summary": summary, "sae_grid": sae_grid, "truth_grid": truth_grid, "metrics": metrics, "roc": roc,
+            "faithfulness": faith, "heads": heads}  # fmt: skip
+
+
+def _edge_views() -> dict[str, Any]:
+    gr.Markdown("#### Edge circuit (edge attribution over MIB's model graph)")
     with gr.Row():
-        add_circuit = gr.Button("Select the circuit's heads", size="sm")
-        add_truth = gr.Button("Select the ground-truth heads", size="sm")
-    metrics = gr.Dataframe(
-        label="Methods against the ground truth (click a header to sort)", interactive=False
+        method = gr.Dropdown(EDGE_CHOICES, value=None, label="Edge method", allow_custom_value=False)
+        # no minimum/maximum: the server's check refuses out-of-range values with the field's own line
+        percent = gr.Number(EDGE_PERCENT, label="Circuit size (% of all edges, 0.01–100)")
+    graph = Plot(label="Edge circuit")
+    faith = Plot(label="Edge faithfulness (MIB)")
+    table = gr.Dataframe(label="Edge methods: CPR and CMD with 95 % bootstrap CIs", interactive=False)
+    return {"edge_method": method, "edge_percent": percent, "edge_graph": graph, "edge_faithfulness": faith,
+            "edge_table": table}  # fmt: skip
+
+
+@register_tab("Circuits", order=20)
+def build(ctx: AppContext) -> None:
+    examples.guide(
+        "Which attention heads — and which edges between components — carry a task? A **ground truth** from "
+        "activation patching every head (batched), and methods scored against it: the discrete SAE's node and edge "
+        "scores, attribution patching and EAP-IG per head; optionally EAP / EAP-IG over every edge of the model "
+        "graph, with MIB's faithfulness (CPR ↑, CMD ↓).",
+        "Heatmaps mark circuit heads ● and ground-truth heads ◆ (click a cell to select it; hatched layers were not "
+        "analysed); ROC is against the ground truth; faithfulness shows how much of the task the top-k heads (or "
+        "edges) keep when the rest are ablated. On SmolLM2 a full run takes minutes on CPU: the examples analyse "
+        "the last layers only.",
+        PAPERS,
     )
-    with gr.Row():
-        roc = Plot(label="ROC")
-        faith = Plot(label="Faithfulness")
-    heads_table = gr.Dataframe(label="Heads (click a header to sort)", interactive=False, max_height=420)
-    with gr.Accordion("Stability and edges", open=False):
-        stab = gr.Dataframe(label="Stability under resampling", interactive=False)
-        edges = gr.Dataframe(label="Edges (path patching)", interactive=False, max_height=360)
-    gr.Markdown("#### Download the circuit report")
-    raw = RawResult("circuit report", elem_id="hs-circuit-report")
-    views = [summary, sae_grid, truth_grid, heads_table, metrics, roc, faith, stab, edges]
-    run_in = [
-        ctx.model,
-        task,
-        custom,
-        n_examples,
-        seed,
-        epochs,
-        reduce,
-        norm,
-        scope,
-        options,
-        ctx.selection.state,
-    ]
-    run_out = [controls.status, *views, *raw.outputs]
-    event = {"show_progress_on": [controls.status], **JOB_EVENT}
-    run.click(circuits_run, run_in, run_out, api_name="circuits_run", **event)
+    example_slot = gr.Column()
+    run_in = {"model": ctx.model, **_run_inputs()}
+    run_btn = gr.Button("Find circuit", variant="primary")
+    controls = jobs.JobControls.build("circuits_run")
+    # shown once a report is drawn: no empty plots, tables or download boxes before a run
+    results = gr.Column(visible=False)
+    with results:
+        views, edges, more = _result_views()
+    run_out = {"raw": more["raw"].json, "status": controls.status}
+    job = {"show_progress_on": [controls.status], **JOB_EVENT}
+    bind(run_btn.click, run, inputs=run_in, outputs=run_out, api_name="circuits_run", **job)
+    _wire_results(ctx, views, edges, more, results)
     with example_slot:
         examples.worked_example(
             [["ioi", 8, 0, 100, LAYER_SCOPES[2]], ["greater_than", 8, 0, 100, LAYER_SCOPES[2]]],
-            [task, n_examples, seed, epochs, scope], circuits_run, run_in, run_out,
-            labels=["IOI, last 2 layers", "greater-than, last 2 layers"], **event,
+            [run_in["task"], run_in["n_examples"], run_in["seed"], run_in["epochs"], run_in["scope"]],
+            handler(run, run_in, run_out), list(run_in.values()), list(run_out.values()),
+            labels=["IOI, last 2 layers", "greater-than, last 2 layers"], **job,
         )  # fmt: skip
-    for grid in (sae_grid, truth_grid):
-        ctx.selection.connect_grid(grid)
-    ctx.selection.add_button(add_circuit, lambda r: _report_heads(r, "circuit"), [raw.json])
-    ctx.selection.add_button(add_truth, lambda r: _report_heads(r, "truth"), [raw.json])
-
-    gr.Markdown("### Does the selection explain the behaviour?")
-    ablate_btn = gr.Button("Ablate the selected heads")
-    ablate_controls = jobs.JobControls.build("circuits_ablate")
-    ablate_text = gr.Markdown()
-    ablate_rows = gr.Dataframe(label="Task metric under mean ablation", interactive=False)
-    ablate_json = gr.JSON(visible=False)
-    ablate_btn.click(
-        circuits_ablate, [ctx.model, task, custom, n_examples, seed, ctx.selection.state],
-        [ablate_text, ablate_rows, ablate_json], api_name="circuits_ablate",
-        show_progress_on=[ablate_controls.status], **JOB_EVENT,
+    ablation = _ablation(ctx, run_in)
+    comparison = _viewer(more["raw"])
+    raw = more["raw"]
+    ctx.session.add(
+        "circuits", **{k: v for k, v in run_in.items() if k != "model"}, status=controls.status,
+        **views, **edges, stability=more["stability"], path_edges=more["edges"], report=raw.json,
+        report_file=raw.file, **ablation, comparison=comparison,
     )  # fmt: skip
 
+
+def _result_views() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    views = _head_views()
+    with gr.Row():
+        add_circuit = gr.Button("Select the circuit's heads", size="sm")
+        add_truth = gr.Button("Select the ground-truth heads", size="sm")
+    edges = _edge_views()
+    with gr.Row():
+        redraw = gr.Button("Draw the edge circuit", size="sm")
+        add_edges = gr.Button("Select these heads", size="sm")
+    with gr.Accordion("Stability and path-patching edges", open=False):
+        stab = gr.Dataframe(label="Stability under resampling", interactive=False)
+        path_edges = gr.Dataframe(label="Edges (path patching)", interactive=False, max_height=360)
+    gr.Markdown("#### Download and export")
+    raw = RawResult("circuit report", elem_id="hs-circuit-report")
+    with gr.Row():
+        to_np = gr.Button(
+            "Export for circuit-tracer / Neuronpedia", size="sm", elem_id="hs-circuit-export-np"
+        )
+        to_mib = gr.Button("Export MIB circuit file", size="sm", elem_id="hs-circuit-export-mib")
+    with gr.Row():
+        with gr.Column(visible=False) as np_box:  # shown with its file: no empty download boxes
+            np_file = gr.File(
+                label="attribution graph (circuit-tracer)", interactive=False, elem_id="hs-circuit-np-file"
+            )
+        with gr.Column(visible=False) as mib_box:
+            mib_file = gr.File(label="MIB circuit file", interactive=False, elem_id="hs-circuit-mib-file")
+
+    buttons = {"add_circuit": add_circuit, "add_truth": add_truth, "redraw": redraw, "add_edges": add_edges,
+               "to_np": to_np, "to_mib": to_mib}  # fmt: skip
+    files = {"neuronpedia_file": np_file, "neuronpedia_box": np_box, "mib_file": mib_file, "mib_box": mib_box}
+    return views, edges, {"stability": stab, "edges": path_edges, "raw": raw, **files, **buttons}
+
+
+def _wire_results(
+    ctx: AppContext, views: dict[str, Any], edges: dict[str, Any], more: dict[str, Any], results: gr.Column
+) -> None:
+    raw = more["raw"]
+    drawn = {**views, **edges, "stability": more["stability"], "edges": more["edges"], "report_file": raw.file,
+             "results": results}  # fmt: skip
+    bind(raw.json.change, draw, inputs={"raw": raw.json, "selection": ctx.selection.state, "edge_method": edges["edge_method"]},
+         outputs=drawn, api_visibility="private", queue=False)  # fmt: skip
+    edge_in = {"raw": raw.json, "edge_method": edges["edge_method"], "edge_percent": edges["edge_percent"]}
+    edge_out = {"edge_graph": edges["edge_graph"]}
+    bind(
+        more["redraw"].click,
+        draw_edges,
+        inputs=edge_in,
+        outputs=edge_out,
+        api_name="circuits_edges",
+        **VIEW_EVENT,
+    )
+    for trigger in (edges["edge_method"].input, edges["edge_percent"].submit):
+        bind(trigger, draw_edges, inputs=edge_in, outputs=edge_out, api_visibility="private", **VIEW_EVENT)
+    for btn, fmt in ((more["to_np"], "neuronpedia"), (more["to_mib"], "mib")):
+        done = bind(btn.click, export, inputs={**edge_in, "format": gr.State(fmt)},
+             outputs={f"{fmt}_file": more[f"{fmt}_file"]}, api_name=f"circuits_export_{fmt}",
+             **VIEW_EVENT)  # fmt: skip
+        reveal(done, more[f"{fmt}_box"])
+    for grid in (views["sae_grid"], views["truth_grid"]):
+        ctx.selection.connect_grid(grid)
+    ctx.selection.add_button(more["add_circuit"], lambda r: report_heads(r, "circuit"), [raw.json])
+    ctx.selection.add_button(more["add_truth"], lambda r: report_heads(r, "truth"), [raw.json])
+    ctx.selection.add_button(
+        more["add_edges"], edge_circuit_heads, [raw.json, edges["edge_method"], edges["edge_percent"]]
+    )
+
+
+def reveal(event: Any, box: gr.Column) -> None:
+    """Make `box` visible once `event` has filled it (a private, unqueued step): no empty boxes before."""
+    event.success(lambda: gr.Column(visible=True), None, box, api_visibility="private", queue=False)
+
+
+def _ablation(ctx: AppContext, run_in: dict[str, Any]) -> dict[str, Any]:
+    gr.Markdown("### Does the selection explain the behaviour?")
+    btn = gr.Button("Ablate the selected heads")
+    controls = jobs.JobControls.build("circuits_ablate")
+    line = gr.Markdown()
+    with gr.Column(visible=False) as box:  # shown with its rows: no empty table before a run
+        rows = gr.Dataframe(label="Task metric under mean ablation", interactive=False)
+    out = {"ablation": line, "ablation_rows": rows}
+    state = gr.JSON(visible=False)
+    inputs = {k: run_in[k] for k in ("model", "task", "custom", "n_examples", "seed")}
+    done = bind(btn.click, ablate, inputs={**inputs, "selection": ctx.selection.state},
+                outputs={**out, "ablation_json": state}, api_name="circuits_ablate",
+                show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
+    reveal(done, box)
+    return out
+
+
+def _viewer(raw: RawResult) -> gr.Dataframe:
     gr.Markdown("### View or compare reports")
     with gr.Row():
         up_a = gr.File(type="binary", file_types=[".json"], label="Report A")
         up_b = gr.File(type="binary", file_types=[".json"], label="Report B (optional: compare)")
-    view = gr.Button("View")
-    diff = gr.Dataframe(label="Comparison (B relative to A)", interactive=False)
-    view.click(
-        circuits_view, [up_a, up_b, ctx.selection.state], [*views, diff, raw.json], api_name="circuits_view",
-        **VIEW_EVENT,
-    )  # fmt: skip
-    ctx.session.add(
-        "circuits", task=task, n_examples=n_examples, seed=seed, epochs=epochs, reduce=reduce, norm=norm,
-        scope=scope, options=options, custom=custom, status=controls.status, summary=summary, sae_grid=sae_grid,
-        truth_grid=truth_grid, heads=heads_table, metrics=metrics, roc=roc, faithfulness=faith, stability=stab,
-        edges=edges, report=raw.json, report_file=raw.file, ablation=ablate_text, ablation_rows=ablate_rows,
-        comparison=diff,
-    )  # fmt: skip
-
-
-def _report_heads(report: Any, which: str) -> str:
-    if not isinstance(report, dict) or "circuit" not in report:
-        raise InputError("run or view a circuit first")
-    heads = report["circuit"] if which == "circuit" else report["ground_truth"]["heads"]
-    if not heads:
-        raise InputError(f"the report's {which} has no heads")
-    return ", ".join(heads)
+    btn = gr.Button("View")
+    with gr.Column(visible=False) as box:
+        diff = gr.Dataframe(label="Comparison (B relative to A)", interactive=False)
+    done = bind(btn.click, view, inputs={"report_a": up_a, "report_b": up_b},
+                outputs={"raw": raw.json, "comparison": diff}, api_name="circuits_view", **VIEW_EVENT)  # fmt: skip
+    reveal(done, box)
+    return diff

@@ -37,7 +37,7 @@ class AblationConfig(JsonCodec):
 
 
 @dataclass(frozen=True)
-class AblationResult(JsonCodec, Ablation):
+class AblationResult(Ablation):  # Ablation is a JsonCodec type
     """`Ablation`'s fields, then the task (its name: "custom" for a custom task) and the model."""
 
     task: str

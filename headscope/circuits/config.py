@@ -18,6 +18,8 @@ METHODS: tuple[str, ...] = ("sae_node", "sae_edge", "attribution_patching", "eap
 # Methods whose scores are signed effect estimates: they are ranked by magnitude.
 SIGNED_METHODS: frozenset[str] = frozenset({"attribution_patching", "eap_ig"})
 GROUND_TRUTH_METHOD = "activation_patching"
+# Edge-level methods over MIB's whole model graph (edges.py), run when asked for.
+EDGE_METHODS: tuple[str, ...] = ("eap", "eap_ig")
 Reduce = Literal["mean", "last"]
 
 
@@ -28,6 +30,17 @@ def _int_pair(value: Any, name: str) -> tuple[int, int]:
     if start >= stop:
         raise InputError(f"{name} must be (start, stop) with start < stop, got {value!r}")
     return start, stop
+
+
+def _edge_methods(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple):
+        raise InputError(f"edge_methods must be a list of {', '.join(EDGE_METHODS)}, got {value!r}")
+    out = tuple(checks.choice(str(v).strip(), "edge_methods", EDGE_METHODS) for v in value)
+    if len(set(out)) != len(out):
+        raise InputError(f"edge_methods names a method twice: {', '.join(out)}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,9 @@ class CircuitConfig(JsonCodec):
     stability: bool = False  # bootstrap over pairs and SAE seeds
     n_bootstrap: int = 200
     stability_seeds: int = 5  # SAE seeds retrained for stability
+    edge_methods: tuple[str, ...] = ()  # edge attribution over MIB's graph: any of EDGE_METHODS
+    edge_faithfulness: bool = True  # MIB's edge-level faithfulness curve for each edge method
+    intervals: bool = True  # bootstrap intervals (n_bootstrap resamples) on every ROC-AUC, CPR and CMD
     sae_variant: str = DEFAULT_VARIANT  # the SAE variant behind sae_node / sae_edge (circuits/variants.py)
 
     def __post_init__(self) -> None:
@@ -84,6 +100,9 @@ class CircuitConfig(JsonCodec):
         set_(self, "edge_heads", checks.integer(self.edge_heads, "edge_heads", 2, 200))
         set_(self, "n_bootstrap", checks.integer(self.n_bootstrap, "n_bootstrap", 10, 10_000))
         set_(self, "stability_seeds", checks.integer(self.stability_seeds, "stability_seeds", 1, 50))
+        set_(self, "edge_methods", _edge_methods(self.edge_methods))
+        for name in ("edge_faithfulness", "intervals"):
+            checks.flag(getattr(self, name), name)
         set_(self, "sae_variant", check_variant(self.sae_variant))
 
     @property

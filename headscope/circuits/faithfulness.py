@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +23,8 @@ from torch import Tensor
 
 from headscope.circuits.patching import Prepared, mean_sources, patched_metrics, z_cache
 from headscope.circuits.result import FaithCurve, Faithfulness
+from headscope.circuits.stability import curve_intervals, draws
+from headscope.codec import JsonCodec
 from headscope.models import ModelHandle
 from headscope.progress import StepCounter
 from headscope.selection import HeadSet
@@ -93,29 +95,46 @@ def faithfulness_curves(
     rankings: dict[str, np.ndarray],
     rows: list[int],
     progress: StepCounter | None = None,
+    *,
+    n_bootstrap: int = 0,
+    seed: int = 0,
 ) -> Faithfulness:
-    """Every method's curve; `rankings` map method → [layer, head] values its heads are ranked by."""
+    """Every method's curve; `rankings` map method → [layer, head] values its heads are ranked by. With
+    `n_bootstrap`, CPR and CMD get 95 % intervals from the per-pair metrics (resampled pairs, no new forwards)."""
     t0 = time.perf_counter()
     n = len(rows) * handle.facts.n_heads
     sizes = sizes_for(n)
     plan = _plan(rankings, rows, sizes)
     masks = torch.as_tensor(np.stack(plan.masks))
-    metrics = patched_metrics(handle, prep, masks, ablation_sources(handle, prep), progress=progress).mean(1)
-    full = float(metrics[plan.kept[next(iter(rankings)), n]])
-    empty = float(metrics[plan.removed[next(iter(rankings)), n]])
+    per_pair = patched_metrics(handle, prep, masks, ablation_sources(handle, prep), progress=progress).numpy()
+    metrics = per_pair.mean(1)
+    first = next(iter(rankings))
+    full, empty = float(metrics[plan.kept[first, n]]), float(metrics[plan.removed[first, n]])
+    x = [k / n for k in sizes]
+    idx = [i for i, _ in draws(prep.clean.ids.shape[0], 1, True, n_bootstrap, seed)] if n_bootstrap else []
     curves = []
     for method in rankings:
         kept = [_normalise(float(metrics[plan.kept[method, k]]), full, empty) for k in sizes]
         removed = [_normalise(float(metrics[plan.removed[method, k]]), full, empty) for k in sizes]
-        x = [k / n for k in sizes]
         k80 = next((k for k, f in zip(sizes, kept, strict=True) if f >= RECOVERED), None)
-        cmd = _area(x, [abs(1 - f) for f in kept])
-        curves.append(FaithCurve(method, tuple(sizes), tuple(kept), tuple(removed), _area(x, kept), cmd, k80))
+        cpr_ci, cmd_ci = curve_intervals(
+            per_pair[[plan.kept[method, k] for k in sizes]], per_pair[plan.kept[first, n]],
+            per_pair[plan.removed[first, n]], lambda f, x=x: _areas(x, f), idx,
+        )  # fmt: skip
+        cpr, cmd = _areas(x, np.asarray(kept))
+        curves.append(
+            FaithCurve(method, tuple(sizes), tuple(kept), tuple(removed), cpr, cmd, k80, cpr_ci, cmd_ci)
+        )
     return Faithfulness("mean", full, empty, n, tuple(curves), time.perf_counter() - t0)
 
 
+def _areas(x: Sequence[float], kept: np.ndarray) -> tuple[float, float]:
+    """(CPR, CMD): the area under f and under |1 − f| over the size fraction."""
+    return _area(x, kept.tolist()), _area(x, np.abs(1 - kept).tolist())
+
+
 @dataclass(frozen=True)
-class Ablation:
+class Ablation(JsonCodec):
     """The task metric with a head selection mean-ablated, and with everything else ablated."""
 
     heads: str  # canonical HeadSet text
@@ -127,9 +146,6 @@ class Ablation:
     faithfulness: float  # f(selection) = (others_ablated − all_ablated) / (clean − all_ablated)
     removed_effect: float  # clean − selection_ablated: what the selection carries alone
     mode: str  # "per_position_mean" or "mean"
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def ablate(handle: ModelHandle, prep: Prepared, heads: HeadSet) -> Ablation:

@@ -1,5 +1,5 @@
 """The circuit finder: task → ground truth and scored methods in one run → metrics, faithfulness, (edges,
-stability) → a typed `CircuitResult` (result.py), whose `to_json()` is the schema-2.0 report.
+stability) → a typed `CircuitResult` (result.py), whose `to_json()` is the schema-2.1 report.
 
 `find_circuit(handle, cfg)` is the one entry point (CLI, app and bench call it). The ground truth is activation
 patching of every analysed head (batched, paired corrupted → clean, or mean ablation), binarised at `gt_frac` of
@@ -10,6 +10,7 @@ when the loaded model matches one (assets/circuits).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from headscope.circuits import attribution, patching, scoring
 from headscope.circuits.config import GROUND_TRUTH_METHOD, METHODS, CircuitConfig
+from headscope.circuits.edges_run import run_edges
 from headscope.circuits.faithfulness import faithfulness_curves
 from headscope.circuits.paths import edge_set, path_patching
 from headscope.circuits.published import matching
@@ -31,6 +33,7 @@ from headscope.circuits.result import (
     Edge,
     Edges,
     GroundTruth,
+    Intervals,
     MethodScores,
     Metrics,
     ModelInfo,
@@ -41,7 +44,7 @@ from headscope.circuits.result import (
     TaskInfo,
     head_name,
 )
-from headscope.circuits.stability import Samples, stability
+from headscope.circuits.stability import CONFIDENCE, Samples, edge_auc_interval, roc_auc_intervals, stability
 from headscope.circuits.stability import warnings as stability_warnings
 from headscope.circuits.tasks import TaskData, make_task
 from headscope.circuits.variants import VARIANTS, SAERecord
@@ -52,6 +55,11 @@ from headscope.models import ModelHandle
 from headscope.progress import Progress, StepCounter
 
 __all__ = ["METHODS", "CircuitConfig", "CircuitResult", "find_circuit"]
+
+
+# What a stage's steps count, for the progress line (the app adds the time left).
+SUBSTEPS = {"ground truth": "patching layer", "faithfulness": "ablation batch", "edges (path patching)": "sender group",
+            "stability": "resample", "edge attribution": "method", "edge faithfulness": "circuit batch"}  # fmt: skip
 
 
 class _Stages:
@@ -70,8 +78,11 @@ class _Stages:
     def __call__(self, stage: str) -> StepCounter:
         self.say(stage, self.start[stage])
 
-        def tick(done: int, total: int) -> None:
-            self.say(stage, self.start[stage] + self.weights[stage] / self.total * done / max(total, 1))
+        what = SUBSTEPS.get(stage, "step")
+
+        def tick(done: int, total: int) -> None:  # "ground truth: patching layer 17/30"
+            frac = self.start[stage] + self.weights[stage] / self.total * done / max(total, 1)
+            self.say(f"{stage}: {what} {done}/{total}", frac)
 
         return tick
 
@@ -169,6 +180,9 @@ def _weights(cfg: CircuitConfig) -> dict[str, float]:
         w["edges (path patching)"] = 45.0
     if cfg.stability:
         w["stability"] = 20.0
+    if cfg.edge_methods:
+        w["edge attribution"] = 25.0 * len(cfg.edge_methods)
+        w["edge faithfulness"] = 40.0 if cfg.edge_faithfulness else 0.0
     return {**w, "metrics": 1.0}
 
 
@@ -230,11 +244,23 @@ def find_circuit(
     circuit = choose_circuit(methods[0].scores, methods[1].scores, cfg)
     k = len(circuit.heads) or 1
     metrics = _metrics(methods, truth_grid, ground.effects, rows, k)
+    published = _published(handle, run.task.name, methods, ground.effects, rows, k)
+    if cfg.intervals:  # bootstrap over prompt pairs from the stored per-pair values (stability.py)
+        metrics, published = _with_intervals(run, cfg, rows, metrics, published)
     rankings = {m.name: m.ranking() for m in methods}
+    n_boot = cfg.n_bootstrap if cfg.intervals else 0
     faith = None
     if cfg.faithfulness:
-        faith = faithfulness_curves(handle, run.prep, rankings, rows, stages("faithfulness"))
+        faith = faithfulness_curves(
+            handle, run.prep, rankings, rows, stages("faithfulness"), n_bootstrap=n_boot, seed=cfg.seed
+        )
     edges = _edges(handle, run, cfg, rows, stages) if cfg.edges else None
+    edge_attr = None
+    if cfg.edge_methods:
+        edge_attr = run_edges(
+            handle, run.prep, cfg.edge_methods, steps=cfg.ig_steps, faithfulness=cfg.edge_faithfulness,
+            n_bootstrap=n_boot, seed=cfg.seed, stage=stages,
+        )  # fmt: skip
     stab = None
     if cfg.stability:
         stab = stability(
@@ -245,9 +271,9 @@ def find_circuit(
     warnings = _warnings(run.perf, ground, truth_grid[rows]) + (stability_warnings(stab) if stab else [])
     return CircuitResult(
         model=_model_info(handle), task=_task_info(handle, run.task), performance=run.perf, config=cfg,
-        ground_truth=ground, methods=tuple(methods), metrics=metrics, circuit=circuit,
-        published=_published(handle, run.task.name, methods, ground.effects, rows, k),
-        faithfulness=faith, edges=edges, stability=stab, warnings=tuple(warnings),
+        ground_truth=ground, methods=tuple(methods), metrics=metrics, circuit=circuit, published=published,
+        faithfulness=faith, edges=edges, stability=stab, warnings=tuple(warnings), edge_attribution=edge_attr,
+        intervals=Intervals(cfg.n_bootstrap, CONFIDENCE, cfg.seed) if cfg.intervals else None,
         sae=SAERecord(cfg.sae_variant, cfg.sae_seed_used, run.sae.fit.resolved.to_json()),
     )  # fmt: skip
 
@@ -298,7 +324,8 @@ def _edges(handle: ModelHandle, run: _Run, cfg: CircuitConfig, rows: list[int], 
     tick = stages("edges (path patching)")
     t0 = time.perf_counter()
     pairs, drawn = edge_set(run.gt.effects.numpy(), rows, cfg.edge_heads, cfg.seed)
-    effects = path_patching(handle, run.prep, pairs, tick).mean(1).numpy()
+    per_prompt = path_patching(handle, run.prep, pairs, tick).numpy()
+    effects = per_prompt.mean(1)
     truth = np.abs(effects) >= cfg.gt_frac * abs(run.gt.clean_metric - run.gt.corrupt_metric)
     n_h, first = handle.facts.n_heads, rows[0]
     flat = [((s[0] - first) * n_h + s[1], (r[0] - first) * n_h + r[1]) for s, r in pairs]
@@ -307,12 +334,47 @@ def _edges(handle: ModelHandle, run: _Run, cfg: CircuitConfig, rows: list[int], 
         Edge(f"{s[0]}.{s[1]}", f"{r[0]}.{r[1]}", float(e), bool(t), d, float(v))
         for (s, r), e, t, d, v in zip(pairs, effects, truth, drawn, sae, strict=True)
     )
-    metrics = {"sae_edge": Metrics.of(sae, truth, effects, max(1, int(truth.sum())))}
-    return Edges("qkv", cfg.gt_frac, edges, metrics, time.perf_counter() - t0)
+    metric = Metrics.of(sae, truth, effects, max(1, int(truth.sum())))
+    if cfg.intervals:
+        ci = edge_auc_interval(_samples(run, cfg, rows, 1), per_prompt, flat, cfg.n_bootstrap, cfg.seed)
+        metric = dataclasses.replace(metric, roc_auc_ci=ci)
+    return Edges("qkv", cfg.gt_frac, edges, {"sae_edge": metric}, time.perf_counter() - t0)
 
 
-def _samples(run: _Run, cfg: CircuitConfig, rows: list[int]) -> Samples:
-    seeds = [cfg.sae_seed_used + i for i in range(cfg.stability_seeds)]
+def _with_intervals(
+    run: _Run,
+    cfg: CircuitConfig,
+    rows: list[int],
+    metrics: dict[str, Metrics],
+    published: tuple[Published, ...],
+) -> tuple[dict[str, Metrics], tuple[Published, ...]]:
+    """Every ROC-AUC with its bootstrap interval over prompt pairs (the run's SAE; no new forwards)."""
+    fixed = {p.variant: _head_mask(p.heads, tuple(run.gt.effects.shape), rows) for p in published}
+    cis = roc_auc_intervals(_samples(run, cfg, rows, 1), list(metrics), fixed, cfg.n_bootstrap, cfg.seed)
+
+    def add(ms: dict[str, Metrics], truth: str) -> dict[str, Metrics]:
+        # no interval around an undefined AUC (a resample's truth can be non-degenerate where the run's is not)
+        return {m: dataclasses.replace(v, roc_auc_ci=cis[truth][m] if v.roc_auc is not None else None)
+                for m, v in ms.items()}  # fmt: skip
+
+    return add(metrics, "ground_truth"), tuple(
+        dataclasses.replace(p, metrics=add(p.metrics, p.variant)) for p in published
+    )
+
+
+def _head_mask(heads: tuple[str, ...], shape: tuple[int, ...], rows: list[int]) -> np.ndarray:
+    """A head list as a truth over the analysed heads (flattened, layer-major)."""
+    mask = np.zeros(shape, dtype=bool)
+    for h in heads:
+        layer, head = (int(v) for v in h.split("."))
+        mask[layer, head] = True
+    return mask[rows].ravel()
+
+
+def _samples(run: _Run, cfg: CircuitConfig, rows: list[int], n_seeds: int | None = None) -> Samples:
+    """What the bootstrap resamples; `n_seeds` SAE seeds (default the config's stability seeds; 1: the run's own
+    SAE only, nothing retrained)."""
+    seeds = [cfg.sae_seed_used + i for i in range(n_seeds or cfg.stability_seeds)]
     n_heads = run.sae.x.shape[1] // len(rows)
     more = [_fit(run.sae.x, run.prep, cfg, run.sae.info.l1, s, n_heads) for s in seeds[1:]]
     clean, corrupt = run.gt.clean_per_pair, run.gt.corrupt_per_pair
@@ -346,10 +408,13 @@ def _model_info(handle: ModelHandle) -> ModelInfo:
 
 def _task_info(handle: ModelHandle, task: TaskData) -> TaskInfo:
     positive = task.positives[0].prompt
-    tokens = tuple(handle.str_tokens(handle.tokenize(positive)))
+    ids = handle.tokenize(positive)
+    answer = task.positives[0].answers[0]
+    prob = float(handle.forward(ids)[0, -1].float().softmax(-1)[answer])  # for graph exports' logit node
     return TaskInfo(
         task.name, task.title or task.name, task.seed, len(task.positives), len(task.negatives), task.notes,
-        positive, task.negatives[0], tokens,
+        positive, task.negatives[0], tuple(handle.str_tokens(ids)), tuple(ids[0].tolist()),
+        handle.str_tokens([answer])[0], answer, prob,
     )  # fmt: skip
 
 

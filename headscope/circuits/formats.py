@@ -1,26 +1,34 @@
-"""Field formats for a circuit report: a Neuronpedia-style attribution graph and an MIB-style circuit file, with
-import back. Our schema stays the source of truth: each export carries the full report (`headscope_report`), so
-import → report is lossless, and the format's own fields are derived from it.
+"""Field formats for a circuit report, written so the field's own readers open them, and read back.
 
-- **Neuronpedia graph** (the "Anthropic Attribution Graph" JSON that Neuronpedia's graph viewer reads; required:
-  metadata {slug, scan, prompt_tokens, prompt}, qParams, nodes {node_id, feature, layer, ctx_idx, feature_type,
-  jsNodeId, clerp}, links {source, target, weight}). One node per analysed head at the prompt's last position
-  (`feature_type` "attention head", `feature` = head index, `influence` = the method's normalised score,
-  `activation` = the ground-truth patching effect), one logit node; links from circuit heads to the logit
-  (weight = score) and, when the report has edges, head → head links (weight = path-patching effect). The circuit
-  is pinned in qParams.
-- **MIB circuit file** (the MIB circuit-localisation track's JSON: cfg {n_layers, n_heads, d_model}, nodes
-  {"input", "a{l}.h{h}", "m{l}", "logits": {in_graph, score}}, edges {"src->dst": {score, in_graph}}). Heads carry
-  the method's score and in_graph = in the circuit; MLPs, input and logits are not analysed here and stay in the
-  graph (never ablated). Edges are the path-patched head pairs (through q, k and v at once, so no <q>/<k>/<v>
-  suffix) with in_graph = in the edge ground truth.
-Both exports are checked against the required fields listed in assets/schemas/ before they are written.
+- **Attribution graph** (the JSON circuit-tracer's and Neuronpedia's graph viewers draw; checked in the tests with
+  circuit-tracer 0.5.0's own `circuit_tracer.frontend.graph_models.Model`). Nodes as circuit-tracer builds them: one
+  embedding node per prompt token (`E_{token id}_{pos}`, layer "E"), so the prompt lies along the axis; heads and MLPs
+  at the prompt's last position, each `feature` the Cantor pairing of (layer, index in the layer: heads 0..H−1, the
+  MLP H), as circuit-tracer encodes a (layer, feature) pair; one logit node for the answer (`feature` = its token id,
+  clerp `Output "<token>" (p=<prob>)`). With edge scores (schema 2.1) the graph is the chosen edge method's MIB circuit
+  at the chosen size (default 0.5 % of the edges: a graph the viewer can draw) — its nodes, and its edges as links (an edge into a head's q, k and v merges into one link, the
+  sum of the three scores; `input`'s edges leave the last token's embedding node) — else the head circuit: analysed
+  heads as nodes, links from circuit heads to the logit and the path-patched head → head edges. `influence` follows
+  circuit-tracer's sense (lower = more important: the cumulative share of |node score| up to the node), and no
+  `node_threshold` is set, so the viewer prunes nothing. `qParams.pinnedIds` = the circuit's nodes, `clickedId` = the
+  logit node. `export_graph_dir` writes `<slug>.json` and `graph-metadata.json`, what circuit-tracer's `serve(DIR)`
+  reads; slugs are unique per task, model, method and seed.
+- **MIB circuit file** (MIB's circuit track: `cfg`, `nodes` {name: {in_graph, score}}, `edges` {"src->dst<q|k|v>":
+  {score, in_graph}} in its Graph.to_json layout): every edge of MIB's graph of the model with the chosen edge
+  method's score (this project's sign, `score_sign`), `in_graph` = that method's MIB circuit at `circuit_size`
+  (default: the smallest MIB size whose measured faithfulness reaches 0.8, else 1 %). Needs a
+  report with edge scores (`circuits run --edge-methods ...`).
+Every export embeds the whole report (`headscope_report`), so import is lossless; the file's own circuit must still
+agree with it (an edited circuit is refused). A file made elsewhere imports as its scores only (`ImportedScores`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +36,22 @@ import jsonschema
 import numpy as np
 
 from headscope import assets
+from headscope.circuits.edges_graph import MIB_SIZES, EdgeGraph, circuit_nodes
+from headscope.circuits.edges_result import EdgeAttribution, pack
+from headscope.circuits.edges_run import circuit_at
 from headscope.circuits.report import MAX_REPORT_BYTES, loads_report, migrate, validate_report
+from headscope.codec import JsonCodec
 from headscope.errors import InputError
 from headscope.files import read_bytes
 
 FORMATS = ("neuronpedia", "mib")
 _SCHEMAS = {"neuronpedia": "neuronpedia_graph.schema.json", "mib": "mib_circuit.schema.json"}
 MAX_IMPORT_BYTES = 4 * MAX_REPORT_BYTES
+DEFAULT_SIZE = (
+    0.01  # MIB files: a circuit of 1 % of the edges when no size is given and no curve reaches f ≥ 0.8
+)
+GRAPH_SIZE = 0.005  # attribution graphs: 0.5 % of the edges (616 on SmolLM2), a graph a viewer can still draw
+SIGNED = ("attribution_patching", "eap_ig")
 
 
 @functools.cache
@@ -52,108 +69,284 @@ def check_format(data: Any, fmt: str) -> None:
         raise InputError(f"not a valid {fmt} file at {where}: {errors[0].message[:200]}")
 
 
-def _scores(report: dict[str, Any], method: str) -> np.ndarray:
-    if method not in report["methods"]:
-        raise InputError(f"method must be one of {', '.join(report['methods'])}, got {method!r}")
-    grid = np.asarray(report["methods"][method]["scores"], dtype=float)
-    return np.abs(grid) if method in ("attribution_patching", "eap_ig") else grid
+def parse_size(text: str | float | None) -> float | None:
+    """'5%' / '5' (percent) / 0.05 (a float below 1 is a fraction) → 0.05."""
+    if text is None:
+        return None
+    raw = str(text).strip()
+    try:
+        value = float(raw.rstrip("%"))
+    except ValueError:
+        raise InputError(f"circuit size must be a percentage such as 5% or 0.5%, got {text!r}") from None
+    fraction = value / 100 if raw.endswith("%") or value > 1 else value
+    if not (math.isfinite(fraction) and 0 < fraction <= 1):
+        raise InputError(f"circuit size must be in (0 %, 100 %], got {text!r}")
+    return fraction
 
 
-def _heads(report: dict[str, Any]) -> list[tuple[int, int]]:
-    rows = report["ground_truth"]["layers"]
-    return [(layer, h) for layer in rows for h in range(report["model"]["n_heads"])]
+def _edges(report: dict[str, Any]) -> EdgeAttribution | None:
+    ea = report.get("edge_attribution")
+    return None if ea is None else EdgeAttribution.from_json(ea, "edge_attribution")
 
 
-# ---- Neuronpedia -------------------------------------------------------------------------------------------------
-def to_neuronpedia(report: dict[str, Any], method: str | None = None) -> dict[str, Any]:
-    report = validate_report(migrate(report))
-    method = str(method or report["circuit_rule"]["method"])
-    scores, effects = _scores(report, method), np.asarray(report["ground_truth"]["effects"], dtype=float)
-    task = report["task"]
-    tokens = task.get("example_tokens") or task.get("example_positive", "").split(" ")
-    ctx = max(0, len(tokens) - 1)
-    top = float(np.abs(scores).max()) or 1.0
+def _edge_method(ea: EdgeAttribution, method: str | None) -> str:
+    if method is None:
+        return "eap_ig" if "eap_ig" in ea.methods else next(iter(ea.methods))
+    ea.method(method)
+    return method
+
+
+def default_size(ea: EdgeAttribution, method: str) -> float:
+    """The smallest of MIB's sizes whose circuit recovers f ≥ 0.8, when measured; else 1 %."""
+    curve = ea.faithfulness.curve(method) if ea.faithfulness else None
+    if curve is not None:
+        for size, f in zip(ea.faithfulness.sizes if ea.faithfulness else (), curve.faithfulness, strict=True):
+            if f >= 0.8:
+                return size
+    return DEFAULT_SIZE
+
+
+def slug(report: dict[str, Any], method: str) -> str:
+    task, model = report["task"], report["model"]
+    text = f"headscope-{task['name']}-{model['name']}-{method}-s{task['seed']}"
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-")
+
+
+# ---- attribution graph (circuit-tracer / Neuronpedia) ---------------------------------------------------------------
+def cantor(x: int, y: int) -> int:
+    """circuit-tracer's encoding of a (layer, feature index) pair as one integer."""
+    return (x + y) * (x + y + 1) // 2 + y
+
+
+def _influence(scores: dict[str, float]) -> dict[str, float]:
+    """circuit-tracer's sense: the cumulative share of |score| up to and including the node (best first), so
+    lower = more important."""
+    order = sorted(scores, key=lambda k: -abs(scores[k]))
+    total = sum(abs(v) for v in scores.values()) or 1.0
+    out, acc = {}, 0.0
+    for k in order:
+        acc += abs(scores[k])
+        out[k] = acc / total
+    return out
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """Where nodes sit: the prompt tokens (ids), the last position, the model's layers and heads."""
+
+    tokens: list[str]
+    ids: list[int]
+    n_layers: int
+    n_heads: int
+
+    @property
+    def last(self) -> int:
+        return len(self.tokens) - 1
+
+    def embeddings(self) -> list[dict[str, Any]]:
+        return [
+            {"node_id": f"E_{t}_{p}", "feature": p, "layer": "E", "ctx_idx": p, "feature_type": "embedding",
+             "jsNodeId": f"E_{t}-{p}", "clerp": ""}
+            for p, t in enumerate(self.ids)
+        ]  # fmt: skip
+
+    def node_id(self, layer: int, index: int) -> str:
+        return f"{layer}_{index}_{self.last}"
+
+    def component(
+        self, layer: int, index: int, clerp: str, influence: float, activation: float
+    ) -> dict[str, Any]:
+        kind = "attention head" if index < self.n_heads else "mlp"
+        return {
+            "node_id": self.node_id(layer, index), "feature": cantor(layer, index), "layer": str(layer),
+            "ctx_idx": self.last, "feature_type": kind, "jsNodeId": f"{layer}_{index}-0", "clerp": clerp,
+            "influence": influence, "activation": activation,
+        }  # fmt: skip
+
+    def logit(self, task: dict[str, Any]) -> dict[str, Any]:
+        answer, prob = int(task.get("answer_id", -1)), task.get("answer_prob")
+        token = str(task.get("answer_token") or "answer").replace('"', "'")
+        p = float(prob) if prob is not None else 0.0
+        return {
+            "node_id": f"{self.n_layers + 1}_{max(answer, 0)}_{self.last}", "feature": max(answer, 0),
+            "layer": str(self.n_layers + 1), "ctx_idx": self.last, "feature_type": "logit", "token_prob": p,
+            "is_target_logit": True, "jsNodeId": f"L_{max(answer, 0)}-{self.last}",
+            "clerp": f'Output "{token}" (p={p:.3f})',
+        }  # fmt: skip
+
+
+def _axis(report: dict[str, Any]) -> _Axis:
+    task, model = report["task"], report["model"]
+    tokens = list(task.get("example_tokens") or task.get("example_positive", "").split(" "))
+    ids = list(task.get("example_token_ids") or range(len(tokens)))
+    return _Axis(tokens, ids, model["n_layers"], model["n_heads"])
+
+
+def _head_graph(report: dict[str, Any], method: str, ax: _Axis) -> tuple[list, list, list]:
+    """Nodes, links and pinned ids of the head-level circuit."""
+    scores = np.asarray(report["methods"][method]["scores"], dtype=float)
+    effects = np.asarray(report["ground_truth"]["effects"], dtype=float)
+    heads = [(la, h) for la in report["ground_truth"]["layers"] for h in range(ax.n_heads)]
+    influence = _influence({ax.node_id(la, h): float(scores[la, h]) for la, h in heads})
     circuit, truth = set(report["circuit"]), set(report["ground_truth"]["heads"])
-
-    def node_id(layer: int, head: int) -> str:
-        return f"{layer}_{head}_{ctx}"
-
-    nodes = [
-        {
-            "node_id": node_id(layer, h), "feature": h, "layer": str(layer), "ctx_idx": ctx,
-            "feature_type": "attention head", "jsNodeId": f"{layer}_{h}-0",
-            "clerp": f"head {layer}.{h}: {method} {scores[layer, h]:.4g}"
-            + ("; in circuit" if f"{layer}.{h}" in circuit else "") + ("; ground truth" if f"{layer}.{h}" in truth else ""),
-            "influence": float(abs(scores[layer, h]) / top), "activation": float(effects[layer, h]),
-        }
-        for layer, h in _heads(report)
-    ]  # fmt: skip
-    logit = f"L_answer_{ctx}"
-    nodes.append({
-        "node_id": logit, "feature": None, "layer": str(report["model"]["n_layers"]), "ctx_idx": ctx,
-        "feature_type": "logit", "jsNodeId": "L_answer-0", "clerp": "task metric (logit difference)",
-        "influence": None, "activation": report["ground_truth"]["clean_metric"],
-    })  # fmt: skip
-    links = [
-        {"source": node_id(*(int(v) for v in h.split("."))), "target": logit, "weight": float(scores[tuple(int(v) for v in h.split("."))])}
-        for h in report["circuit"]
-    ]  # fmt: skip
+    nodes = []
+    for la, h in heads:
+        name = f"{la}.{h}"
+        clerp = f"head {name}: {method} {scores[la, h]:.4g}" + ("; in circuit" if name in circuit else "")
+        clerp += "; ground truth" if name in truth else ""
+        nodes.append(ax.component(la, h, clerp, influence[ax.node_id(la, h)], float(effects[la, h])))
+    logit = ax.logit(report["task"])["node_id"]
+    links = []
+    for name in report["circuit"]:
+        la, h = (int(v) for v in name.split("."))
+        links.append({"source": ax.node_id(la, h), "target": logit, "weight": float(scores[la, h])})
     for e in (report.get("edges") or {}).get("edges", []):
-        s, r = (tuple(int(v) for v in e[k].split(".")) for k in ("sender", "receiver"))
-        links.append({"source": node_id(*s), "target": node_id(*r), "weight": float(e["effect"])})
+        (sl, sh), (rl, rh) = (tuple(int(v) for v in e[k].split(".")) for k in ("sender", "receiver"))
+        links.append(
+            {"source": ax.node_id(sl, sh), "target": ax.node_id(rl, rh), "weight": float(e["effect"])}
+        )
+    return nodes, links, [ax.node_id(*(int(v) for v in n.split("."))) for n in report["circuit"]]
+
+
+def _sender_id(graph: EdgeGraph, u: int, ax: _Axis) -> str:
+    if u == 0:
+        return f"E_{ax.ids[ax.last]}_{ax.last}"
+    layer, index = divmod(u - 1, graph.n_heads + 1)
+    return ax.node_id(layer, index)
+
+
+def _edge_graph(report: dict[str, Any], ea: EdgeAttribution, method: str, size: float, ax: _Axis):
+    """Nodes, links and pinned ids of the edge method's MIB circuit at `size`."""
+    graph, m = ea.graph, ea.method(method)
+    kept = circuit_at(ea, method, size)
+    logit = ax.logit(report["task"])["node_id"]
+    weights: dict[tuple[str, str], float] = {}
+    recv_node = graph.receiver_node
+    for e in np.flatnonzero(kept).tolist():
+        u, b = int(graph.src[e]), int(graph.dst[e])
+        target = logit if recv_node[b] < 0 else _sender_id(graph, int(recv_node[b]), ax)
+        key = (_sender_id(graph, u, ax), target)
+        weights[key] = weights.get(key, 0.0) + float(m.scores[e])
+    used = sorted({int(u) for u in graph.src[kept]} - {0})
+    influence = _influence({_sender_id(graph, u, ax): m.node_scores[u] for u in used})
+    nodes = []
+    for u in used:
+        name = graph.sender_names[u]
+        nid = _sender_id(graph, u, ax)
+        layer, index = divmod(u - 1, graph.n_heads + 1)
+        clerp = f"{name}: {method} node score {m.node_scores[u]:.4g}"
+        nodes.append(ax.component(layer, index, clerp, influence[nid], float(m.node_scores[u])))
+    links = [{"source": s, "target": t, "weight": w} for (s, t), w in weights.items()]
+    return nodes, links, [n["node_id"] for n in nodes]
+
+
+def to_neuronpedia(
+    report: dict[str, Any], method: str | None = None, size: float | None = None
+) -> dict[str, Any]:
+    """The report as an attribution graph circuit-tracer's viewer draws (see the module docstring)."""
+    report = validate_report(migrate(report))
+    ax, ea = _axis(report), _edges(report)
+    if ea is not None and (method is None or method in ea.methods):
+        method = _edge_method(ea, method)
+        size = size if size is not None else GRAPH_SIZE
+        nodes, links, pinned = _edge_graph(report, ea, method, size, ax)
+    else:
+        method = str(method or report["circuit_rule"]["method"])
+        if method not in report["methods"]:
+            raise InputError(f"method must be one of {', '.join(report['methods'])}, got {method!r}")
+        size = None
+        nodes, links, pinned = _head_graph(report, method, ax)
+    logit = ax.logit(report["task"])
+    task = report["task"]
     out = {
         "metadata": {
-            "slug": f"headscope-{task['name']}-{report['model']['name']}".replace("/", "-").lower(),
-            "scan": report["model"]["name"], "prompt_tokens": tokens, "prompt": task.get("example_positive", ""),
+            "slug": slug(report, method), "scan": report["model"]["name"], "transcoder_list": [],
+            "prompt_tokens": ax.tokens, "prompt": task.get("example_positive", ""),
             "info": {
-                "description": f"headscope circuit for task {task['name']} ({method} scores; ground truth: "
-                f"{report['ground_truth']['method']}, {report['ground_truth']['mode']})",
+                "description": f"headscope circuit for task {task['name']} ({method}"
+                + (f" edges, MIB circuit of {size:.3%} of edges" if size is not None else " head scores")
+                + f"; ground truth: {report['ground_truth']['method']}, {report['ground_truth']['mode']})",
                 "generator": {"name": "headscope", "version": report["software"].get("headscope", "")},
+                "method": method, "circuit_size": size,
             },
             "headscope_report": report,
         },
-        "qParams": {"pinnedIds": [k["source"] for k in links if k["target"] == logit], "linkType": "both"},
-        "nodes": nodes,
+        "qParams": {"pinnedIds": [*pinned, logit["node_id"]], "supernodes": [], "linkType": "both",
+                    "clickedId": logit["node_id"], "sg_pos": ""},
+        "nodes": [*ax.embeddings(), *nodes, logit],
         "links": links,
     }  # fmt: skip
     check_format(out, "neuronpedia")
     return out
 
 
-# ---- MIB ---------------------------------------------------------------------------------------------------------
-def to_mib(report: dict[str, Any], method: str | None = None) -> dict[str, Any]:
+def graph_metadata(graph: dict[str, Any]) -> dict[str, Any]:
+    """The entry `graph-metadata.json` lists for one graph (what circuit-tracer writes there)."""
+    keep = ("slug", "scan", "transcoder_list", "prompt_tokens", "prompt")
+    return {k: graph["metadata"][k] for k in keep} | {"node_threshold": None, "schema_version": 1}
+
+
+def export_graph_dir(graph: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """`<slug>.json` and `graph-metadata.json` (existing entries kept, this slug replaced) in `out_dir`."""
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{graph['metadata']['slug']}.json"
+    path.write_text(json.dumps(graph), encoding="utf-8")
+    meta_path = folder / "graph-metadata.json"
+    graphs = []
+    if meta_path.is_file():
+        try:
+            graphs = list(json.loads(meta_path.read_text(encoding="utf-8")).get("graphs", []))
+        except (json.JSONDecodeError, AttributeError):
+            raise InputError(f"{meta_path} exists and is not a graph-metadata file") from None
+    entry = graph_metadata(graph)
+    graphs = [g for g in graphs if g.get("slug") != entry["slug"]] + [entry]
+    meta_path.write_text(json.dumps({"graphs": graphs}, indent=1), encoding="utf-8")
+    return path, meta_path
+
+
+# ---- MIB -----------------------------------------------------------------------------------------------------------
+def to_mib(report: dict[str, Any], method: str | None = None, size: float | None = None) -> dict[str, Any]:
+    """Every edge of MIB's graph of the model with the edge method's score; `in_graph` = its circuit at `size`."""
     report = validate_report(migrate(report))
-    method = str(method or report["circuit_rule"]["method"])
-    scores = _scores(report, method)
-    n_l, circuit = report["model"]["n_layers"], set(report["circuit"])
-    analysed = set(_heads(report))
-    nodes: dict[str, Any] = {"input": {"in_graph": True}}
-    for layer in range(n_l):
-        for h in range(report["model"]["n_heads"]):
-            node: dict[str, Any] = {"in_graph": f"{layer}.{h}" in circuit or (layer, h) not in analysed}
-            if (layer, h) in analysed:
-                node["score"] = float(scores[layer, h])
-            nodes[f"a{layer}.h{h}"] = node
-        nodes[f"m{layer}"] = {"in_graph": True}
+    ea = _edges(report)
+    if ea is None:
+        raise InputError(
+            "this report has no edge scores: an MIB circuit file scores every edge of the model graph; run "
+            "`headscope circuits run --edge-methods eap_ig` (or eap) first"
+        )
+    method = _edge_method(ea, method)
+    size = size if size is not None else default_size(ea, method)
+    graph, m = ea.graph, ea.method(method)
+    kept = circuit_at(ea, method, size)
+    in_nodes = set(circuit_nodes(graph, kept))
+    nodes = {
+        n: {"in_graph": n in in_nodes, "score": float(s)}
+        for n, s in zip(graph.sender_names, m.node_scores, strict=True)
+    }
     nodes["logits"] = {"in_graph": True}
     edges = {
-        f"a{e['sender'].replace('.', '.h')}->a{e['receiver'].replace('.', '.h')}": {"score": e["effect"], "in_graph": e["in_truth"]}
-        for e in (report.get("edges") or {}).get("edges", [])
-    }  # fmt: skip
+        name: {"score": float(s), "in_graph": bool(k)}
+        for name, s, k in zip(graph.edge_names(), m.scores.tolist(), kept.tolist(), strict=True)
+    }
     out = {
-        "cfg": {"n_layers": n_l, "n_heads": report["model"]["n_heads"], "parallel_attn_mlp": False,
-                "d_model": report["model"].get("d_model", 0)},
-        "nodes": nodes, "edges": edges, "score_method": method, "headscope_report": report,
+        "cfg": {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "parallel_attn_mlp": False,
+                "d_model": report["model"].get("d_model", 0), "n_key_value_heads": graph.n_kv_heads},
+        "nodes": nodes, "edges": edges, "score_method": method, "circuit_size": size,
+        "score_sign": "metric(clean) - metric(edge patched); MIB ranks edges by |score|",
+        "headscope_report": report,
     }  # fmt: skip
     check_format(out, "mib")
     return out
 
 
 # ---- export / import ---------------------------------------------------------------------------------------------
-def export_report(report: dict[str, Any], fmt: str, method: str | None = None) -> dict[str, Any]:
+def export_report(
+    report: dict[str, Any], fmt: str, method: str | None = None, size: float | None = None
+) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    return to_neuronpedia(report, method) if fmt == "neuronpedia" else to_mib(report, method)
+    return to_neuronpedia(report, method, size) if fmt == "neuronpedia" else to_mib(report, method, size)
 
 
 def detect_format(data: Any) -> str:
@@ -166,29 +359,68 @@ def detect_format(data: Any) -> str:
     )
 
 
-def _embedded(data: dict[str, Any], fmt: str) -> dict[str, Any]:
-    holder = data["metadata"] if fmt == "neuronpedia" else data
-    if "headscope_report" not in holder:
+@dataclass(frozen=True)
+class ImportedScores(JsonCodec):
+    """What a file made elsewhere holds that headscope can use: its scores only (no report: no ground truth, no
+    task). MIB files: every edge's score and in_graph in canonical order (`edges_graph`); attribution graphs: the
+    nodes' influence/activation and the links."""
+
+    source_format: str
+    graph: EdgeGraph | None
+    edge_scores: str | None  # base64 float32, canonical edge order (MIB files)
+    in_graph: tuple[str, ...]  # edges (MIB) or pinned nodes (graphs) in the file's circuit
+    nodes: dict[str, float]  # node → score (MIB) or influence (graphs)
+    links: tuple[tuple[str, str, float], ...] = ()
+    kind: str = "scores_only"
+
+
+def _foreign_mib(data: dict[str, Any]) -> ImportedScores:
+    cfg = data["cfg"]
+    graph = EdgeGraph(
+        int(cfg["n_layers"]), int(cfg["n_heads"]), int(cfg.get("n_key_value_heads") or cfg["n_heads"])
+    )
+    names = graph.edge_names()
+    missing = [n for n in names if n not in data["edges"]]
+    if missing or len(data["edges"]) != len(names):
         raise InputError(
-            f"this {fmt} file was not exported by headscope (no embedded report); only headscope exports import losslessly"
+            f"MIB file: its edges are not MIB's graph of a {graph.n_layers}-layer, {graph.n_heads}-head model "
+            f"({len(missing)} missing, {len(data['edges'])} given, {len(names)} expected)"
         )
-    return loads_report(json.dumps(holder["headscope_report"]))
+    scores = np.array([float(data["edges"][n]["score"]) for n in names])
+    kept = tuple(n for n in names if data["edges"][n]["in_graph"])
+    nodes = {n: float(v.get("score", math.nan)) for n, v in data["nodes"].items()}
+    return ImportedScores("mib", graph, pack(scores), kept, nodes)
 
 
-def import_report(data: Any) -> dict[str, Any]:
-    """The report inside a headscope export; the file's own circuit fields must still agree with it."""
+def _foreign_graph(data: dict[str, Any]) -> ImportedScores:
+    nodes = {str(n["node_id"]): float(n.get("influence") or 0.0) for n in data["nodes"]}
+    links = tuple((str(k["source"]), str(k["target"]), float(k["weight"])) for k in data["links"])
+    pinned = tuple(str(p) for p in (data.get("qParams") or {}).get("pinnedIds", []))
+    return ImportedScores("neuronpedia", None, None, pinned, nodes, links)
+
+
+def import_report(data: Any) -> dict[str, Any] | ImportedScores:
+    """The report inside a headscope export (its circuit must still agree with the report), or the scores of a
+    file made elsewhere."""
     fmt = detect_format(data)
     check_format(data, fmt)
-    report = _embedded(data, fmt)
-    again = export_report(report, fmt, data.get("score_method") if fmt == "mib" else None)
-    key = ("qParams", "pinnedIds") if fmt == "neuronpedia" else ("nodes", None)
-    mine = data[key[0]][key[1]] if key[1] else data[key[0]]
-    if mine != (again[key[0]][key[1]] if key[1] else again[key[0]]):
+    holder = data["metadata"] if fmt == "neuronpedia" else data
+    if "headscope_report" not in holder:
+        return _foreign_mib(data) if fmt == "mib" else _foreign_graph(data)
+    report = loads_report(json.dumps(holder["headscope_report"]))
+    if fmt == "neuronpedia":
+        info = data["metadata"].get("info") or {}
+        again = to_neuronpedia(report, info.get("method"), info.get("circuit_size"))
+        same = again["qParams"]["pinnedIds"] == data["qParams"]["pinnedIds"]
+    else:
+        again = to_mib(report, data.get("score_method"), data.get("circuit_size"))
+        same = again["nodes"] == data["nodes"] and again["edges"] == data["edges"]
+    if not same:
         raise InputError(f"the {fmt} file's circuit was edited and no longer matches its embedded report")
     return report
 
 
-def loads_export(text: str | bytes) -> dict[str, Any]:
+def loads_export(text: str | bytes) -> dict[str, Any] | ImportedScores:
     if len(text) > MAX_IMPORT_BYTES:
         raise InputError(f"file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB")
     try:
@@ -197,5 +429,23 @@ def loads_export(text: str | bytes) -> dict[str, Any]:
         raise InputError(f"not valid JSON: {str(e)[:200]}") from None
 
 
-def read_export(path: str | Path) -> dict[str, Any]:
+def read_export(path: str | Path) -> dict[str, Any] | ImportedScores:
     return loads_export(read_bytes(path, "circuit export", limit=MAX_IMPORT_BYTES))
+
+
+__all__ = [
+    "FORMATS",
+    "MIB_SIZES",
+    "ImportedScores",
+    "check_format",
+    "detect_format",
+    "export_graph_dir",
+    "export_report",
+    "import_report",
+    "loads_export",
+    "parse_size",
+    "read_export",
+    "slug",
+    "to_mib",
+    "to_neuronpedia",
+]

@@ -1,10 +1,15 @@
 """Versioned JSON circuit reports, as plain dicts: build (stamp and validate), validate on write and on read,
-migrate schema 1.0 to 2.0, read/write files, compare two. Typed values live in result.py, which calls this
+migrate schemas 1.0 → 2.0 → 2.1, read/write files, compare two. Typed values live in result.py, which calls this
 module (never the reverse).
 
 Beyond the JSON Schema (`assets/schemas/circuit_report.schema.json`) a report must fit its model: every score grid
 is n_layers × n_heads, every head name ("L.H") is inside the model, and the ground truth's method is not one of the
-scored methods (a method scored against itself has ROC-AUC 1 by construction).
+scored methods (a method scored against itself has ROC-AUC 1 by construction); edge attribution (2.1) describes the
+model's own graph and holds one score per edge of it.
+
+2.1 adds, all optional in meaning (null when not computed): `edge_attribution` (edge scores over MIB's whole model
+graph per edge method, MIB's edge-level faithfulness with CPR/CMD), `intervals` (how the bootstrap intervals were
+made) and `roc_auc_ci` / `cpr_ci` / `cmd_ci` beside each value. A 2.0 report reads as 2.1 with those null.
 """
 
 from __future__ import annotations
@@ -27,10 +32,15 @@ from headscope.circuits.scoring import metrics_json
 from headscope.errors import InputError
 from headscope.files import read_bytes
 
-SCHEMA_VERSION = "2.0"
-READABLE_VERSIONS = ("1.0", "2.0")
-MAX_REPORT_BYTES = 2_000_000
-SCHEMA_FILES = {"2.0": "circuit_report.schema.json", "1.0": "circuit_report-1.0.schema.json"}
+SCHEMA_VERSION = "2.1"
+READABLE_VERSIONS = ("1.0", "2.0", "2.1")
+# Edge scores for ~123k edges are ~0.66 MB of base64 per method (float32); the rest of a report stays under 0.5 MB.
+MAX_REPORT_BYTES = 8_000_000
+SCHEMA_FILES = {
+    "2.1": "circuit_report.schema.json",
+    "2.0": "circuit_report-2.0.schema.json",
+    "1.0": "circuit_report-1.0.schema.json",
+}
 
 
 @functools.cache
@@ -121,7 +131,7 @@ def _head_lists(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
 
 
 def validate_report(report: Any) -> dict[str, Any]:
-    """The report itself if it is a valid schema-2.0 report of its model, else an InputError naming the problem."""
+    """The report itself if it is a valid current-schema report of its model, else an InputError naming the problem."""
     if _check_version(report) != SCHEMA_VERSION:
         raise InputError(
             f"circuit report: schema_version {report['schema_version']!r} must be migrated first"
@@ -142,18 +152,66 @@ def validate_report(report: Any) -> dict[str, Any]:
             )
     if set(report["runtime_s"]) != set(report["methods"]):
         raise InputError("circuit report: runtime_s must list exactly the scored methods")
+    if report.get("edge_attribution") is not None:
+        _check_edge_attribution(report["edge_attribution"], report["model"])
     return report
+
+
+def _check_edge_attribution(ea: dict[str, Any], model: dict[str, Any]) -> None:
+    """The graph is the model's, and every array has one value per edge / sender / size."""
+    from headscope.circuits.edges_graph import EdgeGraph
+    from headscope.circuits.edges_result import unpack
+
+    g = ea["graph"]
+    if (g["n_layers"], g["n_heads"]) != (model["n_layers"], model["n_heads"]):
+        raise InputError(
+            f"circuit report: edge_attribution.graph is {g['n_layers']} layers × {g['n_heads']} heads, the model "
+            f"{model['n_layers']} × {model['n_heads']}"
+        )
+    graph = EdgeGraph(g["n_layers"], g["n_heads"], g["n_kv_heads"])
+    for name, m in ea["methods"].items():
+        n = unpack(m["scores"]).size
+        if n != graph.n_edges or len(m["node_scores"]) != graph.n_forward:
+            raise InputError(
+                f"circuit report: edge_attribution.methods.{name} has {n} edge scores and {len(m['node_scores'])} "
+                f"node scores; the graph has {graph.n_edges} edges and {graph.n_forward} senders"
+            )
+    faith = ea.get("faithfulness") or {"curves": [], "sizes": []}
+    for c in faith["curves"]:
+        keys = (
+            "n_edges",
+            "kept_edges",
+            "kept_nodes",
+            "faithfulness",
+            "signed_kept_edges",
+            "signed_faithfulness",
+        )
+        lengths = {len(c[k]) for k in keys}
+        if lengths != {len(faith["sizes"])}:
+            raise InputError(
+                f"circuit report: edge faithfulness of {c['method']} does not have one value per size"
+            )
 
 
 # ---- migration ---------------------------------------------------------------------------------------------------
 def migrate(report: Any) -> Any:
-    """A schema-1.0 report as schema 2.0 (anything else unchanged; validation comes after).
+    """An older report as the current schema (2.1 unchanged; validation comes after): 1.0 → 2.0 → 2.1."""
+    version = _check_version(report)
+    if version == SCHEMA_VERSION:
+        return report
+    old = _from_1_0(report) if version == "1.0" else report
+    _schema_check(old, "2.0")
+    new = copy.deepcopy(old) if old is report else old
+    new.update(schema_version=SCHEMA_VERSION, edge_attribution=None, intervals=None)
+    return new
+
+
+def _from_1_0(report: Any) -> Any:
+    """A schema-1.0 report as schema 2.0.
 
     1.0 scored `activation_patching` as a method against its own thresholded effects. In 2.0 those effects are the
     ground truth's, that method leaves `methods`/`metrics`/`runtime_s`, and ROC points are added. 1.0 runs
     normalised decoder atoms and took codes on held-out examples only; the config says so."""
-    if _check_version(report) != "1.0":
-        return report
     _schema_check(report, "1.0")
     old = copy.deepcopy(report)
     ap = old["methods"].pop("activation_patching")
@@ -174,7 +232,7 @@ def migrate(report: Any) -> Any:
     for p in old["published"]:
         p["metrics"].pop("activation_patching", None)
     old["config"]["sae"].setdefault("decoder_norm", "atoms")
-    old.update(schema_version=SCHEMA_VERSION, faithfulness=None, edges=None, stability=None, sae_file=None)
+    old.update(schema_version="2.0", faithfulness=None, edges=None, stability=None, sae_file=None)
     old["warnings"] = [
         *old["warnings"],
         "migrated from schema 1.0 (atom-normalised SAE, codes on held-out examples)",

@@ -1,21 +1,26 @@
-"""Typed circuit results: what `find_circuit` returns, what a report (schema 2.0) serialises, what the app draws.
+"""Typed circuit results: what `find_circuit` returns, what a report (schema 2.1) serialises, what the app draws.
 
 Every field is a frozen, typed value — score grids as [layer, head] float arrays, heads as "L.H" strings — and
-each type converts to and from its JSON part (`to_json` / `from_json`). report.py validates that JSON; this module
-only maps. The ground truth (how it was made) is kept apart from the scored methods: it is never one of them.
+each part of a report maps to and from JSON through the one codec (headscope/codec.py: `JsonCodec`, `jfield`);
+`CircuitResult` assembles those parts into the report's layout (`_payload` / `_from_payload`). report.py validates
+that JSON; this module only maps. The ground truth (how it was made) is kept apart from the scored methods: it is
+never one of them. Edge-level results (`edge_attribution`) are typed in edges_result.py.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from headscope.circuits import report, scoring
-from headscope.circuits.config import GROUND_TRUTH_METHOD, SIGNED_METHODS, CircuitConfig
+from headscope.circuits.config import SIGNED_METHODS, CircuitConfig
+from headscope.circuits.edges_result import EdgeAttribution
 from headscope.circuits.variants import SAERecord
+from headscope.codec import JsonCodec, decode, encode, jfield
+from headscope.errors import InputError
 
 Grid = np.ndarray  # float [n_layers, n_heads]
 
@@ -33,21 +38,23 @@ def _grid(data: Any) -> Grid:
     return np.asarray(data, dtype=float)
 
 
-def _opt(x: Any) -> float | None:
-    return None if x is None else float(x)
+def _filled(data: Any, where: str, **defaults: Any) -> dict[str, Any]:
+    """An object with `defaults` for keys older reports may lack (the codec requires every field it has no
+    default for)."""
+    if not isinstance(data, dict):
+        raise InputError(f"{where} must be an object, got {type(data).__name__}")
+    return {**defaults, **data}
 
 
-def _nan(x: Any) -> float:
-    """A float, with JSON null read back as NaN (reports store NaN as null)."""
-    return math.nan if x is None else float(x)
-
-
-def _floats(xs: Any) -> tuple[float, ...]:
-    return tuple(_nan(x) for x in xs)
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without the keys `cls` does not know: a newer report's extra fields are kept in the report and
+    ignored here."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(JsonCodec):
     name: str
     kind: str
     source: str
@@ -58,42 +65,26 @@ class ModelInfo:
     n_heads: int
     d_model: int
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ModelInfo:
-        return cls(
-            str(d["name"]), str(d["kind"]), str(d["source"]), d.get("sha256"), d.get("revision"),
-            str(d.get("license", "")), int(d["n_layers"]), int(d["n_heads"]), int(d.get("d_model", 0)),
-        )  # fmt: skip
+    def from_json(cls, data: Any, where: str | None = None) -> ModelInfo:
+        return decode(cls, _known(cls, _filled(data, "model", license="", d_model=0)), where or "model")
 
 
 @dataclass(frozen=True)
-class Side:
+class Side(JsonCodec):
     accuracy: float
     mean_logit_diff: float
 
 
 @dataclass(frozen=True)
-class Performance:
+class Performance(JsonCodec):
     positive: Side
     negative: Side
     can_do_task: bool
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Performance:
-        def side(s: dict[str, Any]) -> Side:
-            return Side(float(s["accuracy"]), float(s["mean_logit_diff"]))
-
-        return cls(side(d["positive"]), side(d["negative"]), bool(d["can_do_task"]))
-
 
 @dataclass(frozen=True)
-class TaskInfo:
+class TaskInfo(JsonCodec):
     name: str
     title: str
     seed: int
@@ -103,23 +94,24 @@ class TaskInfo:
     example_positive: str
     example_negative: str
     example_tokens: tuple[str, ...] = ()  # the positive example as the model's tokens (for graph exports)
+    example_token_ids: tuple[int, ...] = ()
+    answer_token: str = ""  # the example's (first) answer token, its id and the model's probability for it
+    answer_id: int = -1
+    answer_prob: float | None = None
 
-    def to_json(self, perf: Performance) -> dict[str, Any]:
-        out = {**asdict(self), "notes": list(self.notes), "example_tokens": list(self.example_tokens)}
-        return {**out, "performance": perf.to_json()}
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", self.name)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TaskInfo:
-        return cls(
-            str(d["name"]), str(d.get("title") or d["name"]), int(d["seed"]), int(d["n_positive"]),
-            int(d["n_negative"]), tuple(str(n) for n in d.get("notes", ())),
-            str(d.get("example_positive", "")), str(d.get("example_negative", "")),
-            tuple(str(t) for t in d.get("example_tokens", ())),
-        )  # fmt: skip
+    def from_json(cls, data: Any, where: str | None = None) -> TaskInfo:
+        """From a report's `task` (its `performance` is read by `Performance`)."""
+        d = _filled(data, "task", title="", notes=[], example_positive="", example_negative="")
+        return decode(cls, _known(cls, d), where or "task")
 
 
 @dataclass(frozen=True)
-class SAEInfo:
+class SAEInfo(JsonCodec):
     decoder_norm: str
     l1: float
     mse_first_epoch: float
@@ -129,18 +121,18 @@ class SAEInfo:
     n_distinct_codes: int
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> SAEInfo:
-        return cls(
-            str(d.get("decoder_norm", "atoms")), float(d.get("l1", 0.02)), float(d["mse_first_epoch"]),
-            float(d["mse_final"]), int(d["n_train_examples"]),
-            int(d.get("n_code_examples", d.get("n_eval_examples", 0))), int(d["n_distinct_codes"]),
-        )  # fmt: skip
+    def from_json(cls, data: Any, where: str | None = None) -> SAEInfo:
+        """From a method's `info` (1.0 reports named the code examples `n_eval_examples` and normalised atoms)."""
+        d = _filled(data, "info", decoder_norm="atoms", l1=0.02)
+        d.setdefault("n_code_examples", d.get("n_eval_examples", 0))
+        return decode(cls, _known(cls, d), where or "info")
 
 
 @dataclass(frozen=True)
 class MethodScores:
     """One scored method: its [layer, head] scores (higher = more important; signed effect estimates for the
-    gradient methods), how long it took end to end, and what it needed to know."""
+    gradient methods), how long it took end to end, and what it needed to know. Its report part is
+    {"scores": grid, "info": {SAE facts, steps}}; its runtime sits in the report's `runtime_s`."""
 
     name: str
     scores: Grid
@@ -153,10 +145,10 @@ class MethodScores:
         return np.abs(self.scores) if self.name in SIGNED_METHODS else np.asarray(self.scores, dtype=float)
 
     def to_json(self) -> dict[str, Any]:
-        info: dict[str, Any] = asdict(self.sae) if self.sae is not None else {}
+        info: dict[str, Any] = self.sae.to_json() if self.sae is not None else {}
         if self.steps is not None:
             info["steps"] = self.steps
-        return {"scores": grid_json(self.scores), "info": info}
+        return {"scores": encode(np.asarray(self.scores, dtype=float)), "info": info}
 
     @classmethod
     def from_json(cls, name: str, d: dict[str, Any], runtime_s: float) -> MethodScores:
@@ -166,7 +158,7 @@ class MethodScores:
 
 
 @dataclass(frozen=True)
-class GroundTruth:
+class GroundTruth(JsonCodec):
     """How the reference heads were made: activation patching (paired corrupted → clean, or mean ablation) of
     every analysed head, thresholded at `threshold_frac` of |clean − corrupted|."""
 
@@ -179,7 +171,13 @@ class GroundTruth:
     corrupt_metric: float
     layers: tuple[int, ...]  # analysed layers (others are not part of the truth)
     heads: tuple[str, ...]
-    runtime_s: float
+    runtime_s: float = jfield(digits=4)
+
+    json_extra = ("n_positive",)
+
+    @property
+    def n_positive(self) -> int:
+        return len(self.heads)
 
     @property
     def gap(self) -> float:
@@ -192,45 +190,28 @@ class GroundTruth:
             m[layer, head] = True
         return m
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "method": self.method, "mode": self.mode, "metric": self.metric,
-            "threshold_frac": self.threshold_frac, "heads": list(self.heads), "n_positive": len(self.heads),
-            "runtime_s": round(self.runtime_s, 4), "effects": grid_json(self.effects),
-            "clean_metric": self.clean_metric, "corrupt_metric": self.corrupt_metric, "layers": list(self.layers),
-        }  # fmt: skip
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> GroundTruth:
-        return cls(
-            str(d.get("method", GROUND_TRUTH_METHOD)), str(d["mode"]), str(d["metric"]), float(d["threshold_frac"]),
-            _grid(d["effects"]), float(d["clean_metric"]), float(d["corrupt_metric"]),
-            tuple(int(x) for x in d["layers"]), tuple(d["heads"]), float(d["runtime_s"]),
-        )  # fmt: skip
-
 
 @dataclass(frozen=True)
-class RocCurve:
+class RocCurve(JsonCodec):
     fpr: tuple[float, ...]
     tpr: tuple[float, ...]
 
 
+CI = tuple[float, float]
+
+
 @dataclass(frozen=True)
-class Metrics:
-    """A method against a binary truth: ROC-AUC (None when the truth is all or nothing), precision and recall of
-    its top k (k = the circuit's size), Spearman against |patching effect|, and the ROC points."""
+class Metrics(JsonCodec):
+    """A method against a binary truth: ROC-AUC (None when the truth is all or nothing) with its bootstrap
+    interval over prompt pairs, precision and recall of its top k (k = the circuit's size), Spearman against
+    |patching effect|, and the ROC points."""
 
     roc_auc: float | None
     precision: float
     recall: float
     spearman: float | None
     roc: RocCurve
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "roc_auc": self.roc_auc, "precision": self.precision, "recall": self.recall,
-            "spearman": self.spearman, "roc": {"fpr": list(self.roc.fpr), "tpr": list(self.roc.tpr)},
-        }  # fmt: skip
+    roc_auc_ci: CI | None = None
 
     @classmethod
     def of(cls, scores: np.ndarray, truth: np.ndarray, effects: np.ndarray, k: int) -> Metrics:
@@ -238,12 +219,15 @@ class Metrics:
         return cls.from_json(scoring.metrics_json(scores, truth, effects, k))
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Metrics:
-        roc = d.get("roc") or {"fpr": [], "tpr": []}
-        return cls(
-            _opt(d.get("roc_auc")), float(d.get("precision") or 0.0), float(d.get("recall") or 0.0),
-            _opt(d.get("spearman")), RocCurve(_floats(roc["fpr"]), _floats(roc["tpr"])),
-        )  # fmt: skip
+    def from_json(cls, data: Any, where: str | None = None) -> Metrics:
+        """Unknown keys (a newer report's metrics) are ignored; null precision/recall read as 0."""
+        d = _known(cls, _filled(data, "metrics", spearman=None, roc={"fpr": [], "tpr": []}))
+        d["precision"], d["recall"] = d.get("precision") or 0.0, d.get("recall") or 0.0
+        return decode(cls, d, where or "metrics")
+
+
+def _metrics_map(data: Any, where: str) -> dict[str, Metrics]:
+    return {m: Metrics.from_json(v, f"{where}.{m}") for m, v in _filled(data, where).items()}
 
 
 @dataclass(frozen=True)
@@ -267,7 +251,7 @@ class Circuit:
 
 
 @dataclass(frozen=True)
-class Published:
+class Published(JsonCodec):
     """A published head list for this model and task (assets/circuits), with every method's metrics against it."""
 
     variant: str
@@ -275,23 +259,19 @@ class Published:
     heads: tuple[str, ...]
     metrics: dict[str, Metrics]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "variant": self.variant, "source": self.source, "heads": list(self.heads),
-            "metrics": {m: v.to_json() for m, v in self.metrics.items()},
-        }  # fmt: skip
-
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Published:
-        metrics = {m: Metrics.from_json(v) for m, v in d["metrics"].items()}
+    def from_json(cls, data: Any, where: str | None = None) -> Published:
+        d = _filled(data, "published")
+        metrics = _metrics_map(d.get("metrics", {}), "published.metrics")
         return cls(str(d["variant"]), str(d["source"]), tuple(d["heads"]), metrics)
 
 
 @dataclass(frozen=True)
-class FaithCurve:
+class FaithCurve(JsonCodec):
     """One method's faithfulness (papers.md §9.3) at circuit sizes k: `kept` = f(top k kept, the rest mean-
     ablated), `removed` = the same normalisation with only the top k ablated; CPR = area under `kept` over the
-    size fraction, CMD = area under |1 − kept|; k80 = the smallest k with f ≥ 0.8 (None if none)."""
+    size fraction, CMD = area under |1 − kept| (each with a bootstrap interval over prompt pairs); k80 = the
+    smallest k with f ≥ 0.8 (None if none)."""
 
     method: str
     sizes: tuple[int, ...]
@@ -300,17 +280,12 @@ class FaithCurve:
     cpr: float
     cmd: float
     k80: int | None
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> FaithCurve:
-        return cls(
-            str(d["method"]), tuple(int(k) for k in d["sizes"]), _floats(d["kept"]), _floats(d["removed"]),
-            _nan(d["cpr"]), _nan(d["cmd"]), None if d.get("k80") is None else int(d["k80"]),
-        )  # fmt: skip
+    cpr_ci: CI | None = None
+    cmd_ci: CI | None = None
 
 
 @dataclass(frozen=True)
-class Faithfulness:
+class Faithfulness(JsonCodec):
     ablation: str  # "mean": heads outside the circuit take the negatives' mean z
     full_metric: float  # m(N): nothing ablated (equals the clean metric)
     empty_metric: float  # m(∅): every analysed head ablated
@@ -318,24 +293,12 @@ class Faithfulness:
     curves: tuple[FaithCurve, ...]
     runtime_s: float
 
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["curves"] = [asdict(c) for c in self.curves]
-        return out
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Faithfulness:
-        return cls(
-            str(d["ablation"]), float(d["full_metric"]), float(d["empty_metric"]), int(d["n_components"]),
-            tuple(FaithCurve.from_json(c) for c in d["curves"]), float(d["runtime_s"]),
-        )  # fmt: skip
-
     def curve(self, method: str) -> FaithCurve | None:
         return next((c for c in self.curves if c.method == method), None)
 
 
 @dataclass(frozen=True)
-class Edge:
+class Edge(JsonCodec):
     sender: str
     receiver: str
     effect: float  # path-patching effect of the sender through the receiver's q/k/v input
@@ -345,53 +308,34 @@ class Edge:
 
 
 @dataclass(frozen=True)
-class Edges:
+class Edges(JsonCodec):
     via: str  # receiver inputs the sender's change reaches: "qkv"
     threshold_frac: float
     edges: tuple[Edge, ...]
     metrics: dict[str, Metrics]  # "sae_edge" against the edge truth
-    runtime_s: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "via": self.via, "threshold_frac": self.threshold_frac, "edges": [asdict(e) for e in self.edges],
-            "metrics": {m: v.to_json() for m, v in self.metrics.items()}, "runtime_s": round(self.runtime_s, 4),
-        }  # fmt: skip
+    runtime_s: float = jfield(digits=4)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Edges:
-        edges = tuple(
-            Edge(str(e["sender"]), str(e["receiver"]), float(e["effect"]), bool(e["in_truth"]), str(e["drawn"]),
-                 float(e["sae_edge"]))
-            for e in d["edges"]
-        )  # fmt: skip
-        metrics = {m: Metrics.from_json(v) for m, v in d["metrics"].items()}
-        return cls(str(d["via"]), float(d["threshold_frac"]), edges, metrics, float(d["runtime_s"]))
+    def from_json(cls, data: Any, where: str | None = None) -> Edges:
+        d = _filled(data, "edges")
+        base = decode(cls, {**d, "metrics": {}}, where or "edges")
+        return dataclasses.replace(base, metrics=_metrics_map(d.get("metrics", {}), "edges.metrics"))
 
 
 @dataclass(frozen=True)
-class MethodStability:
+class MethodStability(JsonCodec):
     method: str
     k: int  # size of the top-k sets compared
     jaccard_mean: float  # Jaccard of each resample's top k with the full run's
-    jaccard_ci: tuple[float, float]
+    jaccard_ci: CI
     roc_auc_mean: float | None
     roc_auc_std: float | None
-    roc_auc_ci: tuple[float, float] | None
+    roc_auc_ci: CI | None
     stable: bool  # jaccard_mean ≥ the stability threshold
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> MethodStability:
-        ci = d.get("roc_auc_ci")
-        return cls(
-            str(d["method"]), int(d["k"]), float(d["jaccard_mean"]), (d["jaccard_ci"][0], d["jaccard_ci"][1]),
-            _opt(d.get("roc_auc_mean")), _opt(d.get("roc_auc_std")), None if ci is None else (ci[0], ci[1]),
-            bool(d["stable"]),
-        )  # fmt: skip
 
 
 @dataclass(frozen=True)
-class Stability:
+class Stability(JsonCodec):
     n_bootstrap: int
     sae_seeds: tuple[int, ...]
     confidence: float
@@ -399,27 +343,22 @@ class Stability:
     methods: tuple[MethodStability, ...]
     runtime_s: float
 
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["sae_seeds"] = list(self.sae_seeds)
-        out["methods"] = [
-            {**asdict(m), "jaccard_ci": list(m.jaccard_ci), "roc_auc_ci": None if m.roc_auc_ci is None else list(m.roc_auc_ci)}
-            for m in self.methods
-        ]  # fmt: skip
-        return out
 
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Stability:
-        return cls(
-            int(d["n_bootstrap"]), tuple(int(s) for s in d["sae_seeds"]), float(d["confidence"]),
-            float(d["jaccard_threshold"]), tuple(MethodStability.from_json(m) for m in d["methods"]),
-            float(d["runtime_s"]),
-        )  # fmt: skip
+@dataclass(frozen=True)
+class Intervals(JsonCodec):
+    """How the report's intervals (`roc_auc_ci`, `cpr_ci`, `cmd_ci`) were made: a percentile bootstrap over prompt
+    pairs from stored per-pair values (patching effects, gradient attributions, the run's SAE codes, per-pair
+    circuit metrics); no new forwards, no SAE retrained (`stability` varies the SAE seed too)."""
+
+    n_bootstrap: int
+    confidence: float
+    seed: int
+    method: str = "percentile bootstrap over prompt pairs (stored per-pair values; the run's SAE)"
 
 
 @dataclass(frozen=True)
 class CircuitResult:
-    """Everything one run found. `to_json()` is the schema-2.0 report (validated); `from_json` reads one back."""
+    """Everything one run found. `to_json()` is the schema-2.1 report (validated); `from_json` reads one back."""
 
     model: ModelInfo
     task: TaskInfo
@@ -438,6 +377,8 @@ class CircuitResult:
     created_at: str = ""
     sae: SAERecord | None = None  # the SAE variant behind sae_node / sae_edge, and where its SAE was saved
     software: dict[str, str] = field(default_factory=dict)
+    edge_attribution: EdgeAttribution | None = None
+    intervals: Intervals | None = None
 
     def method(self, name: str) -> MethodScores:
         for m in self.methods:
@@ -458,11 +399,15 @@ class CircuitResult:
         return _from_payload(report.validate_report(report.migrate(data)))
 
 
+def _optional(value: JsonCodec | None) -> Any:
+    return None if value is None else value.to_json()
+
+
 def _payload(r: CircuitResult) -> dict[str, Any]:
     c = r.config
     return {
         "model": r.model.to_json(),
-        "task": r.task.to_json(r.performance),
+        "task": {**r.task.to_json(), "performance": r.performance.to_json()},
         "config": c.to_json(),
         "seeds": {"data": c.seed, "sae": c.sae_seed_used, "split": c.sae_seed_used},
         "ground_truth": r.ground_truth.to_json(),
@@ -472,9 +417,11 @@ def _payload(r: CircuitResult) -> dict[str, Any]:
         "circuit": list(r.circuit.heads),
         "circuit_rule": r.circuit.rule_json(),
         "published": [p.to_json() for p in r.published],
-        "faithfulness": None if r.faithfulness is None else r.faithfulness.to_json(),
-        "edges": None if r.edges is None else r.edges.to_json(),
-        "stability": None if r.stability is None else r.stability.to_json(),
+        "faithfulness": _optional(r.faithfulness),
+        "edges": _optional(r.edges),
+        "stability": _optional(r.stability),
+        "edge_attribution": _optional(r.edge_attribution),
+        "intervals": _optional(r.intervals),
         "runtime_s": {m.name: round(m.runtime_s, 4) for m in r.methods},
         "warnings": list(r.warnings),
         "sae_file": r.sae_file,
@@ -484,18 +431,22 @@ def _payload(r: CircuitResult) -> dict[str, Any]:
     }
 
 
+def _read(cls: Any, data: Any, where: str) -> Any:
+    return None if data is None else cls.from_json(data, where)
+
+
 def _from_payload(d: dict[str, Any]) -> CircuitResult:
     rule = d["circuit_rule"]
     return CircuitResult(
         model=ModelInfo.from_json(d["model"]),
         task=TaskInfo.from_json(d["task"]),
-        performance=Performance.from_json(d["task"]["performance"]),
+        performance=Performance.from_json(d["task"]["performance"], "task.performance"),
         config=CircuitConfig.from_json(d["config"]),
-        ground_truth=GroundTruth.from_json(d["ground_truth"]),
+        ground_truth=GroundTruth.from_json(d["ground_truth"], "ground_truth"),
         methods=tuple(
             MethodScores.from_json(m, b, float(d["runtime_s"][m])) for m, b in d["methods"].items()
         ),
-        metrics={m: Metrics.from_json(v) for m, v in d["metrics"].items()},
+        metrics=_metrics_map(d["metrics"], "metrics"),
         circuit=Circuit(
             tuple(d["ranked"]),
             tuple(d["circuit"]),
@@ -505,12 +456,14 @@ def _from_payload(d: dict[str, Any]) -> CircuitResult:
             rule.get("threshold"),
         ),
         published=tuple(Published.from_json(p) for p in d["published"]),
-        faithfulness=None if d.get("faithfulness") is None else Faithfulness.from_json(d["faithfulness"]),
-        edges=None if d.get("edges") is None else Edges.from_json(d["edges"]),
-        stability=None if d.get("stability") is None else Stability.from_json(d["stability"]),
+        faithfulness=_read(Faithfulness, d.get("faithfulness"), "faithfulness"),
+        edges=_read(Edges, d.get("edges"), "edges"),
+        stability=_read(Stability, d.get("stability"), "stability"),
         warnings=tuple(d["warnings"]),
         sae_file=d.get("sae_file"),
         sae=None if d.get("sae") is None else SAERecord.from_json(d["sae"]),
         created_at=str(d.get("created_at", "")),
         software={str(k): str(v) for k, v in d.get("software", {}).items()},
+        edge_attribution=_read(EdgeAttribution, d.get("edge_attribution"), "edge_attribution"),
+        intervals=_read(Intervals, d.get("intervals"), "intervals"),
     )

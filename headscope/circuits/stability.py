@@ -12,6 +12,7 @@ resampled truth — mean, std and a percentile interval. A method whose mean Jac
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +87,65 @@ def _interval(values: list[float]) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def draws(
+    n_pairs: int, n_negative: int, paired: bool, n_bootstrap: int, seed: int
+) -> list[tuple[Tensor, Tensor]]:
+    """The bootstrap's resamples: (pair indices, negative indices) drawn with replacement; a paired negative goes
+    with its pair. The same seed gives the same draws, whatever the number of threads."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_bootstrap):
+        idx = torch.randint(0, n_pairs, (n_pairs,), generator=gen)
+        neg = idx if paired else torch.randint(0, n_negative, (n_negative,), generator=gen)
+        out.append((idx, neg))
+    return out
+
+
+def interval(values: list[float], min_values: int = 10) -> tuple[float, float] | None:
+    """The 95 % percentile interval, or None when fewer than `min_values` replicates gave a value."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return _interval(finite) if len(finite) >= min_values else None
+
+
+def roc_auc_intervals(
+    s: Samples, methods: list[str], fixed: dict[str, np.ndarray], n_bootstrap: int, seed: int
+) -> dict[str, dict[str, tuple[float, float] | None]]:
+    """95 % intervals of each method's ROC-AUC under resampling of the prompt pairs (stored per-pair values and the
+    run's SAE codes, no new forwards): against the resampled ground truth (key "ground_truth") and against each
+    `fixed` truth (a published head list over the analysed heads, flattened), whose heads do not move."""
+    aucs: dict[str, dict[str, list[float]]] = {t: {m: [] for m in methods} for t in ["ground_truth", *fixed]}
+    for idx, neg in draws(s.effects.shape[0], s.n_negative, s.paired, n_bootstrap, seed):
+        truth, scores = _replicate(s, idx, neg, 0, methods)
+        for name, t in [("ground_truth", truth.ravel()), *fixed.items()]:
+            for m in methods:
+                auc = scoring.roc_auc(scores[m], t)
+                if auc is not None:
+                    aucs[name][m].append(auc)
+    return {t: {m: interval(v) for m, v in per.items()} for t, per in aucs.items()}
+
+
+def curve_intervals(
+    per_pair: np.ndarray,
+    full: np.ndarray,
+    empty: np.ndarray,
+    areas: Callable[[np.ndarray], tuple[float, float]],
+    idx: list[Tensor],
+) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """95 % intervals of (CPR, CMD) under resampling of the prompt pairs: per_pair [size, pair] holds each
+    circuit's metric per pair, full/empty [pair] the whole and the empty model's; `areas` maps the normalised
+    curve f to (CPR, CMD). No new forwards."""
+    cpr, cmd = [], []
+    for i in idx:
+        sel = i.numpy()
+        span = float(full[sel].mean() - empty[sel].mean())
+        if abs(span) < 1e-12:
+            continue
+        a, b = areas((per_pair[:, sel].mean(1) - empty[sel].mean()) / span)
+        cpr.append(a)
+        cmd.append(b)
+    return interval(cpr), interval(cmd)
+
+
 def stability(
     s: Samples,
     full: dict[str, np.ndarray],
@@ -97,14 +157,10 @@ def stability(
     """`full`: method → the run's ranking values over the analysed heads (flattened)."""
     t0 = time.perf_counter()
     methods = list(full)
-    gen = torch.Generator().manual_seed(seed)
-    n = s.effects.shape[0]
     top = {m: scoring.top_k(full[m], k) for m in methods}
     jac: dict[str, list[float]] = {m: [] for m in methods}
     aucs: dict[str, list[float]] = {m: [] for m in methods}
-    for i in range(n_bootstrap):
-        idx = torch.randint(0, n, (n,), generator=gen)
-        neg = idx if s.paired else torch.randint(0, s.n_negative, (s.n_negative,), generator=gen)
+    for i, (idx, neg) in enumerate(draws(s.effects.shape[0], s.n_negative, s.paired, n_bootstrap, seed)):
         truth, scores = _replicate(s, idx, neg, i % len(s.codes), methods)
         for m in methods:
             jac[m].append(_jaccard(scoring.top_k(scores[m], k), top[m]))
@@ -142,3 +198,22 @@ def warnings(st: Stability) -> list[str]:
         for m in st.methods
         if not m.stable
     ]
+
+
+def edge_auc_interval(
+    s: Samples, per_prompt: np.ndarray, pairs: list[tuple[int, int]], n_bootstrap: int, seed: int
+) -> tuple[float, float] | None:
+    """95 % interval of `sae_edge`'s ROC-AUC against the path-patching edge truth under resampling of the prompt
+    pairs: per_prompt [edge, pair] holds each path-patched edge's effect per pair, `pairs` the (sender, receiver)
+    flat head indices of those edges in the SAE's pair-score matrix."""
+    a = torch.tensor([p[0] for p in pairs], dtype=torch.long)
+    b = torch.tensor([p[1] for p in pairs], dtype=torch.long)
+    n_pos = s.effects.shape[0]
+    aucs = []
+    for idx, neg in draws(n_pos, s.n_negative, s.paired, n_bootstrap, seed):
+        effects = per_prompt[:, idx.numpy()].mean(1)
+        truth = np.abs(effects) >= s.threshold_frac * abs(float(s.gap[idx].mean()))
+        rows = torch.cat([idx, neg + n_pos])
+        scores = scoring.pair_scores(s.codes[0][rows], torch.arange(len(rows)) < len(idx))[a, b].numpy()
+        aucs.append(scoring.roc_auc(scores.astype(float), truth))
+    return interval([v for v in aucs if v is not None])

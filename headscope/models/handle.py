@@ -36,6 +36,14 @@ from headscope.selection import HeadSet
 HookFn = Callable[..., Any]
 Hooks = Sequence[tuple[str, HookFn]]
 DEFAULT_MAX_TOKENS = 2048  # eager paths hold N×N patterns per layer; the fused entropy path goes to n_ctx
+# Hook-name suffix -> the bridge flag that must be on for that hook point to exist (`set_<flag>` toggles it).
+_GATED_HOOKS = {
+    "attn.hook_result": "use_attn_result",
+    "hook_q_input": "use_split_qkv_input",
+    "hook_k_input": "use_split_qkv_input",
+    "hook_v_input": "use_split_qkv_input",
+    "hook_mlp_in": "use_hook_mlp_in",
+}
 
 
 # A batch worker serves many jobs with one loaded model: inside `shared_handles(store)`, `ModelHandle.load` hands
@@ -248,7 +256,7 @@ class ModelHandle:
         """
         names = [n for n, _ in (*fwd_hooks, *bwd_hooks)]
         self.check_hook_names(names)
-        with self.lock, self._attn_result_if_needed(names):
+        with self.lock, self._gated_flags_if_needed(names):
             level = next(self._levels)
             added: list[tuple[Any, Literal["fwd", "bwd"]]] = []
             try:
@@ -268,17 +276,19 @@ class ModelHandle:
                     point.remove_hooks(dir=direction, level=level)
 
     @contextmanager
-    def _attn_result_if_needed(self, names: Iterable[str]) -> Iterator[None]:
-        # Per-head outputs (hook_result) cost memory, so the bridge gates them; switch on only when asked for.
-        wanted = any(n.endswith("attn.hook_result") for n in names)
-        before = bool(getattr(self.bridge.cfg, "use_attn_result", False))
-        if wanted and not before:
-            self.bridge.set_use_attn_result(True)
+    def _gated_flags_if_needed(self, names: Iterable[str]) -> Iterator[None]:
+        # The bridge gates hook points that cost memory or reroute the forward (per-head outputs, per-head q/k/v
+        # residual forks, the MLP-branch input); switch each on only for the runs that hook it, then back off.
+        names = list(names)
+        wanted = {flag for suffix, flag in _GATED_HOOKS.items() if any(n.endswith(suffix) for n in names)}
+        turned_on = [f for f in sorted(wanted) if not bool(getattr(self.bridge.cfg, f, False))]
+        for flag in turned_on:
+            getattr(self.bridge, f"set_{flag}")(True)
         try:
             yield
         finally:
-            if wanted and not before:
-                self.bridge.set_use_attn_result(False)
+            for flag in reversed(turned_on):
+                getattr(self.bridge, f"set_{flag}")(False)
 
     @contextmanager
     def exclusive(self) -> Iterator[ModelHandle]:

@@ -1,21 +1,40 @@
-"""Circuits tab through gradio_client: a run on a tiny model (views built from the report, checked against it),
-ablating the shared selection (against the library), download → re-upload → compare, bad input."""
+"""Circuits tab: a run through gradio_client on a tiny model (the report; every view drawn from it and checked
+against it), the edge graph and edge faithfulness against the library, "select these heads", the exports
+validated by their readers, ablating the shared selection (against the library), download → re-upload → compare,
+the summary's verdicts (best method, near chance by the CI, ties, small gaps), bad input."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
+from circuit_tracer.frontend.graph_models import Model
 from gradio_client import Client, handle_file
 
+from headscope.app import circuits_edge_views as ev
 from headscope.app import circuits_views as cv
-from headscope.app.circuits_tab import LAYER_SCOPES, OPTIONS, circuits_view
+from headscope.app.circuits_tab import (
+    EDGE_PERCENT,
+    LAYER_SCOPES,
+    OPTIONS,
+    config_of,
+    draw,
+    draw_edges,
+    edge_circuit_heads,
+    export,
+    run_command,
+    view,
+)
+from headscope.app.wiring import Ctx, handler
 from headscope.circuits import patching
+from headscope.circuits.config import CircuitConfig
+from headscope.circuits.edges_run import edge_view
 from headscope.circuits.faithfulness import ablate
-from headscope.circuits.result import CircuitResult
+from headscope.circuits.result import CircuitResult, Metrics
 from headscope.circuits.tasks import custom_task
 from headscope.models import ModelHandle
 
@@ -33,33 +52,110 @@ RUN = ("tiny-llama", "custom", CUSTOM, 6, 0, 10, "mean", "reference_rows", LAYER
 
 
 @pytest.fixture(scope="module")
-def run(client: Client) -> tuple:
-    return client.predict(*RUN, list(OPTIONS[:2]), api_name="/circuits_run")
+def report(client: Client) -> dict:
+    raw, status = client.predict(
+        *RUN, list(OPTIONS[:2]), ["eap", "eap_ig"], "reference", api_name="/circuits_run"
+    )
+    assert status.startswith("done: custom on tiny-llama")
+    return raw
 
 
-def test_run_returns_views_built_from_the_report(run: tuple) -> None:
-    status, summary, sae, truth, heads, metrics, roc, faith, stab, edges, path, report = run
-    assert status.startswith("done: custom on tiny-llama") and "letters" in summary
-    assert report["schema_version"] == "2.0" and "activation_patching" not in report["methods"]
-    assert json.loads(Path(path).read_text())["circuit"] == report["circuit"]
-    assert np.allclose(sae["z"], report["methods"]["sae_node"]["scores"], atol=1e-4)  # view: 4 digits
+@pytest.fixture(scope="module")
+def views(report: dict) -> dict:
+    return draw({"raw": report, "selection": None, "edge_method": None}, Ctx())
+
+
+def test_the_views_are_drawn_from_the_report(report: dict, views: dict) -> None:
+    assert report["schema_version"] == "2.1" and "activation_patching" not in report["methods"]
+    assert report["config"]["sae_variant"] == report["sae"]["variant"] == "reference"  # the dropdown's value
+    assert "letters" in views["summary"] and json.loads(Path(views["report_file"]).read_text()) == report
+    assert np.allclose(views["sae_grid"]["z"], report["methods"]["sae_node"]["scores"], atol=1e-4)
+    truth = views["truth_grid"]
     assert (
         np.allclose(truth["z"], report["ground_truth"]["effects"], atol=1e-3)
         and truth["scale"] == "diverging"
     )
     assert report["circuit"] and report["ground_truth"]["heads"]  # the marks below are checked on something
     for h in report["circuit"]:
-        assert sae["marks"][h] in (cv.CIRCUIT, cv.BOTH)
+        assert views["sae_grid"]["marks"][h] in (cv.CIRCUIT, cv.BOTH)
     for h in report["ground_truth"]["heads"]:
         assert truth["marks"][h] in (cv.TRUTH, cv.BOTH)
-    assert [r[0] for r in heads["data"]] == report["ranked"]  # a table of heads, not a JSON list of names
-    aucs = {r[0]: r[1] for r in metrics["data"]}
-    assert set(aucs) == set(report["metrics"])
-    for m, auc in aucs.items():
-        want = report["metrics"][m]["roc_auc"]
-        assert (auc is None and want is None) or auc == pytest.approx(want, abs=1e-4)
-    assert roc and faith
-    assert len(stab["data"]) == 4 and "not computed" in edges["headers"][0]
+    assert [r[0] for r in views["heads"]["data"]] == report["ranked"]
+    head = views["metrics"]["headers"]
+    for row in views["metrics"]["data"]:
+        want = report["metrics"][row[0]]
+        assert (row[1] is None and want["roc_auc"] is None) or row[1] == pytest.approx(
+            want["roc_auc"], abs=1e-4
+        )
+        ci = want.get("roc_auc_ci")
+        assert row[head.index("ROC-AUC 95 % CI")] == (cv.ci_text(tuple(ci)) if ci else "")
+    assert len(views["stability"]["data"]) == 4 and "not computed" in views["edges"]["headers"][0]
+
+
+def test_edge_views_are_the_librarys_circuit(report: dict, views: dict) -> None:
+    result = CircuitResult.from_json(report)
+    ea = result.edge_attribution
+    assert ea is not None and ea.faithfulness is not None
+    assert (
+        views["edge_method"].value == "eap_ig"
+        and views["edge_percent"] == ev.default_percent(ea.graph.n_edges) == 50
+    )
+    assert ev.default_percent(123_211) == EDGE_PERCENT  # SmolLM2: 616 edges
+    for method, percent in (("eap", 20.0), ("eap_ig", 100.0)):
+        fig = ev.edge_graph_figure(result, method, percent)
+        want = edge_view(ea, method, percent / 100, result.task.example_tokens)
+        hover = next(t for t in fig.data if t.hovertemplate == "%{text}<extra></extra>")
+        assert len(hover.text) == min(len(want.edges), ev.MAX_DRAWN) > 0
+        assert all(f"{e.sender} → {e.receiver}" in t for e, t in zip(want.edges, hover.text, strict=False))
+        lines = [t for t in fig.data if t.mode == "lines" and t.showlegend is False]
+        assert sum(len([x for x in t.x if x is not None]) // 2 for t in lines) == len(hover.text)
+        tokens = next(t for t in fig.data if t.mode == "text")
+        assert len(tokens.text) == len(result.task.example_tokens) == 8
+        assert edge_circuit_heads(report, method, percent) == ", ".join(want.heads())
+    wide = ev.edge_graph_figure(result, "eap_ig", 100.0)
+    drawn = [t for t in wide.data if t.mode == "lines" and t.showlegend is False]
+    by_width = sorted(drawn, key=lambda t: t.line.width)
+    assert by_width[0].line.width < by_width[-1].line.width  # width grows with |score|
+    table = views["edge_table"]
+    for row, c in zip(table["data"], ea.faithfulness.curves, strict=True):
+        assert row[1] == pytest.approx(c.cpr, abs=1e-4) and row[3] == pytest.approx(c.cmd, abs=1e-4)
+        assert row[2] == cv.ci_text(c.cpr_ci)
+    fig = views["edge_faithfulness"]
+    assert len(fig.data) == 2 * len(ea.faithfulness.curves) and fig.layout.legend.x > 1  # legend outside
+    assert (
+        "EAP-IG" in fig.data[-1].hovertemplate
+        and "k = %{customdata[0]:,} edges" in fig.data[-1].hovertemplate
+    )
+    assert fig.layout.height - fig.layout.margin.t - fig.layout.margin.b >= 300
+
+
+def test_exports_open_in_their_readers(client: Client, report: dict) -> None:
+    edge_in = {"raw": report, "edge_method": "eap", "edge_percent": 20}
+    graph = json.loads(
+        Path(export({**edge_in, "format": "neuronpedia"}, Ctx())["neuronpedia_file"]).read_text()
+    )
+    Model.model_validate(graph)  # circuit-tracer's own reader
+    mib = json.loads(Path(export({**edge_in, "format": "mib"}, Ctx())["mib_file"]).read_text())
+    ea = CircuitResult.from_json(report).edge_attribution
+    assert ea is not None and len(mib["edges"]) == ea.graph.n_edges
+    kept = {e.sender + "->" + e.receiver for e in edge_view(ea, "eap", 0.2).edges}
+    assert {n.split("<")[0] for n, e in mib["edges"].items() if e["in_graph"]} == kept
+    path = client.predict(report, "eap_ig", 5, api_name="/circuits_export_mib")
+    assert json.loads(Path(path).read_text())["edges"]
+
+
+def test_select_these_heads_gives_the_circuits_heads(report: dict) -> None:
+    ea = CircuitResult.from_json(report).edge_attribution
+    assert ea is not None
+    heads = edge_circuit_heads(report, "eap_ig", 100.0)
+    assert heads and heads == ", ".join(edge_view(ea, "eap_ig", 1.0).heads())  # what the button adds
+    endpoint = handler(
+        draw_edges, {"raw": None, "edge_method": None, "edge_percent": None}, {"edge_graph": None}
+    )
+    with pytest.raises(gr.Error, match=r"circuit size \(% of edges\) must be"):
+        endpoint(report, "eap", 500)
+    with pytest.raises(gr.Error, match="edge method must be"):
+        endpoint(report, "sae_node", 5)
 
 
 def test_ablate_the_selection_equals_the_library(client: Client, tiny_llama: ModelHandle) -> None:
@@ -68,7 +164,6 @@ def test_ablate_the_selection_equals_the_library(client: Client, tiny_llama: Mod
     prep = patching.prepare(tiny_llama, custom_task(SPEC, tiny_llama.tokenizer))
     want = ablate(tiny_llama, prep, tiny_llama.head_set("0.1, 1.*"))
     assert out["selection_ablated"] == pytest.approx(want.selection_ablated, abs=1e-5)
-    assert out["others_ablated"] == pytest.approx(want.others_ablated, abs=1e-5)
     assert [r[1] for r in rows["data"]] == pytest.approx(
         [want.clean_metric, want.selection_ablated, want.others_ablated, want.all_ablated], abs=1e-4
     )
@@ -78,65 +173,131 @@ def test_ablate_the_selection_equals_the_library(client: Client, tiny_llama: Mod
         client.predict("tiny-llama", "custom", CUSTOM, 6, 0, api_name="/circuits_ablate")
 
 
-def test_upload_view_and_compare(client: Client, run: tuple) -> None:
-    path, report = run[-2], run[-1]
-    *views, diff, shown = client.predict(handle_file(path), None, api_name="/circuits_view")
-    assert shown == report and "tiny-llama" in views[0] and "upload a second report" in diff["headers"][0]
-    *_, diff, _ = client.predict(handle_file(path), handle_file(path), api_name="/circuits_view")
-    added = next(r for r in diff["data"] if r[0] == "heads added to the circuit")
-    assert added[2] == "—"
+def test_upload_view_and_compare(client: Client, report: dict, tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report))
+    shown, diff = client.predict(handle_file(str(path)), None, api_name="/circuits_view")
+    assert shown == report and "upload a second report" in diff["headers"][0]
+    _, diff = client.predict(handle_file(str(path)), handle_file(str(path)), api_name="/circuits_view")
+    assert next(r for r in diff["data"] if r[0] == "heads added to the circuit")[2] == "—"
 
 
-def test_bad_input_is_a_clear_error(client: Client, tmp_path: Path) -> None:
+def test_bad_input_is_a_clear_error(client: Client, report: dict, tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"not in the list of choices|task must be"):
-        client.predict("tiny-llama", "nope", "", 6, 0, 10, "mean", "reference_rows", LAYER_SCOPES[0], [],
-                       api_name="/circuits_run")  # fmt: skip
+        client.predict("tiny-llama", "nope", "", *RUN[3:], [], [], "reference", api_name="/circuits_run")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"schema_version": "0.1"}))
     with pytest.raises(Exception, match="schema_version"):
         client.predict(handle_file(str(bad)), None, api_name="/circuits_view")
+    spec = {**SPEC, "positive": [{**SPEC["positive"][0], "answer": "cd"}, *SPEC["positive"][1:]]}
     with pytest.raises(Exception, match="2 tokens"):
-        spec = json.loads(CUSTOM)
-        spec["positive"][0]["answer"] = "cd"
-        client.predict("tiny-llama", "custom", json.dumps(spec), *RUN[3:], [], api_name="/circuits_run")
-    fitting = json.loads(Path(client.predict(*RUN, [], api_name="/circuits_run")[-2]).read_text())
-    fitting["circuit"].append("99.99")  # a head outside the 2 × 4 model
-    wrong = tmp_path / "wrong.json"
-    wrong.write_text(json.dumps(fitting))
+        client.predict(
+            "tiny-llama", "custom", json.dumps(spec), *RUN[3:], [], [], "reference", api_name="/circuits_run"
+        )
+    wrong = json.loads(json.dumps(report))
+    wrong["circuit"].append("99.99")  # a head outside the 2 × 4 model
+    (tmp_path / "wrong.json").write_text(json.dumps(wrong))
     with pytest.raises(Exception, match=r"99\.99, outside"):
-        client.predict(handle_file(str(wrong)), None, api_name="/circuits_view")
+        client.predict(handle_file(str(tmp_path / "wrong.json")), None, api_name="/circuits_view")
+    with pytest.raises(Exception, match=r"circuit size \(% of edges\) must be"):
+        client.predict(report, "eap", 0, api_name="/circuits_edges")
 
 
 def test_view_takes_bytes_not_paths() -> None:
     """Server side: an upload is bytes (or pasted text) with a size limit; a path string is just bad JSON."""
+    endpoint = handler(view, {"report_a": None, "report_b": None}, {"raw": None, "comparison": None})
     with pytest.raises(gr.Error, match="not valid JSON"):
-        circuits_view("/etc/passwd", None)
+        endpoint("/etc/passwd", None)
     with pytest.raises(gr.Error, match="larger than"):
-        circuits_view(b" " * 3_000_000, None)
+        endpoint(b" " * 9_000_000, None)
     with pytest.raises(gr.Error, match="upload report A"):
-        circuits_view(None, None)
+        endpoint(None, None)
 
 
-def test_unknown_metric_keys_do_not_break_the_views(run: tuple) -> None:
-    report = json.loads(json.dumps(run[-1]))
-    report["metrics"]["sae_node"]["auprc"] = 0.3  # a newer headscope's extra metric
+def test_the_summary_judges_by_the_interval_and_says_ties(report: dict) -> None:
     result = CircuitResult.from_json(report)
+    m = dict(result.metrics)
+    names = list(m)
+    base: Metrics = m[names[0]]
+    m[names[0]] = replace(base, roc_auc=0.56, roc_auc_ci=(0.41, 0.7))  # contains 0.5: near chance
+    m[names[1]] = replace(base, roc_auc=0.9, roc_auc_ci=(0.8, 0.97))
+    m[names[2]] = replace(base, roc_auc=0.9, roc_auc_ci=(0.51, 0.99))  # tied best; its CI excludes 0.5
+    m[names[3]] = replace(base, roc_auc=0.3, roc_auc_ci=(0.2, 0.45))  # worse than chance, but not near it
+    text = "\n".join(cv.agreement(replace(result, metrics=m)))
+    t = cv.METHOD_TITLES
+    assert f"**tie** between {t[names[1]]} and {t[names[2]]}" in text
+    assert f"{t[names[0]]} is near chance" in text and "[0.41, 0.70] contains 0.5" in text
+    assert text.count("near chance") == 1
+    m[names[2]] = replace(base, roc_auc=0.8, roc_auc_ci=(0.6, 0.9))
+    assert (
+        f"Best agreement with the ground truth: **{t[names[1]]}** (ROC-AUC 0.900, 95 % CI [0.80, 0.97])"
+        in ("\n".join(cv.agreement(replace(result, metrics=m))))
+    )
+    f = result.faithfulness
+    assert f is not None
+    small = replace(result, faithfulness=replace(f, full_metric=2.0, empty_metric=1.85))
+    assert any("under 10 % of |m(N)| = 2" in w for w in cv.small_gap_warning(small))
+    assert not cv.small_gap_warning(
+        replace(result, faithfulness=replace(f, full_metric=2.0, empty_metric=1.7))
+    )
+
+
+def test_unanalysed_layers_are_hatched_not_zero(report: dict) -> None:
+    result = CircuitResult.from_json(report)
+    one = replace(result, ground_truth=replace(result.ground_truth, layers=(1,)))
+    for grid in (cv.score_grid(one, "sae_node", []), cv.truth_grid(one, [])):
+        assert grid["z"][0] == [None] * 4 and None not in grid["z"][1]
+        assert "hatched (not analysed, not zero)" in grid["caption"]
+    roc = cv.roc_figure(result)
+    assert all("top k = %{customdata} heads" in t.hovertemplate for t in roc.data[1:])
+    faith = cv.faithfulness_figure(result)
+    assert faith.layout.legend.x > 1 and faith.layout.height - 60 - 70 >= 300
+    assert all("k = %{customdata} of 8 heads" in t.hovertemplate for t in faith.data)
+
+
+def test_unknown_metric_keys_do_not_break_the_views(report: dict) -> None:
+    data = json.loads(json.dumps(report))
+    data["metrics"]["sae_node"]["auprc"] = 0.3  # a newer headscope's extra metric
+    result = CircuitResult.from_json(data)
     assert cv.metrics_table(result)["headers"][1] == "ROC-AUC" and cv.summary(result)
 
 
 @pytest.mark.parametrize(
-    ("scope", "options"),
-    [("all layers", []), ("last 2 layers", ["stability (bootstrap, 100 resamples)"]),
-     ("last 4 layers", ["faithfulness curves", "edges (path patching; slow)"])],
+    ("scope", "options", "edges"),
+    [("all layers", [], []), ("last 2 layers", ["stability (bootstrap, 100 resamples)"], ["eap"]),
+     ("last 4 layers", ["faithfulness curves", "edges (path patching; slow)"], ["eap_ig", "eap"])],
 )  # fmt: skip
-def test_the_run_command_is_the_cli_running_the_same_config(scope: str, options: list[str]) -> None:
+def test_the_run_command_is_the_cli_running_the_same_config(
+    scope: str, options: list[str], edges: list[str]
+) -> None:
     """A cluster runner executes `run_command(cfg)`: the CLI must parse it back into the tab's config."""
-    from headscope.app import circuits_tab as tab
     from headscope.cli import build_parser
-    from headscope.cli.circuits import _config as cli_config
-    from headscope.models import ModelHandle
+    from headscope.cli.circuits import config_from_argv
 
-    handle = ModelHandle.load("tiny-llama", device="cpu")
-    cfg = tab._config(handle, "ioi", 8, 3, 20, "last", "atoms", scope, options)
-    args = build_parser().parse_args([*tab.run_command(cfg), "--json"])
-    assert cli_config(args) == cfg and args.print_report
+    inputs = {"task": "ioi", "n_examples": 8, "seed": 3, "epochs": 20, "reduce": "last", "norm": "atoms",
+              "scope": scope, "options": options, "edge_methods": edges}  # fmt: skip
+    cfg = config_of({**inputs, "sae_variant": "reference" if edges else None}, 30)
+    assert cfg.sae_variant == ("reference" if edges else CircuitConfig().sae_variant)
+    argv = run_command(cfg)
+    assert config_from_argv(argv) == cfg and build_parser().parse_args([*argv, "--json"]).print_report
+
+
+def test_progress_says_the_sub_step_and_the_time_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    from headscope.app import circuits_tab as tab
+    from headscope.circuits.finder import _Stages
+
+    clock = iter(
+        [100.0, 110.0, 130.0]
+    )  # the job starts at 100 s, the stage at 110 s, its 17th layer at 130 s
+    monkeypatch.setattr(tab.time, "monotonic", lambda: next(clock))
+    shown: list[tuple[float | None, str]] = []
+    say = tab.with_time_left(lambda frac, desc="": shown.append((frac, desc)))
+    assert say is not None
+    stages = _Stages(lambda stage, frac: say(frac, desc=stage), {"task": 1.0, "ground truth": 3.0})
+    stages("ground truth")(17, 30)
+    frac = 0.25 + 0.75 * 17 / 30
+    assert shown[0] == (0.25, "ground truth, ~30 s left")  # 10 s for a quarter
+    assert shown[1] == (
+        pytest.approx(frac),
+        f"ground truth: patching layer 17/30, ~{round(30 * (1 - frac) / frac)} s left",
+    )

@@ -305,8 +305,19 @@ def test_circuits_tab_runs_a_custom_task(page) -> None:
     editor.fill(json.dumps(spec))
     _fill_slider(page, "Prompt pairs", "6")
     _fill_slider(page, "SAE epochs", "10")
+    _visible(page.get_by_label("EAP-IG", exact=True)).check()  # edge attribution over the model graph
     _click(page, "Find circuit")
     _wait_plot_in_tab(page)
+    _visible(page.get_by_text("Most faithful (lowest CMD)")).wait_for()
+    # the edge graph's title; no empty download box before an export
+    _visible(page.get_by_text(re.compile(r"EAP-IG circuit at \d+ % of \d+ edges"))).wait_for()
+    assert not page.locator("#hs-circuit-mib-file").filter(visible=True).count()
+    _click(page, "Export MIB circuit file")
+    mib = _visible(page.locator("#hs-circuit-mib-file"))
+    mib.wait_for()
+    # the file's name shows as "<stem>" and ".json" in two elements
+    page.wait_for_function("() => document.querySelector('#hs-circuit-mib-file').innerText.includes('-mib')")
+    assert re.search(r"headscope-custom-tiny-llama-eap_ig-s0-mib\s*\.json", mib.inner_text())
     _shot(page, "circuits_tab")
 
 

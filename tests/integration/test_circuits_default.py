@@ -75,3 +75,37 @@ def test_metrics_equal_a_pair_count(run: tuple[CircuitResult, dict]) -> None:
             assert result.metrics[m.name].roc_auc == pytest.approx(wins / (len(pos) * len(neg)))
     gap = result.ground_truth.gap
     assert truth.tolist() == (np.abs(result.ground_truth.effects[29]) >= 0.03 * abs(gap)).tolist()
+
+
+def test_exports_of_every_task_open_in_the_fields_readers(
+    default_model: ModelHandle, one_thread: None
+) -> None:
+    """IOI, greater-than and docstring on SmolLM2 (2 pairs, the last layer's heads, EAP over the whole graph): the
+    attribution graph validates with circuit-tracer's own model, the MIB file has every edge of MIB's graph of a
+    30-layer, 9-query-head model (counted here from the format's description) with the method's scores."""
+    from circuit_tracer.frontend.graph_models import Model
+
+    from headscope.circuits.edges_result import EdgeAttribution
+    from headscope.circuits.formats import export_report
+
+    n_l, n_h = 30, 9
+    n_edges = (
+        sum(3 * n_h * (1 + la * (n_h + 1)) + 1 + la * (n_h + 1) + n_h for la in range(n_l))
+        + 1
+        + n_l * (n_h + 1)
+    )
+    for task in ("ioi", "greater_than", "docstring"):
+        cfg = CircuitConfig(
+            task=task, n_examples=2, n_train=4, sae=SAEConfig(epochs=5), layers=(29, 30), faithfulness=False,
+            edge_methods=("eap",), edge_faithfulness=False, intervals=False,
+        )  # fmt: skip
+        report = find_circuit(default_model, cfg).to_json()
+        graph = Model.model_validate(export_report(report, "neuronpedia"))
+        assert graph.metadata.prompt_tokens == report["task"]["example_tokens"]
+        assert next(n for n in graph.nodes if n.feature_type == "logit").clerp.startswith("Output ")
+        mib = export_report(report, "mib", "eap", 0.01)
+        assert len(mib["edges"]) == n_edges == 123_211 and mib["cfg"]["n_heads"] == n_h
+        assert all(k.count("->") == 1 for k in mib["edges"])
+        scores = EdgeAttribution.from_json(report["edge_attribution"]).method("eap").scores
+        assert [e["score"] for e in mib["edges"].values()] == scores.tolist()
+        assert 0 < sum(e["in_graph"] for e in mib["edges"].values()) <= int(0.01 * n_edges)

@@ -146,6 +146,37 @@ def decode_commands() -> Strategy:
     )  # fmt: skip
 
 
+def circuit_configs() -> Strategy:
+    from headscope.circuits.config import EDGE_METHODS, CircuitConfig
+    from headscope.circuits.sae import DECODER_NORMS, SAEConfig
+    from headscope.circuits.tasks import TASKS
+    from headscope.circuits.variants import VARIANTS
+
+    saes = st.builds(
+        _valid(SAEConfig), n_latents=st.integers(2, 4096), l1=st.none() | st.floats(0.0, 10.0),
+        lr=st.floats(1e-6, 1.0), epochs=st.integers(1, 10_000), decoder_norm=st.sampled_from(list(DECODER_NORMS)),
+    ).filter(lambda c: c is not None)  # fmt: skip
+    layers = st.none() | st.tuples(st.integers(0, 40), st.integers(1, 20)).map(lambda p: (p[0], p[0] + p[1]))
+    k_or_threshold = st.one_of(
+        st.tuples(st.none() | st.integers(1, 100_000), st.none()),
+        st.tuples(st.none(), st.floats(-10.0, 10.0, allow_nan=False)),
+    )
+
+    def build(kt: tuple[Any, Any], **kw: Any) -> Any:
+        return CircuitConfig(circuit_k=kt[0], circuit_threshold=kt[1], **kw)
+
+    return st.builds(
+        _valid(build), task=st.sampled_from([*TASKS, "custom"]), n_examples=st.integers(2, 512),
+        seed=st.integers(0, 2**31 - 1), n_train=st.integers(2, 1024), reduce=st.sampled_from(["mean", "last"]),
+        sae=saes, kt=k_or_threshold, gt_frac=st.floats(1e-6, 0.999), layers=layers,
+        sae_seed=st.none() | st.integers(0, 2**31 - 1), ig_steps=st.integers(1, 64), faithfulness=st.booleans(),
+        edges=st.booleans(), edge_heads=st.integers(2, 200), stability=st.booleans(),
+        n_bootstrap=st.integers(10, 10_000), stability_seeds=st.integers(1, 50),
+        edge_methods=st.lists(st.sampled_from(list(EDGE_METHODS)), unique=True).map(tuple),
+        edge_faithfulness=st.booleans(), intervals=st.booleans(), sae_variant=st.sampled_from(sorted(VARIANTS)),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
 def features_train_configs() -> Strategy:
     from headscope.features.collect import CORPORA
     from headscope.features.sites import TRAIN_KINDS
@@ -281,6 +312,7 @@ STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.localist.training:TrainConfig": localist_train_configs,
     "headscope.localist.train_sweep:SweepConfig": localist_sweep_configs,
     "headscope.cli.decoding:CompareCommand": decode_commands,
+    "headscope.circuits.config:CircuitConfig": circuit_configs,
     "headscope.features.train:TrainConfig": features_train_configs,
     "headscope.features.index:IndexConfig": features_index_configs,
     "headscope.features.evaluate:EvalConfig": features_eval_configs,

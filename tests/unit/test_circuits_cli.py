@@ -1,5 +1,6 @@
 """`headscope circuits run|compare|export|import|faithfulness|ablate` on a tiny model: JSON out, valid files on
-disk, values checked against the library, clear one-line errors."""
+disk, values checked against the library, clear one-line errors; edge commands (`--edge-methods`, `faithfulness
+--level edge`, `export --format mib --method --circuit-size`, `--out-dir`); `to_argv` inverts the run parser."""
 
 from __future__ import annotations
 
@@ -42,7 +43,10 @@ def _run(tmp_path: Path, name: str, *extra: str) -> list[str]:
 
 
 def test_run_compare_export_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*_run(tmp_path, "a.json", "--edges", "--stability", "--n-bootstrap", "10"), "--json"]) == 0
+    run_a = _run(
+        tmp_path, "a.json", "--edges", "--stability", "--n-bootstrap", "10", "--edge-methods", "eap,eap_ig"
+    )
+    assert main([*run_a, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     report = read_report(tmp_path / "a.json")
     assert out["report"].endswith("a.json") and out["roc_auc"] == {
@@ -53,6 +57,12 @@ def test_run_compare_export_import(tmp_path: Path, capsys: pytest.CaptureFixture
     )
     assert report["edges"] is not None and report["stability"]["n_bootstrap"] == 10
     assert report["faithfulness"] is not None
+    ea = report["edge_attribution"]
+    assert (
+        list(ea["methods"]) == ["eap", "eap_ig"] and out["edges"]["n_edges"] == ea["graph"]["n_edges"] == 110
+    )
+    curve = ea["faithfulness"]["curves"][1]
+    assert out["edges"]["faithfulness"]["eap_ig"] == {k: curve[k] for k in ("cpr", "cpr_ci", "cmd", "cmd_ci")}
     assert main([*_run(tmp_path, "b.json", "--seed", "1", "--circuit-k", "2", "--no-faithfulness")]) == 0
     assert "circuit (top_k)" in capsys.readouterr().out
     assert read_report(tmp_path / "b.json")["faithfulness"] is None
@@ -60,12 +70,29 @@ def test_run_compare_export_import(tmp_path: Path, capsys: pytest.CaptureFixture
     assert json.loads(capsys.readouterr().out)["model"] == "tiny-llama"
     for fmt in ("neuronpedia", "mib"):
         exported, back = tmp_path / f"{fmt}.json", tmp_path / f"{fmt}-back.json"
-        assert (
-            main(["circuits", "export", str(tmp_path / "a.json"), "--format", fmt, "--out", str(exported)])
-            == 0
-        )
+        argv = ["circuits", "export", str(tmp_path / "a.json"), "--format", fmt, "--out", str(exported)]
+        assert main([*argv, "--method", "eap", "--circuit-size", "20%", "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["method"] == "eap" and summary["circuit_size"] == 0.2
         assert main(["circuits", "import", str(exported), "--out", str(back)]) == 0
-        assert read_report(back) == report
+        assert read_report(back) == report and capsys.readouterr().out.startswith("report: ")
+    mib = json.loads((tmp_path / "mib.json").read_text())
+    assert len(mib["edges"]) == 110 and mib["score_method"] == "eap"
+    folder = tmp_path / "graphs"
+    argv = [
+        "circuits",
+        "export",
+        str(tmp_path / "a.json"),
+        "--format",
+        "neuronpedia",
+        "--out-dir",
+        str(folder),
+    ]
+    assert main([*argv, "--json"]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    slug = "headscope-custom-tiny-llama-eap_ig-s0"
+    assert files == [str(folder / f"{slug}.json"), str(folder / "graph-metadata.json")]
+    assert [g["slug"] for g in json.loads((folder / "graph-metadata.json").read_text())["graphs"]] == [slug]
     capsys.readouterr()
 
 
@@ -88,6 +115,74 @@ def test_faithfulness_is_computed_when_the_report_has_none(
         main(["circuits", "faithfulness", str(tmp_path / "a.json"), "--json"]) == 0
     )  # already there: no model
     assert json.loads(capsys.readouterr().out) == with_curves
+
+
+def test_edge_faithfulness_is_computed_when_the_report_has_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ("--no-faithfulness", "--edge-methods", "eap", "--n-bootstrap", "10")
+    assert main([*_run(tmp_path, "a.json", *common)]) == 0
+    assert main([*_run(tmp_path, "b.json", *common, "--no-edge-faithfulness")]) == 0
+    capsys.readouterr()
+    want = read_report(tmp_path / "a.json")["edge_attribution"]["faithfulness"]
+    assert read_report(tmp_path / "b.json")["edge_attribution"]["faithfulness"] is None
+    args = [
+        "circuits",
+        "faithfulness",
+        str(tmp_path / "b.json"),
+        "--level",
+        "edge",
+        "--task-file",
+        _task(tmp_path),
+    ]
+    assert main([*args, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in got.items() if k != "runtime_s"} == {
+        k: v for k, v in want.items() if k != "runtime_s"
+    }
+    assert main(["circuits", "faithfulness", str(tmp_path / "a.json"), "--level", "edge", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == want  # already there: no model
+    assert main(["circuits", "run", "--task", "ioi", "--edge-methods", "acdc", "--model", "tiny-llama"]) == 2
+    assert "edge_methods must be one of eap, eap_ig" in capsys.readouterr().err
+    assert main([*_run(tmp_path, "c.json", "--no-faithfulness")]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            ["circuits", "export", str(tmp_path / "c.json"), "--format", "mib", "--out", str(tmp_path / "m")]
+        )
+        == 2
+    )
+    assert "no edge scores" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"task": "ioi", "edge_methods": ("eap_ig", "eap"), "edge_faithfulness": False, "layers": (2, 5)},
+        {"circuit_threshold": 0.25, "sae_seed": 3, "ig_steps": 7, "intervals": False, "faithfulness": False},
+        {
+            "circuit_k": 4,
+            "edges": True,
+            "stability": True,
+            "stability_seeds": 2,
+            "n_bootstrap": 50,
+            "gt_frac": 0.1,
+        },
+    ],
+)
+def test_to_argv_is_the_exact_inverse_of_the_run_parser(kwargs: dict) -> None:
+    from headscope.circuits.config import CircuitConfig
+    from headscope.circuits.sae import SAEConfig
+    from headscope.cli import build_parser
+    from headscope.cli.circuits import _config, to_argv
+
+    sae = (
+        SAEConfig(n_latents=64, l1=0.125, lr=3e-3, epochs=7, decoder_norm="atoms") if kwargs else SAEConfig()
+    )
+    cfg = CircuitConfig(**{"n_examples": 6, "seed": 2, "n_train": 4, "reduce": "last", "sae": sae, **kwargs})
+    args = build_parser().parse_args(to_argv(cfg))
+    assert _config(args) == cfg
 
 
 def test_ablate_prints_the_library_values(
@@ -117,7 +212,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "out of range" in capsys.readouterr().err
     bad.write_text(json.dumps({"cfg": {"n_layers": 2, "n_heads": 4}, "nodes": {}, "edges": {}}))
     assert main(["circuits", "import", str(bad), "--out", str(tmp_path / "x.json")]) == 2
-    assert "not exported by headscope" in capsys.readouterr().err
+    assert "not MIB's graph of a 2-layer, 4-head model" in capsys.readouterr().err
     assert main(["circuits", "run", "--task", "ioi", "--epochs", "0", "--model", "tiny-llama"]) == 2
     assert "epochs must be an integer in [1, 10000]" in capsys.readouterr().err
 

@@ -1,5 +1,6 @@
-"""Reports (schema 2.0): the typed result round-trips through JSON, the ground truth stays apart from the scored
-methods, 1.0 reports migrate on read, and invalid or ill-fitting reports are refused with one line."""
+"""Reports (schema 2.1): the typed result round-trips through JSON, the ground truth stays apart from the scored
+methods, every ROC-AUC and CPR/CMD carries its bootstrap interval, 1.0 and 2.0 reports migrate on read, and invalid
+or ill-fitting reports are refused with one line."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def report(result: CircuitResult) -> dict:
 
 
 def test_report_layout(report: dict, tiny_gpt2: ModelHandle) -> None:
-    assert report["schema_version"] == SCHEMA_VERSION == "2.0"
+    assert report["schema_version"] == SCHEMA_VERSION == "2.1"
     assert report["model"]["name"] == "tiny-gpt2" and report["task"]["title"] == "letters"
     assert report["circuit_rule"] == {"method": "sae_node", "rule": "top_k", "k": 3, "size": 3}
     assert list(report["methods"]) == list(METHODS) == list(report["metrics"]) == list(report["runtime_s"])
@@ -70,6 +71,18 @@ def test_report_layout(report: dict, tiny_gpt2: ModelHandle) -> None:
     )
     assert report["task"]["example_tokens"] == list("abcabcab")
     assert any("cannot do this task" in w for w in report["warnings"])  # a random model cannot
+    assert report["intervals"]["n_bootstrap"] == 200 and report["edge_attribution"] is None
+
+
+def test_every_roc_auc_and_area_has_its_interval(report: dict) -> None:
+    for m, body in report["metrics"].items():
+        if body["roc_auc"] is not None:
+            lo, hi = body["roc_auc_ci"]
+            assert 0 <= lo <= hi <= 1, m
+    for c in report["faithfulness"]["curves"]:
+        for key in ("cpr", "cmd"):
+            lo, hi = c[f"{key}_ci"]
+            assert lo <= hi and np.isfinite([lo, hi]).all()
 
 
 def test_ground_truth_is_the_thresholded_patching_effect(report: dict) -> None:
@@ -166,7 +179,8 @@ def test_unknown_metric_keys_are_kept_and_ignored(report: dict) -> None:
 def test_a_1_0_report_migrates_on_read() -> None:
     old = json.loads(REPORT_1_0)
     new = loads_report(REPORT_1_0)
-    assert new["schema_version"] == "2.0" and "activation_patching" not in new["methods"]
+    assert new["schema_version"] == "2.1" and "activation_patching" not in new["methods"]
+    assert new["edge_attribution"] is None and new["intervals"] is None
     gt = new["ground_truth"]
     assert gt["effects"] == old["methods"]["activation_patching"]["scores"]
     assert (
@@ -184,8 +198,28 @@ def test_a_1_0_report_migrates_on_read() -> None:
     s = np.asarray(new["methods"]["sae_node"]["scores"])
     assert new["metrics"]["sae_node"]["roc"]["fpr"] == scoring.roc_curve(s, truth)[0]
     assert any("migrated from schema 1.0" in w for w in new["warnings"])
-    assert migrate(new) is new  # 2.0 passes through
+    assert migrate(new) is new  # the current version passes through
     assert CircuitResult.from_json(old).ground_truth.mode == old["ground_truth"]["mode"]
+
+
+def test_a_2_0_report_reads_as_2_1_without_the_new_parts(report: dict) -> None:
+    old = copy.deepcopy(report)
+    old["schema_version"] = "2.0"
+    for key in ("edge_attribution", "intervals", "sae"):  # what 2.1 added
+        old.pop(key, None)
+    for body in old["metrics"].values():
+        del body["roc_auc_ci"]
+    for c in old["faithfulness"]["curves"]:
+        del c["cpr_ci"], c["cmd_ci"]
+    del old["config"]["edge_methods"], old["config"]["edge_faithfulness"], old["config"]["intervals"]
+    new = loads_report(json.dumps(old))
+    assert new["schema_version"] == "2.1" and new["intervals"] is None and new["edge_attribution"] is None
+    typed = CircuitResult.from_json(old)
+    assert typed.metrics["sae_node"].roc_auc_ci is None and typed.config.edge_methods == ()
+    bad = copy.deepcopy(old)
+    bad["circuit"] = "1.2"
+    with pytest.raises(InputError, match="circuit"):
+        loads_report(json.dumps(bad))
 
 
 def test_malformed_json_and_oversize_are_clear_errors(tmp_path: Path) -> None:
@@ -194,7 +228,7 @@ def test_malformed_json_and_oversize_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="expected a JSON object"):
         loads_report(b"[1, 2]")
     with pytest.raises(InputError, match="larger than"):
-        loads_report(b" " * 3_000_000)
+        loads_report(b" " * 9_000_000)
     with pytest.raises(InputError, match="circuit report file not found"):
         read_report(tmp_path / "missing.json")
 

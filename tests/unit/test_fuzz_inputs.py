@@ -129,6 +129,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.attention.locality.LocalityDial": {},
     "headscope.circuits.ablate.AblationConfig": {},
     "headscope.circuits.config.CircuitConfig": {},
+    "headscope.circuits.edges_graph.EdgeGraph": {"n_layers": 2, "n_heads": 4, "n_kv_heads": 2},
     "headscope.circuits.sae.SAEConfig": {},
     "headscope.circuits.variants.SAEVariant": {"name": "v", "summary": "what", "motivation": "why"},
     "headscope.decoding.config.DecodeConfig": {},
@@ -151,6 +152,8 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.steering.lofit.LofitConfig": {},
 }
 NOT_CONFIGS = {  # validate themselves but take no user value: built by code from checked configs or shipped data
+    "headscope.circuits.edges_result.EdgeAttribution": "a result built by the edge run; reports read it via the codec",
+    "headscope.circuits.result.TaskInfo": "a result built from a generated task; reports read it via the codec",
     "headscope.decoding.tree.TokenTree": "a draft tree built by the decoding loop from a drafter's tokens",
     "headscope.kernels.bias.KernelBias": "tensors built from a checked LocalityDial",
     "headscope.models.catalog.CatalogEntry": "the shipped model catalog, written in code",

@@ -18,11 +18,22 @@ function hsGrid() {
     'font-family': 'sans-serif', 'font-size': 11 });
   svg.appendChild(HS.svgEl('rect', { x: 0, y: 0, width: W, height: H, fill: '#fff' }));
   if (v.title) svg.appendChild(HS.svgEl('text', { x: left, y: 18, 'font-size': 13, 'font-weight': 'bold' }, v.title));
+  // A null cell has no value (e.g. a layer the run did not analyse): hatched, never drawn as a colour of 0.
+  const hatch = `hs-hatch-${Math.random().toString(36).slice(2)}`;
+  const pat = HS.svgEl('pattern', { id: hatch, width: 6, height: 6, patternUnits: 'userSpaceOnUse',
+    patternTransform: 'rotate(45)' });
+  pat.appendChild(HS.svgEl('rect', { width: 6, height: 6, fill: '#eee' }));
+  pat.appendChild(HS.svgEl('line', { x1: 0, y1: 0, x2: 0, y2: 6, stroke: '#aaa', 'stroke-width': 2 }));
+  const defs = HS.svgEl('defs', {});
+  defs.appendChild(pat);
+  svg.appendChild(defs);
   const cells = HS.svgEl('g', {});
   for (let l = 0; l < nL; l++) {
     for (let h = 0; h < nH; h++) {
+      const missing = z[l][h] === null || z[l][h] === undefined;
       cells.appendChild(HS.svgEl('rect', { x: left + h * cw, y: top + l * ch, width: cw - 1, height: ch - 1,
-        fill: HS.color(scale, z[l][h], lo, hi), 'data-cell': `${l}.${h}` }));
+        fill: missing ? `url(#${hatch})` : HS.color(scale, z[l][h], lo, hi), 'data-cell': `${l}.${h}`,
+        ...(missing ? { 'data-missing': '1' } : {}) }));
     }
   }
   svg.appendChild(cells);
