@@ -139,16 +139,20 @@ class JobControls:
         inputs: dict[str, Any],
         outputs: dict[str, Any],
         api_name: str | None = None,
+        view: bool = False,
         **event: Any,
     ) -> Any:
-        """`wiring.bind` for a job: the JOB_EVENT group, progress on the status line only (never an overlay on
-        every output panel), Cancel shown while it runs. Returns the job's event (chain `.success(draw)`)."""
-        from headscope.app.state import JOB_EVENT
+        """`wiring.bind` for a job: the JOB_EVENT group (`view=True`: the VIEW_EVENT group, for a view that runs
+        as a cancellable job and must never queue behind long jobs), progress on the status line only (never an
+        overlay on every output panel), Cancel shown while it runs. Returns the job's event (chain
+        `.success(draw)`)."""
+        from headscope.app.state import JOB_EVENT, VIEW_EVENT
         from headscope.app.wiring import bind
 
+        group = {**(VIEW_EVENT if view else JOB_EVENT), "show_progress": "full"}
         job = bind(
             trigger, fn, inputs=inputs, outputs=outputs, api_name=api_name,
-            show_progress_on=[self.status], **{**JOB_EVENT, **event},
+            show_progress_on=[self.status], **{**group, **event},
         )  # fmt: skip
         self.running(trigger, job)
         return job

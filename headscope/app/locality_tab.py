@@ -219,7 +219,7 @@ def build(ctx: AppContext) -> None:
     views = {"summary": summary, "grid": grid, "delta": delta, "strip": strip, "heads": heads_table,
              "file": raw.file}  # fmt: skip
     done = controls.bind(
-        run.click, analyse, inputs=common, outputs={"raw": raw.json}, api_name="locality_analyse"
+        run.click, analyse, inputs=common, outputs={"raw": raw.json}, api_name="locality_analyse", view=True
     )
     draw_in = {"raw": raw.json, "selection": ctx.selection.state}
     bind(done.success, draw_entropy, inputs=draw_in, outputs=views, api_visibility="private", queue=False)
@@ -234,7 +234,7 @@ def build(ctx: AppContext) -> None:
             labels=["the model as is (λ = 0)", "distance dial at λ = 0.6", "a repeated phrase (induction heads)"],
         )  # fmt: skip
         ran = controls.bind(ex.load_input_event.then, analyse, inputs=common, outputs={"raw": raw.json},
-                            api_visibility="private")  # fmt: skip
+                            api_visibility="private", view=True)  # fmt: skip
         bind(ran.success, draw_entropy, inputs=draw_in, outputs=views, api_visibility="private", queue=False)
     for view in (grid, delta):
         ctx.selection.connect_grid(view)
