@@ -85,7 +85,7 @@ def fmt_prob(p: Any) -> str:
 
 
 def _round(x: Any, digits: int) -> Any:
-    # numpy scalars register as numbers.Integral / numbers.Real: no array library needed here
+    # array scalars register as numbers.Integral / numbers.Real: no array library needed here
     if isinstance(x, bool):
         return x
     if isinstance(x, numbers.Integral):
