@@ -100,8 +100,8 @@ QUIET: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibil
 @dataclass(frozen=True)
 class JobControls:
     """A status line (where the job's progress bar is drawn: the one place a job reports progress) and a Cancel
-    button wired to this visitor's job in `slot`, shown only while a job started through `bind` / `running`
-    runs."""
+    button wired to this visitor's job in `slot`, shown only while a job started through `bind` (or wired with
+    `show_on` / `hide_after`) runs."""
 
     slot: str
     status: gr.Markdown
@@ -125,10 +125,14 @@ class JobControls:
         stop.click(on_cancel, inputs=None, outputs=[status], api_name=f"{slot}_cancel", queue=False)
         return cls(slot, status, stop)
 
-    def running(self, start: Callable[..., Any], job: Any) -> None:
-        """Show Cancel when `start` fires (a listener: `button.click`) and hide it when the `job` event ends,
-        however it ends."""
+    def show_on(self, start: Callable[..., Any]) -> None:
+        """Show Cancel when `start` fires (a listener: `button.click`). Register it BEFORE the job's own event
+        on the same trigger: the page runs one trigger's events in the order they were added, so a later one
+        would show the button only after the job has ended."""
         start(_shown, None, [self.cancel], **QUIET)
+
+    def hide_after(self, job: Any) -> None:
+        """Hide Cancel when the `job` event ends, however it ends."""
         job.then(_hidden, None, [self.cancel], **QUIET)
 
     def bind(
@@ -150,9 +154,10 @@ class JobControls:
         from headscope.app.wiring import bind
 
         group = {**(VIEW_EVENT if view else JOB_EVENT), "show_progress": "full"}
+        self.show_on(trigger)
         job = bind(
             trigger, fn, inputs=inputs, outputs=outputs, api_name=api_name,
             show_progress_on=[self.status], **{**group, **event},
         )  # fmt: skip
-        self.running(trigger, job)
+        self.hide_after(job)
         return job

@@ -213,8 +213,7 @@ def build(ctx: AppContext) -> None:
         k = ranged_number("k", 1, 64, 5, integer=True, scale=0, min_width=100)
         add_low = gr.Button("Select the k lowest-entropy heads", size="sm")
         add_moved = gr.Button("Select the k heads the dial changes most", size="sm")
-    heads_table = gr.Dataframe(label="Heads (click a header to sort)", interactive=False, max_height=360,
-                               visible=False)  # fmt: skip
+    heads_table = gr.Dataframe(label="Heads (click a header to sort)", interactive=False, max_height=360)
     raw = RawResult("entropy result")
     views = {"summary": summary, "grid": grid, "delta": delta, "strip": strip, "heads": heads_table,
              "file": raw.file}  # fmt: skip
@@ -258,8 +257,8 @@ def build(ctx: AppContext) -> None:
     gr.Markdown(f"### λ sweep (11 points, the text's first {SWEEP_TOKENS} tokens)")
     go_sweep = gr.Button("Sweep λ from 0 to 1")
     sweep_ctl = jobs.JobControls.build("locality_sweep")
-    curves = Plot(label="λ sweep", visible=False)
-    sweep_rows = gr.Dataframe(label="λ sweep (click a header to sort)", interactive=False, visible=False)
+    curves = Plot(label="λ sweep")
+    sweep_rows = gr.Dataframe(label="λ sweep (click a header to sort)", interactive=False)
     sweep_raw = RawResult("λ sweep")
     sweep_in = {k_: v for k_, v in common.items() if k_ != "lam"}
     swept = sweep_ctl.bind(go_sweep.click, sweep, inputs=sweep_in, outputs={"raw": sweep_raw.json},
