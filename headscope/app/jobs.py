@@ -132,8 +132,10 @@ class JobControls:
         start(_shown, None, [self.cancel], **QUIET)
 
     def hide_after(self, job: Any) -> None:
-        """Hide Cancel when the `job` event ends, however it ends."""
+        """Hide Cancel when the `job` event ends, however it ends (`.then` does not run after a failed or
+        cancelled event: `.failure` does)."""
         job.then(_hidden, None, [self.cancel], **QUIET)
+        job.failure(_hidden, None, [self.cancel], **QUIET)
 
     def bind(
         self,

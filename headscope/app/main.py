@@ -31,6 +31,10 @@ for _module in TAB_MODULES:
 session_parts = SessionParts()  # what the last built demo keeps in a session file (tests, tools)
 QUEUE_MAX_SIZE = 64  # beyond this, callers are told the app is busy instead of piling up
 TITLE = "headscope — interpretability workbench"
+# A job's status line: gradio marks the progress target of an event that ended in an error (a refusal, a Cancel)
+# with a red "Error" badge that stays. The toast already says what happened — "Cancelled" in grey for a Cancel,
+# the refusal's one line otherwise — and the Cancel button's handler writes the line itself.
+APP_CSS = ".hs-job-status .error { display: none !important; }"
 
 
 GRADIO_CACHE_S = 3600  # gradio's own copies of served files: checked and removed after an hour
@@ -85,7 +89,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, block: bool = False) ->
         ssr_mode=False,
         show_error=True,
         run_history=False,
-        max_file_size="16mb",  # session files carry figures and reports; each reader checks its own limit
+        max_file_size="16mb",
+        css=APP_CSS,  # session files carry figures and reports; each reader checks its own limit
         prevent_thread_lock=not block,
         quiet=not block,
     )
