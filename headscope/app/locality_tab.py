@@ -24,7 +24,7 @@ from headscope.cli.probes import to_argv
 from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.probes import MAX_PATTERN_TOKENS, SweepConfig, SweepResult, eval_tokens, sweep_locality
-from headscope.probes.view import EntropyView, PatternView, entropy_view, pattern_view
+from headscope.probes.view import EntropyView, PatternView, ViewConfig, entropy_view, pattern_view
 from headscope.selection import HeadSet
 
 APP_MAX_TOKENS = 1024  # one user's analysis must not hold the shared model for long
@@ -97,8 +97,8 @@ def _shown_heads(inputs: dict[str, Any], handle: ModelHandle) -> list[tuple[int,
 # ---- events ------------------------------------------------------------------------------------------------------
 def analyse(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics:
-    `raw` = `probes.EntropyView` JSON. Long texts take seconds, so it runs as a (cancellable) job; a visitor may
-    run several at once."""
+    `raw` = `probes.EntropyView` JSON. Long texts take seconds, so it runs as a (cancellable) job carrying its
+    CLI command (`headscope locality view`); a visitor may run several at once."""
     dial = _dial(inputs)
     text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
     handle = STORE.get(str(inputs["model"]))
@@ -111,7 +111,9 @@ def analyse(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         view = entropy_view(handle, text_ok, dial, max_tokens=limit, shown=shown, progress=report)
         return view.to_json()
 
-    spec = jobs.JobSpec("entropy view", work, model=handle.identity.name)
+    cfg = ViewConfig(dial, str(shown) if shown else None, limit)
+    command = tuple(to_argv(cfg, model=handle.identity.name, text=text_ok))  # a cluster runs the same view
+    spec = jobs.JobSpec("entropy view", work, model=handle.identity.name, command=command)
     payload = jobs.run(
         spec, request=ctx.request, slot="locality_analyse", progress=ctx.progress, single=False
     )

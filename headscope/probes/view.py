@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from jaxtyping import Float
 
+from headscope import checks
 from headscope.attention.locality import LocalityDial
 from headscope.codec import JsonCodec, jfield
+from headscope.errors import InputError
 from headscope.models.handle import ModelHandle
 from headscope.probes.probe import (
     ProbeConfig,
@@ -24,12 +26,36 @@ from headscope.probes.probe import (
     probe_attention,
 )
 from headscope.progress import Progress
-from headscope.selection import HeadSet
+from headscope.selection import HeadSet, pattern_text
+
+MAX_VIEW_TOKENS = 2048  # the eager probes hold N×N patterns per layer: the app asks for at most 1024
 
 
 def uniform_ceiling_bits(n: int) -> float:
     """Mean over queries of log2(i + 1): the mean entropy of uniform causal attention over n tokens."""
     return sum(math.log2(i) for i in range(1, n + 1)) / n if n > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ViewConfig(JsonCodec):
+    """`headscope locality view`: the dial (its λ included; λ > 0 adds the λ = 0 baseline), the heads whose
+    per-token entropy is kept (pattern text, "9.4, 12.*"; None: the strip averages every head) and the token
+    limit (a longer text is refused, never cut)."""
+
+    dial: LocalityDial = field(default_factory=LocalityDial)
+    shown: str | None = None
+    max_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dial, LocalityDial):
+            raise InputError(f"dial must be a LocalityDial, got {type(self.dial).__name__}")
+        object.__setattr__(self, "shown", pattern_text(self.shown) or None)
+        object.__setattr__(
+            self, "max_tokens", checks.integer(self.max_tokens, "max_tokens", 2, MAX_VIEW_TOKENS)
+        )
+
+    def shown_heads(self, handle: ModelHandle) -> HeadSet | None:
+        return HeadSet.parse(self.shown, handle.facts.n_layers, handle.facts.n_heads) if self.shown else None
 
 
 @dataclass(frozen=True, eq=False)

@@ -237,3 +237,23 @@ def test_the_sweep_job_carries_the_equivalent_cli_command(
     assert cli(argv) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["rows"] == raw["rows"] and got["dial"] == raw["dial"] and got["dial"]["heads"] == "0.1, 1.3"
+
+
+def test_the_entropy_view_job_carries_the_equivalent_cli_command(
+    app_url: str, capsys: pytest.CaptureFixture
+) -> None:
+    """`headscope locality view --json` with the tab's dial and shown heads gives the tab's JSON exactly."""
+    import json
+
+    from headscope.attention import LocalityDial
+    from headscope.cli import main as cli
+    from headscope.cli.probes import to_argv
+    from headscope.probes.view import ViewConfig
+
+    c = Client(app_url, verbose=False)
+    c.predict("0.1, 1.3", MODEL, api_name="/selection_set")
+    raw = _analyse(c, 0.4, scope="selected heads only")
+    cfg = ViewConfig(LocalityDial(lam=0.4, beta=3.0, heads="0.1, 1.3"), "0.1, 1.3", tab.APP_MAX_TOKENS)
+    capsys.readouterr()
+    assert cli([*to_argv(cfg, model=MODEL, text=TEXT), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == raw

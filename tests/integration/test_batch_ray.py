@@ -106,6 +106,12 @@ def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
     assert there == here and len(here["rows"]) == len(tab.SWEEP_LAMBDAS)
     drawn_here, drawn_there = (tab.draw_sweep({"raw": r}, Ctx()) for r in (here, there))
     assert drawn_there["status"] == drawn_here["status"] and drawn_there["table"] == drawn_here["table"]
+    # the entropy view job too (`headscope locality view`): the same JSON from the cluster
+    view_in = {**tab_in, "lam": 0.5}
+    here = tab.analyse(view_in, Ctx())["raw"]
+    with jobs.using_runner(jobs.RUNNERS["ray"]()):
+        there = tab.analyse(view_in, Ctx())["raw"]
+    assert there == here and here["baseline"] is not None
 
     runner = RayJobRunner()
     sweep = ("locality", "sweep", "--model", "tiny-gpt2", "--text", TEXT, "--lambdas", "0,0.5,1")
