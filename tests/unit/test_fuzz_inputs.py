@@ -135,6 +135,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.probes.probe.ProbeConfig": {},
     "headscope.probes.report.EntropyConfig": {},
     "headscope.probes.sweep.SweepConfig": {},
+    "headscope.probes.view.ViewConfig": {},
     "headscope.steering.contrastive.ContrastiveConfig": {},
     "headscope.steering.direction.SteerConfig": {},
     "headscope.steering.generate.GenConfig": {},
