@@ -96,7 +96,9 @@ def user_errors(fn: F) -> F:
             # A Cancel is what the visitor asked for, not a failure: a grey "Cancelled" note, and the event
             # ends without a red error (the Cancel button's status line says when the model is free).
             msg = html.escape(str(e), quote=False)
-            gr.Info(msg, title="Cancelled")
+            gr.Info(
+                msg[:1].upper() + msg[1:], title="Cancelled"
+            )  # "Cancelled during '…'" (the toast says "Info")
             raise gr.Error(msg, title="Cancelled", visible=False, print_exception=False) from None
         except HeadscopeError as e:
             raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None

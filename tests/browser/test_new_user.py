@@ -150,7 +150,9 @@ def test_a_job_reports_in_one_status_line_and_cancel_reads_cancelled(page) -> No
     _visible(
         status.get_by_text(re.compile(r"cancelled 'λ sweep on smollm2-135m' during .*the model is free"))
     ).wait_for()
-    toast = _visible(page.locator('[data-testid="toast-body"]').filter(has_text="Cancelled"))
+    toast = _visible(
+        page.locator('[data-testid="toast-body"]').filter(has_text=re.compile(r"Cancelled during 'λ point"))
+    )
     toast.wait_for()
     texts = _toasts(page)
     assert not [t for t in texts if "Error" in t], texts  # a Cancel is not an error
