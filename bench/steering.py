@@ -1,216 +1,179 @@
-"""Steering benchmark on the default model, CPU. Prints one JSON object and writes
-bench/results/steering_cpu_2core.json.
+"""Steering benchmark on the default model, CPU: every steering result beside its baselines, with error bars.
+Prints one JSON object and writes bench/results/steering_cpu_2core.json. These are not timing figures (seconds are
+recorded only to size the run); conditions (commit, threads, load before / after, command) through
+bench/conditions.py.
 
-Contrastive part: the built-in sentiment contrast set at the library defaults (layer = 0.3 of depth, α relative to
-the residual norm at that layer, GLOV's last-position rule). For each of the set's prompts: the effect (Δ of
-[log p(positives) − log p(negatives)] as continuations, nats) beside its cost — perplexity of the steered
-continuation under the unsteered model against the unsteered continuation's, and the distinct-token ratio. The
-bar (issue 13): perplexity ratio ≤ 2 and distinct ≥ 0.5 while the effect is positive. Baseline in the same run:
-the previous defaults (layer 15, raw α 4 on a mean that included position 0, ‖v‖ ≈ 186), reproduced exactly as a
-relative α (α_rel = 4‖v_old‖/r).
+Contrastive part (papers.md §10.4): the built-in sentiment contrast set at the library defaults (layer 0.3 of
+depth, α = 0.2 of the residual norm, GLOV's last-position rule), read by `steering.side_by_side` over the first
+12 of the set's 24 prompts (16-token greedy continuations; the run's budget on a loaded 2-core machine): the rows none / prompting ("Write in a positive, happy tone.") / steering / steering + prompting, each
+with the held-out margin effect (40 + 40 texts never used to build the vector; 95 % bootstrap CI over prompts and
+texts), the judge's share of positive continuations (and the judge's own leave-one-out accuracy), and the cost
+(perplexity under the unsteered model, its ratio to none, distinct-1 / distinct-2), CIs over prompts.
 
-LoFiT part (as before): both steps on a built-in task; held-out accuracy / target log-prob with the K = 3 %
-selected heads against the same K heads drawn at random (seeded draws, trained identically) in the same run.
+LoFiT part (papers.md §10.5), per built-in task (antonyms, ioi; 200 held-out items each): both LoFiT steps, the
+rows none / prompting / LoFiT / LoFiT + prompting (accuracy with a bootstrap CI over items, target log-prob, and
+the cost of 8-token continuations of 8 held-out prompts), and the permutation test: R random head sets of the same
+size, each trained with step 2's budget, their accuracies, LoFiT's percentile among them and
+p = (1 + #{random ≥ LoFiT}) / (R + 1).
 
-Threads default to 1: on the shared 2-core machines two torch threads under contention ran a training step 5-10x
-slower than one. The load average is recorded at the start and the end.
+Each part is cached under --cache (a JSON per part and argument set), so a long run that stops can resume; the
+result records each part's own start / end load and seconds. One torch thread by default (the shared 2-core
+machines run a training step 5-10× slower on two contended threads than on one).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
-import statistics
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root holds `bench`
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch
-from tqdm import tqdm
-
-from headscope.models import ModelHandle, hooks
-from headscope.progress import Progress
-from headscope.steering import (
-    ContrastiveConfig,
-    GenConfig,
-    SteerConfig,
-    SteeringVector,
-    compare,
-    contrastive_vector,
-)
-from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION
-from headscope.steering.lofit import (
-    HeadOffsets,
-    LofitConfig,
-    lofit,
-    random_heads,
-    train_biases,
-)
-from headscope.steering.scoring import Metrics, evaluate
-from headscope.steering.tasks import ContrastSet, TaskData, load_contrast, load_task
+from bench import conditions
 
 RESULT = Path(__file__).parent / "results" / "steering_cpu_2core.json"
+CACHE = Path(os.environ.get("HEADSCOPE_CACHE", Path.home() / ".cache" / "headscope")) / "bench_steering"
 
 
-def _bar() -> Progress:
-    """One tqdm bar (stderr) per training phase, fed by `(stage, fraction)` ("<phase> step i/n (loss x)")."""
-    bars: dict[str, tqdm] = {}
+def _bar(desc: str) -> Any:
+    """(stage, fraction) progress → one tqdm bar on stderr."""
+    from tqdm import tqdm
 
-    def on_step(stage: str, fraction: float) -> None:
-        phase, _, rest = stage.partition(" step ")
-        if not rest:
-            return
-        step, total = (int(x) for x in rest.split(" ")[0].split("/"))
-        if phase not in bars:
-            bars[phase] = tqdm(total=total, desc=phase, leave=False)
-        bars[phase].update(1)
-        bars[phase].set_postfix_str(rest.split(" ", 1)[1].strip("()"))
-        if step == total:
-            bars.pop(phase).close()
+    bar = tqdm(total=1000, desc=desc, leave=False)
 
-    return on_step
+    def say(stage: str, frac: float) -> None:
+        bar.update(max(0, round(1000 * frac) - bar.n))
+        bar.set_postfix_str(stage[:50])
+
+    return say
 
 
-def _old_default_vector(
-    handle: ModelHandle, cs: ContrastSet, layer: int, ref: torch.Tensor
-) -> SteeringVector:
-    """The previous release's vector: mean over every position, position 0 (the attention sink) included."""
-    name = hooks.resid(layer, "post")
+def contrastive_part(handle: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from headscope.steering import ContrastiveConfig, GenConfig, SteerConfig, contrastive_vector
+    from headscope.steering.comparison import SideBySideConfig
+    from headscope.steering.contrastive import compare_vector
+    from headscope.steering.heldout import HeldOut
+    from headscope.steering.tasks import load_contrast
 
-    def side(texts: tuple[str, ...]) -> torch.Tensor:
-        return torch.stack(
-            [handle.run_with_cache(handle.tokenize(t), [name])[1][name][0].mean(0) for t in texts]
-        )
-
-    v = side(cs.positives).mean(0) - side(cs.negatives).mean(0)
-    return SteeringVector(v.float(), ref, "contrastive", hook=name)
-
-
-def _prompt_rows(
-    handle: ModelHandle, sv: SteeringVector, cs: ContrastSet, steer: SteerConfig, gen: GenConfig, desc: str
-) -> dict:
-    rows = []
-    for prompt in tqdm(cs.prompts, desc=desc, leave=False):
-        c = compare(handle, sv, prompt, cs.positives, cs.negatives, steer, gen)
-        js = c.to_json()
-        rows.append({"prompt": prompt, "effect": js["effect"], **js["cost"], "unsteered": c.unsteered.text,
-                     "steered": c.steered.text})  # fmt: skip
-        rows[-1].pop("bounds")
-    keys = ("effect", "perplexity_unsteered", "perplexity_steered", "perplexity_ratio", "distinct_steered")
-    mean = {k: round(statistics.mean(r[k] for r in rows), 4) for k in keys}
+    cs = load_contrast("sentiment")
+    prompts = cs.prompts[: args.prompts]
+    sv = contrastive_vector(handle, cs.positives, cs.negatives, ContrastiveConfig())
+    sbs = SideBySideConfig(GenConfig(args.max_new_tokens), cs.instruction, args.resamples, args.seed)
+    texts = HeldOut(cs.heldout_positives, cs.heldout_negatives)
+    res = compare_vector(handle, sv, prompts, SteerConfig(), sbs, texts=texts, progress=_bar("contrastive"))
+    js = res.to_json()
+    ev = js.pop("evaluation")
     return {
-        "alpha": steer.alpha, "position": steer.position, "layer": sv.layer,
-        "direction_norm": round(float(sv.direction.norm()), 3), "ref_norm": round(float(sv.ref_norm), 3),
-        "natural_alpha": round(sv.natural_alpha, 4), "added_norm_over_ref": round(abs(steer.alpha), 4),
-        "mean": mean, "fluent_prompts": sum(r["fluent"] for r in rows), "n_prompts": len(rows),
-        "headline": rows[0], "prompts": rows,
+        "contrast_set": cs.name, "n_defining": [len(cs.positives), len(cs.negatives)],
+        "n_heldout": [len(cs.heldout_positives), len(cs.heldout_negatives)], "n_prompts": len(prompts),
+        "instruction": cs.instruction, "max_new_tokens": args.max_new_tokens, "rows": _rows(ev["rows"]),
+        "judge": ev["judge"], "legend": ev["legend"], "headline": {k: js[k] for k in ("prompt", "effect")}
+        | {"unsteered": js["unsteered"]["text"], "steered": js["steered"]["text"]},
+        "vector": {k: js[k] for k in ("site", "layer", "alpha", "position", "added_norm", "ref_norm", "natural_alpha")},
+        "continuations": {p["prompt"]: {c: g["text"] for c, g in p["continuations"].items()} for p in ev["prompts"]},
     }  # fmt: skip
 
 
-def contrastive_part(handle: ModelHandle, args: argparse.Namespace) -> dict:
-    cs = load_contrast("sentiment")
-    gen = GenConfig(args.max_new_tokens)
-    sv = contrastive_vector(handle, cs.positives, cs.negatives, ContrastiveConfig())
-    out = {"contrast_set": cs.name, "n_positive": len(cs.positives), "n_negative": len(cs.negatives),
-           "max_new_tokens": gen.max_new_tokens}  # fmt: skip
-    out["defaults"] = _prompt_rows(handle, sv, cs, SteerConfig(), gen, "defaults")
-    old_layer = 15
-    ref = contrastive_vector(handle, cs.positives, cs.negatives, ContrastiveConfig(old_layer)).ref_norm
-    old = _old_default_vector(handle, cs, old_layer, ref)
-    old_alpha = 4.0 * float(old.direction.norm()) / float(ref)
-    out["previous_defaults"] = _prompt_rows(
-        handle, old, cs, SteerConfig(round(old_alpha, 4), "last"), gen, "old"
+def _rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["condition"]: r["measures"] for r in rows}
+
+
+def lofit_part(handle: Any, task_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from headscope.steering.lofit import LofitConfig, lofit
+    from headscope.steering.tasks import load_task
+
+    task = load_task(task_name)
+    cfg = LofitConfig(scale_steps=args.scale_steps, bias_steps=args.bias_steps, bias_lr=args.bias_lr,
+                      seed=args.seed, random_sets=args.random_sets, resamples=args.resamples)  # fmt: skip
+    res = lofit(handle, task, cfg, _bar(f"lofit {task_name}"))
+    js = res.to_json()
+    ev = js["evaluation"]["evaluation"]
+    return {
+        "task": task.name, "n_train": len(task.train), "n_heldout": len(task.heldout),
+        "instruction": task.instruction, "k_heads": len(res.trained_offsets.heads), "heads": js["heads"],
+        "steps": {"scales": cfg.scale_steps, "biases": cfg.bias_steps, "batch_size": cfg.batch_size,
+                  "bias_lr": cfg.bias_lr},
+        "rows": _rows(ev["rows"]), "chance": js["chance"], "verdict": js["verdict"], "train_loss": js["train_loss"],
+        "trainable_parameters": js["trainable_parameters"], "full_finetune_parameters": js["full_finetune_parameters"],
+        "continuations": {p["prompt"]: {c: g["text"] for c, g in p["continuations"].items()} for p in ev["prompts"]},
+    }  # fmt: skip
+
+
+def _cached(name: str, args: argparse.Namespace, run: Any) -> dict[str, Any]:
+    """A part's result, from the cache when the same part ran with the same arguments (--fresh after a change
+    to the code); each part records the commit it ran at and its own load."""
+    key = {k: v for k, v in vars(args).items() if k not in ("part", "fresh", "no_write", "cache")}
+    path = (
+        Path(args.cache)
+        / f"{name}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}.json"
     )
-    d = out["defaults"]
-    out["bar_met"] = (
-        d["mean"]["effect"] > 0 and d["headline"]["effect"] > 0 and d["headline"]["fluent"]
-        and d["mean"]["perplexity_ratio"] <= 2.0 and d["mean"]["distinct_steered"] >= 0.5
-    )  # fmt: skip
+    if path.exists() and not args.fresh:
+        return json.loads(path.read_text())
+    before, t0 = conditions.load_average(), time.perf_counter()
+    out = {**run(), "commit": conditions._git("rev-parse", "HEAD"), "load_average_before": before, "load_average_after": conditions.load_average(),
+           "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
     return out
 
 
-def _random_draw(
-    handle: ModelHandle, task: TaskData, cfg: LofitConfig, k: int, seed: int, on_step: Progress
-) -> tuple[list, Metrics]:
-    f = handle.facts
-    heads = random_heads(f.n_layers, f.n_heads, k, seed)
-    biases, _ = train_biases(handle, task.train, heads, cfg, on_step, phase=f"random heads (seed {seed})")
-    return heads, evaluate(handle, task.heldout, fwd_hooks=HeadOffsets(tuple(heads), biases).hooks(f.n_heads))
-
-
-def lofit_part(handle: ModelHandle, args: argparse.Namespace) -> dict:
-    task = load_task(args.task)
-    cfg = LofitConfig(
-        scale_steps=args.scale_steps, bias_steps=args.bias_steps, bias_lr=args.bias_lr, seed=args.seed
-    )
-    on_step = _bar()
-    t1 = time.perf_counter()
-    res = lofit(handle, task, cfg, on_step)  # includes the first random draw (seed = cfg.seed)
-    k = len(res.offsets.heads)
-    draws = (
-        [(list(res.random_offsets.heads), res.random_after)]
-        if res.random_offsets and res.random_after
-        else []
-    )
-    for i in range(1, args.random_draws):
-        draws.append(_random_draw(handle, task, cfg, k, args.seed + i, on_step))
-    rand_acc = statistics.mean(m.accuracy for _, m in draws)
-    rand_lp = statistics.mean(m.mean_target_logprob for _, m in draws)
-    js = res.to_json()
-    return {
-        "task": task.name, "n_train": len(task.train), "n_heldout": len(task.heldout),
-        "steps": {"scales": cfg.scale_steps, "biases": cfg.bias_steps, "batch_size": cfg.batch_size},
-        "k_heads": k, "k_share": round(k / (handle.facts.n_layers * handle.facts.n_heads), 4),
-        "selected_heads": js["heads"],
-        "heldout_before": js["heldout_before"], "heldout_lofit": js["heldout_after"],
-        "heldout_random": [{"heads": [list(h) for h in heads], **m.to_json()} for heads, m in draws],
-        "random_mean": {"accuracy": round(rand_acc, 4), "mean_target_logprob": round(rand_lp, 4)},
-        "margin_vs_random": {
-            "accuracy": round(res.after.accuracy - rand_acc, 4),
-            "mean_target_logprob": round(res.after.mean_target_logprob - rand_lp, 4),
-        },
-        "lofit_beats_random": res.after.accuracy > rand_acc
-        or (res.after.accuracy == rand_acc and res.after.mean_target_logprob > rand_lp),
-        "train_loss": js["train_loss"],
-        "trainable_parameters": res.trainable_parameters, "step1_parameters": res.step1_parameters,
-        "full_finetune_parameters": res.full_finetune_parameters,
-        "full_finetune_ratio": round(res.full_finetune_parameters / res.trainable_parameters),
-        "seconds": round(time.perf_counter() - t1, 1),
-    }  # fmt: skip
+def _summary(out: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a reader wants first: effect and cost per condition, LoFiT against chance."""
+    s: dict[str, Any] = {}
+    if "contrastive" in out:
+        rows = out["contrastive"]["rows"]
+        s["sentiment"] = {c: {m: rows[c][m]["value"] for m in ("margin_effect", "judged_positive", "perplexity")}
+                          for c in rows}  # fmt: skip
+    for name, part in out.get("lofit", {}).items():
+        s[name] = {c: part["rows"][c]["accuracy"]["value"] for c in part["rows"]} | {
+            "verdict": part["verdict"],
+            "random_mean": part["chance"]["random_mean"] if part["chance"] else None,
+        }
+    return s
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--part", choices=["all", "contrastive", "lofit"], default="all")
-    ap.add_argument("--max-new-tokens", type=int, default=24)
-    ap.add_argument("--task", default="antonyms")
+    ap.add_argument("--tasks", default="antonyms,ioi", help="LoFiT tasks, comma-separated")
+    ap.add_argument("--prompts", type=int, default=12, help="sentiment prompts (the first N of the set's 24)")
+    ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scale-steps", type=int, default=30)
     ap.add_argument("--bias-steps", type=int, default=30)
     ap.add_argument("--bias-lr", type=float, default=0.1)
-    ap.add_argument("--random-draws", type=int, default=3)
+    ap.add_argument("--random-sets", type=int, default=20)
+    ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default=str(CACHE), help="folder of finished parts (resumable runs)")
+    ap.add_argument("--fresh", action="store_true", help="ignore cached parts")
     ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/results")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    out: dict = {"bench": "steering", "model": args.model, "device": "cpu", "threads": args.threads,
-                 "torch": torch.__version__, "load_average_start": [round(x, 2) for x in os.getloadavg()],
-                 "defaults": {"alpha": DEFAULT_ALPHA, "position": DEFAULT_POSITION}}  # fmt: skip
+    cond = conditions.start(args.threads)
+    from headscope.models import ModelHandle
+
     handle = ModelHandle.load(args.model, device="cpu")
+    out: dict[str, Any] = {"bench": "steering", "model": args.model, "note": "not timing figures"}
     if args.part in ("all", "contrastive"):
-        out["contrastive"] = contrastive_part(handle, args)
+        out["contrastive"] = _cached("contrastive", args, lambda: contrastive_part(handle, args))
     if args.part in ("all", "lofit"):
-        out["lofit"] = lofit_part(handle, args)
-    out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    out["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(out))
-    if not args.no_write:
-        RESULT.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        tasks = [t for t in args.tasks.split(",") if t]
+        out["lofit"] = {
+            t: _cached(f"lofit-{t}", args, lambda t=t: lofit_part(handle, t, args)) for t in tasks
+        }
+    out["summary"] = _summary(out)
+    if args.no_write:
+        print(json.dumps({"conditions": conditions.finish(cond), **out}))
+    else:
+        conditions.write(out, RESULT, cond)
 
 
 if __name__ == "__main__":

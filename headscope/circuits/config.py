@@ -9,6 +9,7 @@ from typing import Any, Literal
 from headscope import checks
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import TASKS
+from headscope.circuits.variants import DEFAULT_VARIANT, check_variant
 from headscope.codec import JsonCodec
 from headscope.errors import InputError
 
@@ -55,6 +56,7 @@ class CircuitConfig(JsonCodec):
     stability: bool = False  # bootstrap over pairs and SAE seeds
     n_bootstrap: int = 200
     stability_seeds: int = 5  # SAE seeds retrained for stability
+    sae_variant: str = DEFAULT_VARIANT  # the SAE variant behind sae_node / sae_edge (circuits/variants.py)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -82,6 +84,7 @@ class CircuitConfig(JsonCodec):
         set_(self, "edge_heads", checks.integer(self.edge_heads, "edge_heads", 2, 200))
         set_(self, "n_bootstrap", checks.integer(self.n_bootstrap, "n_bootstrap", 10, 10_000))
         set_(self, "stability_seeds", checks.integer(self.stability_seeds, "stability_seeds", 1, 50))
+        set_(self, "sae_variant", check_variant(self.sae_variant))
 
     @property
     def sae_seed_used(self) -> int:

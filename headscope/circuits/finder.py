@@ -41,10 +41,13 @@ from headscope.circuits.result import (
     TaskInfo,
     head_name,
 )
-from headscope.circuits.sae import codes, train_sae
 from headscope.circuits.stability import Samples, stability
 from headscope.circuits.stability import warnings as stability_warnings
 from headscope.circuits.tasks import TaskData, make_task
+from headscope.circuits.variants import VARIANTS, SAERecord
+from headscope.circuits.variants_fit import VariantRun, fit_variant
+from headscope.circuits.variants_fit import edge_scores as variant_edge_scores
+from headscope.circuits.variants_read import read_heads
 from headscope.models import ModelHandle
 from headscope.progress import Progress, StepCounter
 
@@ -93,36 +96,42 @@ class SAERun:
     codes: Tensor  # [examples, head_total]
     info: SAEInfo
     runtime: dict[str, float]
-    x: Tensor  # head outputs [examples, head_total, d_model] (kept for stability's extra seeds)
+    x: Tensor  # head outputs [examples, head_total, d_model] as read (kept for stability's extra seeds)
+    fit: VariantRun  # the variant's stored per-example data, resolved settings and trained SAE
 
 
-def _sae_codes(x: Tensor, cfg: CircuitConfig, l1: float, seed: int) -> tuple[Tensor, Any, int]:
-    n_train = min(cfg.n_train, x.shape[0])
-    train = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n_train]
-    trained = train_sae(x[train].reshape(-1, x.shape[-1]), cfg.sae, seed, l1=l1)
-    return codes(trained.sae, x), trained, n_train  # codes over every example, the training ones included
+def _fit(
+    x: Tensor, prep: patching.Prepared, cfg: CircuitConfig, l1: float, seed: int, n_heads: int
+) -> VariantRun:
+    r = VARIANTS[cfg.sae_variant].resolve(cfg.reduce, cfg.n_train, cfg.sae)
+    n_pos = prep.clean.ids.shape[0]
+    return fit_variant(x, r, n_positive=n_pos, paired=prep.paired, seed=seed, l1=l1, n_heads=n_heads)
 
 
 def sae_methods(handle: ModelHandle, prep: patching.Prepared, cfg: CircuitConfig, task: str) -> SAERun:
-    """Node and edge scores from one SAE; each method's time is end to end (the shared part counted in both)."""
+    """Node and edge scores of the config's SAE variant (variants.py; `reference` is the paper's method); each
+    method's time is end to end (the shared part, reading the heads and training the SAE, counted in both)."""
     layers = cfg.layer_list(handle.facts.n_layers)
+    read = VARIANTS[cfg.sae_variant].read or cfg.reduce
     t0 = time.perf_counter()
-    x = torch.cat([patching.head_outputs(handle, b, cfg.reduce, layers) for b in (prep.clean, prep.corrupt)])
-    positive = torch.arange(x.shape[0]) < prep.clean.ids.shape[0]
-    c, trained, n_train = _sae_codes(x, cfg, cfg.sae.l1_for(task), cfg.sae_seed_used)
+    x = read_heads(handle, prep, (read,), layers)[read]
+    fit = _fit(x, prep, cfg, cfg.sae.l1_for(task), cfg.sae_seed_used, handle.facts.n_heads)
+    assert fit.trained is not None  # check_variant admits SAE variants only
     shared = time.perf_counter() - t0
     t1 = time.perf_counter()
-    node = scoring.node_scores(c, positive)
+    node = fit.node
     t2 = time.perf_counter()
-    edge = scoring.edge_scores(c, positive)
+    c, positive = fit.codes(), torch.arange(x.shape[0]) < prep.clean.ids.shape[0]
+    edge = variant_edge_scores(fit.stored)
     t3 = time.perf_counter()
+    trained = fit.trained
     info = SAEInfo(
-        cfg.sae.decoder_norm, trained.l1, trained.mse_first, trained.mse_last, n_train, int(x.shape[0]),
-        int(torch.unique(c).numel()),
+        fit.resolved.sae.decoder_norm, trained.l1, trained.mse_first, trained.mse_last, fit.n_train,
+        int(x.shape[0]), int(torch.unique(c).numel()),
     )  # fmt: skip
     return SAERun(
-        {"sae_node": node.numpy(), "sae_edge": edge.numpy()}, scoring.pair_scores(c, positive), c, info,
-        {"sae_node": shared + t2 - t1, "sae_edge": shared + t3 - t2}, x,
+        {"sae_node": node, "sae_edge": edge}, scoring.pair_scores(c, positive), c, info,
+        {"sae_node": shared + t2 - t1, "sae_edge": shared + t3 - t2}, x, fit,
     )  # fmt: skip
 
 
@@ -195,12 +204,19 @@ def _measure(handle: ModelHandle, cfg: CircuitConfig, task_spec: Any, stages: _S
 
 
 def find_circuit(
-    handle: ModelHandle, cfg: CircuitConfig, *, task_spec: Any = None, progress: Progress | None = None
+    handle: ModelHandle,
+    cfg: CircuitConfig,
+    *,
+    task_spec: Any = None,
+    progress: Progress | None = None,
+    on_sae: Callable[[SAEFit], None] | None = None,
 ) -> CircuitResult:
     """Run the task's ground truth and every scored method; `progress(stage, fraction)` is called between
-    steps (a callback that raises stops the run there)."""
+    steps (a callback that raises stops the run there); `on_sae` receives the fitted SAE (to save it)."""
     stages = _Stages(progress or (lambda stage, frac: None), _weights(cfg))
     run = _measure(handle, cfg, task_spec, stages)
+    if on_sae is not None:
+        on_sae(SAEFit(run.sae.fit, handle.identity.name, tuple(rows_of(cfg, handle)), handle.facts.n_heads))
     n_l, n_h = handle.facts.n_layers, handle.facts.n_heads
     rows = cfg.layer_list(n_l)
     methods = _method_scores(run, cfg, rows, n_l, n_h)
@@ -232,7 +248,22 @@ def find_circuit(
         ground_truth=ground, methods=tuple(methods), metrics=metrics, circuit=circuit,
         published=_published(handle, run.task.name, methods, ground.effects, rows, k),
         faithfulness=faith, edges=edges, stability=stab, warnings=tuple(warnings),
+        sae=SAERecord(cfg.sae_variant, cfg.sae_seed_used, run.sae.fit.resolved.to_json()),
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SAEFit:
+    """What a caller needs to save a run's SAE: the fitted variant, the model, the analysed layers."""
+
+    fit: VariantRun
+    model: str
+    layers: tuple[int, ...]
+    n_heads: int
+
+
+def rows_of(cfg: CircuitConfig, handle: ModelHandle) -> list[int]:
+    return cfg.layer_list(handle.facts.n_layers)
 
 
 def _names(mask: np.ndarray) -> list[str]:
@@ -282,12 +313,13 @@ def _edges(handle: ModelHandle, run: _Run, cfg: CircuitConfig, rows: list[int], 
 
 def _samples(run: _Run, cfg: CircuitConfig, rows: list[int]) -> Samples:
     seeds = [cfg.sae_seed_used + i for i in range(cfg.stability_seeds)]
-    more = [_sae_codes(run.sae.x, cfg, run.sae.info.l1, s)[0] for s in seeds[1:]]
+    n_heads = run.sae.x.shape[1] // len(rows)
+    more = [_fit(run.sae.x, run.prep, cfg, run.sae.info.l1, s, n_heads) for s in seeds[1:]]
     clean, corrupt = run.gt.clean_per_pair, run.gt.corrupt_per_pair
     gap = clean - (corrupt if run.prep.paired else corrupt.mean())  # unpaired: no per-pair corrupted value
     return Samples(
-        run.gt.per_pair, gap, run.gradient, (run.sae.codes, *more), corrupt.shape[0], run.prep.paired,
-        tuple(seeds), rows, cfg.gt_frac,
+        run.gt.per_pair, gap, run.gradient, (run.sae.codes, *(f.codes() for f in more)), corrupt.shape[0],
+        run.prep.paired, tuple(seeds), rows, cfg.gt_frac, cfg.sae_variant, (run.sae.fit.stored, *(f.stored for f in more)),
     )  # fmt: skip
 
 

@@ -2,17 +2,21 @@
 tokens, whose previous-token and induction heads are read off their attention patterns, then scored by every
 method (issue 15, item 8).
 
-The model (`assets/circuits/induction-2l`, rebuilt by `python -m headscope.circuits.known`, a few minutes of one
-CPU thread): GPT-2 layout, 2 layers × N_HEADS heads, d_model D_MODEL, the byte tokenizer of `models.tiny`; its MLPs
-are zero (and tiny), so it is attention-only. Trained (seeded) with AdamW on R + A + A + … of distinct random
+The model (`assets/circuits/induction-3l`, rebuilt by `python -m headscope.circuits.known`, a few minutes of one
+CPU thread): GPT-2 layout, 3 layers × 8 heads, d_model 64, the byte tokenizer of `models.tiny`; its MLPs are zero
+(and tiny), so it is attention-only. It has more heads than the task needs, so that a ranking can fail: 6 heads
+have a role (2 previous-token heads in layer 0, 4 induction heads in layer 1) and 18 have none (the other layer-0
+heads and all of layer 2 attend broadly). Issue 23: the first model (2 × 8, 12 role heads of 16) let any ranking
+score well. Trained (seeded) with AdamW on R + A + A + … of distinct random
 letters, |A| from 5 to 13 after a random prefix R (so no fixed offset gives the answer away), the loss after the
 first copy.
 
 Why an auxiliary loss: trained on the task alone, the model sits on the long plateau before induction forms (4000
 steps at lr 1e-3, 13 minutes, formed nothing; the heads stayed near uniform and the loss came from "which letters
 were seen"). For the first AUX_STEPS steps a linear probe (discarded afterwards) also reads the previous token off
-what layer 0 writes into the residual stream; that gives layer 0 a previous-token signal at once, and the induction
-heads of layer 1 then form from the task loss alone within a few hundred steps. The probe says nothing about which
+what AUX_HEADS = 2 of layer 0's heads write into the residual stream; that gives those two a previous-token signal
+at once, and the induction heads of layer 1 then form from the task loss alone within a few hundred steps (with
+the probe on all 8, every layer-0 head became a previous-token head; on 4 of them, 9 role heads of 24). The probe says nothing about which
 heads do what: the roles below are read from the trained model's attention, like any model's.
 
 Head roles from attention alone, on fresh repeated letter sequences A + A (|A| = 8): a previous-token head puts
@@ -46,23 +50,41 @@ from headscope.codec import JsonCodec
 from headscope.models import ModelHandle, hooks
 from headscope.models.tiny import BOS_ID, EOS_ID, VOCAB, byte_tokenizer
 
-MODEL_DIR = ("circuits", "induction-2l")
+MODEL_DIR = ("circuits", "induction-3l")
 ROLE_THRESHOLD = 0.4
 SEQ = 8
 STEPS = 1000
 TRAIN_LEN = 48
-D_MODEL, N_HEADS, D_MLP = 64, 8, 4  # the MLPs are zero: d_mlp only has to exist
-AUX_HEADS = N_HEADS  # layer-0 heads whose residual write the auxiliary probe reads
+N_LAYERS, D_MODEL, N_HEADS, D_MLP = 3, 64, 8, 4  # the MLPs are zero: d_mlp only has to exist
+AUX_HEADS = 2  # layer-0 heads whose residual write the auxiliary probe reads (the others get no help)
 AUX_STEPS = 600
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the shipped model was trained (recorded in its card)."""
+
+    seed: int = 0
+    n_layers: int = N_LAYERS
+    n_heads: int = N_HEADS
+    d_model: int = D_MODEL
+    steps: int = STEPS
+    batch: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    aux_heads: int = AUX_HEADS
+    aux_steps: int = AUX_STEPS
+    aux_weight: float = 0.3
 
 
 def model_path() -> Path:
     return assets.path(*MODEL_DIR)
 
 
-def _config() -> GPT2Config:
+def _config(recipe: Recipe) -> GPT2Config:
     cfg = GPT2Config(
-        vocab_size=VOCAB, n_positions=64, n_embd=D_MODEL, n_layer=2, n_head=N_HEADS, n_inner=D_MLP,
+        vocab_size=VOCAB, n_positions=64, n_embd=recipe.d_model, n_layer=recipe.n_layers, n_head=recipe.n_heads,
+        n_inner=D_MLP,
         bos_token_id=BOS_ID, eos_token_id=EOS_ID, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
     )  # fmt: skip
     cfg.architectures = ["GPT2LMHeadModel"]
@@ -163,20 +185,6 @@ class _AttnOnly(nn.Module):
         return model
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How the shipped model was trained (recorded in its card)."""
-
-    seed: int = 0
-    steps: int = STEPS
-    batch: int = 32
-    lr: float = 2e-3
-    warmup: int = 100
-    aux_heads: int = AUX_HEADS
-    aux_steps: int = AUX_STEPS
-    aux_weight: float = 0.3
-
-
 def _aux_loss(net: _AttnOnly, probe: nn.Module, ids: torch.Tensor, heads: int) -> torch.Tensor:
     """Cross-entropy of a linear probe reading the previous token off the residual write of layer 0's first
     `heads` heads (the probe is discarded: it only shortens the plateau, see the module docstring)."""
@@ -214,7 +222,7 @@ def train_induction_model(
     """Train (seeded, CPU) and save the model (safetensors + byte tokenizer + card.json)."""
     recipe = recipe or Recipe()
     torch.manual_seed(recipe.seed)
-    cfg, t0 = _config(), time.perf_counter()
+    cfg, t0 = _config(recipe), time.perf_counter()
     net = _AttnOnly(cfg)
     final = _train(net, recipe, log)
     model = net.to_gpt2(cfg)
@@ -301,18 +309,24 @@ def known_answer_check(handle: ModelHandle, cfg: CircuitConfig | None = None) ->
     return KnownAnswer(roles, result, scores)
 
 
+def role_card(handle: ModelHandle) -> dict[str, Any]:
+    """The card's role fields, read from the model's attention."""
+    roles = head_roles(handle)
+    return {
+        "role_threshold": ROLE_THRESHOLD,
+        "previous_token_heads": list(roles.previous_heads),
+        "induction_heads": list(roles.induction_heads),
+        "previous_token_score": [[round(float(v), 3) for v in row] for row in roles.previous_token],
+        "induction_score": [[round(float(v), 3) for v in row] for row in roles.induction],
+    }
+
+
 def main() -> None:
     torch.set_num_threads(1)
     card = train_induction_model(
         model_path(), log=lambda step, loss: print(f"step {step}: loss {loss:.3f}", flush=True)
     )
-    handle = ModelHandle.load(str(model_path()), device="cpu")
-    roles = head_roles(handle)
-    card["role_threshold"] = ROLE_THRESHOLD
-    card["previous_token_heads"] = list(roles.previous_heads)
-    card["induction_heads"] = list(roles.induction_heads)
-    card["previous_token_score"] = [[round(float(v), 3) for v in row] for row in roles.previous_token]
-    card["induction_score"] = [[round(float(v), 3) for v in row] for row in roles.induction]
+    card |= role_card(ModelHandle.load(str(model_path()), device="cpu"))
     (model_path() / "card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(card))
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from headscope.circuits import report, scoring
 from headscope.circuits.config import GROUND_TRUTH_METHOD, SIGNED_METHODS, CircuitConfig
+from headscope.circuits.variants import SAERecord
 
 Grid = np.ndarray  # float [n_layers, n_heads]
 
@@ -435,6 +436,7 @@ class CircuitResult:
     warnings: tuple[str, ...] = ()
     sae_file: str | None = None
     created_at: str = ""
+    sae: SAERecord | None = None  # the SAE variant behind sae_node / sae_edge, and where its SAE was saved
     software: dict[str, str] = field(default_factory=dict)
 
     def method(self, name: str) -> MethodScores:
@@ -476,6 +478,7 @@ def _payload(r: CircuitResult) -> dict[str, Any]:
         "runtime_s": {m.name: round(m.runtime_s, 4) for m in r.methods},
         "warnings": list(r.warnings),
         "sae_file": r.sae_file,
+        **({} if r.sae is None else {"sae": r.sae.to_json()}),
         "created_at": r.created_at,
         "software": dict(r.software),
     }
@@ -507,6 +510,7 @@ def _from_payload(d: dict[str, Any]) -> CircuitResult:
         stability=None if d.get("stability") is None else Stability.from_json(d["stability"]),
         warnings=tuple(d["warnings"]),
         sae_file=d.get("sae_file"),
+        sae=None if d.get("sae") is None else SAERecord.from_json(d["sae"]),
         created_at=str(d.get("created_at", "")),
         software={str(k): str(v) for k, v in d.get("software", {}).items()},
     )

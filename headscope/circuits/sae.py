@@ -67,6 +67,30 @@ def _unit(w: Tensor, dim: int) -> Tensor:
     return w / w.norm(dim=dim, keepdim=True).clamp_min(1e-12)
 
 
+def decoder_dim(decoder_norm: str) -> int:
+    """The axis W_dec [d_in, latent] is normalised over: 1 = per row (reference), 0 = per column (atom)."""
+    return 1 if decoder_norm == "reference_rows" else 0
+
+
+@torch.no_grad()
+def renormalise_(w_enc: Tensor, w_dec: Tensor, decoder_norm: str) -> None:
+    """Write the unit-norm weights into the stored parameters (the reference does this in every forward)."""
+    w_enc.copy_(_unit(w_enc, 1))
+    w_dec.copy_(_unit(w_dec, decoder_dim(decoder_norm)))
+
+
+def project_gradients(w_enc: Tensor, w_dec: Tensor, decoder_norm: str) -> None:
+    """Register the reference's gradient hooks: each gradient loses its component along the normalised units."""
+    w_enc.register_hook(lambda g: tangent(g, w_enc, 1))
+    w_dec.register_hook(lambda g: tangent(g, w_dec, decoder_dim(decoder_norm)))
+
+
+def tangent(grad: Tensor, w: Tensor, dim: int) -> Tensor:
+    """The gradient without its component along each normalised unit of w."""
+    unit = _unit(w.detach(), dim)
+    return grad - (grad * unit).sum(dim, keepdim=True) * unit
+
+
 class DiscreteSAE(nn.Module):
     """f = ReLU(W_enc (x − b_tied) + b_enc), x̂ = W_dec f + b_tied, with unit-norm W_enc rows and W_dec rows
     (`reference_rows`) or columns (`atoms`)."""
@@ -87,25 +111,16 @@ class DiscreteSAE(nn.Module):
             torch.zeros(d_in)
         )  # the geometric-median init is None in the reference: zeros
         self.renormalise()
-        self.w_enc.register_hook(lambda g: self._tangent(g, self.w_enc, 1))
-        self.w_dec.register_hook(lambda g: self._tangent(g, self.w_dec, self.dec_dim))
+        project_gradients(self.w_enc, self.w_dec, decoder_norm)
 
     @property
     def dec_dim(self) -> int:
         """The axis W_dec is normalised over: 1 = per row (reference), 0 = per column (atom)."""
-        return 1 if self.decoder_norm == "reference_rows" else 0
+        return decoder_dim(self.decoder_norm)
 
-    @torch.no_grad()
     def renormalise(self) -> None:
         """Write the unit-norm weights into the stored parameters (the reference does this in every forward)."""
-        self.w_enc.copy_(_unit(self.w_enc, 1))
-        self.w_dec.copy_(_unit(self.w_dec, self.dec_dim))
-
-    @staticmethod
-    def _tangent(grad: Tensor, w: Tensor, dim: int) -> Tensor:
-        """The gradient without its component along each normalised unit of w."""
-        unit = _unit(w.detach(), dim)
-        return grad - (grad * unit).sum(dim, keepdim=True) * unit
+        renormalise_(self.w_enc, self.w_dec, self.decoder_norm)
 
     def encode(self, x: Float[Tensor, "n d_model"]) -> Float[Tensor, "n latent"]:
         return torch.relu((x - self.b_tied) @ self.w_enc.T + self.b_enc)

@@ -20,6 +20,9 @@ from torch import Tensor
 
 from headscope.circuits import scoring
 from headscope.circuits.result import MethodStability, Stability
+from headscope.circuits.variants_fit import edge_scores as variant_edge_scores
+from headscope.circuits.variants_fit import node_scores as variant_node_scores
+from headscope.circuits.variants_score import Stored
 from headscope.progress import StepCounter
 
 JACCARD_STABLE = 0.5
@@ -42,6 +45,8 @@ class Samples:
     seeds: tuple[int, ...]
     rows: list[int]  # analysed layers
     threshold_frac: float
+    sae_variant: str = "reference"  # whose node score `sae_node` is (circuits/variants.py)
+    sae_stored: tuple[Stored, ...] = ()  # per SAE seed: the variant's stored per-example data (codes' source)
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -66,7 +71,10 @@ def _replicate(
     effects = s.effects[idx].mean(0)[s.rows].numpy()
     truth = np.abs(effects) >= s.threshold_frac * abs(float(s.gap[idx].mean()))
     out: dict[str, np.ndarray] = {}
-    if any(m.startswith("sae_") for m in methods):
+    if any(m.startswith("sae_") for m in methods) and s.sae_stored:
+        sub = s.sae_stored[seed_i].take(idx, neg)
+        out.update(sae_node=variant_node_scores(s.sae_variant, sub), sae_edge=variant_edge_scores(sub))
+    elif any(m.startswith("sae_") for m in methods):
         out.update(_sae_scores(s.codes[seed_i], idx, neg, s.effects.shape[0]))
     for m, per_pair in s.gradient.items():
         out[m] = np.abs(per_pair[idx].mean(0)[s.rows].numpy())

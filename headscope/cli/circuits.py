@@ -46,6 +46,12 @@ def _run_parser(csub: Any) -> None:
     )
     r.add_argument("--circuit-k", type=int, default=None, help="circuit = top-k heads by SAE node score")
     r.add_argument(
+        "--sae-variant",
+        default="named_separation",  # = circuits.variants.DEFAULT_VARIANT (not imported here: it loads torch)
+        help="discrete-SAE variant behind sae_node/sae_edge (default named_separation, the study's pick; "
+        "reference = the paper's method exactly); the variants are listed in headscope/circuits/README.md",
+    )
+    r.add_argument(
         "--gt-frac", type=float, default=0.03, help="ground truth: |effect| ≥ this × |clean − corrupted|"
     )
     r.add_argument(
@@ -145,7 +151,7 @@ def _config(args: argparse.Namespace) -> Any:
         task=args.task, n_examples=args.n_examples, seed=args.seed, reduce=args.reduce,
         sae=SAEConfig(epochs=args.epochs, l1=args.l1, decoder_norm=args.decoder_norm), circuit_k=args.circuit_k,
         gt_frac=args.gt_frac, faithfulness=not args.no_faithfulness, edges=args.edges, stability=args.stability,
-        n_bootstrap=args.n_bootstrap, layers=_layer_range(args.layers),
+        n_bootstrap=args.n_bootstrap, layers=_layer_range(args.layers), sae_variant=args.sae_variant,
     )  # fmt: skip
 
 
@@ -184,9 +190,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     cfg = _config(args)
     handle = ModelHandle.load(args.model, device=args.device)
     bar, progress = _bar()
+    fits: list[Any] = []
     with bar:
-        report = find_circuit(handle, cfg, task_spec=spec, progress=progress).to_json()
+        result = find_circuit(handle, cfg, task_spec=spec, progress=progress, on_sae=fits.append)
         bar.update(100 - bar.n)
+    report = _with_saved_sae(result, fits[0], out_path)
     if out_path is None:
         from headscope.circuits.report import validate_report
 
@@ -210,6 +218,40 @@ def cmd_run(args: argparse.Namespace) -> None:
     for m, auc in out["roc_auc"].items():
         auc_s = "n/a" if auc is None else f"{auc:.3f}"
         print(f"{m:22} ROC-AUC {auc_s:>6}  {report['runtime_s'][m]:8.2f} s")
+
+
+HEAD_SCALING = "head_scaling.safetensors"  # beside a saved SAE whose variant normalises head outputs
+
+
+def sae_folder(report_path: Any) -> Any:
+    """Where `circuits run` saves a report's SAE: beside it, `<report stem>.sae/`."""
+    return report_path.with_name(report_path.stem + ".sae")
+
+
+def _with_saved_sae(result: Any, fit: Any, out_path: Any) -> dict[str, Any]:
+    """The report, with the run's SAE saved beside it in SAELens format and named in `sae.path` (and the older
+    `sae_file`); no report file (`--out -`), no SAE file."""
+    import dataclasses
+
+    if out_path is None or result.sae is None:
+        return result.to_json()
+    from headscope.features import discrete
+
+    folder = sae_folder(out_path)
+    r, scaling = fit.fit.resolved, fit.fit.scaling
+    parts = {
+        k: v.contiguous() for k, v in (("shift", scaling.shift), ("scale", scaling.scale)) if v is not None
+    }
+    meta = {"variant": r.variant, "seed": result.sae.seed, "read": r.read, "norm": r.norm, "layers": list(fit.layers),
+            "n_heads": fit.n_heads, "head_scaling": HEAD_SCALING if parts else None}  # fmt: skip
+    discrete.save(fit.fit.trained.sae, folder, hook_name="blocks.{layer}.attn.hook_result", model=fit.model,
+                  metadata=meta)  # fmt: skip
+    if parts:  # the SAE's inputs are (head output − shift) / scale, per head
+        from safetensors.torch import save_file
+
+        save_file(parts, str(folder / HEAD_SCALING))
+    sae = dataclasses.replace(result.sae, path=str(folder))
+    return dataclasses.replace(result, sae=sae, sae_file=str(folder)).to_json()
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

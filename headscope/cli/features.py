@@ -1,17 +1,29 @@
-"""`headscope features ...`: SAEs in SAELens format — list, top, page, recon, steer, attribute, train, index.
+"""`headscope features ...`: SAEs in SAELens format — list, top, page, recon, eval, steer, attribute, train, index.
 
 `--sae` takes a catalog name (`features list`), `pretrained:RELEASE:SAE_ID` (local Hugging Face cache only) or,
 here on the command line only, an SAE folder path. Values are checked before a model is loaded.
+`to_argv(config)` writes the command line of a TrainConfig / IndexConfig / EvalConfig (the exact inverse of
+`config_of(parsed args)`), so a job can be re-run from its config.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headscope.cli.common import emit, model_args, progress_bar, text_or_file, writable_dir
 from headscope.errors import InputError
+from headscope.files import read_text
+
+if TYPE_CHECKING:
+    from headscope.features.evaluate import EvalConfig
+    from headscope.features.index import IndexConfig
+    from headscope.features.steer import FeatureSteerConfig
+    from headscope.features.train import TrainConfig
+
+EVAL_MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
 def _model_name(args: argparse.Namespace) -> str:
@@ -100,28 +112,22 @@ def cmd_recon(args: argparse.Namespace) -> None:
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
-    from headscope.features.steer import FeatureSteerConfig, steer, vector_file
+    from headscope.cli.steering import contrast_inputs, eval_options
+    from headscope.features.steer import steer, vector_file
     from headscope.steering import vectors
-    from headscope.steering.direction import DEFAULT_ALPHA
-    from headscope.steering.generate import GenConfig
 
-    if args.alpha is None and args.mode == "clamp":
-        raise InputError("--mode clamp needs --alpha (the value to clamp the feature's activation to)")
-    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
-    cfg = FeatureSteerConfig(args.feature, alpha, args.mode, args.position)  # refuses NaN before loading
-    gen = GenConfig(args.max_new_tokens)
-    if not args.prompt.strip():
-        raise InputError("--prompt is empty")
+    cfg = steer_config(args)  # refuses NaN before loading
+    inputs = contrast_inputs(eval_options(args))  # prompts, held-out texts, instruction: before any loading
     if args.out and cfg.mode != "add":
         raise InputError("--out saves a steering vector: mode 'add' only (a clamp depends on the activation)")
     out = writable_dir(args.out) if args.out else None
     _check_sae(args)
     handle, fsae = _load(args)
     fsae.check_feature(args.feature)
-    result = steer(handle, fsae, args.prompt, cfg, gen)
+    result = steer(handle, fsae, inputs.prompts, cfg, sbs=inputs.sbs, texts=inputs.texts)
     payload = result.to_json()
-    if out is not None and result.vector is not None:
-        payload["vectors"] = str(vectors.save(out, *vector_file(handle, result.vector, cfg)))
+    if out is not None and result.steering_vector is not None:
+        payload["vectors"] = str(vectors.save(out, *vector_file(handle, result.steering_vector, cfg)))
     emit(payload, args.json, _plain)
 
 
@@ -142,13 +148,126 @@ def cmd_attribute(args: argparse.Namespace) -> None:
     emit(payload, args.json, _plain)
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    from headscope.features.train import TrainConfig
+
+    return TrainConfig(args.hook, args.layer, args.latents, args.architecture, args.topk, args.tokens,
+                       args.batch_size, args.lr, args.l1, args.seed, args.ctx, args.eval_tokens, args.corpus,
+                       args.dtype)  # fmt: skip
+
+
+def index_config(args: argparse.Namespace) -> IndexConfig:
+    from headscope.features.index import IndexConfig
+
+    return IndexConfig(args.tokens, args.contexts, args.before, args.after, args.bins, args.logits, args.ctx,
+                       args.batch_size, args.corpus)  # fmt: skip
+
+
+def eval_config(args: argparse.Namespace) -> EvalConfig:
+    from headscope.features.evaluate import EvalConfig
+
+    return EvalConfig(
+        args.ctx, args.batch_size, args.max_tokens, args.dense_threshold, args.min_ablation_nats
+    )
+
+
+def steer_config(args: argparse.Namespace) -> FeatureSteerConfig:
+    from headscope.features.steer import FeatureSteerConfig
+    from headscope.steering.direction import DEFAULT_ALPHA
+
+    if args.alpha is None and args.mode == "clamp":
+        raise InputError("--mode clamp needs --alpha (the value to clamp the feature's activation to)")
+    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    return FeatureSteerConfig(args.feature, alpha, args.mode, args.position)
+
+
+def config_of(args: argparse.Namespace) -> Any:
+    """The config a parsed `features train|index|eval|steer` command line stands for."""
+    makers = {"train": train_config, "index": index_config, "eval": eval_config, "steer": steer_config}
+    if args.features_command not in makers:
+        raise InputError(f"features {args.features_command} has no config")
+    return makers[args.features_command](args)
+
+
+ARGV_CONFIGS = (
+    "headscope.features.train:TrainConfig",
+    "headscope.features.index:IndexConfig",
+    "headscope.features.evaluate:EvalConfig",
+    "headscope.features.steer:FeatureSteerConfig",
+)
+DEFAULT_SAE = "res6"  # the first shipped SAE of the default model: `to_argv`'s --sae when none is given
+
+
+def to_argv(config: Any, *, sae: str = DEFAULT_SAE, model: str | None = None, text: str | None = None,
+            heldout: str | None = None, out: str | None = None, name: str | None = None,
+            max_new_tokens: int = 24) -> list[str]:  # fmt: skip
+    """What follows `headscope` to run `config` (`features train` / `index` / `eval`); the run's own arguments (not
+    part of a config) are keywords: `sae` (index, eval, steer), `text` or `heldout` (eval; default the wiki-test
+    set), `text` as the prompt and `max_new_tokens` (steer), `out` and `name` (train), `model`. Values are written `--flag=value` so a text starting with '-' stays one."""
+    from headscope.features.evaluate import EvalConfig
+    from headscope.features.index import IndexConfig
+    from headscope.features.steer import FeatureSteerConfig
+    from headscope.features.train import TrainConfig
+
+    run = [f"--model={model}"] if model is not None else []
+    if isinstance(config, TrainConfig):
+        c = config
+        run += [f"--out={out}"] * (out is not None) + [f"--name={name}"] * (name is not None)
+        return ["features", "train", f"--hook={c.kind}", f"--layer={c.layer}", f"--latents={c.latents}",
+                f"--architecture={c.architecture}", f"--topk={c.k}", f"--tokens={c.tokens}",
+                f"--batch-size={c.batch_size}", f"--lr={c.lr!r}", f"--l1={c.l1!r}", f"--seed={c.seed}",
+                f"--ctx={c.ctx}", f"--eval-tokens={c.eval_tokens}", f"--corpus={c.corpus}", f"--dtype={c.dtype}",
+                *run]  # fmt: skip
+    if isinstance(config, IndexConfig):
+        c = config
+        return ["features", "index", f"--sae={sae}", f"--tokens={c.tokens}", f"--contexts={c.contexts}",
+                f"--before={c.before}", f"--after={c.after}", f"--bins={c.bins}", f"--logits={c.logits}",
+                f"--ctx={c.ctx}", f"--batch-size={c.batch_size}", f"--corpus={c.corpus}", *run]  # fmt: skip
+    if isinstance(config, EvalConfig):
+        c = config
+        source = f"--text={text}" if text is not None else f"--heldout={heldout or 'wiki-test'}"
+        return ["features", "eval", f"--sae={sae}", source, f"--ctx={c.ctx}", f"--batch-size={c.batch_size}",
+                f"--max-tokens={c.max_tokens}", f"--dense-threshold={c.dense_threshold!r}",
+                f"--min-ablation-nats={c.min_ablation_nats!r}", *run]  # fmt: skip
+    if isinstance(config, FeatureSteerConfig):
+        c = config
+        return ["features", "steer", f"--sae={sae}", f"--feature={c.feature}", f"--alpha={c.alpha!r}",
+                f"--mode={c.mode}", f"--position={c.position}", f"--prompt={text or 'The'}",
+                f"--max-new-tokens={max_new_tokens}", *run]  # fmt: skip
+    raise TypeError(f"no command line for {type(config).__name__}")
+
+
+def attribute_argv(prompt: str, target: str, *, sae: str = DEFAULT_SAE, contrast: str | None = None,
+                   top: int = 20, check: bool = False, model: str | None = None) -> list[str]:  # fmt: skip
+    """What follows `headscope` to attribute `target` after `prompt` to the SAE's features (no config type)."""
+    argv = [
+        "features",
+        "attribute",
+        f"--sae={sae}",
+        f"--prompt={prompt}",
+        f"--target={target}",
+        f"--top={top}",
+    ]
+    argv += [f"--contrast={contrast}"] * (contrast is not None) + ["--check"] * check
+    return argv + ([f"--model={model}"] if model is not None else [])
+
+
+def config_from_argv(argv: Sequence[str]) -> Any:
+    """The config the command `argv` (what follows `headscope`) runs, as `main` builds it."""
+    from headscope.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    if args.command != "features":
+        raise InputError(f"not a features command: {' '.join(argv[:2])}")
+    return config_of(args)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from headscope.features import catalog
-    from headscope.features.train import TrainConfig, train
+    from headscope.features.train import train
     from headscope.models import ModelHandle
 
-    cfg = TrainConfig(args.hook, args.layer, args.latents, args.architecture, args.topk, args.tokens,
-                      args.batch_size, args.lr, args.l1, args.seed, eval_tokens=args.eval_tokens)  # fmt: skip
+    cfg = train_config(args)
     name = args.name or f"{args.hook}-{args.layer}-{args.architecture}-{args.latents}"
     out = writable_dir(args.out or catalog.user_root() / _model_name(args) / name)
     handle = ModelHandle.load(args.model, device=args.device)
@@ -159,14 +278,58 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> None:
-    from headscope.features.index import IndexConfig, build
+    from headscope.features.index import build
 
-    cfg = IndexConfig(tokens=args.tokens, contexts=args.contexts)
+    cfg = index_config(args)
     _check_sae(args)
     handle, fsae = _load(args)
     with progress_bar("index") as progress:
         header = build(handle, fsae, cfg, progress=progress)
     emit(header, args.json, _plain)
+
+
+def _eval_texts(args: argparse.Namespace) -> tuple[list[str] | None, str]:
+    """(texts, source) from --text / --file (a .jsonl file: one text per line), or (None, set) for --heldout."""
+    from headscope.features import heldout
+
+    if args.heldout is not None:
+        return None, args.heldout
+    if args.text is not None:
+        texts, source = [args.text], "text"
+    else:
+        raw = read_text(args.file, "text", limit=EVAL_MAX_FILE_BYTES)
+        texts, source = heldout.read_texts(raw, str(args.file).endswith(".jsonl")), Path(args.file).name
+    if not any(t.strip() for t in texts):
+        raise InputError("the text is empty")
+    return texts, source
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from headscope.features.evaluate import evaluate_heldout, evaluate_sae
+
+    cfg = eval_config(args)
+    texts, source = _eval_texts(args)
+    _check_sae(args)
+    handle, fsae = _load(args)
+    with progress_bar("evaluate SAE") as step:
+        if texts is None:
+            result = evaluate_heldout(handle, [fsae], source, cfg=cfg, progress=step)[0]
+        else:
+            result = evaluate_sae(handle, fsae, texts, cfg=cfg, source=source, progress=step)
+    emit(result.to_json(), args.json, _eval_lines)
+
+
+def _eval_lines(p: dict) -> str:
+    score = p["ce_loss_score"] if p["ce_loss_score"] is not None else p["ce_loss_score_note"]
+    return "\n".join([
+        f"{p['sae']} at {p['hook']} on {p['source']}: {p['tokens']} positions in {p['sequences']} sequences"
+        f"{' (truncated at --max-tokens)' if p['truncated'] else ''}; position 0 {p['position_0']}",
+        f"explained variance {p['explained_variance']}   L0 {p['l0']}   dead {p['dead_fraction']}   "
+        f"dense (> {p['dense_threshold']:g} of positions) {p['dense_fraction']}",
+        f"CE clean {p['ce_loss_clean']}  with SAE {p['ce_loss_with_sae']}  ablated {p['ce_loss_ablated']}  "
+        f"KL(clean || SAE) {p['kl_div']} nats",
+        f"ce_loss_score: {score}",
+    ])  # fmt: skip
 
 
 def _check_feature_arg(feature: int) -> None:
@@ -200,8 +363,11 @@ def _text_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
+    from headscope.cli.steering import evaluation_args
+
     feats = sub.add_parser(
-        "features", help="SAE features (SAELens format): list, top, page, steer, train, index"
+        "features",
+        help="SAE features (SAELens format): list, top, page, recon, eval, steer, attribute, train, index",
     )
     fs = feats.add_subparsers(dest="features_command", required=True)
 
@@ -225,6 +391,22 @@ def register(sub: Any) -> None:
     _text_args(p)
     p.set_defaults(func=cmd_recon)
 
+    p = fs.add_parser("eval", help="judge an SAE on any text: EV, L0, dead/dense latents, CE score, KL")
+    _sae_args(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="the text")
+    src.add_argument("--file", help="a UTF-8 text file (≤ 8 MB; a .jsonl file: one text per line)")
+    src.add_argument("--heldout", choices=["wiki-test", "chat"], help="a shipped held-out set")
+    p.add_argument(
+        "--ctx", type=int, default=128, help="longer texts are cut into sequences of this many tokens"
+    )
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-tokens", type=int, default=262_144, help="tokens evaluated at most")
+    p.add_argument("--dense-threshold", type=float, default=0.1, help="dense: active on more than this share")
+    p.add_argument("--min-ablation-nats", type=float, default=0.5,
+                   help="ce_loss_score only when zero-ablating the site moves CE at least this much")  # fmt: skip
+    p.set_defaults(func=cmd_eval)
+
     p = fs.add_parser("steer", help="steer by a feature (add its decoder direction, or clamp it)")
     _sae_args(p)
     p.add_argument("--feature", type=int, required=True)
@@ -235,10 +417,9 @@ def register(sub: Any) -> None:
         help="add: × the mean activation norm at the SAE's hook, as in `steer` (|α| ≤ 10, default 0.2); "
         "clamp: the activation value (required)",
     )
-    p.add_argument("--prompt", required=True)
     p.add_argument("--mode", choices=["add", "clamp"], default="add")
     p.add_argument("--position", choices=["last", "all"], default="last")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    evaluation_args(p)  # --prompt (repeatable), --task, held-out texts, --instruction, bootstrap
     p.add_argument(
         "--out",
         default=None,
@@ -261,7 +442,7 @@ def register(sub: Any) -> None:
     p.add_argument("--hook", choices=["resid_post", "attn_out", "mlp_out"], required=True)
     p.add_argument("--layer", type=int, required=True)
     p.add_argument("--latents", type=int, required=True)
-    p.add_argument("--architecture", choices=["topk", "standard"], default="topk")
+    p.add_argument("--architecture", choices=["topk", "batchtopk", "standard"], default="topk")
     p.add_argument("--topk", type=int, default=32)
     p.add_argument("--tokens", type=int, default=1_000_000, help="training tokens (epochs past the split)")
     p.add_argument("--batch-size", type=int, default=4096)
@@ -269,8 +450,11 @@ def register(sub: Any) -> None:
     p.add_argument("--l1", type=float, default=5.0, help="L1 coefficient (standard architecture)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--eval-tokens", type=int, default=51_200, help="test-split positions for the card (0: none)"
+        "--eval-tokens", type=int, default=25_600, help="tokens of each held-out set for the card (0: none)"
     )
+    p.add_argument("--ctx", type=int, default=128, help="window length of the training text")
+    p.add_argument("--corpus", choices=["wiki", "excerpt"], default="wiki")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="the saved weights")
     p.add_argument("--name", default=None)
     p.add_argument("--out", default=None, help="SAE folder (default: the user's SAE catalog)")
     p.set_defaults(func=cmd_train)
@@ -279,4 +463,11 @@ def register(sub: Any) -> None:
     _sae_args(p)
     p.add_argument("--tokens", type=int, default=51_200)
     p.add_argument("--contexts", type=int, default=10)
+    p.add_argument("--before", type=int, default=12, help="context tokens before the activating one")
+    p.add_argument("--after", type=int, default=4)
+    p.add_argument("--bins", type=int, default=20)
+    p.add_argument("--logits", type=int, default=10, help="promoted / suppressed tokens per feature")
+    p.add_argument("--ctx", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--corpus", choices=["wiki", "excerpt"], default="wiki")
     p.set_defaults(func=cmd_index)

@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headscope import assets
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
+from headscope.features.folder import CARD, CFG, WEIGHTS
+from headscope.features.folder import DASHBOARDS as DASHBOARDS  # the folder's file names, for callers
 from headscope.files import read_json
 from headscope.models.loading import cache_root
 
 if TYPE_CHECKING:
     from headscope.features.saes import FeatureSAE
     from headscope.models.handle import ModelHandle
-
-# The files of an SAE folder (SAELens's two, then headscope's card and dashboards).
-CFG, WEIGHTS, CARD, DASHBOARDS = "cfg.json", "sae_weights.safetensors", "card.json", "dashboards.safetensors"
 PRETRAINED = "pretrained:"
 _CACHE: dict[tuple[int, str, float], FeatureSAE] = {}
 _CACHE_MAX = 8
@@ -28,29 +28,42 @@ _LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
-class SAEEntry:
+class SAEEntry(JsonCodec):
+    """One SAE of the catalog, as `features list` and `models --json` show it: where it reads and its card's
+    figures (the Wikipedia test split's, and the chat set's explained variance; None where the card lacks one)."""
+
     name: str
     model: str
-    folder: Path
     shipped: bool
     hook: str | None
+    kind: str | None
+    layer: int | None
     d_sae: int | None
     architecture: str | None
-    card: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model, "hook": self.hook, "kind": self.card.get("kind"),
-                "layer": self.card.get("layer"), "d_sae": self.d_sae, "architecture": self.architecture,
-                "shipped": self.shipped, "has_dashboards": (self.folder / DASHBOARDS).is_file(),
-                **card_figures(self.card)}  # fmt: skip
+    has_dashboards: bool
+    tokens_seen: int | None = None
+    training_seconds: float | None = None
+    explained_variance: float | None = None
+    explained_variance_chat: float | None = None
+    l0: float | None = None
+    dead_fraction: float | None = None
+    ce_loss_score: float | None = None
+    ce_increase: float | None = None
+    kl_div: float | None = None
+    eval_tokens: int | None = None
+    folder: Path = jfield(skip=True, default=Path(), compare=False)
+    card: dict[str, Any] = jfield(skip=True, default_factory=dict, compare=False)
 
 
 def card_figures(card: dict[str, Any]) -> dict[str, Any]:
-    """The figures `features list` and `models --json` show for an SAE (from its card)."""
-    ev = card.get("eval") or {}
-    keys = ("explained_variance", "l0", "dead_fraction", "ce_loss_score", "ce_increase", "tokens")
+    """The figures a catalog row shows (from its card): the Wikipedia test split's (a format-1 card's "eval"),
+    and the explained variance on the chat held-out set where the card has it."""
+    held = card.get("heldout") or {}
+    ev = held.get("wiki-test") or card.get("eval") or {}
+    keys = ("explained_variance", "l0", "dead_fraction", "ce_loss_score", "ce_increase", "kl_div", "tokens")
     return {"tokens_seen": card.get("tokens_seen"), "training_seconds": card.get("training_seconds"),
-            **{("eval_tokens" if k == "tokens" else k): ev.get(k) for k in keys}}  # fmt: skip
+            **{("eval_tokens" if k == "tokens" else k): ev.get(k) for k in keys},
+            "explained_variance_chat": (held.get("chat") or {}).get("explained_variance")}  # fmt: skip
 
 
 def shipped_root() -> Path:
@@ -68,8 +81,9 @@ def _entry(folder: Path, model: str, shipped: bool) -> SAEEntry | None:
     except InputError:
         return None  # a broken folder is not listed; loading it by path gives the reason
     hook = card.get("hook") or (cfg.get("metadata") or {}).get("hook_name")
-    return SAEEntry(card.get("name") or folder.name, model, folder, shipped, hook, cfg.get("d_sae"),
-                    cfg.get("architecture"), card)  # fmt: skip
+    return SAEEntry(card.get("name") or folder.name, model, shipped, hook, card.get("kind"), card.get("layer"),
+                    cfg.get("d_sae"), cfg.get("architecture"), (folder / DASHBOARDS).is_file(),
+                    **card_figures(card), folder=folder, card=card)  # fmt: skip
 
 
 def available(model: str | None = None) -> list[SAEEntry]:

@@ -24,10 +24,17 @@ from sae_lens.registry import (
     register_sae_class,
     register_sae_training_class,
 )
-from sae_lens.saes.sae import SAE, SAEConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
+from sae_lens.saes.sae import (
+    SAE,
+    SAEConfig,
+    TrainingSAE,
+    TrainingSAEConfig,
+    TrainStepInput,
+    TrainStepOutput,
+)
 from torch import Tensor, nn
 
-from headscope.circuits.sae import DiscreteSAE
+from headscope.circuits.sae import DECODER_NORMS, DiscreteSAE, project_gradients, renormalise_
 from headscope.errors import InputError
 from headscope.files import read_json
 
@@ -37,6 +44,7 @@ ARCHITECTURE = "headscope_discrete"
 @dataclass
 class DiscreteSAEConfig(SAEConfig):
     apply_b_dec_to_input: bool = False  # the tied bias is applied by DiscreteSAE.encode itself
+    decoder_norm: str = "reference_rows"  # the W_dec constraint it was trained under (circuits/sae.py)
 
     @classmethod
     def architecture(cls) -> str:
@@ -48,6 +56,14 @@ class DiscreteTrainingSAEConfig(TrainingSAEConfig):
     apply_b_dec_to_input: bool = False
     decoder_init_norm: float | None = None  # DiscreteSAE normalises its atoms on every forward
     l1_coefficient: float = 0.02
+    decoder_norm: str = "reference_rows"  # "reference_rows" (the paper's code) or "atoms"; saved in cfg.json
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.decoder_norm not in DECODER_NORMS:
+            raise InputError(
+                f"decoder_norm must be one of {', '.join(DECODER_NORMS)}, got {self.decoder_norm!r}"
+            )
 
     @classmethod
     def architecture(cls) -> str:
@@ -112,12 +128,22 @@ class DiscreteCircuitSAE(SAE[DiscreteSAEConfig]):
 
 
 class DiscreteCircuitTrainingSAE(TrainingSAE[DiscreteTrainingSAEConfig]):
-    """Training class for sae-lens's SAETrainer: reconstruction + l1 · ‖f‖₁ (the paper's plain L1 penalty)."""
+    """Training class for sae-lens's SAETrainer with circuits/sae.py's constraint, step for step: before every
+    forward the stored W_enc rows and W_dec rows (`reference_rows`) or columns (`atoms`) are replaced by their
+    unit-norm copies, each gradient loses its component along those units (hooks registered here), and the loss is
+    the same MSE(x̂, x) + l1 · mean ‖f‖₁ (mean over elements, not sae-lens's per-row sum). The saved inference
+    model holds the renormalised weights (what the next forward would use) and its `decoder_norm`. sae-lens's
+    trainer still clips the gradient norm to 1 (its own rule); below that the steps are the finder's."""
 
     w_enc: nn.Parameter
     w_dec: nn.Parameter
     b_enc: nn.Parameter
     b_tied: nn.Parameter
+
+    def __init__(self, cfg: DiscreteTrainingSAEConfig, use_error_term: bool = False):
+        super().__init__(cfg, use_error_term)
+        renormalise_(self.w_enc, self.w_dec, cfg.decoder_norm)
+        project_gradients(self.w_enc, self.w_dec, cfg.decoder_norm)
 
     def initialize_weights(self) -> None:
         _init_params(self)
@@ -132,10 +158,27 @@ class DiscreteCircuitTrainingSAE(TrainingSAE[DiscreteTrainingSAEConfig]):
     def decode(self, feature_acts: Tensor) -> Tensor:
         return self.hook_sae_recons(_decode(self, feature_acts))
 
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        renormalise_(self.w_enc, self.w_dec, self.cfg.decoder_norm)  # the stored weights, as the reference
+        feature_acts, hidden_pre = self.encode_with_hidden_pre(step_input.sae_in)
+        sae_out = self.decode(feature_acts)
+        mse = (sae_out - step_input.sae_in).pow(2).mean()
+        l1 = step_input.coefficients["l1"] * feature_acts.abs().sum(-1).mean()
+        return TrainStepOutput(
+            sae_in=step_input.sae_in, sae_out=sae_out, feature_acts=feature_acts, hidden_pre=hidden_pre,
+            loss=mse + l1, losses={"mse_loss": mse, "l1_loss": l1},
+        )  # fmt: skip
+
     def calculate_aux_loss(
         self, step_input: TrainStepInput, feature_acts: Tensor, hidden_pre: Tensor, sae_out: Tensor
     ) -> dict[str, Tensor]:
         return {"l1_loss": step_input.coefficients["l1"] * feature_acts.abs().sum(-1).mean()}
+
+    def process_state_dict_for_saving_inference(self, state_dict: dict[str, Any]) -> None:
+        """Save the unit-norm weights the next forward would use (DiscreteSAE.encode reads the stored ones)."""
+        w_enc, w_dec = state_dict["w_enc"].clone(), state_dict["w_dec"].clone()
+        renormalise_(w_enc, w_dec, self.cfg.decoder_norm)
+        state_dict.update(w_enc=w_enc, w_dec=w_dec)
 
     @property
     def W_dec(self) -> Tensor:  # type: ignore[override]  # pyright: ignore[reportIncompatibleVariableOverride]
@@ -160,7 +203,7 @@ def from_module(module: DiscreteSAE, *, hook_name: str | None = None, model: str
                 metadata: dict[str, Any] | None = None) -> DiscreteCircuitSAE:  # fmt: skip
     """A circuits DiscreteSAE as the registered sae-lens class (weights copied, fp32, CPU)."""
     d_sae, d_in = module.w_enc.shape
-    cfg = DiscreteSAEConfig(d_in=int(d_in), d_sae=int(d_sae))
+    cfg = DiscreteSAEConfig(d_in=int(d_in), d_sae=int(d_sae), decoder_norm=module.decoder_norm)
     cfg.metadata.hook_name = hook_name
     cfg.metadata.model_name = model
     for key, value in (metadata or {}).items():
@@ -182,12 +225,13 @@ def save(module: DiscreteSAE, folder: str | Path, *, hook_name: str | None = Non
 
 def load(folder: str | Path) -> DiscreteSAE:
     """A saved circuit SAE, back as the circuits' DiscreteSAE module."""
-    from headscope.features.saes import load_folder
+    from headscope.features.folder import load_folder
 
     sae = load_folder(folder)
     if not isinstance(sae, DiscreteCircuitSAE):
         raise InputError(f"{folder} holds a {sae.cfg.architecture()} SAE, not a discrete circuit SAE")
-    module = DiscreteSAE(int(sae.cfg.d_in), int(sae.cfg.d_sae), torch.Generator().manual_seed(0))
+    norm = cast(Any, sae.cfg.decoder_norm)
+    module = DiscreteSAE(int(sae.cfg.d_in), int(sae.cfg.d_sae), torch.Generator().manual_seed(0), norm)
     module.load_state_dict({k: v.float() for k, v in sae.state_dict().items()})
     return module.eval()
 

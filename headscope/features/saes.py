@@ -13,7 +13,6 @@ A corrupted or truncated file, a missing one, or a config sae-lens cannot read g
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +24,11 @@ from torch import Tensor
 
 from headscope.errors import InputError, ModelUnavailableError
 from headscope.features import discrete as _discrete  # noqa: F401  (registers the circuit SAE's architecture)
-from headscope.features.catalog import CARD, CFG, WEIGHTS
+from headscope.features.folder import MAX_SAE_BYTES as MAX_SAE_BYTES  # re-exported: callers read folders here
+from headscope.features.folder import load_folder, read_card
+from headscope.features.folder import write_card as write_card
 from headscope.features.sites import Site, parse_hook_name
-from headscope.files import JSON_LIMIT, check_file, read_json
 from headscope.models.handle import ModelHandle
-
-MAX_SAE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -92,46 +90,6 @@ class FeatureSAE:
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "hook": self.hook, "kind": self.site.kind, "layer": self.site.layer,
                 "d_in": self.d_in, "d_sae": self.d_sae, "architecture": self.architecture}  # fmt: skip
-
-
-def read_card(folder: Path) -> dict[str, Any]:
-    path = folder / CARD
-    if not path.is_file():
-        return {}
-    card = read_json(path, "SAE card", limit=JSON_LIMIT)
-    if not isinstance(card, dict):
-        raise InputError(f"{path} is not a JSON object (a corrupted SAE card)")
-    return card
-
-
-def write_card(folder: Path, card: dict[str, Any]) -> None:
-    (folder / CARD).write_text(json.dumps(card, indent=1), encoding="utf-8")
-
-
-def load_folder(folder: str | Path, device: str = "cpu") -> Any:
-    """`SAE.load_from_disk` with every failure as one line: missing files, corrupted weights, unreadable config."""
-    from sae_lens import SAE
-
-    path = Path(folder)
-    for name in (CFG, WEIGHTS):
-        if not (path / name).is_file():
-            raise InputError(f"{path} is not an SAELens SAE folder (no {name})")
-    check_file(path / WEIGHTS, "SAE weights", MAX_SAE_BYTES)
-    read_json(path / CFG, "SAE config", limit=JSON_LIMIT)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sae = SAE.load_from_disk(path, device=device, dtype="float32")
-    except KeyError as e:
-        raise InputError(
-            f"the SAE in {path} has an unknown architecture or a missing config field: {e}"
-        ) from None
-    except Exception as e:  # safetensors / torch / sae-lens errors on a damaged file
-        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
-        raise InputError(
-            f"the SAE in {path} could not be read (corrupted or incompatible file): {first}"
-        ) from None
-    return sae.eval().requires_grad_(False)  # headscope reads SAEs; only training (train.py) needs gradients
 
 
 def bind(handle: ModelHandle, sae: Any, name: str, card: dict[str, Any] | None = None,

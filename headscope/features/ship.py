@@ -1,15 +1,19 @@
 """How the shipped SAEs of the default model were made (`python -m headscope.features.ship [names]`).
 
-Each is trained by `train.train` on the Wikipedia train split (activations collected once for all four hooks),
-stored in fp16 under `assets/saes/<model>/<name>/`, evaluated together on the test split (one clean pass per
-batch shared by all SAEs, each adding a spliced and an ablated pass: 25,400 positions, position 0 excluded), and
-indexed over the validation split. Long: run it in the background on a quiet machine.
+Stages (each resumable, run in the background on a quiet machine; one torch thread by default):
+- `collect`: the Wikipedia train split's activations at all four hooks in ONE forward pass per batch (collect.py,
+  fp16 memory maps under `$HEADSCOPE_CACHE/activations/`);
+- `train`: one SAE at a time by `train.train` (recipe in `SHIPPED`), stored in fp16 under
+  `assets/saes/<model>/<name>/`, with an EV-vs-tokens curve (`CURVE`) and the held-out figures on its card:
+  `wiki-test` (the first `EVAL_TOKENS` tokens of the test split) and `chat` (heldout.py), each through
+  `evaluate.evaluate_heldout` — the same code as `headscope features eval`;
+- `evaluate`: the held-out figures again for SAEs already trained (e.g. after a change to evaluate.py);
+- `index`: dashboards over the validation split.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 from dataclasses import replace
@@ -20,13 +24,26 @@ import torch
 from tqdm import tqdm
 
 from headscope.features import catalog, collect, index, saes
-from headscope.features.evaluate import evaluate
-from headscope.features.train import TrainConfig, train
+from headscope.features.train import TrainConfig, heldout_card, train
 from headscope.models import DEFAULT_MODEL, ModelHandle
 from headscope.progress import Progress
 
+# wiki-test: 100 windows of 128 tokens (12,700 counted positions; res15's card has 200 windows: the other cards were
+# measured at 100 to fit the CPU time left, three forward passes per window); chat: all of it
+EVAL_TOKENS = 12_800
+# The recipe (pilots on res15, 300k tokens, EV on unseen train-split windows: batch 4096 / lr 4e-4 as before 0.13;
+# batch 512 / lr 1e-3 0.83; batch 512 / lr 2e-3 0.92; BatchTopK at batch 512 / lr 1e-3 0.92 at L0 32.5; 4,096
+# latents no better than 2,048 at that budget): short CPU runs are limited by optimiser steps, not width.
 BASE = TrainConfig(
-    "resid_post", 15, 2048, "topk", k=32, tokens=1_600_000, batch_size=4096, lr=4e-4, eval_tokens=0
+    "resid_post",
+    15,
+    2048,
+    "batchtopk",
+    k=32,
+    tokens=600_000,  # what CPU time allowed this session (the curves on the cards still rise slowly at 600k)
+    batch_size=512,
+    lr=2e-3,
+    eval_tokens=EVAL_TOKENS,
 )
 SHIPPED: dict[str, TrainConfig] = {
     "res6": replace(BASE, layer=6),
@@ -34,7 +51,7 @@ SHIPPED: dict[str, TrainConfig] = {
     "res24": replace(BASE, layer=24),
     "attn15": replace(BASE, kind="attn_out"),
 }
-EVAL_TOKENS = 25_400  # test-split positions (position 0 excluded): 200 windows, 9 forwards per batch
+CURVE = (125_000, 250_000, 500_000, 1_000_000, 2_000_000, 3_000_000)  # held-out EV recorded here
 INDEX = index.IndexConfig(tokens=51_200, contexts=8, before=10, after=3)
 
 
@@ -48,45 +65,62 @@ def _bar(desc: str) -> Progress:
     return update
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("names", nargs="*", default=list(SHIPPED))
     ap.add_argument("--stage", choices=["collect", "train", "evaluate", "index", "all"], default="all")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--tokens", type=int, default=BASE.tokens, help="training tokens per SAE")
-    ap.add_argument("--eval-tokens", type=int, default=EVAL_TOKENS, help="test-split positions evaluated")
+    ap.add_argument(
+        "--tokens", type=int, default=None, help="training tokens per SAE (default: the recipe's)"
+    )
+    ap.add_argument("--latents", type=int, default=None)
+    ap.add_argument("--architecture", default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--eval-tokens", type=int, default=EVAL_TOKENS, help="held-out tokens evaluated per set")
     ap.add_argument("--index-tokens", type=int, default=INDEX.tokens, help="validation tokens indexed")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def _configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
+    keys = {"tokens": args.tokens, "latents": args.latents, "architecture": args.architecture,
+            "batch_size": args.batch_size, "lr": args.lr, "eval_tokens": args.eval_tokens}  # fmt: skip
+    changes = {k: v for k, v in keys.items() if v is not None}
+    return {n: replace(SHIPPED[n], **changes) for n in args.names}
+
+
+def main() -> None:
+    args = _args()
     torch.set_num_threads(args.threads)
     handle = ModelHandle.load(DEFAULT_MODEL, device="cpu")
     root = catalog.shipped_root() / handle.identity.name
-    configs = {n: replace(SHIPPED[n], tokens=args.tokens) for n in args.names}
+    configs = _configs(args)
     if args.stage in ("collect", "all"):
-        collect.collect(handle, [c.site for c in configs.values()], "train", progress=_bar("collect"))
+        sites = [c.site for c in configs.values()]
+        collect.collect(handle, sites, "train", progress=_bar("collect"))
+        windows = args.eval_tokens // BASE.ctx  # the wiki-test windows the curve and the cards read
+        collect.collect(
+            handle, sites, "test", max_tokens=windows * (BASE.ctx - 1), progress=_bar("collect test")
+        )
     if args.stage in ("train", "all"):
         for name, cfg in configs.items():
             t0 = time.perf_counter()
-            train(handle, cfg, root / name, name=name, progress=_bar(f"train {name}"))
-            print(f"{name}: trained in {time.perf_counter() - t0:.0f} s", flush=True)
-    if args.stage in ("evaluate", "all"):
-        loaded = [saes.load(handle, root / n, n) for n in configs]
-        windows = collect.split_windows(
-            handle, "test", BASE.ctx, max_windows=math.ceil(args.eval_tokens / (BASE.ctx - 1))
-        )
-        for fsae, rec in zip(
-            loaded, evaluate(handle, loaded, windows, progress=_bar("evaluate")), strict=True
-        ):
-            fsae.card["eval"] = {"split": "test", **rec.to_json()}
-            saes.write_card(root / fsae.name, fsae.card)
-            print(fsae.name, fsae.card["eval"], flush=True)
+            curve = tuple(c for c in CURVE if c < cfg.tokens)
+            result = train(handle, cfg, root / name, name=name, progress=_bar(f"train {name}"), curve=curve)
+            print(
+                f"{name}: trained in {time.perf_counter() - t0:.0f} s; curve {result.card.get('curve')}",
+                flush=True,
+            )
+    if args.stage == "evaluate":
+        for name, cfg in configs.items():
+            fsae = saes.load(handle, root / name, name)
+            fsae.card["heldout"] = heldout_card(handle, fsae, cfg, _bar(f"evaluate {name}"))
+            saes.write_card(root / name, fsae.card)
+            print(name, {k: v["explained_variance"] for k, v in fsae.card["heldout"].items()}, flush=True)
     if args.stage in ("index", "all"):
         for name in configs:
-            header = index.build(
-                handle,
-                saes.load(handle, root / name, name),
-                replace(INDEX, tokens=args.index_tokens),
-                progress=_bar(f"index {name}"),
-            )
+            header = index.build(handle, saes.load(handle, root / name, name),
+                                 replace(INDEX, tokens=args.index_tokens), progress=_bar(f"index {name}"))  # fmt: skip
             print(name, header, flush=True)
 
 

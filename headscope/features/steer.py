@@ -4,19 +4,23 @@
   hook, made by `from_direction` with `reference_texts()`. α means what it means everywhere in steering: the hook
   adds α · r · d̂_i, with d̂_i the unit decoder row and r the mean activation norm at that hook over the reference
   texts (position 0 excluded) — α = 0.2 adds a fifth of a typical activation there, whatever the layer's scale.
-  It is applied, costed and saved by steering's own code (`SteeringVector.hooks`, `contrastive.steer`,
-  `cost.steering_cost`, `vectors.vector_meta`), so a file written here and read back by `vectors.to_vector` (the
-  steering tab's upload) steers exactly as this module does. Positions as in steering: "last" adds from the
-  prompt's last token on (every generated token), "all" at every position.
+  It is applied, compared and saved by steering's own code (`SteeringVector.hooks`, `comparison.side_by_side`,
+  `vectors.vector_meta`), so a file written here and read back by `vectors.to_vector` (the steering tab's upload)
+  steers exactly as this module does. Positions as in steering: "last" adds from the prompt's last token on
+  (every generated token), "all" at every position.
 - mode "clamp": x ← x + (c − f_i(x)) d_i, with d_i the (unnormalised) decoder row: the reconstruction has f_i = c
   while the SAE's error term and every other feature are kept. Not a vector (it depends on x), so no file.
 - α = 0 in "add" mode attaches the hook and adds exactly zero: the run is bit-identical to the unsteered one.
 
-Reported next to the unsteered and steered generations:
-- effect: on prompt + steered continuation, mean over the steered positions of f_i (the SAE encoder's reading at
-  the hook) after the intervention, minus f_i on the same tokens without it (`direction.readout_effect` for "add");
-- cost: steering's `Cost` — perplexity of each continuation under the unsteered model and their ratio, the
-  distinct-token ratios, and whether it stays within steering's fluency bounds.
+Reported by `steering.side_by_side` (none / prompting / steering / both, with bootstrap intervals over prompts):
+- the downstream effect: with held-out positive / negative texts, the change of their log-likelihood margin and the
+  judge's share; always, the change of the mean next-token log-probability, at the prompt's last position, of the
+  `PROMOTED_TOKENS` tokens the feature's decoder row promotes through the unembedding (its logit lens) — the
+  headline `effect` when no texts are given;
+- a check, not an effect: the feature's own activation at its hook, steered minus unsteered, over the steered
+  positions of the first prompt and its steered continuation (`check_activation_change`): it shows the push
+  happened, and says little about what the push does downstream;
+- cost: perplexity of each continuation under the unsteered model, its ratio and the distinct-n ratios.
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ from jaxtyping import Int
 from torch import Tensor
 
 from headscope import checks
+from headscope.codec import jfield
 from headscope.errors import InputError
 from headscope.features.saes import FeatureSAE
 from headscope.models.handle import HookFn, ModelHandle
 from headscope.progress import Progress
-from headscope.steering import contrastive, vectors
-from headscope.steering.cost import Cost, steering_cost
+from headscope.steering import vectors
+from headscope.steering.comparison import SideBySide, SideBySideConfig, check_prompts, side_by_side
 from headscope.steering.direction import (
     DEFAULT_ALPHA,
     DEFAULT_POSITION,
@@ -44,10 +49,11 @@ from headscope.steering.direction import (
     SteeringVector,
     check_alpha,
     from_direction,
-    readout_effect,
+    readout_change,
     reference_texts,
 )
-from headscope.steering.generate import GenConfig, Generation, generate
+from headscope.steering.generate import GenConfig, Generation, HookFactory
+from headscope.steering.heldout import HeldOut
 from headscope.steering.hooks import POSITIONS
 
 MODES: tuple[str, ...] = ("add", "clamp")
@@ -121,73 +127,80 @@ def vector_file(
     return vectors.vector_meta(handle, sv, cfg.steer_config())
 
 
-@dataclass(frozen=True)
-class FeatureSteering:
-    sae: str
-    config: FeatureSteerConfig
-    unsteered: Generation
-    steered: Generation
-    effect: float
-    cost: Cost
-    vector: SteeringVector | None  # mode "add"
+PROMOTED_TOKENS = 10  # the feature's top tokens by decoder row · W_U (its logit lens), read downstream
 
-    def to_json(self) -> dict[str, Any]:
-        c = self.config
-        out: dict[str, Any] = {"sae": self.sae, "feature": c.feature, "alpha": c.alpha, "mode": c.mode,
-                               "position": c.position, "unsteered": self.unsteered.to_json(),
-                               "steered": self.steered.to_json(), "effect": round(self.effect, 5),
-                               "cost": self.cost.to_json()}  # fmt: skip
-        if self.vector is not None:
-            v = self.vector.to_json()
-            out["vector"] = {k: v[k] for k in ("method", "sites", "ref_norm", "natural_alpha", "data_hash")}
-            out["added_norm"] = round(abs(c.alpha) * v["ref_norm"], 4)
-        return out
+
+@dataclass(frozen=True)
+class FeatureSteering(SideBySide):
+    """`side_by_side` for a feature: the downstream effects (the held-out margin with texts, and the change of
+    the next-token log-probabilities of the tokens the feature promotes) and, as a check that the intervention
+    happened, the change of the feature's own activation at its hook."""
+
+    sae: str
+    feature: int
+    alpha: float
+    mode: str
+    position: str
+    promoted_tokens: tuple[str, ...]
+    vector: dict[str, Any] | None  # mode "add": where the vector sits and how it is scaled
+    added_norm: float | None  # mode "add": |α| · r
+    check_activation_change: float = jfield(digits=5)
+    steering_vector: SteeringVector | None = jfield(skip=True, default=None, compare=False)
+
+    @property
+    def config(self) -> FeatureSteerConfig:
+        return FeatureSteerConfig(self.feature, self.alpha, self.mode, self.position)
 
 
 def _continued(ids: Int[Tensor, "1 pos"], steered: Generation) -> Tensor:
     return torch.cat([ids[0].cpu(), torch.tensor(steered.token_ids, dtype=torch.long)])[None]
 
 
-def _clamp_effect(
-    handle: ModelHandle, fsae: FeatureSAE, cfg: FeatureSteerConfig, ids: Tensor, start: int
-) -> float:
-    _, clean = handle.run_with_cache(ids, [fsae.hook])
-    hook = clamp_hook(fsae, cfg.feature, cfg.alpha, cfg.position, start)
-    _, clamped = handle.run_with_cache(ids, [fsae.hook], fwd_hooks=[hook])
-    lo, read = 0 if cfg.position == "all" else start, feature_readout(fsae, cfg.feature)
-    with torch.inference_mode():
-        return float((read(clamped[fsae.hook][0, lo:]) - read(clean[fsae.hook][0, lo:])).mean())
+def promoted_tokens(
+    handle: ModelHandle, fsae: FeatureSAE, feature: int, top: int = PROMOTED_TOKENS
+) -> list[int]:
+    """The tokens feature i's decoder row promotes most through the unembedding (its logit lens)."""
+    from headscope.features.index import logit_lens
+
+    row = fsae.direction(fsae.check_feature(feature)).detach().float()[None]
+    return [int(t) for t in logit_lens(handle, row, top)["pos_ids"][0]]
 
 
-def _clamp(handle: ModelHandle, fsae: FeatureSAE, prompt: str, cfg: FeatureSteerConfig,
-           gen: GenConfig) -> tuple[Generation, Generation, Cost]:  # fmt: skip
-    ids = handle.tokenize(prompt)
-    start = ids.shape[1] - 1
-    plain = generate(handle, ids, gen)
-    steered = generate(
-        handle, ids, gen, lambda s: [clamp_hook(fsae, cfg.feature, cfg.alpha, cfg.position, s)]
-    )
-    hook = clamp_hook(fsae, cfg.feature, cfg.alpha, cfg.position, start)
-    return (
-        plain,
-        steered,
-        steering_cost(handle, ids.to(handle.device), plain.token_ids, steered.token_ids, [hook]),
-    )
+def _factory(fsae: FeatureSAE, cfg: FeatureSteerConfig, sv: SteeringVector | None) -> HookFactory:
+    if sv is not None:
+        return lambda start: sv.hooks(cfg.steer_config(), start)
+    return lambda start: [clamp_hook(fsae, cfg.feature, cfg.alpha, cfg.position, start)]
 
 
-def steer(handle: ModelHandle, fsae: FeatureSAE, prompt: str, cfg: FeatureSteerConfig,
-          gen: GenConfig = DEFAULT_GEN, *, progress: Progress | None = None) -> FeatureSteering:  # fmt: skip
-    """Unsteered vs steered generation of `prompt`, the change in the feature's activation, and the cost."""
+def steer(
+    handle: ModelHandle,
+    fsae: FeatureSAE,
+    prompts: str | Sequence[str],
+    cfg: FeatureSteerConfig,
+    gen: GenConfig = DEFAULT_GEN,
+    *,
+    sbs: SideBySideConfig | None = None,
+    texts: HeldOut | None = None,
+    progress: Progress | None = None,
+) -> FeatureSteering:
+    """None / prompting (with an instruction in `sbs`) / steering by the feature, side by side; the downstream
+    effects with their intervals, and the feature's own activation change as a check."""
     fsae.check_feature(cfg.feature)
-    prompt = contrastive.check_prompt(prompt)
-    ids = handle.tokenize(prompt)
+    prompts = check_prompts([prompts] if isinstance(prompts, str) else prompts)
+    sv = feature_vector(handle, fsae, cfg.feature) if cfg.mode == "add" else None
+    factory, promoted = _factory(fsae, cfg, sv), promoted_tokens(handle, fsae, cfg.feature)
+    res = side_by_side(handle, factory, prompts, sbs or SideBySideConfig(gen), texts=texts, promoted=promoted,
+                       progress=progress)  # fmt: skip
+    ids = handle.tokenize(res.prompt)
     start = ids.shape[1] - 1
-    if cfg.mode == "clamp":
-        plain, steered, cost = _clamp(handle, fsae, prompt, cfg, gen)
-        effect = _clamp_effect(handle, fsae, cfg, _continued(ids, steered).to(handle.device), start)
-        return FeatureSteering(fsae.name, cfg, plain, steered, effect, cost, None)
-    sv = feature_vector(handle, fsae, cfg.feature)
-    plain, steered, cost = contrastive.steer(handle, sv, prompt, cfg.steer_config(), gen, progress=progress)
-    full = _continued(ids, steered).to(handle.device)
-    effect = readout_effect(handle, sv, cfg.steer_config(), full, start, feature_readout(fsae, cfg.feature))
-    return FeatureSteering(fsae.name, cfg, plain, steered, effect, cost, sv)
+    full = _continued(ids, res.steered).to(handle.device)
+    lo = 0 if cfg.position == "all" else start
+    check = readout_change(handle, fsae.hook, factory(start), full, lo, feature_readout(fsae, cfg.feature))
+    info = None if sv is None else {k: v for k, v in sv.to_json().items()
+                                    if k in ("method", "sites", "ref_norm", "natural_alpha", "data_hash")}  # fmt: skip
+    added = None if info is None else round(abs(cfg.alpha) * info["ref_norm"], 4)
+    return FeatureSteering(
+        **res.parts(), sae=fsae.name, feature=cfg.feature, alpha=cfg.alpha, mode=cfg.mode, position=cfg.position,
+        promoted_tokens=tuple(handle.str_tokens(promoted)), vector=info, added_norm=added,
+        check_activation_change=check, steering_vector=sv,
+    )  # fmt: skip

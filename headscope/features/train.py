@@ -1,11 +1,17 @@
 """Train an SAE with sae-lens's own trainer on activations from the offline Wikipedia train split, save it in
-SAELens format with a card, evaluated on the test split.
+SAELens format with a card, judged on the held-out sets (heldout.py: the Wikipedia test split and the chat set).
 
-Steps: collect the hook's activations (collect.py; reused if cached) → `TopKTrainingSAE` / `StandardTrainingSAE`
-trained by `SAETrainer(...).fit()` from a seeded, shuffled iterator over the stored rows (epochs when `tokens`
-exceeds the split) → `save_inference_model` (folds a TopK SAE's decoder norms and the activation scaling) → stored
-in `dtype` (fp16 for shipping) → reloaded through `saes.load` and evaluated on the test split (evaluate.py), so
-the card's figures are those of the file on disk.
+Steps: collect the hook's activations (collect.py; reused if cached) → `TopKTrainingSAE` / `BatchTopKTrainingSAE`
+/ `StandardTrainingSAE` trained by `SAETrainer(...).fit()` from a seeded, shuffled iterator over the stored rows
+(epochs when `tokens` exceeds the split) → `save_inference_model` (folds a TopK SAE's decoder norms and the
+activation scaling; a BatchTopK SAE becomes a JumpReLU SAE with its learned threshold) → stored in `dtype` (fp16
+for shipping) → reloaded through `saes.load` and evaluated on each held-out set (evaluate.py), so the card's
+figures are those of the file on disk.
+
+`curve` token counts record an EV-vs-tokens curve during the same run: at each count, a copy of the SAE being
+trained is saved as an inference SAE (the same folding as the final one) and its explained variance and L0 are
+measured on the held-out sets' stored activations (no forward pass). The learning rate follows the run's own
+cosine schedule, so an early point is the SAE part-way through this run, not a run that stopped there.
 
 Inputs are scaled to mean ‖x‖ = √d_in during training (as sae-lens's `expected_average_only_in`; folded into the weights
 at the end), so one learning rate and L1 coefficient fit every model and hook.
@@ -13,10 +19,11 @@ at the end), so one learning rate and L1 coefficient fit every model and hook.
 
 from __future__ import annotations
 
-import math
+import copy
+import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +33,18 @@ import torch
 from torch import Tensor
 
 from headscope import checks
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.features import collect as collect_mod
-from headscope.features import saes
-from headscope.features.evaluate import evaluate
+from headscope.features import heldout, saes
+from headscope.features.evaluate import EvalConfig, activation_figures, evaluate_heldout
 from headscope.features.sites import TRAIN_KINDS, Site, site
 from headscope.models.handle import ModelHandle
 from headscope.progress import Progress, part
 
-ARCHITECTURES: tuple[str, ...] = ("topk", "standard")
-CARD_FORMAT = "headscope-sae-card/1"
+ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "standard")
+CARD_FORMAT = "headscope-sae-card/2"
+CHECK_TOKENS = 1024  # the first tokens of each held-out set: the slice a test re-measures against the card
 
 
 @dataclass(frozen=True)
@@ -82,12 +91,18 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class TrainResult:
-    folder: Path
-    card: dict[str, Any]
+class TrainResult(JsonCodec):
+    folder: Path = jfield(encode=str, decode=Path)
+    card: dict[str, Any] = jfield(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"folder": str(self.folder), "card": self.card}
+
+@dataclass(frozen=True)
+class CurvePoint(JsonCodec):
+    """Held-out explained variance and L0 after `tokens` training samples (see the module docstring)."""
+
+    tokens: int
+    explained_variance: dict[str, float] = jfield(digits=5)
+    l0: dict[str, float] = jfield(digits=3)
 
 
 def row_batches(rows: np.ndarray, batch_size: int, seed: int, scale: float = 1.0) -> Iterator[Tensor]:
@@ -117,6 +132,8 @@ def input_stats(rows: np.ndarray, d_in: int, seed: int, sample: int = 65_536) ->
 
 def _training_sae(cfg: TrainConfig, d_in: int, hook: str, model: str) -> Any:
     from sae_lens import (
+        BatchTopKTrainingSAE,
+        BatchTopKTrainingSAEConfig,
         StandardTrainingSAE,
         StandardTrainingSAEConfig,
         TopKTrainingSAE,
@@ -131,6 +148,8 @@ def _training_sae(cfg: TrainConfig, d_in: int, hook: str, model: str) -> Any:
     torch.manual_seed(cfg.seed)  # sae-lens initialises its weights from the global generator
     if cfg.architecture == "topk":
         sae = TopKTrainingSAE(TopKTrainingSAEConfig(k=cfg.k, **common))
+    elif cfg.architecture == "batchtopk":  # k latents per row on average over a batch; saved as JumpReLU
+        sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(k=float(cfg.k), **common))
     else:
         sae = StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=cfg.l1, l1_warm_up_steps=cfg.steps // 20,
                                                             **common))  # fmt: skip
@@ -141,7 +160,33 @@ def _training_sae(cfg: TrainConfig, d_in: int, hook: str, model: str) -> Any:
     return sae
 
 
-def _fit(cfg: TrainConfig, sae: Any, rows: np.ndarray) -> tuple[Any, int, float]:
+Recorder = Callable[[Any, int], None]  # (the training SAE, samples trained on so far)
+
+
+def with_checkpoints(
+    batches: Iterator[Tensor], points: list[int], record: Recorder, sae: Any
+) -> Iterator[Tensor]:
+    """`batches`, calling `record(sae, served)` before the first batch past each point: the trainer asks for a
+    batch only after stepping on the previous one, so the SAE has then seen exactly `served` samples."""
+    pending, served = sorted(points), 0
+    for batch in batches:
+        while pending and served >= pending[0]:
+            record(sae, served)
+            pending.pop(0)
+        yield batch
+        served += batch.shape[0]
+
+
+def inference_copy(sae: Any, scale: float, folder: Path) -> Any:
+    """What `save_inference_model` would make of the SAE now (scaling folded in), without touching it."""
+    snap = copy.deepcopy(sae)
+    snap.fold_activation_norm_scaling_factor(scale)
+    snap.save_inference_model(folder)
+    return saes.load_folder(folder)
+
+
+def _fit(cfg: TrainConfig, sae: Any, rows: np.ndarray, record: Callable[[Any, int], None] | None = None,
+         points: tuple[int, ...] = ()) -> tuple[Any, int, float]:  # fmt: skip
     from sae_lens import LoggingConfig, SAETrainer
     from sae_lens.config import SAETrainerConfig
 
@@ -156,6 +201,10 @@ def _fit(cfg: TrainConfig, sae: Any, rows: np.ndarray) -> tuple[Any, int, float]
         logger=LoggingConfig(log_to_wandb=False),
     )  # fmt: skip
     batches = row_batches(rows, cfg.batch_size, cfg.seed, scale)
+    if record is not None and points:
+        batches = with_checkpoints(
+            batches, list(points), lambda s, n: record(inference_copy_of(s, scale), n), sae
+        )
     trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -165,6 +214,11 @@ def _fit(cfg: TrainConfig, sae: Any, rows: np.ndarray) -> tuple[Any, int, float]
     return trained, trainer.n_training_samples, time.perf_counter() - t0
 
 
+def inference_copy_of(sae: Any, scale: float) -> Any:
+    with tempfile.TemporaryDirectory() as tmp:
+        return inference_copy(sae, scale, Path(tmp))
+
+
 def _save(trained: Any, out: Path, dtype: str) -> None:
     trained.save_inference_model(out)
     if dtype != "float32":  # reload the inference SAE and store it in the shipping dtype
@@ -172,9 +226,27 @@ def _save(trained: Any, out: Path, dtype: str) -> None:
         sae.to(getattr(torch, dtype)).save_model(out)
 
 
+def heldout_activations(handle: ModelHandle, site: Site, ctx: int, max_tokens: int, corpus: str = "wiki",
+                        batch_size: int = 8) -> dict[str, Tensor]:  # fmt: skip
+    """Each held-out set's activations at the site (positions ≥ 1 of each sequence, padding dropped), fp32: the
+    test split's from the activation store (collected once for every hook, as the train split's), the chat set's
+    by a forward pass (it is small)."""
+    windows = max(1, max_tokens // ctx)  # the windows `heldout.wiki_test` evaluates
+    kept = windows * (ctx - 1)
+    store = collect_mod.collect(handle, [site], "test", ctx=ctx, max_tokens=kept, corpus=corpus)  # type: ignore[arg-type]
+    out = {"wiki-test": torch.from_numpy(np.asarray(store.array(site.hook)[:kept], dtype=np.float32))}
+    seqs = heldout.chat(handle, ctx, max_tokens)
+    rows = []
+    for lo in range(0, seqs.tokens.shape[0], batch_size):
+        acts = collect_mod.capture(handle, seqs.tokens[lo : lo + batch_size], [site.hook])[site.hook]
+        rows += [acts[i, 1:n].float().cpu() for i, n in enumerate(seqs.lengths[lo : lo + batch_size])]
+    out["chat"] = torch.cat(rows)
+    return out
+
+
 def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str | None = None,
-          progress: Progress | None = None) -> TrainResult:  # fmt: skip
-    """Collect, train, save (SAELens format + card.json) and evaluate one SAE."""
+          progress: Progress | None = None, curve: tuple[int, ...] = ()) -> TrainResult:  # fmt: skip
+    """Collect, train, save (SAELens format + card.json) and evaluate one SAE on the held-out sets."""
     st = cfg.site.check(handle.facts.n_layers)
     folder = Path(out)
     t0 = time.perf_counter()
@@ -183,20 +255,48 @@ def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str |
                                 progress=step)  # fmt: skip
     rows = store.array(st.hook)
     collect_seconds = time.perf_counter() - t0
+    points: list[CurvePoint] = []
+    record = None
+    if curve:
+        held = heldout_activations(handle, st, cfg.ctx, max(cfg.eval_tokens, CHECK_TOKENS), cfg.corpus)
+        record = lambda sae, n: points.append(_point(sae, held, n))  # noqa: E731
     sae = _training_sae(cfg, handle.facts.d_model, st.hook, handle.identity.name)
     part(progress, 0.3, 0.8)("train SAE", 0.0)
-    trained, seen, seconds = _fit(cfg, sae, rows)
+    trained, seen, seconds = _fit(
+        cfg, sae, rows, record, tuple(c for c in curve if c < cfg.steps * cfg.batch_size)
+    )
     _save(trained, folder, cfg.dtype)
     card = _card(handle, cfg, name or folder.name, seen, seconds, collect_seconds)
+    if curve:
+        points.append(_point(saes.load_folder(folder), held, seen))  # the shipped file itself, last
+        card["curve"] = [p.to_json() for p in points]
     saes.write_card(folder, card)
     if cfg.eval_tokens > 0:
-        fsae = saes.load(handle, folder)
-        windows = collect_mod.split_windows(handle, "test", cfg.ctx, max_windows=math.ceil(cfg.eval_tokens / (cfg.ctx - 1)),
-                                            corpus=cfg.corpus)  # type: ignore[arg-type]  # fmt: skip
-        step = part(progress, 0.8, 1.0)
-        card["eval"] = {"split": "test", **evaluate(handle, [fsae], windows, progress=step)[0].to_json()}
+        card["heldout"] = heldout_card(handle, saes.load(handle, folder), cfg, part(progress, 0.8, 1.0))
         saes.write_card(folder, card)
     return TrainResult(folder, card)
+
+
+def _point(sae: Any, held: dict[str, Tensor], tokens: int) -> CurvePoint:
+    figures = {name: activation_figures(sae, x) for name, x in held.items()}
+    return CurvePoint(tokens, {n: f[0] for n, f in figures.items()}, {n: f[1] for n, f in figures.items()})
+
+
+def heldout_card(handle: ModelHandle, fsae: Any, cfg: TrainConfig, progress: Progress | None = None) -> dict:
+    """The card's held-out figures: each set up to `eval_tokens` tokens, and the first CHECK_TOKENS again (what
+    the shipped-SAE test re-measures, so a card is checked against the file, not read back)."""
+    out: dict[str, Any] = {}
+    for i, name in enumerate(heldout.SETS):
+        step = part(progress, i / len(heldout.SETS), (i + 1) / len(heldout.SETS))
+        full = evaluate_heldout(handle, [fsae], name, cfg=EvalConfig(cfg.ctx, max_tokens=cfg.eval_tokens),
+                                corpus=cfg.corpus, progress=step)[0]  # fmt: skip
+        check = evaluate_heldout(handle, [fsae], name, cfg=EvalConfig(cfg.ctx, max_tokens=min(CHECK_TOKENS, cfg.eval_tokens)),
+                                 corpus=cfg.corpus)[0]  # fmt: skip
+        out[name] = {**full.to_json(), "check": {k: check.to_json()[k] for k in CHECK_KEYS}}
+    return out
+
+
+CHECK_KEYS = ("tokens", "explained_variance", "l0", "ce_loss_with_sae", "kl_div")
 
 
 def _card(
@@ -208,7 +308,7 @@ def _card(
         "format": CARD_FORMAT, "name": name,
         "model": {"name": handle.identity.name, "sha256": handle.identity.sha256},
         "hook": cfg.site.hook, "kind": cfg.kind, "layer": cfg.layer, "architecture": cfg.architecture,
-        "d_in": handle.facts.d_model, "d_sae": cfg.latents, "k": cfg.k if cfg.architecture == "topk" else None,
+        "d_in": handle.facts.d_model, "d_sae": cfg.latents, "k": None if cfg.architecture == "standard" else cfg.k,
         "tokens_seen": seen, "training_seconds": round(seconds, 1), "collect_seconds": round(collect_seconds, 1),
         "data": {"corpus": cfg.corpus, "split": "train", "ctx": cfg.ctx, "position_0": "excluded"},
         "config": asdict(cfg), "dtype": cfg.dtype, "sae_lens_version": sae_lens.__version__,

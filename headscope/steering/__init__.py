@@ -1,13 +1,14 @@
 """LoFiT head offsets, contrastive (GLOV / CAA) vectors, steering costs, vector files."""
 
+from headscope.steering.comparison import SideBySide, SideBySideConfig, side_by_side
 from headscope.steering.contrastive import (
     Comparison,
     ContrastiveConfig,
     alpha_sweep,
     compare,
+    compare_vector,
     contrastive_vector,
     default_layer,
-    steer,
 )
 from headscope.steering.cost import Cost, steering_cost
 from headscope.steering.direction import (
@@ -19,6 +20,7 @@ from headscope.steering.direction import (
     reference_texts,
 )
 from headscope.steering.generate import GenConfig, Generation, generate
+from headscope.steering.heldout import HeldOut
 from headscope.steering.lofit import (
     HeadOffsets,
     LofitConfig,
@@ -40,16 +42,20 @@ __all__ = [
     "GenConfig",
     "Generation",
     "HeadOffsets",
+    "HeldOut",
     "LofitConfig",
     "LofitResult",
     "Metrics",
     "Pair",
+    "SideBySide",
+    "SideBySideConfig",
     "SteerConfig",
     "SteeringVector",
     "TaskData",
     "VectorMeta",
     "alpha_sweep",
     "compare",
+    "compare_vector",
     "contrastive_vector",
     "default_layer",
     "evaluate",
@@ -62,7 +68,7 @@ __all__ = [
     "readout_effect",
     "reference_norm",
     "reference_texts",
-    "steer",
+    "side_by_side",
     "steering_cost",
     "train_biases",
     "train_scales",

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from headscope import checks
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models import hooks
 from headscope.models.handle import Hooks, ModelHandle
 from headscope.progress import Progress, part, silent, steps
 from headscope.selection import HeadSet
+from headscope.steering.comparison import SideBySide, SideBySideConfig, check_prompt, side_by_side
 from headscope.steering.cost import Cost, steering_cost
 from headscope.steering.direction import SteerConfig, SteeringVector, activations, check_alpha
 from headscope.steering.generate import GenConfig, Generation, HookFactory, generate
+from headscope.steering.heldout import HeldOut
 from headscope.steering.hooks import Position
 from headscope.steering.scoring import continuation_logprob
 from headscope.steering.tasks import texts_hash
@@ -37,7 +40,6 @@ Pooling = Literal["mean", "last"]
 POOLINGS: tuple[str, ...] = ("mean", "last")
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 2000
-MAX_PROMPT_CHARS = 2000
 DEFAULT_DEPTH = (
     0.3  # default layer = round(0.3 · (n_layers − 1)): layer 9 of SmolLM2's 30 (README "Defaults")
 )
@@ -66,15 +68,6 @@ def check_texts(texts: Sequence[str], side: str) -> list[str]:
         if len(t) > MAX_TEXT_CHARS:
             raise InputError(f"{side} text {i} is {len(t)} characters; the limit is {MAX_TEXT_CHARS}")
     return kept
-
-
-def check_prompt(prompt: object) -> str:
-    """A prompt, checked before any model is loaded (refused, never cut)."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InputError("the prompt is empty")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InputError(f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
-    return prompt
 
 
 @dataclass(frozen=True)
@@ -157,35 +150,27 @@ def contrastive_vector(
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """Unsteered vs steered generation, the effect on the target, and what it cost."""
+class Comparison(SideBySide):
+    """`side_by_side` for a steering vector, with where it sits and how strongly it was added."""
 
-    vector: SteeringVector
-    steer: SteerConfig
-    unsteered: Generation
-    steered: Generation
-    # Δ(steered − unsteered) of [mean log p(positives | prompt) − mean log p(negatives | prompt)]; None without texts
-    effect: float | None
-    cost: Cost
+    site: str  # the hook, or "heads" (their outputs, hook_z)
+    layer: int | None
+    heads: str | None
+    alpha: float
+    position: str
+    added_norm: float  # |α| · r: the norm of what the hooks add (4 digits, as `SteeringVector.to_json`)
+    ref_norm: float
+    natural_alpha: float
+    vector: SteeringVector | None = jfield(skip=True, default=None, compare=False)
 
-    def to_json(self) -> dict:
-        v = self.vector.to_json()
-        return {
-            "site": v["sites"][0] if self.vector.heads is None else "heads", "layer": v["layer"],
-            "heads": v["heads"], "alpha": self.steer.alpha, "position": self.steer.position,
-            "added_norm": round(abs(self.steer.alpha) * v["ref_norm"], 4), "ref_norm": v["ref_norm"],
-            "natural_alpha": v["natural_alpha"], "unsteered": self.unsteered.to_json(),
-            "steered": self.steered.to_json(), "effect": None if self.effect is None else round(self.effect, 5),
-            "cost": self.cost.to_json(), "tokens": token_strip(self.steered, self.cost),
-        }  # fmt: skip
-
-
-def token_strip(steered: Generation, cost: Cost) -> list[dict]:
-    """Per steered token: its text, p under the steered and the unsteered model, and the change."""
-    return [
-        {"token": tok, "p_steered": round(a, 5), "p_unsteered": round(b, 5), "change": round(a - b, 5)}
-        for tok, a, b in zip(steered.tokens, cost.p_steered, cost.p_unsteered, strict=True)
-    ]
+    @staticmethod
+    def of(sv: SteeringVector, cfg: SteerConfig, sbs: SideBySide) -> Comparison:
+        v = sv.to_json()
+        return Comparison(
+            **sbs.parts(), site=v["sites"][0] if sv.heads is None else "heads", layer=v["layer"],
+            heads=v["heads"], alpha=cfg.alpha, position=cfg.position, ref_norm=v["ref_norm"],
+            added_norm=round(abs(cfg.alpha) * v["ref_norm"], 4), natural_alpha=v["natural_alpha"], vector=sv,
+        )  # fmt: skip
 
 
 def preference(
@@ -196,25 +181,26 @@ def preference(
     )
 
 
-def steer(
+def held_out_by_hash(sv: SteeringVector, positives: Sequence[str], negatives: Sequence[str]) -> HeldOut:
+    """Texts that measure a vector: held out unless they are exactly the texts that built it (by data hash)."""
+    same = texts_hash(list(positives), list(negatives)) == sv.source.get("data_hash")
+    return HeldOut(tuple(positives), tuple(negatives), held_out=not same)
+
+
+def compare_vector(
     handle: ModelHandle,
     sv: SteeringVector,
-    prompt: str,
+    prompts: Sequence[str],
     cfg: SteerConfig,
-    gen: GenConfig = DEFAULT_GEN,
+    sbs: SideBySideConfig | None = None,
     *,
+    texts: HeldOut | None = None,
     progress: Progress | None = None,
-) -> tuple[Generation, Generation, Cost]:
-    """Unsteered and steered generations of one prompt and the cost of the steered one."""
-    ids = handle.tokenize(check_prompt(prompt))
-    start = ids.shape[1] - 1
-    plain = generate(handle, ids, gen, on_token=steps(progress, "unsteered token", 0.0, 0.45))
-    steered = generate(
-        handle, ids, gen, _factory(sv, cfg), on_token=steps(progress, "steered token", 0.45, 0.9)
-    )
-    part(progress, 0.9, 1.0)("cost (the unsteered model reads both)", 0.0)
-    cost = steering_cost(handle, ids, plain.token_ids, steered.token_ids, sv.hooks(cfg, start))
-    return plain, steered, cost
+) -> Comparison:
+    """`side_by_side` with this vector added at strength `cfg` (the prompting rows when `sbs` has an
+    instruction; the held-out effect and the judge when `texts` are given)."""
+    res = side_by_side(handle, _factory(sv, cfg), prompts, sbs, texts=texts, progress=progress)
+    return Comparison.of(sv, cfg, res)
 
 
 def compare(
@@ -228,33 +214,40 @@ def compare(
     *,
     progress: Progress | None = None,
 ) -> Comparison:
-    """Side by side, with the effect on the positive-vs-negative preference when both text lists are given."""
-    effect, both = None, positives is not None and negatives is not None
-    plain, steered, cost = steer(
-        handle, sv, prompt, cfg, gen, progress=part(progress, 0.0, 0.85 if both else 1.0)
-    )
+    """One prompt, no prompting rows; the margin effect on the given texts (marked in-sample when they are the
+    texts that built the vector)."""
+    texts = None
     if positives is not None and negatives is not None:
-        part(progress, 0.85, 1.0)("effect on log p(positives) − log p(negatives)", 0.0)
         pos, neg = check_texts(positives, "positive"), check_texts(negatives, "negative")
-        start = handle.tokenize(prompt).shape[1] - 1
-        effect = preference(handle, prompt, pos, neg, sv.hooks(cfg, start)) - preference(
-            handle, prompt, pos, neg
-        )
-    return Comparison(sv, cfg, plain, steered, effect, cost)
+        texts = held_out_by_hash(sv, pos, neg)
+    return compare_vector(handle, sv, [prompt], cfg, SideBySideConfig(gen), texts=texts, progress=progress)
 
 
 @dataclass(frozen=True)
-class SweepRow:
+class SweepRow(JsonCodec):
     alpha: float
-    logit_diff: float
-    change: float  # logit_diff − logit_diff at α = 0
     generation: Generation
     cost: Cost
+    logit_diff: float = jfield(digits=5)
+    change: float = jfield(digits=5)  # logit_diff − logit_diff at α = 0
 
-    def to_json(self) -> dict:
-        return {"alpha": self.alpha, "logit_diff": round(self.logit_diff, 5), "change": round(self.change, 5),
-                "text": self.generation.text, "perplexity_ratio": round(self.cost.perplexity_ratio, 4),
-                "distinct_steered": round(self.cost.distinct_steered, 4), "fluent": self.cost.fluent}  # fmt: skip
+    json_extra: ClassVar[tuple[str, ...]] = ("text", "perplexity_ratio", "distinct_steered", "fluent")
+
+    @property
+    def text(self) -> str:
+        return self.generation.text
+
+    @property
+    def perplexity_ratio(self) -> float:
+        return round(self.cost.perplexity_ratio, 4)
+
+    @property
+    def distinct_steered(self) -> float:
+        return round(self.cost.distinct_steered, 4)
+
+    @property
+    def fluent(self) -> bool:
+        return self.cost.fluent
 
 
 def first_token(handle: ModelHandle, text: str) -> int:
@@ -291,7 +284,7 @@ def alpha_sweep(
         say = part(progress, i / n, (i + 1) / n)
         g = generate(handle, ids, gen, _factory(sv, cfg), on_token=steps(say, f"α = {cfg.alpha:g}: token"))
         cost = steering_cost(handle, ids, plain.token_ids, g.token_ids, sv.hooks(cfg, start))
-        rows.append(SweepRow(cfg.alpha, diff, diff - base, g, cost))
+        rows.append(SweepRow(cfg.alpha, g, cost, logit_diff=diff, change=diff - base))
     return rows
 
 

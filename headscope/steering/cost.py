@@ -16,12 +16,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from headscope.codec import JsonCodec
 from headscope.models.handle import Hooks, ModelHandle
+from headscope.steering.generate import Generation
 
 MAX_PERPLEXITY_RATIO = 2.0
 MIN_DISTINCT_RATIO = 0.5
@@ -43,17 +46,25 @@ def perplexity(logprobs: Sequence[float]) -> float:
 
 
 def distinct_ratio(ids: Sequence[int]) -> float:
-    return len(set(ids)) / len(ids)
+    return len(set(ids)) / len(ids) if ids else 1.0
+
+
+BOUNDS = {"max_perplexity_ratio": MAX_PERPLEXITY_RATIO, "min_distinct_ratio": MIN_DISTINCT_RATIO}
 
 
 @dataclass(frozen=True)
-class Cost:
+class Cost(JsonCodec):
+    """Stored as the JSON carries it (perplexities and ratios to 4 decimals, probabilities to 5), so the derived
+    ratio and verdict of a cost read back from JSON are the same as the original's."""
+
     perplexity_unsteered: float  # the unsteered continuation, under the unsteered model
     perplexity_steered: float  # the steered continuation, under the unsteered model
     distinct_unsteered: float
     distinct_steered: float
     p_steered: tuple[float, ...]  # each steered token: p under the steered model
     p_unsteered: tuple[float, ...]  # ... and under the unsteered model
+
+    json_extra: ClassVar[tuple[str, ...]] = ("perplexity_ratio", "fluent", "bounds")
 
     @property
     def perplexity_ratio(self) -> float:
@@ -64,22 +75,20 @@ class Cost:
         return self.perplexity_ratio <= MAX_PERPLEXITY_RATIO and self.distinct_steered >= MIN_DISTINCT_RATIO
 
     @property
+    def bounds(self) -> dict[str, float]:
+        return dict(BOUNDS)
+
+    @property
     def p_change(self) -> tuple[float, ...]:
         return tuple(a - b for a, b in zip(self.p_steered, self.p_unsteered, strict=True))
 
-    def to_json(self) -> dict:
-        return {
-            "perplexity_unsteered": round(self.perplexity_unsteered, 4),
-            "perplexity_steered": round(self.perplexity_steered, 4),
-            "perplexity_ratio": round(self.perplexity_ratio, 4),
-            "distinct_unsteered": round(self.distinct_unsteered, 4),
-            "distinct_steered": round(self.distinct_steered, 4),
-            "fluent": self.fluent,
-            "bounds": {
-                "max_perplexity_ratio": MAX_PERPLEXITY_RATIO,
-                "min_distinct_ratio": MIN_DISTINCT_RATIO,
-            },
-        }
+
+def token_strip(steered: Generation, cost: Cost) -> list[dict[str, Any]]:
+    """Per steered token: its text, p under the steered and the unsteered model, and the change."""
+    return [
+        {"token": tok, "p_steered": a, "p_unsteered": b, "change": round(a - b, 5)}
+        for tok, a, b in zip(steered.tokens, cost.p_steered, cost.p_unsteered, strict=True)
+    ]
 
 
 def steering_cost(
@@ -96,6 +105,7 @@ def steering_cost(
     read_lp = continuation_logprobs(handle, prompt_ids, steered)
     own_lp = continuation_logprobs(handle, prompt_ids, steered, steer_hooks)
     return Cost(
-        perplexity(plain_lp), perplexity(read_lp), distinct_ratio(unsteered), distinct_ratio(steered),
-        tuple(math.exp(x) for x in own_lp), tuple(math.exp(x) for x in read_lp),
+        round(perplexity(plain_lp), 4), round(perplexity(read_lp), 4), round(distinct_ratio(unsteered), 4),
+        round(distinct_ratio(steered), 4), tuple(round(math.exp(x), 5) for x in own_lp),
+        tuple(round(math.exp(x), 5) for x in read_lp),
     )  # fmt: skip

@@ -132,6 +132,23 @@ def reference_texts(n: int = 8) -> list[str]:
     return [a.text.split(". ")[0].strip() + "." for a in excerpt_articles()[:n]]
 
 
+def readout_change(
+    handle: ModelHandle,
+    hook: str,
+    fwd_hooks: Hooks,
+    ids: Int[Tensor, "1 pos"],
+    lo: int,
+    readout: Callable[[Tensor], Tensor],
+) -> float:
+    """Mean over positions lo… of readout(activation at `hook` with `fwd_hooks`) − readout(without), on the
+    same tokens. `readout` maps [pos, d_model] to [pos]."""
+    _, clean = handle.run_with_cache(ids, [hook])
+    _, steered = handle.run_with_cache(ids, [hook], fwd_hooks=fwd_hooks)
+    with torch.inference_mode():
+        diff = readout(steered[hook][0, lo:].float()) - readout(clean[hook][0, lo:].float())
+    return float(diff.mean())
+
+
 def readout_effect(
     handle: ModelHandle,
     sv: SteeringVector,
@@ -142,16 +159,11 @@ def readout_effect(
 ) -> float:
     """What steering does to a readout of the activation at the vector's own hook (e.g. an SAE feature's
     activation): the mean over the steered positions of readout(steered) − readout(unsteered), on the same tokens.
-    `readout` maps [pos, d_model] to [pos]; `start` is the prompt's last position, as for the hooks."""
+    `start` is the prompt's last position, as for the hooks."""
     if sv.hook is None:
         raise InputError("a readout effect needs a vector at one residual-type hook, not at heads")
-    hook = sv.hook
-    _, clean = handle.run_with_cache(ids, [hook])
-    _, steered = handle.run_with_cache(ids, [hook], fwd_hooks=sv.hooks(steer, start))
     lo = 0 if steer.position == "all" else start
-    with torch.inference_mode():
-        diff = readout(steered[hook][0, lo:].float()) - readout(clean[hook][0, lo:].float())
-    return float(diff.mean())
+    return readout_change(handle, sv.hook, sv.hooks(steer, start), ids, lo, readout)
 
 
 def reference_norm(handle: ModelHandle, texts: Sequence[str], hook: str) -> Tensor:

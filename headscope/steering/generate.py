@@ -14,6 +14,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from headscope import checks
+from headscope.codec import JsonCodec, jfield
 from headscope.models.handle import Hooks, ModelHandle
 from headscope.progress import StepCounter
 
@@ -32,21 +33,15 @@ class GenConfig:
         set_ = object.__setattr__
         set_(self, "max_new_tokens", checks.integer(self.max_new_tokens, "max_new_tokens", 1, MAX_NEW_TOKENS))
         set_(self, "temperature", checks.number(self.temperature, "temperature", 0.0, 5.0))
-        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**63 - 1))
+        set_(self, "seed", checks.integer(self.seed, "seed", 0, 2**53))
 
 
 @dataclass(frozen=True)
-class Generation:
+class Generation(JsonCodec):
     text: str
     token_ids: tuple[int, ...]
     tokens: tuple[str, ...]
-    probs: tuple[float, ...]  # probability of each generated token under the (steered) model, temperature 1
-
-    def to_json(self) -> dict:
-        return {"text": self.text, "token_ids": list(self.token_ids)}
-
-    def to_json_full(self) -> dict:
-        return {**self.to_json(), "tokens": list(self.tokens), "probs": [round(p, 5) for p in self.probs]}
+    probs: tuple[float, ...] = jfield(digits=5)  # p of each generated token under the (steered) model, T = 1
 
 
 def generate(

@@ -13,17 +13,32 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from headscope import checks
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models.batch import pad_id
 from headscope.models.handle import Hooks, ModelHandle
 from headscope.progress import Progress, part
 from headscope.selection import HeadSet
+from headscope.steering import stats
+from headscope.steering.chance import MIN_RANDOM_SETS, ChanceTest
+from headscope.steering.chance import verdict as chance_verdict
+from headscope.steering.comparison import (
+    MAX_PROMPTS,
+    NONE,
+    STEERING,
+    SideBySide,
+    SideBySideConfig,
+    side_by_side,
+)
+from headscope.steering.generate import MAX_NEW_TOKENS, GenConfig, HookFactory
+from headscope.steering.heldout import HeldOut
 from headscope.steering.hooks import Head, check_heads, head_bias_hooks, head_scale_hooks
 from headscope.steering.scoring import (
     Encoded,
@@ -47,7 +62,9 @@ def default_k(n_layers: int, n_heads: int) -> int:
 @dataclass(frozen=True)
 class LofitConfig:
     """k: heads to tune (None: 3 % of all heads, at least 1, at most the selection's size).
-    heads: restrict LoFiT to this selection — step 1 scales and ranks only these heads (None: every head)."""
+    heads: restrict LoFiT to this selection — step 1 scales and ranks only these heads (None: every head).
+    random_sets: as many random heads trained with step 2's budget, for the permutation test (`chance.py`).
+    eval_prompts / eval_tokens / resamples: the held-out comparison (`comparison.side_by_side`)."""
 
     k: int | None = None
     scale_steps: int = 30
@@ -58,8 +75,11 @@ class LofitConfig:
     l1: float = 1e-3
     init_std: float = 1e-3
     seed: int = 0
-    random_baseline: bool = True
+    random_sets: int = MIN_RANDOM_SETS  # random head sets for the permutation test (0: no test)
     heads: HeadSet | None = None
+    eval_prompts: int = 8  # held-out prompts generated from, for the cost rows
+    eval_tokens: int = 8  # tokens per continuation
+    resamples: int = stats.DEFAULT_RESAMPLES
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -72,7 +92,10 @@ class LofitConfig:
             set_(self, name, checks.number(getattr(self, name), name, 0.0, 1.0, lo_open=True))
         set_(self, "l1", checks.number(self.l1, "l1", 0.0, 1.0))
         set_(self, "init_std", checks.number(self.init_std, "init_std", 0.0, 0.1))
-        checks.flag(self.random_baseline, "random_baseline")
+        set_(self, "random_sets", checks.integer(self.random_sets, "random_sets", 0, 1000))
+        set_(self, "eval_prompts", checks.integer(self.eval_prompts, "eval_prompts", 1, MAX_PROMPTS))
+        set_(self, "eval_tokens", checks.integer(self.eval_tokens, "eval_tokens", 1, MAX_NEW_TOKENS))
+        set_(self, "resamples", checks.integer(self.resamples, "resamples", 100, stats.MAX_RESAMPLES))
         if self.heads is not None and (not isinstance(self.heads, HeadSet) or not self.heads):
             raise InputError("heads must be a non-empty head selection")
 
@@ -214,58 +237,123 @@ class HeadOffsets:
 
 
 @dataclass(frozen=True)
-class LofitResult:
+class LofitResult(JsonCodec):
+    """Both steps, the held-out table none / prompting / LoFiT / LoFiT + prompting (`evaluation`, accuracy over
+    every held-out item and the cost of short continuations) and the permutation test against random heads."""
+
     task: str
     data_hash: str
-    offsets: HeadOffsets
-    head_ranking: tuple[tuple[Head, float], ...]  # every head (or the selection's) by ‖A‖₂
-    scale_losses: tuple[float, ...]
-    bias_losses: tuple[float, ...]
-    before: Metrics
-    after: Metrics
-    random_offsets: HeadOffsets | None
-    random_after: Metrics | None
-    random_bias_losses: tuple[float, ...]
+    heads: str  # the tuned heads, HeadSet grammar
+    restricted_to: str | None  # the selection LoFiT was restricted to (None: every head)
+    shape: tuple[int, int]  # (n_layers, n_heads) of the model
+    heldout_before: Metrics
+    heldout_after: Metrics
+    evaluation: SideBySide
+    chance: ChanceTest | None
     trainable_parameters: int
     step1_parameters: int
     full_finetune_parameters: int
-    seconds: float
-    shape: tuple[int, int]  # (n_layers, n_heads) of the model
-    restricted_to: HeadSet | None = None  # the selection LoFiT was restricted to (None: every head)
+    head_ranking: tuple[tuple[Head, float], ...] = jfield(digits=5)  # every head (or the selection's) by ‖A‖₂
+    scale_losses: tuple[float, ...] = jfield(digits=4)
+    bias_losses: tuple[float, ...] = jfield(digits=4)
+    seconds: float = jfield(digits=2)
+    offsets: HeadOffsets | None = jfield(skip=True, default=None, compare=False)
 
-    def to_json(self) -> dict:
-        r = self.random_offsets
-        return {
-            "task": self.task,
-            "data_hash": self.data_hash,
-            "heads": str(HeadSet.of(self.offsets.heads, *self.shape)),
-            "restricted_to": None if self.restricted_to is None else str(self.restricted_to),
-            "selected_heads": [
-                {"layer": h[0], "head": h[1], "importance": round(s, 5)}
-                for h, s in self.head_ranking[: len(self.offsets.heads)]
-            ],
-            "heldout_before": self.before.to_json(),
-            "heldout_after": self.after.to_json(),
-            "random_heads": None if r is None else [{"layer": h[0], "head": h[1]} for h in r.heads],
-            "heldout_random_heads": None if self.random_after is None else self.random_after.to_json(),
-            "train_loss": {
-                "scales_first": round(self.scale_losses[0], 4),
-                "scales_last": round(self.scale_losses[-1], 4),
-                "biases_first": round(self.bias_losses[0], 4),
-                "biases_last": round(self.bias_losses[-1], 4),
-            },
-            "trainable_parameters": self.trainable_parameters,
-            "step1_parameters": self.step1_parameters,
-            "full_finetune_parameters": self.full_finetune_parameters,
-            "seconds": round(self.seconds, 2),
-        }
+    json_extra: ClassVar[tuple[str, ...]] = ("selected_heads", "train_loss", "verdict")
+
+    @property
+    def selected_heads(self) -> list[dict[str, Any]]:
+        k = len(HeadSet.parse(self.heads, *self.shape)) if self.heads else 0
+        return [{"layer": h[0], "head": h[1], "importance": round(s, 5)} for h, s in self.head_ranking[:k]]
+
+    @property
+    def train_loss(self) -> dict[str, float]:
+        ends = {"scales": self.scale_losses, "biases": self.bias_losses}
+        return {f"{n}_{w}": round(v[i], 4) for n, v in ends.items() for w, i in (("first", 0), ("last", -1))}
+
+    @property
+    def verdict(self) -> str:
+        return chance_verdict(None if self.chance is None else self.chance.p_value)
+
+    @property
+    def trained_offsets(self) -> HeadOffsets:
+        """The offsets themselves (tensors: not in the JSON, so a result read back from JSON has none)."""
+        if self.offsets is None:
+            raise InputError("this LoFiT result was read from JSON: its trained offsets are not in it")
+        return self.offsets
+
+
+@dataclass(frozen=True)
+class OffsetsComparison(SideBySide):
+    """`side_by_side` for LoFiT offsets applied to a prompt."""
+
+    heads: str
+
+
+def offsets_factory(offsets: HeadOffsets, n_heads: int) -> HookFactory:
+    """LoFiT acts at every position (prompt and continuation alike), wherever the prompt ends."""
+    return lambda _start: offsets.hooks(n_heads)
+
+
+def apply_offsets(
+    handle: ModelHandle,
+    offsets: HeadOffsets,
+    prompts: Sequence[str],
+    sbs: SideBySideConfig | None = None,
+    *,
+    texts: HeldOut | None = None,
+    items: Sequence[Pair] = (),
+    progress: Progress | None = None,
+) -> OffsetsComparison:
+    """`side_by_side` with the offsets; `items` (a task's held-out pairs) add the accuracy rows."""
+    f = handle.facts
+    res = side_by_side(
+        handle, offsets_factory(offsets, f.n_heads), prompts, sbs, texts=texts, items=items, progress=progress
+    )
+    return OffsetsComparison(**res.parts(), heads=str(HeadSet.of(offsets.heads, f.n_layers, f.n_heads)))
+
+
+def _random_sets(
+    handle: ModelHandle, task: TaskData, k: int, cfg: LofitConfig, progress: Progress | None
+) -> tuple[list[str], list[float]]:
+    """R random head sets, each trained with step 2's budget and scored on the held-out items."""
+    f, names, accs = handle.facts, [], []
+    for i in range(cfg.random_sets):
+        heads = random_heads(f.n_layers, f.n_heads, k, cfg.seed + i)
+        say = part(progress, i / cfg.random_sets, (i + 1) / cfg.random_sets)
+        phase = f"random heads {i + 1}/{cfg.random_sets}"
+        biases, _ = train_biases(handle, task.train, heads, cfg, part(say, 0.0, 0.8), phase=phase)
+        say(f"held-out accuracy, {phase}", 0.8)
+        accs.append(
+            evaluate(
+                handle, task.heldout, fwd_hooks=HeadOffsets(tuple(heads), biases).hooks(f.n_heads)
+            ).accuracy
+        )
+        names.append(str(HeadSet.of(heads, f.n_layers, f.n_heads)))
+    return names, accs
+
+
+def _evaluation(
+    handle: ModelHandle, task: TaskData, offsets: HeadOffsets, cfg: LofitConfig, progress: Progress
+) -> SideBySide:
+    sbs = SideBySideConfig(GenConfig(cfg.eval_tokens), task.instruction, cfg.resamples, cfg.seed)
+    prompts = [p.prompt for p in task.heldout[: cfg.eval_prompts]]
+    return side_by_side(
+        handle, offsets_factory(offsets, handle.facts.n_heads), prompts, sbs, items=task.heldout,
+        progress=lambda s, frac: progress(f"held-out evaluation: {s}", frac),
+    )  # fmt: skip
+
+
+def _metrics(ev: SideBySide, condition: str) -> Metrics:
+    m = ev.evaluation.row(condition).measures
+    return Metrics(m["accuracy"].value, m["target_logprob"].value, ev.evaluation.n_items)
 
 
 def _shares(cfg: LofitConfig, progress: Progress | None) -> dict[str, Progress]:
-    """Each part of `lofit` as its share of the whole call (training steps weigh 1, an evaluation 2)."""
-    weights = {"before": 2.0, "scales": cfg.scale_steps, "biases": cfg.bias_steps, "after": 2.0}
-    if cfg.random_baseline:
-        weights |= {"random": cfg.bias_steps, "random after": 2.0}
+    """Each part of `lofit` as its share of the whole call (a training step weighs 1, the held-out evaluation
+    as much as 20 steps, each random set its steps plus 5 for its evaluation)."""
+    weights = {"scales": cfg.scale_steps, "biases": cfg.bias_steps, "evaluation": 20.0,
+               "random": cfg.random_sets * (cfg.bias_steps + 5)}  # fmt: skip
     total, acc, out = sum(weights.values()), 0.0, {}
     for name, w in weights.items():
         out[name] = part(progress, acc / total, (acc + w) / total)
@@ -279,31 +367,29 @@ def lofit(
     cfg: LofitConfig = LofitConfig(),
     progress: Progress | None = None,
 ) -> LofitResult:
-    """Both LoFiT steps on `task.train`, evaluated on `task.heldout` (and the same K random heads, if asked);
-    `progress` shares the whole call among the training phases by their step counts."""
+    """Both LoFiT steps on `task.train`; the held-out comparison on `task.heldout` (none / prompting / LoFiT /
+    both); and, with `random_sets`, the permutation test against as many random head sets."""
     t0 = time.perf_counter()
     f = handle.facts
     _selection_mask(handle, cfg.heads)  # a selection for another model shape is refused before any work
     k = cfg.resolve_k(f.n_layers, f.n_heads)
     at = _shares(cfg, progress)
-    at["before"]("held-out accuracy before", 0.0)
-    before = evaluate(handle, task.heldout)
     scales, scale_losses = train_scales(handle, task.train, cfg, at["scales"])
     ranking = rank_heads(scales, cfg.heads)
     top = [h for h, _ in ranking[:k]]
     biases, bias_losses = train_biases(handle, task.train, top, cfg, at["biases"])
     offsets = HeadOffsets(tuple(top), biases)
-    at["after"]("held-out accuracy after", 0.0)
-    after = evaluate(handle, task.heldout, fwd_hooks=offsets.hooks(f.n_heads))
-    rand, rand_after, rand_losses = None, None, []
-    if cfg.random_baseline:
-        heads = random_heads(f.n_layers, f.n_heads, k, cfg.seed)
-        rb, rand_losses = train_biases(handle, task.train, heads, cfg, at["random"], phase="random heads")
-        rand = HeadOffsets(tuple(heads), rb)
-        at["random after"]("held-out accuracy, random heads", 0.0)
-        rand_after = evaluate(handle, task.heldout, fwd_hooks=rand.hooks(f.n_heads))
+    ev = _evaluation(handle, task, offsets, cfg, at["evaluation"])
+    chance = None
+    if cfg.random_sets:
+        names, accs = _random_sets(handle, task, k, cfg, at["random"])
+        budget = {"bias_steps": cfg.bias_steps, "batch_size": cfg.batch_size, "bias_lr": cfg.bias_lr,
+                  "init_std": cfg.init_std, "seed": cfg.seed}  # fmt: skip
+        chance = ChanceTest.of(ev.evaluation.row(STEERING).measures["accuracy"], accs, names, k, budget)
     return LofitResult(
-        task.name, task.data_hash, offsets, tuple(ranking), tuple(scale_losses), tuple(bias_losses), before,
-        after, rand, rand_after, tuple(rand_losses), k * f.d_head, len(ranking) * f.d_head,
-        sum(p.numel() for p in handle.hf_model.parameters()), time.perf_counter() - t0, (f.n_layers, f.n_heads), cfg.heads,
+        task.name, task.data_hash, str(HeadSet.of(top, f.n_layers, f.n_heads)),
+        None if cfg.heads is None else str(cfg.heads), (f.n_layers, f.n_heads), _metrics(ev, NONE),
+        _metrics(ev, STEERING), ev, chance, k * f.d_head, len(ranking) * f.d_head,
+        sum(p.numel() for p in handle.hf_model.parameters()), tuple(ranking), tuple(scale_losses),
+        tuple(bias_losses), time.perf_counter() - t0, offsets,
     )  # fmt: skip

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from headscope.codec import JsonCodec, jfield
 from headscope.errors import InputError
 from headscope.models.batch import pad_id, right_pad
 from headscope.models.handle import Hooks, ModelHandle
@@ -86,41 +88,67 @@ def exact_match(logits: Float[Tensor, "batch pos d_vocab"], batch: Batch) -> Boo
 
 
 @dataclass(frozen=True)
-class Metrics:
-    accuracy: float
-    mean_target_logprob: float
-    n: int
+class Metrics(JsonCodec):
+    accuracy: float = jfield(digits=4)
+    mean_target_logprob: float = jfield(digits=4)
+    n: int = 0
 
-    def to_json(self) -> dict[str, float | int]:
-        return {
-            "accuracy": round(self.accuracy, 4),
-            "mean_target_logprob": round(self.mean_target_logprob, 4),
-            "n": self.n,
-        }
+
+def score_items(
+    handle: ModelHandle, pairs: Sequence[Pair], *, fwd_hooks: Hooks = (), batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: exact match (bool) and the target's log-probability, with the given steering hooks attached."""
+    encoded = encode_pairs(handle, pairs)
+    hits, logps = [], []
+    for i in range(0, len(encoded), batch_size):
+        batch = collate(encoded[i : i + batch_size], pad_id(handle.tokenizer), handle.device)
+        logits = handle.forward(batch.tokens, fwd_hooks=fwd_hooks)
+        hits.append(exact_match(logits, batch).cpu())
+        logps.append(target_logprob(logits, batch).cpu())
+    return torch.cat(hits).numpy(), torch.cat(logps).double().numpy()
 
 
 def evaluate(
     handle: ModelHandle, pairs: Sequence[Pair], *, fwd_hooks: Hooks = (), batch_size: int = 16
 ) -> Metrics:
     """Held-out accuracy (exact match) and mean target log-prob, with the given steering hooks attached."""
-    encoded = encode_pairs(handle, pairs)
-    hits, logps = [], []
+    hits, logps = score_items(handle, pairs, fwd_hooks=fwd_hooks, batch_size=batch_size)
+    return Metrics(float(hits.mean()), float(logps.mean()), len(hits))
+
+
+def encode_texts(handle: ModelHandle, prompt_ids: Sequence[int], texts: Sequence[str]) -> list[Encoded]:
+    """Each text as a continuation of exactly these prompt ids (a leading space added, as a word would follow)."""
+    out = []
+    for t in texts:
+        target = handle.tokenizer(" " + t.strip(), add_special_tokens=False).input_ids
+        if not target:
+            raise InputError(f"text {t!r} has no tokens")
+        if len(prompt_ids) + len(target) > MAX_PAIR_TOKENS:
+            raise InputError(f"a prompt and a text are longer than {MAX_PAIR_TOKENS} tokens together")
+        out.append(Encoded(tuple(int(i) for i in prompt_ids), tuple(target)))
+    return out
+
+
+def text_logprobs(
+    handle: ModelHandle,
+    prompt_ids: Sequence[int],
+    texts: Sequence[str],
+    *,
+    fwd_hooks: Hooks = (),
+    batch_size: int = 16,
+) -> np.ndarray:
+    """log p(text | prompt) for each text, summed over its tokens (teacher-forced, batched)."""
+    encoded = encode_texts(handle, prompt_ids, texts)
+    out = []
     for i in range(0, len(encoded), batch_size):
         batch = collate(encoded[i : i + batch_size], pad_id(handle.tokenizer), handle.device)
-        logits = handle.forward(batch.tokens, fwd_hooks=fwd_hooks)
-        hits.append(exact_match(logits, batch))
-        logps.append(target_logprob(logits, batch))
-    return Metrics(float(torch.cat(hits).float().mean()), float(torch.cat(logps).mean()), len(encoded))
+        out.append(target_logprob(handle.forward(batch.tokens, fwd_hooks=fwd_hooks), batch).cpu())
+    return torch.cat(out).double().numpy()
 
 
 def continuation_logprob(
     handle: ModelHandle, prompt: str, texts: Sequence[str], *, fwd_hooks: Hooks = (), batch_size: int = 16
 ) -> float:
     """Mean over `texts` of log p(text | prompt), each text read as a continuation (a leading space added)."""
-    pairs = [Pair(prompt, " " + t.strip()) for t in texts]
-    encoded = encode_pairs(handle, pairs)
-    total = 0.0
-    for i in range(0, len(encoded), batch_size):
-        batch = collate(encoded[i : i + batch_size], pad_id(handle.tokenizer), handle.device)
-        total += float(target_logprob(handle.forward(batch.tokens, fwd_hooks=fwd_hooks), batch).sum())
-    return total / len(encoded)
+    ids = handle.tokenize(prompt)[0].tolist()
+    return float(text_logprobs(handle, ids, texts, fwd_hooks=fwd_hooks, batch_size=batch_size).mean())

@@ -40,16 +40,20 @@ class Pair:
 
 @dataclass(frozen=True)
 class TaskData:
+    """instruction: the prompting baseline's prefix for this task (None: no prompting baseline)."""
+
     name: str
     description: str
     train: tuple[Pair, ...]
     heldout: tuple[Pair, ...]
+    instruction: str | None = None
 
     def __post_init__(self) -> None:
         if not self.train:
             raise InputError(f"task {self.name!r} has no training pairs")
         if not self.heldout:
             raise InputError(f"task {self.name!r} has no held-out pairs")
+        object.__setattr__(self, "instruction", check_instruction(self.instruction))
 
     @property
     def data_hash(self) -> str:
@@ -64,13 +68,17 @@ TASKS.add("antonyms", "antonyms.json")
 
 @dataclass(frozen=True)
 class ContrastSet:
-    """Texts for a contrastive vector (positives vs negatives) and prompts to steer: the worked example."""
+    """Texts that build a contrastive vector (positives vs negatives), other texts that measure it (held out,
+    never used to build it), prompts to steer, and the instruction of the prompting baseline."""
 
     name: str
     description: str
     positives: tuple[str, ...]
     negatives: tuple[str, ...]
     prompts: tuple[str, ...]
+    heldout_positives: tuple[str, ...] = ()
+    heldout_negatives: tuple[str, ...] = ()
+    instruction: str | None = None
 
 
 CONTRASTS: Registry[str] = Registry("contrast set")
@@ -81,8 +89,25 @@ def load_contrast(name: str = "sentiment") -> ContrastSet:
     if name not in CONTRASTS:
         raise InputError(f"unknown contrast set {name!r}; built-in sets: {', '.join(sorted(CONTRASTS))}")
     raw = assets.read_json("steering", CONTRASTS[name])
-    texts = {k: tuple(str(t) for t in raw[k]) for k in ("positives", "negatives", "prompts")}
-    return ContrastSet(name, str(raw.get("description", "")), **texts)
+    keys = ("positives", "negatives", "prompts", "heldout_positives", "heldout_negatives")
+    texts = {k: tuple(str(t) for t in raw.get(k, ())) for k in keys}
+    return ContrastSet(name, str(raw.get("description", "")), **texts, instruction=raw.get("instruction"))
+
+
+MAX_INSTRUCTION_CHARS = 500
+
+
+def check_instruction(instruction: object) -> str | None:
+    """The prompting baseline's prefix (joined to a prompt with a newline); None or blank: no baseline."""
+    if instruction is None or (isinstance(instruction, str) and not instruction.strip()):
+        return None
+    if not isinstance(instruction, str):
+        raise InputError(f"the instruction must be text, got {instruction!r}")
+    if len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise InputError(
+            f"the instruction is {len(instruction)} characters; the limit is {MAX_INSTRUCTION_CHARS}"
+        )
+    return instruction
 
 
 def pairs_hash(pairs: tuple[Pair, ...] | list[Pair]) -> str:
@@ -115,7 +140,7 @@ def load_task(name: str) -> TaskData:
     raw = assets.read_json("steering", TASKS[name])
     train = tuple(_pair(o, f"{name} train[{i}]") for i, o in enumerate(raw["train"]))
     heldout = tuple(_pair(o, f"{name} heldout[{i}]") for i, o in enumerate(raw["heldout"]))
-    return TaskData(name, str(raw.get("description", "")), train, heldout)
+    return TaskData(name, str(raw.get("description", "")), train, heldout, raw.get("instruction"))
 
 
 def parse_pairs_jsonl(text: str, *, source: str = "data") -> tuple[Pair, ...]:

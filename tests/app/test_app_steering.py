@@ -1,204 +1,132 @@
-"""Steering tab through gradio_client: every number shown equals the library's result for the same inputs (whose own
-oracles are in tests/unit/test_steering_*.py); the selection drives the heads site and LoFiT; vectors download and
-upload; bad input is one line, refused (never cut) on the server."""
+"""Steering tab: its jobs are the `steer` CLI commands (the same JSON as `headscope steer ... --json`, and as the
+library computed directly), its views show those numbers, the selection drives the heads site and LoFiT, and bad
+input is one line, refused (never cut) on the server. The library's own oracles are in tests/unit/test_steering_*.py;
+the Ray run of the tab's job is in tests/integration/test_steering_ray.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from typing import Any
 
-import gradio as gr
 import pytest
-import torch
-from gradio_client import Client, handle_file
+from gradio_client import Client
 
-from headscope.app.steering_tab import LOFIT_SCOPES, SITES, steer_contrastive, steer_lofit_apply, steer_sweep
+from headscope.app import steering_tab as tab
+from headscope.app.wiring import Ctx
+from headscope.cli import main
+from headscope.cli.steering import to_argv
+from headscope.errors import InputError
 from headscope.models import ModelHandle
-from headscope.steering import vectors
-from headscope.steering.contrastive import ContrastiveConfig, compare, contrastive_vector
+from headscope.steering.comparison import SideBySideConfig
+from headscope.steering.contrastive import ContrastiveConfig, compare_vector, contrastive_vector
 from headscope.steering.direction import SteerConfig
 from headscope.steering.generate import GenConfig
-from headscope.steering.lofit import HeadOffsets
+from headscope.steering.heldout import HeldOut
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-POS = "good and happy\nlovely day"
-NEG = "bad and sad\nawful day"
 MODEL = "tiny-llama"
+POS, NEG = ["good and happy", "lovely day"], ["bad and sad", "awful day"]
+STEER: dict[str, Any] = {
+    "model": MODEL, "positives": "\n".join(POS), "negatives": "\n\n".join(NEG), "heldout": tab.NO_SET,
+    "site": tab.SITES[0], "layer": 1, "alpha": 1.5, "prompts": "Hello there\nThe day", "instruction": "Be glad.",
+    "position": "all", "new_tokens": 3, "selection": None,
+}  # fmt: skip
+LOFIT: dict[str, Any] = {
+    "model": MODEL, "task": "antonyms", "scope": tab.LOFIT_SCOPES[0], "k": 1, "steps": 1, "random_sets": 2,
+    "seed": 0, "instruction": "Opposite:", "selection": None,
+}  # fmt: skip
 
 
-def _steer(c: Client, site: str = SITES[0], alpha: float = 1.5, **kw: object) -> tuple:
-    args = {"layer": 1, "position": "all", "pooling": "mean", "prompt": "Hello there", "new": 4, **kw}
-    return c.predict(MODEL, POS, NEG, site, args["layer"], alpha, args["position"], args["pooling"], args["prompt"],
-                     args["new"], api_name="/steer_contrastive")  # fmt: skip
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main([*argv, "--json"]) in (0, None)
+    return json.loads(capsys.readouterr().out)
 
 
-def test_contrastive_side_by_side_equals_the_library(client: Client, tiny_llama: ModelHandle) -> None:
-    _status, line, left, right, costs, download, _raw_file, raw = _steer(client)
-    sv = contrastive_vector(tiny_llama, POS.splitlines(), NEG.splitlines(), ContrastiveConfig(1))
-    ref = compare(tiny_llama, sv, "Hello there", POS.splitlines(), NEG.splitlines(), SteerConfig(1.5, "all"),
-                  GenConfig(4))  # fmt: skip
-    assert raw == {"model": MODEL, **ref.to_json()}
-    # the strips: tokens as text, unsteered shaded by p, steered by p(steered) − p(unsteered) on a fixed −1…+1 scale
-    (row_u,), (row_s,) = left["rows"], right["rows"]
-    assert row_u["tokens"] == list(ref.unsteered.tokens) and row_u["ids"] == list(ref.unsteered.token_ids)
-    assert row_u["values"] == pytest.approx(list(ref.unsteered.probs), abs=1e-6)
-    assert (left["vmin"], left["vmax"], right["vmin"], right["vmax"]) == (0.0, 1.0, -1.0, 1.0)
-    assert row_s["values"] == pytest.approx([t["change"] for t in raw["tokens"]], abs=1e-6)
-    assert right["label"] == "p(token | steered) − p(token | unsteered)"
-    # the effect beside its cost, as numbers
-    table = {r[0]: r[1:] for r in costs["data"]}
-    assert table["distinct-token ratio"][1] == pytest.approx(ref.cost.distinct_steered, abs=1e-4)
-    effect_row = next(v for k, v in table.items() if k.startswith("effect"))
-    assert effect_row[1] == pytest.approx(ref.effect, abs=1e-4)
-    assert "layer **1**" in line and "α = 1.5" in line and "cost" in line
-    meta, tensors = vectors.from_bytes(Path(download).read_bytes())
-    back, steer = vectors.to_vector(meta, tensors, tiny_llama)
-    assert torch.equal(back.direction, sv.direction) and steer == SteerConfig(1.5, "all")
-    assert Path(download).name == "contrastive-tiny-llama-L1.safetensors"
-
-
-def test_heads_site_and_lofit_use_the_selection(app_url: str, tiny_llama: ModelHandle) -> None:
-    c = Client(app_url, verbose=False)
-    with pytest.raises(Exception, match="no head is selected"):
-        _steer(c, SITES[1])
-    assert c.predict("1.1, 1.3", MODEL, api_name="/selection_set") == ("1.1, 1.3", "")
-    *_, raw = _steer(c, SITES[1])
-    assert raw["site"] == "heads" and raw["heads"] == "1.1, 1.3" and raw["layer"] is None
-    hs = tiny_llama.head_set("1.1, 1.3")
-    sv = contrastive_vector(tiny_llama, POS.splitlines(), NEG.splitlines(), ContrastiveConfig(heads=hs))
-    ref = compare(tiny_llama, sv, "Hello there", None, None, SteerConfig(1.5, "all"), GenConfig(4))
-    assert raw["steered"] == ref.to_json()["steered"]
-    _, line, grid, scores, download, _, raw_lofit = c.predict(
-        MODEL, "antonyms", 1, 2, 0, LOFIT_SCOPES[1], api_name="/steer_lofit_train"
-    )
-    assert raw_lofit["restricted_to"] == "1.1, 1.3" and raw_lofit["heads"] in ("1.1", "1.3")
-    assert raw_lofit["heads"] in line
-    assert grid["marks"] == {raw_lofit["heads"]: "●"} and grid["selected"] == ["1.1", "1.3"]
-    meta, tensors = vectors.from_bytes(Path(download).read_bytes())
-    assert meta.to_json()["heads"] == raw_lofit["heads"] and meta.restricted_to == "1.1, 1.3"
-    assert vectors.to_offsets(meta, tensors, tiny_llama).biases.shape == (1, 16)
-    assert [r[0] for r in scores["data"]][1] == f"LoFiT heads {raw_lofit['heads']}"
-    with pytest.raises(Exception, match="at most 2, the selection's size"):
-        c.predict(MODEL, "antonyms", 3, 2, 0, LOFIT_SCOPES[1], api_name="/steer_lofit_train")
-
-
-def test_an_uploaded_vector_file_steers_like_the_saved_vector(
-    client: Client, tiny_llama: ModelHandle, tmp_path: Path
+def test_the_contrastive_job_is_its_command_and_the_views_show_it(
+    tiny_llama: ModelHandle, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A vector file made elsewhere (here: a direction through `from_direction`, as an SAE feature would be)."""
-    from headscope.models import hooks
-    from headscope.steering.direction import from_direction
-
-    direction = torch.linspace(-1, 1, tiny_llama.facts.d_model)
-    sv = from_direction(tiny_llama, direction, hooks.resid(0, "post"), ["some reference text"], method="feature",
-                        source={"sae": "demo", "feature": 3})  # fmt: skip
-    path = tmp_path / "feature.safetensors"
-    path.write_bytes(vectors.to_bytes(*vectors.vector_meta(tiny_llama, sv, SteerConfig(0.5))))
-    *_, line, left, right, costs, _, _, raw = client.predict(
-        MODEL, handle_file(str(path)), 1.0, "last", "Hello there", 3, api_name="/steer_uploaded"
-    )
-    ref = compare(tiny_llama, sv, "Hello there", None, None, SteerConfig(1.0, "last"), GenConfig(3))
-    assert raw == {"model": MODEL, **ref.to_json()} and raw["effect"] is None
-    assert left["rows"][0]["ids"] == list(ref.unsteered.token_ids)
-    # the strip carries values rounded to 5 digits
-    assert right["rows"][0]["values"] == pytest.approx(list(ref.cost.p_change), abs=1e-5)
-    assert line.startswith("Uploaded feature vector.") and "α = 1" in line
-    assert [r[0] for r in costs["data"]] == ["perplexity under the unsteered model", "distinct-token ratio"]
-    gpt2 = ModelHandle.load("tiny-gpt2", device="cpu")
-    with pytest.raises(Exception, match="made for model tiny-llama"):
-        client.predict("tiny-gpt2", handle_file(str(path)), 1.0, "last", "Hi", 2, api_name="/steer_uploaded")
-    assert gpt2.facts.d_model == tiny_llama.facts.d_model  # refused for the model, not for a shape
+    raw = tab.steer_run(STEER, Ctx())["raw"]
+    assert raw == _cli(to_argv(tab.steer_config(STEER)), capsys)  # what a cluster runs returns the same
+    sv = contrastive_vector(tiny_llama, POS, NEG, ContrastiveConfig(1))  # the library, called directly
+    ref = compare_vector(tiny_llama, sv, ["Hello there", "The day"], SteerConfig(1.5, "all"),
+                         SideBySideConfig(GenConfig(3), "Be glad."), texts=HeldOut(tuple(POS), tuple(NEG), False))  # fmt: skip
+    assert raw == ref.to_json()
+    out = tab.steer_draw({"raw": raw}, Ctx())
+    table = out["table"]["value"]
+    assert [r[0] for r in table["data"]] == ["none", "prompting", "steering", "steering + prompting"]
+    col = table["headers"].index("margin effect (nats / text)")
+    steering = ref.evaluation.row("steering").measures["margin_effect"]
+    assert table["data"][2][col] == pytest.approx(steering.value, abs=1e-4)
+    assert table["data"][2][col + 1] == f"[{steering.low:.3f}, {steering.high:.3f}]"
+    assert "perplexity (× none)" in table["headers"] and out["table"]["visible"] is True
+    (left,), (right,) = out["unsteered"]["rows"], out["steered"]["rows"]
+    assert left["ids"] == list(ref.unsteered.token_ids) and right["ids"] == list(ref.steered.token_ids)
+    assert right["values"] == pytest.approx([t["change"] for t in ref.tokens], abs=1e-6)
+    assert (out["steered"]["vmin"], out["steered"]["vmax"]) == (-1.0, 1.0)
+    assert "layer **1**" in out["summary"] and "“Be glad.”" in out["summary"] and "in-sample" in out["legend"]
+    assert len(out["texts"]["value"]["data"]) == 2 * 4  # every prompt × condition
+    assert tab.steer_draw({"raw": None}, Ctx()) == {}  # a session import with no run redraws nothing
 
 
-def test_sweep_rows_are_the_librarys(client: Client) -> None:
-    _, _fig, table, _, raw = client.predict(
-        MODEL,
-        POS,
-        NEG,
-        SITES[0],
-        0,
-        "last",
-        "mean",
-        "Hello",
-        "0, 0.5",
-        " a",
-        " b",
-        2,
-        api_name="/steer_sweep",
-    )
-    rows = table["data"]
-    assert (
-        [r[0] for r in rows] == [0.0, 0.5] and rows[0][1] == 0.0 and rows[0][2] == 1.0
-    )  # α 0: no change, no cost
-    assert [r["alpha"] for r in raw["rows"]] == [0.0, 0.5] and raw["token_pair"] == [" a", " b"]
-
-
-def test_lofit_train_then_apply_in_session(client: Client, tiny_llama: ModelHandle) -> None:
-    _, _, _, _, download, _, result = client.predict(
-        MODEL, "antonyms", 2, 2, 0, LOFIT_SCOPES[0], api_name="/steer_lofit_train"
-    )
-    meta, _tensors = vectors.from_bytes(Path(download).read_bytes())
-    assert meta.to_json()["heads"] == result["heads"] and meta.method == "lofit"
-    assert Path(download).name == "lofit-tiny-llama-2heads.safetensors"
-    _, line, left, right, costs, _, applied = client.predict(
-        MODEL, None, "hot ->", 3, api_name="/steer_lofit_apply"
-    )
-    assert applied["heads"] == result["heads"] and result["heads"] in line
-    assert left["rows"][0]["ids"] == applied["unsteered"]["token_ids"]
-    assert right["rows"][0]["values"] == pytest.approx([t["change"] for t in applied["tokens"]], abs=1e-6)
-    assert [r[0] for r in costs["data"]] == ["perplexity under the unsteered model", "distinct-token ratio"]
-
-
-def test_uploaded_vectors_for_another_model_are_refused(client: Client, tmp_path: Path) -> None:
-    gpt2 = ModelHandle.load("tiny-gpt2", device="cpu")
-    off = HeadOffsets(((0, 0),), torch.ones(1, gpt2.facts.d_head))
-    path = tmp_path / "v.safetensors"
-    path.write_bytes(vectors.to_bytes(*vectors.lofit_meta(gpt2, off, "h")))
-    with pytest.raises(Exception, match="made for model tiny-gpt2"):
-        client.predict(MODEL, handle_file(str(path)), "hi", 2, api_name="/steer_lofit_apply")
-    *_, info = client.predict("tiny-gpt2", handle_file(str(path)), "hi", 2, api_name="/steer_lofit_apply")
-    assert info["heads"] == "0.0"
+def test_the_selection_drives_the_heads_site(client: Client, app_url: str, tiny_llama: ModelHandle) -> None:
+    c = Client(app_url, verbose=False)
+    args = {**STEER, "site": tab.SITES[1], "prompts": "Hi", "instruction": ""}
+    args.pop("selection")
+    with pytest.raises(Exception, match="no head is selected"):
+        c.predict(*args.values(), api_name="/steer_contrastive")
+    assert c.predict("1.1, 1.3", MODEL, api_name="/selection_set") == ("1.1, 1.3", "")
+    raw = c.predict(*args.values(), api_name="/steer_contrastive")
+    assert raw["site"] == "heads" and raw["heads"] == "1.1, 1.3" and raw["layer"] is None
+    assert raw["evaluation"]["conditions"] == ["none", "steering"]  # no instruction: no prompting rows
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"pos": ""}, "the positive list is empty"),
+        ({"positives": " \n"}, "the positive list is empty"),
         ({"layer": 5}, r"layer must be an integer in \[0, 1\]"),
-        ({"alpha": 1000.0}, "maximum"),  # gradio's own slider check; ours is tested below
-        ({"neg": "x" * 30_000}, "the limit is 20,000"),
-        ({"prompt": "x" * 2001}, "the limit is 2,000"),
         ({"layer": 1.5}, "layer must be an integer"),
+        ({"alpha": 1000.0}, "alpha must be in"),
+        ({"negatives": "x" * 30_000}, "the limit is 20,000"),
+        ({"prompts": "\n".join("p" * 9)}, "give 1 to 8 prompts"),
+        ({"instruction": "x" * 501}, "the limit is 500"),
+        ({"new_tokens": 10_000}, r"new tokens must be an integer in \[1, 48\]"),
+        ({"heldout": "/etc/passwd"}, "held-out texts must be one of"),
     ],
 )
-def test_contrastive_bad_input(client: Client, change: dict, message: str) -> None:
-    args = {"pos": POS, "neg": NEG, "layer": 0, "alpha": 0.5, "prompt": "Hi", **change}
-    with pytest.raises(Exception, match=message):
-        client.predict(MODEL, args["pos"], args["neg"], SITES[0], args["layer"], args["alpha"], "last", "mean",
-                       args["prompt"], 2, api_name="/steer_contrastive")  # fmt: skip
+def test_contrastive_bad_input_is_refused_before_any_work(change: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        tab.steer_run({**STEER, **change}, Ctx())
 
 
-def test_apply_checks_bytes_server_side() -> None:
-    with pytest.raises(gr.Error, match="limit"):
-        steer_lofit_apply(MODEL, None, b"x" * (vectors.MAX_FILE_BYTES + 1), "hi", 2)
-    with pytest.raises(gr.Error, match="train head offsets first"):
-        steer_lofit_apply(MODEL, None, None, "hi", 2)
-    with pytest.raises(gr.Error, match="new tokens"):
-        steer_lofit_apply(MODEL, None, b"\x00" * 64, "hi", 10_000)
+def test_lofit_job_verdict_histogram_and_grid(
+    tiny_llama: ModelHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tab.lofit_run(LOFIT, Ctx())["raw"]
+    cli = _cli(to_argv(tab.lofit_config(LOFIT)), capsys)
+    assert {**raw, "seconds": 0} == {**cli, "seconds": 0}  # the command's JSON (but for its wall time)
+    out = tab.lofit_draw({"raw": raw, "selection": None, "model": MODEL}, Ctx())
+    chance = raw["chance"]
+    assert out["summary"].startswith(f"LoFiT heads `{raw['heads']}`: **{raw['verdict']}**")
+    assert raw["verdict"].startswith("not distinguishable from random heads (p = ") == (
+        chance["p_value"] >= 0.05
+    )
+    fig = out["chance"]["value"]
+    assert list(fig.data[0].x) == chance["random_accuracies"] and out["chance"]["visible"] is True
+    assert fig.layout.shapes[0].x0 == chance["selected"]["value"]  # the selection marked
+    assert out["grid"]["marks"] == {raw["heads"]: "●"}
+    table = out["table"]["value"]
+    col = table["headers"].index("held-out accuracy (share)")
+    assert table["data"][2][col] == chance["selected"]["value"]
 
 
-@pytest.mark.parametrize(
-    ("alpha", "message"), [(float("nan"), "alpha must be in"), (1000.0, "alpha must be in"), ("x", "number")]
-)
-def test_contrastive_checks_alpha_server_side(alpha: object, message: str) -> None:
-    with pytest.raises(gr.Error, match=message):
-        steer_contrastive(MODEL, POS, NEG, SITES[0], 0, alpha, "last", "mean", "Hi", 2, None)  # type: ignore[arg-type]
+def test_lofit_restricted_to_the_selection_refuses_a_larger_k() -> None:
+    from headscope.app.selection_bar import Selection
 
-
-def test_sweep_refuses_long_tokens_instead_of_cutting() -> None:
-    with pytest.raises(gr.Error, match="token A is 60 characters long; the limit is 50"):
-        steer_sweep(MODEL, POS, NEG, SITES[0], 0, "last", "mean", "Hi", "0", "a" * 60, "b", 2, None)
-    with pytest.raises(gr.Error, match="α values: give between 1 and 11"):
-        steer_sweep(
-            MODEL, POS, NEG, SITES[0], 0, "last", "mean", "Hi", ",".join("0" * 12), " a", " b", 2, None
-        )
+    sel = Selection(heads="1.1, 1.3", n_layers=2, n_heads=4, model=MODEL)
+    with pytest.raises(InputError, match="at most 2, the selection's size"):
+        tab.lofit_run({**LOFIT, "scope": tab.LOFIT_SCOPES[1], "k": 3, "selection": sel}, Ctx())
+    with pytest.raises(InputError, match=r"random sets must be an integer in \[0, 50\]"):
+        tab.lofit_run({**LOFIT, "random_sets": 51}, Ctx())

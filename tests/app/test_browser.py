@@ -163,12 +163,14 @@ def test_steering_uses_the_selection(page) -> None:
     """Contrastive steering at the selected heads' outputs: the result names them; the strips show token text."""
     _open_tab(page, "Steering")
     _visible(page.get_by_label("the selected heads' outputs", exact=True)).check()
+    _set_text(page, "Prompts (one a line)", "My day at work was")
     _fill_slider(page, "New tokens", "4")
     _click(page, "Steer")
     line = _visible(page.get_by_text("Steered at heads"))
-    line.wait_for(timeout=240_000)
+    line.wait_for(timeout=400_000)
     assert "9.4, 12.1" in line.inner_text()
     _visible(page.locator("#hs-contrastive-steered .hs-tok")).wait_for()
+    _visible(page.locator("#hs-contrastive-table")).wait_for()
     _visible(page.get_by_label("a layer's residual stream", exact=True)).check()  # back to the default site
     _shot(page, "steering_selection")
 
@@ -311,12 +313,15 @@ def test_circuits_tab_runs_a_custom_task(page) -> None:
 def test_steering_tab_shows_unsteered_and_steered(page) -> None:
     _open_tab(page, "Steering")
     _fill_number(page, "Layer", "1")
+    _set_text(page, "Prompts (one a line)", "Hello there")
+    _visible(page.get_by_label("Held-out texts to measure on", exact=True)).click()  # the pasted texts: quick
+    page.get_by_role("option", name="none: measure on the texts above (in-sample)", exact=True).click()
     _fill_slider(page, "New tokens", "4")
     _click(page, "Steer")
     _visible(page.get_by_text("Steered at layer 1")).wait_for(timeout=240_000)
     for side in ("unsteered", "steered"):
         _visible(page.locator(f"#hs-contrastive-{side} .hs-tok")).wait_for()
-    _visible(page.get_by_text("perplexity under the unsteered model")).wait_for()
+    _visible(page.get_by_text("perplexity (× none)")).wait_for()
     _shot(page, "steering_tab")
 
 

@@ -1,7 +1,7 @@
-"""The known-answer check (issue 15, item 8) on the shipped induction model: its head roles, read from attention
-patterns, match its card and an independent recomputation from the Hugging Face model's own attentions; the
-patching ground truth and the gradient methods rank those heads highly; the SAE's number is reported, whatever it
-is. Tiny model (2 layers), one thread, a few seconds."""
+"""The known-answer check (issue 15, item 8; issue 23, item 5) on the shipped induction model: its head roles, read
+from attention patterns, match its card and an independent recomputation from the Hugging Face model's own
+attentions; there are at least as many heads without a role as with one, so a ranking can fail; every method's
+ROC-AUC against the roles clears a floor. Tiny model (3 layers × 8 heads), one thread, seconds."""
 
 from __future__ import annotations
 
@@ -19,11 +19,17 @@ from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import LETTERS
 from headscope.models import ModelHandle
 
-# Floors against the attention roles (12 positives, 4 other heads), from what the shipped model measured at 12 and
-# 24 pairs: the patching effects and EAP-IG rank every role head above every other head (1.0); plain attribution
-# patching, a one-step linear estimate, 0.75. The floors sit one or two of the 48 positive/negative pairs below
-# those (0.9 / 0.7), well above chance (0.5), so a model or method that stops finding the heads fails.
-AUC_MIN = {"activation_patching (ground truth effects)": 0.9, "eap_ig": 0.9, "attribution_patching": 0.7}
+# Floors against the attention roles (6 role heads, 18 without: 108 role × other pairs), from what the shipped model
+# measured at 12 pairs, 200 SAE epochs, seed 0 (1.0 for patching, EAP-IG and both SAE scores, 0.991 for attribution
+# patching; at 24 pairs and 500 epochs the SAE's 0.972 / 0.986): each floor sits about five of the 108 pairs below
+# the measurement and far above chance (0.5), so a model or a method that stops finding the heads fails.
+AUC_MIN = {
+    "activation_patching (ground truth effects)": 0.95,
+    "eap_ig": 0.95,
+    "attribution_patching": 0.9,
+    "sae_node": 0.9,
+    "sae_edge": 0.9,
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +58,8 @@ def test_roles_match_the_card_and_the_mechanism(handle: ModelHandle) -> None:
     # the mechanism: a previous-token head in layer 0 feeding an induction head in layer 1
     assert any(h.startswith("0.") for h in roles.previous_heads)
     assert any(h.startswith("1.") for h in roles.induction_heads)
-    # and not every head: the ROC-AUC below needs heads outside the circuit
-    assert 0 < roles.mask().sum() < roles.mask().size
+    # a known answer that can fail: at least as many heads without a role as with one
+    assert 0 < 2 * roles.mask().sum() <= roles.mask().size
 
 
 def test_role_scores_equal_an_independent_recomputation(handle: ModelHandle) -> None:
@@ -80,15 +86,13 @@ def test_role_scores_equal_an_independent_recomputation(handle: ModelHandle) -> 
     np.testing.assert_allclose(roles.induction, ind, atol=1e-5)
 
 
-def test_patching_and_attribution_find_the_heads(check: known.KnownAnswer) -> None:
+def test_every_method_finds_the_heads(check: known.KnownAnswer) -> None:
     scores = {m: v.roc_auc for m, v in check.against_roles.items()}
-    print("ROC-AUC against the attention roles:", scores)  # the SAE's number, whatever it is, is in the log
+    print("ROC-AUC against the attention roles:", scores)
+    assert set(scores) == set(AUC_MIN)
     for method, floor in AUC_MIN.items():
         auc = scores[method]
         assert auc is not None and auc >= floor, (method, scores)
-    for method in ("sae_node", "sae_edge"):
-        auc = scores[method]
-        assert auc is not None and 0.0 <= auc <= 1.0
     report = check.to_json()
     assert report["previous_token_heads"] and report["induction_heads"]
     assert set(report["roc_auc_vs_attention_roles"]) == set(scores)

@@ -1,6 +1,7 @@
 """Steering on the real default model (SmolLM2-135M). At the library defaults the built-in sentiment vector moves
-the preference its way while the steered text stays fluent (the bar of issue 13), checked against independent
-values; a short LoFiT run trains through the handle on a GQA model (9 query heads in hook_z, 3 KV heads)."""
+the preference its way — on held-out texts, never used to build it — while the steered text stays fluent (the bar
+of issue 13), checked against independent values; a short LoFiT run trains through the handle on a GQA model (9
+query heads in hook_z, 3 KV heads)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import torch
 
 from headscope.models import ModelHandle, hooks
 from headscope.steering import vectors
-from headscope.steering.contrastive import ContrastiveConfig, compare, contrastive_vector, preference
+from headscope.steering.comparison import SideBySideConfig
+from headscope.steering.contrastive import ContrastiveConfig, compare_vector, contrastive_vector, preference
 from headscope.steering.cost import MAX_PERPLEXITY_RATIO, MIN_DISTINCT_RATIO
 from headscope.steering.direction import SteerConfig
 from headscope.steering.generate import GenConfig
+from headscope.steering.heldout import HeldOut
 from headscope.steering.lofit import LofitConfig, lofit
 from headscope.steering.tasks import TaskData, load_contrast, load_task
 
@@ -36,8 +39,14 @@ def test_defaults_move_the_target_and_stay_fluent(default_model: ModelHandle) ->
     assert float(sv.ref_norm) == pytest.approx(float(torch.cat(norms).mean()), rel=1e-4)
     assert 0.02 < sv.natural_alpha < 0.5  # position 0 left out: the contrast is a small share of the residual
     prompt = cs.prompts[0]
-    res = compare(default_model, sv, prompt, cs.positives, cs.negatives, SteerConfig(), GenConfig(20))
-    assert res.effect is not None and res.effect > 1.0
+    texts = HeldOut(
+        cs.heldout_positives, cs.heldout_negatives
+    )  # 40 + 40 texts never used to build the vector
+    res = compare_vector(
+        default_model, sv, [prompt], SteerConfig(), SideBySideConfig(GenConfig(20)), texts=texts
+    )
+    effect = res.evaluation.row("steering").measures["margin_effect"]
+    assert res.evaluation.held_out and res.effect is not None and res.effect > 1.0 and effect.low > 0.0
     assert (
         res.cost.perplexity_ratio <= MAX_PERPLEXITY_RATIO and res.cost.distinct_steered >= MIN_DISTINCT_RATIO
     )
@@ -74,18 +83,24 @@ def test_short_lofit_runs_whole_and_restricted_and_files_round_trip(default_mode
     full = load_task("antonyms")
     task = TaskData("antonyms", "", full.train[:16], full.heldout[:8])
     flags = [p.requires_grad for p in default_model.hf_model.parameters()]
-    cfg = LofitConfig(scale_steps=3, bias_steps=3, batch_size=4, bias_lr=0.1, random_baseline=False)
+    cfg = LofitConfig(
+        scale_steps=3, bias_steps=3, batch_size=4, bias_lr=0.1, random_sets=0, eval_prompts=1, eval_tokens=1
+    )
     res = lofit(default_model, task, cfg)
     assert [p.requires_grad for p in default_model.hf_model.parameters()] == flags
-    assert len(res.offsets.heads) == 8  # 3 % of 30 × 9 heads
+    assert len(res.trained_offsets.heads) == 8  # 3 % of 30 × 9 heads
     assert res.trainable_parameters == 8 * 64 and res.full_finetune_parameters > 100_000_000
-    meta, tensors = vectors.from_bytes(vectors.to_bytes(*vectors.lofit_meta(default_model, res.offsets, "h")))
+    meta, tensors = vectors.from_bytes(
+        vectors.to_bytes(*vectors.lofit_meta(default_model, res.trained_offsets, "h"))
+    )
     assert meta.model["sha256"] == default_model.identity.sha256
     back = vectors.to_offsets(meta, tensors, default_model)
-    order = [res.offsets.heads.index(h) for h in back.heads]
-    assert torch.equal(back.biases, res.offsets.biases[order])
+    order = [res.trained_offsets.heads.index(h) for h in back.heads]
+    assert torch.equal(back.biases, res.trained_offsets.biases[order])
     sel = default_model.head_set("9.*, 12.1")
-    small = LofitConfig(scale_steps=2, bias_steps=2, batch_size=4, random_baseline=False, heads=sel)
+    small = LofitConfig(
+        scale_steps=2, bias_steps=2, batch_size=4, random_sets=0, eval_prompts=1, eval_tokens=1, heads=sel
+    )
     restricted = lofit(default_model, task, small)
-    assert len(restricted.offsets.heads) == 8 and set(restricted.offsets.heads) <= set(sel)
+    assert len(restricted.trained_offsets.heads) == 8 and set(restricted.trained_offsets.heads) <= set(sel)
     assert restricted.step1_parameters == 10 * 64

@@ -154,6 +154,135 @@ def decode_commands() -> Strategy:
     )  # fmt: skip
 
 
+def features_train_configs() -> Strategy:
+    from headscope.features.collect import CORPORA
+    from headscope.features.sites import TRAIN_KINDS
+    from headscope.features.train import ARCHITECTURES, TrainConfig
+
+    return st.builds(
+        _valid(TrainConfig), kind=st.sampled_from(list(TRAIN_KINDS)), layer=st.integers(0, 1000),
+        latents=st.integers(8, 65536), architecture=st.sampled_from(list(ARCHITECTURES)), k=st.integers(1, 64),
+        tokens=st.integers(256, 10**9), batch_size=st.integers(16, 65536),
+        lr=st.floats(0.0, 1.0, exclude_min=True), l1=st.floats(0.0, 1000.0), seed=st.integers(0, 2**31 - 1),
+        ctx=st.integers(8, 4096), eval_tokens=st.integers(0, 10**8), corpus=st.sampled_from(list(CORPORA)),
+        dtype=st.sampled_from(["float16", "float32"]),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
+def features_index_configs() -> Strategy:
+    from headscope.features.collect import CORPORA
+    from headscope.features.index import IndexConfig
+
+    return st.builds(
+        IndexConfig, tokens=st.integers(64, 10**8), contexts=st.integers(1, 100), before=st.integers(0, 256),
+        after=st.integers(0, 256), bins=st.integers(2, 200), logits=st.integers(1, 100), ctx=st.integers(8, 4096),
+        batch_size=st.integers(1, 256), corpus=st.sampled_from(list(CORPORA)),
+    )  # fmt: skip
+
+
+def features_eval_configs() -> Strategy:
+    from headscope.features.evaluate import EvalConfig
+
+    return st.builds(
+        EvalConfig, ctx=st.integers(8, 4096), batch_size=st.integers(1, 256), max_tokens=st.integers(16, 10**8),
+        dense_threshold=st.floats(0.0, 1.0, exclude_min=True), min_ablation_nats=st.floats(0.0, 100.0),
+    )  # fmt: skip
+
+
+def features_steer_configs() -> Strategy:
+    from headscope.features.steer import MAX_CLAMP, MODES, FeatureSteerConfig
+    from headscope.steering.direction import MAX_ALPHA
+    from headscope.steering.hooks import POSITIONS
+
+    def build(mode: str, alpha: float, **kw: Any) -> Any:
+        return FeatureSteerConfig(alpha=alpha * (MAX_ALPHA if mode == "add" else MAX_CLAMP), mode=mode, **kw)
+
+    return st.builds(
+        _valid(build), feature=st.integers(0, 10**7), alpha=st.floats(-1.0, 1.0), mode=st.sampled_from(list(MODES)),
+        position=st.sampled_from(list(POSITIONS)),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
+def _steer_text() -> Strategy:
+    """Free text as the steer options take it: non-empty, '-' first, '=', commas and spaces included."""
+    return st.text("abxyz-=,. '\"", min_size=1, max_size=12).filter(str.strip)
+
+
+def _steer_model() -> Strategy:
+    from headscope.cli.steering_inputs import ModelOptions
+
+    return st.builds(
+        ModelOptions, model=st.none() | st.just("tiny-llama"), device=st.none() | st.sampled_from(["cpu", "cuda"]),
+        device_map=st.none() | st.sampled_from(["auto", "balanced"]), max_memory=st.none() | _steer_text(),
+        offload_dir=st.none() | _steer_text(), json=st.booleans(),
+    )  # fmt: skip
+
+
+def _steer_eval() -> Strategy:
+    from headscope.cli.steering_inputs import EvalOptions
+
+    def build(held: str | None, **kw: Any) -> Any:
+        return EvalOptions(heldout_pos=held, heldout_neg=None if held is None else held + "n", **kw)
+
+    return st.builds(
+        build, task=st.none() | st.sampled_from(["sentiment", "ioi"]), held=st.none() | _steer_text(),
+        prompts=st.lists(_steer_text(), max_size=3).map(tuple), instruction=st.none() | st.just("") | _steer_text(),
+        max_new_tokens=st.integers(1, 128), resamples=st.integers(100, 100_000), seed=st.integers(0, 2**53),
+    )  # fmt: skip
+
+
+def steer_contrastive_runs() -> Strategy:
+    from headscope.cli.steering_inputs import ContrastiveRun
+
+    def build(where: tuple[int | None, str | None], inline: list[str], **kw: Any) -> Any:
+        texts = {"pos_texts": tuple(inline), "neg_texts": tuple(reversed(inline))} if inline else {}
+        return ContrastiveRun(layer=where[0], heads=where[1], **texts, **kw)
+
+    where = st.one_of(st.just((None, None)), st.integers(0, 10_000).map(lambda n: (n, None)),
+                      heads_text().map(lambda h: (None, h)))  # fmt: skip
+    return st.builds(
+        _valid(build), model=_steer_model(), evaluation=_steer_eval(), pos=st.none() | _steer_text(),
+        neg=st.none() | _steer_text(), where=where, alpha=st.floats(-10.0, 10.0, allow_nan=False),
+        position=st.sampled_from(["last", "all"]), pooling=st.sampled_from(["mean", "last"]),
+        out=st.none() | _steer_text(), inline=st.lists(_steer_text(), max_size=3),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
+def steer_contrastive_applies() -> Strategy:
+    from headscope.cli.steering_inputs import ContrastiveApply
+
+    return st.builds(
+        _valid(ContrastiveApply), vectors=_steer_text(), model=_steer_model(), evaluation=_steer_eval(),
+        alpha=st.none() | st.floats(-10.0, 10.0, allow_nan=False), position=st.none() | st.sampled_from(["last", "all"]),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
+def steer_lofit_trains() -> Strategy:
+    from headscope.cli.steering_inputs import LofitTrain
+
+    def build(source: tuple[str | None, str | None], **kw: Any) -> Any:
+        return LofitTrain(task=source[0], data=source[1], **kw)
+
+    source = st.sampled_from(["antonyms", "ioi"]).map(lambda t: (t, None)) | _steer_text().map(
+        lambda d: (None, d)
+    )
+    return st.builds(
+        _valid(build), model=_steer_model(), source=source, heads=st.none() | heads_text(),
+        k=st.none() | st.integers(1, 64), scale_steps=st.integers(1, 500), bias_steps=st.integers(1, 500),
+        batch_size=st.integers(1, 64), seed=st.integers(0, 2**31 - 1), random_sets=st.sampled_from([0, 20, 50]),
+        eval_prompts=st.integers(1, 16), eval_tokens=st.integers(1, 32), resamples=st.integers(100, 10_000),
+        instruction=st.none() | st.just("") | _steer_text(), out=st.none() | _steer_text(),
+    ).filter(lambda c: c is not None)  # fmt: skip
+
+
+def steer_lofit_applies() -> Strategy:
+    from headscope.cli.steering_inputs import LofitApply
+
+    return st.builds(
+        _valid(LofitApply), vectors=_steer_text(), model=_steer_model(), evaluation=_steer_eval()
+    ).filter(lambda c: c is not None)
+
+
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.probes.report:EntropyConfig": entropy_configs,
     "headscope.probes.sweep:SweepConfig": sweep_configs,
@@ -161,4 +290,12 @@ STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.localist.training:TrainConfig": localist_train_configs,
     "headscope.localist.train_sweep:SweepConfig": localist_sweep_configs,
     "headscope.cli.decoding:CompareCommand": decode_commands,
+    "headscope.features.train:TrainConfig": features_train_configs,
+    "headscope.features.index:IndexConfig": features_index_configs,
+    "headscope.features.evaluate:EvalConfig": features_eval_configs,
+    "headscope.features.steer:FeatureSteerConfig": features_steer_configs,
+    "headscope.cli.steering_inputs:ContrastiveRun": steer_contrastive_runs,
+    "headscope.cli.steering_inputs:ContrastiveApply": steer_contrastive_applies,
+    "headscope.cli.steering_inputs:LofitTrain": steer_lofit_trains,
+    "headscope.cli.steering_inputs:LofitApply": steer_lofit_applies,
 }

@@ -26,6 +26,7 @@ from headscope.features.saes import FeatureSAE
 from headscope.features.train import TrainConfig, train
 from headscope.models import ModelHandle
 from headscope.steering import contrastive, vectors
+from headscope.steering.comparison import SideBySideConfig
 from headscope.steering.cost import continuation_logprobs
 from headscope.steering.direction import DEFAULT_ALPHA, MAX_ALPHA, reference_texts
 from headscope.steering.generate import GenConfig, generate
@@ -61,9 +62,14 @@ def test_card_has_the_training_and_eval_figures(fsae: FeatureSAE) -> None:
     card = fsae.card
     assert card["model"]["name"] == "tiny-llama" and card["hook"] == "blocks.0.hook_resid_post"
     assert card["tokens_seen"] == 24_000 // 256 * 256 and card["training_seconds"] > 0
-    ev = card["eval"]
-    assert ev["split"] == "test" and ev["tokens"] >= 600 and ev["l0"] == pytest.approx(8.0)
-    assert 0 <= ev["dead_fraction"] <= 1 and ev["explained_variance"] is not None
+    assert set(card["heldout"]) == {"wiki-test", "chat"}
+    for name, ev in card["heldout"].items():
+        assert ev["source"] == name and ev["tokens"] >= 500 and ev["l0"] == pytest.approx(8.0)
+        assert 0 <= ev["dead_fraction"] <= 1 and ev["explained_variance"] is not None
+        assert ev["check"]["tokens"] <= ev["tokens"] and ev["position_0"].startswith("excluded")
+    row = catalog.available("tiny-llama")[0].to_json()
+    assert row["explained_variance"] == card["heldout"]["wiki-test"]["explained_variance"]
+    assert row["explained_variance_chat"] == card["heldout"]["chat"]["explained_variance"]
     assert catalog.available("tiny-llama")[0].to_json()["has_dashboards"]
 
 
@@ -188,7 +194,7 @@ def test_alpha_zero_with_the_hook_attached_is_bit_identical(
     steered = generate(tiny_llama, ids, gen, lambda s: sv.hooks(zero, s))
     assert plain.token_ids == steered.token_ids and plain.probs == steered.probs
     out = fsteer.steer(tiny_llama, fsae, "The dog", fsteer.FeatureSteerConfig(5, 0.0), GenConfig(4))
-    assert out.steered == out.unsteered and out.effect == 0.0
+    assert out.steered == out.unsteered and out.effect == 0.0 and out.check_activation_change == 0.0
 
 
 def test_add_is_alpha_times_the_activation_norm_along_the_unit_decoder_row(
@@ -223,8 +229,8 @@ def test_vector_file_round_trip_steers_exactly_like_the_feature(
     assert torch.equal(ours, theirs)
     gen = GenConfig(5)
     mine = fsteer.steer(tiny_llama, fsae, "The dog", cfg, gen)
-    other = contrastive.steer(tiny_llama, loaded, "The dog", steer_cfg, gen)
-    assert (mine.unsteered, mine.steered, mine.cost) == other
+    other = contrastive.compare_vector(tiny_llama, loaded, ["The dog"], steer_cfg, SideBySideConfig(gen))
+    assert (mine.unsteered, mine.steered, mine.cost) == (other.unsteered, other.steered, other.cost)
     with pytest.raises(InputError, match="clamp"):
         fsteer.vector_file(tiny_llama, sv, fsteer.FeatureSteerConfig(7, 1.0, "clamp"))
 
@@ -240,35 +246,66 @@ def test_clamp_sets_the_feature_in_the_reconstruction(tiny_llama: ModelHandle, f
     assert torch.allclose(clamped[fsae.hook], want, atol=1e-6)
 
 
-def test_steer_result_contract_effect_and_cost(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
+def test_steer_result_contract_effect_check_and_cost(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
     res = fsteer.steer(tiny_llama, fsae, "The dog", fsteer.FeatureSteerConfig(3, 2.0), GenConfig(5))
     out = res.to_json()
-    assert set(out["unsteered"]) == {"text", "token_ids"} and set(out["steered"]) == {"text", "token_ids"}
+    assert set(out["steered"]) == {"text", "token_ids", "tokens", "probs"}
     assert set(out["cost"]) >= {"perplexity_steered", "perplexity_unsteered", "perplexity_ratio", "fluent"}
     assert out["vector"]["method"] == "feature" and out["added_norm"] == pytest.approx(
         2.0 * out["vector"]["ref_norm"], rel=1e-3
     )
-    # oracle for the effect: f_3 read by sae.encode with and without the addition, over the steered positions
+    assert fsteer.FeatureSteering.from_json(out).to_json() == out
     ids = tiny_llama.tokenize("The dog")
     start = ids.shape[1] - 1
+    row = fsae.decoder_rows[3]
+    oracle = resid_add_hook(0, 2.0 * _ref_norm(tiny_llama, fsae.hook) * row / row.norm(), 1.0, "last", start)
+    # the effect: next-token log-probs of the 10 tokens the decoder row promotes, with an independent addition
+    promoted = (row @ index.unembedding(tiny_llama)).topk(10).indices
+    assert list(res.promoted_tokens) == tiny_llama.str_tokens(promoted.tolist())
+
+    def mean_logp(hooks: list) -> float:
+        return float(tiny_llama.forward(ids, fwd_hooks=hooks)[0, -1].float().log_softmax(-1)[promoted].mean())
+
+    assert res.effect_measure == "promoted_logprob_change" and res.effect is not None
+    assert res.effect == pytest.approx(mean_logp([oracle]) - mean_logp([]), abs=2e-5) and res.effect > 0
+    # the check: f_3 read by sae.encode with and without the addition, over the steered positions
     full = torch.cat([ids[0], torch.tensor(res.steered.token_ids)])[None]
-    assert res.vector is not None
     _, clean = tiny_llama.run_with_cache(full, [fsae.hook])
-    _, steered = tiny_llama.run_with_cache(
-        full, [fsae.hook], fwd_hooks=res.vector.hooks(res.config.steer_config(), start)
-    )
+    _, steered = tiny_llama.run_with_cache(full, [fsae.hook], fwd_hooks=[oracle])
     want = (
         fsae.sae.encode(steered[fsae.hook][0, start:])[:, 3]
         - fsae.sae.encode(clean[fsae.hook][0, start:])[:, 3]
     ).mean()
-    assert res.effect == pytest.approx(float(want), rel=1e-4, abs=1e-6) and res.effect != 0
+    assert res.check_activation_change == pytest.approx(float(want), rel=1e-4, abs=1e-6)
+    assert res.check_activation_change != 0
     # the cost is steering's, recomputed: the steered continuation read by the unsteered model
     lp = continuation_logprobs(tiny_llama, ids, res.steered.token_ids)
     assert res.cost.perplexity_steered == pytest.approx(math.exp(-sum(lp) / len(lp)), rel=1e-5)
     clamp = fsteer.steer(
         tiny_llama, fsae, "The dog", fsteer.FeatureSteerConfig(3, 4.0, "clamp"), GenConfig(3)
     )
-    assert clamp.vector is None and "vector" not in clamp.to_json() and math.isfinite(clamp.effect)
+    assert clamp.steering_vector is None and clamp.to_json()["vector"] is None
+    assert math.isfinite(clamp.check_activation_change) and clamp.effect is not None
+
+
+def test_feature_steering_with_held_out_texts_and_a_prompting_row(
+    tiny_llama: ModelHandle, fsae: FeatureSAE
+) -> None:
+    """Several prompts, held-out texts and an instruction: the table none / prompting / steering / both."""
+    from headscope.steering.heldout import HeldOut
+
+    texts = HeldOut(("a good day", "nice and warm"), ("a bad day", "cold and wet"))
+    sbs = SideBySideConfig(GenConfig(3), instruction="Be kind.", resamples=200)
+    res = fsteer.steer(tiny_llama, fsae, ["The dog", "A cat"], fsteer.FeatureSteerConfig(3, 1.0), sbs=sbs,
+                       texts=texts)  # fmt: skip
+    ev = res.evaluation
+    assert ev.conditions == ("none", "prompting", "steering", "steering + prompting")
+    assert res.effect_measure == "margin_effect" and ev.held_out is True
+    assert res.effect == pytest.approx(ev.row("steering").measures["margin_effect"].value, abs=1e-4)
+    for row in ev.rows:
+        assert {"margin", "margin_effect", "judged_positive", "promoted_logprob_change", "perplexity"} <= set(
+            row.measures
+        )
 
 
 def test_alpha_range_is_steerings(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:

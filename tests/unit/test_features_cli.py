@@ -46,7 +46,11 @@ def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Any:
 
 def fails(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     capsys.readouterr()
-    assert main([*argv, "--json"]) == 2
+    try:
+        code = main([*argv, "--json"])
+    except SystemExit as e:  # a usage error leaves from argparse (one line, and the JSON object under --json)
+        code = e.code
+    assert code == 2
     captured = capsys.readouterr()
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("headscope:")]
     assert len(lines) == 1 and "Traceback" not in captured.err
@@ -87,8 +91,11 @@ def test_steer_json_contract(trained: str, capsys: pytest.CaptureFixture[str], t
             "--max-new-tokens", "4", "--out", str(tmp_path / "vec"), "--json"]  # fmt: skip
     out = run_json(capsys, argv)
     for side in ("unsteered", "steered"):
-        assert set(out[side]) == {"text", "token_ids"} and len(out[side]["token_ids"]) <= 4
+        assert set(out[side]) == {"text", "token_ids", "tokens", "probs"} and len(out[side]["token_ids"]) <= 4
     assert isinstance(out["effect"], float) and out["vector"]["method"] == "feature"
+    assert out["effect_measure"] == "promoted_logprob_change"
+    assert isinstance(out["check_activation_change"], float)
+    assert [r["condition"] for r in out["evaluation"]["rows"]] == ["none", "steering"]
     assert {"perplexity_steered", "perplexity_ratio", "distinct_steered", "fluent"} <= set(out["cost"])
     sidecar = json.loads((tmp_path / "vec" / "vectors.json").read_text())
     assert sidecar["hook_sites"] == ["blocks.1.hook_resid_post"] and sidecar["alpha"] == 0.8
@@ -100,7 +107,7 @@ def test_steer_json_contract(trained: str, capsys: pytest.CaptureFixture[str], t
     default = run_json(capsys, [*argv[:8], *argv[10:-3], "--json"])
     assert default["alpha"] == 0.2 and "vectors" not in default
     clamp = run_json(capsys, [*argv[:-3], "--mode", "clamp", "--json"])
-    assert clamp["mode"] == "clamp" and "vector" not in clamp
+    assert clamp["mode"] == "clamp" and clamp["vector"] is None
 
 
 def test_page_recon_attribute(trained: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -230,3 +237,91 @@ def test_sae_by_folder_path(trained: str, capsys: pytest.CaptureFixture[str], tm
     assert "not an SAELens SAE folder" in fails(
         capsys, ["features", "top", *M, "--sae", str(empty), "--text", "x"]
     )
+
+
+# -- features eval ------------------------------------------------------------------------------------------------
+EVAL_KEYS = {"sae", "hook", "source", "sequences", "tokens", "predictions", "explained_variance", "l0",
+             "dead_fraction", "dense_fraction", "ce_loss_clean", "ce_loss_with_sae", "ce_loss_ablated", "kl_div",
+             "ablation_effect", "ce_loss_score", "ce_loss_score_note", "ce_increase", "position_0", "truncated",
+             "dense_threshold", "min_ablation_nats"}  # fmt: skip
+
+
+def test_eval_text_file_jsonl_and_heldout(
+    trained: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from headscope.features import catalog, saes
+    from headscope.features.evaluate import EvalConfig, evaluate_sae
+    from headscope.models import ModelHandle
+
+    texts = ["The river carries sediment to the sea.", "Deltas grow where the current slows down."]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n")
+    out = run_json(
+        capsys, ["features", "eval", *M, "--sae", trained, "--file", str(tmp_path / "t.jsonl"), "--json"]
+    )
+    assert set(out) == EVAL_KEYS and out["source"] == "t.jsonl" and out["sequences"] == 2
+    assert out["position_0"].startswith("excluded") and out["tokens"] == sum(len(t) - 1 for t in texts)
+    handle = ModelHandle.load("tiny-llama", device="cpu")
+    direct = evaluate_sae(handle, saes.load(handle, catalog.find("tiny-llama", trained).folder), texts,
+                          cfg=EvalConfig(), source="t.jsonl")  # fmt: skip
+    assert out == direct.to_json()  # the CLI prints exactly the library's result
+    (tmp_path / "t.txt").write_text("\n".join(texts))
+    whole = run_json(
+        capsys, ["features", "eval", *M, "--sae", trained, "--file", str(tmp_path / "t.txt"), "--json"]
+    )
+    assert whole["sequences"] == 1 and whole["source"] == "t.txt"
+    held = run_json(capsys, ["features", "eval", *M, "--sae", trained, "--heldout", "chat", "--max-tokens", "600",
+                             "--json"])  # fmt: skip
+    assert held["source"] == "chat" and held["truncated"] and held["tokens"] <= 600
+    capsys.readouterr()
+    assert main(["features", "eval", *M, "--sae", trained, "--text", "A short text to judge."]) == 0
+    assert "explained variance" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [(["--text", "   "], "empty"), (["--text", "x", "--ctx", "2"], "ctx"),
+     (["--text", "x", "--dense-threshold", "0"], "dense_threshold"), (["--file", "/no/such.txt"], "not found"),
+     (["--text", "x", "--max-tokens", "nan"], "invalid int")],
+)  # fmt: skip
+def test_eval_bad_input_exits_2_with_one_line(trained: str, capsys: pytest.CaptureFixture[str], extra: list[str],
+                                              needle: str) -> None:  # fmt: skip
+    assert needle in fails(capsys, ["features", "eval", *M, "--sae", trained, *extra])
+
+
+def test_eval_bad_files(trained: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from headscope.cli import features as cli_features
+
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a" * (cli_features.EVAL_MAX_FILE_BYTES + 1))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": 3}\n')
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    assert "larger than" in fails(capsys, ["features", "eval", *M, "--sae", trained, "--file", str(big)])
+    assert "line 2" in fails(capsys, ["features", "eval", *M, "--sae", trained, "--file", str(bad)])
+    assert "UTF-8" in fails(capsys, ["features", "eval", *M, "--sae", trained, "--file", str(binary)])
+
+
+# -- to_argv: the exact inverse of the parser --------------------------------------------------------------------
+def test_to_argv_round_trips_every_features_config() -> None:
+    from headscope.cli import build_parser
+    from headscope.cli.features import config_of, to_argv
+    from headscope.features.evaluate import EvalConfig
+    from headscope.features.index import IndexConfig
+    from headscope.features.train import TrainConfig
+
+    configs = [
+        TrainConfig("attn_out", 3, 96, "batchtopk", k=7, tokens=5000, batch_size=64, lr=3.5e-4, l1=0.25, seed=9,
+                    ctx=32, eval_tokens=0, corpus="excerpt", dtype="float32"),
+        TrainConfig("resid_post", 0, 8, k=8),
+        IndexConfig(tokens=999, contexts=3, before=1, after=0, bins=7, logits=2, ctx=16, batch_size=3,
+                    corpus="excerpt"),
+        IndexConfig(),
+        EvalConfig(ctx=17, batch_size=2, max_tokens=777, dense_threshold=0.0625, min_ablation_nats=0.1),
+        EvalConfig(),
+    ]  # fmt: skip
+    for config in configs:
+        argv = to_argv(config, sae="x", text="-t")
+        assert config_of(build_parser().parse_args(argv)) == config, argv
+    with pytest.raises(TypeError):
+        to_argv(object())

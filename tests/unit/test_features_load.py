@@ -144,9 +144,17 @@ def test_catalog_lists_user_saes_and_refuses_unknown_names(cache: Path, tiny_lla
 
 
 def test_shipped_saes_are_listed_with_card_figures() -> None:
-    for entry in catalog.available("smollm2-135m"):
+    entries = [e for e in catalog.available("smollm2-135m") if e.shipped]
+    folders = [
+        p.name for p in (catalog.shipped_root() / "smollm2-135m").iterdir() if (p / catalog.CFG).is_file()
+    ]
+    assert folders and sorted(e.name for e in entries) == sorted(folders)  # nothing found is a failure
+    for entry in entries:
         row = entry.to_json()
-        assert row["shipped"] and row["explained_variance"] is not None and row["ce_loss_score"] is not None
+        assert row["shipped"] and row["has_dashboards"], row
+        assert row["explained_variance"] is not None and row["explained_variance_chat"] is not None, row
+        assert row["l0"] is not None and row["eval_tokens"] >= 12_700, row  # ≥ 100 test-split windows
+        assert type(entry).from_json(row) == entry  # the catalog row is a codec result
 
 
 # -- the circuit SAE as a sae-lens architecture -----------------------------------------------------------------

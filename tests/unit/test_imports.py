@@ -12,8 +12,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import headscope
 
 ROOT = Path(headscope.__file__).parent
@@ -35,11 +33,9 @@ ALLOWED_UPWARD: set[tuple[str, str]] = {
     # `headscope serve` starts the app: the one command whose work IS the UI (imported lazily inside the command).
     ("headscope.cli.serve", "headscope.app.main"),
 }
-# Cycles other helpers are fixing (decoding: constrained ↔ smc; saes: catalog ↔ saes ↔ discrete). Strict: any
+# Cycles someone is fixing (none left: constrained ↔ smc and catalog ↔ saes ↔ discrete are gone). Strict: any
 # other cycle fails, and so does one of these once it is gone (then delete it here).
-KNOWN_CYCLES: list[frozenset[str]] = [
-    frozenset({"headscope.features.catalog", "headscope.features.saes", "headscope.features.discrete"}),
-]
+KNOWN_CYCLES: list[frozenset[str]] = []
 
 
 def _modules() -> dict[str, Path]:
@@ -193,9 +189,6 @@ def test_no_import_cycles():
     assert not gone, f"these known cycles are fixed: remove them from KNOWN_CYCLES: {gone}"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="decoding/ and features/ cycles: fixed by the decoding and saes helpers"
-)
 def test_known_cycles_are_gone():
     assert not _sccs(import_graph())
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headscope.errors import InputError
+from headscope.steering.comparison import SideBySideConfig
 from headscope.steering.contrastive import ContrastiveConfig
 from headscope.steering.direction import MAX_ALPHA, SteerConfig
 from headscope.steering.generate import GenConfig
@@ -37,7 +38,15 @@ _ANY = st.one_of(
         (lambda: LofitConfig(bias_lr="fast"), "bias_lr"),  # type: ignore[arg-type]
         (lambda: LofitConfig(bias_lr=0.0), "bias_lr"),
         (lambda: LofitConfig(l1=-1.0), "l1"),
-        (lambda: LofitConfig(random_baseline="yes"), "random_baseline"),  # type: ignore[arg-type]
+        (lambda: LofitConfig(random_sets="yes"), "random_sets"),  # type: ignore[arg-type]
+        (lambda: LofitConfig(random_sets=-1), "random_sets"),
+        (lambda: LofitConfig(eval_prompts=0), "eval_prompts"),
+        (lambda: LofitConfig(resamples=10), "resamples"),
+        (lambda: SideBySideConfig(resamples=2.5), "resamples"),  # type: ignore[arg-type]
+        (lambda: SideBySideConfig(seed=-1), "seed"),
+        (lambda: SideBySideConfig(judge_layer="x"), "judge_layer"),  # type: ignore[arg-type]
+        (lambda: SideBySideConfig(instruction=3), "instruction"),  # type: ignore[arg-type]
+        (lambda: SideBySideConfig(gen=24), "gen"),  # type: ignore[arg-type]
         (lambda: ContrastiveConfig(layer=1.5), "layer"),  # type: ignore[arg-type]
         (lambda: ContrastiveConfig(layer="x"), "layer"),  # type: ignore[arg-type]
         (lambda: ContrastiveConfig(1, pooling="max"), "pooling"),  # type: ignore[arg-type]
@@ -91,3 +100,18 @@ def test_gen_and_contrastive_config_fuzz(max_new: object, temperature: object, l
                 assert isinstance(cfg.max_new_tokens, int) and math.isfinite(cfg.temperature)
             else:
                 assert cfg.layer is None or isinstance(cfg.layer, int)
+
+
+@FUZZ
+@given(resamples=_ANY, seed=_ANY, judge=_ANY, instruction=_ANY)
+def test_side_by_side_config_fuzz(
+    resamples: object, seed: object, judge: object, instruction: object
+) -> None:
+    try:
+        cfg = SideBySideConfig(GenConfig(), instruction, resamples, seed, judge)  # type: ignore[arg-type]
+    except InputError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert isinstance(cfg.resamples, int) and cfg.resamples >= 100 and isinstance(cfg.seed, int)
+        assert cfg.judge_layer is None or isinstance(cfg.judge_layer, int)
+        assert cfg.instruction is None or (isinstance(cfg.instruction, str) and cfg.instruction.strip())

@@ -11,7 +11,9 @@ from headscope.errors import InputError
 from headscope.models import ModelHandle
 from headscope.selection import HeadSet
 from headscope.steering.lofit import (
+    HeadOffsets,
     LofitConfig,
+    LofitResult,
     default_k,
     lofit,
     random_heads,
@@ -79,12 +81,13 @@ def test_restriction_scales_and_ranks_only_the_selection(one_head_model: ModelHa
 def test_restricted_run_picks_within_the_selection_and_counts_parameters(tiny_llama: ModelHandle) -> None:
     f = tiny_llama.facts
     sel = tiny_llama.head_set("1.1, 1.3, 0.0")
-    res = lofit(tiny_llama, _task(), LofitConfig(k=2, scale_steps=2, bias_steps=2, batch_size=4, heads=sel))
-    assert set(res.offsets.heads) <= set(sel) and len(res.offsets.heads) == 2
+    res = lofit(tiny_llama, _task(), LofitConfig(k=2, scale_steps=2, bias_steps=2, batch_size=4, heads=sel,
+                                                 random_sets=0, eval_prompts=1, eval_tokens=1))  # fmt: skip
+    assert set(res.trained_offsets.heads) <= set(sel) and len(res.trained_offsets.heads) == 2
     assert res.step1_parameters == 3 * f.d_head and res.trainable_parameters == 2 * f.d_head
     js = res.to_json()
     assert js["restricted_to"] == "0.0, 1.1, 1.3"
-    assert js["heads"] == str(HeadSet.of(res.offsets.heads, f.n_layers, f.n_heads))
+    assert js["heads"] == str(HeadSet.of(res.trained_offsets.heads, f.n_layers, f.n_heads))
     assert LofitConfig(heads=sel).resolve_k(f.n_layers, f.n_heads) == 1  # 3 % of 8 heads, within 3
     with pytest.raises(InputError, match="at most 3, the selection's size"):
         LofitConfig(k=4, heads=sel).resolve_k(f.n_layers, f.n_heads)
@@ -94,26 +97,67 @@ def test_restricted_run_picks_within_the_selection_and_counts_parameters(tiny_ll
 
 def test_full_run_reports_metrics_params_and_restores_flags(tiny_llama: ModelHandle) -> None:
     flags = [p.requires_grad for p in tiny_llama.hf_model.parameters()]
-    cfg = LofitConfig(scale_steps=4, bias_steps=6, batch_size=4, bias_lr=5e-2)
-    res = lofit(tiny_llama, _task(), cfg)
+    cfg = LofitConfig(scale_steps=4, bias_steps=6, batch_size=4, bias_lr=5e-2, random_sets=3, eval_prompts=2,
+                      eval_tokens=2, resamples=200)  # fmt: skip
+    task = replace(_task(), instruction="Say z.")
+    res = lofit(tiny_llama, task, cfg)
     assert [p.requires_grad for p in tiny_llama.hf_model.parameters()] == flags
     f = tiny_llama.facts
-    assert len(res.offsets.heads) == default_k(f.n_layers, f.n_heads) == 1
+    offsets = res.trained_offsets
+    assert len(offsets.heads) == default_k(f.n_layers, f.n_heads) == 1
     assert res.trainable_parameters == f.d_head and res.step1_parameters == f.n_layers * f.n_heads * f.d_head
     assert res.full_finetune_parameters == f.n_params
-    assert res.random_offsets is not None and len(res.random_offsets.heads) == 1
-    # Oracle: re-evaluating with the returned offsets gives the reported "after" metrics.
-    again = evaluate(tiny_llama, _task().heldout, fwd_hooks=res.offsets.hooks(f.n_heads))
-    assert again == res.after
+    # Oracles: re-evaluating with the returned offsets gives the reported "after" metrics; the prompting row is
+    # the plain model on the instruction-prefixed items.
+    again = evaluate(tiny_llama, task.heldout, fwd_hooks=offsets.hooks(f.n_heads))
+    assert again.accuracy == res.heldout_after.accuracy
+    assert again.mean_target_logprob == pytest.approx(res.heldout_after.mean_target_logprob, abs=1e-5)
+    prompted = evaluate(tiny_llama, [Pair("Say z.\n" + p.prompt, p.target) for p in task.heldout])
+    row = res.evaluation.evaluation.row("prompting").measures
+    assert row["target_logprob"].value == pytest.approx(prompted.mean_target_logprob, abs=1e-5)
+    assert res.evaluation.evaluation.n_items == len(task.heldout) == row["accuracy"].n
     js = res.to_json()
-    assert js["selected_heads"][0]["layer"] == res.offsets.heads[0][0]
-    assert res.after.mean_target_logprob > res.before.mean_target_logprob
+    assert js["selected_heads"][0]["layer"] == offsets.heads[0][0]
+    assert res.heldout_after.mean_target_logprob > res.heldout_before.mean_target_logprob
+    assert LofitResult.from_json(js).to_json() == js
+
+
+def test_the_permutation_test_trains_each_random_set_like_lofit(tiny_llama: ModelHandle) -> None:
+    """Each random set is the seeded draw, trained with step 2's budget; p and the percentile follow from the
+    accuracies (recomputed here by training and scoring the first draw independently)."""
+    cfg = LofitConfig(k=2, scale_steps=2, bias_steps=3, batch_size=4, random_sets=4, eval_prompts=1,
+                      eval_tokens=1, resamples=100)  # fmt: skip
+    res = lofit(tiny_llama, _task(), cfg)
+    chance = res.chance
+    assert (
+        chance is not None
+        and chance.random_sets == 4
+        and chance.k == 2
+        and len(chance.random_accuracies) == 4
+    )
+    f = tiny_llama.facts
+    heads = random_heads(f.n_layers, f.n_heads, 2, cfg.seed)
+    assert chance.random_heads[0] == str(HeadSet.of(heads, f.n_layers, f.n_heads))
+    biases, _ = train_biases(tiny_llama, _task().train, heads, cfg)
+    first = evaluate(
+        tiny_llama, _task().heldout, fwd_hooks=HeadOffsets(tuple(heads), biases).hooks(f.n_heads)
+    )
+    assert chance.random_accuracies[0] == pytest.approx(first.accuracy, abs=1e-4)
+    selected = res.heldout_after.accuracy
+    assert chance.selected.value == pytest.approx(selected, abs=1e-4)
+    at_least = sum(a >= chance.selected.value for a in chance.random_accuracies)
+    assert chance.p_value == pytest.approx((1 + at_least) / 5, abs=1e-4)
+    assert res.verdict == chance.verdict and ("p = " in res.verdict)
+    assert res.to_json()["chance"]["budget"]["bias_steps"] == 3
 
 
 def test_seeded_runs_are_identical(tiny_llama: ModelHandle) -> None:
-    cfg = LofitConfig(k=2, scale_steps=2, bias_steps=2, batch_size=3, random_baseline=False)
+    cfg = LofitConfig(
+        k=2, scale_steps=2, bias_steps=2, batch_size=3, random_sets=0, eval_prompts=1, eval_tokens=1
+    )
     a, b = lofit(tiny_llama, _task(), cfg), lofit(tiny_llama, _task(), cfg)
-    assert a.offsets.heads == b.offsets.heads and torch.equal(a.offsets.biases, b.offsets.biases)
+    assert a.heads == b.heads and torch.equal(a.trained_offsets.biases, b.trained_offsets.biases)
+    assert a.to_json() == {**b.to_json(), "seconds": a.to_json()["seconds"]}
 
 
 def test_random_heads_are_distinct_and_seeded() -> None:
@@ -143,18 +187,22 @@ def test_stages_are_reported_and_a_raising_callback_stops_training_cleanly(tiny_
         if phase == "biases" and count.startswith("2/"):
             raise KeyboardInterrupt("cancelled")
 
-    cfg = LofitConfig(k=1, scale_steps=2, bias_steps=5, batch_size=4)
+    cfg = LofitConfig(
+        k=1, scale_steps=2, bias_steps=5, batch_size=4, random_sets=2, eval_prompts=1, eval_tokens=1
+    )
     with pytest.raises(KeyboardInterrupt):
         lofit(tiny_llama, _task(), cfg, progress)
-    assert stages == ["held-out accuracy before"]
+    assert stages == []
     assert steps == [("scales", 1), ("scales", 2), ("biases", 1), ("biases", 2)]
     assert torch.equal(tiny_llama.forward(tokens), base)
     done: list[tuple[str, float]] = []
     lofit(tiny_llama, _task(), replace(cfg, bias_steps=1), lambda s, f: done.append((s, f)))
-    assert [s for s, _ in done if " step " not in s] == [
-        "held-out accuracy before",
-        "held-out accuracy after",
-        "held-out accuracy, random heads",
+    named = [s for s, _ in done if " step " not in s]
+    assert named[0] == "held-out evaluation: prompt 1/1, none: token 1/1"
+    assert named[-2:] == ["held-out accuracy, random heads 1/2", "held-out accuracy, random heads 2/2"]
+    assert [s.split(" (")[0] for s, _ in done if s.startswith("random heads")] == [
+        "random heads 1/2 step 1/1",
+        "random heads 2/2 step 1/1",
     ]
     fractions = [f for _, f in done]
-    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] < 1.0
+    assert fractions == sorted(fractions) and fractions[0] > 0.0 and fractions[-1] < 1.0
