@@ -27,7 +27,7 @@ def guide(what: str, how_to_read: str, papers: Sequence[tuple[str, str]] = ()) -
 def worked_example(
     rows: Sequence[Sequence[Any]],
     inputs: Sequence[Any],
-    run: Callable[..., Any],
+    run: Callable[..., Any] | None,
     run_inputs: Sequence[Any],
     outputs: Sequence[Any],
     *,
@@ -36,10 +36,12 @@ def worked_example(
     **event: Any,
 ) -> Examples:
     """gr.Examples whose click fills `inputs` with a row, then runs `run(*run_inputs) -> outputs` with the tab's
-    event options (`**event`: e.g. `**VIEW_EVENT`, `show_progress_on=...`)."""
+    event options (`**event`: e.g. `**VIEW_EVENT`, `show_progress_on=...`). `run=None`: the caller chains its own
+    event on `ex.load_input_event` (a job through `JobControls.bind(ex.load_input_event.then, ...)`)."""
     ex = gr.Examples(
         examples=[list(r) for r in rows], inputs=list(inputs), label=label,
         example_labels=list(labels) if labels else None, api_visibility="private",
     )  # fmt: skip
-    ex.load_input_event.then(run, list(run_inputs), list(outputs), api_visibility="private", **event)
+    if run is not None:
+        ex.load_input_event.then(run, list(run_inputs), list(outputs), api_visibility="private", **event)
     return ex

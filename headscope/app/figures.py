@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 import plotly.graph_objects as go
 from gradio.components.plot import PlotData
 from plotly.subplots import make_subplots
+
+from headscope.app import downloads
 
 MODEBAR: dict[str, Any] = {
     "displaylogo": False,
@@ -85,11 +85,14 @@ def fmt_prob(p: Any) -> str:
 
 
 def _round(x: Any, digits: int) -> Any:
-    if isinstance(x, float | np.floating):
+    # array scalars register as numbers.Integral / numbers.Real: no array library needed here
+    if isinstance(x, bool):
+        return x
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, numbers.Real):
         v = float(x)
         return round(v, digits) if math.isfinite(v) else None
-    if isinstance(x, np.integer):
-        return int(x)
     return x
 
 
@@ -112,6 +115,12 @@ def _ticks(n: int) -> dict[str, Any]:
     }
 
 
+def _rows(z: Any) -> list[list[float | None]]:
+    """A 2-D grid (nested lists, or anything with `tolist`: an array from a typed result) as float rows."""
+    rows = z.tolist() if hasattr(z, "tolist") else z
+    return [[None if v is None else float(v) for v in row] for row in rows]
+
+
 def heatmap(
     z: Any,
     *,
@@ -125,10 +134,10 @@ def heatmap(
     diverging: bool = False,
 ) -> go.Figure:
     """A layer × head (or any integer-indexed) heatmap with a colour bar in `unit` and hover in words."""
-    arr = np.asarray(z, dtype=np.float64)
+    arr = _rows(z)
     kw: dict[str, Any] = {"zmin": zmin, "zmax": zmax}
     if diverging:
-        m = float(np.nanmax(np.abs(arr))) if arr.size else 1.0
+        m = max((abs(v) for row in arr for v in row if v is not None and math.isfinite(v)), default=1.0)
         kw = {"zmin": -m, "zmax": m, "zmid": 0.0}
         colorscale = "RdBu_r"
     fig = go.Figure(
@@ -137,11 +146,10 @@ def heatmap(
             hovertemplate=f"{y_label} %{{y}}, {x_label} %{{x}}: %{{z:.3f}} {unit}<extra></extra>", **kw,
         )
     )  # fmt: skip
-    fig.update_layout(
-        title={"text": title}, height=max(260, min(720, 60 + 18 * arr.shape[0])), margin={"t": 50}
-    )
-    fig.update_xaxes(title_text=x_label, **_ticks(arr.shape[1]))
-    fig.update_yaxes(title_text=y_label, autorange="reversed", **_ticks(arr.shape[0]))
+    n_rows, n_cols = len(arr), len(arr[0]) if arr else 0
+    fig.update_layout(title={"text": title}, height=max(260, min(720, 60 + 18 * n_rows)), margin={"t": 50})
+    fig.update_xaxes(title_text=x_label, **_ticks(n_cols))
+    fig.update_yaxes(title_text=y_label, autorange="reversed", **_ticks(n_rows))
     return fig
 
 
@@ -171,11 +179,41 @@ def curves(
 
 
 def json_file(payload: Any, name: str) -> str:
-    """Write `payload` as `<name>.json` in a fresh temporary folder (gradio serves it as a download)."""
+    """Write `payload` as `<name>.json` in a fresh folder of the visitor's (`downloads.folder`: removed when they
+    leave, the total capped); gradio serves it as a download."""
     safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "result"
-    path = Path(tempfile.mkdtemp(prefix="headscope-")) / f"{safe}.json"
+    path = downloads.folder() / f"{safe}.json"
     path.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
     return str(path)
+
+
+def reveal_when_set(blocks: gr.Blocks) -> None:
+    """No empty table with placeholder headers ("1 2 3") and no empty download box, in every tab: each output
+    `gr.Dataframe` / `gr.File` that starts without a value starts hidden and shows itself when a value arrives
+    (and hides again when cleared). Runs once over the built app (main.build_demo)."""
+    inputs = {id(b) for fn in blocks.fns.values() for b in fn.inputs}  # an input table may be typed into
+    for comp in list(blocks.blocks.values()):
+        if not isinstance(comp, gr.Dataframe | gr.File):
+            continue
+        shown_only = comp.interactive is False or (comp.interactive is None and id(comp) not in inputs)
+        if shown_only and _empty(comp.value) and comp.visible is True:
+            comp.visible = False
+            comp.change(_visible_if_set, [comp], [comp], queue=False, show_progress="hidden",
+                        api_visibility="private")  # fmt: skip
+
+
+def _empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return not value.get("data") or value.get("data") == [["", "", ""]]
+    return False
+
+
+def _visible_if_set(value: Any) -> Any:
+    rows = getattr(value, "shape", None)
+    has = bool(rows[0]) if rows is not None else not _empty(value)
+    return gr.update(visible=has)
 
 
 class RawResult:
@@ -196,3 +234,8 @@ class RawResult:
     def values(payload: Any, name: str) -> tuple[str, Any]:
         """What a handler returns for `outputs`."""
         return json_file(payload, name), payload
+
+    @staticmethod
+    def file_of(payload: Any, name: str) -> str:
+        """The download of `payload` alone (a draw step whose JSON output is already set)."""
+        return json_file(payload, name)

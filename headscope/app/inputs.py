@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import gradio as gr
+
 from headscope.checks import choice, integer, number
 from headscope.errors import InputError
 
-__all__ = ["choice", "integer", "layer_head", "number", "text"]
+__all__ = ["choice", "integer", "layer_head", "number", "ranged_number", "text"]
 
 
 def text(value: Any, name: str, limit: int, *, allow_empty: bool = False) -> str:
@@ -32,3 +34,19 @@ def layer_head(layer: Any, head: Any, n_layers: int, n_heads: int) -> tuple[int,
     """A (layer, head) pair from two fields, each an integer inside the model's shape ("abc", NaN, inf and 1.7
     are refused with the allowed range)."""
     return integer(layer, "layer", 0, n_layers - 1), integer(head, "head", 0, n_heads - 1)
+
+
+def _g(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:g}"
+
+
+def ranged_number(
+    label: str, lo: float, hi: float, value: float, *, integer: bool = False, **kw: Any
+) -> gr.Number:
+    """A number field for a value in [lo, hi] that the SERVER checks (with `number` / `integer`): the range is in
+    its label, the browser never changes what was typed. Use it instead of `gr.Slider` wherever a value is typed:
+    in Chromium a `gr.Slider` snaps a typed 5 to its maximum 1 without a word (the box keeps showing 5), and a
+    `gr.Number(minimum=, maximum=)` is refused by gradio before the handler with its own message. The handler
+    must still call `number(v, name, lo, hi)` / `integer(...)`: that is the one-line range refusal."""
+    kw.setdefault("precision", 0 if integer else None)
+    return gr.Number(value=value, label=f"{label} ({_g(lo)} … {_g(hi)})", **kw)

@@ -86,10 +86,22 @@ def cancel(slot: str | None, request: gr.Request | None, wait_s: float = 10.0) -
     return "\n\n".join(lines)
 
 
+def _shown() -> Any:
+    return gr.update(visible=True)
+
+
+def _hidden() -> Any:
+    return gr.update(visible=False)
+
+
+QUIET: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+
+
 @dataclass(frozen=True)
 class JobControls:
-    """A status line (where the job's progress bar is drawn: pass it as `show_progress_on`) and a Cancel button
-    wired to this visitor's job in `slot`."""
+    """A status line (where the job's progress bar is drawn: the one place a job reports progress) and a Cancel
+    button wired to this visitor's job in `slot`, shown only while a job started through `bind` (or wired with
+    `show_on` / `hide_after`) runs."""
 
     slot: str
     status: gr.Markdown
@@ -102,8 +114,9 @@ class JobControls:
                 idle, elem_classes=["hs-job-status"], min_height=40, elem_id=f"hs-status-{slot}"
             )
             stop = gr.Button(
-                "Cancel", variant="stop", size="sm", scale=0, min_width=90, elem_id=f"hs-cancel-{slot}"
-            )
+                "Cancel", variant="stop", size="sm", scale=0, min_width=90, elem_id=f"hs-cancel-{slot}",
+                visible=False,
+            )  # fmt: skip
 
         def on_cancel(request: gr.Request) -> str:
             return cancel(slot, request)
@@ -111,3 +124,42 @@ class JobControls:
         # Not queued: a Cancel must never wait behind the work it cancels.
         stop.click(on_cancel, inputs=None, outputs=[status], api_name=f"{slot}_cancel", queue=False)
         return cls(slot, status, stop)
+
+    def show_on(self, start: Callable[..., Any]) -> None:
+        """Show Cancel when `start` fires (a listener: `button.click`). Register it BEFORE the job's own event
+        on the same trigger: the page runs one trigger's events in the order they were added, so a later one
+        would show the button only after the job has ended."""
+        start(_shown, None, [self.cancel], **QUIET)
+
+    def hide_after(self, job: Any) -> None:
+        """Hide Cancel when the `job` event ends, however it ends (`.then` does not run after a failed or
+        cancelled event: `.failure` does)."""
+        job.then(_hidden, None, [self.cancel], **QUIET)
+        job.failure(_hidden, None, [self.cancel], **QUIET)
+
+    def bind(
+        self,
+        trigger: Callable[..., Any],
+        fn: Any,
+        *,
+        inputs: dict[str, Any],
+        outputs: dict[str, Any],
+        api_name: str | None = None,
+        view: bool = False,
+        **event: Any,
+    ) -> Any:
+        """`wiring.bind` for a job: the JOB_EVENT group (`view=True`: the VIEW_EVENT group, for a view that runs
+        as a cancellable job and must never queue behind long jobs), progress on the status line only (never an
+        overlay on every output panel), Cancel shown while it runs. Returns the job's event (chain
+        `.success(draw)`)."""
+        from headscope.app.state import JOB_EVENT, VIEW_EVENT
+        from headscope.app.wiring import bind
+
+        group = {**(VIEW_EVENT if view else JOB_EVENT), "show_progress": "full"}
+        self.show_on(trigger)
+        job = bind(
+            trigger, fn, inputs=inputs, outputs=outputs, api_name=api_name,
+            show_progress_on=[self.status], **{**group, **event},
+        )  # fmt: skip
+        self.hide_after(job)
+        return job

@@ -1,6 +1,7 @@
 """Attention & locality tab: entropy per layer × head under a locality dial (on all heads or on the selection), its
 change against λ = 0, per-token entropy, a table of head metrics, attention patterns with token labels, and a λ
-sweep run as a cancellable job. Wiring only: the work is in `headscope.probes` and `headscope.attention`."""
+sweep run as a cancellable job. Wiring only: the work is `headscope.probes` (`entropy_view`, `pattern_view`,
+`sweep_locality`), the drawing `locality_views.py` from their typed results."""
 
 from __future__ import annotations
 
@@ -13,25 +14,17 @@ from headscope.app import examples, jobs
 from headscope.app import locality_views as lv
 from headscope.app import selection_bar as sel
 from headscope.app.figures import Plot, RawResult
-from headscope.app.inputs import choice, integer, layer_head, number, text
-from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT, user_errors
+from headscope.app.inputs import choice, integer, number, ranged_number, text
+from headscope.app.state import STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
-from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip, attention_value
+from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip
+from headscope.app.wiring import Ctx, bind
 from headscope.attention import MODES, LocalityDial
 from headscope.cli.probes import to_argv
 from headscope.errors import InputError
 from headscope.models import ModelHandle
-from headscope.probes import (
-    MAX_PATTERN_TOKENS,
-    AttentionProbes,
-    ProbeConfig,
-    SweepConfig,
-    eval_tokens,
-    head_patterns,
-    model_induction_scores,
-    probe_attention,
-    sweep_locality,
-)
+from headscope.probes import MAX_PATTERN_TOKENS, SweepConfig, SweepResult, eval_tokens, sweep_locality
+from headscope.probes.view import EntropyView, PatternView, ViewConfig, entropy_view, pattern_view
 from headscope.selection import HeadSet
 
 APP_MAX_TOKENS = 1024  # one user's analysis must not hold the shared model for long
@@ -40,7 +33,6 @@ SWEEP_TOKENS = 256
 SWEEP_LAMBDAS = tuple(round(k / 10, 1) for k in range(11))
 APP_SCHEDULES = ("uniform", "progressive")
 SCOPES = ("all heads", "selected heads only")
-PATTERN_SOURCES = ("the layer and head above", f"the selected heads (up to {MAX_VIEW_HEADS})")
 DEFAULT_TEXT = (
     "The cat sat on the mat. It was warm, and the sun was shining. "
     "Later that day the cat went inside, because the rain had started."
@@ -56,27 +48,29 @@ PAPERS = (
 
 
 # ---- inputs ------------------------------------------------------------------------------------------------------
-def _dial(lam: Any, mode: Any, schedule: Any, beta: Any) -> LocalityDial:
+def _dial(inputs: dict[str, Any], lam: Any = None) -> LocalityDial:
+    """The dial the fields describe (λ from `lam` when given: the sweep sets its own), every value checked."""
     return LocalityDial(
-        lam=number(lam, "lambda", 0.0, 1.0), mode=choice(mode, "mode", list(MODES)),
-        schedule=choice(schedule, "schedule", APP_SCHEDULES), beta=number(beta, "beta", 1.0, 20.0),
-    )  # fmt: skip
-
-
-def _tokens(handle: ModelHandle, value: Any) -> Any:
-    return handle.tokenize(
-        text(value, "text", APP_MAX_CHARS), max_tokens=min(APP_MAX_TOKENS, handle.max_tokens)
+        lam=number(inputs["lam"] if lam is None else lam, "lambda", 0.0, 1.0),
+        mode=choice(inputs["mode"], "mode", list(MODES)),
+        schedule=choice(inputs["schedule"], "schedule", APP_SCHEDULES),
+        beta=number(inputs["beta"], "beta", 1.0, 20.0),
     )
 
 
-def _scope_heads(scope: Any, selection: Any, handle: ModelHandle) -> HeadSet | None:
+def _scope_heads(inputs: dict[str, Any], handle: ModelHandle) -> HeadSet | None:
     """None: the dial acts on every head; else the selected heads (refused when nothing is selected)."""
-    if choice(scope, "dial scope", SCOPES) == SCOPES[0]:
+    if choice(inputs["scope"], "dial scope", SCOPES) == SCOPES[0]:
         return None
-    heads = sel.head_set(selection, handle)
+    heads = sel.head_set(inputs["selection"], handle)
     if not heads:
         raise InputError("the dial is set to act on the selected heads, but no head is selected")
     return heads
+
+
+def _scoped(inputs: dict[str, Any], handle: ModelHandle, lam: Any = None) -> LocalityDial:
+    dial, heads = _dial(inputs, lam), _scope_heads(inputs, handle)
+    return dial if heads is None else replace(dial, heads=str(heads))
 
 
 def _selected_here(selection: Any, handle: ModelHandle) -> HeadSet | None:
@@ -88,158 +82,101 @@ def _selected_here(selection: Any, handle: ModelHandle) -> HeadSet | None:
     return heads or None
 
 
-def _scope_words(heads: HeadSet | None) -> str:
-    return "all heads" if heads is None else f"heads {heads}"
-
-
-def restricted(dial: LocalityDial, heads: HeadSet | None) -> LocalityDial:
-    """`dial` acting on `heads` only (every head when None)."""
-    return dial if heads is None else replace(dial, heads=str(heads))
-
-
-def _probe(
-    handle: ModelHandle, tokens: Any, dial: LocalityDial, heads: HeadSet | None, induction: bool
-) -> AttentionProbes:
-    cfg = ProbeConfig(target="block" if dial.mode == "block" else "local", induction=False)
-    probes = probe_attention(handle, tokens, cfg=cfg, dial=restricted(dial, heads))
-    return replace(probes, induction=model_induction_scores(handle)) if induction else probes
-
-
-# ---- events ------------------------------------------------------------------------------------------------------
-@user_errors
-def analyse(
-    model: str, text_in: str, lam: float, mode: str, schedule: str, beta: float, scope: str, selection: Any,
-    request: gr.Request, progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[Any, ...]:  # fmt: skip
-    """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics.
-    Long texts take seconds, so it runs as a (cancellable) job; a visitor may run several at once."""
-    dial = _dial(lam, mode, schedule, beta)
-    progress(0.02, desc="loading model")
-    handle = STORE.get(str(model))
-    tokens = _tokens(handle, text_in)
-    heads = _scope_heads(scope, selection, handle)
-
-    def work(report: jobs.Reporter) -> tuple[AttentionProbes, AttentionProbes | None]:
-        report(f"{tokens.shape[1]} tokens at λ = {dial.lam:g}", 0.1)
-        probes = _probe(handle, tokens, dial, heads, induction=True)
-        if dial.lam == 0:
-            return probes, None
-        report("the same text at λ = 0 (the baseline)", 0.6)
-        return probes, _probe(handle, tokens, dial.with_lambda(0.0), None, induction=False)
-
-    spec = jobs.JobSpec("entropy view", work, model=handle.identity.name)
-    probes, base = jobs.run(spec, request=request, slot="locality_analyse", progress=progress, single=False)
-    chosen = _selected_here(selection, handle)
-    names = chosen.names() if chosen else []
-    dial_json, words = dial.to_json(), _scope_words(heads)
-    payload = _payload(probes, base, dial_json, heads)
-    return (
-        lv.summary(probes, base, dial_json, words),
-        lv.entropy_grid(probes, base, dial_json, words, names),
-        lv.delta_grid(probes, base, dial_json, words, names),
-        lv.token_strip(probes, chosen, sel._clean(selection).positions),
-        lv.head_table(probes, base, set(names)),
-        *RawResult.values(payload, f"entropy_{handle.identity.name}_lambda{dial.lam:g}"),
-    )
-
-
-def _payload(
-    probes: AttentionProbes, base: AttentionProbes | None, dial: dict[str, Any], heads: HeadSet | None
-) -> dict[str, Any]:
-    """The CLI's entropy JSON (`headscope entropy --json`) plus the dial, its scope and the λ = 0 baseline."""
-    out = probes.to_json()
-    out.update(
-        backend="eager", uniform_ceiling_bits=round(lv.ceiling_bits(len(probes.token_ids)), 6), dial=dial,
-        dial_heads=None if heads is None else str(heads),
-    )  # fmt: skip
-    if base is not None:
-        out["baseline_lambda0"] = {
-            k: v for k, v in base.to_json().items() if k not in ("token_ids", "str_tokens")
-        }
-    return out
-
-
-@user_errors
-def pattern(
-    model: str, text_in: str, lam: float, mode: str, schedule: str, beta: float, scope: str, selection: Any,
-    layer: Any, head: Any, source: str,
-) -> dict[str, Any]:  # fmt: skip
-    """Attention patterns under the dial of one head (the fields) or of the selected heads, for the viewer."""
-    dial = _dial(lam, mode, schedule, beta)
-    handle = STORE.get(str(model))
-    tokens = _tokens(handle, text_in)
-    if tokens.shape[1] > MAX_PATTERN_TOKENS:
-        raise InputError(
-            f"the pattern viewer takes at most {MAX_PATTERN_TOKENS} tokens, got {tokens.shape[1]}"
-        )
-    shown = _pattern_heads(handle, selection, layer, head, source)
-    heads = _scope_heads(scope, selection, handle)
-    got = head_patterns(handle, tokens, shown, dial=restricted(dial, heads))
-    pats = {f"L{li} H{hi}": p for (li, hi), p in got.items()}
-    ids = [int(i) for i in tokens[0].tolist()]
-    words = lv.dial_words(dial.to_json(), _scope_words(heads))
-    return attention_value(
-        handle.str_tokens(ids), ids, pats, title=f"attention of {', '.join(pats)} at {words}",
-        caption=f"{handle.identity.name}, {len(ids)} tokens. Weights are softmax probabilities (each row sums to 1).",
-        filename=f"attention_lambda{dial.lam:g}",
-    )  # fmt: skip
-
-
-def _pattern_heads(
-    handle: ModelHandle, selection: Any, layer: Any, head: Any, source: str
-) -> list[tuple[int, int]]:
-    if choice(source, "show", PATTERN_SOURCES) == PATTERN_SOURCES[0]:
-        return [layer_head(layer, head, handle.facts.n_layers, handle.facts.n_heads)]
-    heads = sel.head_set(selection, handle)
+def _shown_heads(inputs: dict[str, Any], handle: ModelHandle) -> list[tuple[int, int]]:
+    """The pattern viewer's heads: the field in the L.H grammar, or the selection when the field is empty."""
+    raw = text(inputs["heads"], "heads to show", 200, allow_empty=True).strip()
+    n_l, n_h = handle.facts.n_layers, handle.facts.n_heads
+    heads = HeadSet.parse(raw, n_l, n_h) if raw else sel.head_set(inputs["selection"], handle)
     if not heads:
-        raise InputError(
-            "no head is selected: click cells of the entropy grid, or show the layer and head above"
-        )
+        raise InputError("no head to show: type heads (e.g. 9.4) or select cells of the entropy grid")
     if len(heads) > MAX_VIEW_HEADS:
-        raise InputError(
-            f"{len(heads)} heads are selected; the viewer shows at most {MAX_VIEW_HEADS} at once"
-        )
+        raise InputError(f"{len(heads)} heads to show; the viewer shows at most {MAX_VIEW_HEADS} at once")
     return list(heads)
 
 
-@user_errors
-def sweep(
-    model: str, text_in: str, mode: str, schedule: str, beta: float, scope: str, selection: Any,
-    request: gr.Request, progress: gr.Progress = gr.Progress(),  # noqa: B008
-) -> tuple[Any, ...]:  # fmt: skip
-    """An 11-point λ sweep on the text (its first SWEEP_TOKENS tokens), run as a cancellable job."""
-    dial = _dial(0.0, mode, schedule, beta)
-    handle = STORE.get(str(model))
-    heads = _scope_heads(scope, selection, handle)
-    text_ok = text(text_in, "text", APP_MAX_CHARS)
-    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=restricted(dial, heads))
-    tokens, cut = eval_tokens(handle, text_ok, max_tokens=min(SWEEP_TOKENS, handle.max_tokens))
+# ---- events ------------------------------------------------------------------------------------------------------
+def analyse(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics:
+    `raw` = `probes.EntropyView` JSON. Long texts take seconds, so it runs as a (cancellable) job carrying its
+    CLI command (`headscope locality view`); a visitor may run several at once."""
+    dial = _dial(inputs)
+    text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
+    handle = STORE.get(str(inputs["model"]))
+    dial = _scoped(inputs, handle)
+    shown = _selected_here(inputs["selection"], handle)
+    limit = min(APP_MAX_TOKENS, handle.max_tokens)
+    handle.tokenize(text_ok, max_tokens=limit)  # refused (too long) before the job starts
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        report(f"{len(SWEEP_LAMBDAS)} dialed forwards of {tokens.shape[1]} tokens", 0.0)
-        result = sweep_locality(handle, tokens, cfg, progress=report, truncated_from=cut)
-        return result.to_json()
+        view = entropy_view(handle, text_ok, dial, max_tokens=limit, shown=shown, progress=report)
+        return view.to_json()
 
-    command = tuple(
-        to_argv(
-            cfg, model=handle.identity.name, text=text_ok, max_tokens=min(SWEEP_TOKENS, handle.max_tokens)
-        )
+    cfg = ViewConfig(dial, str(shown) if shown else None, limit)
+    command = tuple(to_argv(cfg, model=handle.identity.name, text=text_ok))  # a cluster runs the same view
+    spec = jobs.JobSpec("entropy view", work, model=handle.identity.name, command=command)
+    payload = jobs.run(
+        spec, request=ctx.request, slot="locality_analyse", progress=ctx.progress, single=False
     )
-    spec = jobs.JobSpec(
-        f"λ sweep on {handle.identity.name}", work, model=handle.identity.name, command=command
+    return {"raw": payload}
+
+
+def draw_entropy(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """The entropy views from `raw` (an `EntropyView` JSON: a run, a session file or a cluster job alike)."""
+    if not inputs["raw"]:
+        return {}
+    view = EntropyView.from_json(inputs["raw"])
+    selection = sel._clean(inputs["selection"])
+    names = [n for n in sel.names(selection)] if selection.model in (None, view.probes.model) else []
+    return {
+        "summary": lv.summary(view), "grid": lv.entropy_grid(view, names), "delta": lv.delta_grid(view, names),
+        "strip": lv.token_strip(view, selection.positions), "heads": lv.head_table(view, set(names)),
+        "file": RawResult.file_of(inputs["raw"], lv.file_name(view)),
+    }  # fmt: skip
+
+
+def pattern(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """Attention patterns under the dial of the heads typed (or, with the field empty, of the selected heads)."""
+    _dial(inputs)  # every field checked before the model is touched
+    text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
+    handle = STORE.get(str(inputs["model"]))
+    view = pattern_view(
+        handle,
+        text_ok,
+        _shown_heads(inputs, handle),
+        dial=_scoped(inputs, handle),
+        max_tokens=MAX_PATTERN_TOKENS,
     )
-    payload = jobs.run(spec, request=request, slot="locality_sweep", progress=progress)
-    note = f"{payload['n_tokens']} tokens" + (
-        f" (the text's first {payload['n_tokens']} of {cut})" if cut else ""
-    )
-    note += f", {dial.mode} mode, {dial.schedule} schedule, {_scope_words(heads)}"
-    rows = payload["rows"]
-    return (
-        f"λ sweep done: {note}.",
-        lv.sweep_figure(rows, note),
-        lv.sweep_table(rows),
-        *RawResult.values(payload, f"locality_sweep_{handle.identity.name}"),
-    )
+    return {"attention": lv.pattern(PatternView.from_json(view.to_json()))}
+
+
+def sweep(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """An 11-point λ sweep on the text (its first SWEEP_TOKENS tokens), run as a cancellable job that carries its
+    CLI command (`headscope locality sweep`): on a Ray cluster it runs there. `raw` = `SweepResult` JSON."""
+    _dial(inputs, 0.0)
+    text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
+    handle = STORE.get(str(inputs["model"]))
+    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=_scoped(inputs, handle, 0.0))
+    max_tokens = min(SWEEP_TOKENS, handle.max_tokens)
+    tokens, cut = eval_tokens(handle, text_ok, max_tokens=max_tokens)
+    name = handle.identity.name
+
+    def work(report: jobs.Reporter) -> dict[str, Any]:
+        report(f"{len(SWEEP_LAMBDAS)} dialed forwards", 0.0)
+        return sweep_locality(handle, tokens, cfg, progress=report, truncated_from=cut).to_json()
+
+    command = tuple(to_argv(cfg, model=name, text=text_ok, max_tokens=max_tokens))
+    spec = jobs.JobSpec(f"λ sweep on {name}", work, model=name, command=command)
+    return {"raw": jobs.run(spec, request=ctx.request, slot="locality_sweep", progress=ctx.progress)}
+
+
+def draw_sweep(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    if not inputs["raw"]:
+        return {}
+    result = SweepResult.from_json(inputs["raw"])
+    return {
+        "status": f"λ sweep done: {lv.sweep_note(result)}.", "curves": lv.sweep_figure(result),
+        "table": lv.sweep_table(result), "file": RawResult.file_of(inputs["raw"], f"locality_sweep_{result.model}"),
+    }  # fmt: skip
 
 
 def _k(value: Any) -> int:
@@ -260,45 +197,46 @@ def build(ctx: AppContext) -> None:
     example_slot = gr.Column()  # filled below, once the outputs exist: examples open the tab
     text_in = gr.Textbox(label=f"Text (at most {APP_MAX_CHARS:,} characters)", value=DEFAULT_TEXT, lines=4)
     with gr.Row():
-        lam = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="λ (locality, 0 … 1)")
+        lam = ranged_number("λ (locality)", 0, 1, 0.0, step=0.05, elem_id="hs-lambda")
         mode = gr.Dropdown(list(MODES), value="distance", label="Mode")
         schedule = gr.Dropdown(list(APP_SCHEDULES), value="uniform", label="Layer schedule")
-        beta = gr.Number(value=3.0, minimum=1.0, maximum=20.0, label="β (progressive, 1 … 20)")
+        beta = ranged_number("β (progressive)", 1, 20, 3.0)
     scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="The dial acts on")
-    dial_in = [lam, mode, schedule, beta, scope, ctx.selection.state]
+    dial_in = {"lam": lam, "mode": mode, "schedule": schedule, "beta": beta, "scope": scope}
+    common = {"model": ctx.model, "text": text_in, **dial_in, "selection": ctx.selection.state}
     run = gr.Button("Analyse", variant="primary")
-    jobs.JobControls.build("locality_analyse")  # texts of ~1000 tokens take seconds: they can be cancelled
+    controls = jobs.JobControls.build("locality_analyse")  # texts of ~1000 tokens take seconds: cancellable
     summary = gr.Markdown()
     with gr.Row():
         grid = HeadGrid(label="Entropy per layer × head (bits)", elem_id="hs-entropy-grid")
         delta = HeadGrid(label="Change against λ = 0 (bits)", elem_id="hs-entropy-delta")
     strip = TokenStrip(label="Per-token entropy", elem_id="hs-token-entropy")
     with gr.Row():
-        k = gr.Number(value=5, precision=0, minimum=1, maximum=64, label="k", scale=0, min_width=80)
+        k = ranged_number("k", 1, 64, 5, integer=True, scale=0, min_width=100)
         add_low = gr.Button("Select the k lowest-entropy heads", size="sm")
         add_moved = gr.Button("Select the k heads the dial changes most", size="sm")
     heads_table = gr.Dataframe(label="Heads (click a header to sort)", interactive=False, max_height=360)
     raw = RawResult("entropy result")
-    outputs = [summary, grid, delta, strip, heads_table, *raw.outputs]
-    run.click(analyse, [ctx.model, text_in, *dial_in], outputs, api_name="locality_analyse", **VIEW_EVENT)
+    views = {"summary": summary, "grid": grid, "delta": delta, "strip": strip, "heads": heads_table,
+             "file": raw.file}  # fmt: skip
+    done = controls.bind(
+        run.click, analyse, inputs=common, outputs={"raw": raw.json}, api_name="locality_analyse", view=True
+    )
+    draw_in = {"raw": raw.json, "selection": ctx.selection.state}
+    bind(done.success, draw_entropy, inputs=draw_in, outputs=views, api_visibility="private", queue=False)
     with example_slot:
-        examples.worked_example(
+        ex = examples.worked_example(
             [
                 [DEFAULT_TEXT, 0.0, "distance", "uniform", 3.0],
                 [DEFAULT_TEXT, 0.6, "distance", "uniform", 3.0],
                 [INDUCTION_TEXT, 0.0, "distance", "uniform", 3.0],
             ],
-            [text_in, lam, mode, schedule, beta],
-            analyse,
-            [ctx.model, text_in, *dial_in],
-            outputs,
-            labels=[
-                "the model as is (λ = 0)",
-                "distance dial at λ = 0.6",
-                "a repeated phrase (induction heads)",
-            ],
-            **VIEW_EVENT,
-        )
+            [text_in, lam, mode, schedule, beta], None, [], [],
+            labels=["the model as is (λ = 0)", "distance dial at λ = 0.6", "a repeated phrase (induction heads)"],
+        )  # fmt: skip
+        ran = controls.bind(ex.load_input_event.then, analyse, inputs=common, outputs={"raw": raw.json},
+                            api_visibility="private", view=True)  # fmt: skip
+        bind(ran.success, draw_entropy, inputs=draw_in, outputs=views, api_visibility="private", queue=False)
     for view in (grid, delta):
         ctx.selection.connect_grid(view)
     ctx.selection.connect_tokens(strip)
@@ -309,33 +247,30 @@ def build(ctx: AppContext) -> None:
 
     gr.Markdown("### Attention pattern")
     with gr.Row():
-        layer = gr.Number(value=0, precision=0, minimum=0, label="Layer")
-        head = gr.Number(value=0, precision=0, minimum=0, label="Head")
-        source = gr.Radio(list(PATTERN_SOURCES), value=PATTERN_SOURCES[0], label="Show")
+        shown = gr.Textbox(
+            value="", label=f"Heads to show (L.H, up to {MAX_VIEW_HEADS}; empty: the selected heads)",
+            placeholder="e.g. 9.4, 12.1 — empty: the selected heads", scale=3,
+        )  # fmt: skip
         show = gr.Button("Show pattern", variant="primary", scale=0, min_width=160)
     att = AttentionView(label="Attention pattern", elem_id="hs-attention")
-    show.click(
-        pattern,
-        [ctx.model, text_in, *dial_in, layer, head, source],
-        [att],
-        api_name="locality_pattern",
-        **VIEW_EVENT,
-    )
+    bind(show.click, pattern, inputs={**common, "heads": shown}, outputs={"attention": att},
+         api_name="locality_pattern", **VIEW_EVENT)  # fmt: skip
 
     gr.Markdown(f"### λ sweep (11 points, the text's first {SWEEP_TOKENS} tokens)")
     go_sweep = gr.Button("Sweep λ from 0 to 1")
-    controls = jobs.JobControls.build("locality_sweep")
+    sweep_ctl = jobs.JobControls.build("locality_sweep")
     curves = Plot(label="λ sweep")
     sweep_rows = gr.Dataframe(label="λ sweep (click a header to sort)", interactive=False)
     sweep_raw = RawResult("λ sweep")
-    go_sweep.click(
-        sweep, [ctx.model, text_in, mode, schedule, beta, scope, ctx.selection.state],
-        [controls.status, curves, sweep_rows, *sweep_raw.outputs], api_name="locality_sweep",
-        show_progress_on=[controls.status], **JOB_EVENT,
-    )  # fmt: skip
+    sweep_in = {k_: v for k_, v in common.items() if k_ != "lam"}
+    swept = sweep_ctl.bind(go_sweep.click, sweep, inputs=sweep_in, outputs={"raw": sweep_raw.json},
+                           api_name="locality_sweep")  # fmt: skip
+    bind(swept.success, draw_sweep, inputs={"raw": sweep_raw.json},
+         outputs={"status": sweep_ctl.status, "curves": curves, "table": sweep_rows, "file": sweep_raw.file},
+         api_visibility="private", queue=False)  # fmt: skip
     ctx.session.add(
         "locality", text=text_in, lam=lam, mode=mode, schedule=schedule, beta=beta, scope=scope, summary=summary,
-        grid=grid, delta=delta, strip=strip, heads=heads_table, result=raw.json, result_file=raw.file, layer=layer,
-        head=head, source=source, attention=att, sweep_status=controls.status, sweep_curves=curves,
+        grid=grid, delta=delta, strip=strip, heads=heads_table, result=raw.json, result_file=raw.file,
+        shown_heads=shown, attention=att, sweep_status=sweep_ctl.status, sweep_curves=curves,
         sweep_rows=sweep_rows, sweep=sweep_raw.json, sweep_file=sweep_raw.file,
     )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Views of the Attention & locality tab, built from probe results (numbers in, view values out; no model).
+"""Views of the Attention & locality tab, drawn from the typed results `probes.EntropyView`, `probes.PatternView`
+and `probes.SweepResult` (rebuilt with `from_json`): numbers in, view values out; no model, no array maths.
 
 Colour scales are fixed by the text, not by the run: the entropy grid runs from 0 to the text's uniform ceiling
 (the mean entropy of attention spread evenly over every earlier token), so runs at λ = 0 and λ = 0.6 on one text
@@ -7,16 +8,17 @@ are comparable by eye; the difference grid is centred on 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import plotly.graph_objects as go
 
 from headscope.app.figures import curves, fmt_num, table
-from headscope.app.views import grid_value, strip_row, strip_value
-from headscope.probes import AttentionProbes
-from headscope.selection import HeadSet
+from headscope.app.views import attention_value, grid_value, strip_row, strip_value
+from headscope.attention import LocalityDial
+from headscope.probes.sweep import SweepResult
+from headscope.probes.view import EntropyView, PatternView
 
 HEAD_COLUMNS = (
     ("layer", "layer"), ("head", "head"), ("entropy_bits", "entropy (bits)"), ("delta_bits", "Δ vs λ = 0 (bits)"),
@@ -30,82 +32,71 @@ SWEEP_COLUMNS = (
 )  # fmt: skip
 
 
-def ceiling_bits(n: int) -> float:
-    """Mean over queries of log2(i + 1): the mean entropy of uniform causal attention over n tokens."""
-    return float(np.log2(np.arange(1, n + 1, dtype=np.float64)).mean())
+def _grid(a: Any) -> list[list[float]]:
+    """A [layer][head] grid of a typed result as nested lists (results hold arrays; views take lists)."""
+    return a.tolist() if hasattr(a, "tolist") else [list(row) for row in a]
 
 
-def dial_words(dial: dict[str, Any], scope: str) -> str:
-    lam = float(dial["lambda"])
-    if lam == 0:
+def scope_words(dial: LocalityDial) -> str:
+    return "all heads" if dial.heads_text is None else f"heads {dial.heads_text}"
+
+
+def dial_words(dial: LocalityDial) -> str:
+    if dial.lam == 0:
         return "λ = 0 (the model as is)"
-    sched = dial["schedule"] + (f", β = {dial['beta']:g}" if dial["schedule"] == "progressive" else "")
-    return f"λ = {lam:g} ({dial['mode']}, {sched}; {scope})"
+    sched = dial.schedule + (f", β = {dial.beta:g}" if dial.schedule == "progressive" else "")
+    return f"λ = {dial.lam:g} ({dial.mode}, {sched}; {scope_words(dial)})"
 
 
-def entropy_grid(
-    probes: AttentionProbes,
-    base: AttentionProbes | None,
-    dial: dict[str, Any],
-    scope: str,
-    selected: list[str],
-) -> dict[str, Any]:
-    means = probes.head_means()
-    extra = []
-    if base is not None:
-        extra.append(
-            {
-                "label": "Δ vs λ = 0",
-                "unit": "bits",
-                "z": means["entropy_bits"] - base.head_means()["entropy_bits"],
-            }
-        )
+def file_name(view: EntropyView) -> str:
+    return f"entropy_{view.probes.model}_lambda{view.dial.lam:g}"
+
+
+def entropy_grid(view: EntropyView, selected: Sequence[str]) -> dict[str, Any]:
+    p, delta = view.probes, view.delta_bits
+    extra: list[dict[str, Any]] = []
+    if delta is not None:
+        extra.append({"label": "Δ vs λ = 0", "unit": "bits", "z": _grid(delta)})
     extra += [
-        {"label": "pointer fidelity", "unit": "", "z": means["pointer_fidelity"]},
-        {"label": "previous-token", "unit": "", "z": means["previous_token_score"]},
+        {"label": "pointer fidelity", "unit": "", "z": _grid(p.pointer_fidelity)},
+        {"label": "previous-token", "unit": "", "z": _grid(p.previous_token_score)},
     ]
-    if probes.induction is not None:
-        extra.append({"label": "induction", "unit": "", "z": probes.induction})
-    ceiling = ceiling_bits(len(probes.token_ids))
+    if p.induction_score is not None:
+        extra.append({"label": "induction", "unit": "", "z": _grid(p.induction_score)})
+    ceiling = view.uniform_ceiling_bits
     return grid_value(
-        means["entropy_bits"], title=f"attention entropy per head at {dial_words(dial, scope)}", unit="bits",
-        zmin=0.0, zmax=ceiling, selected=selected, extra=extra, model=probes.model,
+        _grid(p.entropy_bits), title=f"attention entropy per head at {dial_words(view.dial)}", unit="bits",
+        zmin=0.0, zmax=ceiling, selected=list(selected), extra=extra, model=p.model,
         caption=f"colour: mean row entropy of each head, 0 … {ceiling:.2f} bits (uniform attention over every "
         "earlier token, this text's ceiling; the same scale at every λ). Click a cell to select its head; drag to "
-        "select a box.", filename=f"entropy_lambda{dial['lambda']:g}",
+        "select a box.", filename=f"entropy_lambda{view.dial.lam:g}",
     )  # fmt: skip
 
 
-def delta_grid(
-    probes: AttentionProbes,
-    base: AttentionProbes | None,
-    dial: dict[str, Any],
-    scope: str,
-    selected: list[str],
-) -> dict[str, Any]:
-    if base is None:
+def delta_grid(view: EntropyView, selected: Sequence[str]) -> dict[str, Any]:
+    delta = view.delta_bits
+    if delta is None or view.baseline is None:
         return {"empty": "λ = 0: this is the baseline; set λ > 0 to see what the dial changes."}
-    delta = probes.head_means()["entropy_bits"] - base.head_means()["entropy_bits"]
     return grid_value(
-        delta, title=f"entropy change vs λ = 0 at {dial_words(dial, scope)}", unit="bits", scale="diverging",
-        selected=selected, model=probes.model, extra=[{"label": "entropy at λ = 0", "unit": "bits",
-        "z": base.head_means()["entropy_bits"]}],
+        _grid(delta), title=f"entropy change vs λ = 0 at {dial_words(view.dial)}", unit="bits", scale="diverging",
+        selected=list(selected), model=view.probes.model, extra=[{"label": "entropy at λ = 0", "unit": "bits",
+        "z": _grid(view.baseline.entropy_bits)}],
         caption="blue: the dial lowered the head's entropy (more focused); red: raised it; white: unchanged.",
-        filename=f"entropy_change_lambda{dial['lambda']:g}",
+        filename=f"entropy_change_lambda{view.dial.lam:g}",
     )  # fmt: skip
 
 
-def token_strip(probes: AttentionProbes, heads: HeadSet | None, positions: Sequence[int]) -> dict[str, Any]:
-    ent = probes.entropy_bits  # [layer, head, pos]
-    if heads:
-        per_token = np.stack([ent[layer, head] for layer, head in heads]).mean(0)
-        over = f"the {len(heads)} selected head{'s' if len(heads) > 1 else ''}"
+def token_strip(view: EntropyView, positions: Sequence[int]) -> dict[str, Any]:
+    values, n_shown = view.token_entropy()
+    p = view.probes
+    if n_shown is None:
+        n_l, n_h = len(_grid(p.entropy_bits)), len(_grid(p.entropy_bits)[0])
+        over = f"all {n_l * n_h} heads"
     else:
-        per_token = ent.mean((0, 1))
-        over = f"all {ent.shape[0] * ent.shape[1]} heads"
-    n = len(probes.token_ids)
-    ceiling = float(np.log2(n)) if n > 1 else 1.0
-    row = strip_row(probes.str_tokens, probes.token_ids, per_token.tolist(), label="query token")
+        over = f"the {n_shown} selected head{'s' if n_shown > 1 else ''}"
+    n = p.n_tokens
+    ceiling = math.log2(n) if n > 1 else 1.0
+    row = strip_row(p.str_tokens, p.token_ids, values, label="query token")
     return strip_value(
         [row], label=f"mean attention entropy over {over}", unit="bits", vmin=0.0, vmax=ceiling,
         positions=positions, title="per-token entropy",
@@ -115,68 +106,89 @@ def token_strip(probes: AttentionProbes, heads: HeadSet | None, positions: Seque
     )  # fmt: skip
 
 
-def head_rows(
-    probes: AttentionProbes, base: AttentionProbes | None, selected: set[str]
-) -> list[dict[str, Any]]:
-    means = probes.head_means()
-    delta = means["entropy_bits"] - base.head_means()["entropy_bits"] if base is not None else None
-    rows = []
-    n_l, n_h = means["entropy_bits"].shape
-    for layer in range(n_l):
-        for head in range(n_h):
-            rows.append({
-                "layer": layer, "head": head, "entropy_bits": means["entropy_bits"][layer, head],
-                "delta_bits": None if delta is None else delta[layer, head],
-                "pointer_fidelity": means["pointer_fidelity"][layer, head],
-                "previous_token_score": means["previous_token_score"][layer, head],
-                "induction_score": None if probes.induction is None else probes.induction[layer, head],
-                "mean_distance": means["mean_distance"][layer, head],
-                "selected": "✓" if f"{layer}.{head}" in selected else "",
-            })  # fmt: skip
-    return rows
+def head_rows(view: EntropyView, selected: set[str]) -> list[dict[str, Any]]:
+    p = view.probes
+    ent, delta = _grid(p.entropy_bits), view.delta_bits
+    d = _grid(delta) if delta is not None else None
+    fid, prev, dist = _grid(p.pointer_fidelity), _grid(p.previous_token_score), _grid(p.mean_distance)
+    ind = _grid(p.induction_score) if p.induction_score is not None else None
+    return [
+        {
+            "layer": layer,
+            "head": head,
+            "entropy_bits": ent[layer][head],
+            "delta_bits": None if d is None else d[layer][head],
+            "pointer_fidelity": fid[layer][head],
+            "previous_token_score": prev[layer][head],
+            "induction_score": None if ind is None else ind[layer][head],
+            "mean_distance": dist[layer][head],
+            "selected": "✓" if f"{layer}.{head}" in selected else "",
+        }
+        for layer in range(len(ent))
+        for head in range(len(ent[0]))
+    ]
 
 
-def head_table(probes: AttentionProbes, base: AttentionProbes | None, selected: set[str]) -> dict[str, Any]:
-    return table(head_rows(probes, base, selected), HEAD_COLUMNS)
+def head_table(view: EntropyView, selected: set[str]) -> dict[str, Any]:
+    return table(head_rows(view, selected), HEAD_COLUMNS)
 
 
-def summary(probes: AttentionProbes, base: AttentionProbes | None, dial: dict[str, Any], scope: str) -> str:
-    n = len(probes.token_ids)
+def summary(view: EntropyView) -> str:
+    p, base = view.probes, view.baseline
     line = (
-        f"**{probes.model}**, {n} tokens: mean attention entropy **{fmt_num(probes.mean_entropy_bits, 2)} bits** at "
-        f"{dial_words(dial, scope)}"
+        f"**{p.model}**, {p.n_tokens} tokens: mean attention entropy **{fmt_num(p.mean_entropy_bits, 2)} bits** at "
+        f"{dial_words(view.dial)}"
     )
     if base is not None:
-        d = probes.mean_entropy_bits - base.mean_entropy_bits
+        d = p.mean_entropy_bits - base.mean_entropy_bits
         line += f" — λ = 0 gives {fmt_num(base.mean_entropy_bits, 2)} bits (Δ {d:+.2f} bits)"
-    return line + f"; uniform ceiling {ceiling_bits(n):.2f} bits."
+    return line + f"; uniform ceiling {view.uniform_ceiling_bits:.2f} bits."
 
 
-def sweep_figure(rows: list[dict[str, Any]], note: str) -> go.Figure:
-    lams = [r["lambda"] for r in rows]
-    return curves(
-        lams,
-        [
-            ("mean attention entropy", "entropy (bits)", [r["mean_entropy_bits"] for r in rows]),
-            ("pointer fidelity", "attention mass on target (0–1)", [r["pointer_fidelity"] for r in rows]),
-            ("perplexity", "perplexity (exp of nats per token)", [r["perplexity"] for r in rows]),
-            ("KL from λ = 0", "KL (nats per token)", [r["kl"] for r in rows]),
-        ],
-        x_label="λ (locality)", title=f"λ sweep — {note}",
+def pattern(view: PatternView) -> dict[str, Any]:
+    """The attention viewer's value: one matrix per head, labelled "L9 H4"."""
+    pats = {f"L{a} H{b}": p for (a, b), p in zip(view.heads, view.patterns, strict=True)}
+    dial = view.dial or LocalityDial()
+    return attention_value(
+        view.str_tokens, view.token_ids, pats, title=f"attention of {', '.join(pats)} at {dial_words(dial)}",
+        caption=f"{view.model}, {len(view.token_ids)} tokens. Weights are softmax probabilities (each row sums to 1).",
+        filename=f"attention_lambda{dial.lam:g}",
     )  # fmt: skip
 
 
-def sweep_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return table(rows, SWEEP_COLUMNS, digits=5)
+def sweep_note(result: SweepResult) -> str:
+    n, cut = result.n_tokens, result.truncated_from
+    note = f"{n} tokens" + (f" (the text's first {n} of {cut})" if cut else "")
+    return note + f", {result.dial.mode} mode, {result.dial.schedule} schedule, {scope_words(result.dial)}"
+
+
+def sweep_figure(result: SweepResult) -> go.Figure:
+    rows = result.rows
+    return curves(
+        [r.lam for r in rows],
+        [
+            ("mean attention entropy", "entropy (bits)", [r.mean_entropy_bits for r in rows]),
+            ("pointer fidelity", "attention mass on target (0–1)", [r.pointer_fidelity for r in rows]),
+            ("perplexity", "perplexity (exp of nats per token)", [r.perplexity for r in rows]),
+            ("KL from λ = 0", "KL (nats per token)", [r.kl for r in rows]),
+        ],
+        x_label="λ (locality)", title=f"λ sweep — {sweep_note(result)}",
+    )  # fmt: skip
+
+
+def sweep_table(result: SweepResult) -> dict[str, Any]:
+    return table([r.to_json() for r in result.rows], SWEEP_COLUMNS, digits=5)
 
 
 def rank_heads(grid: Any, k: int, *, lowest: bool, absolute: bool = False) -> list[tuple[int, int]]:
     """The k heads with the lowest (or highest |value|) cells of a `grid_value` — wiring over a shown result."""
     if not isinstance(grid, dict) or not grid.get("z"):
         return []
-    z = np.array([[np.nan if v is None else v for v in row] for row in grid["z"]], dtype=np.float64)
-    score = np.abs(z) if absolute else z
-    flat = np.where(np.isnan(score), np.inf if lowest else -np.inf, score).ravel()
-    order = np.argsort(flat, kind="stable") if lowest else np.argsort(-flat, kind="stable")
-    n_h = z.shape[1]
-    return [(int(i) // n_h, int(i) % n_h) for i in order[:k] if np.isfinite(flat[i])]
+    cells = [
+        (abs(v) if absolute else v, layer, head)
+        for layer, row in enumerate(grid["z"])
+        for head, v in enumerate(row)
+        if v is not None and math.isfinite(v)
+    ]
+    cells.sort(key=lambda c: (c[0] if lowest else -c[0], c[1], c[2]))  # ties: row-major order, as before
+    return [(layer, head) for _, layer, head in cells[:k]]

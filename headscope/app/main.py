@@ -7,7 +7,8 @@ import logging
 
 import gradio as gr
 
-from headscope.app import gpu, jobs
+from headscope.app import downloads, gpu, jobs
+from headscope.app.figures import reveal_when_set
 from headscope.app.selection_bar import SelectionBar
 from headscope.app.session import SessionControls, SessionParts
 from headscope.app.state import STORE
@@ -30,16 +31,26 @@ for _module in TAB_MODULES:
 session_parts = SessionParts()  # what the last built demo keeps in a session file (tests, tools)
 QUEUE_MAX_SIZE = 64  # beyond this, callers are told the app is busy instead of piling up
 TITLE = "headscope — interpretability workbench"
+# A job's status line: gradio marks the progress target of an event that ended in an error (a refusal, a Cancel)
+# with a red "Error" badge that stays. The toast already says what happened — "Cancelled" in grey for a Cancel,
+# the refusal's one line otherwise — and the Cancel button's handler writes the line itself.
+APP_CSS = ".hs-job-status .error { display: none !important; }"
 
 
-def _cancel_on_leave(request: gr.Request) -> None:
-    """A visitor who closes the page leaves no job running for nobody."""
+GRADIO_CACHE_S = 3600  # gradio's own copies of served files: checked and removed after an hour
+
+
+def _on_leave(request: gr.Request) -> None:
+    """A visitor who closes the page leaves no job running for nobody, and none of their files on disk."""
     jobs.BOARD.cancel(jobs.owner_of(request))
+    downloads.release(request)
 
 
 def build_demo() -> gr.Blocks:
     global session_parts
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    with gr.Blocks(
+        title=TITLE, analytics_enabled=False, delete_cache=(GRADIO_CACHE_S, GRADIO_CACHE_S)
+    ) as demo:
         gr.Markdown(f"# {TITLE}")
         with gr.Row():
             model = gr.Dropdown(
@@ -53,7 +64,8 @@ def build_demo() -> gr.Blocks:
                     spec.build(ctx)
         session_ui.wire(ctx.session, model, ctx.selection)
         session_parts = ctx.session
-        demo.unload(_cancel_on_leave)
+        demo.unload(_on_leave)
+        reveal_when_set(demo)
     gpu.wrap_events(demo)  # ZeroGPU: model work under spaces.GPU with its event's duration (no-op elsewhere)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
     return demo
@@ -77,7 +89,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, block: bool = False) ->
         ssr_mode=False,
         show_error=True,
         run_history=False,
-        max_file_size="16mb",  # session files carry figures and reports; each reader checks its own limit
+        max_file_size="16mb",
+        css=APP_CSS,  # session files carry figures and reports; each reader checks its own limit
         prevent_thread_lock=not block,
         quiet=not block,
     )

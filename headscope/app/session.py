@@ -16,7 +16,6 @@ import base64
 import datetime as dt
 import json
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import gradio as gr
 import pandas as pd
 from gradio.components.plot import PlotData
 
+from headscope.app import downloads
 from headscope.app import selection_bar as sel_mod
 from headscope.app.figures import json_file, with_export
 from headscope.app.state import user_errors
@@ -79,6 +79,49 @@ def _unjsonable(value: Any) -> Any:
     return value
 
 
+# ---- text from a file is text ------------------------------------------------------------------------------------
+# A session file is shared between people: whatever it carries must not become a link, a remote image (a tracking
+# pixel) or markup in the page of whoever loads it. Markdown fields get their text with every character that could
+# start a link, an image or HTML escaped, and web addresses broken with a zero-width space (no autolink); emphasis
+# stays. Figures lose `layout.images` and any <a>/<img> in their labels.
+_MD_SPECIAL = re.compile(r"([\\`\[\]()!<>#|~&{}])")
+_TAG = re.compile(r"(?is)<\s*/?\s*(a|img|script|iframe|svg|style|link|object|embed)\b[^>]*>")
+
+
+def _no_links(text: str) -> str:
+    return re.sub(r"(?i)(https?|ftp|file|data|javascript)(:)", "\\1\u200b\\2", text).replace(
+        "www.", "www\u200b."
+    )
+
+
+def as_text(value: Any) -> str:
+    """`value` as Markdown source that renders as the same characters: no link, image or HTML can come of it."""
+    return _MD_SPECIAL.sub(r"\\\1", _no_links(str(value)))
+
+
+def _inert(value: Any, fix: Any) -> Any:
+    if isinstance(value, str):
+        return fix(value)
+    if isinstance(value, list):
+        return [_inert(v, fix) for v in value]
+    if isinstance(value, dict):
+        return {k: _inert(v, fix) for k, v in value.items()}
+    return value
+
+
+def _inert_figure(fig: dict[str, Any]) -> dict[str, Any]:
+    """A plotly figure from a file without remote images or links (plotly draws <a href> in any label)."""
+    layout = dict(fig.get("layout") or {})
+    layout.pop("images", None)
+    return _inert({"data": fig.get("data") or [], "layout": layout}, _inert_text)
+
+
+def _inert_text(text: str) -> str:
+    """Plain text for a place that draws a little markup (plotly labels, table cells): no tags that link, load
+    or run anything, and no web address."""
+    return _no_links(_TAG.sub("", text))
+
+
 # ---- per component type ------------------------------------------------------------------------------------------
 def encode(component: Any, value: Any) -> Any:
     """A component's current value (as its event handler receives it) → JSON."""
@@ -113,11 +156,13 @@ def decode(component: Any, value: Any) -> Any:
     """JSON from a session file → what the component is set to."""
     if value is None:
         return None
+    if isinstance(component, gr.Markdown):
+        return as_text(value)
     if isinstance(component, gr.Plot):
         if not isinstance(value, dict):
             raise InputError("session file: a figure is not a plotly figure")
         fig = {k: value[k] for k in ("data", "layout") if k in value}
-        return with_export(PlotData(type="plotly", plot=json.dumps(fig)))
+        return with_export(PlotData(type="plotly", plot=json.dumps(_inert_figure(fig))))
     if isinstance(component, gr.Dataframe):
         if not (
             isinstance(value, dict)
@@ -125,7 +170,10 @@ def decode(component: Any, value: Any) -> Any:
             and isinstance(value.get("data"), list)
         ):
             raise InputError("session file: a table needs headers and data")
-        return {"headers": [str(h) for h in value["headers"]], "data": value["data"]}
+        return {
+            "headers": [_inert_text(str(h)) for h in value["headers"]],
+            "data": _inert(value["data"], _inert_text),
+        }
     if isinstance(component, gr.File):
         return _restore_files(value, getattr(component, "file_count", "single") != "single")
     if isinstance(component, gr.HTML) and not is_view(component):
@@ -138,7 +186,7 @@ def decode(component: Any, value: Any) -> Any:
 def _restore_files(entries: Any, many: bool) -> Any:
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise InputError("session file: files must be a list of {name, b64}")
-    folder = Path(tempfile.mkdtemp(prefix="headscope-session-"))
+    folder = downloads.folder("headscope-session-")
     paths = []
     for i, e in enumerate(entries):
         data = _unb64(e.get("b64"), f"file {i}")

@@ -6,7 +6,6 @@ The app never accepts a path or URL for a model: only catalog names (`allow_exte
 from __future__ import annotations
 
 import functools
-import gc
 import html
 import logging
 import os
@@ -16,11 +15,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import gradio as gr
-import torch
 
+from headscope.app import downloads
 from headscope.batch.protocol import JobCancelled
 from headscope.errors import HeadscopeError
 from headscope.models import DEFAULT_MODEL, ModelHandle
+from headscope.models.memory import is_out_of_memory, release_cached_memory
 
 log = logging.getLogger("headscope.app")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,7 +40,13 @@ def _job_slots() -> int:
     return int(raw) if raw.isdigit() and int(raw) >= 1 else 1
 
 
-VIEW_EVENT: dict[str, Any] = {"concurrency_id": VIEW_CONCURRENCY_ID, "concurrency_limit": 2}
+# Views show a small timer where they draw ("minimal"), never a grey overlay over every output panel; jobs report
+# in their JobControls status line (`show_progress_on`).
+VIEW_EVENT: dict[str, Any] = {
+    "concurrency_id": VIEW_CONCURRENCY_ID,
+    "concurrency_limit": 2,
+    "show_progress": "minimal",
+}
 JOB_EVENT: dict[str, Any] = {"concurrency_id": JOB_CONCURRENCY_ID, "concurrency_limit": _job_slots()}
 # Before a tab adopts VIEW_EVENT / JOB_EVENT it still uses this one-slot group (jobs there block each other,
 # but no longer the views, which left it).
@@ -80,25 +86,29 @@ def user_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        request = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
         try:
-            return fn(*args, **kwargs)
+            with downloads.visitor(request):  # files this event writes belong to its visitor
+                return fn(*args, **kwargs)
         except gr.Error:
             raise
         except JobCancelled as e:
-            raise gr.Error(
-                html.escape(str(e), quote=False), title="Cancelled", print_exception=False
-            ) from None
+            # A Cancel is what the visitor asked for, not a failure: a grey "Cancelled" note, and the event
+            # ends without a red error (the Cancel button's status line says when the model is free).
+            msg = html.escape(str(e), quote=False)
+            gr.Info(
+                msg[:1].upper() + msg[1:], title="Cancelled"
+            )  # "Cancelled during '…'" (the toast says "Info")
+            raise gr.Error(msg, title="Cancelled", visible=False, print_exception=False) from None
         except HeadscopeError as e:
             raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
-        except torch.cuda.OutOfMemoryError:
-            # Free what the failed request held; hooks were already removed by handle.hooks' finally.
-            gc.collect()
-            torch.cuda.empty_cache()
-            log.warning("CUDA out of memory in %s", fn.__name__)
-            raise gr.Error(
-                "out of GPU memory: try a shorter text or fewer tokens", print_exception=False
-            ) from None
-        except Exception:
+        except Exception as e:
+            if is_out_of_memory(e):
+                release_cached_memory()
+                log.warning("CUDA out of memory in %s", fn.__name__)
+                raise gr.Error(
+                    "out of GPU memory: try a shorter text or fewer tokens", print_exception=False
+                ) from None
             log.exception("internal error in %s", fn.__name__)
             raise gr.Error(
                 "internal error (logged on the server); the app is still serving", print_exception=False

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import math
+import sys
+from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
 from headscope import assets
 
@@ -83,11 +84,16 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _rows(a: Any) -> list[Any]:
+    """Nested lists of a 2-D value (lists, or an array / tensor of a typed result: anything with `tolist`)."""
+    return a.tolist() if hasattr(a, "tolist") else [list(r) for r in a]
+
+
 def _matrix(z: Any, digits: int) -> list[list[float | None]]:
-    arr = np.asarray(z, dtype=np.float64)
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValueError(f"a layer × head grid needs a 2-D array, got shape {arr.shape}")
-    return [[_finite(round(float(x), digits + 2)) for x in row] for row in arr]
+    rows = _rows(z)
+    if not rows or not isinstance(rows[0], list) or not rows[0] or len({len(r) for r in rows}) != 1:
+        raise ValueError("a layer × head grid needs a non-empty 2-D array")
+    return [[None if x is None else _finite(round(float(x), digits + 2)) for x in row] for row in rows]
 
 
 def grid_value(
@@ -128,18 +134,26 @@ def grid_value(
     }  # fmt: skip
 
 
+def _u16(cells: array) -> array:
+    if sys.byteorder == "big":  # the JavaScript reads little-endian
+        cells.byteswap()
+    return cells
+
+
 def encode_pattern(a: Any) -> str:
     """An [n, n] attention pattern as base64 little-endian uint16 (weight × 65535): 2 bytes a cell, ±8e-6."""
-    arr = np.clip(np.asarray(a, dtype=np.float64), 0.0, 1.0)
-    return base64.b64encode(np.round(arr * 65535).astype("<u2").tobytes()).decode("ascii")
+    cells = array("H", (round(min(max(float(x), 0.0), 1.0) * 65535) for row in _rows(a) for x in row))
+    return base64.b64encode(_u16(cells).tobytes()).decode("ascii")
 
 
-def decode_pattern(b64: str, n: int) -> np.ndarray:
-    """The inverse of `encode_pattern` (tests, session checks)."""
-    raw = np.frombuffer(base64.b64decode(b64), dtype="<u2")
-    if raw.size != n * n:
-        raise ValueError(f"pattern has {raw.size} cells, expected {n * n}")
-    return raw.reshape(n, n).astype(np.float64) / 65535
+def decode_pattern(b64: str, n: int) -> list[list[float]]:
+    """The inverse of `encode_pattern` (tests, session checks): [n][n] weights."""
+    cells = array("H")
+    cells.frombytes(base64.b64decode(b64))
+    cells = _u16(cells)
+    if len(cells) != n * n:
+        raise ValueError(f"pattern has {len(cells)} cells, expected {n * n}")
+    return [[v / 65535 for v in cells[i * n : (i + 1) * n]] for i in range(n)]
 
 
 def attention_value(
@@ -158,10 +172,10 @@ def attention_value(
         raise ValueError(f"show between 1 and {MAX_VIEW_HEADS} heads")
     heads = []
     for label, a in patterns.items():
-        arr = np.asarray(a)
-        if arr.shape != (n, n):
-            raise ValueError(f"{label}: pattern shape {arr.shape}, expected {(n, n)}")
-        heads.append({"label": label, "b64": encode_pattern(arr)})
+        rows = _rows(a)
+        if len(rows) != n or any(len(r) != n for r in rows):
+            raise ValueError(f"{label}: pattern shape is not the expected {n} × {n}")
+        heads.append({"label": label, "b64": encode_pattern(rows)})
     return {
         "kind": "attention", "title": title, "tokens": list(tokens), "ids": [int(i) for i in ids],
         "heads": heads, "mode": mode, "caption": caption, "filename": filename or title,

@@ -41,19 +41,26 @@ def handler(fn: Handler, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) 
     """The positional function Gradio calls: values in `inputs` order in, a value per `outputs` entry out
     (`gr.skip()` for each output `fn` did not set). Its signature names the API's parameters."""
     names_in, names_out = list(inputs), list(outputs)
+    n_in = len(names_in)
 
-    def call(*values: Any, request: gr.Request | None = None, progress: Any = None) -> Any:
+    def call(*args: Any, **kw: Any) -> Any:
+        # Gradio passes the request and the progress tracker positionally after the inputs: it injects special
+        # arguments only into positional parameters (a keyword-only `request` is silently left None).
+        values, extra = args[:n_in], [*args[n_in:], None, None]
+        request, progress = kw.get("request", extra[0]), kw.get("progress", extra[1])
         got = fn(dict(zip(names_in, values, strict=True)), Ctx(request, progress))
         unknown = sorted(set(got) - set(names_out))
         if unknown:
             raise RuntimeError(f"{fn.__name__} returned outputs the tab did not bind: {unknown}")
-        out = tuple(got[n] if n in got else gr.skip() for n in names_out)
+        out = tuple(got[k] if k in got else gr.skip() for k in names_out)
         return out[0] if len(out) == 1 else out
 
     params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names_in]
     params += [
-        inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=gr.Request),
-        inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()),
+        inspect.Parameter(
+            "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request
+        ),
+        inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()),
     ]
     call.__signature__ = inspect.Signature(params)  # pyright: ignore[reportFunctionMemberAccess]
     call.__annotations__ = {"request": gr.Request}  # Gradio finds the request by its annotation

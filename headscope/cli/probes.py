@@ -3,7 +3,9 @@
 Both take the same locality-dial options (`_dial_options`): mode, schedule, β, layer weights, heads (HeadSet
 grammar), strength and blocks; `entropy` takes one `--lambda`, the sweep a `--lambdas` grid.
 
-`to_argv(cfg, ...)` writes the command for an `EntropyConfig` or a `SweepConfig` and `config_from_argv(argv)` parses
+`headscope locality view` is the app's entropy view (`probes.view.ViewConfig` → `EntropyView` JSON).
+
+`to_argv(cfg, ...)` writes the command for an `EntropyConfig`, a `SweepConfig` or a `ViewConfig` and `config_from_argv(argv)` parses
 it back (`config_from_argv(to_argv(c)) == c`, tests/unit/test_cli_argv.py): an app job carries that command, so a
 cluster runs exactly what the tab would."""
 
@@ -46,6 +48,48 @@ def register(sub: Any) -> None:
     sweep = loc_sub.add_parser("sweep", help="λ sweep: entropy, pointer fidelity, perplexity, accuracy, KL")
     model_args(sweep)
     _sweep_parser(sweep)
+    view = loc_sub.add_parser(
+        "view", help="the app's entropy view: every probe metric per head, λ = 0 baseline"
+    )
+    model_args(view)
+    _view_parser(view)
+
+
+def _view_parser(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="the text to analyse")
+    src.add_argument("--file", help="a UTF-8 text file to analyse")
+    p.add_argument("--lambda", dest="lam", default="0", help="dial value λ in [0, 1] (0: the model as is)")
+    _dial_options(p)
+    p.add_argument("--show-heads", default="", help="heads whose per-token entropy is kept, e.g. '9.4, 12.1'")
+    p.add_argument("--max-tokens", default="1024", help="refuse a longer text (at most 2048)")
+    p.set_defaults(func=cmd_locality_view)
+
+
+def view_config_from_args(args: argparse.Namespace) -> Any:
+    from headscope.probes.view import ViewConfig
+
+    return ViewConfig(dial_from_args(args, args.lam), args.show_heads.strip() or None, args.max_tokens)
+
+
+def cmd_locality_view(args: argparse.Namespace) -> None:
+    from headscope.models import ModelHandle
+    from headscope.probes.view import entropy_view
+
+    cfg = view_config_from_args(args)  # validate before loading a model
+    text = text_or_file(args)
+    if text is None or not text.strip():
+        raise InputError("text is empty")
+    handle = ModelHandle.load(args.model, device=args.device)
+    with progress_bar("entropy view") as progress:
+        view = entropy_view(handle, text, cfg.dial, max_tokens=cfg.max_tokens, shown=cfg.shown_heads(handle),
+                            progress=progress)  # fmt: skip
+    p = view.probes
+    emit(
+        view.to_json(),
+        args.json,
+        [f"{p.model}: {p.n_tokens} tokens, mean entropy {p.mean_entropy_bits:.3f} bits"],
+    )
 
 
 def _dial_options(p: argparse.ArgumentParser) -> None:
@@ -157,7 +201,11 @@ def cmd_locality_sweep(args: argparse.Namespace) -> None:
 
 
 # ---- argument writers: the exact inverse of the parsers above ------------------------------------------------------
-ARGV_CONFIGS = ("headscope.probes.report:EntropyConfig", "headscope.probes.sweep:SweepConfig")
+ARGV_CONFIGS = (
+    "headscope.probes.report:EntropyConfig",
+    "headscope.probes.sweep:SweepConfig",
+    "headscope.probes.view:ViewConfig",
+)
 
 
 def _nums(values: Any) -> str:
@@ -189,7 +237,12 @@ def to_argv(
     Values are written as `--flag=value`, so a text that starts with '-' stays a value."""
     from headscope.probes.report import EntropyConfig
     from headscope.probes.sweep import SweepConfig
+    from headscope.probes.view import ViewConfig
 
+    if isinstance(cfg, ViewConfig):
+        shown = [f"--show-heads={cfg.shown}"] if cfg.shown else []
+        return ["locality", "view", *_common_argv(model, text if text is not None else ""), f"--lambda={cfg.dial.lam!r}",
+                *_dial_argv(cfg.dial), *shown, f"--max-tokens={cfg.max_tokens}"]  # fmt: skip
     if isinstance(cfg, EntropyConfig):
         return ["entropy", *_common_argv(model, text if text is not None else ""), f"--backend={cfg.backend}",
                 f"--lambda={cfg.dial.lam!r}", *_dial_argv(cfg.dial)]  # fmt: skip
@@ -209,4 +262,6 @@ def config_from_argv(argv: Sequence[str]) -> Any:
         return entropy_config_from_args(args)
     if args.command == "locality" and args.locality_command == "sweep":
         return sweep_config_from_args(args)
+    if args.command == "locality" and args.locality_command == "view":
+        return view_config_from_args(args)
     raise InputError(f"not a probes command: {' '.join(argv[:2])}")

@@ -187,7 +187,7 @@ def test_circuits_ablates_the_selection(page) -> None:
 def test_hover_a_token_shows_its_attention(page) -> None:
     _open_tab(page, "Attention & locality")
     _set_text(page, "Text (at most 20,000 characters)", _long_text(1100))  # about 250 tokens
-    _visible(page.get_by_label("the selected heads (up to 6)")).check()
+    # "Heads to show" left empty: the viewer shows the selected heads
     _click(page, "Show pattern")
     canvas = page.locator("#hs-attention canvas").first
     canvas.wait_for(timeout=180_000)
@@ -248,7 +248,7 @@ def test_add_buttons_fill_the_selection(page) -> None:
     _open_tab(page, "Attention & locality")
     _click(page, "Clear")
     _wait_selected(page, "")
-    _fill_number(page, "k", "3")
+    _fill_number(page, "k (1 … 64)", "3")
     _click(page, "Select the k lowest-entropy heads")
     page.wait_for_function(
         "() => { const e = document.querySelector('#hs-selection textarea, #hs-selection input'); "

@@ -21,14 +21,14 @@ ARGS = ("distance", "uniform", 3.0, "all heads")
 
 
 def _analyse(client: Client, lam: float) -> dict[str, Any]:
-    return client.predict(MODEL, TEXT, lam, *ARGS, api_name="/locality_analyse")[-1]
+    return client.predict(MODEL, TEXT, lam, *ARGS, api_name="/locality_analyse")  # the EntropyView JSON
 
 
 def test_twenty_simultaneous_dials_each_equal_the_call_made_alone(client: Client) -> None:
     lambdas = [round(i / 19, 4) for i in range(20)]
     alone = {lam: _analyse(client, lam) for lam in lambdas}
     jobs = [client.submit(MODEL, TEXT, lam, *ARGS, api_name="/locality_analyse") for lam in lambdas]
-    together = [job.result(timeout=300)[-1] for job in jobs]
+    together = [job.result(timeout=300) for job in jobs]
     assert len(together) == 20
     for lam, got in zip(lambdas, together, strict=True):
         assert got == alone[lam], f"λ={lam}: the concurrent answer differs from the one made alone"

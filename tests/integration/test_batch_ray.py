@@ -93,15 +93,25 @@ def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
 ) -> None:
     from headscope.app import jobs
     from headscope.app import locality_tab as tab
+    from headscope.app.wiring import Ctx
     from headscope.batch.cluster import RayJobRunner
     from headscope.batch.protocol import JobCancelled, JobSpec
 
-    # The λ sweep tab, as it runs where HEADSCOPE_RAY_ADDRESS is set, shows what it shows in-process.
-    tab_args: tuple[Any, ...] = ("tiny-gpt2", TEXT, "distance", "uniform", 1.0, "all heads", None, None, None)
-    here = tab.sweep(*tab_args)
+    # The λ sweep tab, as it runs where HEADSCOPE_RAY_ADDRESS is set, returns and shows what it does in-process.
+    tab_in = {"model": "tiny-gpt2", "text": TEXT, "mode": "distance", "schedule": "uniform", "beta": 1.0,
+              "scope": "all heads", "selection": None}  # fmt: skip
+    here = tab.sweep(tab_in, Ctx())["raw"]
     with jobs.using_runner(jobs.RUNNERS["ray"]()):
-        there = tab.sweep(*tab_args)
-    assert there[0] == here[0] and there[2] == here[2]  # the status line and the table
+        there = tab.sweep(tab_in, Ctx())["raw"]
+    assert there == here and len(here["rows"]) == len(tab.SWEEP_LAMBDAS)
+    drawn_here, drawn_there = (tab.draw_sweep({"raw": r}, Ctx()) for r in (here, there))
+    assert drawn_there["status"] == drawn_here["status"] and drawn_there["table"] == drawn_here["table"]
+    # the entropy view job too (`headscope locality view`): the same JSON from the cluster
+    view_in = {**tab_in, "lam": 0.5}
+    here = tab.analyse(view_in, Ctx())["raw"]
+    with jobs.using_runner(jobs.RUNNERS["ray"]()):
+        there = tab.analyse(view_in, Ctx())["raw"]
+    assert there == here and here["baseline"] is not None
 
     runner = RayJobRunner()
     sweep = ("locality", "sweep", "--model", "tiny-gpt2", "--text", TEXT, "--lambdas", "0,0.5,1")

@@ -86,6 +86,14 @@ def sweep_configs() -> Strategy:
     )  # fmt: skip
 
 
+def view_configs() -> Strategy:
+    from headscope.probes.view import ViewConfig
+
+    return st.builds(
+        ViewConfig, dial=dials(), shown=st.none() | heads_text(), max_tokens=st.integers(2, 2048)
+    )
+
+
 def localist_train_configs() -> Strategy:
     from headscope.localist.train_objective import PENALTIES
     from headscope.localist.train_sweep import DEEP
@@ -309,6 +317,7 @@ def steer_lofit_applies() -> Strategy:
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "headscope.probes.report:EntropyConfig": entropy_configs,
     "headscope.probes.sweep:SweepConfig": sweep_configs,
+    "headscope.probes.view:ViewConfig": view_configs,
     "headscope.localist.training:TrainConfig": localist_train_configs,
     "headscope.localist.train_sweep:SweepConfig": localist_sweep_configs,
     "headscope.cli.decoding:CompareCommand": decode_commands,

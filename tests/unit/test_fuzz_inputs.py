@@ -144,6 +144,7 @@ COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fie
     "headscope.probes.probe.ProbeConfig": {},
     "headscope.probes.report.EntropyConfig": {},
     "headscope.probes.sweep.SweepConfig": {},
+    "headscope.probes.view.ViewConfig": {},
     "headscope.steering.comparison.SideBySideConfig": {},
     "headscope.steering.contrastive.ContrastiveConfig": {},
     "headscope.steering.heldout.HeldOut": {"positives": ("a b",), "negatives": ("c d",)},
