@@ -57,6 +57,9 @@ def model_actor(model: str | None) -> Any:
     return _actor_class().options(**opts).remote(os.getcwd(), command_line())
 
 
+PROGRESS_TIMEOUT_S = 2.0
+
+
 class ClusterJob:
     def __init__(self, title: str, owner: str, actor: Any, argv: list[str]):
         self.id, self.title, self.owner = f"ray-job-{next(_ids)}", title, owner
@@ -93,7 +96,10 @@ class ClusterJob:
         if self.wait(0):
             state = "done" if self._outcome().ok else "failed"
             return JobStatus(state, self._stage[0], self._stage[1], seconds)
-        got = ray.get(self.actor.progress.remote())
+        try:  # a progress probe must never hold the follower: a busy or restarting actor answers next time
+            got = ray.get(self.actor.progress.remote(), timeout=PROGRESS_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            got = None
         if got is not None:
             self._stage = got
         return JobStatus("running", self._stage[0], self._stage[1], seconds)
