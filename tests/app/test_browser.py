@@ -274,6 +274,7 @@ def test_features_tab_reads_the_shipped_sae(page) -> None:
     _open_tab(page, "Features")
     _click(page, "Show features")
     page.locator("#hs-features-strip .hs-tok").first.wait_for(timeout=180_000)
+    page.get_by_text("Feature page", exact=True).first.click()  # the page section is an accordion, closed at load
     _fill_number(page, "Feature", "1008")
     _click(page, "Open feature")
     page.locator("#hs-feature-contexts .hs-tok").first.wait_for(timeout=180_000)
