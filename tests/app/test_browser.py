@@ -274,7 +274,8 @@ def test_features_tab_reads_the_shipped_sae(page) -> None:
     _open_tab(page, "Features")
     _click(page, "Show features")
     page.locator("#hs-features-strip .hs-tok").first.wait_for(timeout=180_000)
-    page.get_by_text("Feature page", exact=True).first.click()  # the page section is an accordion, closed at load
+    # the page section is an accordion, closed at load
+    page.get_by_text("Feature page", exact=True).first.click()
     _fill_number(page, "Feature", "1008")
     _click(page, "Open feature")
     page.locator("#hs-feature-contexts .hs-tok").first.wait_for(timeout=180_000)
