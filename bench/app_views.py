@@ -67,24 +67,28 @@ def pattern_view(n_tokens: int, rounds: int) -> dict[str, Any]:
     from headscope.app import locality_tab as tab
     from headscope.app import selection_bar as sel
     from headscope.app.state import STORE
+    from headscope.app.wiring import Ctx
 
     handle = STORE.get(MODEL)
     text = _text_of(handle, n_tokens)
     tokens = handle.tokenize(text)
     six = sel.from_text(sel.empty(), SIX, handle)
     values: dict[str, Any] = {}
+    dial = dict(zip(("lam", "mode", "schedule", "beta", "scope"), VIEW_ARGS, strict=True))
 
-    def view(name: str, source: str, selection: Any) -> Callable[[], None]:
+    def view(name: str, heads: str, selection: Any) -> Callable[[], None]:
+        inputs = {"model": MODEL, "text": text, **dial, "selection": selection, "heads": heads}
+
         def run() -> None:
-            values[name] = tab.pattern(MODEL, text, *VIEW_ARGS, selection, 9, 4, source)
+            values[name] = tab.pattern(inputs, Ctx())
 
         return run
 
     timing = conditions.interleaved(
         {
             "forward": lambda: handle.forward(tokens),
-            "view_1_head": view("view_1_head", tab.PATTERN_SOURCES[0], None),
-            "view_6_heads": view("view_6_heads", tab.PATTERN_SOURCES[1], six),
+            "view_1_head": view("view_1_head", "9.4", sel.empty()),
+            "view_6_heads": view("view_6_heads", "", six),  # empty field: the selected heads
         },
         rounds=rounds,
     )
@@ -189,7 +193,6 @@ def _draw(pg: Any, url: str, text: str) -> dict[str, Any]:
     bar.fill(SIX)
     bar.press("Enter")
     pg.get_by_label("Text (at most 20,000 characters)", exact=True).fill(text)
-    pg.get_by_label("the selected heads (up to 6)").check()
     pg.get_by_role("button", name="Show pattern", exact=True).click()
     pg.locator("#hs-attention canvas").nth(5).wait_for()
     root = pg.locator("#hs-attention .hs-root")
