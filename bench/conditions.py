@@ -63,16 +63,19 @@ def start(threads: int | None = None) -> dict[str, Any]:
     }
 
 
-def finish(conditions: dict[str, Any]) -> dict[str, Any]:
-    """The conditions with the load average after the run and the `quiet` verdict."""
+def finish(conditions: dict[str, Any], parts_quiet: bool = True) -> dict[str, Any]:
+    """The conditions with the load average after the run and the `quiet` verdict (false as well when a run
+    assembled from resumed parts had a part that was not quiet: `parts_quiet`)."""
     after = load_average()
     peak = max(conditions["load_average_before"][0], after[0])
-    return {**conditions, "load_average_after": after, "quiet": peak < QUIET_LOAD}
+    return {**conditions, "load_average_after": after, "quiet": peak < QUIET_LOAD and parts_quiet}
 
 
-def write(result: dict[str, Any], path: Path, conditions: dict[str, Any]) -> dict[str, Any]:
+def write(
+    result: dict[str, Any], path: Path, conditions: dict[str, Any], parts_quiet: bool = True
+) -> dict[str, Any]:
     """Add the finished conditions to `result`, write it as JSON to `path`, print it; returns what was written."""
-    out = {"conditions": finish(conditions), **result}
+    out = {"conditions": finish(conditions, parts_quiet), **result}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))

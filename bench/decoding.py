@@ -24,11 +24,18 @@ What the code does:
   on summarization; greedy ≤ 1.05× generate; every lossless strategy identical to greedy on every prompt.
 Conditions (commit, threads, load before/after, command, `quiet`) through bench/conditions.py. Prints one JSON
 object and writes bench/results/decoding_cpu_2core.json.
+
+`--parts DIR` makes a long run resumable (the full run is 21 prompts × ~10 candidates × 4 runs): each prompt's
+rows are written to DIR/<category>_<i>.json with that prompt's own conditions (commit, load before and after)
+as soon as it is measured, and a restarted run with the same settings reads the prompts already there instead of
+measuring them again. The result then lists every part's conditions under `parts`, and `quiet` holds only if
+every part was quiet.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -109,6 +116,24 @@ def run_prompt(handle, plain, ids, cfg, category, sizes, rounds) -> dict:
     ]
     rows["orders"] = timing["orders"][:2]
     return rows
+
+
+def measured(parts: Path | None, key: str, settings: dict, measure) -> tuple[dict, dict | None]:
+    """One prompt's rows: read from `parts/key.json` when an earlier run with the same settings wrote it, else
+    measured now (and written there). Returns the rows and that prompt's conditions (None without `parts`)."""
+    path = parts / f"{key}.json" if parts else None
+    if path and path.exists():
+        saved = json.loads(path.read_text())
+        if saved["settings"] == settings:
+            return saved["rows"], saved["conditions"]
+    cond = conditions.start()
+    rows = measure()
+    if path is None:
+        return rows, None
+    done = conditions.finish(cond)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"settings": settings, "conditions": done, "rows": rows}))
+    return rows, done
 
 
 def summarise(per_prompt: list[dict]) -> dict[str, dict]:
@@ -204,6 +229,7 @@ def main() -> None:
     )
     ap.add_argument("--awrs-seeds", type=int, default=20)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--parts", type=Path, default=None, help="folder of per-prompt results: resumable runs")
     args = ap.parse_args()
     cond = conditions.start(args.threads)
     t0 = time.perf_counter()
@@ -216,12 +242,20 @@ def main() -> None:
     cats = [c.strip() for c in args.categories.split(",") if c.strip()]
     prompts = load_categories()
     bar = tqdm(total=len(cats) * args.prompts, desc="prompts", file=sys.stderr)
-    categories, ratios, orders = {}, [], []
+    settings = {"model": args.model, "threads": args.threads, "rounds": args.rounds, "config": cfg.to_json(),
+                "tree_sizes": sizes}  # fmt: skip
+    categories, ratios, orders, parts = {}, [], [], {}
     for cat in cats:
         per_prompt = []
-        for item in prompts[cat][: args.prompts]:
+        for i, item in enumerate(prompts[cat][: args.prompts]):
             ids = handle.tokenize(render_messages(handle, item.messages))[0].tolist()
-            per_prompt.append(run_prompt(handle, plain, ids, cfg, cat, sizes, args.rounds))
+            rows, part = measured(
+                args.parts, f"{cat}_{i}", {**settings, "ids": ids},
+                lambda ids=ids, cat=cat: run_prompt(handle, plain, ids, cfg, cat, sizes, args.rounds),
+            )  # fmt: skip
+            per_prompt.append(rows)
+            if part is not None:
+                parts[f"{cat}_{i}"] = part
             ratios += per_prompt[-1]["greedy_over_generate"]
             orders = orders or per_prompt[-1]["orders"]
             bar.update(1)
@@ -234,7 +268,9 @@ def main() -> None:
         "awrs": awrs_phone(handle, args.awrs_seeds) if args.awrs_seeds else None,
         "goals": goals(categories, ratios), "total_s": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
-    conditions.write(result, args.out, cond)
+    if parts:
+        result["parts"] = parts
+    conditions.write(result, args.out, cond, parts_quiet=all(p["quiet"] for p in parts.values()))
 
 
 if __name__ == "__main__":
