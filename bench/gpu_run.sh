@@ -56,7 +56,11 @@ shims() {  # stand-ins only for what is missing, so a machine that has the real 
   for pkg in datasets pandas wandb; do "$PY" -c "import $pkg" 2>/dev/null || need+=("$pkg"); done
   if [[ ${#need[@]} -gt 0 ]]; then
     mkdir -p "$WORK/shims"
-    for pkg in "${need[@]}"; do rm -rf "$WORK/shims/$pkg"; cp -r "bench/gpu_shims/$pkg" "$WORK/shims/"; done
+    cp bench/gpu_shims/stand_in.py "$WORK/shims/"
+    for pkg in "${need[@]}"; do
+      mkdir -p "$WORK/shims/$pkg"
+      echo "from stand_in import fill; fill(__name__, globals())" >"$WORK/shims/$pkg/__init__.py"
+    done
     export PYTHONPATH="$PYTHONPATH:$WORK/shims"
   fi
   echo "shims: ${need[*]:-(none)}"

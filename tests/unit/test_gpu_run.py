@@ -44,3 +44,23 @@ def test_wheel_list_pins_what_the_shared_environment_runs() -> None:
     for pin in pins:
         name, version = pin.split("==")
         assert metadata.version(name) == version, name
+
+
+def test_stand_in_packages_fail_loudly_on_use(tmp_path: Path) -> None:
+    """A package gpu_run.sh writes from bench/gpu_shims/stand_in.py imports (names and submodules alike) and raises
+    ImportError naming itself the moment anything from it is constructed."""
+    (tmp_path / "stand_in.py").write_text((ROOT / "bench" / "gpu_shims" / "stand_in.py").read_text())
+    (tmp_path / "notapkg").mkdir()
+    (tmp_path / "notapkg" / "__init__.py").write_text(
+        "from stand_in import fill; fill(__name__, globals())\n"
+    )
+    code = (
+        "import notapkg.sub.deep\nfrom notapkg import Dataset\nfrom notapkg.sub import thing\n"
+        "for make in (Dataset, thing):\n    try:\n        make(1)\n    except ImportError as e:\n        print(e)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert (
+        out.stdout.splitlines()
+        == ["notapkg is not installed on this machine (bench/gpu_shims stands in for its imports)"] * 2
+    )
