@@ -58,7 +58,7 @@ __all__ = ["METHODS", "CircuitConfig", "CircuitResult", "find_circuit"]
 
 
 # What a stage's steps count, for the progress line (the app adds the time left).
-SUBSTEPS = {"ground truth": "patching layer", "faithfulness": "ablation batch", "edges (path patching)": "sender group",
+SUBSTEPS = {"SAE": "epoch", "ground truth": "patching layer", "faithfulness": "ablation batch", "edges (path patching)": "sender group",
             "stability": "resample", "edge attribution": "method", "edge faithfulness": "circuit batch"}  # fmt: skip
 
 
@@ -112,21 +112,35 @@ class SAERun:
 
 
 def _fit(
-    x: Tensor, prep: patching.Prepared, cfg: CircuitConfig, l1: float, seed: int, n_heads: int
+    x: Tensor,
+    prep: patching.Prepared,
+    cfg: CircuitConfig,
+    l1: float,
+    seed: int,
+    n_heads: int,
+    tick: StepCounter | None = None,
 ) -> VariantRun:
     r = VARIANTS[cfg.sae_variant].resolve(cfg.reduce, cfg.n_train, cfg.sae)
     n_pos = prep.clean.ids.shape[0]
-    return fit_variant(x, r, n_positive=n_pos, paired=prep.paired, seed=seed, l1=l1, n_heads=n_heads)
+    return fit_variant(
+        x, r, n_positive=n_pos, paired=prep.paired, seed=seed, l1=l1, n_heads=n_heads, tick=tick
+    )
 
 
-def sae_methods(handle: ModelHandle, prep: patching.Prepared, cfg: CircuitConfig, task: str) -> SAERun:
+def sae_methods(
+    handle: ModelHandle,
+    prep: patching.Prepared,
+    cfg: CircuitConfig,
+    task: str,
+    tick: StepCounter | None = None,
+) -> SAERun:
     """Node and edge scores of the config's SAE variant (variants.py; `reference` is the paper's method); each
     method's time is end to end (the shared part, reading the heads and training the SAE, counted in both)."""
     layers = cfg.layer_list(handle.facts.n_layers)
     read = VARIANTS[cfg.sae_variant].read or cfg.reduce
     t0 = time.perf_counter()
     x = read_heads(handle, prep, (read,), layers)[read]
-    fit = _fit(x, prep, cfg, cfg.sae.l1_for(task), cfg.sae_seed_used, handle.facts.n_heads)
+    fit = _fit(x, prep, cfg, cfg.sae.l1_for(task), cfg.sae_seed_used, handle.facts.n_heads, tick)
     assert fit.trained is not None  # check_variant admits SAE variants only
     shared = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -203,8 +217,7 @@ def _measure(handle: ModelHandle, cfg: CircuitConfig, task_spec: Any, stages: _S
     task = make_task(cfg.task, handle.tokenizer, n=cfg.n_examples, seed=cfg.seed, spec=task_spec)
     prep = patching.prepare(handle, task)
     perf = task_performance(handle, prep)
-    stages("SAE")
-    sae = sae_methods(handle, prep, cfg, task.name)
+    sae = sae_methods(handle, prep, cfg, task.name, stages("SAE"))
     runtime = dict(sae.runtime)
     stages("attribution patching")
     attr, runtime["attribution_patching"] = _timed(lambda: attribution.attribution_patching(handle, prep))

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from headscope import checks
 from headscope.errors import InputError
+from headscope.progress import StepCounter
 
 DecoderNorm = Literal["reference_rows", "atoms"]
 DECODER_NORMS: tuple[str, ...] = ("reference_rows", "atoms")
@@ -150,10 +151,16 @@ class TrainedSAE:
 
 
 def train_sae(
-    x: Float[Tensor, "n d_model"], cfg: SAEConfig, seed: int, *, l1: float | None = None
+    x: Float[Tensor, "n d_model"],
+    cfg: SAEConfig,
+    seed: int,
+    *,
+    l1: float | None = None,
+    tick: StepCounter | None = None,
 ) -> TrainedSAE:
     """Full-batch Adam; same data and seed → same weights (CPU float32 is deterministic here). `l1` overrides
-    the config's (the finder passes the task's value)."""
+    the config's (the finder passes the task's value); `tick(epoch, epochs)` every 10 epochs and at the end (the
+    progress line's "SAE: epoch 230/500")."""
     if x.ndim != 2 or x.shape[0] < 1:
         raise InputError("SAE training data must be a non-empty [n, d_model] matrix")
     weight = cfg.l1_for("") if l1 is None else l1
@@ -163,7 +170,9 @@ def train_sae(
     losses: list[float] = []
     mses: list[float] = []
     with torch.enable_grad():
-        for _ in range(cfg.epochs):
+        for epoch in range(cfg.epochs):
+            if tick is not None and epoch % 10 == 0:
+                tick(epoch, cfg.epochs)
             sae.renormalise()
             opt.zero_grad(set_to_none=True)
             loss, mse = sae_loss(sae, x, weight)
@@ -171,6 +180,8 @@ def train_sae(
             opt.step()
             losses.append(float(loss.detach()))
             mses.append(float(mse.detach()))
+    if tick is not None:
+        tick(cfg.epochs, cfg.epochs)
     sae.renormalise()  # the stored weights end unit-norm, as the next reference forward would leave them
     with torch.no_grad():
         final = float(sae_loss(sae, x, weight)[1])

@@ -18,6 +18,7 @@ from headscope.circuits.sae import TrainedSAE, train_sae
 from headscope.circuits.variants import BASELINE_SCORES, VARIANTS, Resolved, SAEVariant
 from headscope.circuits.variants_read import HeadScaling, head_scaling
 from headscope.circuits.variants_score import SCORES, Stored, baseline_stored, sae_stored
+from headscope.progress import StepCounter
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,15 @@ def latent_acts(trained: TrainedSAE, x: Tensor) -> Tensor:
 
 
 def fit_variant(
-    x: Tensor, r: Resolved, *, n_positive: int, paired: bool, seed: int, l1: float, n_heads: int
+    x: Tensor,
+    r: Resolved,
+    *,
+    n_positive: int,
+    paired: bool,
+    seed: int,
+    l1: float,
+    n_heads: int,
+    tick: StepCounter | None = None,
 ) -> VariantRun:
     """Scale `x` [example, head_total, d_model] (read as `r.read`), train the SAE on `r.n_train` examples of the
     pool (split and initialisation from `seed`), store every example's latent activations and score."""
@@ -62,7 +71,7 @@ def fit_variant(
         stored = baseline_stored(xs, n_positive, paired)
         return VariantRun(r, stored, resolved(SCORES[r.score](stored)), None, 0, scaling)
     rows = train_rows(xs.shape[0], r.n_train, seed)
-    trained = train_sae(xs[rows].reshape(-1, xs.shape[-1]), r.sae, seed, l1=l1)
+    trained = train_sae(xs[rows].reshape(-1, xs.shape[-1]), r.sae, seed, l1=l1, tick=tick)
     stored = sae_stored(latent_acts(trained, xs), n_positive, paired, r.code, r.k)
     return VariantRun(r, stored, resolved(SCORES[r.score](stored)), trained, len(rows), scaling)
 

@@ -113,3 +113,12 @@ def test_l1_per_task() -> None:
 def test_config_validation(kwargs: dict, field: str) -> None:
     with pytest.raises(InputError, match=field):
         SAEConfig(**kwargs)
+
+
+def test_progress_ticks_by_epoch_and_leave_the_weights_alone() -> None:
+    """`tick(epoch, epochs)` every 10 epochs and at the end (the progress line's "SAE: epoch 20/25"); training with
+    a tick gives bit-identical weights to training without one."""
+    x, cfg, seen = _sparse_data(), SAEConfig(n_latents=32, epochs=25), []
+    ticked = train_sae(x, cfg, seed=1, tick=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 25), (10, 25), (20, 25), (25, 25)]
+    assert torch.equal(ticked.sae.w_enc, train_sae(x, cfg, seed=1).sae.w_enc)

@@ -6,6 +6,7 @@ are not available offline, so a tiny random GPT-2 of that shape with a word-leve
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -117,7 +118,13 @@ def test_ioi_on_a_gpt2_small_shape_uses_the_published_circuits(fake_gpt2: ModelH
     cfg = CircuitConfig(
         task="ioi", n_examples=4, n_train=4, sae=SAEConfig(epochs=5), layers=(10, 12), faithfulness=False
     )
-    report = find_circuit(fake_gpt2, cfg).to_json()
+    said: list[tuple[str, float]] = []
+    report = find_circuit(fake_gpt2, cfg, progress=lambda stage, frac: said.append((stage, frac))).to_json()
+    stages = [s for s, _ in said]  # the SAE stage counts its epochs; the overall fraction never goes back
+    assert (
+        stages.index("SAE: epoch 0/5") < stages.index("SAE: epoch 5/5") < stages.index("attribution patching")
+    )
+    assert all(a[1] <= b[1] for a, b in itertools.pairwise(said))
     assert report["task"]["example_positive"].endswith(" to")
     published = {p["variant"]: p for p in report["published"]}
     assert set(published) == {"acdc", "oneill"}
