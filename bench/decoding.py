@@ -244,22 +244,22 @@ def main() -> None:
     bar = tqdm(total=len(cats) * args.prompts, desc="prompts", file=sys.stderr)
     settings = {"model": args.model, "threads": args.threads, "rounds": args.rounds, "config": cfg.to_json(),
                 "tree_sizes": sizes}  # fmt: skip
-    categories, ratios, orders, parts = {}, [], [], {}
-    for cat in cats:
-        per_prompt = []
-        for i, item in enumerate(prompts[cat][: args.prompts]):
-            ids = handle.tokenize(render_messages(handle, item.messages))[0].tolist()
+    ratios, orders, parts = [], [], {}
+    per_prompt: dict[str, list[dict]] = {cat: [] for cat in cats}
+    for i in range(args.prompts):  # prompt-major: a run stopped early has every category at equal depth
+        for cat in cats:
+            ids = handle.tokenize(render_messages(handle, prompts[cat][i].messages))[0].tolist()
             rows, part = measured(
                 args.parts, f"{cat}_{i}", {**settings, "ids": ids},
                 lambda ids=ids, cat=cat: run_prompt(handle, plain, ids, cfg, cat, sizes, args.rounds),
             )  # fmt: skip
-            per_prompt.append(rows)
+            per_prompt[cat].append(rows)
             if part is not None:
                 parts[f"{cat}_{i}"] = part
-            ratios += per_prompt[-1]["greedy_over_generate"]
-            orders = orders or per_prompt[-1]["orders"]
+            ratios += rows["greedy_over_generate"]
+            orders = orders or rows["orders"]
             bar.update(1)
-        categories[cat] = summarise(per_prompt)
+    categories = {cat: summarise(rows) for cat, rows in per_prompt.items()}
     bar.close()
     result = {
         "model": args.model, "prompts_per_category": args.prompts, "max_new_tokens": args.max_new_tokens,
