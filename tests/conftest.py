@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -56,3 +57,19 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    """One in-process app for every app and browser test (launched once per session: a second launch of the same
+    demo while the first serves would not start a server)."""
+    from headscope.app.main import demo, launch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch(port=port)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
