@@ -66,19 +66,30 @@ class ClusterJob:
         self.actor, self._t0 = actor, time.perf_counter()
         self.ref = actor.run.remote(argv, 1)
         self._stage: tuple[str, float | None] = ("queued", 0.0)
-        self._cancelled = False
+        self._cancelled = self._gone = False
 
     def wait(self, timeout: float | None = None) -> bool:
+        """True once the job ended, or once the cluster that ran it is gone (this process left it, or its object
+        is no longer known): a board holding an old job must neither hang on it nor start a new cluster."""
         import ray
 
-        if self._cancelled:
+        if self._cancelled or self._gone:
             return True
-        ready, _ = ray.wait([self.ref], timeout=timeout)
+        if not ray.is_initialized():  # never let ray.wait auto-start a fresh local cluster for a dead job
+            self._gone = True
+            return True
+        try:
+            ready, _ = ray.wait([self.ref], timeout=timeout)
+        except Exception:  # noqa: BLE001 — e.g. "owner is unknown" for a ref of an earlier session
+            self._gone = True
+            return True
         return bool(ready)
 
     def _outcome(self) -> Outcome:
         import ray
 
+        if self._gone:
+            return Outcome(False, "", "the cluster that ran this job is gone", 1, 0, "")
         try:
             return Outcome.from_json(ray.get(self.ref))
         except ray.exceptions.RayError as e:

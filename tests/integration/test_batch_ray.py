@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from headscope.batch import InProcessRunner, RayRunner, connect, parse_jobs, run_batch
+from headscope.batch import InProcessRunner, RayRunner, parse_jobs, run_batch
 from headscope.batch.execute import without_timings
 from headscope.cli import main
 from headscope.errors import InputError
@@ -24,18 +23,6 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TEXT = "The cat sat on the mat. The dog sat on the log."
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    if ray.is_initialized():
-        yield
-        return
-    connect("local", num_cpus=2, namespace="headscope")
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _jobs(n: int, model: str) -> list[dict[str, Any]]:

@@ -5,12 +5,10 @@ in-process run's, wall-clock fields aside."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from headscope.batch import connect
 from headscope.batch.execute import without_timings
 
 ray = pytest.importorskip("ray")
@@ -19,18 +17,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 INPUTS = {"model": "tiny-llama", "task": "greater_than", "custom": "", "n_examples": 6, "seed": 0, "epochs": 10,
           "reduce": "mean", "norm": "reference_rows", "scope": "all layers", "options": ["faithfulness curves"],
           "edge_methods": ["eap_ig"]}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    if ray.is_initialized():  # another module of the session started it
-        yield
-        return
-    connect("local", num_cpus=2, namespace="headscope")
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _comparable(report: dict[str, Any]) -> dict[str, Any]:

@@ -4,28 +4,14 @@ the same views from it. Marked like the other Ray tests (tests/integration/test_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from headscope.batch import connect
 from headscope.batch.execute import without_timings
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    if ray.is_initialized():  # the batch Ray tests' cluster, when they ran first
-        yield
-        return
-    connect("local", num_cpus=2, namespace="headscope")
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _no_work(report: Any) -> Any:

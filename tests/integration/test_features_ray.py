@@ -6,27 +6,11 @@ On the default model with a shipped SAE: the actor is a fresh process, so the SA
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-
-from headscope.batch import connect
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.default_model, pytest.mark.usefixtures("one_thread")]
 TEXT = "The Eiffel Tower is a wrought-iron lattice tower in Paris. It was built for the 1889 World's Fair."
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    if ray.is_initialized():  # another module's cluster: share it
-        yield
-        return
-    connect("local", num_cpus=2, namespace="headscope")
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def test_the_tabs_eval_job_on_ray_matches_in_process(ray_cluster: None) -> None:

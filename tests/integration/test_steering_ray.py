@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 ray = pytest.importorskip("ray")
-from test_batch_ray import ray_cluster  # noqa: E402, F401  (the one local cluster of the session)
 
 pytestmark = pytest.mark.usefixtures("one_thread", "ray_cluster")
 

@@ -230,3 +230,25 @@ def test_the_app_sweeps_command_gives_the_app_sweeps_json(
     capsys.readouterr()
     assert main([*to_argv(cfg, model="tiny-llama", text=TEXT, max_tokens=20), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(want))
+
+
+def test_a_cluster_job_whose_cluster_is_gone_ends_instead_of_hanging() -> None:
+    """A job board can hold a Ray job from a cluster this process has left: waiting on it must neither block nor
+    start a fresh local cluster (ray.wait would auto-initialise one); it reads as failed with one line."""
+    ray = pytest.importorskip("ray")
+    from headscope.batch.cluster import ClusterJob
+    from headscope.errors import HeadscopeError
+
+    class _Method:
+        def remote(self, *args: object) -> object:
+            return object()  # a ref no cluster knows
+
+    class _Actor:
+        run = progress = _Method()
+
+    assert not ray.is_initialized()
+    job = ClusterJob("old job", "visitor", _Actor(), ["locality", "view"])
+    assert job.wait(0) and job.wait(None) and job.status().state == "failed"
+    with pytest.raises(HeadscopeError, match="the cluster that ran this job is gone"):
+        job.result()
+    assert not ray.is_initialized()
