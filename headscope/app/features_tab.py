@@ -29,7 +29,7 @@ from headscope.errors import InputError
 from headscope.features import attribution as attr
 from headscope.features import catalog, summary
 from headscope.features import steer as fsteer
-from headscope.features.evaluate import EvalConfig, SaeEval, evaluate_heldout, evaluate_sae
+from headscope.features.evaluate import EvalConfig, SaeEval
 from headscope.features.heldout import SETS
 from headscope.features.saes import FeatureSAE
 from headscope.features.views import TopFeatures
@@ -150,9 +150,8 @@ def run_eval(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     value = _text(handle, inputs["text"]) if source == THE_TEXT else None
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        if value is not None:
-            return evaluate_sae(handle, fsae, [value], cfg=cfg, source="text", progress=report).to_json()
-        return evaluate_heldout(handle, [fsae], source, cfg=cfg, progress=report)[0].to_json()
+        on = ("text", [value]) if value is not None else (source, None)
+        return summary.evaluate_on(handle, fsae, *on, cfg=cfg, progress=report).to_json()
 
     command = to_argv(cfg, sae=fsae.name, model=handle.identity.name, text=value,
                       heldout=None if value is not None else source)  # fmt: skip

@@ -303,17 +303,14 @@ def _eval_texts(args: argparse.Namespace) -> tuple[list[str] | None, str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from headscope.features.evaluate import evaluate_heldout, evaluate_sae
+    from headscope.features.summary import evaluate_on
 
     cfg = eval_config(args)
     texts, source = _eval_texts(args)
     _check_sae(args)
     handle, fsae = _load(args)
     with progress_bar("evaluate SAE") as step:
-        if texts is None:
-            result = evaluate_heldout(handle, [fsae], source, cfg=cfg, progress=step)[0]
-        else:
-            result = evaluate_sae(handle, fsae, texts, cfg=cfg, source=source, progress=step)
+        result = evaluate_on(handle, fsae, source, texts, cfg, step)
     emit(result.to_json(), args.json, _eval_lines)
 
 

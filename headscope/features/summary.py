@@ -7,11 +7,12 @@ and a Ray run redraw the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from headscope.codec import JsonCodec
 from headscope.features.attribution import Attribution, AttributionCheck, Metric, attribute, check
-from headscope.features.evaluate import Reconstruction
+from headscope.features.evaluate import EvalConfig, Reconstruction, SaeEval, evaluate_heldout, evaluate_sae
 from headscope.features.saes import FeatureSAE
 from headscope.features.views import (
     FeaturePage,
@@ -39,6 +40,21 @@ class TextReport(JsonCodec):
 def text_report(handle: ModelHandle, fsae: FeatureSAE, text: str, k: int) -> TextReport:
     top = top_features(handle, fsae, text, k)
     return TextReport(fsae.name, fsae.hook, fsae.d_sae, top, reconstruction(handle, fsae, text))
+
+
+def evaluate_on(
+    handle: ModelHandle,
+    fsae: FeatureSAE,
+    source: str,
+    texts: Sequence[str] | None = None,
+    cfg: EvalConfig | None = None,
+    progress: Progress | None = None,
+) -> SaeEval:
+    """`features eval`: on the held-out set named `source` (texts None), or on `texts` reported as `source`."""
+    cfg = cfg or EvalConfig()
+    if texts is None:
+        return evaluate_heldout(handle, [fsae], source, cfg=cfg, progress=progress)[0]
+    return evaluate_sae(handle, fsae, list(texts), cfg=cfg, source=source, progress=progress)
 
 
 @dataclass(frozen=True)

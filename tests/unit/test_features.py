@@ -21,7 +21,7 @@ from headscope.features import attribution as attr
 from headscope.features import catalog, index, summary, views
 from headscope.features import steer as fsteer
 from headscope.features.collect import capture, split_windows
-from headscope.features.evaluate import evaluate, next_token_ce, splice_hook
+from headscope.features.evaluate import evaluate, evaluate_sae, next_token_ce, splice_hook
 from headscope.features.saes import FeatureSAE
 from headscope.features.train import TrainConfig, train
 from headscope.models import ModelHandle
@@ -350,6 +350,8 @@ def test_text_and_page_reports_are_their_parts_and_round_trip(
     assert p.page.to_json() == views.feature_page(tiny_llama, fsae, 5).to_json()
     assert summary.page_report(tiny_llama, fsae, 5).on_text is None
     assert summary.PageReport.from_json(p.to_json()).to_json() == p.to_json()
+    on_text = summary.evaluate_on(tiny_llama, fsae, "text", [text])
+    assert on_text.source == "text" and on_text.to_json() == evaluate_sae(tiny_llama, fsae, [text]).to_json()
 
 
 def test_checked_attribution_joins_estimates_and_real_ablations(
