@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headscope.cli.common import emit, model_args, numbers, progress_bar
 from headscope.errors import InputError
+
+if TYPE_CHECKING:
+    from headscope.decoding.compare import Comparison
 
 DEFAULT_STRATEGIES = "greedy,token_recycling,ngram,lookahead"
 HEAD_ACTIONS = ("ablate", "dial")
@@ -187,9 +190,15 @@ def _intervention_argv(cfg: Any) -> list[str]:
     return out + (["--heads", d.heads_text] if d.heads_text is not None else [])
 
 
-def _lines(payload: dict) -> list[str]:
-    out = [f"intervention: {payload['intervention']}"] if payload.get("intervention") else []
-    for s in payload["strategies"]:
+def _lines(result: Comparison) -> list[str]:
+    """One line per run (named for the intervention, with its speed-ups against greedy, flagged below 1x), then
+    where the first run departs from greedy and which heads' entropy changed most there."""
+    from headscope.decoding import summary
+
+    payload, out = result.to_json(), []
+    if payload.get("intervention"):
+        out.append(f"intervention: {payload['intervention']}")
+    for s, r in zip(payload["strategies"], result.results, strict=True):
         same = (
             "same as greedy"
             if s["identical_to_greedy"]
@@ -197,8 +206,15 @@ def _lines(payload: dict) -> list[str]:
         )
         slow = " (below 1x)" if s["below_1x_wall"] else ""
         out.append(
-            f"{s['name']:15} tok/fwd {s['tokens_per_target_forward']:.2f} (x{s['speedup_per_forward']:.2f})  "
-            f"tok/s {s['tokens_per_second']:.1f} (x{s['speedup_wall']:.2f}{slow})  {same}  {s['text']!r}"
+            f"{summary.run_name(r, result.config):15} tok/fwd {s['tokens_per_target_forward']:.2f} "
+            f"(x{s['speedup_per_forward']:.2f})  tok/s {s['tokens_per_second']:.1f} (x{s['speedup_wall']:.2f}{slow})"
+            f"  {same}  {s['text']!r}"
+        )
+    d = summary.departure(result)
+    if d is not None and d.top_heads:
+        heads = ", ".join(f"{h} ({v:+.2f} bits)" for h, v in d.top_heads)
+        out.append(
+            f"first departure: {d.run} at token {d.position}; attention entropy changed most in {heads}"
         )
     return out
 
@@ -218,4 +234,4 @@ def cmd_compare(args: argparse.Namespace) -> None:
     with progress_bar("decode") as progress:
         result = compare_prompt(handle, cmd.prompt, names, cfg, chat=cmd.chat, draft=draft, progress=progress)
     payload = result.to_json()
-    emit(payload, args.json, _lines(payload))
+    emit(payload, args.json, _lines(result))
