@@ -13,6 +13,7 @@ entropy per generated token (and at the divergence). Every `DecodeConfig` field 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -219,9 +220,20 @@ def _lines(result: Comparison) -> list[str]:
     return out
 
 
-def cmd_compare(args: argparse.Namespace) -> None:
+def run_compare(cmd: CompareCommand, load: Callable[[str], Any], progress: Any = None) -> Comparison:
+    """What `decode compare` does with `cmd`; `load(name)` gives a model (the CLI loads it, the app has it)."""
     from headscope.decoding.compare import compare_prompt
-    from headscope.models import DEFAULT_MODEL, ModelHandle
+    from headscope.models import DEFAULT_MODEL
+
+    handle = load(cmd.model or DEFAULT_MODEL)
+    draft = load(cmd.config.draft_model) if cmd.config.draft_model else None
+    return compare_prompt(
+        handle, cmd.prompt, cmd.strategies, cmd.config, chat=cmd.chat, draft=draft, progress=progress
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from headscope.models import ModelHandle
 
     cmd = command(args)  # bad values fail before any model loads
     cfg, names = cmd.config, list(cmd.strategies)
@@ -229,9 +241,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise InputError("speculative needs --draft-model (a model sharing the target's tokenizer)")
     if not cmd.prompt.strip():
         raise InputError("the prompt is empty")
-    handle = ModelHandle.load(cmd.model or DEFAULT_MODEL, device=cmd.device)
-    draft = ModelHandle.load(cfg.draft_model, device=cmd.device) if cfg.draft_model else None
     with progress_bar("decode") as progress:
-        result = compare_prompt(handle, cmd.prompt, names, cfg, chat=cmd.chat, draft=draft, progress=progress)
+        result = run_compare(cmd, lambda name: ModelHandle.load(name, device=cmd.device), progress)
     payload = result.to_json()
     emit(payload, args.json, _lines(result))
