@@ -23,8 +23,8 @@ from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
 from headscope.app.wiring import Ctx, bind, handler
 from headscope.attention import LocalityDial
-from headscope.cli.decoding import CompareCommand, to_argv
-from headscope.decoding import GRAMMARS, STRATEGIES, Comparison, DecodeConfig, compare_prompt
+from headscope.cli.decoding import CompareCommand, run_compare, to_argv
+from headscope.decoding import GRAMMARS, STRATEGIES, Comparison, DecodeConfig
 from headscope.decoding.compare import parse_strategies
 from headscope.decoding.config import MAX_TREE_SIZE
 from headscope.errors import InputError
@@ -136,15 +136,7 @@ def compare_command(inputs: dict[str, Any]) -> CompareCommand:
 
 def _work(cmd: CompareCommand) -> Any:
     """In-process: what `headscope decode compare` does with `cmd` (the models from the app's store)."""
-
-    def work(report: jobs.Reporter) -> dict[str, Any]:
-        handle = STORE.get(str(cmd.model))
-        draft = STORE.get(cmd.config.draft_model) if cmd.config.draft_model else None
-        return compare_prompt(
-            handle, cmd.prompt, cmd.strategies, cmd.config, chat=cmd.chat, draft=draft, progress=report
-        ).to_json()
-
-    return work
+    return lambda report: run_compare(cmd, STORE.get, report).to_json()
 
 
 # -- handlers ------------------------------------------------------------------------------------------------------

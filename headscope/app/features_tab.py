@@ -17,22 +17,22 @@ import gradio as gr
 
 from headscope.app import examples, jobs
 from headscope.app import features_views as fv
+from headscope.app import steering_views as sv
 from headscope.app.figures import Plot, json_file, table
 from headscope.app.inputs import choice, integer, number, text
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
-from headscope.app.steering_views import download_file
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import TokenStrip
 from headscope.app.wiring import Ctx, bind, handler
 from headscope.cli.features import attribute_argv, to_argv
 from headscope.errors import InputError
 from headscope.features import attribution as attr
-from headscope.features import catalog, views
+from headscope.features import catalog, summary
 from headscope.features import steer as fsteer
-from headscope.features.evaluate import EvalConfig, SaeEval, evaluate_heldout, evaluate_sae
+from headscope.features.evaluate import EvalConfig, SaeEval
 from headscope.features.heldout import SETS
 from headscope.features.saes import FeatureSAE
-from headscope.features.views import FeaturePage, TopFeatures
+from headscope.features.views import TopFeatures
 from headscope.models import ModelHandle
 from headscope.steering import vectors
 from headscope.steering.direction import DEFAULT_ALPHA, MAX_ALPHA
@@ -93,20 +93,17 @@ def top(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     handle, fsae = _model_sae(inputs)
     value = _text(handle, inputs["text"])
     k = integer(inputs["k"], "k", 1, APP_MAX_K)
-    return {"top_raw": {"sae": fsae.name, "hook": fsae.hook, "d_sae": fsae.d_sae,
-                        "top": views.top_features(handle, fsae, value, k).to_json(),
-                        "reconstruction": views.reconstruction(handle, fsae, value).to_json()}}  # fmt: skip
+    return {"top_raw": summary.text_report(handle, fsae, value, k).to_json()}
 
 
 def draw_top(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     raw = inputs["top_raw"]
     if not raw:
         return {}
-    top_ = TopFeatures.from_json(raw["top"])
-    rec = SaeEval.from_json(raw["reconstruction"])
-    return {"summary": fv.top_summary(raw["sae"], raw["hook"], raw["d_sae"], top_, rec),
-            "strip": fv.top_strip(top_, raw["sae"]), "per_token": fv.token_table(top_, fv.busiest(top_)),
-            "top_file": json_file(raw, f"features_top_{raw['sae']}")}  # fmt: skip
+    r = summary.TextReport.from_json(raw)
+    return {"summary": fv.top_summary(r), "strip": fv.top_strip(r.top, r.sae),
+            "per_token": fv.token_table(r.top, fv.busiest(r.top)),
+            "top_file": json_file(raw, f"features_top_{r.sae}")}  # fmt: skip
 
 
 def on_token(raw: Any, evt: gr.EventData) -> dict[str, Any]:
@@ -127,25 +124,17 @@ def page(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """A feature's page (precomputed dashboards) and, when the text box has a text, the feature on it (JSON)."""
     handle, fsae = _model_sae(inputs)
     feature = integer(inputs["feature"], "feature", 0, 10**7)
-    out: dict[str, Any] = {"page": views.feature_page(handle, fsae, feature).to_json(), "on_text": None}
-    if isinstance(inputs["text"], str) and inputs["text"].strip():
-        value = _text(handle, inputs["text"])
-        tokens, acts = views.feature_activations(handle, fsae, value, feature)
-        out["on_text"] = {
-            "tokens": tokens,
-            "token_ids": handle.tokenize(value)[0].tolist(),
-            "activations": acts,
-        }
-    return {"page_raw": out}
+    has_text = isinstance(inputs["text"], str) and inputs["text"].strip()
+    value = _text(handle, inputs["text"]) if has_text else None
+    return {"page_raw": summary.page_report(handle, fsae, feature, value).to_json()}
 
 
 def draw_page(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     raw = inputs["page_raw"]
     if not raw:
         return {}
-    p = FeaturePage.from_json(raw["page"])
-    t = raw.get("on_text")
-    on_text = None if not t else fv.on_text_strip(p.feature, t["tokens"], t["token_ids"], t["activations"])
+    r = summary.PageReport.from_json(raw)
+    p, on_text = r.page, r.on_text and fv.on_text_strip(r.page.feature, r.on_text)
     return {"header": fv.page_header(p), "contexts": fv.contexts_strip(p), "hist": fv.histogram(p),
             "promoted": fv.lens_table(p.promoted, "promoted"), "suppressed": fv.lens_table(p.suppressed, "suppressed"),
             "on_text": on_text, "page_file": json_file(raw, f"feature_{p.sae}_{p.feature}"),
@@ -161,9 +150,8 @@ def run_eval(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     value = _text(handle, inputs["text"]) if source == THE_TEXT else None
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        if value is not None:
-            return evaluate_sae(handle, fsae, [value], cfg=cfg, source="text", progress=report).to_json()
-        return evaluate_heldout(handle, [fsae], source, cfg=cfg, progress=report)[0].to_json()
+        on = ("text", [value]) if value is not None else (source, None)
+        return summary.evaluate_on(handle, fsae, *on, cfg=cfg, progress=report).to_json()
 
     command = to_argv(cfg, sae=fsae.name, model=handle.identity.name, text=value,
                       heldout=None if value is not None else source)  # fmt: skip
@@ -211,7 +199,7 @@ def draw_steer(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     raw = inputs["steer_raw"]
     if not raw:
         return {}
-    plain, steered = fv.steer_strips(raw)
+    plain, steered = sv.strips(fsteer.FeatureSteering.from_json(raw))  # shaded as in the Steering tab
     return {"steer_line": fv.steer_line(raw), "plain": plain, "steered": steered, "steer_table": fv.steer_table(raw),
             "steer_file": json_file(raw, f"features_steer_{raw['feature']}")}  # fmt: skip
 
@@ -224,7 +212,7 @@ def steer_vector(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     handle, fsae = _model_sae(inputs)
     cfg = fsteer.FeatureSteerConfig(raw["feature"], raw["alpha"], "add", raw["position"])
     meta, tensors = fsteer.vector_file(handle, fsteer.feature_vector(handle, fsae, cfg.feature), cfg)
-    return {"vector": download_file(meta, vectors.to_bytes(meta, tensors))}
+    return {"vector": sv.download_file(meta, vectors.to_bytes(meta, tensors))}
 
 
 def run_attribute(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
@@ -237,13 +225,9 @@ def run_attribute(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     metric = attr.metric_for(handle, target, contrast)
 
     def work(report: jobs.Reporter) -> dict[str, Any]:
-        report("activation × gradient (one forward and backward pass)", 0.05)
-        result = attr.attribute(handle, fsae, prompt, metric, 20)
-        out = result.to_json()
-        if check:
-            report("real ablation of the top 20 features (one forward pass each)", 0.3)
-            out["check"] = attr.check(handle, fsae, prompt, metric, result, 20).to_json()
-        return out
+        return summary.attribute_checked(
+            handle, fsae, prompt, metric, 20, with_check=check, progress=report
+        ).to_json()
 
     command = attribute_argv(prompt, target, sae=fsae.name, contrast=contrast, top=20, check=check,
                              model=handle.identity.name)  # fmt: skip
@@ -255,14 +239,36 @@ def draw_attribute(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     raw = inputs["attr_raw"]
     if not raw:
         return {}
-    line, tbl = fv.attribution_views(raw)
+    line, tbl = fv.attribution_views(summary.CheckedAttribution.from_json(raw))
     return {"attr_line": line, "attr_table": tbl, "attr_file": json_file(raw, "features_attribution")}
 
 
 # ---- layout --------------------------------------------------------------------------------------------------------
-def _draw(trigger: Any, fn: Any, raw: Any, outputs: dict[str, Any]) -> None:
-    """The private follow-up that draws a section's views from its JSON."""
-    bind(trigger, fn, inputs={raw[0]: raw[1]}, outputs=outputs, api_visibility="private", queue=False)
+def _wire(
+    w: dict[str, Any],
+    button: Any,
+    run: Any,
+    inputs: dict[str, Any],
+    raw: str,
+    draw: Any,
+    drawn: tuple,
+    *,
+    api_name: str,
+    status: Any,
+    event: dict[str, Any],
+) -> None:
+    """A section's endpoint (its JSON into `w[raw]`) and the private follow-up drawing `drawn` from that JSON."""
+    out = {raw: w[raw]}
+    bind(button.click, run, inputs=inputs, outputs=out, api_name=api_name, show_progress_on=[status], **event)
+    views = {k: w[k] for k in drawn}
+    bind(w[raw].change, draw, inputs=out, outputs=views, api_visibility="private", queue=False)
+
+
+def _opens_page(tbl: Any, w: dict[str, Any], status: Any) -> None:
+    """A click on a features table's row puts its feature id in the page's field, then opens the page."""
+    picked = tbl.select(pick_feature, [tbl], [w["feature"]], api_visibility="private", queue=False)
+    out, event = {"page_raw": w["page_raw"]}, {**VIEW_EVENT, "show_progress_on": [status]}
+    bind(picked.success, page, inputs=w["page_in"], outputs=out, api_visibility="private", **event)
 
 
 def _guide() -> None:
@@ -292,15 +298,8 @@ def _top_section(ctx: AppContext, w: dict[str, Any], status: Any) -> None:
     w["top_raw"] = gr.JSON(visible=False)
     with gr.Accordion("top features: download", open=False):
         w["top_file"] = gr.File(label="Download top features (JSON)", interactive=False)
-    done = bind(show.click, top, inputs={k: w[k] for k in ("model", "sae", "text", "k")}, outputs={"top_raw": w["top_raw"]},
-                api_name="features_top", show_progress_on=[status], **VIEW_EVENT)  # fmt: skip
-    w["top_event"] = done
-    _draw(
-        w["top_raw"].change,
-        draw_top,
-        ("top_raw", w["top_raw"]),
-        {k: w[k] for k in ("summary", "strip", "per_token", "top_file")},
-    )
+    _wire(w, show, top, {k: w[k] for k in ("model", "sae", "text", "k")}, "top_raw", draw_top,
+          ("summary", "strip", "per_token", "top_file"), api_name="features_top", status=status, event=VIEW_EVENT)  # fmt: skip
     w["strip"].token(on_token, [w["top_raw"]], [w["per_token"]], api_visibility="private", **VIEW_EVENT)  # pyright: ignore[reportAttributeAccessIssue]
     ctx.selection.connect_tokens(w["strip"])
 
@@ -322,17 +321,11 @@ def _page_section(w: dict[str, Any], status: Any) -> None:
         w["on_text"] = TokenStrip(label="This feature on the text above", elem_id="hs-feature-on-text")
         w["page_raw"] = gr.JSON(visible=False)
         w["page_file"] = gr.File(label="Download the feature page (JSON)", interactive=False)
-    page_in = {k: w[k] for k in ("model", "sae", "feature", "text")}
-    page_out = {"page_raw": w["page_raw"]}
-    bind(open_btn.click, page, inputs=page_in, outputs=page_out, api_name="features_page",
-         show_progress_on=[status], **VIEW_EVENT)  # fmt: skip
-    _draw(w["page_raw"].change, draw_page, ("page_raw", w["page_raw"]),
-          {k: w[k] for k in ("header", "contexts", "hist", "promoted", "suppressed", "on_text", "page_file", "page_acc")})  # fmt: skip
-    for tbl in (w["per_token"],):
-        picked = tbl.select(pick_feature, [tbl], [w["feature"]], api_visibility="private", queue=False)
-        bind(picked.success, page, inputs=page_in, outputs=page_out, api_visibility="private",
-             show_progress_on=[status], **VIEW_EVENT)  # fmt: skip
-    w["page_in"], w["page_out"] = page_in, page_out
+    w["page_in"] = {k: w[k] for k in ("model", "sae", "feature", "text")}
+    _wire(w, open_btn, page, w["page_in"], "page_raw", draw_page,
+          ("header", "contexts", "hist", "promoted", "suppressed", "on_text", "page_file", "page_acc"),
+          api_name="features_page", status=status, event=VIEW_EVENT)  # fmt: skip
+    _opens_page(w["per_token"], w, status)
 
 
 def _eval_section(w: dict[str, Any], status: Any) -> None:
@@ -347,14 +340,8 @@ def _eval_section(w: dict[str, Any], status: Any) -> None:
         w["eval_raw"] = gr.JSON(visible=False)
         w["eval_file"] = gr.File(label="Download the evaluation (JSON, as `features eval --json` prints it)",
                                  interactive=False)  # fmt: skip
-    bind(go.click, run_eval, inputs={k: w[k] for k in ("model", "sae", "source", "tokens", "text")},
-         outputs={"eval_raw": w["eval_raw"]}, api_name="features_eval", show_progress_on=[status], **JOB_EVENT)  # fmt: skip
-    _draw(
-        w["eval_raw"].change,
-        draw_eval,
-        ("eval_raw", w["eval_raw"]),
-        {k: w[k] for k in ("eval_caption", "eval_table", "eval_file")},
-    )
+    _wire(w, go, run_eval, {k: w[k] for k in ("model", "sae", "source", "tokens", "text")}, "eval_raw", draw_eval,
+          ("eval_caption", "eval_table", "eval_file"), api_name="features_eval", status=status, event=JOB_EVENT)  # fmt: skip
 
 
 def _steer_section(w: dict[str, Any], status: Any) -> None:
@@ -378,14 +365,9 @@ def _steer_section(w: dict[str, Any], status: Any) -> None:
                                   interactive=False)  # fmt: skip
             w["steer_file"] = gr.File(label="Download the steering result (JSON)", interactive=False)
     names = ("model", "sae", "feature", "alpha", "mode", "position", "prompt", "new_tokens")
-    bind(go.click, run_steer, inputs={k: w[k] for k in names}, outputs={"steer_raw": w["steer_raw"]},
-         api_name="features_steer", show_progress_on=[status], **JOB_EVENT)  # fmt: skip
-    _draw(
-        w["steer_raw"].change,
-        draw_steer,
-        ("steer_raw", w["steer_raw"]),
-        {k: w[k] for k in ("steer_line", "plain", "steered", "steer_table", "steer_file")},
-    )
+    _wire(w, go, run_steer, {k: w[k] for k in names}, "steer_raw", draw_steer,
+          ("steer_line", "plain", "steered", "steer_table", "steer_file"), api_name="features_steer", status=status,
+          event=JOB_EVENT)  # fmt: skip
     bind(w["steer_raw"].change, steer_vector, inputs={k: w[k] for k in ("model", "sae", "steer_raw")},
          outputs={"vector": w["vector"]}, api_visibility="private", **VIEW_EVENT)  # fmt: skip
 
@@ -408,18 +390,9 @@ def _attribute_section(w: dict[str, Any], status: Any) -> None:
         w["attr_file"] = gr.File(label="Download the attribution (JSON)", interactive=False)
     ins = {"model": w["model"], "sae": w["sae"], "prompt": w["a_prompt"], "target": w["target"],
            "contrast": w["contrast"], "check": w["check"]}  # fmt: skip
-    bind(go.click, run_attribute, inputs=ins, outputs={"attr_raw": w["attr_raw"]}, api_name="features_attribute",
-         show_progress_on=[status], **JOB_EVENT)  # fmt: skip
-    _draw(
-        w["attr_raw"].change,
-        draw_attribute,
-        ("attr_raw", w["attr_raw"]),
-        {k: w[k] for k in ("attr_line", "attr_table", "attr_file")},
-    )
-    picked = w["attr_table"].select(pick_feature, [w["attr_table"]], [w["feature"]], api_visibility="private",
-                                    queue=False)  # fmt: skip
-    bind(picked.success, page, inputs=w["page_in"], outputs=w["page_out"], api_visibility="private",
-         show_progress_on=[status], **VIEW_EVENT)  # fmt: skip
+    _wire(w, go, run_attribute, ins, "attr_raw", draw_attribute, ("attr_line", "attr_table", "attr_file"),
+          api_name="features_attribute", status=status, event=JOB_EVENT)  # fmt: skip
+    _opens_page(w["attr_table"], w, status)
 
 
 @register_tab("Features", order=45)

@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 
 from headscope.app.figures import fmt_num, table
 from headscope.app.views import strip_row, strip_value, visible_token
-from headscope.features.attribution import Attribution
 from headscope.features.evaluate import SaeEval
+from headscope.features.summary import CheckedAttribution, FeatureOnText, TextReport, attribution_rows
 from headscope.features.views import FeaturePage, TopFeatures
 
 POSITION_0_NOTE = "position 0 (marked) is the attention sink: left out of the colour range"
@@ -72,9 +72,10 @@ def busiest(top: TopFeatures) -> int:
     return max(range(1, len(acts)), key=lambda i: acts[i]) if len(acts) > 1 else 0
 
 
-def top_summary(sae: str, hook: str, d_sae: int, top: TopFeatures, rec: SaeEval) -> str:
+def top_summary(r: TextReport) -> str:
+    top, rec = r.top, r.reconstruction
     return (
-        f"**{sae}** at `{hook}` ({d_sae} features) on {len(top.tokens)} tokens: explained variance "
+        f"**{r.sae}** at `{r.hook}` ({r.d_sae} features) on {len(top.tokens)} tokens: explained variance "
         f"{fmt_num(top.explained_variance)} (positions ≥ 1); next-token loss {fmt_num(rec.ce_loss_clean)} nats "
         f"clean, {fmt_num(rec.ce_loss_with_sae)} with the SAE spliced in (zero-ablated: "
         f"{fmt_num(rec.ce_loss_ablated)}); {fmt_num(rec.l0, 1)} features active per token."
@@ -115,11 +116,10 @@ def lens_table(pairs: tuple[tuple[str, float], ...], what: str) -> dict[str, Any
     return table(rows, [("token", f"{what} token"), ("logit", "logit (decoder row · W_U)")])
 
 
-def on_text_strip(
-    feature: int, tokens: Sequence[str], ids: Sequence[int], acts: Sequence[float]
-) -> dict[str, Any]:
+def on_text_strip(feature: int, t: FeatureOnText) -> dict[str, Any]:
+    acts = t.activations
     lo, hi = _range(acts)
-    row = strip_row(tokens, ids, acts, label="your text", marks=[i == 0 for i in range(len(acts))])
+    row = strip_row(t.tokens, t.token_ids, acts, label="your text", marks=[i == 0 for i in range(len(acts))])
     return strip_value([row], label=f"feature {feature}", vmin=lo, vmax=hi, caption=f"{POSITION_0_NOTE}.",
                        filename=f"feature_{feature}_on_text")  # fmt: skip
 
@@ -151,23 +151,6 @@ def eval_table(ev: SaeEval) -> dict[str, Any]:
 
 
 # ---- steering ------------------------------------------------------------------------------------------------------------
-def steer_strips(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """As the Steering tab shades them: unsteered tokens by their probability (0…1); steered tokens by
-    p(steered) − p(unsteered) under the two models (−1…+1, diverging)."""
-    plain, steered = payload["unsteered"], payload["steered"]
-    left = strip_value(
-        [strip_row(plain["tokens"], plain["token_ids"], plain["probs"], label="unsteered")],
-        label="p(token) under the unsteered model", vmin=0.0, vmax=1.0, scale="blues",
-        caption="Each token shaded by the probability the unsteered model gave it.", filename="feature_unsteered",
-    )  # fmt: skip
-    right = strip_value(
-        [strip_row(steered["tokens"], steered["token_ids"], [t["change"] for t in payload["tokens"]], label="steered")],
-        label="p(token | steered) − p(token | unsteered)", vmin=-1.0, vmax=1.0, scale="diverging",
-        caption="Red: steering made the token more likely; blue: less likely.", filename="feature_steered",
-    )  # fmt: skip
-    return left, right
-
-
 def steer_table(payload: dict[str, Any]) -> dict[str, Any]:
     c = payload["cost"]
     measure = payload.get("effect_measure") or "downstream effect"
@@ -193,18 +176,13 @@ def steer_line(payload: dict[str, Any]) -> str:
 
 
 # ---- attribution -------------------------------------------------------------------------------------------------------
-def attribution_views(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    res = Attribution.from_json({k: v for k, v in payload.items() if k != "check"})
-    check = payload.get("check") or {}
-    real = dict(zip(check.get("features", []), check.get("ablated", []), strict=True))
-    rows = [{"feature": f.feature, "attribution": f.attribution, "ablation": real.get(f.feature),
-             "activation": f.activation, "token": f"{f.top_position} {visible_token(res.tokens[f.top_position])}"}
-            for f in res.features]  # fmt: skip
+def attribution_views(res: CheckedAttribution) -> tuple[str, dict[str, Any]]:
+    rows = [{**vars(r), "token": f"{r.position} {visible_token(r.token)}"} for r in attribution_rows(res)]
     cols = [ATTR_COLUMNS[0], ("attribution", f"expected drop of {res.metric}"), *ATTR_COLUMNS[2:]]
     line = f"{res.metric} = {fmt_num(res.value)} on the clean run."
-    if check:
-        line += (f" Estimates vs real ablations: sign agreement {fmt_num(check['sign_agreement'], 2)}, "
-                 f"Spearman {fmt_num(check['spearman'], 2)}.")  # fmt: skip
+    if res.check:
+        line += (f" Estimates vs real ablations: sign agreement {fmt_num(res.check.sign_agreement, 2)}, "
+                 f"Spearman {fmt_num(res.check.spearman, 2)}.")  # fmt: skip
     return line, table(rows, cols)
 
 

@@ -13,11 +13,15 @@ entropy per generated token (and at the divergence). Every `DecodeConfig` field 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headscope.cli.common import emit, model_args, numbers, progress_bar
 from headscope.errors import InputError
+
+if TYPE_CHECKING:
+    from headscope.decoding.compare import Comparison
 
 DEFAULT_STRATEGIES = "greedy,token_recycling,ngram,lookahead"
 HEAD_ACTIONS = ("ablate", "dial")
@@ -187,9 +191,15 @@ def _intervention_argv(cfg: Any) -> list[str]:
     return out + (["--heads", d.heads_text] if d.heads_text is not None else [])
 
 
-def _lines(payload: dict) -> list[str]:
-    out = [f"intervention: {payload['intervention']}"] if payload.get("intervention") else []
-    for s in payload["strategies"]:
+def _lines(result: Comparison) -> list[str]:
+    """One line per run (named for the intervention, with its speed-ups against greedy, flagged below 1x), then
+    where the first run departs from greedy and which heads' entropy changed most there."""
+    from headscope.decoding import summary
+
+    payload, out = result.to_json(), []
+    if payload.get("intervention"):
+        out.append(f"intervention: {payload['intervention']}")
+    for s, r in zip(payload["strategies"], result.results, strict=True):
         same = (
             "same as greedy"
             if s["identical_to_greedy"]
@@ -197,15 +207,33 @@ def _lines(payload: dict) -> list[str]:
         )
         slow = " (below 1x)" if s["below_1x_wall"] else ""
         out.append(
-            f"{s['name']:15} tok/fwd {s['tokens_per_target_forward']:.2f} (x{s['speedup_per_forward']:.2f})  "
-            f"tok/s {s['tokens_per_second']:.1f} (x{s['speedup_wall']:.2f}{slow})  {same}  {s['text']!r}"
+            f"{summary.run_name(r, result.config):15} tok/fwd {s['tokens_per_target_forward']:.2f} "
+            f"(x{s['speedup_per_forward']:.2f})  tok/s {s['tokens_per_second']:.1f} (x{s['speedup_wall']:.2f}{slow})"
+            f"  {same}  {s['text']!r}"
+        )
+    d = summary.departure(result)
+    if d is not None and d.top_heads:
+        heads = ", ".join(f"{h} ({v:+.2f} bits)" for h, v in d.top_heads)
+        out.append(
+            f"first departure: {d.run} at token {d.position}; attention entropy changed most in {heads}"
         )
     return out
 
 
-def cmd_compare(args: argparse.Namespace) -> None:
+def run_compare(cmd: CompareCommand, load: Callable[[str], Any], progress: Any = None) -> Comparison:
+    """What `decode compare` does with `cmd`; `load(name)` gives a model (the CLI loads it, the app has it)."""
     from headscope.decoding.compare import compare_prompt
-    from headscope.models import DEFAULT_MODEL, ModelHandle
+    from headscope.models import DEFAULT_MODEL
+
+    handle = load(cmd.model or DEFAULT_MODEL)
+    draft = load(cmd.config.draft_model) if cmd.config.draft_model else None
+    return compare_prompt(
+        handle, cmd.prompt, cmd.strategies, cmd.config, chat=cmd.chat, draft=draft, progress=progress
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from headscope.models import ModelHandle
 
     cmd = command(args)  # bad values fail before any model loads
     cfg, names = cmd.config, list(cmd.strategies)
@@ -213,9 +241,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise InputError("speculative needs --draft-model (a model sharing the target's tokenizer)")
     if not cmd.prompt.strip():
         raise InputError("the prompt is empty")
-    handle = ModelHandle.load(cmd.model or DEFAULT_MODEL, device=cmd.device)
-    draft = ModelHandle.load(cfg.draft_model, device=cmd.device) if cfg.draft_model else None
     with progress_bar("decode") as progress:
-        result = compare_prompt(handle, cmd.prompt, names, cfg, chat=cmd.chat, draft=draft, progress=progress)
+        result = run_compare(cmd, lambda name: ModelHandle.load(name, device=cmd.device), progress)
     payload = result.to_json()
-    emit(payload, args.json, _lines(payload))
+    emit(payload, args.json, _lines(result))

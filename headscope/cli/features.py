@@ -133,6 +133,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
 
 def cmd_attribute(args: argparse.Namespace) -> None:
     from headscope.features import attribution
+    from headscope.features.summary import attribute_checked
 
     if not args.prompt.strip():
         raise InputError("--prompt is empty")
@@ -141,11 +142,8 @@ def cmd_attribute(args: argparse.Namespace) -> None:
     _check_sae(args)
     handle, fsae = _load(args)
     metric = attribution.metric_for(handle, args.target, args.contrast)
-    result = attribution.attribute(handle, fsae, args.prompt, metric, args.top)
-    payload = result.to_json()
-    if args.check:
-        payload["check"] = attribution.check(handle, fsae, args.prompt, metric, result, args.top).to_json()
-    emit(payload, args.json, _plain)
+    result = attribute_checked(handle, fsae, args.prompt, metric, args.top, with_check=args.check)
+    emit(result.to_json(), args.json, _plain)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -305,17 +303,14 @@ def _eval_texts(args: argparse.Namespace) -> tuple[list[str] | None, str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from headscope.features.evaluate import evaluate_heldout, evaluate_sae
+    from headscope.features.summary import evaluate_on
 
     cfg = eval_config(args)
     texts, source = _eval_texts(args)
     _check_sae(args)
     handle, fsae = _load(args)
     with progress_bar("evaluate SAE") as step:
-        if texts is None:
-            result = evaluate_heldout(handle, [fsae], source, cfg=cfg, progress=step)[0]
-        else:
-            result = evaluate_sae(handle, fsae, texts, cfg=cfg, source=source, progress=step)
+        result = evaluate_on(handle, fsae, source, texts, cfg, step)
     emit(result.to_json(), args.json, _eval_lines)
 
 

@@ -19,7 +19,8 @@ from headscope.app import decoding_views as dv
 from headscope.app.wiring import Ctx, handler
 from headscope.cli.decoding import config_from_argv, to_argv
 from headscope.decoding import Comparison
-from headscope.decoding.trace import Step
+from headscope.decoding import summary as ds
+from headscope.decoding.trace import Step, Trace
 from headscope.errors import HeadscopeError
 
 BASE: dict[str, Any] = dict(
@@ -102,7 +103,7 @@ def test_a_dial_from_the_selection_is_a_locality_dial_in_the_command() -> None:
     )
     assert config_from_argv(to_argv(cmd)) == cmd
     assert (
-        dv.run_name(dv.Trace(strategy="ngram", intervention="x"), cmd.config)
+        ds.run_name(Trace(strategy="ngram", intervention="x"), cmd.config)
         == "ngram + dial λ=0.50 of 0.1, 1.*"
     )
 
@@ -176,7 +177,7 @@ def _times(cell: str) -> float:
 def test_a_step_tree_lists_the_accepted_path_first_with_its_tokens_as_text(lossless: Comparison) -> None:
     run = next(r for r in lossless.results if r.strategy == "token_recycling")
     step = next(s for s in run.steps if s.draft_parents is not None and s.n_draft_accepted)
-    paths = dv.tree_paths(step)
+    paths = ds.tree_paths(step)
     # independent: a path is root-to-leaf when each node's parent is the node before it
     parents = step.draft_parents
     assert parents is not None
@@ -189,7 +190,7 @@ def test_a_step_tree_lists_the_accepted_path_first_with_its_tokens_as_text(lossl
     assert f"{len(step.draft_tokens)} drafted node(s)" in hover and "✓" in hover
     assert all(dv.visible_token(w) in hover for w in words) and not ID_LIST.search(hover)
     chain = Step(0, (5, 6, 7), "lookup", (5, 9), 1, (0.5, 0.5), (1.0, 1.0), accepted_path=(0,))
-    assert dv.tree_paths(chain) == [(0, 1, 2)]  # a chain: one path
+    assert ds.tree_paths(chain) == [(0, 1, 2)]  # a chain: one path
 
 
 def test_the_trees_figure_has_a_row_per_drafting_run(lossless: Comparison) -> None:

@@ -55,6 +55,7 @@ def test_compare_with_ablated_heads_shows_where_greedy_changes(capsys: pytest.Ca
     code, out, _ = run(capsys, "--prompt", "hello world", "--heads", "1.0", "--heads-action", "dial",
                        "--lambda", "0.5", "--max-new-tokens", "4")  # fmt: skip
     assert code == 0 and "intervention: dial heads 1.0 (λ = 0.5, distance)" in out
+    assert "greedy + dial λ=0.50 of 1.0" in out  # each run named for the intervention, as in the app
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,10 @@ import torch
 
 from headscope.errors import InputError
 from headscope.features import attribution as attr
-from headscope.features import catalog, index, views
+from headscope.features import catalog, index, summary, views
 from headscope.features import steer as fsteer
 from headscope.features.collect import capture, split_windows
-from headscope.features.evaluate import evaluate, next_token_ce, splice_hook
+from headscope.features.evaluate import evaluate, evaluate_sae, next_token_ce, splice_hook
 from headscope.features.saes import FeatureSAE
 from headscope.features.train import TrainConfig, train
 from headscope.models import ModelHandle
@@ -331,3 +331,45 @@ def test_spearman_matches_a_known_value() -> None:
     assert attr.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert attr.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert attr.spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8)
+
+
+# -- summaries (what the app's Features tab and the CLI show) -------------------------------------------------------
+def test_text_and_page_reports_are_their_parts_and_round_trip(
+    tiny_llama: ModelHandle, fsae: FeatureSAE
+) -> None:
+    text = "The cat sat on the mat and looked at the dog."
+    r = summary.text_report(tiny_llama, fsae, text, 3)
+    assert r.top.to_json() == views.top_features(tiny_llama, fsae, text, 3).to_json()
+    assert r.reconstruction.to_json() == views.reconstruction(tiny_llama, fsae, text).to_json()
+    assert (r.sae, r.hook, r.d_sae) == (fsae.name, fsae.hook, fsae.d_sae)
+    assert summary.TextReport.from_json(r.to_json()).to_json() == r.to_json()
+    p = summary.page_report(tiny_llama, fsae, 5, text)
+    tokens, acts = views.feature_activations(tiny_llama, fsae, text, 5)
+    assert p.on_text is not None and list(p.on_text.activations) == acts and list(p.on_text.tokens) == tokens
+    assert list(p.on_text.token_ids) == tiny_llama.tokenize(text)[0].tolist()
+    assert p.page.to_json() == views.feature_page(tiny_llama, fsae, 5).to_json()
+    assert summary.page_report(tiny_llama, fsae, 5).on_text is None
+    assert summary.PageReport.from_json(p.to_json()).to_json() == p.to_json()
+    on_text = summary.evaluate_on(tiny_llama, fsae, "text", [text])
+    assert on_text.source == "text" and on_text.to_json() == evaluate_sae(tiny_llama, fsae, [text]).to_json()
+
+
+def test_checked_attribution_joins_estimates_and_real_ablations(
+    tiny_llama: ModelHandle, fsae: FeatureSAE
+) -> None:
+    prompt = "The quick brown fox jumps over the lazy dog and then it runs far away"
+    metric = attr.metric_for(tiny_llama, "e", "a")
+    stages: list[str] = []
+    res = summary.attribute_checked(
+        tiny_llama, fsae, prompt, metric, 8, progress=lambda s, f: stages.append(s)
+    )
+    plain = attr.attribute(tiny_llama, fsae, prompt, metric, 8)
+    assert res.features == plain.features and res.check is not None and len(stages) == 2
+    real = attr.ablation_drops(tiny_llama, fsae, prompt, metric, [f.feature for f in plain.features])
+    rows = summary.attribution_rows(res)
+    assert [r.feature for r in rows] == [f.feature for f in plain.features]
+    assert [r.ablation for r in rows] == pytest.approx(real, abs=1e-5)
+    assert all(r.token == plain.tokens[r.position] for r in rows)
+    assert summary.CheckedAttribution.from_json(res.to_json()).to_json() == res.to_json()
+    unchecked = summary.attribute_checked(tiny_llama, fsae, prompt, metric, 8, with_check=False)
+    assert unchecked.check is None and all(r.ablation is None for r in summary.attribution_rows(unchecked))
