@@ -25,7 +25,6 @@ FORBIDDEN = re.compile(
 CONVERTING = {
     "circuits_views.py",
     "circuits_edge_views.py",
-    "decoding_views.py",
 }
 
 
