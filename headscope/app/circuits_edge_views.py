@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import plotly.graph_objects as go
 
 from headscope.app.figures import fmt_num, table
+from headscope.circuits import summary as cs
 from headscope.circuits.edges_run import EdgeView, ViewEdge, ViewNode, edge_view
 from headscope.circuits.result import CircuitResult
 from headscope.errors import InputError
 
-EDGE_TITLES = {"eap": "EAP", "eap_ig": "EAP-IG"}
 MAX_DRAWN = 600  # strongest edges drawn; more would hide the graph (and slow the browser)
 WIDTH_BINS = 6  # edges share a trace per (sign, width bin): a few traces, not one per edge
 POSITIVE, NEGATIVE = "#1f77b4", "#d62728"  # ≈ m(clean) − m(edge patched): > 0 helps the task
@@ -26,15 +25,6 @@ POSITIVE, NEGATIVE = "#1f77b4", "#d62728"  # ≈ m(clean) − m(edge patched): >
 def edge_methods(result: CircuitResult | None) -> list[str]:
     ea = result.edge_attribution if result is not None else None
     return list(ea.methods) if ea is not None else []
-
-
-def default_percent(n_edges: int, at_least: int = 30, floor: float = 0.5) -> float:
-    """The graph's first size: `floor` % (as graph exports), or the first of MIB's sizes that keeps `at_least`
-    edges of a small model's graph (0.5 % of 110 edges is none)."""
-    for p in (floor, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0):
-        if p >= floor and p / 100 * n_edges >= at_least:
-            return p
-    return 100.0
 
 
 def circuit_view(result: CircuitResult, method: str, percent: float) -> EdgeView:
@@ -68,7 +58,8 @@ def _edge_traces(edges: list[ViewEdge], pos: dict[str, tuple[float, float]]) -> 
             picked = [
                 e
                 for e in edges
-                if np.sign(e.score) == sign and (lo < abs(e.score) <= hi or (b == 0 and e.score == 0))
+                if (e.score > 0) - (e.score < 0) == sign
+                and (lo < abs(e.score) <= hi or (b == 0 and e.score == 0))
             ]
             if not picked:
                 continue
@@ -141,7 +132,7 @@ def edge_graph_figure(result: CircuitResult, method: str, percent: float) -> go.
     n_layers, n_heads = ea.graph.n_layers, ea.graph.n_heads
     pos = {n.name: _xy(n, n_heads, n_layers) for n in view.nodes}
     drawn = list(view.edges[:MAX_DRAWN])
-    title = EDGE_TITLES.get(method, method)
+    title = cs.title(method)
     fig = go.Figure([*_edge_traces(drawn, pos), _edge_hover(drawn, pos, title), _node_trace(view.nodes, pos),
                      _token_trace(view.tokens, n_heads)])  # fmt: skip
     for colour, name in ((POSITIVE, "helps the task (score > 0)"), (NEGATIVE, "hurts the task (score < 0)")):
@@ -169,12 +160,8 @@ def edge_heads(result: CircuitResult, method: str, percent: float) -> list[str]:
     """The heads of the method's circuit at `percent` % (for the shared selection)."""
     heads = circuit_view(result, method, percent).heads()
     if not heads:
-        raise InputError(f"the {EDGE_TITLES.get(method, method)} circuit at {percent:g} % holds no head")
+        raise InputError(f"the {cs.title(method)} circuit at {percent:g} % holds no head")
     return heads
-
-
-def _ci(ci: tuple[float, float] | None) -> str:
-    return f" [{fmt_num(ci[0], 2)}, {fmt_num(ci[1], 2)}]" if ci else ""  # circuits_views.ci_text's form
 
 
 def edge_faithfulness_figure(result: CircuitResult) -> go.Figure:
@@ -188,10 +175,10 @@ def edge_faithfulness_figure(result: CircuitResult) -> go.Figure:
         return fig
     pct = [100 * s for s in f.sizes]
     for c in f.curves:
-        title = EDGE_TITLES.get(c.method, c.method)
+        title = cs.title(c.method)
         for kept, ys, dash, label in (
-            (c.signed_kept_edges, c.signed_faithfulness, "solid", f"signed ranking: CPR {fmt_num(c.cpr, 2)}{_ci(c.cpr_ci)}"),
-            (c.kept_edges, c.faithfulness, "dash", f"|score| ranking: CMD {fmt_num(c.cmd, 3)}{_ci(c.cmd_ci)}"),
+            (c.signed_kept_edges, c.signed_faithfulness, "solid", f"signed ranking: CPR {fmt_num(c.cpr, 2)}{cs.ci_text(c.cpr_ci, ' ')}"),
+            (c.kept_edges, c.faithfulness, "dash", f"|score| ranking: CMD {fmt_num(c.cmd, 3)}{cs.ci_text(c.cmd_ci, ' ')}"),
         ):  # fmt: skip
             fig.add_trace(go.Scatter(
                 x=pct, y=list(ys), mode="lines+markers", line={"dash": dash}, name=f"{title}, {label}",
@@ -214,37 +201,6 @@ def edge_table(result: CircuitResult) -> dict[str, Any]:
     ea = result.edge_attribution
     if ea is None:
         return table([], [("method", "edges: not computed (tick an edge method)")])
-    f = ea.faithfulness
-    rows = []
-    for name, m in ea.methods.items():
-        c = f.curve(name) if f is not None else None
-        row: dict[str, Any] = {"method": EDGE_TITLES.get(name, name), "time": m.runtime_s}
-        if c is not None:
-            row |= {
-                "cpr": c.cpr,
-                "cpr_ci": _ci(c.cpr_ci).strip(),
-                "cmd": c.cmd,
-                "cmd_ci": _ci(c.cmd_ci).strip(),
-            }
-        rows.append(row)
     cols = [("method", f"method ({ea.graph.n_edges:,} edges)"), ("cpr", "CPR (↑)"), ("cpr_ci", "CPR 95 % CI"),
             ("cmd", "CMD (↓)"), ("cmd_ci", "CMD 95 % CI"), ("time", "time (s)")]  # fmt: skip
-    return table(rows, cols)
-
-
-def edge_warnings(result: CircuitResult) -> list[str]:
-    """|m(N) − m(∅)| under 10 % of |m(N)|: the edge curves divide by a gap that small, so they are noise."""
-    ea = result.edge_attribution
-    f = ea.faithfulness if ea is not None else None
-    if f is None:
-        return []
-    return gap_warning("edge", f.full_metric, f.empty_metric)
-
-
-def gap_warning(level: str, full: float, empty: float) -> list[str]:
-    if abs(full - empty) >= 0.1 * abs(full):
-        return []
-    return [
-        f"{level} faithfulness divides by |m(N) − m(∅)| = {abs(full - empty):.3g}, under 10 % of |m(N)| = "
-        f"{abs(full):.3g}: its curves (and CPR/CMD) are mostly noise here."
-    ]
+    return table(cs.edge_method_rows(result), cols)

@@ -30,6 +30,7 @@ from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid
 from headscope.app.wiring import Ctx, bind, handler
+from headscope.circuits import summary as cs
 from headscope.circuits.ablate import AblationConfig, ablate_selection
 from headscope.circuits.config import EDGE_METHODS, CircuitConfig
 from headscope.circuits.finder import find_circuit
@@ -48,7 +49,7 @@ APP_MAX_EPOCHS = 500
 APP_MAX_TASK_CHARS = 50_000
 LAYER_SCOPES = ("all layers", "last 4 layers", "last 2 layers")
 OPTIONS = ("faithfulness curves", "stability (bootstrap, 100 resamples)", "edges (path patching; slow)")
-EDGE_CHOICES = [(ev.EDGE_TITLES[m], m) for m in EDGE_METHODS]
+EDGE_CHOICES = [(cs.title(m), m) for m in EDGE_METHODS]
 EDGE_PERCENT = 0.5  # the graph's default circuit size (% of all edges), as graph exports use
 EXAMPLE_CUSTOM = json.dumps(
     {
@@ -155,13 +156,13 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     )
     name = f"circuit_report_{result.task.name}_{result.model.name}"
     ea = result.edge_attribution
-    percent = ev.default_percent(ea.graph.n_edges) if ea is not None else EDGE_PERCENT
+    percent = cs.default_percent(ea.graph.n_edges) if ea is not None else EDGE_PERCENT
     return {
         "summary": cv.summary(result), "sae_grid": cv.score_grid(result, "sae_node", picked),
         "truth_grid": cv.truth_grid(result, picked), "heads": cv.head_table(result),
         "metrics": cv.metrics_table(result), "roc": cv.roc_figure(result), "faithfulness": cv.faithfulness_figure(result),
         "stability": cv.stability_table(result), "edges": cv.edges_table(result), "report_file": json_file(payload, name),
-        "edge_method": gr.Dropdown(choices=[(ev.EDGE_TITLES.get(m, m), m) for m in methods], value=method),
+        "edge_method": gr.Dropdown(choices=[(cs.title(m), m) for m in methods], value=method),
         "edge_graph": ev.edge_graph_figure(result, method, percent) if method else None,
         "edge_percent": percent, "edge_faithfulness": ev.edge_faithfulness_figure(result),
         "edge_table": ev.edge_table(result), "results": gr.Column(visible=True),
