@@ -12,7 +12,9 @@ from typing import Any
 import plotly.graph_objects as go
 
 from headscope.app.figures import fmt_num, table
+from headscope.circuits import edge_layout as lay
 from headscope.circuits import summary as cs
+from headscope.circuits.edge_layout import XY
 from headscope.circuits.edges_run import EdgeView, ViewEdge, ViewNode, edge_view
 from headscope.circuits.result import CircuitResult
 from headscope.errors import InputError
@@ -37,89 +39,43 @@ def circuit_view(result: CircuitResult, method: str, percent: float) -> EdgeView
     return edge_view(ea, method, float(percent) / 100.0, result.task.example_tokens)
 
 
-def _xy(node: ViewNode, n_heads: int, n_layers: int) -> tuple[float, float]:
-    """Input at the bottom, layer l's heads on row l (MLP right of them, half a row up: it reads the heads),
-    logits on top."""
-    if node.kind == "input":
-        return (n_heads - 1) / 2, -1.0
-    if node.kind == "logits":
-        return (n_heads - 1) / 2, float(n_layers)
-    if node.kind == "mlp":
-        return n_heads + 0.5, node.layer + 0.5
-    return float(node.head or 0), float(node.layer)
+def _edge_traces(edges: list[ViewEdge], pos: dict[str, XY]) -> list[go.Scatter]:
+    return [
+        go.Scatter(
+            x=list(g.xs), y=list(g.ys), mode="lines", hoverinfo="skip", showlegend=False, opacity=0.65,
+            line={"color": POSITIVE if g.sign > 0 else NEGATIVE, "width": 0.6 + 7.4 * (g.width_bin + 1) / g.bins},
+        )
+        for g in lay.edge_groups(edges, pos, WIDTH_BINS)
+    ]  # fmt: skip
 
 
-def _edge_traces(edges: list[ViewEdge], pos: dict[str, tuple[float, float]]) -> list[go.Scatter]:
-    top = max((abs(e.score) for e in edges), default=1.0) or 1.0
-    traces = []
-    for sign, colour in ((1, POSITIVE), (-1, NEGATIVE)):
-        for b in range(WIDTH_BINS):
-            lo, hi = top * b / WIDTH_BINS, top * (b + 1) / WIDTH_BINS
-            picked = [
-                e
-                for e in edges
-                if (e.score > 0) - (e.score < 0) == sign
-                and (lo < abs(e.score) <= hi or (b == 0 and e.score == 0))
-            ]
-            if not picked:
-                continue
-            xs: list[float | None] = []
-            ys: list[float | None] = []
-            for e in picked:
-                (x0, y0), (x1, y1) = pos[e.sender], pos[e.receiver]
-                xs += [x0, x1, None]
-                ys += [y0, y1, None]
-            traces.append(go.Scatter(
-                x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False, opacity=0.65,
-                line={"color": colour, "width": 0.6 + 7.4 * (b + 1) / WIDTH_BINS},
-            ))  # fmt: skip
-    return traces
-
-
-def _edge_hover(edges: list[ViewEdge], pos: dict[str, tuple[float, float]], title: str) -> go.Scatter:
+def _edge_hover(edges: list[ViewEdge], pos: dict[str, XY], title: str) -> go.Scatter:
     """Invisible markers at each edge's middle carry its hover (lines in plotly have none of their own)."""
-    mid = [
-        ((pos[e.sender][0] + pos[e.receiver][0]) / 2, (pos[e.sender][1] + pos[e.receiver][1]) / 2)
-        for e in edges
-    ]
-    text = [
-        f"{title}: {e.sender} → {e.receiver}"
-        + (f" ({e.via} input)" if e.via in ("q", "k", "v") else "")
-        + f"<br>score {e.score:+.4g}"
-        for e in edges
-    ]
+    mid = lay.midpoints(edges, pos)
     return go.Scatter(
         x=[m[0] for m in mid], y=[m[1] for m in mid], mode="markers", marker={"size": 6, "opacity": 0},
-        text=text, hovertemplate="%{text}<extra></extra>", showlegend=False,
+        text=[lay.edge_label(e, title) for e in edges], hovertemplate="%{text}<extra></extra>", showlegend=False,
     )  # fmt: skip
 
 
-def _node_trace(nodes: tuple[ViewNode, ...], pos: dict[str, tuple[float, float]]) -> go.Scatter:
+def _node_trace(nodes: tuple[ViewNode, ...], pos: dict[str, XY]) -> go.Scatter:
     colour = {"input": "#555", "head": "#2ca02c", "mlp": "#9467bd", "logits": "#ff7f0e"}
     symbol = {"input": "square", "head": "circle", "mlp": "diamond", "logits": "star"}
-    words = {"input": "token embeddings", "logits": "logits (the task metric)"}
-    text = [
-        f"{n.name}: {words.get(n.kind) or (f'layer {n.layer}, head {n.head}' if n.kind == 'head' else f'MLP {n.layer}')}"
-        + ("" if n.kind == "logits" else f"<br>node score {n.score:+.4g} (Σ of its outgoing edges)")
-        for n in nodes
-    ]
     return go.Scatter(
         x=[pos[n.name][0] for n in nodes], y=[pos[n.name][1] for n in nodes], mode="markers+text",
         marker={"size": 13, "color": [colour[n.kind] for n in nodes], "symbol": [symbol[n.kind] for n in nodes],
                 "line": {"width": 1, "color": "#fff"}},
         text=[n.name if n.kind in ("mlp", "logits") else "" for n in nodes], textposition="middle right",
-        hovertext=text, hovertemplate="%{hovertext}<extra></extra>", showlegend=False,
+        hovertext=[lay.node_label(n) for n in nodes], hovertemplate="%{hovertext}<extra></extra>", showlegend=False,
     )  # fmt: skip
 
 
 def _token_trace(tokens: tuple[str, ...], n_heads: int) -> go.Scatter:
-    """The prompt's tokens along the bottom, under the input node (edges are summed over positions, as MIB's)."""
-    n = max(len(tokens), 1)
-    xs = [-0.5 + (n_heads + 1.5) * (i + 0.5) / n for i in range(len(tokens))]
     return go.Scatter(
-        x=xs, y=[-1.7] * len(tokens), mode="text", text=[repr(t)[1:-1] or "␣" for t in tokens],
-        textfont={"size": 10}, hovertemplate="token %{customdata}: %{text}<extra></extra>",
-        customdata=list(range(len(tokens))), showlegend=False,
+        x=lay.token_xs(len(tokens), n_heads), y=[-1.7] * len(tokens), mode="text",
+        text=[repr(t)[1:-1] or "␣" for t in tokens], textfont={"size": 10},
+        hovertemplate="token %{customdata}: %{text}<extra></extra>", customdata=list(range(len(tokens))),
+        showlegend=False,
     )  # fmt: skip
 
 
@@ -130,7 +86,7 @@ def edge_graph_figure(result: CircuitResult, method: str, percent: float) -> go.
     ea = result.edge_attribution
     assert ea is not None  # circuit_view checked
     n_layers, n_heads = ea.graph.n_layers, ea.graph.n_heads
-    pos = {n.name: _xy(n, n_heads, n_layers) for n in view.nodes}
+    pos = lay.positions(view, n_heads, n_layers)
     drawn = list(view.edges[:MAX_DRAWN])
     title = cs.title(method)
     fig = go.Figure([*_edge_traces(drawn, pos), _edge_hover(drawn, pos, title), _node_trace(view.nodes, pos),
