@@ -35,7 +35,7 @@ from headscope.circuits.ablate import AblationConfig, ablate_selection
 from headscope.circuits.config import EDGE_METHODS, CircuitConfig
 from headscope.circuits.finder import find_circuit
 from headscope.circuits.formats import export_report, slug
-from headscope.circuits.report import MAX_REPORT_BYTES, compare_reports, loads_report
+from headscope.circuits.report import compare_reports, loads_upload
 from headscope.circuits.result import CircuitResult
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import TASKS, make_task
@@ -199,22 +199,12 @@ def export(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     return {f"{fmt}_file": json_file(out, name)}
 
 
-def _read_upload(data: Any, what: str) -> dict[str, Any]:
-    if isinstance(data, str):  # pasted JSON text
-        data = data.encode("utf-8")
-    if not isinstance(data, bytes):
-        raise InputError(f"upload {what} as a JSON file")
-    if len(data) > MAX_REPORT_BYTES:
-        raise InputError(f"{what} is larger than {MAX_REPORT_BYTES // 1_000_000} MB")
-    return loads_report(data)
-
-
 def view(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """View an uploaded report (older schema versions are migrated); with a second one, also their comparison."""
-    a = _read_upload(inputs["report_a"], "report A")
+    a = loads_upload(inputs["report_a"], "report A")
     CircuitResult.from_json(a)  # a report that cannot be drawn is refused here, with its reason
     b = inputs.get("report_b")
-    diff = compare_reports(a, _read_upload(b, "report B")) if b else None
+    diff = compare_reports(a, loads_upload(b, "report B")) if b else None
     return {"raw": a, "comparison": cv.diff_table(diff)}
 
 

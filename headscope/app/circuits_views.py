@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from headscope.app.figures import fmt_num, table
 from headscope.app.views import grid_value
 from headscope.circuits import summary as cs
+from headscope.circuits.report import comparison_rows
 from headscope.circuits.result import CircuitResult
 
 CIRCUIT, TRUTH, BOTH = "●", "◆", "●◆"
@@ -156,14 +157,9 @@ def diff_table(diff: dict[str, Any] | None) -> dict[str, Any]:
     """A report comparison (`compare_reports`) as rows: one per metric and method, plus the head changes."""
     if not diff:
         return table([], [("what", "comparison: upload a second report")])
-    rows: list[dict[str, Any]] = [
-        {"what": "heads added to the circuit", "a": "", "b": ", ".join(diff["heads_added"]) or "—"},
-        {"what": "heads removed from the circuit", "a": ", ".join(diff["heads_removed"]) or "—", "b": ""},
-    ]
-    for m, vals in diff["metrics"].items():
-        for k, d in vals.items():
-            rows.append({"what": f"{m}: {k}", "a": d["a"], "b": d["b"], "delta": d["delta"]})
-    return table(rows, [("what", "what"), ("a", "report A"), ("b", "report B"), ("delta", "B − A")])
+    return table(
+        comparison_rows(diff), [("what", "what"), ("a", "report A"), ("b", "report B"), ("delta", "B − A")]
+    )
 
 
 def ablation_table(res: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from headscope.circuits.finder import find_circuit
 from headscope.circuits.report import (
     SCHEMA_VERSION,
     compare_reports,
+    comparison_rows,
     loads_report,
+    loads_upload,
     migrate,
     read_report,
     validate_report,
@@ -122,6 +124,7 @@ def test_typed_round_trip(result: CircuitResult, report: dict, tmp_path: Path) -
     assert np.allclose(again.method("eap_ig").scores, result.method("eap_ig").scores)
     path = write_report(report, tmp_path / "r.json")
     assert read_report(path) == report and loads_report(path.read_bytes()) == report
+    assert loads_upload(path.read_bytes(), "report A") == loads_upload(path.read_text(), "report A") == report
 
 
 def test_compare(report: dict) -> None:
@@ -131,6 +134,14 @@ def test_compare(report: dict) -> None:
     diff = compare_reports(report, other)
     assert diff["heads_removed"] == report["circuit"][:1] and len(diff["heads_added"]) == 1
     assert diff["metrics"]["sae_node"]["precision"]["delta"] == -report["metrics"]["sae_node"]["precision"]
+    rows = {r["what"]: r for r in comparison_rows(diff)}
+    assert rows["heads removed from the circuit"]["a"] == report["circuit"][0]
+    assert rows["heads added to the circuit"]["b"] == diff["heads_added"][0]
+    assert rows["sae_node: precision"] == {
+        "what": "sae_node: precision",
+        **diff["metrics"]["sae_node"]["precision"],
+    }
+    assert len(rows) == 2 + sum(len(v) for v in diff["metrics"].values())
     alien = copy.deepcopy(report)
     alien["model"]["name"] = "tiny-llama"
     with pytest.raises(InputError, match="different models"):
@@ -231,6 +242,10 @@ def test_malformed_json_and_oversize_are_clear_errors(tmp_path: Path) -> None:
         loads_report(b" " * 9_000_000)
     with pytest.raises(InputError, match="circuit report file not found"):
         read_report(tmp_path / "missing.json")
+    with pytest.raises(InputError, match="upload report A as a JSON file"):
+        loads_upload(None, "report A")
+    with pytest.raises(InputError, match="not valid JSON"):
+        loads_upload("/etc/passwd", "report A")  # a path string is text, never opened
 
 
 # A schema-1.0 report written by the previous headscope (commit 7d246f2) on tiny-gpt2, floats rounded.
