@@ -15,9 +15,8 @@ from headscope.app.figures import fmt_num, table
 from headscope.circuits import edge_layout as lay
 from headscope.circuits import summary as cs
 from headscope.circuits.edge_layout import XY
-from headscope.circuits.edges_run import EdgeView, ViewEdge, ViewNode, edge_view
+from headscope.circuits.edges_run import ViewEdge, ViewNode
 from headscope.circuits.result import CircuitResult
-from headscope.errors import InputError
 
 MAX_DRAWN = 600  # strongest edges drawn; more would hide the graph (and slow the browser)
 WIDTH_BINS = 6  # edges share a trace per (sign, width bin): a few traces, not one per edge
@@ -27,16 +26,6 @@ POSITIVE, NEGATIVE = "#1f77b4", "#d62728"  # ≈ m(clean) − m(edge patched): >
 def edge_methods(result: CircuitResult | None) -> list[str]:
     ea = result.edge_attribution if result is not None else None
     return list(ea.methods) if ea is not None else []
-
-
-def circuit_view(result: CircuitResult, method: str, percent: float) -> EdgeView:
-    """The method's circuit at `percent` % of all edges (checked: a method the run scored, a size in range)."""
-    ea = result.edge_attribution
-    if ea is None:
-        raise InputError("this report has no edge scores: run with an edge method (EAP or EAP-IG) ticked")
-    if method not in ea.methods:
-        raise InputError(f"edge method must be one of {', '.join(ea.methods)}, got {method!r}")
-    return edge_view(ea, method, float(percent) / 100.0, result.task.example_tokens)
 
 
 def _edge_traces(edges: list[ViewEdge], pos: dict[str, XY]) -> list[go.Scatter]:
@@ -82,9 +71,9 @@ def _token_trace(tokens: tuple[str, ...], n_heads: int) -> go.Scatter:
 def edge_graph_figure(result: CircuitResult, method: str, percent: float) -> go.Figure:
     """The method's circuit at `percent` % of the edges: the strongest MAX_DRAWN of its edges drawn (width =
     |score|, blue helps the task, red hurts it), its heads and MLPs as nodes, the prompt's tokens at the bottom."""
-    view = circuit_view(result, method, percent)
+    view = lay.circuit_at(result, method, percent)
     ea = result.edge_attribution
-    assert ea is not None  # circuit_view checked
+    assert ea is not None  # circuit_at checked
     n_layers, n_heads = ea.graph.n_layers, ea.graph.n_heads
     pos = lay.positions(view, n_heads, n_layers)
     drawn = list(view.edges[:MAX_DRAWN])
@@ -110,14 +99,6 @@ def edge_graph_figure(result: CircuitResult, method: str, percent: float) -> go.
         margin={"t": 90}, plot_bgcolor="#fafafa", hovermode="closest",
     )  # fmt: skip
     return fig
-
-
-def edge_heads(result: CircuitResult, method: str, percent: float) -> list[str]:
-    """The heads of the method's circuit at `percent` % (for the shared selection)."""
-    heads = circuit_view(result, method, percent).heads()
-    if not heads:
-        raise InputError(f"the {cs.title(method)} circuit at {percent:g} % holds no head")
-    return heads
 
 
 def edge_faithfulness_figure(result: CircuitResult) -> go.Figure:

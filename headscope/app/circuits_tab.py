@@ -30,6 +30,7 @@ from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid
 from headscope.app.wiring import Ctx, bind, handler
+from headscope.circuits import edge_layout as lay
 from headscope.circuits import summary as cs
 from headscope.circuits.ablate import AblationConfig, ablate_selection
 from headscope.circuits.config import EDGE_METHODS, CircuitConfig
@@ -245,7 +246,7 @@ def edge_circuit_heads(report: Any, method: Any, percent: Any) -> str:
     """The heads of the edge circuit on show, in the selection's grammar ("0.1, 1.3")."""
     result = _result(report)
     return ", ".join(
-        ev.edge_heads(result, choice(method, "edge method", ev.edge_methods(result)), _percent(percent))
+        lay.circuit_heads(result, choice(method, "edge method", ev.edge_methods(result)), _percent(percent))
     )
 
 

@@ -1,16 +1,39 @@
-"""Where an edge circuit's graph (`edges_run.EdgeView`) puts things, as data a figure draws: the input at the bottom,
-layer l's heads on row l (its MLP right of them, half a row up: it reads the heads), the logits on top, the prompt's
-tokens spread under the input; edges grouped by sign and |score| bin (a few line traces, not one per edge), each
-with its midpoint and hover line (lines carry no hover of their own). Geometry only, no plotting: the app draws
-it (app/circuits_edge_views.py)."""
+"""An edge circuit (`circuit_at`: a report's method at a size, as `edges_run.EdgeView`) and where its graph puts
+things, as data a figure draws: the input at the bottom, layer l's heads on row l (its MLP right of them, half a
+row up: it reads the heads), the logits on top, the prompt's tokens spread under the input; edges grouped by sign
+and |score| bin (a few line traces, not one per edge), each with its midpoint and hover line (lines carry no hover
+of their own). No plotting: the app draws it (app/circuits_edge_views.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from headscope.circuits.edges_run import EdgeView, ViewEdge, ViewNode
+from headscope.circuits.edges_run import EdgeView, ViewEdge, ViewNode, edge_view
+from headscope.circuits.result import CircuitResult
+from headscope.circuits.summary import title
+from headscope.errors import InputError
 
 XY = tuple[float, float]
+
+
+def circuit_at(result: CircuitResult, method: str, percent: float) -> EdgeView:
+    """The method's circuit at `percent` % of all edges, checked: a report with edge scores, a method it scored."""
+    ea = result.edge_attribution
+    if ea is None:
+        raise InputError("this report has no edge scores: run with an edge method (EAP or EAP-IG) ticked")
+    if method not in ea.methods:
+        raise InputError(f"edge method must be one of {', '.join(ea.methods)}, got {method!r}")
+    return edge_view(ea, method, float(percent) / 100.0, result.task.example_tokens)
+
+
+def circuit_heads(result: CircuitResult, method: str, percent: float) -> list[str]:
+    """The heads of that circuit as "L.H" (for a head selection); a circuit without heads is refused."""
+    heads = circuit_at(result, method, percent).heads()
+    if not heads:
+        raise InputError(f"the {title(method)} circuit at {percent:g} % holds no head")
+    return heads
+
+
 NODE_WORDS = {"input": "token embeddings", "logits": "logits (the task metric)"}
 
 

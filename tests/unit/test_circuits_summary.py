@@ -145,3 +145,14 @@ def test_the_summary_round_trips_as_json(result: CircuitResult) -> None:
     data = json.loads(json.dumps(s.to_json()))
     assert cs.CircuitSummary.from_json(data) == s
     assert data["agreement"]["best"] == list(cs.agreement(result).best) and s.text[0].startswith("**")
+
+
+def test_an_edge_circuit_needs_edge_scores_and_a_scored_method(result: CircuitResult) -> None:
+    from headscope.circuits.edge_layout import circuit_at
+    from headscope.errors import InputError
+
+    with pytest.raises(InputError, match="no edge scores"):
+        circuit_at(replace(result, edge_attribution=None), "eap", 5)
+    if result.edge_attribution is not None:
+        with pytest.raises(InputError, match="edge method must be one of"):
+            circuit_at(result, "sae_node", 5)
