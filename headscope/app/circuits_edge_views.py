@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import plotly.graph_objects as go
 
 from headscope.app.figures import fmt_num, table
-from headscope.circuits.edges_run import EdgeView, ViewEdge, ViewNode, edge_view
+from headscope.circuits import edge_layout as lay
+from headscope.circuits import summary as cs
+from headscope.circuits.edge_layout import XY
+from headscope.circuits.edges_run import ViewEdge, ViewNode
 from headscope.circuits.result import CircuitResult
-from headscope.errors import InputError
 
-EDGE_TITLES = {"eap": "EAP", "eap_ig": "EAP-IG"}
 MAX_DRAWN = 600  # strongest edges drawn; more would hide the graph (and slow the browser)
 WIDTH_BINS = 6  # edges share a trace per (sign, width bin): a few traces, not one per edge
 POSITIVE, NEGATIVE = "#1f77b4", "#d62728"  # ≈ m(clean) − m(edge patched): > 0 helps the task
@@ -28,120 +28,56 @@ def edge_methods(result: CircuitResult | None) -> list[str]:
     return list(ea.methods) if ea is not None else []
 
 
-def default_percent(n_edges: int, at_least: int = 30, floor: float = 0.5) -> float:
-    """The graph's first size: `floor` % (as graph exports), or the first of MIB's sizes that keeps `at_least`
-    edges of a small model's graph (0.5 % of 110 edges is none)."""
-    for p in (floor, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0):
-        if p >= floor and p / 100 * n_edges >= at_least:
-            return p
-    return 100.0
+def _edge_traces(edges: list[ViewEdge], pos: dict[str, XY]) -> list[go.Scatter]:
+    return [
+        go.Scatter(
+            x=list(g.xs), y=list(g.ys), mode="lines", hoverinfo="skip", showlegend=False, opacity=0.65,
+            line={"color": POSITIVE if g.sign > 0 else NEGATIVE, "width": 0.6 + 7.4 * (g.width_bin + 1) / g.bins},
+        )
+        for g in lay.edge_groups(edges, pos, WIDTH_BINS)
+    ]  # fmt: skip
 
 
-def circuit_view(result: CircuitResult, method: str, percent: float) -> EdgeView:
-    """The method's circuit at `percent` % of all edges (checked: a method the run scored, a size in range)."""
-    ea = result.edge_attribution
-    if ea is None:
-        raise InputError("this report has no edge scores: run with an edge method (EAP or EAP-IG) ticked")
-    if method not in ea.methods:
-        raise InputError(f"edge method must be one of {', '.join(ea.methods)}, got {method!r}")
-    return edge_view(ea, method, float(percent) / 100.0, result.task.example_tokens)
-
-
-def _xy(node: ViewNode, n_heads: int, n_layers: int) -> tuple[float, float]:
-    """Input at the bottom, layer l's heads on row l (MLP right of them, half a row up: it reads the heads),
-    logits on top."""
-    if node.kind == "input":
-        return (n_heads - 1) / 2, -1.0
-    if node.kind == "logits":
-        return (n_heads - 1) / 2, float(n_layers)
-    if node.kind == "mlp":
-        return n_heads + 0.5, node.layer + 0.5
-    return float(node.head or 0), float(node.layer)
-
-
-def _edge_traces(edges: list[ViewEdge], pos: dict[str, tuple[float, float]]) -> list[go.Scatter]:
-    top = max((abs(e.score) for e in edges), default=1.0) or 1.0
-    traces = []
-    for sign, colour in ((1, POSITIVE), (-1, NEGATIVE)):
-        for b in range(WIDTH_BINS):
-            lo, hi = top * b / WIDTH_BINS, top * (b + 1) / WIDTH_BINS
-            picked = [
-                e
-                for e in edges
-                if np.sign(e.score) == sign and (lo < abs(e.score) <= hi or (b == 0 and e.score == 0))
-            ]
-            if not picked:
-                continue
-            xs: list[float | None] = []
-            ys: list[float | None] = []
-            for e in picked:
-                (x0, y0), (x1, y1) = pos[e.sender], pos[e.receiver]
-                xs += [x0, x1, None]
-                ys += [y0, y1, None]
-            traces.append(go.Scatter(
-                x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False, opacity=0.65,
-                line={"color": colour, "width": 0.6 + 7.4 * (b + 1) / WIDTH_BINS},
-            ))  # fmt: skip
-    return traces
-
-
-def _edge_hover(edges: list[ViewEdge], pos: dict[str, tuple[float, float]], title: str) -> go.Scatter:
+def _edge_hover(edges: list[ViewEdge], pos: dict[str, XY], title: str) -> go.Scatter:
     """Invisible markers at each edge's middle carry its hover (lines in plotly have none of their own)."""
-    mid = [
-        ((pos[e.sender][0] + pos[e.receiver][0]) / 2, (pos[e.sender][1] + pos[e.receiver][1]) / 2)
-        for e in edges
-    ]
-    text = [
-        f"{title}: {e.sender} → {e.receiver}"
-        + (f" ({e.via} input)" if e.via in ("q", "k", "v") else "")
-        + f"<br>score {e.score:+.4g}"
-        for e in edges
-    ]
+    mid = lay.midpoints(edges, pos)
     return go.Scatter(
         x=[m[0] for m in mid], y=[m[1] for m in mid], mode="markers", marker={"size": 6, "opacity": 0},
-        text=text, hovertemplate="%{text}<extra></extra>", showlegend=False,
+        text=[lay.edge_label(e, title) for e in edges], hovertemplate="%{text}<extra></extra>", showlegend=False,
     )  # fmt: skip
 
 
-def _node_trace(nodes: tuple[ViewNode, ...], pos: dict[str, tuple[float, float]]) -> go.Scatter:
+def _node_trace(nodes: tuple[ViewNode, ...], pos: dict[str, XY]) -> go.Scatter:
     colour = {"input": "#555", "head": "#2ca02c", "mlp": "#9467bd", "logits": "#ff7f0e"}
     symbol = {"input": "square", "head": "circle", "mlp": "diamond", "logits": "star"}
-    words = {"input": "token embeddings", "logits": "logits (the task metric)"}
-    text = [
-        f"{n.name}: {words.get(n.kind) or (f'layer {n.layer}, head {n.head}' if n.kind == 'head' else f'MLP {n.layer}')}"
-        + ("" if n.kind == "logits" else f"<br>node score {n.score:+.4g} (Σ of its outgoing edges)")
-        for n in nodes
-    ]
     return go.Scatter(
         x=[pos[n.name][0] for n in nodes], y=[pos[n.name][1] for n in nodes], mode="markers+text",
         marker={"size": 13, "color": [colour[n.kind] for n in nodes], "symbol": [symbol[n.kind] for n in nodes],
                 "line": {"width": 1, "color": "#fff"}},
         text=[n.name if n.kind in ("mlp", "logits") else "" for n in nodes], textposition="middle right",
-        hovertext=text, hovertemplate="%{hovertext}<extra></extra>", showlegend=False,
+        hovertext=[lay.node_label(n) for n in nodes], hovertemplate="%{hovertext}<extra></extra>", showlegend=False,
     )  # fmt: skip
 
 
 def _token_trace(tokens: tuple[str, ...], n_heads: int) -> go.Scatter:
-    """The prompt's tokens along the bottom, under the input node (edges are summed over positions, as MIB's)."""
-    n = max(len(tokens), 1)
-    xs = [-0.5 + (n_heads + 1.5) * (i + 0.5) / n for i in range(len(tokens))]
     return go.Scatter(
-        x=xs, y=[-1.7] * len(tokens), mode="text", text=[repr(t)[1:-1] or "␣" for t in tokens],
-        textfont={"size": 10}, hovertemplate="token %{customdata}: %{text}<extra></extra>",
-        customdata=list(range(len(tokens))), showlegend=False,
+        x=lay.token_xs(len(tokens), n_heads), y=[-1.7] * len(tokens), mode="text",
+        text=[repr(t)[1:-1] or "␣" for t in tokens], textfont={"size": 10},
+        hovertemplate="token %{customdata}: %{text}<extra></extra>", customdata=list(range(len(tokens))),
+        showlegend=False,
     )  # fmt: skip
 
 
 def edge_graph_figure(result: CircuitResult, method: str, percent: float) -> go.Figure:
     """The method's circuit at `percent` % of the edges: the strongest MAX_DRAWN of its edges drawn (width =
     |score|, blue helps the task, red hurts it), its heads and MLPs as nodes, the prompt's tokens at the bottom."""
-    view = circuit_view(result, method, percent)
+    view = lay.circuit_at(result, method, percent)
     ea = result.edge_attribution
-    assert ea is not None  # circuit_view checked
+    assert ea is not None  # circuit_at checked
     n_layers, n_heads = ea.graph.n_layers, ea.graph.n_heads
-    pos = {n.name: _xy(n, n_heads, n_layers) for n in view.nodes}
+    pos = lay.positions(view, n_heads, n_layers)
     drawn = list(view.edges[:MAX_DRAWN])
-    title = EDGE_TITLES.get(method, method)
+    title = cs.title(method)
     fig = go.Figure([*_edge_traces(drawn, pos), _edge_hover(drawn, pos, title), _node_trace(view.nodes, pos),
                      _token_trace(view.tokens, n_heads)])  # fmt: skip
     for colour, name in ((POSITIVE, "helps the task (score > 0)"), (NEGATIVE, "hurts the task (score < 0)")):
@@ -165,18 +101,6 @@ def edge_graph_figure(result: CircuitResult, method: str, percent: float) -> go.
     return fig
 
 
-def edge_heads(result: CircuitResult, method: str, percent: float) -> list[str]:
-    """The heads of the method's circuit at `percent` % (for the shared selection)."""
-    heads = circuit_view(result, method, percent).heads()
-    if not heads:
-        raise InputError(f"the {EDGE_TITLES.get(method, method)} circuit at {percent:g} % holds no head")
-    return heads
-
-
-def _ci(ci: tuple[float, float] | None) -> str:
-    return f" [{fmt_num(ci[0], 2)}, {fmt_num(ci[1], 2)}]" if ci else ""  # circuits_views.ci_text's form
-
-
 def edge_faithfulness_figure(result: CircuitResult) -> go.Figure:
     """MIB's curves per method: signed ranking (its area is CPR) and |score| ranking (CMD = area between it and 1);
     hovers name the method, the ranking and k (edges kept after pruning)."""
@@ -188,10 +112,10 @@ def edge_faithfulness_figure(result: CircuitResult) -> go.Figure:
         return fig
     pct = [100 * s for s in f.sizes]
     for c in f.curves:
-        title = EDGE_TITLES.get(c.method, c.method)
+        title = cs.title(c.method)
         for kept, ys, dash, label in (
-            (c.signed_kept_edges, c.signed_faithfulness, "solid", f"signed ranking: CPR {fmt_num(c.cpr, 2)}{_ci(c.cpr_ci)}"),
-            (c.kept_edges, c.faithfulness, "dash", f"|score| ranking: CMD {fmt_num(c.cmd, 3)}{_ci(c.cmd_ci)}"),
+            (c.signed_kept_edges, c.signed_faithfulness, "solid", f"signed ranking: CPR {fmt_num(c.cpr, 2)}{cs.ci_text(c.cpr_ci, ' ')}"),
+            (c.kept_edges, c.faithfulness, "dash", f"|score| ranking: CMD {fmt_num(c.cmd, 3)}{cs.ci_text(c.cmd_ci, ' ')}"),
         ):  # fmt: skip
             fig.add_trace(go.Scatter(
                 x=pct, y=list(ys), mode="lines+markers", line={"dash": dash}, name=f"{title}, {label}",
@@ -214,37 +138,6 @@ def edge_table(result: CircuitResult) -> dict[str, Any]:
     ea = result.edge_attribution
     if ea is None:
         return table([], [("method", "edges: not computed (tick an edge method)")])
-    f = ea.faithfulness
-    rows = []
-    for name, m in ea.methods.items():
-        c = f.curve(name) if f is not None else None
-        row: dict[str, Any] = {"method": EDGE_TITLES.get(name, name), "time": m.runtime_s}
-        if c is not None:
-            row |= {
-                "cpr": c.cpr,
-                "cpr_ci": _ci(c.cpr_ci).strip(),
-                "cmd": c.cmd,
-                "cmd_ci": _ci(c.cmd_ci).strip(),
-            }
-        rows.append(row)
     cols = [("method", f"method ({ea.graph.n_edges:,} edges)"), ("cpr", "CPR (↑)"), ("cpr_ci", "CPR 95 % CI"),
             ("cmd", "CMD (↓)"), ("cmd_ci", "CMD 95 % CI"), ("time", "time (s)")]  # fmt: skip
-    return table(rows, cols)
-
-
-def edge_warnings(result: CircuitResult) -> list[str]:
-    """|m(N) − m(∅)| under 10 % of |m(N)|: the edge curves divide by a gap that small, so they are noise."""
-    ea = result.edge_attribution
-    f = ea.faithfulness if ea is not None else None
-    if f is None:
-        return []
-    return gap_warning("edge", f.full_metric, f.empty_metric)
-
-
-def gap_warning(level: str, full: float, empty: float) -> list[str]:
-    if abs(full - empty) >= 0.1 * abs(full):
-        return []
-    return [
-        f"{level} faithfulness divides by |m(N) − m(∅)| = {abs(full - empty):.3g}, under 10 % of |m(N)| = "
-        f"{abs(full):.3g}: its curves (and CPR/CMD) are mostly noise here."
-    ]
+    return table(cs.edge_method_rows(result), cols)

@@ -30,11 +30,13 @@ from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid
 from headscope.app.wiring import Ctx, bind, handler
+from headscope.circuits import edge_layout as lay
+from headscope.circuits import summary as cs
 from headscope.circuits.ablate import AblationConfig, ablate_selection
 from headscope.circuits.config import EDGE_METHODS, CircuitConfig
 from headscope.circuits.finder import find_circuit
 from headscope.circuits.formats import export_report, slug
-from headscope.circuits.report import MAX_REPORT_BYTES, compare_reports, loads_report
+from headscope.circuits.report import compare_reports, loads_upload
 from headscope.circuits.result import CircuitResult
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import TASKS, make_task
@@ -48,7 +50,7 @@ APP_MAX_EPOCHS = 500
 APP_MAX_TASK_CHARS = 50_000
 LAYER_SCOPES = ("all layers", "last 4 layers", "last 2 layers")
 OPTIONS = ("faithfulness curves", "stability (bootstrap, 100 resamples)", "edges (path patching; slow)")
-EDGE_CHOICES = [(ev.EDGE_TITLES[m], m) for m in EDGE_METHODS]
+EDGE_CHOICES = [(cs.title(m), m) for m in EDGE_METHODS]
 EDGE_PERCENT = 0.5  # the graph's default circuit size (% of all edges), as graph exports use
 EXAMPLE_CUSTOM = json.dumps(
     {
@@ -155,13 +157,13 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     )
     name = f"circuit_report_{result.task.name}_{result.model.name}"
     ea = result.edge_attribution
-    percent = ev.default_percent(ea.graph.n_edges) if ea is not None else EDGE_PERCENT
+    percent = cs.default_percent(ea.graph.n_edges) if ea is not None else EDGE_PERCENT
     return {
         "summary": cv.summary(result), "sae_grid": cv.score_grid(result, "sae_node", picked),
         "truth_grid": cv.truth_grid(result, picked), "heads": cv.head_table(result),
         "metrics": cv.metrics_table(result), "roc": cv.roc_figure(result), "faithfulness": cv.faithfulness_figure(result),
         "stability": cv.stability_table(result), "edges": cv.edges_table(result), "report_file": json_file(payload, name),
-        "edge_method": gr.Dropdown(choices=[(ev.EDGE_TITLES.get(m, m), m) for m in methods], value=method),
+        "edge_method": gr.Dropdown(choices=[(cs.title(m), m) for m in methods], value=method),
         "edge_graph": ev.edge_graph_figure(result, method, percent) if method else None,
         "edge_percent": percent, "edge_faithfulness": ev.edge_faithfulness_figure(result),
         "edge_table": ev.edge_table(result), "results": gr.Column(visible=True),
@@ -198,22 +200,12 @@ def export(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     return {f"{fmt}_file": json_file(out, name)}
 
 
-def _read_upload(data: Any, what: str) -> dict[str, Any]:
-    if isinstance(data, str):  # pasted JSON text
-        data = data.encode("utf-8")
-    if not isinstance(data, bytes):
-        raise InputError(f"upload {what} as a JSON file")
-    if len(data) > MAX_REPORT_BYTES:
-        raise InputError(f"{what} is larger than {MAX_REPORT_BYTES // 1_000_000} MB")
-    return loads_report(data)
-
-
 def view(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """View an uploaded report (older schema versions are migrated); with a second one, also their comparison."""
-    a = _read_upload(inputs["report_a"], "report A")
+    a = loads_upload(inputs["report_a"], "report A")
     CircuitResult.from_json(a)  # a report that cannot be drawn is refused here, with its reason
     b = inputs.get("report_b")
-    diff = compare_reports(a, _read_upload(b, "report B")) if b else None
+    diff = compare_reports(a, loads_upload(b, "report B")) if b else None
     return {"raw": a, "comparison": cv.diff_table(diff)}
 
 
@@ -254,7 +246,7 @@ def edge_circuit_heads(report: Any, method: Any, percent: Any) -> str:
     """The heads of the edge circuit on show, in the selection's grammar ("0.1, 1.3")."""
     result = _result(report)
     return ", ".join(
-        ev.edge_heads(result, choice(method, "edge method", ev.edge_methods(result)), _percent(percent))
+        lay.circuit_heads(result, choice(method, "edge method", ev.edge_methods(result)), _percent(percent))
     )
 
 

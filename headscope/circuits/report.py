@@ -290,6 +290,15 @@ def loads_report(text: str | bytes) -> dict[str, Any]:
     return validate_report(migrate(data))
 
 
+def loads_upload(data: Any, what: str) -> dict[str, Any]:
+    """An uploaded report: bytes or pasted text, never a server path (a path string is just bad JSON)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not isinstance(data, bytes):
+        raise InputError(f"upload {what} as a JSON file")
+    return loads_report(data)
+
+
 def read_report(path: str | Path) -> dict[str, Any]:
     return loads_report(read_bytes(path, "circuit report", limit=MAX_REPORT_BYTES))
 
@@ -329,3 +338,16 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "ground_truth_n_positive": _delta(len(a["ground_truth"]["heads"]), len(b["ground_truth"]["heads"])),
         "ground_truth_runtime_s": _delta(a["ground_truth"]["runtime_s"], b["ground_truth"]["runtime_s"]),
     }
+
+
+def comparison_rows(diff: dict[str, Any]) -> list[dict[str, Any]]:
+    """`compare_reports` as rows {what, a, b, delta}: the head changes, then one per method and metric."""
+    rows: list[dict[str, Any]] = [
+        {"what": "heads added to the circuit", "a": "", "b": ", ".join(diff["heads_added"]) or "—"},
+        {"what": "heads removed from the circuit", "a": ", ".join(diff["heads_removed"]) or "—", "b": ""},
+    ]
+    for m, vals in diff["metrics"].items():
+        rows += [
+            {"what": f"{m}: {k}", "a": d["a"], "b": d["b"], "delta": d["delta"]} for k, d in vals.items()
+        ]
+    return rows

@@ -192,7 +192,16 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
         "runtime_s": report["runtime_s"],
         "edges": _edge_headline(report.get("edge_attribution")),
         "warnings": report["warnings"],
+        "summary": _summary(report),
     }
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The verdicts the app's summary says (best method, ties, near chance, boundary tie, small gaps)."""
+    from headscope.circuits.result import CircuitResult
+    from headscope.circuits.summary import summarize
+
+    return summarize(CircuitResult.from_json(report)).to_json()
 
 
 def _edge_headline(ea: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -318,7 +327,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(json.dumps(out, indent=1))
         return
     print(f"report: {path if path is not None else '(not written: --out -)'}")
-    for w in report["warnings"]:
+    for w in out["summary"]["warnings"]:
         print(f"warning: {w}")
     gt = out["ground_truth"]
     print(f"ground truth: {gt['method']} ({gt['mode']}), {gt['heads']} heads, {gt['runtime_s']:.1f} s")
@@ -326,6 +335,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     for m, auc in out["roc_auc"].items():
         auc_s = "n/a" if auc is None else f"{auc:.3f} {_ci(out['roc_auc_ci'][m])}"
         print(f"{m:22} ROC-AUC {auc_s:>22}  {report['runtime_s'][m]:8.2f} s")
+    agree = out["summary"]["agreement"]
+    tie = " (a tie)" if len(agree["best"]) > 1 else ""
+    print(f"best agreement with the ground truth: {', '.join(agree['best']) or 'n/a'}{tie}")
+    if agree["near_chance"]:
+        print(f"near chance (95 % CI contains 0.5): {', '.join(agree['near_chance'])}")
     edges = out["edges"]
     for m, secs in (edges or {"runtime_s": {}})["runtime_s"].items():
         c = edges["faithfulness"].get(m) if edges else None

@@ -31,6 +31,7 @@ from headscope.app.circuits_tab import (
 )
 from headscope.app.wiring import Ctx, handler
 from headscope.circuits import patching
+from headscope.circuits import summary as cs
 from headscope.circuits.config import CircuitConfig
 from headscope.circuits.edges_run import edge_view
 from headscope.circuits.faithfulness import ablate
@@ -88,7 +89,7 @@ def test_the_views_are_drawn_from_the_report(report: dict, views: dict) -> None:
             want["roc_auc"], abs=1e-4
         )
         ci = want.get("roc_auc_ci")
-        assert row[head.index("ROC-AUC 95 % CI")] == (cv.ci_text(tuple(ci)) if ci else "")
+        assert row[head.index("ROC-AUC 95 % CI")] == (cs.ci_text(tuple(ci)) if ci else "")
     assert len(views["stability"]["data"]) == 4 and "not computed" in views["edges"]["headers"][0]
 
 
@@ -98,9 +99,9 @@ def test_edge_views_are_the_librarys_circuit(report: dict, views: dict) -> None:
     assert ea is not None and ea.faithfulness is not None
     assert (
         views["edge_method"].value == "eap_ig"
-        and views["edge_percent"] == ev.default_percent(ea.graph.n_edges) == 50
+        and views["edge_percent"] == cs.default_percent(ea.graph.n_edges) == 50
     )
-    assert ev.default_percent(123_211) == EDGE_PERCENT  # SmolLM2: 616 edges
+    assert cs.default_percent(123_211) == EDGE_PERCENT  # SmolLM2: 616 edges
     for method, percent in (("eap", 20.0), ("eap_ig", 100.0)):
         fig = ev.edge_graph_figure(result, method, percent)
         want = edge_view(ea, method, percent / 100, result.task.example_tokens)
@@ -119,7 +120,7 @@ def test_edge_views_are_the_librarys_circuit(report: dict, views: dict) -> None:
     table = views["edge_table"]
     for row, c in zip(table["data"], ea.faithfulness.curves, strict=True):
         assert row[1] == pytest.approx(c.cpr, abs=1e-4) and row[3] == pytest.approx(c.cmd, abs=1e-4)
-        assert row[2] == cv.ci_text(c.cpr_ci)
+        assert row[2] == cs.ci_text(c.cpr_ci)
     fig = views["edge_faithfulness"]
     assert len(fig.data) == 2 * len(ea.faithfulness.curves) and fig.layout.legend.x > 1  # legend outside
     assert (
@@ -223,23 +224,23 @@ def test_the_summary_judges_by_the_interval_and_says_ties(report: dict) -> None:
     m[names[1]] = replace(base, roc_auc=0.9, roc_auc_ci=(0.8, 0.97))
     m[names[2]] = replace(base, roc_auc=0.9, roc_auc_ci=(0.51, 0.99))  # tied best; its CI excludes 0.5
     m[names[3]] = replace(base, roc_auc=0.3, roc_auc_ci=(0.2, 0.45))  # worse than chance, but not near it
-    text = "\n".join(cv.agreement(replace(result, metrics=m)))
-    t = cv.METHOD_TITLES
+    text = "\n".join(cs.agreement_lines(replace(result, metrics=m)))
+    t = cs.METHOD_TITLES
     assert f"**tie** between {t[names[1]]} and {t[names[2]]}" in text
     assert f"{t[names[0]]} is near chance" in text and "[0.41, 0.70] contains 0.5" in text
     assert text.count("near chance") == 1
     m[names[2]] = replace(base, roc_auc=0.8, roc_auc_ci=(0.6, 0.9))
     assert (
         f"Best agreement with the ground truth: **{t[names[1]]}** (ROC-AUC 0.900, 95 % CI [0.80, 0.97])"
-        in ("\n".join(cv.agreement(replace(result, metrics=m))))
+        in ("\n".join(cs.agreement_lines(replace(result, metrics=m))))
     )
     f = result.faithfulness
     assert f is not None
-    small = replace(result, faithfulness=replace(f, full_metric=2.0, empty_metric=1.85))
-    assert any("under 10 % of |m(N)| = 2" in w for w in cv.small_gap_warning(small))
-    assert not cv.small_gap_warning(
-        replace(result, faithfulness=replace(f, full_metric=2.0, empty_metric=1.7))
-    )
+    heads = replace(result, edge_attribution=None)  # the head curves' warning alone
+    small = replace(heads, faithfulness=replace(f, full_metric=2.0, empty_metric=1.85))
+    assert [w[:4] for w in cs.gap_warnings(small)] == ["head"]
+    assert "under 10 % of |m(N)| = 2" in cs.gap_warnings(small)[0] and "under 10 %" in cv.summary(small)
+    assert not cs.gap_warnings(replace(heads, faithfulness=replace(f, full_metric=2.0, empty_metric=1.7)))
 
 
 def test_unanalysed_layers_are_hatched_not_zero(report: dict) -> None:
@@ -247,7 +248,7 @@ def test_unanalysed_layers_are_hatched_not_zero(report: dict) -> None:
     one = replace(result, ground_truth=replace(result.ground_truth, layers=(1,)))
     for grid in (cv.score_grid(one, "sae_node", []), cv.truth_grid(one, [])):
         assert grid["z"][0] == [None] * 4 and None not in grid["z"][1]
-        assert "hatched (not analysed, not zero)" in grid["caption"]
+        assert "hatched (not analysed, not zero)" in grid["caption"] and grid["missing"] == "not analysed"
     roc = cv.roc_figure(result)
     assert all("top k = %{customdata} heads" in t.hovertemplate for t in roc.data[1:])
     faith = cv.faithfulness_figure(result)

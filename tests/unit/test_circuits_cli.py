@@ -63,8 +63,18 @@ def test_run_compare_export_import(tmp_path: Path, capsys: pytest.CaptureFixture
     )
     curve = ea["faithfulness"]["curves"][1]
     assert out["edges"]["faithfulness"]["eap_ig"] == {k: curve[k] for k in ("cpr", "cpr_ci", "cmd", "cmd_ci")}
+    aucs = {m: round(v["roc_auc"], 3) for m, v in report["metrics"].items() if v["roc_auc"] is not None}
+    agree = out["summary"]["agreement"]  # the app's verdicts, from the report's own numbers
+    assert agree["best"] == [m for m, v in aucs.items() if v == max(aucs.values())]
+    assert agree["near_chance"] == [
+        m
+        for m, v in report["metrics"].items()
+        if v.get("roc_auc_ci") and v["roc_auc_ci"][0] <= 0.5 <= v["roc_auc_ci"][1]
+    ]
+    assert out["summary"]["warnings"][: len(report["warnings"])] == report["warnings"]
     assert main([*_run(tmp_path, "b.json", "--seed", "1", "--circuit-k", "2", "--no-faithfulness")]) == 0
-    assert "circuit (top_k)" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "circuit (top_k)" in text and "best agreement with the ground truth: " in text
     assert read_report(tmp_path / "b.json")["faithfulness"] is None
     assert main(["circuits", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == "tiny-llama"

@@ -106,7 +106,9 @@ function hsGrid() {
     const c = cellAt(ev);
     if (!c) { tip.hide(); return; }
     const [l, h] = c, key = `${l}.${h}`;
-    const lines = [`layer ${l}, head ${h}: ${HS.fmt(z[l][h], digits)} ${unit}`.trim()];
+    // A hatched cell says why it has no value (`missing`, e.g. "not analysed") instead of "n/a".
+    const none = (z[l][h] === null || z[l][h] === undefined) && v.missing;
+    const lines = [none ? `layer ${l}, head ${h}: ${v.missing}` : `layer ${l}, head ${h}: ${HS.fmt(z[l][h], digits)} ${unit}`.trim()];
     for (const e of extra) {
       if (e && Array.isArray(e.z) && e.z[l]) lines.push(`${e.label}: ${HS.fmt(e.z[l][h], e.digits ?? digits)} ${e.unit || ''}`.trim());
     }
