@@ -19,13 +19,6 @@ FORBIDDEN = re.compile(
     r"\bimport torch\b|\bfrom torch\b|\btorch\.|\bnumpy\b|\bnp\.|\.run_with_hooks\b|\brun_with_cache\b"
     r"|hooks\(|\bhook_|\.forward\(|register_forward_hook"
 )
-# Views that still do numpy array work (no tensors, no hooks) that belongs in their capability: outstanding from
-# issue 21 phase 2. The list only shrinks; the test is strict for every other file, and a listed file that is
-# clean passes like any other.
-CONVERTING = {
-    "circuits_views.py",
-    "circuits_edge_views.py",
-}
 
 
 def offending_lines(path: Path) -> list[str]:
@@ -43,6 +36,4 @@ def test_the_pattern_finds_what_it_is_for() -> None:
 @pytest.mark.parametrize("path", sorted(APP.glob("*.py")), ids=lambda p: p.name)
 def test_no_tensor_or_hook_code_in_app(path: Path) -> None:
     found = offending_lines(path)
-    if found and path.name in CONVERTING:
-        pytest.xfail(f"{path.name} is being converted by its tab's owner: " + "; ".join(found))
     assert not found, "tensor / array / hook code in app/ (move it into the capability):\n" + "\n".join(found)
