@@ -25,7 +25,7 @@ from headscope.app import circuits_views as cv
 from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
 from headscope.app.figures import Plot, RawResult, json_file
-from headscope.app.inputs import choice, integer, number, text
+from headscope.app.inputs import choice, integer, number, ranged_number, text
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid
@@ -254,9 +254,9 @@ def edge_circuit_heads(report: Any, method: Any, percent: Any) -> str:
 def _run_inputs() -> dict[str, Any]:
     with gr.Row():
         task = gr.Dropdown(TASK_CHOICES, value="ioi", label="Task")
-        n_examples = gr.Slider(6, APP_MAX_EXAMPLES, value=16, step=1, label="Prompt pairs")
+        n_examples = ranged_number("Prompt pairs", 6, APP_MAX_EXAMPLES, 16, integer=True)
         seed = gr.Number(0, precision=0, label="Seed")
-        epochs = gr.Slider(1, APP_MAX_EPOCHS, value=500, step=1, label="SAE epochs")
+        epochs = ranged_number("SAE epochs", 1, APP_MAX_EPOCHS, 500, integer=True)
     with gr.Row():
         reduce = gr.Radio(["mean", "last"], value="mean", label="Head output: positions")
         norm = gr.Radio(["reference_rows", "atoms"], value="reference_rows", label="SAE decoder norm")

@@ -19,7 +19,7 @@ from headscope.app import examples, jobs
 from headscope.app import features_views as fv
 from headscope.app import steering_views as sv
 from headscope.app.figures import Plot, json_file, table
-from headscope.app.inputs import choice, integer, number, text
+from headscope.app.inputs import choice, integer, number, ranged_number, text
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import TokenStrip
@@ -288,7 +288,7 @@ def _top_section(ctx: AppContext, w: dict[str, Any], status: Any) -> None:
     gr.Markdown("### Top features of a text")
     w["text"] = gr.Textbox(label=f"Text (at most {APP_MAX_CHARS:,} characters)", value=DEFAULT_TEXT, lines=3)
     with gr.Row():
-        w["k"] = gr.Slider(1, APP_MAX_K, value=5, step=1, label="features per token (k)")
+        w["k"] = ranged_number("features per token (k)", 1, APP_MAX_K, 5, integer=True)
         show = gr.Button("Show features", variant="primary", scale=0, min_width=160)
     w["summary"] = gr.Markdown()
     w["strip"] = TokenStrip(label="Tokens (shaded by their top feature)", elem_id="hs-features-strip")
@@ -333,7 +333,7 @@ def _eval_section(w: dict[str, Any], status: Any) -> None:
         with gr.Row():
             w["source"] = gr.Radio(list(EVAL_SOURCES), value="wiki-test", label="Text",
                                    info="wiki-test: Wikipedia test split; chat: the model's answers to the shipped prompts")  # fmt: skip
-            w["tokens"] = gr.Slider(256, APP_MAX_EVAL_TOKENS, value=2048, step=256, label="tokens at most")
+            w["tokens"] = ranged_number("tokens at most", 256, APP_MAX_EVAL_TOKENS, 2048, integer=True)
             go = gr.Button("Evaluate", variant="primary", scale=0, min_width=140)
         w["eval_caption"] = gr.Markdown()
         w["eval_table"] = gr.Dataframe(value=table([], fv.EVAL_COLUMNS), interactive=False, label="Figures")
@@ -351,7 +351,7 @@ def _steer_section(w: dict[str, Any], status: Any) -> None:
                                    f"|α| ≤ {MAX_ALPHA:g}, as in the Steering tab; clamp: the activation value)")  # fmt: skip
             w["mode"] = gr.Radio(list(fsteer.MODES), value="add", label="Mode")
             w["position"] = gr.Radio(["last", "all"], value="last", label="Positions")
-            w["new_tokens"] = gr.Slider(1, APP_MAX_NEW_TOKENS, value=20, step=1, label="new tokens")
+            w["new_tokens"] = ranged_number("new tokens", 1, APP_MAX_NEW_TOKENS, 20, integer=True)
         w["prompt"] = gr.Textbox(label="Prompt", value="My favourite place to visit is", lines=1)
         go = gr.Button("Steer", variant="primary")
         w["steer_line"] = gr.Markdown()

@@ -305,8 +305,8 @@ def test_circuits_tab_runs_a_custom_task(page) -> None:
     page.keyboard.press("Control+A")
     page.keyboard.press("Delete")
     editor.fill(json.dumps(spec))
-    _fill_slider(page, "Prompt pairs", "6")
-    _fill_slider(page, "SAE epochs", "10")
+    _fill_number(page, "Prompt pairs (6 … 32)", "6")
+    _fill_number(page, "SAE epochs (1 … 500)", "10")
     _visible(page.get_by_label("EAP-IG", exact=True)).check()  # edge attribution over the model graph
     _click(page, "Find circuit")
     _wait_plot_in_tab(page)
