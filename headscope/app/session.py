@@ -8,6 +8,8 @@ base64 with their name. On import every value is decoded by the type of the comp
 tag in the file), file names are reduced to a safe basename, and the model must be a catalog name. A plain
 `gr.HTML` whose value is markup cannot be registered: markup from a file would be injected into the page; register
 the data it is drawn from and a `rebuild` event instead (views from `views.py` hold data and are fine).
+The file's format — bytes as base64, safe file names, inert text, figures and tables, the bundle's checks — is
+headscope/session.py, without UI; this module maps it onto the components and wires the two buttons.
 """
 
 from __future__ import annotations
@@ -33,17 +35,8 @@ from headscope.app.views import is_view
 from headscope.errors import InputError
 from headscope.files import read_bytes
 from headscope.models import CATALOG
-from headscope.session import FORMAT, MAX_FILE_BYTES, MAX_SESSION_BYTES, VERSION, as_text
-
-__all__ = [
-    "FORMAT",
-    "MAX_FILE_BYTES",
-    "MAX_SESSION_BYTES",
-    "VERSION",
-    "SessionControls",
-    "SessionParts",
-    "as_text",
-]
+from headscope.session import MAX_SESSION_BYTES as MAX_SESSION_BYTES  # re-exported (tests)
+from headscope.session import as_text
 
 
 # ---- per component type ------------------------------------------------------------------------------------------
@@ -70,7 +63,7 @@ def _file_entry(value: Any) -> dict[str, str]:
     if isinstance(value, bytes | bytearray):
         return {"name": "upload.bin", "b64": codec.b64(bytes(value))}
     path = Path(str(value))
-    data = read_bytes(path, "session part", limit=MAX_FILE_BYTES)
+    data = read_bytes(path, "session part", limit=codec.MAX_FILE_BYTES)
     return {"name": codec.safe_name(path.name), "b64": codec.b64(data)}
 
 
