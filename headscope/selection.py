@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from headscope import checks
 from headscope.codec import JsonCodec
 from headscope.errors import InputError
+
+if TYPE_CHECKING:
+    from headscope.models import ModelHandle
 
 Head = tuple[int, int]  # (layer, head)
 MAX_ITEMS = 4096
@@ -226,3 +229,179 @@ class HeadSet(JsonCodec):
 def _check_shape(n_layers: int, n_heads: int) -> None:
     if not (isinstance(n_layers, int) and isinstance(n_heads, int) and n_layers >= 1 and n_heads >= 1):
         raise InputError(f"a model shape needs ≥ 1 layer and ≥ 1 head, got {n_layers}×{n_heads}")
+
+
+# ---- the app's selection: heads of one model (and token positions), as a session file carries it ---------------
+MAX_POSITIONS = 64
+
+
+@dataclass(frozen=True)
+class Selection(JsonCodec):
+    """Heads of one model shape (canonical text; "" for none, then no shape or model) and token positions
+    (sorted, unique). Checked when made: a forged value from a session file or an API caller is refused.
+    JSON: `{"heads": "9.4, 12.1", "n_layers": 30, "n_heads": 9, "model": "smollm2-135m", "positions": [3, 7]}`.
+    The functions below return a new one (they also accept the JSON form)."""
+
+    heads: str = ""
+    n_layers: int | None = None
+    n_heads: int | None = None
+    model: str | None = None
+    positions: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if self.heads:
+            n_l = checks.integer(self.n_layers, "selection n_layers", 1, 10_000)
+            n_h = checks.integer(self.n_heads, "selection n_heads", 1, 10_000)
+            hs = HeadSet.parse(str(self.heads), n_l, n_h)
+            model = str(self.model) if self.model else None
+            for name, value in (("heads", str(hs)), ("n_layers", n_l), ("n_heads", n_h), ("model", model)):
+                set_(self, name, value)
+        else:
+            for name, value in (("heads", ""), ("n_layers", None), ("n_heads", None), ("model", None)):
+                set_(self, name, value)
+        positions = self.positions
+        if not isinstance(positions, list | tuple) or len(positions) > MAX_POSITIONS:
+            raise InputError(f"selection positions: a list of at most {MAX_POSITIONS} token positions")
+        chosen = {checks.integer(p, "token position", 0, 1_000_000) for p in positions}
+        set_(self, "positions", tuple(sorted(chosen)))
+
+
+def clean(sel: Any) -> Selection:
+    """A selection value from anywhere (state, session file JSON, API caller) as a checked `Selection`."""
+    if isinstance(sel, Selection):
+        return sel
+    if not isinstance(sel, dict):
+        return Selection()
+    return Selection(
+        sel.get("heads") or "",
+        sel.get("n_layers"),
+        sel.get("n_heads"),
+        sel.get("model"),
+        sel.get("positions") or (),
+    )
+
+
+def heads_of(sel: Any) -> HeadSet | None:
+    """The selected heads in the selection's own shape (None when nothing is selected)."""
+    sel = clean(sel)
+    if not sel.heads or sel.n_layers is None or sel.n_heads is None:
+        return None
+    return HeadSet.parse(sel.heads, sel.n_layers, sel.n_heads)
+
+
+def _same_shape(sel: Any, n_layers: int, n_heads: int, using: str | None = None) -> HeadSet:
+    """The selected heads, refused unless they are of an `n_layers`×`n_heads` model (`using`: the model's name
+    when the heads are about to run on it)."""
+    hs = heads_of(sel)
+    if hs is None:
+        return HeadSet.empty(n_layers, n_heads)
+    if (hs.n_layers, hs.n_heads) != (n_layers, n_heads):
+        raise InputError(
+            f"the selection ({hs}) was made on a {hs.n_layers}×{hs.n_heads} model; "
+            f"{using} is {n_layers}×{n_heads}: clear the selection first"
+            if using
+            else f"the selection holds heads of a {hs.n_layers}×{hs.n_heads} model ({clean(sel).model}); "
+            f"clear it before selecting heads of a {n_layers}×{n_heads} one"
+        )
+    return hs
+
+
+def head_set(sel: Any, handle: ModelHandle) -> HeadSet:
+    """The selected heads checked against `handle`'s shape (an empty set when nothing is selected)."""
+    return _same_shape(sel, handle.facts.n_layers, handle.facts.n_heads, handle.identity.name)
+
+
+def with_heads(sel: Any, hs: HeadSet, model: str | None) -> Selection:
+    """The selection with its heads replaced by `hs` (positions kept)."""
+    out = clean(sel)
+    if not hs:
+        return replace(out, heads="")
+    return replace(out, heads=str(hs), n_layers=hs.n_layers, n_heads=hs.n_heads, model=model)
+
+
+def add(sel: Any, heads: HeadSet, model: str | None) -> Selection:
+    """The union of the selection and `heads`."""
+    return with_heads(sel, _same_shape(sel, heads.n_layers, heads.n_heads).union(heads), model)
+
+
+def toggle(sel: Any, layer: Any, head: Any, n_layers: Any, n_heads: Any, model: str | None) -> Selection:
+    """A click on a grid cell: the head added, or removed if it was selected."""
+    n_l = checks.integer(n_layers, "n_layers", 1, 10_000)
+    n_h = checks.integer(n_heads, "n_heads", 1, 10_000)
+    cell = (checks.integer(layer, "layer", 0, n_l - 1), checks.integer(head, "head", 0, n_h - 1))
+    return with_heads(sel, _same_shape(sel, n_l, n_h).toggle(cell), model)
+
+
+def box(sel: Any, layers: Any, heads: Any, n_layers: Any, n_heads: Any, model: str | None) -> Selection:
+    """A drag over a grid: every head of the rectangle added."""
+    n_l = checks.integer(n_layers, "n_layers", 1, 10_000)
+    n_h = checks.integer(n_heads, "n_heads", 1, 10_000)
+    l0, l1 = sorted(checks.integer(v, "layer", 0, n_l - 1) for v in (layers or [None, None])[:2])
+    h0, h1 = sorted(checks.integer(v, "head", 0, n_h - 1) for v in (heads or [None, None])[:2])
+    cells = [(a, b) for a in range(l0, l1 + 1) for b in range(h0, h1 + 1)]
+    return add(sel, HeadSet.of(cells, n_l, n_h), model)
+
+
+def from_text(sel: Any, text: Any, handle: ModelHandle) -> Selection:
+    """What a visitor typed in the bar ("9.4, 12.*", "*.3"), checked against the model: replaces the heads."""
+    if not isinstance(text, str) or len(text) > 4000:
+        raise InputError("selected heads: text like '9.4, 12.*, *.3' (at most 4000 characters)")
+    return with_heads(sel, handle.head_set(text), handle.identity.name)
+
+
+def _positions(sel: Any, chosen: set[int]) -> Selection:
+    if len(chosen) > MAX_POSITIONS:
+        raise InputError(f"at most {MAX_POSITIONS} token positions can be selected")
+    return replace(clean(sel), positions=tuple(chosen))
+
+
+def toggle_position(sel: Any, position: Any) -> Selection:
+    pos = checks.integer(position, "token position", 0, 1_000_000)
+    return _positions(sel, set(clean(sel).positions) ^ {pos})
+
+
+def positions_from_text(sel: Any, text: Any) -> Selection:
+    """'3, 7, 10-12' → positions 3, 7, 10, 11, 12."""
+    if not isinstance(text, str) or len(text) > 1000:
+        raise InputError("selected positions: text like '3, 7, 10-12'")
+    chosen: set[int] = set()
+    for part in (p.strip() for p in text.replace(";", ",").split(",")):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        a = checks.integer(lo.strip(), "token position", 0, 1_000_000)
+        b = checks.integer(hi.strip(), "token position", 0, 1_000_000) if hi else a
+        chosen.update(range(min(a, b), max(a, b) + 1))
+        if len(chosen) > MAX_POSITIONS:  # refused at the first part past the limit
+            return _positions(sel, chosen)
+    return _positions(sel, chosen)
+
+
+def describe(sel: Any) -> str:
+    """The bar's text: the canonical head list."""
+    return clean(sel).heads
+
+
+def describe_positions(sel: Any) -> str:
+    return ", ".join(str(p) for p in clean(sel).positions)
+
+
+def names(sel: Any) -> list[str]:
+    """Each selected head as "L.H" (for views that highlight the selection)."""
+    hs = heads_of(sel)
+    return hs.names() if hs is not None else []
+
+
+def as_head_set(value: Any, handle: ModelHandle) -> HeadSet:
+    """What an "add" source returns (a HeadSet, grammar text, or (layer, head) pairs) as a HeadSet of `handle`."""
+    n_l, n_h = handle.facts.n_layers, handle.facts.n_heads
+    if isinstance(value, HeadSet):
+        if (value.n_layers, value.n_heads) != (n_l, n_h):
+            raise InputError(
+                f"heads of a {value.n_layers}×{value.n_heads} model; {handle.identity.name} is {n_l}×{n_h}"
+            )
+        return value
+    if isinstance(value, str):
+        return handle.head_set(value)
+    return HeadSet.of(value, n_l, n_h)

@@ -24,6 +24,7 @@ from gradio.components.plot import PlotData
 from plotly.subplots import make_subplots
 
 from headscope.app import downloads
+from headscope.app.views import rows_of
 
 MODEBAR: dict[str, Any] = {
     "displaylogo": False,
@@ -115,12 +116,6 @@ def _ticks(n: int) -> dict[str, Any]:
     }
 
 
-def _rows(z: Any) -> list[list[float | None]]:
-    """A 2-D grid (nested lists, or anything with `tolist`: an array from a typed result) as float rows."""
-    rows = z.tolist() if hasattr(z, "tolist") else z
-    return [[None if v is None else float(v) for v in row] for row in rows]
-
-
 def heatmap(
     z: Any,
     *,
@@ -134,7 +129,7 @@ def heatmap(
     diverging: bool = False,
 ) -> go.Figure:
     """A layer × head (or any integer-indexed) heatmap with a colour bar in `unit` and hover in words."""
-    arr = _rows(z)
+    arr = [[None if v is None else float(v) for v in row] for row in rows_of(z)]
     kw: dict[str, Any] = {"zmin": zmin, "zmax": zmax}
     if diverging:
         m = max((abs(v) for row in arr for v in row if v is not None and math.isfinite(v)), default=1.0)

@@ -2,8 +2,9 @@
 the job (and frees the model), and the status line beside it.
 
 The job vocabulary itself — `JobSpec`, `Reporter` (a `(stage, fraction)` progress whose calls honour a cancel),
-`JobStatus`, `JobCancelled`, the runners and the board of running jobs — lives in headscope/batch/ (protocol.py,
-board.py) and is re-exported here for the tabs. How a long job stays out of everyone's way:
+`JobStatus`, `JobCancelled`, the runners, the board of running jobs, following and cancelling them — lives in
+headscope/batch/ (protocol.py, board.py, follow.py) and is re-exported here for the tabs. How a long job stays out
+of everyone's way:
 - it runs in its own worker (a thread here; on a Ray cluster when HEADSCOPE_RAY_ADDRESS is set and the job carries
   its CLI command) while the event handler only relays its progress to the page (`follow`);
 - every report first checks the cancel flag, raising `JobCancelled`, so Cancel takes effect at the next step;
@@ -18,7 +19,6 @@ and the Cancel button (see README.md).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,29 +27,18 @@ import gradio as gr
 
 import headscope.cli  # noqa: F401  (registers the command line that cluster jobs run: batch/commands.py)
 from headscope.batch.board import BOARD, RUNNERS, JobBoard, ThreadRunner, runner, using_runner
+from headscope.batch.follow import cancel_and_wait, follow
 from headscope.batch.protocol import JobBusy, JobCancelled, JobSpec, JobStatus, Reporter, RunningJob
 
 __all__ = [
     "BOARD", "RUNNERS", "JobBoard", "JobBusy", "JobCancelled", "JobControls", "JobSpec", "JobStatus", "Reporter",
     "RunningJob", "ThreadRunner", "cancel", "follow", "owner_of", "run", "runner", "using_runner",
 ]  # fmt: skip
-POLL_S = 0.2
 
 
 def owner_of(request: gr.Request | None) -> str:
     """A visitor's identity for jobs: the browser session (gradio_client callers have one too)."""
     return str(getattr(request, "session_hash", None) or "direct")
-
-
-def follow(job: RunningJob, progress: Callable[..., Any] | None = None, poll_s: float = POLL_S) -> Any:
-    """Relay the job's stages to gradio's progress until it ends; then its result (or its error, raised)."""
-    shown: tuple[str, float | None] | None = None
-    while not job.wait(poll_s):
-        st = job.status()
-        if progress is not None and (st.stage, st.frac) != shown:
-            shown = (st.stage, st.frac)
-            progress(st.frac, desc=f"{job.title}: {st.stage}")
-    return job.result()
 
 
 def run(
@@ -70,20 +59,8 @@ def run(
 def cancel(slot: str | None, request: gr.Request | None, wait_s: float = 10.0) -> str:
     """The Cancel button's handler: stop this visitor's job in `slot` (all of theirs when None) and wait (a
     little) until it has really stopped, so the line it returns tells the truth."""
-    stopped = BOARD.cancel(owner_of(request), slot)
-    if not stopped:
-        return "nothing is running here"
-    deadline = time.monotonic() + wait_s
-    lines = []
-    for job in stopped:
-        ended = job.wait(max(0.0, deadline - time.monotonic()))
-        st = job.status()
-        lines.append(
-            f"cancelled '{job.title}' during '{st.stage}'; the model is free"
-            if ended
-            else f"cancelling '{job.title}': it stops at the end of its current step ('{st.stage}')"
-        )
-    return "\n\n".join(lines)
+    lines = cancel_and_wait(BOARD, owner_of(request), slot, wait_s)
+    return "\n\n".join(lines) if lines else "nothing is running here"
 
 
 def _shown() -> Any:

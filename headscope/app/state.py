@@ -48,9 +48,6 @@ VIEW_EVENT: dict[str, Any] = {
     "show_progress": "minimal",
 }
 JOB_EVENT: dict[str, Any] = {"concurrency_id": JOB_CONCURRENCY_ID, "concurrency_limit": _job_slots()}
-# Before a tab adopts VIEW_EVENT / JOB_EVENT it still uses this one-slot group (jobs there block each other,
-# but no longer the views, which left it).
-MODEL_CONCURRENCY_ID = "model"
 
 
 class ModelStore:

@@ -84,13 +84,13 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _rows(a: Any) -> list[Any]:
+def rows_of(a: Any) -> list[Any]:
     """Nested lists of a 2-D value (lists, or an array / tensor of a typed result: anything with `tolist`)."""
     return a.tolist() if hasattr(a, "tolist") else [list(r) for r in a]
 
 
 def _matrix(z: Any, digits: int) -> list[list[float | None]]:
-    rows = _rows(z)
+    rows = rows_of(z)
     if not rows or not isinstance(rows[0], list) or not rows[0] or len({len(r) for r in rows}) != 1:
         raise ValueError("a layer × head grid needs a non-empty 2-D array")
     return [[None if x is None else _finite(round(float(x), digits + 2)) for x in row] for row in rows]
@@ -142,7 +142,7 @@ def _u16(cells: array) -> array:
 
 def encode_pattern(a: Any) -> str:
     """An [n, n] attention pattern as base64 little-endian uint16 (weight × 65535): 2 bytes a cell, ±8e-6."""
-    cells = array("H", (round(min(max(float(x), 0.0), 1.0) * 65535) for row in _rows(a) for x in row))
+    cells = array("H", (round(min(max(float(x), 0.0), 1.0) * 65535) for row in rows_of(a) for x in row))
     return base64.b64encode(_u16(cells).tobytes()).decode("ascii")
 
 
@@ -172,7 +172,7 @@ def attention_value(
         raise ValueError(f"show between 1 and {MAX_VIEW_HEADS} heads")
     heads = []
     for label, a in patterns.items():
-        rows = _rows(a)
+        rows = rows_of(a)
         if len(rows) != n or any(len(r) != n for r in rows):
             raise ValueError(f"{label}: pattern shape is not the expected {n} × {n}")
         heads.append({"label": label, "b64": encode_pattern(rows)})

@@ -117,7 +117,7 @@ def test_steer_config_validates_alpha(alpha: object) -> None:
 # validates itself in __post_init__): a new one fails `test_every_config_is_covered` until it is listed here.
 ROOT = Path(__file__).resolve().parents[2] / "headscope"
 COVERED: dict[str, dict[str, object]] = {  # config → valid values for its fields without a default
-    "headscope.app.selection_bar.Selection": {},
+    "headscope.selection.Selection": {},
     "headscope.attention.blocks.BlockSpec": {},
     "headscope.cli.steering_inputs.ContrastiveApply": {"vectors": "v"},
     "headscope.cli.steering_inputs.ContrastiveRun": {},

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("attention", "kernels"), 2),
     "models": 1,
     **dict.fromkeys(("errors", "checks", "registry", "selection", "assets", "codec", "files", "progress"), 0),
+    "session": 0,  # the session file's format, UI-free (app/session.py maps it onto the app's components)
     **dict.fromkeys(("data", "ioi"), 0),  # shared data helpers (text corpus, IOI name lists)
 }
 # Documented exceptions to the layer direction (importer, imported): each says why in the comment beside it.
