@@ -87,12 +87,3 @@ def test_plot_component_adds_the_export_config() -> None:
     cfg = json.loads(data.plot)["config"]
     assert cfg["toImageButtonOptions"] == {"format": "svg", "scale": 1, "filename": "my_sweep"}
     assert cfg["displaylogo"] is False
-
-
-def test_rank_heads_wires_over_a_shown_grid() -> None:
-    from headscope.app.locality_views import rank_heads
-
-    g = views.grid_value([[3.0, 1.0], [-2.0, 0.5]], title="t", unit="bits")
-    assert rank_heads(g, 2, lowest=True) == [(1, 0), (1, 1)]
-    assert rank_heads(g, 2, lowest=False, absolute=True) == [(0, 0), (1, 0)]
-    assert rank_heads({}, 3, lowest=True) == []
