@@ -268,9 +268,9 @@ def build(ctx: AppContext) -> None:
     bind(swept.success, draw_sweep, inputs={"raw": sweep_raw.json},
          outputs={"status": sweep_ctl.status, "curves": curves, "table": sweep_rows, "file": sweep_raw.file},
          api_visibility="private", queue=False)  # fmt: skip
+    drawn = {k_: v for k_, v in views.items() if k_ != "file"}  # summary, grid, delta, strip, heads
     ctx.session.add(
-        "locality", text=text_in, lam=lam, mode=mode, schedule=schedule, beta=beta, scope=scope, summary=summary,
-        grid=grid, delta=delta, strip=strip, heads=heads_table, result=raw.json, result_file=raw.file,
-        shown_heads=shown, attention=att, sweep_status=sweep_ctl.status, sweep_curves=curves,
-        sweep_rows=sweep_rows, sweep=sweep_raw.json, sweep_file=sweep_raw.file,
+        "locality", text=text_in, **dial_in, **drawn, result=raw.json, result_file=raw.file, shown_heads=shown,
+        attention=att, sweep_status=sweep_ctl.status, sweep_curves=curves, sweep_rows=sweep_rows,
+        sweep=sweep_raw.json, sweep_file=sweep_raw.file,
     )  # fmt: skip
