@@ -56,9 +56,7 @@ def compare(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """The chosen shipped model's attention (entropy per layer × head, one head's pattern) next to λ = 0's:
     `raw` = `localist.AttentionComparison` JSON."""
     name = choice(inputs["model"], "shipped localist model", SHIPPED_MODELS)
-    layer, head = layer_head(
-        inputs["layer"], inputs["head"], 2, 4
-    )  # every shipped model is 2 layers × 4 heads
+    layer, head = layer_head(inputs["layer"], inputs["head"], 2, 4)  # every shipped model: 2 layers × 4 heads
     text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
     say = ctx.progress or (lambda *a, **k: None)
     say(0.1, desc="running the checkpoint and the distributed model")

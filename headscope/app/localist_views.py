@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from headscope.app.figures import curves, fmt_num, table
 from headscope.app.views import attention_value, grid_value
 from headscope.localist.train_inspect import AttentionComparison, AttentionReading
+from headscope.localist.train_ship import paper_comparison
 from headscope.probes.view import uniform_ceiling_bits
 
 TABLE_COLUMNS = (
@@ -24,21 +25,11 @@ def rows_table(t: dict[str, Any] | None) -> dict[str, Any]:
     return table((t or {}).get("rows", []), TABLE_COLUMNS)
 
 
-def _yes(v: Any) -> str:
-    return "n/a" if v is None else ("yes" if v else "no")
-
-
 def paper_table(t: dict[str, Any] | None) -> dict[str, Any]:
-    """Ours next to the paper's numbers, where both exist (the shipped runs are far smaller than the paper's)."""
-    s, p = (t or {}).get("summary", {}), (t or {}).get("paper", {})
-    rows = [
-        {"what": "mean entropy at λ = 0 (bits)", "ours": s.get("entropy_bits_lambda0"), "paper": p.get("entropy_bits_lambda0")},
-        {"what": "mean entropy at λ = 1 (bits)", "ours": s.get("entropy_bits_lambda1"), "paper": p.get("entropy_bits_lambda1")},
-        {"what": "best trade-off λ", "ours": s.get("best_tradeoff_lambda"), "paper": p.get("best_lambda")},
-        {"what": "entropy falls as λ rises", "ours": _yes(s.get("entropy_falls_like_paper")), "paper": "yes"},
-        {"what": "pointer fidelity rises with λ", "ours": _yes(s.get("pointer_fidelity_rises")), "paper": "yes"},
-    ]  # fmt: skip
-    return table(rows, [("what", "quantity"), ("ours", "shipped runs"), ("paper", "paper (abstract)")])
+    """Ours next to the paper's numbers, where both exist (`localist.train_ship.paper_comparison`)."""
+    return table(
+        paper_comparison(t), [("what", "quantity"), ("ours", "shipped runs"), ("paper", "paper (abstract)")]
+    )
 
 
 def sweep_figure(t: dict[str, Any] | None) -> go.Figure:

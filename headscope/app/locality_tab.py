@@ -99,7 +99,7 @@ def analyse(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics:
     `raw` = `probes.EntropyView` JSON. Long texts take seconds, so it runs as a (cancellable) job carrying its
     CLI command (`headscope locality view`); a visitor may run several at once."""
-    dial = _dial(inputs)
+    _dial(inputs)  # every field checked before the model is touched
     text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
     handle = STORE.get(str(inputs["model"]))
     dial = _scoped(inputs, handle)
@@ -179,8 +179,10 @@ def draw_sweep(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _k(value: Any) -> int:
-    return integer(value, "k", 1, 64)
+def _ranked(raw: Any, k: Any, by: str) -> list[tuple[int, int]]:
+    """The k heads of the shown entropy result ranked `by` entropy or by the dial's change (none before a run)."""
+    k_ok = integer(k, "k", 1, 64)
+    return EntropyView.from_json(raw).rank_heads(k_ok, by=by) if raw else []
 
 
 # ---- layout ------------------------------------------------------------------------------------------------------
@@ -240,10 +242,8 @@ def build(ctx: AppContext) -> None:
     for view in (grid, delta):
         ctx.selection.connect_grid(view)
     ctx.selection.connect_tokens(strip)
-    ctx.selection.add_button(add_low, lambda g, kk: lv.rank_heads(g, _k(kk), lowest=True), [grid, k])
-    ctx.selection.add_button(
-        add_moved, lambda g, kk: lv.rank_heads(g, _k(kk), lowest=False, absolute=True), [delta, k]
-    )
+    ctx.selection.add_button(add_low, lambda r, kk: _ranked(r, kk, "entropy"), [raw.json, k])
+    ctx.selection.add_button(add_moved, lambda r, kk: _ranked(r, kk, "delta"), [raw.json, k])
 
     gr.Markdown("### Attention pattern")
     with gr.Row():
@@ -268,9 +268,9 @@ def build(ctx: AppContext) -> None:
     bind(swept.success, draw_sweep, inputs={"raw": sweep_raw.json},
          outputs={"status": sweep_ctl.status, "curves": curves, "table": sweep_rows, "file": sweep_raw.file},
          api_visibility="private", queue=False)  # fmt: skip
+    drawn = {k_: v for k_, v in views.items() if k_ != "file"}  # summary, grid, delta, strip, heads
     ctx.session.add(
-        "locality", text=text_in, lam=lam, mode=mode, schedule=schedule, beta=beta, scope=scope, summary=summary,
-        grid=grid, delta=delta, strip=strip, heads=heads_table, result=raw.json, result_file=raw.file,
-        shown_heads=shown, attention=att, sweep_status=sweep_ctl.status, sweep_curves=curves,
-        sweep_rows=sweep_rows, sweep=sweep_raw.json, sweep_file=sweep_raw.file,
+        "locality", text=text_in, **dial_in, **drawn, result=raw.json, result_file=raw.file, shown_heads=shown,
+        attention=att, sweep_status=sweep_ctl.status, sweep_curves=curves, sweep_rows=sweep_rows,
+        sweep=sweep_raw.json, sweep_file=sweep_raw.file,
     )  # fmt: skip

@@ -32,11 +32,6 @@ SWEEP_COLUMNS = (
 )  # fmt: skip
 
 
-def _grid(a: Any) -> list[list[float]]:
-    """A [layer][head] grid of a typed result as nested lists (results hold arrays; views take lists)."""
-    return a.tolist() if hasattr(a, "tolist") else [list(row) for row in a]
-
-
 def scope_words(dial: LocalityDial) -> str:
     return "all heads" if dial.heads_text is None else f"heads {dial.heads_text}"
 
@@ -56,16 +51,16 @@ def entropy_grid(view: EntropyView, selected: Sequence[str]) -> dict[str, Any]:
     p, delta = view.probes, view.delta_bits
     extra: list[dict[str, Any]] = []
     if delta is not None:
-        extra.append({"label": "Δ vs λ = 0", "unit": "bits", "z": _grid(delta)})
+        extra.append({"label": "Δ vs λ = 0", "unit": "bits", "z": delta})
     extra += [
-        {"label": "pointer fidelity", "unit": "", "z": _grid(p.pointer_fidelity)},
-        {"label": "previous-token", "unit": "", "z": _grid(p.previous_token_score)},
+        {"label": "pointer fidelity", "unit": "", "z": p.pointer_fidelity},
+        {"label": "previous-token", "unit": "", "z": p.previous_token_score},
     ]
     if p.induction_score is not None:
-        extra.append({"label": "induction", "unit": "", "z": _grid(p.induction_score)})
+        extra.append({"label": "induction", "unit": "", "z": p.induction_score})
     ceiling = view.uniform_ceiling_bits
     return grid_value(
-        _grid(p.entropy_bits), title=f"attention entropy per head at {dial_words(view.dial)}", unit="bits",
+        p.entropy_bits, title=f"attention entropy per head at {dial_words(view.dial)}", unit="bits",
         zmin=0.0, zmax=ceiling, selected=list(selected), extra=extra, model=p.model,
         caption=f"colour: mean row entropy of each head, 0 … {ceiling:.2f} bits (uniform attention over every "
         "earlier token, this text's ceiling; the same scale at every λ). Click a cell to select its head; drag to "
@@ -78,9 +73,9 @@ def delta_grid(view: EntropyView, selected: Sequence[str]) -> dict[str, Any]:
     if delta is None or view.baseline is None:
         return {"empty": "λ = 0: this is the baseline; set λ > 0 to see what the dial changes."}
     return grid_value(
-        _grid(delta), title=f"entropy change vs λ = 0 at {dial_words(view.dial)}", unit="bits", scale="diverging",
+        delta, title=f"entropy change vs λ = 0 at {dial_words(view.dial)}", unit="bits", scale="diverging",
         selected=list(selected), model=view.probes.model, extra=[{"label": "entropy at λ = 0", "unit": "bits",
-        "z": _grid(view.baseline.entropy_bits)}],
+        "z": view.baseline.entropy_bits}],
         caption="blue: the dial lowered the head's entropy (more focused); red: raised it; white: unchanged.",
         filename=f"entropy_change_lambda{view.dial.lam:g}",
     )  # fmt: skip
@@ -90,8 +85,7 @@ def token_strip(view: EntropyView, positions: Sequence[int]) -> dict[str, Any]:
     values, n_shown = view.token_entropy()
     p = view.probes
     if n_shown is None:
-        n_l, n_h = len(_grid(p.entropy_bits)), len(_grid(p.entropy_bits)[0])
-        over = f"all {n_l * n_h} heads"
+        over = f"all {p.entropy_bits.size} heads"
     else:
         over = f"the {n_shown} selected head{'s' if n_shown > 1 else ''}"
     n = p.n_tokens
@@ -106,31 +100,8 @@ def token_strip(view: EntropyView, positions: Sequence[int]) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def head_rows(view: EntropyView, selected: set[str]) -> list[dict[str, Any]]:
-    p = view.probes
-    ent, delta = _grid(p.entropy_bits), view.delta_bits
-    d = _grid(delta) if delta is not None else None
-    fid, prev, dist = _grid(p.pointer_fidelity), _grid(p.previous_token_score), _grid(p.mean_distance)
-    ind = _grid(p.induction_score) if p.induction_score is not None else None
-    return [
-        {
-            "layer": layer,
-            "head": head,
-            "entropy_bits": ent[layer][head],
-            "delta_bits": None if d is None else d[layer][head],
-            "pointer_fidelity": fid[layer][head],
-            "previous_token_score": prev[layer][head],
-            "induction_score": None if ind is None else ind[layer][head],
-            "mean_distance": dist[layer][head],
-            "selected": "✓" if f"{layer}.{head}" in selected else "",
-        }
-        for layer in range(len(ent))
-        for head in range(len(ent[0]))
-    ]
-
-
 def head_table(view: EntropyView, selected: set[str]) -> dict[str, Any]:
-    return table(head_rows(view, selected), HEAD_COLUMNS)
+    return table(view.head_rows(selected), HEAD_COLUMNS)
 
 
 def summary(view: EntropyView) -> str:
@@ -178,17 +149,3 @@ def sweep_figure(result: SweepResult) -> go.Figure:
 
 def sweep_table(result: SweepResult) -> dict[str, Any]:
     return table([r.to_json() for r in result.rows], SWEEP_COLUMNS, digits=5)
-
-
-def rank_heads(grid: Any, k: int, *, lowest: bool, absolute: bool = False) -> list[tuple[int, int]]:
-    """The k heads with the lowest (or highest |value|) cells of a `grid_value` — wiring over a shown result."""
-    if not isinstance(grid, dict) or not grid.get("z"):
-        return []
-    cells = [
-        (abs(v) if absolute else v, layer, head)
-        for layer, row in enumerate(grid["z"])
-        for head, v in enumerate(row)
-        if v is not None and math.isfinite(v)
-    ]
-    cells.sort(key=lambda c: (c[0] if lowest else -c[0], c[1], c[2]))  # ties: row-major order, as before
-    return [(layer, head) for _, layer, head in cells[:k]]

@@ -11,6 +11,7 @@ paths; every input is checked on the server and refused, never cut.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -20,7 +21,7 @@ from headscope.app import selection_bar as sel
 from headscope.app import steering_views as views
 from headscope.app.figures import Plot, RawResult
 from headscope.app.inputs import choice, integer, text
-from headscope.app.state import JOB_EVENT, STORE
+from headscope.app.state import STORE
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
 from headscope.app.wiring import Ctx, bind, handler
@@ -66,6 +67,16 @@ def _heads(inputs: dict[str, Any], scope: str, restricted: str) -> str | None:
     return str(heads)
 
 
+def _job(
+    title: str, cfg: ContrastiveRun | LofitTrain, result: Callable[[jobs.Reporter], Any], slot: str, ctx: Ctx
+) -> dict[str, Any]:
+    """`result(report)` as a job carrying `cfg`'s CLI command (run there on a Ray cluster): `raw` = its JSON."""
+    spec = jobs.JobSpec(
+        title, lambda report: result(report).to_json(), model=cfg.model.model, command=tuple(to_argv(cfg))
+    )
+    return {"raw": jobs.run(spec, request=ctx.request, slot=slot, progress=ctx.progress)}
+
+
 def steer_config(inputs: dict[str, Any]) -> ContrastiveRun:
     """The tab's inputs as `steer contrastive`'s config (every value checked there)."""
     prompts = _lines(inputs["prompts"], "prompts", 4000)
@@ -91,12 +102,9 @@ def steer_run(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     handle = STORE.get(cfg.model.model or "")
     if cfg.layer is not None:
         integer(cfg.layer, "layer", 0, handle.facts.n_layers - 1)
-
-    def work(report: jobs.Reporter) -> dict[str, Any]:
-        return contrastive_result(handle, cfg, report).to_json()
-
-    spec = jobs.JobSpec("contrastive steering", work, model=cfg.model.model, command=tuple(to_argv(cfg)))
-    return {"raw": jobs.run(spec, request=ctx.request, slot="steering_run", progress=ctx.progress)}
+    return _job(
+        "contrastive steering", cfg, lambda r: contrastive_result(handle, cfg, r), "steering_run", ctx
+    )
 
 
 def steer_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
@@ -130,12 +138,7 @@ def lofit_run(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     handle = STORE.get(cfg.model.model or "")
     lcfg = cfg.lofit_config(None if cfg.heads is None else handle.head_set(cfg.heads))
     lcfg.resolve_k(handle.facts.n_layers, handle.facts.n_heads)  # K > the selection: refused before the job
-
-    def work(report: jobs.Reporter) -> dict[str, Any]:
-        return lofit_result(handle, cfg, report).to_json()
-
-    spec = jobs.JobSpec(f"LoFiT on {cfg.task}", work, model=cfg.model.model, command=tuple(to_argv(cfg)))
-    return {"raw": jobs.run(spec, request=ctx.request, slot="steering_lofit", progress=ctx.progress)}
+    return _job(f"LoFiT on {cfg.task}", cfg, lambda r: lofit_result(handle, cfg, r), "steering_lofit", ctx)
 
 
 def lofit_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
@@ -206,8 +209,7 @@ def _build_contrastive(ctx: AppContext) -> None:
         out["steered"] = TokenStrip(label="Steered", elem_id="hs-contrastive-steered")
     _secondary(out, "steering result")
     raw = out.pop("raw")
-    done = bind(go.click, steer_run, inputs=ins, outputs={"raw": raw}, api_name="steer_contrastive",
-                show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
+    done = controls.bind(go.click, steer_run, inputs=ins, outputs={"raw": raw}, api_name="steer_contrastive")
     bind(done.success, steer_draw, inputs={"raw": raw}, outputs=out, api_visibility="private", queue=False)
     bind(ins["heldout"].change, _instruction_of, inputs={"name": ins["heldout"]},
          outputs={"instruction": ins["instruction"]}, api_visibility="private", queue=False)  # fmt: skip
@@ -241,8 +243,7 @@ def _build_lofit(ctx: AppContext) -> None:
     _secondary(out, "LoFiT result")
     raw = out.pop("raw")
     draw_in = {"raw": raw, "selection": ctx.selection.state, "model": ctx.model}
-    done = bind(go.click, lofit_run, inputs=ins, outputs={"raw": raw}, api_name="steer_lofit_train",
-                show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
+    done = controls.bind(go.click, lofit_run, inputs=ins, outputs={"raw": raw}, api_name="steer_lofit_train")
     bind(done.success, lofit_draw, inputs=draw_in, outputs=out, api_visibility="private", queue=False)
     bind(ins["task"].change, _instruction_of, inputs={"name": ins["task"]},
          outputs={"instruction": ins["instruction"]}, api_visibility="private", queue=False)  # fmt: skip

@@ -6,19 +6,17 @@ measure (so a click on its header sorts) beside its 95 % bootstrap interval. No 
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 
+from headscope.app import downloads
 from headscope.app.figures import fmt_num, table
 from headscope.app.views import grid_value, strip_row, strip_value
 from headscope.steering import vectors
 from headscope.steering.comparison import Evaluation, SideBySide
 from headscope.steering.contrastive import Comparison
-from headscope.steering.cost import MAX_PERPLEXITY_RATIO, MIN_DISTINCT_RATIO, Cost
 from headscope.steering.lofit import LofitResult
 
 # measure → column header with its unit (the legend of each is in the result's `evaluation.legend`)
@@ -161,36 +159,16 @@ def chance_histogram(res: LofitResult) -> go.Figure:
 
 
 def lofit_grid(res: LofitResult, selected: Sequence[str], model: str | None) -> dict[str, Any]:
-    n_l, n_h = res.shape
-    z: list[list[float | None]] = [[None] * n_h for _ in range(n_l)]
-    for (layer, head), importance in res.head_ranking:
-        z[layer][head] = importance
     return grid_value(
-        z, title="LoFiT step 1: ‖A‖ per head (● = tuned in step 2)", unit="‖A‖₂",
+        res.importance_grid(), title="LoFiT step 1: ‖A‖ per head (● = tuned in step 2)", unit="‖A‖₂",
         marks={f"{h['layer']}.{h['head']}": "●" for h in res.selected_heads}, mark_names={"●": "LoFiT-selected head"},
         selected=list(selected), model=model, filename="lofit_heads",
     )  # fmt: skip
 
 
-# ---- kept for the Features tab's feature steering (its owner moves it onto `side_by_side`) -----------------------
-COST_HEADERS = ("measure", "unsteered", "steered", "bound")
-
-
-def cost_table(effect: float | None, cost: Cost) -> dict[str, Any]:
-    c = cost.to_json()
-    rows = [
-        {"m": "perplexity under the unsteered model", "u": c["perplexity_unsteered"],
-         "s": c["perplexity_steered"], "b": f"steered ≤ {MAX_PERPLEXITY_RATIO:g} × unsteered"},
-        {"m": "distinct-token ratio", "u": c["distinct_unsteered"], "s": c["distinct_steered"],
-         "b": f"≥ {MIN_DISTINCT_RATIO:g}"},
-    ]  # fmt: skip
-    if effect is not None:
-        rows.insert(0, {"m": "effect (nats per text)", "u": 0.0, "s": effect, "b": "> 0 moves the target"})
-    return table(rows, list(zip(("m", "u", "s", "b"), COST_HEADERS, strict=True)))
-
-
 def download_file(meta: vectors.VectorMeta, blob: bytes) -> str:
-    """A temporary file for gr.File, named from the method, model and site (never from user text)."""
-    path = Path(tempfile.mkdtemp(prefix="headscope-vectors-")) / vectors.file_name(meta)
+    """A vector file for gr.File in the visitor's capped download folder (`downloads.folder`), named from the
+    method, model and site (never from user text). Also the Features tab's feature-vector download."""
+    path = downloads.folder("headscope-vectors-") / vectors.file_name(meta)
     path.write_bytes(blob)
     return str(path)

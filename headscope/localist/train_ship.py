@@ -59,6 +59,35 @@ def load_table(ship_dir: Path = SHIP_DIR) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def paper_comparison(table: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The shipped sweep table's summary next to the paper's numbers, quantity by quantity (None where either
+    side lacks one; "yes" / "no" / "n/a" for the trends). The shipped runs are far smaller than the paper's."""
+    s, p = (table or {}).get("summary", {}), (table or {}).get("paper", {})
+
+    def yes(v: Any) -> str:
+        return "n/a" if v is None else ("yes" if v else "no")
+
+    return [
+        {
+            "what": "mean entropy at λ = 0 (bits)",
+            "ours": s.get("entropy_bits_lambda0"),
+            "paper": p.get("entropy_bits_lambda0"),
+        },
+        {
+            "what": "mean entropy at λ = 1 (bits)",
+            "ours": s.get("entropy_bits_lambda1"),
+            "paper": p.get("entropy_bits_lambda1"),
+        },
+        {"what": "best trade-off λ", "ours": s.get("best_tradeoff_lambda"), "paper": p.get("best_lambda")},
+        {"what": "entropy falls as λ rises", "ours": yes(s.get("entropy_falls_like_paper")), "paper": "yes"},
+        {
+            "what": "pointer fidelity rises with λ",
+            "ours": yes(s.get("pointer_fidelity_rises")),
+            "paper": "yes",
+        },
+    ]
+
+
 def load_card(lam: float, ship_dir: Path = SHIP_DIR) -> dict[str, Any]:
     path = ship_dir / folder_name(lam) / "card.json"
     if not path.is_file():

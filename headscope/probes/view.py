@@ -94,6 +94,41 @@ class EntropyView(JsonCodec):
             return list(self.shown_token_entropy_bits), len(self.shown_heads)
         return [float(x) for x in np.asarray(self.probes.token_entropy_bits)], None
 
+    def head_rows(self, selected: Iterable[str] = ()) -> list[dict[str, float | int | str | None]]:
+        """One row per head (row-major): every probe metric, the change against λ = 0 (None without a baseline),
+        the induction score (None when not measured) and "✓" for the heads named in `selected` ("9.4")."""
+        p, marked = self.probes, set(selected)
+        metrics = {
+            "entropy_bits": p.entropy_bits,
+            "delta_bits": self.delta_bits,
+            "pointer_fidelity": p.pointer_fidelity,
+            "previous_token_score": p.previous_token_score,
+            "induction_score": p.induction_score,
+            "mean_distance": p.mean_distance,
+        }
+        grids = {m: None if g is None else np.asarray(g, dtype=float).tolist() for m, g in metrics.items()}
+        n_l, n_h = np.shape(p.entropy_bits)
+        return [
+            {"layer": layer, "head": head}
+            | {m: None if g is None else g[layer][head] for m, g in grids.items()}
+            | {"selected": "✓" if f"{layer}.{head}" in marked else ""}
+            for layer in range(n_l)
+            for head in range(n_h)
+        ]
+
+    def rank_heads(self, k: int, *, by: str = "entropy") -> list[tuple[int, int]]:
+        """The k lowest-entropy heads (`by="entropy"`) or the k heads the dial changes most (`by="delta"`:
+        largest |entropy − entropy at λ = 0|; none without a baseline). Ties in row-major order; NaN skipped."""
+        if by not in ("entropy", "delta"):
+            raise InputError(f"rank heads by 'entropy' or 'delta', got {by!r}")
+        grid = self.probes.entropy_bits if by == "entropy" else self.delta_bits
+        if grid is None:
+            return []
+        values = np.asarray(grid, dtype=float)
+        key = values if by == "entropy" else -np.abs(values)
+        cells = [(float(key[lh]), lh) for lh in np.ndindex(values.shape) if math.isfinite(values[lh])]
+        return [(int(layer), int(head)) for _, (layer, head) in sorted(cells)[: max(k, 0)]]
+
 
 def entropy_view(
     handle: ModelHandle,

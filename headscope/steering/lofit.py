@@ -266,6 +266,13 @@ class LofitResult(JsonCodec):
         k = len(HeadSet.parse(self.heads, *self.shape)) if self.heads else 0
         return [{"layer": h[0], "head": h[1], "importance": round(s, 5)} for h, s in self.head_ranking[:k]]
 
+    def importance_grid(self) -> list[list[float | None]]:
+        """‖A‖₂ per [layer][head] from `head_ranking`; None for a head LoFiT did not rank (outside a selection)."""
+        grid: list[list[float | None]] = [[None] * self.shape[1] for _ in range(self.shape[0])]
+        for (layer, head), importance in self.head_ranking:
+            grid[layer][head] = importance
+        return grid
+
     @property
     def train_loss(self) -> dict[str, float]:
         ends = {"scales": self.scale_losses, "biases": self.bias_losses}

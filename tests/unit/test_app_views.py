@@ -4,6 +4,7 @@ read as numbers, layer × head axes have integer ticks, figures carry the export
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,10 +90,19 @@ def test_plot_component_adds_the_export_config() -> None:
     assert cfg["displaylogo"] is False
 
 
-def test_rank_heads_wires_over_a_shown_grid() -> None:
-    from headscope.app.locality_views import rank_heads
+def test_vector_download_lands_in_the_visitors_capped_folder(tmp_path, monkeypatch) -> None:
+    """Issue 24: the steering vector file goes through `downloads.folder` (per visitor, capped, removed on leave)."""
+    from types import SimpleNamespace
 
-    g = views.grid_value([[3.0, 1.0], [-2.0, 0.5]], title="t", unit="bits")
-    assert rank_heads(g, 2, lowest=True) == [(1, 0), (1, 1)]
-    assert rank_heads(g, 2, lowest=False, absolute=True) == [(0, 0), (1, 0)]
-    assert rank_heads({}, 3, lowest=True) == []
+    from headscope.app import downloads
+    from headscope.app.steering_views import download_file
+    from headscope.steering.vectors import VectorMeta
+
+    monkeypatch.setattr(downloads, "ROOT", tmp_path / "downloads")
+    meta = VectorMeta("contrastive", {"name": "gpt2/small"}, {}, (), None, 3, 1.0, "all", "h")
+    with downloads.visitor(SimpleNamespace(session_hash="alice")):
+        path = download_file(meta, b"blob")
+    assert path.endswith("contrastive-gpt2_small-L3.safetensors")
+    assert (tmp_path / "downloads" / "alice") in Path(path).parents and Path(path).read_bytes() == b"blob"
+    downloads.release(SimpleNamespace(session_hash="alice"))
+    assert not Path(path).exists()

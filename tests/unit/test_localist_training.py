@@ -201,3 +201,22 @@ def test_loss_terms_regulariser_is_zero_at_lambda_zero(tiny_corpus: Corpus) -> N
     _, reg = loss_terms(model, tiny_corpus.train.slice(0, 4), TINY)
     _, reg1 = loss_terms(model, tiny_corpus.train.slice(0, 4), replace(TINY, lam=1.0))
     assert float(reg.detach()) == 0.0 and float(reg1.detach()) > 0.0
+
+
+def test_paper_comparison_pairs_the_shipped_summary_with_the_paper() -> None:
+    from headscope.localist.train_ship import paper_comparison
+
+    t = {
+        "summary": {"entropy_bits_lambda0": 2.5, "entropy_bits_lambda1": 0.75, "best_tradeoff_lambda": 0.6,
+                    "entropy_falls_like_paper": True, "pointer_fidelity_rises": False},
+        "paper": {"entropy_bits_lambda0": 5.36, "best_lambda": 0.6},
+    }  # fmt: skip
+    rows = {r["what"]: (r["ours"], r["paper"]) for r in paper_comparison(t)}
+    assert rows == {
+        "mean entropy at λ = 0 (bits)": (2.5, 5.36),
+        "mean entropy at λ = 1 (bits)": (0.75, None),
+        "best trade-off λ": (0.6, 0.6),
+        "entropy falls as λ rises": ("yes", "yes"),
+        "pointer fidelity rises with λ": ("no", "yes"),
+    }
+    assert {r["ours"] for r in paper_comparison(None)} == {None, "n/a"}

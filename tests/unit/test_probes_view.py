@@ -4,6 +4,7 @@ recomputations from raw `hook_pattern`, and survives its JSON round trip (the ap
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -87,3 +88,38 @@ def test_localist_comparison_keeps_each_models_head_pattern() -> None:
     assert cmp.same_tokens and (cmp.layer, cmp.head) == (1, 2)
     with pytest.raises(InputError, match="2 layers × 4 heads; got layer 2"):
         compare_attention(handles[:1], TEXT, 2, 0)
+
+
+def test_head_rows_and_rankings_agree_with_the_arrays(tiny_llama: ModelHandle) -> None:
+    """The entropy view's head table and its "k lowest-entropy" / "k the dial changes most" rankings, against an
+    independent numpy reading of the same arrays (ties broken row-major, NaN never ranked)."""
+    view = EntropyView.from_json(entropy_view(tiny_llama, TEXT, LocalityDial(lam=0.6)).to_json())
+    p, delta = view.probes, view.delta_bits
+    rows = view.head_rows({"1.2"})
+    assert [(r["layer"], r["head"]) for r in rows] == [(a, b) for a in range(2) for b in range(4)]
+    for r in rows:
+        lh = (r["layer"], r["head"])
+        assert r["entropy_bits"] == pytest.approx(p.entropy_bits[lh])
+        assert r["delta_bits"] == pytest.approx(delta[lh])  # type: ignore[index]
+        assert r["mean_distance"] == pytest.approx(p.mean_distance[lh])
+        assert r["selected"] == ("✓" if lh == (1, 2) else "")
+    flat = [divmod(int(i), 4) for i in np.argsort(p.entropy_bits.ravel(), kind="stable")]
+    assert view.rank_heads(3) == flat[:3]
+    moved = [divmod(int(i), 4) for i in np.argsort(-np.abs(delta).ravel(), kind="stable")]  # type: ignore[arg-type]
+    assert view.rank_heads(3, by="delta") == moved[:3]
+
+    grid = np.array([[3.0, 1.0, math.nan, 1.0], [-2.0, 0.5, 1.0, 4.0]])
+    made = replace(
+        view, probes=replace(p, entropy_bits=grid), baseline=replace(p, entropy_bits=np.zeros((2, 4)))
+    )
+    assert made.rank_heads(3) == [(1, 0), (1, 1), (0, 1)]  # the tie 1.0 at 0.1, 0.3, 1.2: row-major
+    assert made.rank_heads(2, by="delta") == [(1, 3), (0, 0)]
+    assert len(made.rank_heads(99)) == 7  # the NaN head is never ranked
+    assert (
+        EntropyView.from_json(entropy_view(tiny_llama, TEXT, LocalityDial()).to_json()).rank_heads(
+            2, by="delta"
+        )
+        == []
+    )  # λ = 0: nothing to compare against
+    with pytest.raises(InputError, match="rank heads by"):
+        view.rank_heads(2, by="size")

@@ -88,6 +88,11 @@ def test_restricted_run_picks_within_the_selection_and_counts_parameters(tiny_ll
     js = res.to_json()
     assert js["restricted_to"] == "0.0, 1.1, 1.3"
     assert js["heads"] == str(HeadSet.of(res.trained_offsets.heads, f.n_layers, f.n_heads))
+    grid = LofitResult.from_json(js).importance_grid()  # the app's ‖A‖ grid: ranked heads only, the rest None
+    assert [(a, b) for a in range(2) for b in range(4) if grid[a][b] is not None] == [(0, 0), (1, 1), (1, 3)]
+    assert {(a, b): grid[a][b] for (a, b), _ in res.head_ranking} == {
+        h: round(v, 5) for h, v in res.head_ranking
+    }
     assert LofitConfig(heads=sel).resolve_k(f.n_layers, f.n_heads) == 1  # 3 % of 8 heads, within 3
     with pytest.raises(InputError, match="at most 3, the selection's size"):
         LofitConfig(k=4, heads=sel).resolve_k(f.n_layers, f.n_heads)
