@@ -106,16 +106,11 @@ def corrupt_outputs(handle: ModelHandle, prep: Prepared) -> Tensor:
     return (torch.einsum("ubpd,bp->ud", acts, m) / m.sum())[:, None, None]
 
 
-def input_embeddings(handle: ModelHandle, prep: Prepared) -> tuple[Tensor, Tensor]:
-    """The clean and corrupted input embeddings (`blocks.0.hook_resid_pre`); unpaired: the negatives' mean at
-    every position."""
-    name = hooks.resid(0, "pre")
-    e_clean = handle.run_with_cache(prep.clean.ids, [name])[1][name]
-    e_corr = handle.run_with_cache(prep.corrupt.ids, [name])[1][name]
-    if not prep.paired:
-        m = prep.corrupt.mask.to(e_corr.dtype)
-        e_corr = (torch.einsum("bpd,bp->d", e_corr, m) / m.sum()).expand_as(e_clean)
-    return e_clean, e_corr
+def input_embeddings(clean_out: Tensor, corrupt_out: Tensor) -> tuple[Tensor, Tensor]:
+    """The clean and corrupted input embeddings (`blocks.0.hook_resid_pre`, sender 0 of `sender_outputs` and
+    `corrupt_outputs`, so no forward of their own); unpaired: the negatives' mean at every position."""
+    e_clean = clean_out[0]
+    return e_clean, corrupt_out[0].expand_as(e_clean)
 
 
 # ---- query-head copies (grouped-query attention, ungrouped as MIB does) ---------------------------------------------
@@ -178,14 +173,17 @@ class _Pass:
     head's own k/v gradient — what MIB's ungrouped graph scores — without running the layer on G copies."""
 
     graph: EdgeGraph
-    delta: Tensor
+    delta: Tensor | None  # None: this pass's own forward's senders (EAP: the clean rows) − `corrupt`
     n_copies: int
     acc: Tensor  # [forward, backward] float64
+    corrupt: Tensor | None = None  # the senders' corrupted outputs for these rows, when `delta` is None
+    seen: list[Tensor] = field(default_factory=list)  # the senders' outputs in this forward (delta is None)
     held: dict[tuple[int, str], Tensor] = field(default_factory=dict)
     held_grad: dict[tuple[int, str], Tensor] = field(default_factory=dict)
 
     def _score(self, n_senders: int, grads: Tensor, col: slice | int) -> None:
         """grads [receivers, copies·rows, pos, d_model]."""
+        assert self.delta is not None
         r = self.delta.shape[1]
         g = grads.reshape(grads.shape[0], self.n_copies, r, *grads.shape[2:]).sum(1)
         d = self.delta[:n_senders].reshape(n_senders, -1)
@@ -232,6 +230,18 @@ class _Pass:
 
         return hook
 
+    def see(self, x: Tensor, hook: Any) -> Tensor:
+        """Keep a sender's output from this forward (no gradient through it)."""
+        self.seen.append(x.detach())
+        return x
+
+    def settle(self) -> None:
+        """After the forward: delta = the senders' outputs seen − their corrupted outputs."""
+        if self.delta is None:
+            assert self.corrupt is not None
+            self.delta = (stack_senders(self.seen) - self.corrupt).contiguous()
+            self.seen.clear()
+
     def split_groups(self) -> None:
         """Per-query-head k and v gradients of every grouped layer (see the class docstring): one batched local
         backward per layer and input, over the G head masks."""
@@ -255,6 +265,8 @@ class _Pass:
 def _pass_hooks(p: _Pass) -> list[tuple[str, HookFn]]:
     gr = p.graph
     plan: list[tuple[str, HookFn]] = [(hooks.resid(0, "pre"), lambda x, hook: graph_node(x))]
+    if p.delta is None:  # the senders' outputs, in sender_names' order (hooks fire in forward order)
+        plan += [(name, p.see) for name in sender_names(gr.n_layers)]
     for layer in range(gr.n_layers):
         plan += [(hooks.sublayer_in(layer, k), p.watch_head(layer, k)) for k in ("q", "k", "v")]
         if gr.group > 1:
@@ -277,6 +289,7 @@ def _gradient_pass(
     Σ metric, which runs every receiver hook (grouped layers: then the per-query-head split)."""
     with torch.enable_grad():
         final = run_copies(handle, clean, 0, p.n_copies, _pass_hooks(p), expand=expand, grad=True)
+        p.settle()
         logit_diff(final, answers.repeat(p.n_copies)).sum().backward(retain_graph=p.graph.group > 1)
         if p.graph.group > 1:
             p.split_groups()
@@ -298,9 +311,10 @@ def edge_scores(
         raise ValueError(f"edge method must be one of {', '.join(EDGE_METHODS)}, got {method!r}")
     graph = graph_for(handle)
     n_steps = steps if method == "eap_ig" else 1
-    clean_out = sender_outputs(handle, prep.clean)
     corrupt_out = corrupt_outputs(handle, prep)
-    e_clean, e_corr = input_embeddings(handle, prep) if method == "eap_ig" else (None, None)
+    # EAP's gradient pass runs on the clean rows: it gives their senders' outputs itself (no forward of their own)
+    clean_out = sender_outputs(handle, prep.clean) if method == "eap_ig" else None
+    e_clean, e_corr = input_embeddings(clean_out, corrupt_out) if clean_out is not None else (None, None)
     acc = torch.zeros(graph.n_forward, graph.n_backward, dtype=torch.float64)
     b = prep.clean.ids.shape[0]
     per_pairs = max_rows
@@ -309,9 +323,10 @@ def edge_scores(
         (pc, sc) for pc in pair_chunks for sc in chunks(n_steps, max(1, per_pairs // (pc.stop - pc.start)))
     ]
     for i, (pc, sc) in enumerate(plan):
-        delta = clean_out[:, pc] - corrupt_out[:, pc] if prep.paired else clean_out[:, pc] - corrupt_out
+        corrupt = corrupt_out[:, pc] if prep.paired else corrupt_out
         n_copies = sc.stop - sc.start
-        p = _Pass(graph, delta.contiguous(), n_copies, acc)
+        delta = None if clean_out is None else (clean_out[:, pc] - corrupt).contiguous()
+        p = _Pass(graph, delta, n_copies, acc, corrupt)
         expand = None
         if e_clean is not None and e_corr is not None:
             expand = _interpolate(e_clean[pc], e_corr[pc], torch.arange(sc.start + 1, sc.stop + 1) / n_steps)
