@@ -5,9 +5,14 @@ u writes into the residual stream (`input`: `blocks.0.hook_resid_pre`; a head: i
 `hook_mlp_out`) and x_v is v's own input: a head's q/k/v input is the residual copy that feeds only that projection
 (`blocks.{l}.hook_{q,k,v}_input`, the bridge's split-qkv fork), an MLP's is the copy that feeds only ln2
 (`blocks.{l}.hook_mlp_in`, re-made as its own tensor so the skip path is not counted), the logits' is the final
-residual. The sign is the project's: score ≈ m(clean) − m(edge patched), positive when the edge helps the task (MIB's
-(corrupt − clean) · grad is its negative; MIB ranks by |score|). Σ of a node's outgoing scores = (a_clean −
-a_corrupt) · ∂m/∂a_u, the node's own attribution-patching score (the oracle test checks both).
+residual. One sign for both methods: score ≈ m(clean) − m(edge patched), > 0 when the edge carries the task, so a
+signed top-k keeps helpful edges. That is MIB's too: its (corrupt − clean) · ∂L/∂x takes the gradient of a loss, the
+logit difference negated ("reversed to make it a loss" in the EAP-IG code), so (clean − corrupt) · ∂m/∂x. Σ of a
+node's outgoing scores = (a_clean − a_corrupt) · ∂m/∂a_u, the node's own attribution-patching score (the oracle
+tests check both, and both methods' signs against single-edge patches). EAP is first order and can get the sign of
+a large edge wrong: on SmolLM2 IOI its input → m0 (the whole embedding change into one MLP) scores −3.7 where
+patching that edge alone costs +3.1 and EAP-IG gives +4.3, so EAP's signed circuits leave m0 on the corrupted
+embedding and stay near f = 0 (its |score| curve, which keeps that edge, does not).
 
 - **EAP**: the gradient once, on the clean prompts: one forward and one backward per chunk of pairs.
 - **EAP-IG (inputs)**: the gradient averaged over m = 5 points e_k = e_corr + (k/m)(e_clean − e_corr), k = 1..m, of
