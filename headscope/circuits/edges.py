@@ -5,9 +5,14 @@ u writes into the residual stream (`input`: `blocks.0.hook_resid_pre`; a head: i
 `hook_mlp_out`) and x_v is v's own input: a head's q/k/v input is the residual copy that feeds only that projection
 (`blocks.{l}.hook_{q,k,v}_input`, the bridge's split-qkv fork), an MLP's is the copy that feeds only ln2
 (`blocks.{l}.hook_mlp_in`, re-made as its own tensor so the skip path is not counted), the logits' is the final
-residual. The sign is the project's: score ≈ m(clean) − m(edge patched), positive when the edge helps the task (MIB's
-(corrupt − clean) · grad is its negative; MIB ranks by |score|). Σ of a node's outgoing scores = (a_clean −
-a_corrupt) · ∂m/∂a_u, the node's own attribution-patching score (the oracle test checks both).
+residual. One sign for both methods: score ≈ m(clean) − m(edge patched), > 0 when the edge carries the task, so a
+signed top-k keeps helpful edges. That is MIB's too: its (corrupt − clean) · ∂L/∂x takes the gradient of a loss, the
+logit difference negated ("reversed to make it a loss" in the EAP-IG code), so (clean − corrupt) · ∂m/∂x. Σ of a
+node's outgoing scores = (a_clean − a_corrupt) · ∂m/∂a_u, the node's own attribution-patching score (the oracle
+tests check both, and both methods' signs against single-edge patches). EAP is first order and can get the sign of
+a large edge wrong: on SmolLM2 IOI its input → m0 (the whole embedding change into one MLP) scores −3.7 where
+patching that edge alone costs +3.1 and EAP-IG gives +4.3, so EAP's signed circuits leave m0 on the corrupted
+embedding and stay near f = 0 (its |score| curve, which keeps that edge, does not).
 
 - **EAP**: the gradient once, on the clean prompts: one forward and one backward per chunk of pairs.
 - **EAP-IG (inputs)**: the gradient averaged over m = 5 points e_k = e_corr + (k/m)(e_clean − e_corr), k = 1..m, of
@@ -106,16 +111,11 @@ def corrupt_outputs(handle: ModelHandle, prep: Prepared) -> Tensor:
     return (torch.einsum("ubpd,bp->ud", acts, m) / m.sum())[:, None, None]
 
 
-def input_embeddings(handle: ModelHandle, prep: Prepared) -> tuple[Tensor, Tensor]:
-    """The clean and corrupted input embeddings (`blocks.0.hook_resid_pre`); unpaired: the negatives' mean at
-    every position."""
-    name = hooks.resid(0, "pre")
-    e_clean = handle.run_with_cache(prep.clean.ids, [name])[1][name]
-    e_corr = handle.run_with_cache(prep.corrupt.ids, [name])[1][name]
-    if not prep.paired:
-        m = prep.corrupt.mask.to(e_corr.dtype)
-        e_corr = (torch.einsum("bpd,bp->d", e_corr, m) / m.sum()).expand_as(e_clean)
-    return e_clean, e_corr
+def input_embeddings(clean_out: Tensor, corrupt_out: Tensor) -> tuple[Tensor, Tensor]:
+    """The clean and corrupted input embeddings (`blocks.0.hook_resid_pre`, sender 0 of `sender_outputs` and
+    `corrupt_outputs`, so no forward of their own); unpaired: the negatives' mean at every position."""
+    e_clean = clean_out[0]
+    return e_clean, corrupt_out[0].expand_as(e_clean)
 
 
 # ---- query-head copies (grouped-query attention, ungrouped as MIB does) ---------------------------------------------
@@ -178,14 +178,17 @@ class _Pass:
     head's own k/v gradient — what MIB's ungrouped graph scores — without running the layer on G copies."""
 
     graph: EdgeGraph
-    delta: Tensor
+    delta: Tensor | None  # None: this pass's own forward's senders (EAP: the clean rows) − `corrupt`
     n_copies: int
     acc: Tensor  # [forward, backward] float64
+    corrupt: Tensor | None = None  # the senders' corrupted outputs for these rows, when `delta` is None
+    seen: list[Tensor] = field(default_factory=list)  # the senders' outputs in this forward (delta is None)
     held: dict[tuple[int, str], Tensor] = field(default_factory=dict)
     held_grad: dict[tuple[int, str], Tensor] = field(default_factory=dict)
 
     def _score(self, n_senders: int, grads: Tensor, col: slice | int) -> None:
         """grads [receivers, copies·rows, pos, d_model]."""
+        assert self.delta is not None
         r = self.delta.shape[1]
         g = grads.reshape(grads.shape[0], self.n_copies, r, *grads.shape[2:]).sum(1)
         d = self.delta[:n_senders].reshape(n_senders, -1)
@@ -232,6 +235,18 @@ class _Pass:
 
         return hook
 
+    def see(self, x: Tensor, hook: Any) -> Tensor:
+        """Keep a sender's output from this forward (no gradient through it)."""
+        self.seen.append(x.detach())
+        return x
+
+    def settle(self) -> None:
+        """After the forward: delta = the senders' outputs seen − their corrupted outputs."""
+        if self.delta is None:
+            assert self.corrupt is not None
+            self.delta = (stack_senders(self.seen) - self.corrupt).contiguous()
+            self.seen.clear()
+
     def split_groups(self) -> None:
         """Per-query-head k and v gradients of every grouped layer (see the class docstring): one batched local
         backward per layer and input, over the G head masks."""
@@ -255,6 +270,8 @@ class _Pass:
 def _pass_hooks(p: _Pass) -> list[tuple[str, HookFn]]:
     gr = p.graph
     plan: list[tuple[str, HookFn]] = [(hooks.resid(0, "pre"), lambda x, hook: graph_node(x))]
+    if p.delta is None:  # the senders' outputs, in sender_names' order (hooks fire in forward order)
+        plan += [(name, p.see) for name in sender_names(gr.n_layers)]
     for layer in range(gr.n_layers):
         plan += [(hooks.sublayer_in(layer, k), p.watch_head(layer, k)) for k in ("q", "k", "v")]
         if gr.group > 1:
@@ -277,6 +294,7 @@ def _gradient_pass(
     Σ metric, which runs every receiver hook (grouped layers: then the per-query-head split)."""
     with torch.enable_grad():
         final = run_copies(handle, clean, 0, p.n_copies, _pass_hooks(p), expand=expand, grad=True)
+        p.settle()
         logit_diff(final, answers.repeat(p.n_copies)).sum().backward(retain_graph=p.graph.group > 1)
         if p.graph.group > 1:
             p.split_groups()
@@ -298,9 +316,10 @@ def edge_scores(
         raise ValueError(f"edge method must be one of {', '.join(EDGE_METHODS)}, got {method!r}")
     graph = graph_for(handle)
     n_steps = steps if method == "eap_ig" else 1
-    clean_out = sender_outputs(handle, prep.clean)
     corrupt_out = corrupt_outputs(handle, prep)
-    e_clean, e_corr = input_embeddings(handle, prep) if method == "eap_ig" else (None, None)
+    # EAP's gradient pass runs on the clean rows: it gives their senders' outputs itself (no forward of their own)
+    clean_out = sender_outputs(handle, prep.clean) if method == "eap_ig" else None
+    e_clean, e_corr = input_embeddings(clean_out, corrupt_out) if clean_out is not None else (None, None)
     acc = torch.zeros(graph.n_forward, graph.n_backward, dtype=torch.float64)
     b = prep.clean.ids.shape[0]
     per_pairs = max_rows
@@ -309,9 +328,10 @@ def edge_scores(
         (pc, sc) for pc in pair_chunks for sc in chunks(n_steps, max(1, per_pairs // (pc.stop - pc.start)))
     ]
     for i, (pc, sc) in enumerate(plan):
-        delta = clean_out[:, pc] - corrupt_out[:, pc] if prep.paired else clean_out[:, pc] - corrupt_out
+        corrupt = corrupt_out[:, pc] if prep.paired else corrupt_out
         n_copies = sc.stop - sc.start
-        p = _Pass(graph, delta.contiguous(), n_copies, acc)
+        delta = None if clean_out is None else (clean_out[:, pc] - corrupt).contiguous()
+        p = _Pass(graph, delta, n_copies, acc, corrupt)
         expand = None
         if e_clean is not None and e_corr is not None:
             expand = _interpolate(e_clean[pc], e_corr[pc], torch.arange(sc.start + 1, sc.stop + 1) / n_steps)
