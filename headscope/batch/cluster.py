@@ -80,7 +80,7 @@ class ClusterJob:
             return True
         try:
             ready, _ = ray.wait([self.ref], timeout=timeout)
-        except Exception:  # noqa: BLE001 — e.g. "owner is unknown" for a ref of an earlier session
+        except Exception:  # e.g. "owner is unknown" for a ref of an earlier session
             self._gone = True
             return True
         return bool(ready)
