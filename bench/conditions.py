@@ -1,9 +1,13 @@
 """The conditions every benchmark records, and interleaved A/B timing — shared by every script in bench/.
 
 A result JSON says where its figures came from: git commit (and whether the tree had uncommitted changes), torch
-threads, load average before and after, the exact command, machine and library versions. `quiet` is true when the
-1-minute load average stayed below 1.5 from start to end (the project's bar for a timing figure); a figure taken on
-a loaded machine must say so next to it, and `quiet: false` is how the JSON says it.
+threads, load average before and after, the exact command, machine and library versions, and the CPU the machine's
+OTHER processes used during the run (`others_cpu_cores`: all busy CPU time from /proc/stat minus this process's and
+its children's, over the wall time, in cores). `quiet` is true when the 1-minute load average was below 1.5 at the
+start and the other processes used under 0.5 of a core on average while the run lasted (the project's bar for a
+timing figure); a figure taken on a loaded machine must say so next to it, and `quiet: false` is how the JSON says
+it. Why not the load average at the end: a 2-thread benchmark on a 2-core machine drives the 1-minute load to ~2
+by itself, so "load after < 1.5" failed every quiet run of its own making; the load after is still recorded.
 
 Timings are ratios against a baseline measured in the same run: `interleaved` runs the candidates in rotating
 order (A B, B A, A B, ... — the baseline is not always first), so drift in the machine's load hits every candidate
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 QUIET_LOAD = 1.5
+QUIET_OTHERS_CORES = 0.5  # other processes' average CPU use during the run, in cores
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,6 +45,32 @@ def _git(*args: str) -> str:
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat; None where there is none)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds used by this process, its waited-for children and its live descendants (browsers, workers)."""
+    import psutil
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in me.children(recursive=True):
+        try:
+            c = child.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def start(threads: int | None = None) -> dict[str, Any]:
@@ -60,15 +91,39 @@ def start(threads: int | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average_before": load_average(),
+        "_cpu_mark": [busy_cpu_seconds(), own_cpu_seconds(), time.monotonic()],
     }
+
+
+def others_cores(mark: list[float | None], busy: float | None, own: float, now: float) -> float | None:
+    """The average CPU (in cores) the machine's other processes used between `mark` and now."""
+    busy0, own0, t0 = mark
+    if busy is None or busy0 is None or t0 is None or now <= t0:
+        return None
+    return max(0.0, (busy - busy0) - (own - (own0 or 0.0))) / (now - t0)
 
 
 def finish(conditions: dict[str, Any], parts_quiet: bool = True) -> dict[str, Any]:
     """The conditions with the load average after the run and the `quiet` verdict (false as well when a run
     assembled from resumed parts had a part that was not quiet: `parts_quiet`)."""
     after = load_average()
-    peak = max(conditions["load_average_before"][0], after[0])
-    return {**conditions, "load_average_after": after, "quiet": peak < QUIET_LOAD and parts_quiet}
+    conditions = dict(conditions)
+    mark = conditions.pop("_cpu_mark", None)
+    others = (
+        None if mark is None else others_cores(mark, busy_cpu_seconds(), own_cpu_seconds(), time.monotonic())
+    )
+    quiet = (
+        conditions["load_average_before"][0] < QUIET_LOAD
+        and others is not None
+        and others < QUIET_OTHERS_CORES
+        and parts_quiet
+    )
+    return {
+        **conditions,
+        "load_average_after": after,
+        "others_cpu_cores": None if others is None else round(others, 3),
+        "quiet": quiet,
+    }
 
 
 def write(

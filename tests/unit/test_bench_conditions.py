@@ -45,3 +45,35 @@ def test_the_check_can_fail() -> None:
         "calls conditions.start(...)",
         "calls conditions.write(...)",
     ]
+
+
+def test_others_cores_subtracts_this_process_tree() -> None:
+    """The machine was busy 30 CPU-s over 10 s of which this process used 18: the others used 1.2 cores."""
+    import sys
+
+    sys.path.insert(0, str(BENCH.parent))
+    from bench import conditions
+
+    assert conditions.others_cores([100.0, 5.0, 50.0], 130.0, 23.0, 60.0) == pytest.approx(1.2)
+    assert conditions.others_cores([100.0, 5.0, 50.0], 110.0, 25.0, 60.0) == 0.0  # never negative
+    assert conditions.others_cores([None, 5.0, 50.0], 130.0, 23.0, 60.0) is None
+
+
+def test_a_run_that_loads_the_machine_itself_is_still_quiet() -> None:
+    """Quiet is judged on the other processes: burning one core here for a second does not count against it,
+    and the CPU measured for this process covers that second."""
+    import sys
+    import time
+
+    sys.path.insert(0, str(BENCH.parent))
+    from bench import conditions
+
+    own0 = conditions.own_cpu_seconds()
+    cond = conditions.start()
+    t0 = time.process_time()
+    while time.process_time() - t0 < 1.0:
+        pass
+    assert conditions.own_cpu_seconds() - own0 >= 0.9
+    done = conditions.finish(cond)
+    assert "_cpu_mark" not in done and done["others_cpu_cores"] is not None
+    assert done["quiet"] == (done["load_average_before"][0] < 1.5 and done["others_cpu_cores"] < 0.5)
