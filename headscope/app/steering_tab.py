@@ -20,7 +20,7 @@ from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
 from headscope.app import steering_views as views
 from headscope.app.figures import Plot, RawResult
-from headscope.app.inputs import choice, integer, text
+from headscope.app.inputs import choice, integer, ranged_number, text
 from headscope.app.state import STORE
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
@@ -29,7 +29,7 @@ from headscope.cli.steering import contrastive_result, lofit_result, to_argv
 from headscope.cli.steering_inputs import ContrastiveRun, EvalOptions, LofitTrain, ModelOptions
 from headscope.errors import InputError
 from headscope.steering.contrastive import Comparison, default_layer
-from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION
+from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION, MAX_ALPHA
 from headscope.steering.hooks import POSITIONS
 from headscope.steering.lofit import LofitResult
 from headscope.steering.tasks import CONTRASTS, TASKS, load_contrast, load_task
@@ -194,12 +194,14 @@ def _build_contrastive(ctx: AppContext) -> None:
         )
         ins["site"] = gr.Radio(list(SITES), value=SITES[0], label="Steer at")
         ins["layer"] = gr.Number(default_layer(30), precision=0, minimum=0, label="Layer")
-        ins["alpha"] = gr.Slider(-2.0, 2.0, value=DEFAULT_ALPHA, step=0.05, label="α (× the activation norm)")
+        ins["alpha"] = ranged_number(
+            "α (× the activation norm)", -MAX_ALPHA, MAX_ALPHA, DEFAULT_ALPHA, step=0.05
+        )
     with gr.Row():
         ins["prompts"] = gr.Textbox("\n".join(_SET.prompts[:2]), lines=2, label="Prompts (one a line)")
         ins["instruction"] = gr.Textbox(_SET.instruction, label="Prompting baseline: instruction (editable)")
         ins["position"] = gr.Radio(list(POSITIONS), value=DEFAULT_POSITION, label="Add at positions")
-        ins["new_tokens"] = gr.Slider(1, APP_MAX_NEW_TOKENS, value=16, step=1, label="New tokens")
+        ins["new_tokens"] = ranged_number("New tokens", 1, APP_MAX_NEW_TOKENS, 16, integer=True)
     ins["selection"] = ctx.selection.state
     go = gr.Button("Steer", variant="primary")
     controls = jobs.JobControls.build("steering_run")
@@ -227,7 +229,7 @@ def _build_lofit(ctx: AppContext) -> None:
         ins["task"] = gr.Dropdown(sorted(TASKS), value="antonyms", label="Task")
         ins["scope"] = gr.Radio(list(LOFIT_SCOPES), value=LOFIT_SCOPES[0], label="LoFiT on")
         ins["k"] = gr.Number(8, precision=0, minimum=1, maximum=APP_MAX_K, label="K heads")
-        ins["steps"] = gr.Slider(1, APP_MAX_STEPS, value=30, step=1, label="Steps per phase")
+        ins["steps"] = ranged_number("Steps per phase", 1, APP_MAX_STEPS, 30, integer=True)
         ins["random_sets"] = gr.Number(20, precision=0, minimum=0, maximum=APP_MAX_RANDOM_SETS,
                                        label="Random head sets (permutation test)")  # fmt: skip
         ins["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
