@@ -29,7 +29,7 @@ from headscope.app.inputs import choice, integer, number, ranged_number, text
 from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid
-from headscope.app.wiring import Ctx, bind, handler
+from headscope.app.wiring import Ctx, bind, handler, pick, section
 from headscope.circuits import edge_layout as lay
 from headscope.circuits import summary as cs
 from headscope.circuits.ablate import AblationConfig, ablate_selection
@@ -326,20 +326,24 @@ def build(ctx: AppContext) -> None:
     results = gr.Column(visible=False)
     with results:
         views, edges, more = _result_views()
-    run_out = {"raw": more["raw"].json, "status": controls.status}
-    job = {"show_progress_on": [controls.status], **JOB_EVENT}
-    bind(run_btn.click, run, inputs=run_in, outputs=run_out, api_name="circuits_run", **job)
-    _wire_results(ctx, views, edges, more, results)
+    raw = more["raw"]
+    run_out = {"raw": raw.json, "status": controls.status}
+    drawn = {**views, **edges, "stability": more["stability"], "edges": more["edges"], "report_file": raw.file,
+             "results": results}  # fmt: skip
+    draw_in = {"raw": raw.json, "selection": ctx.selection.state, "edge_method": edges["edge_method"]}
+    section(run_btn.click, run, draw, inputs=run_in, outputs=run_out, views=drawn, draw_inputs=draw_in,
+            on_change=raw.json, controls=controls, api_name="circuits_run")  # fmt: skip
+    _wire_results(ctx, views, edges, more)
     with example_slot:
         examples.worked_example(
             [["ioi", 8, 0, 100, LAYER_SCOPES[2]], ["greater_than", 8, 0, 100, LAYER_SCOPES[2]]],
             [run_in["task"], run_in["n_examples"], run_in["seed"], run_in["epochs"], run_in["scope"]],
             handler(run, run_in, run_out), list(run_in.values()), list(run_out.values()),
-            labels=["IOI, last 2 layers", "greater-than, last 2 layers"], **job,
+            labels=["IOI, last 2 layers", "greater-than, last 2 layers"], show_progress_on=[controls.status],
+            **JOB_EVENT,
         )  # fmt: skip
     ablation = _ablation(ctx, run_in)
-    comparison = _viewer(more["raw"])
-    raw = more["raw"]
+    comparison = _viewer(raw)
     ctx.session.add(
         "circuits", **{k: v for k, v in run_in.items() if k != "model"}, status=controls.status,
         **views, **edges, stability=more["stability"], path_edges=more["edges"], report=raw.json,
@@ -381,13 +385,9 @@ def _result_views() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
 
 
 def _wire_results(
-    ctx: AppContext, views: dict[str, Any], edges: dict[str, Any], more: dict[str, Any], results: gr.Column
+    ctx: AppContext, views: dict[str, Any], edges: dict[str, Any], more: dict[str, Any]
 ) -> None:
     raw = more["raw"]
-    drawn = {**views, **edges, "stability": more["stability"], "edges": more["edges"], "report_file": raw.file,
-             "results": results}  # fmt: skip
-    bind(raw.json.change, draw, inputs={"raw": raw.json, "selection": ctx.selection.state, "edge_method": edges["edge_method"]},
-         outputs=drawn, api_visibility="private", queue=False)  # fmt: skip
     edge_in = {"raw": raw.json, "edge_method": edges["edge_method"], "edge_percent": edges["edge_percent"]}
     edge_out = {"edge_graph": edges["edge_graph"]}
     bind(
@@ -428,10 +428,12 @@ def _ablation(ctx: AppContext, run_in: dict[str, Any]) -> dict[str, Any]:
         rows = gr.Dataframe(label="Task metric under mean ablation", interactive=False)
     out = {"ablation": line, "ablation_rows": rows}
     state = gr.JSON(visible=False)
-    inputs = {k: run_in[k] for k in ("model", "task", "custom", "n_examples", "seed")}
-    done = bind(btn.click, ablate, inputs={**inputs, "selection": ctx.selection.state},
-                outputs={**out, "ablation_json": state}, api_name="circuits_ablate",
-                show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
+    inputs = {
+        **pick(run_in, "model", "task", "custom", "n_examples", "seed"),
+        "selection": ctx.selection.state,
+    }
+    done = controls.bind(btn.click, ablate, inputs=inputs, outputs={**out, "ablation_json": state},
+                         api_name="circuits_ablate")  # fmt: skip
     reveal(done, box)
     return out
 

@@ -16,12 +16,12 @@ import gradio as gr
 from headscope.app import decoding_views as dv
 from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
-from headscope.app.figures import Plot, RawResult
+from headscope.app.figures import Plot, RawResult, json_file
 from headscope.app.inputs import choice, integer, number, text
 from headscope.app.state import JOB_EVENT, STORE
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
-from headscope.app.wiring import Ctx, bind, handler
+from headscope.app.wiring import Ctx, handler, section
 from headscope.attention import LocalityDial
 from headscope.cli.decoding import CompareCommand, run_compare, to_argv
 from headscope.decoding import GRAMMARS, STRATEGIES, Comparison, DecodeConfig
@@ -157,7 +157,7 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     c = Comparison.from_json(raw)
     note, grid = dv.departure(c, sel.names(inputs.get("selection")) if inputs.get("selection") else [])
     trees, entropy = dv.step_trees(c), dv.entropy_figure(c)
-    file, _ = RawResult.values(raw, f"decode_compare_{c.model}")
+    file = json_file(raw, f"decode_compare_{c.model}")
     shown = lambda value: gr.update(value=value, visible=value is not None)  # noqa: E731
     return {
         "status": dv.summary(c), "speed": shown(dv.speed_table(c)), "strip": shown(dv.token_strips(c)),
@@ -246,11 +246,10 @@ def build(ctx: AppContext) -> None:
     controls = jobs.JobControls.build(SLOT)
     views = _results()
     inputs = {"model": ctx.model, **settings, "selection": ctx.selection.state}
-    done = bind(run.click, decode_compare, inputs=inputs, outputs={"raw": views["raw"]}, api_name="decode_compare",
-                show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
     drawn = {"status": controls.status, **{k: c for k, c in views.items() if k != "raw"}}
     draw_inputs = {"raw": views["raw"], "selection": ctx.selection.state}
-    bind(done.success, draw, inputs=draw_inputs, outputs=drawn, api_visibility="private", queue=False)
+    section(run.click, decode_compare, draw, inputs=inputs, outputs={"raw": views["raw"]}, views=drawn,
+            draw_inputs=draw_inputs, controls=controls, session=ctx.session, api_name="decode_compare")  # fmt: skip
     both = {"raw": views["raw"], **drawn}
     with example_slot:
         examples.worked_example(
@@ -263,4 +262,3 @@ def build(ctx: AppContext) -> None:
         )  # fmt: skip
     ctx.selection.connect_grid(views["grid"])
     ctx.session.add("decoding", **settings, result=views["raw"])
-    ctx.session.rebuild(handler(draw, draw_inputs, drawn), list(draw_inputs.values()), list(drawn.values()))

@@ -19,12 +19,12 @@ import gradio as gr
 from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
 from headscope.app import steering_views as views
-from headscope.app.figures import Plot, RawResult
+from headscope.app.figures import Plot, RawResult, json_file
 from headscope.app.inputs import choice, integer, ranged_number, text
 from headscope.app.state import STORE
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
-from headscope.app.wiring import Ctx, bind, handler
+from headscope.app.wiring import PRIVATE, Ctx, bind, section
 from headscope.cli.steering import contrastive_result, lofit_result, to_argv
 from headscope.cli.steering_inputs import ContrastiveRun, EvalOptions, LofitTrain, ModelOptions
 from headscope.errors import InputError
@@ -117,7 +117,7 @@ def steer_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         "summary": views.steer_summary(res), "table": gr.update(value=views.conditions_table(res.evaluation),
         visible=True), "legend": views.legend(res.evaluation), "unsteered": left, "steered": right,
         "texts": gr.update(value=views.continuations(res.evaluation), visible=True),
-        "file": RawResult.values(inputs["raw"], "steering")[0],
+        "file": json_file(inputs["raw"], "steering"),
     }  # fmt: skip
 
 
@@ -151,7 +151,7 @@ def lofit_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         visible=res.chance is not None), "grid": views.lofit_grid(res, sel.names(inputs["selection"]),
         str(inputs["model"])), "table": gr.update(value=views.conditions_table(ev), visible=True),
         "legend": views.legend(ev), "texts": gr.update(value=views.continuations(ev), visible=True),
-        "file": RawResult.values(inputs["raw"], f"lofit_{res.task}")[0],
+        "file": json_file(inputs["raw"], f"lofit_{res.task}"),
     }  # fmt: skip
 
 
@@ -211,13 +211,12 @@ def _build_contrastive(ctx: AppContext) -> None:
         out["steered"] = TokenStrip(label="Steered", elem_id="hs-contrastive-steered")
     _secondary(out, "steering result")
     raw = out.pop("raw")
-    done = controls.bind(go.click, steer_run, inputs=ins, outputs={"raw": raw}, api_name="steer_contrastive")
-    bind(done.success, steer_draw, inputs={"raw": raw}, outputs=out, api_visibility="private", queue=False)
+    section(go.click, steer_run, steer_draw, inputs=ins, outputs={"raw": raw}, views=out, controls=controls,
+            session=ctx.session, api_name="steer_contrastive")  # fmt: skip
     bind(ins["heldout"].change, _instruction_of, inputs={"name": ins["heldout"]},
-         outputs={"instruction": ins["instruction"]}, api_visibility="private", queue=False)  # fmt: skip
+         outputs={"instruction": ins["instruction"]}, **PRIVATE)  # fmt: skip
     session = {k: v for k, v in ins.items() if k not in ("model", "selection")}
     ctx.session.add("steering", **session, result=raw)
-    ctx.session.rebuild(handler(steer_draw, {"raw": raw}, out), [raw], list(out.values()))
 
 
 def _build_lofit(ctx: AppContext) -> None:
@@ -245,15 +244,14 @@ def _build_lofit(ctx: AppContext) -> None:
     _secondary(out, "LoFiT result")
     raw = out.pop("raw")
     draw_in = {"raw": raw, "selection": ctx.selection.state, "model": ctx.model}
-    done = controls.bind(go.click, lofit_run, inputs=ins, outputs={"raw": raw}, api_name="steer_lofit_train")
-    bind(done.success, lofit_draw, inputs=draw_in, outputs=out, api_visibility="private", queue=False)
+    section(go.click, lofit_run, lofit_draw, inputs=ins, outputs={"raw": raw}, views=out, draw_inputs=draw_in,
+            controls=controls, session=ctx.session, api_name="steer_lofit_train")  # fmt: skip
     bind(ins["task"].change, _instruction_of, inputs={"name": ins["task"]},
-         outputs={"instruction": ins["instruction"]}, api_visibility="private", queue=False)  # fmt: skip
+         outputs={"instruction": ins["instruction"]}, **PRIVATE)  # fmt: skip
     ctx.selection.connect_grid(out["grid"])
     ctx.selection.add_button(add, lambda r: LofitResult.from_json(_result(r)).heads, [raw])
     session = {k: v for k, v in ins.items() if k not in ("model", "selection")}
     ctx.session.add("lofit", **session, result=raw)
-    ctx.session.rebuild(handler(lofit_draw, draw_in, out), list(draw_in.values()), list(out.values()))
 
 
 def _result(raw: Any) -> dict[str, Any]:
