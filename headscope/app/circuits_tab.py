@@ -26,10 +26,10 @@ from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
 from headscope.app.figures import Plot, RawResult, json_file
 from headscope.app.inputs import choice, integer, number, ranged_number, text
-from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
+from headscope.app.state import STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid
-from headscope.app.wiring import Ctx, bind, handler, pick, section
+from headscope.app.wiring import Ctx, bind, pick, section
 from headscope.circuits import edge_layout as lay
 from headscope.circuits import summary as cs
 from headscope.circuits.ablate import AblationConfig, ablate_selection
@@ -332,13 +332,12 @@ def build(ctx: AppContext) -> None:
             on_change=raw.json, controls=controls, api_name="circuits_run")  # fmt: skip
     _wire_results(ctx, views, edges, more)
     with example_slot:
-        examples.worked_example(
+        ex = examples.worked_example(
             [["ioi", 8, 0, 100, LAYER_SCOPES[2]], ["greater_than", 8, 0, 100, LAYER_SCOPES[2]]],
-            [run_in["task"], run_in["n_examples"], run_in["seed"], run_in["epochs"], run_in["scope"]],
-            handler(run, run_in, run_out), list(run_in.values()), list(run_out.values()),
-            labels=["IOI, last 2 layers", "greater-than, last 2 layers"], show_progress_on=[controls.status],
-            **JOB_EVENT,
+            [run_in["task"], run_in["n_examples"], run_in["seed"], run_in["epochs"], run_in["scope"]], None, [], [],
+            labels=["IOI, last 2 layers", "greater-than, last 2 layers"],
         )  # fmt: skip
+        controls.bind(ex.load_input_event.then, run, inputs=run_in, outputs=run_out, api_visibility="private")
     ablation = _ablation(ctx, run_in)
     comparison = _viewer(raw)
     ctx.session.add(

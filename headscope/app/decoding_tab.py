@@ -18,10 +18,10 @@ from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
 from headscope.app.figures import Plot, RawResult, json_file
 from headscope.app.inputs import choice, integer, number, text
-from headscope.app.state import JOB_EVENT, STORE
+from headscope.app.state import STORE
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
-from headscope.app.wiring import Ctx, handler, section
+from headscope.app.wiring import Ctx, section
 from headscope.attention import LocalityDial
 from headscope.cli.decoding import CompareCommand, run_compare, to_argv
 from headscope.decoding import GRAMMARS, STRATEGIES, Comparison, DecodeConfig
@@ -166,12 +166,6 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def compare_and_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
-    """A worked example's click: the job, then its views (one private event)."""
-    raw = decode_compare(inputs, ctx)["raw"]
-    return {"raw": raw, **draw({"raw": raw, "selection": inputs.get("selection")}, ctx)}
-
-
 # -- layout --------------------------------------------------------------------------------------------------------
 def _number(key: str, value: float) -> gr.Number:
     label, _, lo, hi, whole = NUMBERS[key]
@@ -248,17 +242,16 @@ def build(ctx: AppContext) -> None:
     inputs = {"model": ctx.model, **settings, "selection": ctx.selection.state}
     drawn = {"status": controls.status, **{k: c for k, c in views.items() if k != "raw"}}
     draw_inputs = {"raw": views["raw"], "selection": ctx.selection.state}
-    section(run.click, decode_compare, draw, inputs=inputs, outputs={"raw": views["raw"]}, views=drawn,
-            draw_inputs=draw_inputs, controls=controls, session=ctx.session, api_name="decode_compare")  # fmt: skip
-    both = {"raw": views["raw"], **drawn}
+    shape = {"inputs": inputs, "outputs": {"raw": views["raw"]}, "views": drawn, "draw_inputs": draw_inputs,
+             "controls": controls}  # fmt: skip
+    section(run.click, decode_compare, draw, session=ctx.session, api_name="decode_compare", **shape)
     with example_slot:
-        examples.worked_example(
+        ex = examples.worked_example(
             [[DEFAULT_PROMPT, DEFAULT_STRATEGIES, 32], [SUMMARY_PROMPT, DEFAULT_STRATEGIES, 48],
              ["Make up a phone number for a pizza shop, written like 555-1234.", ["greedy", "constrained"], 12]],
-            [settings["prompt"], settings["strategies"], settings["max_new_tokens"]],
-            handler(compare_and_draw, inputs, both), list(inputs.values()), list(both.values()),
+            [settings["prompt"], settings["strategies"], settings["max_new_tokens"]], None, [], [],
             labels=["copying: drafts from the prompt", "summarising a passage", "AWRS: a phone-number regex"],
-            show_progress_on=[controls.status], **JOB_EVENT,
         )  # fmt: skip
+        section(ex.load_input_event.then, decode_compare, draw, api_visibility="private", **shape)
     ctx.selection.connect_grid(views["grid"])
     ctx.session.add("decoding", **settings, result=views["raw"])
