@@ -28,6 +28,7 @@ from typing import Any
 import gradio as gr
 
 import headscope.cli  # noqa: F401  (registers the command line that cluster jobs run: batch/commands.py)
+from headscope.app.downloads import owner_of  # a visitor: the browser session, the same for jobs and files
 from headscope.batch.board import BOARD, RUNNERS, JobBoard, ThreadRunner, runner, using_runner
 from headscope.batch.follow import cancel_and_wait, follow
 from headscope.batch.protocol import JobBusy, JobCancelled, JobSpec, JobStatus, Reporter, RunningJob
@@ -36,11 +37,6 @@ __all__ = [
     "BOARD", "RUNNERS", "JobBoard", "JobBusy", "JobCancelled", "JobControls", "JobSpec", "JobStatus", "Reporter",
     "RunningJob", "ThreadRunner", "cancel", "follow", "owner_of", "run", "runner", "starting", "using_runner",
 ]  # fmt: skip
-
-
-def owner_of(request: gr.Request | None) -> str:
-    """A visitor's identity for jobs: the browser session (gradio_client callers have one too)."""
-    return str(getattr(request, "session_hash", None) or "direct")
 
 
 def run(
