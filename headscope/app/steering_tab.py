@@ -195,7 +195,7 @@ def _build_contrastive(ctx: AppContext) -> None:
         ins["site"] = gr.Radio(list(SITES), value=SITES[0], label="Steer at")
         ins["layer"] = gr.Number(default_layer(30), precision=0, minimum=0, label="Layer")
         ins["alpha"] = ranged_number(
-            "α (× the activation norm)", -MAX_ALPHA, MAX_ALPHA, DEFAULT_ALPHA, step=0.05
+            "α × the activation norm", -MAX_ALPHA, MAX_ALPHA, DEFAULT_ALPHA, step=0.05
         )
     with gr.Row():
         ins["prompts"] = gr.Textbox("\n".join(_SET.prompts[:2]), lines=2, label="Prompts (one a line)")
