@@ -212,9 +212,7 @@ def view(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 def ablate(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """The task metric with the shared selection mean-ablated, and with everything but the selection ablated."""
     handle = STORE.get(str(inputs["model"]))
-    heads = sel.head_set(inputs["selection"], handle)
-    if not heads:
-        raise InputError("no head is selected: click heads in a grid, or add the circuit's heads")
+    heads = sel.selected_heads(inputs["selection"], handle, "ablating the selection")
     name = choice(inputs["task"], "task", TASK_CHOICES)
     n = integer(inputs["n_examples"], "prompt pairs", 6, APP_MAX_EXAMPLES)
     seed = integer(inputs["seed"], "seed", 0, 2**31 - 1)

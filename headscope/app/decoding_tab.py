@@ -83,12 +83,9 @@ def _heads(inputs: dict[str, Any], model: str) -> tuple[str, str | None]:
     act = choice(inputs.get("action") or "none", "heads action", ACTIONS)
     if act == "none":
         return act, None
-    hs = sel.head_set(inputs.get("selection"), STORE.get(model))
-    if not hs:
-        raise InputError(
-            f"nothing to {act}: select heads first (click grid cells on another tab, or type them)"
-        )
-    return act, str(hs)
+    return act, str(
+        sel.selected_heads(inputs.get("selection"), STORE.get(model), f"the heads action is {act}")
+    )
 
 
 def _draft_model(inputs: dict[str, Any], names: list[str]) -> str | None:

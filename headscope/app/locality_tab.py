@@ -62,10 +62,7 @@ def _scope_heads(inputs: dict[str, Any], handle: ModelHandle) -> HeadSet | None:
     """None: the dial acts on every head; else the selected heads (refused when nothing is selected)."""
     if choice(inputs["scope"], "dial scope", SCOPES) == SCOPES[0]:
         return None
-    heads = sel.head_set(inputs["selection"], handle)
-    if not heads:
-        raise InputError("the dial is set to act on the selected heads, but no head is selected")
-    return heads
+    return sel.selected_heads(inputs["selection"], handle, "the dial is set to act on the selected heads")
 
 
 def _scoped(inputs: dict[str, Any], handle: ModelHandle, lam: Any = None) -> LocalityDial:

@@ -61,10 +61,9 @@ def _heads(inputs: dict[str, Any], scope: str, restricted: str) -> str | None:
     """The selection as HeadSet text when `scope` says so (checked against the model), else None."""
     if scope != restricted:
         return None
-    heads = sel.head_set(inputs["selection"], STORE.get(str(inputs["model"])))
-    if not heads:
-        raise InputError("set to the selected heads, but no head is selected (use the bar above)")
-    return str(heads)
+    return str(
+        sel.selected_heads(inputs["selection"], STORE.get(str(inputs["model"])), f"set to {restricted}")
+    )
 
 
 def _job(
