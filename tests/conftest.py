@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -73,3 +74,28 @@ def app_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url: str) -> Iterator[Any]:
+    """The app in Debian Chromium driven by playwright (never a downloaded browser), one page per test module: its
+    tests share it, in file order (tests/browser/ui.py has the helpers that drive it)."""
+    from tests.browser.ui import CHROMIUM, FLAGS, SHOTS, TITLE
+
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("Debian chromium is missing in CI: `make setup` should have installed it")
+        pytest.skip("Debian chromium not installed (make browser installs it)")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            pg = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+            pg.set_default_timeout(120_000)
+            pg.goto(app_url)
+            pg.get_by_text(TITLE).first.wait_for()
+            yield pg
+        finally:
+            browser.close()

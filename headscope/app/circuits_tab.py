@@ -26,10 +26,10 @@ from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
 from headscope.app.figures import Plot, RawResult, json_file
 from headscope.app.inputs import choice, integer, number, ranged_number, text
-from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
+from headscope.app.state import STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid
-from headscope.app.wiring import Ctx, bind, handler
+from headscope.app.wiring import Ctx, bind, pick, section
 from headscope.circuits import edge_layout as lay
 from headscope.circuits import summary as cs
 from headscope.circuits.ablate import AblationConfig, ablate_selection
@@ -41,7 +41,7 @@ from headscope.circuits.result import CircuitResult
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import TASKS, make_task
 from headscope.circuits.variants import check_variant, variant_choices
-from headscope.cli.circuits import to_argv
+from headscope.cli.circuits import ablate_argv, to_argv
 from headscope.errors import InputError
 
 TASK_CHOICES = [*TASKS, "custom"]
@@ -212,9 +212,7 @@ def view(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 def ablate(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """The task metric with the shared selection mean-ablated, and with everything but the selection ablated."""
     handle = STORE.get(str(inputs["model"]))
-    heads = sel.head_set(inputs["selection"], handle)
-    if not heads:
-        raise InputError("no head is selected: click heads in a grid, or add the circuit's heads")
+    heads = sel.selected_heads(inputs["selection"], handle, "ablating the selection")
     name = choice(inputs["task"], "task", TASK_CHOICES)
     n = integer(inputs["n_examples"], "prompt pairs", 6, APP_MAX_EXAMPLES)
     seed = integer(inputs["seed"], "seed", 0, 2**31 - 1)
@@ -224,11 +222,8 @@ def ablate(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     def work(report: jobs.Reporter) -> dict[str, Any]:
         return ablate_selection(handle, heads, cfg=cfg, spec=spec, progress=report).to_json()
 
-    job = jobs.JobSpec(
-        f"ablate {heads} ({name})", work, model=handle.identity.name,
-        command=None if name == "custom" else  # a custom task's text has no flag: in-process
-        ("circuits", "ablate", "--task", name, "--heads", str(heads), "--n-examples", str(n), "--seed", str(seed)),
-    )  # fmt: skip
+    command = None if spec is not None else tuple(ablate_argv(cfg, str(heads)))  # a custom task: in-process
+    job = jobs.JobSpec(f"ablate {heads} ({name})", work, model=handle.identity.name, command=command)
     res = jobs.run(job, request=ctx.request, slot="circuits_ablate", progress=ctx.progress)
     return {"ablation": cv.ablation_line(res), "ablation_rows": cv.ablation_table(res), "ablation_json": res}
 
@@ -326,20 +321,23 @@ def build(ctx: AppContext) -> None:
     results = gr.Column(visible=False)
     with results:
         views, edges, more = _result_views()
-    run_out = {"raw": more["raw"].json, "status": controls.status}
-    job = {"show_progress_on": [controls.status], **JOB_EVENT}
-    bind(run_btn.click, run, inputs=run_in, outputs=run_out, api_name="circuits_run", **job)
-    _wire_results(ctx, views, edges, more, results)
-    with example_slot:
-        examples.worked_example(
-            [["ioi", 8, 0, 100, LAYER_SCOPES[2]], ["greater_than", 8, 0, 100, LAYER_SCOPES[2]]],
-            [run_in["task"], run_in["n_examples"], run_in["seed"], run_in["epochs"], run_in["scope"]],
-            handler(run, run_in, run_out), list(run_in.values()), list(run_out.values()),
-            labels=["IOI, last 2 layers", "greater-than, last 2 layers"], **job,
-        )  # fmt: skip
-    ablation = _ablation(ctx, run_in)
-    comparison = _viewer(more["raw"])
     raw = more["raw"]
+    run_out = {"raw": raw.json, "status": controls.status}
+    drawn = {**views, **edges, "stability": more["stability"], "edges": more["edges"], "report_file": raw.file,
+             "results": results}  # fmt: skip
+    draw_in = {"raw": raw.json, "selection": ctx.selection.state, "edge_method": edges["edge_method"]}
+    section(run_btn.click, run, draw, inputs=run_in, outputs=run_out, views=drawn, draw_inputs=draw_in,
+            on_change=raw.json, controls=controls, api_name="circuits_run")  # fmt: skip
+    _wire_results(ctx, views, edges, more)
+    with example_slot:
+        ex = examples.worked_example(
+            [["ioi", 8, 0, 100, LAYER_SCOPES[2]], ["greater_than", 8, 0, 100, LAYER_SCOPES[2]]],
+            [run_in["task"], run_in["n_examples"], run_in["seed"], run_in["epochs"], run_in["scope"]], None, [], [],
+            labels=["IOI, last 2 layers", "greater-than, last 2 layers"],
+        )  # fmt: skip
+        controls.bind(ex.load_input_event.then, run, inputs=run_in, outputs=run_out, api_visibility="private")
+    ablation = _ablation(ctx, run_in)
+    comparison = _viewer(raw)
     ctx.session.add(
         "circuits", **{k: v for k, v in run_in.items() if k != "model"}, status=controls.status,
         **views, **edges, stability=more["stability"], path_edges=more["edges"], report=raw.json,
@@ -366,28 +364,22 @@ def _result_views() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
             "Export for circuit-tracer / Neuronpedia", size="sm", elem_id="hs-circuit-export-np"
         )
         to_mib = gr.Button("Export MIB circuit file", size="sm", elem_id="hs-circuit-export-mib")
-    with gr.Row():
-        with gr.Column(visible=False) as np_box:  # shown with its file: no empty download boxes
-            np_file = gr.File(
-                label="attribution graph (circuit-tracer)", interactive=False, elem_id="hs-circuit-np-file"
-            )
-        with gr.Column(visible=False) as mib_box:
-            mib_file = gr.File(label="MIB circuit file", interactive=False, elem_id="hs-circuit-mib-file")
+    with gr.Row():  # each file shown once it is set (figures.reveal_when_set): no empty download boxes
+        np_file = gr.File(
+            label="attribution graph (circuit-tracer)", interactive=False, elem_id="hs-circuit-np-file"
+        )
+        mib_file = gr.File(label="MIB circuit file", interactive=False, elem_id="hs-circuit-mib-file")
 
     buttons = {"add_circuit": add_circuit, "add_truth": add_truth, "redraw": redraw, "add_edges": add_edges,
                "to_np": to_np, "to_mib": to_mib}  # fmt: skip
-    files = {"neuronpedia_file": np_file, "neuronpedia_box": np_box, "mib_file": mib_file, "mib_box": mib_box}
+    files = {"neuronpedia_file": np_file, "mib_file": mib_file}
     return views, edges, {"stability": stab, "edges": path_edges, "raw": raw, **files, **buttons}
 
 
 def _wire_results(
-    ctx: AppContext, views: dict[str, Any], edges: dict[str, Any], more: dict[str, Any], results: gr.Column
+    ctx: AppContext, views: dict[str, Any], edges: dict[str, Any], more: dict[str, Any]
 ) -> None:
     raw = more["raw"]
-    drawn = {**views, **edges, "stability": more["stability"], "edges": more["edges"], "report_file": raw.file,
-             "results": results}  # fmt: skip
-    bind(raw.json.change, draw, inputs={"raw": raw.json, "selection": ctx.selection.state, "edge_method": edges["edge_method"]},
-         outputs=drawn, api_visibility="private", queue=False)  # fmt: skip
     edge_in = {"raw": raw.json, "edge_method": edges["edge_method"], "edge_percent": edges["edge_percent"]}
     edge_out = {"edge_graph": edges["edge_graph"]}
     bind(
@@ -401,10 +393,8 @@ def _wire_results(
     for trigger in (edges["edge_method"].input, edges["edge_percent"].submit):
         bind(trigger, draw_edges, inputs=edge_in, outputs=edge_out, api_visibility="private", **VIEW_EVENT)
     for btn, fmt in ((more["to_np"], "neuronpedia"), (more["to_mib"], "mib")):
-        done = bind(btn.click, export, inputs={**edge_in, "format": gr.State(fmt)},
-             outputs={f"{fmt}_file": more[f"{fmt}_file"]}, api_name=f"circuits_export_{fmt}",
-             **VIEW_EVENT)  # fmt: skip
-        reveal(done, more[f"{fmt}_box"])
+        bind(btn.click, export, inputs={**edge_in, "format": gr.State(fmt)}, outputs=pick(more, f"{fmt}_file"),
+             api_name=f"circuits_export_{fmt}", **VIEW_EVENT)  # fmt: skip
     for grid in (views["sae_grid"], views["truth_grid"]):
         ctx.selection.connect_grid(grid)
     ctx.selection.add_button(more["add_circuit"], lambda r: report_heads(r, "circuit"), [raw.json])
@@ -414,25 +404,19 @@ def _wire_results(
     )
 
 
-def reveal(event: Any, box: gr.Column) -> None:
-    """Make `box` visible once `event` has filled it (a private, unqueued step): no empty boxes before."""
-    event.success(lambda: gr.Column(visible=True), None, box, api_visibility="private", queue=False)
-
-
 def _ablation(ctx: AppContext, run_in: dict[str, Any]) -> dict[str, Any]:
     gr.Markdown("### Does the selection explain the behaviour?")
     btn = gr.Button("Ablate the selected heads")
     controls = jobs.JobControls.build("circuits_ablate")
     line = gr.Markdown()
-    with gr.Column(visible=False) as box:  # shown with its rows: no empty table before a run
-        rows = gr.Dataframe(label="Task metric under mean ablation", interactive=False)
+    rows = gr.Dataframe(label="Task metric under mean ablation", interactive=False)  # shown once it has rows
     out = {"ablation": line, "ablation_rows": rows}
     state = gr.JSON(visible=False)
-    inputs = {k: run_in[k] for k in ("model", "task", "custom", "n_examples", "seed")}
-    done = bind(btn.click, ablate, inputs={**inputs, "selection": ctx.selection.state},
-                outputs={**out, "ablation_json": state}, api_name="circuits_ablate",
-                show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
-    reveal(done, box)
+    inputs = pick({**run_in, "selection": ctx.selection.state}, "model", "task", "custom", "n_examples", "seed",
+                  "selection")  # fmt: skip
+    controls.bind(
+        btn.click, ablate, inputs=inputs, outputs={**out, "ablation_json": state}, api_name="circuits_ablate"
+    )
     return out
 
 
@@ -442,9 +426,7 @@ def _viewer(raw: RawResult) -> gr.Dataframe:
         up_a = gr.File(type="binary", file_types=[".json"], label="Report A")
         up_b = gr.File(type="binary", file_types=[".json"], label="Report B (optional: compare)")
     btn = gr.Button("View")
-    with gr.Column(visible=False) as box:
-        diff = gr.Dataframe(label="Comparison (B relative to A)", interactive=False)
-    done = bind(btn.click, view, inputs={"report_a": up_a, "report_b": up_b},
-                outputs={"raw": raw.json, "comparison": diff}, api_name="circuits_view", **VIEW_EVENT)  # fmt: skip
-    reveal(done, box)
+    diff = gr.Dataframe(label="Comparison (B relative to A)", interactive=False)  # shown once it has rows
+    bind(btn.click, view, inputs={"report_a": up_a, "report_b": up_b}, outputs={"raw": raw.json, "comparison": diff},
+         api_name="circuits_view", **VIEW_EVENT)  # fmt: skip
     return diff

@@ -16,12 +16,12 @@ import gradio as gr
 from headscope.app import decoding_views as dv
 from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
-from headscope.app.figures import Plot, RawResult
+from headscope.app.figures import Plot, RawResult, json_file
 from headscope.app.inputs import choice, integer, number, text
-from headscope.app.state import JOB_EVENT, STORE
+from headscope.app.state import STORE
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
-from headscope.app.wiring import Ctx, bind, handler
+from headscope.app.wiring import Ctx, section
 from headscope.attention import LocalityDial
 from headscope.cli.decoding import CompareCommand, run_compare, to_argv
 from headscope.decoding import GRAMMARS, STRATEGIES, Comparison, DecodeConfig
@@ -83,12 +83,9 @@ def _heads(inputs: dict[str, Any], model: str) -> tuple[str, str | None]:
     act = choice(inputs.get("action") or "none", "heads action", ACTIONS)
     if act == "none":
         return act, None
-    hs = sel.head_set(inputs.get("selection"), STORE.get(model))
-    if not hs:
-        raise InputError(
-            f"nothing to {act}: select heads first (click grid cells on another tab, or type them)"
-        )
-    return act, str(hs)
+    return act, str(
+        sel.selected_heads(inputs.get("selection"), STORE.get(model), f"the heads action is {act}")
+    )
 
 
 def _draft_model(inputs: dict[str, Any], names: list[str]) -> str | None:
@@ -157,19 +154,13 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     c = Comparison.from_json(raw)
     note, grid = dv.departure(c, sel.names(inputs.get("selection")) if inputs.get("selection") else [])
     trees, entropy = dv.step_trees(c), dv.entropy_figure(c)
-    file, _ = RawResult.values(raw, f"decode_compare_{c.model}")
+    file = json_file(raw, f"decode_compare_{c.model}")
     shown = lambda value: gr.update(value=value, visible=value is not None)  # noqa: E731
     return {
         "status": dv.summary(c), "speed": shown(dv.speed_table(c)), "strip": shown(dv.token_strips(c)),
         "note": note, "grid": shown(grid), "trees_note": dv.trees_note(c), "trees": shown(trees),
         "entropy": shown(entropy), "entropy_note": "" if entropy is not None else NO_ENTROPY, "file": shown(file),
     }  # fmt: skip
-
-
-def compare_and_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
-    """A worked example's click: the job, then its views (one private event)."""
-    raw = decode_compare(inputs, ctx)["raw"]
-    return {"raw": raw, **draw({"raw": raw, "selection": inputs.get("selection")}, ctx)}
 
 
 # -- layout --------------------------------------------------------------------------------------------------------
@@ -246,21 +237,18 @@ def build(ctx: AppContext) -> None:
     controls = jobs.JobControls.build(SLOT)
     views = _results()
     inputs = {"model": ctx.model, **settings, "selection": ctx.selection.state}
-    done = bind(run.click, decode_compare, inputs=inputs, outputs={"raw": views["raw"]}, api_name="decode_compare",
-                show_progress_on=[controls.status], **JOB_EVENT)  # fmt: skip
     drawn = {"status": controls.status, **{k: c for k, c in views.items() if k != "raw"}}
     draw_inputs = {"raw": views["raw"], "selection": ctx.selection.state}
-    bind(done.success, draw, inputs=draw_inputs, outputs=drawn, api_visibility="private", queue=False)
-    both = {"raw": views["raw"], **drawn}
+    shape = {"inputs": inputs, "outputs": {"raw": views["raw"]}, "views": drawn, "draw_inputs": draw_inputs,
+             "controls": controls}  # fmt: skip
+    section(run.click, decode_compare, draw, session=ctx.session, api_name="decode_compare", **shape)
     with example_slot:
-        examples.worked_example(
+        ex = examples.worked_example(
             [[DEFAULT_PROMPT, DEFAULT_STRATEGIES, 32], [SUMMARY_PROMPT, DEFAULT_STRATEGIES, 48],
              ["Make up a phone number for a pizza shop, written like 555-1234.", ["greedy", "constrained"], 12]],
-            [settings["prompt"], settings["strategies"], settings["max_new_tokens"]],
-            handler(compare_and_draw, inputs, both), list(inputs.values()), list(both.values()),
+            [settings["prompt"], settings["strategies"], settings["max_new_tokens"]], None, [], [],
             labels=["copying: drafts from the prompt", "summarising a passage", "AWRS: a phone-number regex"],
-            show_progress_on=[controls.status], **JOB_EVENT,
         )  # fmt: skip
+        section(ex.load_input_event.then, decode_compare, draw, api_visibility="private", **shape)
     ctx.selection.connect_grid(views["grid"])
     ctx.session.add("decoding", **settings, result=views["raw"])
-    ctx.session.rebuild(handler(draw, draw_inputs, drawn), list(draw_inputs.values()), list(drawn.values()))

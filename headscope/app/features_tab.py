@@ -20,10 +20,10 @@ from headscope.app import features_views as fv
 from headscope.app import steering_views as sv
 from headscope.app.figures import Plot, json_file, table
 from headscope.app.inputs import choice, integer, number, ranged_number, text
-from headscope.app.state import JOB_EVENT, STORE, VIEW_EVENT
+from headscope.app.state import STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import TokenStrip
-from headscope.app.wiring import Ctx, bind, handler
+from headscope.app.wiring import Ctx, bind, handler, pick, section
 from headscope.cli.features import attribute_argv, to_argv
 from headscope.errors import InputError
 from headscope.features import attribution as attr
@@ -244,26 +244,6 @@ def draw_attribute(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 
 # ---- layout --------------------------------------------------------------------------------------------------------
-def _wire(
-    w: dict[str, Any],
-    button: Any,
-    run: Any,
-    inputs: dict[str, Any],
-    raw: str,
-    draw: Any,
-    drawn: tuple,
-    *,
-    api_name: str,
-    status: Any,
-    event: dict[str, Any],
-) -> None:
-    """A section's endpoint (its JSON into `w[raw]`) and the private follow-up drawing `drawn` from that JSON."""
-    out = {raw: w[raw]}
-    bind(button.click, run, inputs=inputs, outputs=out, api_name=api_name, show_progress_on=[status], **event)
-    views = {k: w[k] for k in drawn}
-    bind(w[raw].change, draw, inputs=out, outputs=views, api_visibility="private", queue=False)
-
-
 def _opens_page(tbl: Any, w: dict[str, Any], status: Any) -> None:
     """A click on a features table's row puts its feature id in the page's field, then opens the page."""
     picked = tbl.select(pick_feature, [tbl], [w["feature"]], api_visibility="private", queue=False)
@@ -298,8 +278,9 @@ def _top_section(ctx: AppContext, w: dict[str, Any], status: Any) -> None:
     w["top_raw"] = gr.JSON(visible=False)
     with gr.Accordion("top features: download", open=False):
         w["top_file"] = gr.File(label="Download top features (JSON)", interactive=False)
-    _wire(w, show, top, {k: w[k] for k in ("model", "sae", "text", "k")}, "top_raw", draw_top,
-          ("summary", "strip", "per_token", "top_file"), api_name="features_top", status=status, event=VIEW_EVENT)  # fmt: skip
+    section(show.click, top, draw_top, inputs=pick(w, "model", "sae", "text", "k"), outputs=pick(w, "top_raw"),
+            views=pick(w, "summary", "strip", "per_token", "top_file"), on_change=w["top_raw"], api_name="features_top",
+            show_progress_on=[status], **VIEW_EVENT)  # fmt: skip
     w["strip"].token(on_token, [w["top_raw"]], [w["per_token"]], api_visibility="private", **VIEW_EVENT)  # pyright: ignore[reportAttributeAccessIssue]
     ctx.selection.connect_tokens(w["strip"])
 
@@ -321,14 +302,16 @@ def _page_section(w: dict[str, Any], status: Any) -> None:
         w["on_text"] = TokenStrip(label="This feature on the text above", elem_id="hs-feature-on-text")
         w["page_raw"] = gr.JSON(visible=False)
         w["page_file"] = gr.File(label="Download the feature page (JSON)", interactive=False)
-    w["page_in"] = {k: w[k] for k in ("model", "sae", "feature", "text")}
-    _wire(w, open_btn, page, w["page_in"], "page_raw", draw_page,
-          ("header", "contexts", "hist", "promoted", "suppressed", "on_text", "page_file", "page_acc"),
-          api_name="features_page", status=status, event=VIEW_EVENT)  # fmt: skip
+    w["page_in"] = pick(w, "model", "sae", "feature", "text")
+    views = pick(
+        w, "header", "contexts", "hist", "promoted", "suppressed", "on_text", "page_file", "page_acc"
+    )
+    section(open_btn.click, page, draw_page, inputs=w["page_in"], outputs=pick(w, "page_raw"), views=views,
+            on_change=w["page_raw"], api_name="features_page", show_progress_on=[status], **VIEW_EVENT)  # fmt: skip
     _opens_page(w["per_token"], w, status)
 
 
-def _eval_section(w: dict[str, Any], status: Any) -> None:
+def _eval_section(w: dict[str, Any], controls: jobs.JobControls) -> None:
     with gr.Accordion("Judge the SAE on held-out text (features eval)", open=False):
         with gr.Row():
             w["source"] = gr.Radio(list(EVAL_SOURCES), value="wiki-test", label="Text",
@@ -340,11 +323,12 @@ def _eval_section(w: dict[str, Any], status: Any) -> None:
         w["eval_raw"] = gr.JSON(visible=False)
         w["eval_file"] = gr.File(label="Download the evaluation (JSON, as `features eval --json` prints it)",
                                  interactive=False)  # fmt: skip
-    _wire(w, go, run_eval, {k: w[k] for k in ("model", "sae", "source", "tokens", "text")}, "eval_raw", draw_eval,
-          ("eval_caption", "eval_table", "eval_file"), api_name="features_eval", status=status, event=JOB_EVENT)  # fmt: skip
+    section(go.click, run_eval, draw_eval, inputs=pick(w, "model", "sae", "source", "tokens", "text"),
+            outputs=pick(w, "eval_raw"), views=pick(w, "eval_caption", "eval_table", "eval_file"),
+            on_change=w["eval_raw"], controls=controls, api_name="features_eval")  # fmt: skip
 
 
-def _steer_section(w: dict[str, Any], status: Any) -> None:
+def _steer_section(w: dict[str, Any], controls: jobs.JobControls) -> None:
     with gr.Accordion("Steer by the feature above", open=False):
         with gr.Row():
             w["alpha"] = gr.Number(value=DEFAULT_ALPHA, label=f"α (add: × the activation norm at the SAE's hook, "
@@ -364,15 +348,15 @@ def _steer_section(w: dict[str, Any], status: Any) -> None:
             w["vector"] = gr.File(label="This feature as a steering vector file (Steering tab: upload)",
                                   interactive=False)  # fmt: skip
             w["steer_file"] = gr.File(label="Download the steering result (JSON)", interactive=False)
-    names = ("model", "sae", "feature", "alpha", "mode", "position", "prompt", "new_tokens")
-    _wire(w, go, run_steer, {k: w[k] for k in names}, "steer_raw", draw_steer,
-          ("steer_line", "plain", "steered", "steer_table", "steer_file"), api_name="features_steer", status=status,
-          event=JOB_EVENT)  # fmt: skip
-    bind(w["steer_raw"].change, steer_vector, inputs={k: w[k] for k in ("model", "sae", "steer_raw")},
-         outputs={"vector": w["vector"]}, api_visibility="private", **VIEW_EVENT)  # fmt: skip
+    section(go.click, run_steer, draw_steer,
+            inputs=pick(w, "model", "sae", "feature", "alpha", "mode", "position", "prompt", "new_tokens"),
+            outputs=pick(w, "steer_raw"), views=pick(w, "steer_line", "plain", "steered", "steer_table", "steer_file"),
+            on_change=w["steer_raw"], controls=controls, api_name="features_steer")  # fmt: skip
+    bind(w["steer_raw"].change, steer_vector, inputs=pick(w, "model", "sae", "steer_raw"),
+         outputs=pick(w, "vector"), api_visibility="private", **VIEW_EVENT)  # fmt: skip
 
 
-def _attribute_section(w: dict[str, Any], status: Any) -> None:
+def _attribute_section(w: dict[str, Any], controls: jobs.JobControls) -> None:
     with gr.Accordion("Which features drive an output token", open=False):
         with gr.Row():
             w["a_prompt"] = gr.Textbox(label="Prompt", value="The Eiffel Tower is in the city of", scale=3)
@@ -390,9 +374,10 @@ def _attribute_section(w: dict[str, Any], status: Any) -> None:
         w["attr_file"] = gr.File(label="Download the attribution (JSON)", interactive=False)
     ins = {"model": w["model"], "sae": w["sae"], "prompt": w["a_prompt"], "target": w["target"],
            "contrast": w["contrast"], "check": w["check"]}  # fmt: skip
-    _wire(w, go, run_attribute, ins, "attr_raw", draw_attribute, ("attr_line", "attr_table", "attr_file"),
-          api_name="features_attribute", status=status, event=JOB_EVENT)  # fmt: skip
-    _opens_page(w["attr_table"], w, status)
+    section(go.click, run_attribute, draw_attribute, inputs=ins, outputs=pick(w, "attr_raw"),
+            views=pick(w, "attr_line", "attr_table", "attr_file"), on_change=w["attr_raw"], controls=controls,
+            api_name="features_attribute")  # fmt: skip
+    _opens_page(w["attr_table"], w, controls.status)
 
 
 @register_tab("Features", order=45)
@@ -417,10 +402,10 @@ def build(ctx: AppContext) -> None:
     controls = jobs.JobControls.build(SLOT)
     _top_section(ctx, w, controls.status)
     _page_section(w, controls.status)
-    _eval_section(w, controls.status)
-    _steer_section(w, controls.status)
-    _attribute_section(w, controls.status)
-    top_in = {k: w[k] for k in ("model", "sae", "text", "k")}
+    _eval_section(w, controls)
+    _steer_section(w, controls)
+    _attribute_section(w, controls)
+    top_in = pick(w, "model", "sae", "text", "k")
     with example_slot:
         examples.worked_example(
             [[DEFAULT_SAE, DEFAULT_TEXT, 5], ["res6", "def add(a, b):\n    return a + b\n", 5]],
@@ -431,4 +416,4 @@ def build(ctx: AppContext) -> None:
         )  # fmt: skip
     keys = ("sae", "text", "k", "top_raw", "feature", "page_raw", "source", "tokens", "eval_raw", "alpha", "mode",
             "position", "new_tokens", "prompt", "steer_raw", "a_prompt", "target", "contrast", "attr_raw")  # fmt: skip
-    ctx.session.add("features", **{k: w[k] for k in keys})
+    ctx.session.add("features", **pick(w, *keys))

@@ -212,7 +212,7 @@ def _visible_if_set(value: Any) -> Any:
 
 
 class RawResult:
-    """A result's download (the CLI's JSON) and its raw JSON, collapsed: `outputs` = [file, json]."""
+    """A result's download (`file`: the CLI's JSON, written with `json_file`) and its raw JSON (`json`), collapsed."""
 
     def __init__(self, what: str, *, elem_id: str | None = None):
         self.file = gr.File(
@@ -220,17 +220,3 @@ class RawResult:
         )
         with gr.Accordion(f"{what}: raw JSON", open=False):
             self.json = gr.JSON(label=f"{what} (raw)", show_label=False)
-
-    @property
-    def outputs(self) -> list[Any]:
-        return [self.file, self.json]
-
-    @staticmethod
-    def values(payload: Any, name: str) -> tuple[str, Any]:
-        """What a handler returns for `outputs`."""
-        return json_file(payload, name), payload
-
-    @staticmethod
-    def file_of(payload: Any, name: str) -> str:
-        """The download of `payload` alone (a draw step whose JSON output is already set)."""
-        return json_file(payload, name)

@@ -49,7 +49,6 @@ def gpu(event: str) -> Callable[[F], F]:
 _JOB_KINDS: tuple[tuple[str, str], ...] = (
     ("circuits", "circuits"),
     ("locality_sweep", "sweep"),
-    ("steer_sweep", "sweep"),
     ("steer_lofit_train", "lofit"),
     ("steer", "steer"),
     ("features_steer", "steer"),

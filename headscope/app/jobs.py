@@ -19,6 +19,8 @@ and the Cancel button (see README.md).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,19 +28,15 @@ from typing import Any
 import gradio as gr
 
 import headscope.cli  # noqa: F401  (registers the command line that cluster jobs run: batch/commands.py)
+from headscope.app.downloads import owner_of  # a visitor: the browser session, the same for jobs and files
 from headscope.batch.board import BOARD, RUNNERS, JobBoard, ThreadRunner, runner, using_runner
 from headscope.batch.follow import cancel_and_wait, follow
 from headscope.batch.protocol import JobBusy, JobCancelled, JobSpec, JobStatus, Reporter, RunningJob
 
 __all__ = [
     "BOARD", "RUNNERS", "JobBoard", "JobBusy", "JobCancelled", "JobControls", "JobSpec", "JobStatus", "Reporter",
-    "RunningJob", "ThreadRunner", "cancel", "follow", "owner_of", "run", "runner", "using_runner",
+    "RunningJob", "ThreadRunner", "cancel", "follow", "owner_of", "run", "runner", "starting", "using_runner",
 ]  # fmt: skip
-
-
-def owner_of(request: gr.Request | None) -> str:
-    """A visitor's identity for jobs: the browser session (gradio_client callers have one too)."""
-    return str(getattr(request, "session_hash", None) or "direct")
 
 
 def run(
@@ -51,20 +49,53 @@ def run(
 ) -> Any:
     """Start `spec` for the visitor behind `request` and follow it to the end (the body of a job handler).
     `single=False` lets one visitor run several at once in the slot (views; Cancel stops them all)."""
+    owner = owner_of(request)
+    if _early(owner, slot) > time.monotonic():
+        raise JobCancelled("cancelled before it started")
     BOARD.forget_finished()
-    job = BOARD.start(spec, owner=owner_of(request), slot=slot, single=single)
+    job = BOARD.start(spec, owner=owner, slot=slot, single=single)
     return follow(job, progress)
+
+
+# A Cancel that finds no job of the visitor's in its slot (the job still waits in the queue) is kept for a short
+# while, by (visitor, slot): the job that starts next there is cancelled before it starts. A click on the job's
+# button forgets it (`JobControls.show_on`), so a Cancel that came too late for the last job never stops the next.
+EARLY_CANCEL_S = 10.0
+_EARLY: dict[tuple[str, str], float] = {}  # (visitor, slot) → until when (time.monotonic)
+_EARLY_LOCK = threading.Lock()
+
+
+def _early(owner: str, slot: str, until: float | None = None) -> float:
+    """Take (forget) the early Cancel kept for (owner, slot): until when it holds, 0 if none; with `until`, keep
+    one instead (and drop the expired ones)."""
+    with _EARLY_LOCK:
+        now = time.monotonic()
+        for key in [k for k, t in _EARLY.items() if t <= now]:
+            del _EARLY[key]
+        if until is not None:
+            _EARLY[(owner, slot)] = until
+            return until
+        return _EARLY.pop((owner, slot), 0.0)
 
 
 def cancel(slot: str | None, request: gr.Request | None, wait_s: float = 10.0) -> str:
     """The Cancel button's handler: stop this visitor's job in `slot` (all of theirs when None) and wait (a
-    little) until it has really stopped, so the line it returns tells the truth."""
-    lines = cancel_and_wait(BOARD, owner_of(request), slot, wait_s)
-    return "\n\n".join(lines) if lines else "nothing is running here"
+    little) until it has really stopped, so the line it returns tells the truth. With no job there yet, the
+    next one to start in `slot` within EARLY_CANCEL_S is cancelled as it starts."""
+    owner = owner_of(request)
+    lines = cancel_and_wait(BOARD, owner, slot, wait_s)
+    if lines:
+        return "\n\n".join(lines)
+    if slot is None:
+        return "nothing is running here"
+    _early(owner, slot, time.monotonic() + EARLY_CANCEL_S)
+    return "nothing has started here yet: the job is cancelled as it starts"
 
 
-def _shown() -> Any:
-    return gr.update(visible=True)
+def starting(request: gr.Request | None, slot: str) -> None:
+    """The visitor has just asked for a new job in `slot` (its button): an earlier Cancel kept for the slot came
+    too late for the last job and is not meant for this one."""
+    _early(owner_of(request), slot)
 
 
 def _hidden() -> Any:
@@ -106,7 +137,12 @@ class JobControls:
         """Show Cancel when `start` fires (a listener: `button.click`). Register it BEFORE the job's own event
         on the same trigger: the page runs one trigger's events in the order they were added, so a later one
         would show the button only after the job has ended."""
-        start(_shown, None, [self.cancel], **QUIET)
+
+        def shown(request: gr.Request) -> Any:
+            starting(request, self.slot)
+            return gr.update(visible=True)
+
+        start(shown, None, [self.cancel], **QUIET)
 
     def hide_after(self, job: Any) -> None:
         """Hide Cancel when the `job` event ends, however it ends (`.then` does not run after a failed or

@@ -10,12 +10,12 @@ import gradio as gr
 
 from headscope.app import examples
 from headscope.app import localist_views as lv
-from headscope.app.figures import Plot, RawResult
+from headscope.app.figures import Plot, RawResult, json_file
 from headscope.app.inputs import choice, layer_head, ranged_number, text
 from headscope.app.state import STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import AttentionView, HeadGrid
-from headscope.app.wiring import Ctx, bind
+from headscope.app.wiring import Ctx, bind, section
 from headscope.errors import HeadscopeError, InputError
 from headscope.localist.train_inspect import (
     DISTRIBUTED_MODEL,
@@ -71,7 +71,7 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     grid, grid0 = lv.grids(cmp)
     return {
         "summary": lv.summary(cmp), "grid": grid, "grid0": grid0, "attention": lv.attention(cmp),
-        "file": RawResult.file_of(inputs["raw"], f"localist_compare_{cmp.readings[0].model}"),
+        "file": json_file(inputs["raw"], f"localist_compare_{cmp.readings[0].model}"),
     }  # fmt: skip
 
 
@@ -112,19 +112,14 @@ def build(ctx: AppContext) -> None:
     raw = RawResult("comparison")
     inputs = {"model": model, "text": text_in, "layer": layer, "head": head}
     views = {"summary": summary, "grid": grid_a, "grid0": grid_b, "attention": att, "file": raw.file}
-    done = bind(run.click, compare, inputs=inputs, outputs={"raw": raw.json}, api_name="localist_compare",
-                **VIEW_EVENT)  # fmt: skip
-    bind(done.success, draw, inputs={"raw": raw.json}, outputs=views, api_visibility="private", queue=False)
+    shape = {"inputs": inputs, "outputs": {"raw": raw.json}, "views": views, **VIEW_EVENT}
+    section(run.click, compare, draw, api_name="localist_compare", **shape)
     with example_slot:
         ex = examples.worked_example(
             [["localist-2l-lambda1.0", DEFAULT_TEXT, 1, 0], ["localist-2l-lambda0.6", DEFAULT_TEXT, 0, 2]],
             list(inputs.values()), None, [], [], labels=["λ = 1.0, layer 1 head 0", "λ = 0.6, layer 0 head 2"],
         )  # fmt: skip
-        ran = bind(ex.load_input_event.then, compare, inputs=inputs, outputs={"raw": raw.json},
-                   api_visibility="private", **VIEW_EVENT)  # fmt: skip
-        bind(
-            ran.success, draw, inputs={"raw": raw.json}, outputs=views, api_visibility="private", queue=False
-        )
+        section(ex.load_input_event.then, compare, draw, api_visibility="private", **shape)
     for g in (grid_a, grid_b):
         ctx.selection.connect_grid(g)
     ctx.session.add(

@@ -13,12 +13,12 @@ import gradio as gr
 from headscope.app import examples, jobs
 from headscope.app import locality_views as lv
 from headscope.app import selection_bar as sel
-from headscope.app.figures import Plot, RawResult
+from headscope.app.figures import Plot, RawResult, json_file
 from headscope.app.inputs import choice, integer, number, ranged_number, text
 from headscope.app.state import STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import MAX_VIEW_HEADS, AttentionView, HeadGrid, TokenStrip
-from headscope.app.wiring import Ctx, bind
+from headscope.app.wiring import Ctx, bind, section
 from headscope.attention import MODES, LocalityDial
 from headscope.cli.probes import to_argv
 from headscope.errors import InputError
@@ -62,10 +62,7 @@ def _scope_heads(inputs: dict[str, Any], handle: ModelHandle) -> HeadSet | None:
     """None: the dial acts on every head; else the selected heads (refused when nothing is selected)."""
     if choice(inputs["scope"], "dial scope", SCOPES) == SCOPES[0]:
         return None
-    heads = sel.head_set(inputs["selection"], handle)
-    if not heads:
-        raise InputError("the dial is set to act on the selected heads, but no head is selected")
-    return heads
+    return sel.selected_heads(inputs["selection"], handle, "the dial is set to act on the selected heads")
 
 
 def _scoped(inputs: dict[str, Any], handle: ModelHandle, lam: Any = None) -> LocalityDial:
@@ -130,7 +127,7 @@ def draw_entropy(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     return {
         "summary": lv.summary(view), "grid": lv.entropy_grid(view, names), "delta": lv.delta_grid(view, names),
         "strip": lv.token_strip(view, selection.positions), "heads": lv.head_table(view, set(names)),
-        "file": RawResult.file_of(inputs["raw"], lv.file_name(view)),
+        "file": json_file(inputs["raw"], lv.file_name(view)),
     }  # fmt: skip
 
 
@@ -175,7 +172,7 @@ def draw_sweep(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     result = SweepResult.from_json(inputs["raw"])
     return {
         "status": f"λ sweep done: {lv.sweep_note(result)}.", "curves": lv.sweep_figure(result),
-        "table": lv.sweep_table(result), "file": RawResult.file_of(inputs["raw"], f"locality_sweep_{result.model}"),
+        "table": lv.sweep_table(result), "file": json_file(inputs["raw"], f"locality_sweep_{result.model}"),
     }  # fmt: skip
 
 
@@ -221,11 +218,10 @@ def build(ctx: AppContext) -> None:
     raw = RawResult("entropy result")
     views = {"summary": summary, "grid": grid, "delta": delta, "strip": strip, "heads": heads_table,
              "file": raw.file}  # fmt: skip
-    done = controls.bind(
-        run.click, analyse, inputs=common, outputs={"raw": raw.json}, api_name="locality_analyse", view=True
-    )
     draw_in = {"raw": raw.json, "selection": ctx.selection.state}
-    bind(done.success, draw_entropy, inputs=draw_in, outputs=views, api_visibility="private", queue=False)
+    entropy = {"inputs": common, "outputs": {"raw": raw.json}, "views": views, "draw_inputs": draw_in,
+               "controls": controls, "view": True}  # fmt: skip
+    section(run.click, analyse, draw_entropy, api_name="locality_analyse", **entropy)
     with example_slot:
         ex = examples.worked_example(
             [
@@ -236,9 +232,7 @@ def build(ctx: AppContext) -> None:
             [text_in, lam, mode, schedule, beta], None, [], [],
             labels=["the model as is (λ = 0)", "distance dial at λ = 0.6", "a repeated phrase (induction heads)"],
         )  # fmt: skip
-        ran = controls.bind(ex.load_input_event.then, analyse, inputs=common, outputs={"raw": raw.json},
-                            api_visibility="private", view=True)  # fmt: skip
-        bind(ran.success, draw_entropy, inputs=draw_in, outputs=views, api_visibility="private", queue=False)
+        section(ex.load_input_event.then, analyse, draw_entropy, api_visibility="private", **entropy)
     for view in (grid, delta):
         ctx.selection.connect_grid(view)
     ctx.selection.connect_tokens(strip)
@@ -263,11 +257,9 @@ def build(ctx: AppContext) -> None:
     sweep_rows = gr.Dataframe(label="λ sweep (click a header to sort)", interactive=False)
     sweep_raw = RawResult("λ sweep")
     sweep_in = {k_: v for k_, v in common.items() if k_ != "lam"}
-    swept = sweep_ctl.bind(go_sweep.click, sweep, inputs=sweep_in, outputs={"raw": sweep_raw.json},
-                           api_name="locality_sweep")  # fmt: skip
-    bind(swept.success, draw_sweep, inputs={"raw": sweep_raw.json},
-         outputs={"status": sweep_ctl.status, "curves": curves, "table": sweep_rows, "file": sweep_raw.file},
-         api_visibility="private", queue=False)  # fmt: skip
+    swept = {"status": sweep_ctl.status, "curves": curves, "table": sweep_rows, "file": sweep_raw.file}
+    section(go_sweep.click, sweep, draw_sweep, inputs=sweep_in, outputs={"raw": sweep_raw.json}, views=swept,
+            controls=sweep_ctl, api_name="locality_sweep")  # fmt: skip
     drawn = {k_: v for k_, v in views.items() if k_ != "file"}  # summary, grid, delta, strip, heads
     ctx.session.add(
         "locality", text=text_in, **dial_in, **drawn, result=raw.json, result_file=raw.file, shown_heads=shown,

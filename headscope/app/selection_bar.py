@@ -50,6 +50,16 @@ def empty() -> Selection:
     return Selection()
 
 
+def selected_heads(sel: Any, handle: Any, why: str) -> HeadSet:
+    """The selection as a HeadSet of `handle`'s model, refused with one line when it holds no head; `why` says
+    what needs heads ("the dial is set to act on the selected heads")."""
+    heads = head_set(sel, handle)
+    if not heads:
+        raise InputError(f"{why}, but no head is selected: select heads first (click cells of a layer × head grid, "
+                         "or type them in the bar above)")  # fmt: skip
+    return heads
+
+
 # ---- the bar -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SelectionBar:

@@ -19,17 +19,17 @@ import gradio as gr
 from headscope.app import examples, jobs
 from headscope.app import selection_bar as sel
 from headscope.app import steering_views as views
-from headscope.app.figures import Plot, RawResult
-from headscope.app.inputs import choice, integer, text
+from headscope.app.figures import Plot, RawResult, json_file
+from headscope.app.inputs import choice, integer, ranged_number, text
 from headscope.app.state import STORE
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
-from headscope.app.wiring import Ctx, bind, handler
+from headscope.app.wiring import PRIVATE, Ctx, bind, section
 from headscope.cli.steering import contrastive_result, lofit_result, to_argv
 from headscope.cli.steering_inputs import ContrastiveRun, EvalOptions, LofitTrain, ModelOptions
 from headscope.errors import InputError
 from headscope.steering.contrastive import Comparison, default_layer
-from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION
+from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION, MAX_ALPHA
 from headscope.steering.hooks import POSITIONS
 from headscope.steering.lofit import LofitResult
 from headscope.steering.tasks import CONTRASTS, TASKS, load_contrast, load_task
@@ -61,10 +61,9 @@ def _heads(inputs: dict[str, Any], scope: str, restricted: str) -> str | None:
     """The selection as HeadSet text when `scope` says so (checked against the model), else None."""
     if scope != restricted:
         return None
-    heads = sel.head_set(inputs["selection"], STORE.get(str(inputs["model"])))
-    if not heads:
-        raise InputError("set to the selected heads, but no head is selected (use the bar above)")
-    return str(heads)
+    return str(
+        sel.selected_heads(inputs["selection"], STORE.get(str(inputs["model"])), f"set to {restricted}")
+    )
 
 
 def _job(
@@ -117,7 +116,7 @@ def steer_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         "summary": views.steer_summary(res), "table": gr.update(value=views.conditions_table(res.evaluation),
         visible=True), "legend": views.legend(res.evaluation), "unsteered": left, "steered": right,
         "texts": gr.update(value=views.continuations(res.evaluation), visible=True),
-        "file": RawResult.values(inputs["raw"], "steering")[0],
+        "file": json_file(inputs["raw"], "steering"),
     }  # fmt: skip
 
 
@@ -151,7 +150,7 @@ def lofit_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         visible=res.chance is not None), "grid": views.lofit_grid(res, sel.names(inputs["selection"]),
         str(inputs["model"])), "table": gr.update(value=views.conditions_table(ev), visible=True),
         "legend": views.legend(ev), "texts": gr.update(value=views.continuations(ev), visible=True),
-        "file": RawResult.values(inputs["raw"], f"lofit_{res.task}")[0],
+        "file": json_file(inputs["raw"], f"lofit_{res.task}"),
     }  # fmt: skip
 
 
@@ -194,12 +193,14 @@ def _build_contrastive(ctx: AppContext) -> None:
         )
         ins["site"] = gr.Radio(list(SITES), value=SITES[0], label="Steer at")
         ins["layer"] = gr.Number(default_layer(30), precision=0, minimum=0, label="Layer")
-        ins["alpha"] = gr.Slider(-2.0, 2.0, value=DEFAULT_ALPHA, step=0.05, label="α (× the activation norm)")
+        ins["alpha"] = ranged_number(
+            "α × the activation norm", -MAX_ALPHA, MAX_ALPHA, DEFAULT_ALPHA, step=0.05
+        )
     with gr.Row():
         ins["prompts"] = gr.Textbox("\n".join(_SET.prompts[:2]), lines=2, label="Prompts (one a line)")
         ins["instruction"] = gr.Textbox(_SET.instruction, label="Prompting baseline: instruction (editable)")
         ins["position"] = gr.Radio(list(POSITIONS), value=DEFAULT_POSITION, label="Add at positions")
-        ins["new_tokens"] = gr.Slider(1, APP_MAX_NEW_TOKENS, value=16, step=1, label="New tokens")
+        ins["new_tokens"] = ranged_number("New tokens", 1, APP_MAX_NEW_TOKENS, 16, integer=True)
     ins["selection"] = ctx.selection.state
     go = gr.Button("Steer", variant="primary")
     controls = jobs.JobControls.build("steering_run")
@@ -209,13 +210,12 @@ def _build_contrastive(ctx: AppContext) -> None:
         out["steered"] = TokenStrip(label="Steered", elem_id="hs-contrastive-steered")
     _secondary(out, "steering result")
     raw = out.pop("raw")
-    done = controls.bind(go.click, steer_run, inputs=ins, outputs={"raw": raw}, api_name="steer_contrastive")
-    bind(done.success, steer_draw, inputs={"raw": raw}, outputs=out, api_visibility="private", queue=False)
+    section(go.click, steer_run, steer_draw, inputs=ins, outputs={"raw": raw}, views=out, controls=controls,
+            session=ctx.session, api_name="steer_contrastive")  # fmt: skip
     bind(ins["heldout"].change, _instruction_of, inputs={"name": ins["heldout"]},
-         outputs={"instruction": ins["instruction"]}, api_visibility="private", queue=False)  # fmt: skip
+         outputs={"instruction": ins["instruction"]}, **PRIVATE)  # fmt: skip
     session = {k: v for k, v in ins.items() if k not in ("model", "selection")}
     ctx.session.add("steering", **session, result=raw)
-    ctx.session.rebuild(handler(steer_draw, {"raw": raw}, out), [raw], list(out.values()))
 
 
 def _build_lofit(ctx: AppContext) -> None:
@@ -227,7 +227,7 @@ def _build_lofit(ctx: AppContext) -> None:
         ins["task"] = gr.Dropdown(sorted(TASKS), value="antonyms", label="Task")
         ins["scope"] = gr.Radio(list(LOFIT_SCOPES), value=LOFIT_SCOPES[0], label="LoFiT on")
         ins["k"] = gr.Number(8, precision=0, minimum=1, maximum=APP_MAX_K, label="K heads")
-        ins["steps"] = gr.Slider(1, APP_MAX_STEPS, value=30, step=1, label="Steps per phase")
+        ins["steps"] = ranged_number("Steps per phase", 1, APP_MAX_STEPS, 30, integer=True)
         ins["random_sets"] = gr.Number(20, precision=0, minimum=0, maximum=APP_MAX_RANDOM_SETS,
                                        label="Random head sets (permutation test)")  # fmt: skip
         ins["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
@@ -243,15 +243,14 @@ def _build_lofit(ctx: AppContext) -> None:
     _secondary(out, "LoFiT result")
     raw = out.pop("raw")
     draw_in = {"raw": raw, "selection": ctx.selection.state, "model": ctx.model}
-    done = controls.bind(go.click, lofit_run, inputs=ins, outputs={"raw": raw}, api_name="steer_lofit_train")
-    bind(done.success, lofit_draw, inputs=draw_in, outputs=out, api_visibility="private", queue=False)
+    section(go.click, lofit_run, lofit_draw, inputs=ins, outputs={"raw": raw}, views=out, draw_inputs=draw_in,
+            controls=controls, session=ctx.session, api_name="steer_lofit_train")  # fmt: skip
     bind(ins["task"].change, _instruction_of, inputs={"name": ins["task"]},
-         outputs={"instruction": ins["instruction"]}, api_visibility="private", queue=False)  # fmt: skip
+         outputs={"instruction": ins["instruction"]}, **PRIVATE)  # fmt: skip
     ctx.selection.connect_grid(out["grid"])
     ctx.selection.add_button(add, lambda r: LofitResult.from_json(_result(r)).heads, [raw])
     session = {k: v for k, v in ins.items() if k not in ("model", "selection")}
     ctx.session.add("lofit", **session, result=raw)
-    ctx.session.rebuild(handler(lofit_draw, draw_in, out), list(draw_in.values()), list(out.values()))
 
 
 def _result(raw: Any) -> dict[str, Any]:

@@ -82,3 +82,45 @@ def bind(
     return trigger(
         handler(fn, inputs, outputs), inputs=list(inputs.values()), outputs=list(outputs.values()), **event
     )
+
+
+PRIVATE: dict[str, Any] = {
+    "api_visibility": "private",
+    "queue": False,
+}  # a follow-up draw: no endpoint, no queue
+
+
+def section(
+    trigger: Callable[..., Any],
+    run: Handler,
+    draw: Handler,
+    *,
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, Any],
+    views: Mapping[str, Any],
+    draw_inputs: Mapping[str, Any] | None = None,
+    controls: Any = None,
+    on_change: Any = None,
+    session: Any = None,
+    **event: Any,
+) -> Any:
+    """The shape every result section repeats: `trigger` runs the endpoint `run`, which returns the capability's
+    JSON into `outputs` (a hidden gr.JSON, maybe a status line); a private follow-up `draw(draw_inputs)` (default:
+    `outputs`) draws `views` and downloads from that JSON — after `run` succeeds, or whenever the component
+    `on_change` changes (a second endpoint or a session import also sets it). `controls` (a `jobs.JobControls`):
+    a job, with its status line and its Cancel shown while it runs; `session` (`ctx.session`): redraw after a
+    session import. `event`: `api_name`, the group (`VIEW_EVENT` / `JOB_EVENT`; `view=True` with controls), ...
+    Returns the endpoint's event."""
+    start = controls.bind if controls is not None else bind
+    done = start(trigger, run, inputs=inputs, outputs=outputs, **event)
+    draw_in = dict(outputs if draw_inputs is None else draw_inputs)
+    after = done.success if on_change is None else on_change.change
+    bind(after, draw, inputs=draw_in, outputs=views, **PRIVATE)
+    if session is not None:
+        session.rebuild(handler(draw, draw_in, views), list(draw_in.values()), list(views.values()))
+    return done
+
+
+def pick(components: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    """The named entries of a tab's components, in that order (a section's inputs or views)."""
+    return {n: components[n] for n in names}

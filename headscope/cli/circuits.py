@@ -272,6 +272,13 @@ def to_argv(cfg: Any, task_file: str | None = None) -> list[str]:
     return argv + [flag for flag, on in flags.items() if on]
 
 
+def ablate_argv(cfg: Any, heads: str) -> list[str]:
+    """The `headscope circuits ablate` arguments that parse back into `cfg` (an AblationConfig of a built-in task)
+    and the head selection `heads` (the L.H grammar, e.g. "9.4, 12.*")."""
+    return ["circuits", "ablate", "--task", cfg.task, "--n-examples", str(cfg.n_examples), "--seed", str(cfg.seed),
+            f"--heads={heads}"]  # fmt: skip
+
+
 def _layer_range(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None

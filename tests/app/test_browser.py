@@ -6,58 +6,27 @@ after `test_entropy_cell_click_selects_the_head`, reading the bar with `_selecte
 pattern view → its attention; cancel a long run, then run another view; export the session, reload, import it →
 the same selection and results. Then every other tab once (on a tiny model), a screenshot of every tab under
 test-output/screenshots/, and a scan that no visible text is a JSON list of token ids.
-Playwright never downloads a browser here: it drives /usr/bin/chromium. Tests share one page, in file order.
+Playwright never downloads a browser here: it drives /usr/bin/chromium. Tests share one page, in file order
+(the `page` fixture is in tests/conftest.py, the helpers that drive it in tests/browser/ui.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.browser.ui import SHOTS, TITLE, click, fill_number, open_tab, refused, set_text, visible
+
 pytestmark = [pytest.mark.browser, pytest.mark.default_model]
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DEFAULT_MODEL = "smollm2-135m"
 TINY = "tiny-llama"
 ID_LIST = re.compile(r"\[\s*\d+\s*(?:,\s*\d+\s*){4,}\]")  # five or more integers in brackets: ids on screen
 SAVED: dict[str, str] = {}
 SHORT = "The cat sat on the mat. It was warm."
-
-
-@pytest.fixture(scope="module")
-def page(app_url: str) -> Iterator:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("Debian chromium is missing in CI: `make setup` should have installed it")
-        pytest.skip("Debian chromium not installed (make browser installs it)")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            pg = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-            pg.set_default_timeout(120_000)
-            pg.goto(app_url)
-            pg.get_by_text("headscope — interpretability workbench").first.wait_for()
-            yield pg
-        finally:
-            browser.close()
+NEW_TOKENS = "New tokens (1 … 48)"  # the Steering tab's field (a typed number, checked on the server)
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------------
@@ -66,32 +35,6 @@ def _pick_model(pg, name: str) -> None:
     box.click()
     box.fill(name)
     pg.get_by_role("option", name=name, exact=True).click()
-
-
-def _open_tab(pg, title: str) -> None:
-    pg.get_by_role("tab", name=title, exact=True).click()
-
-
-def _visible(locator):
-    return locator.filter(visible=True).first
-
-
-def _fill_number(pg, label: str, value: str) -> None:
-    box = _visible(pg.get_by_label(label, exact=True))
-    box.fill(value)
-    box.press("Enter")
-
-
-def _fill_slider(pg, label: str, value: str) -> None:
-    _fill_number(pg, f"number input for {label}", value)
-
-
-def _set_text(pg, label: str, value: str) -> None:
-    _visible(pg.get_by_label(label, exact=True)).fill(value)
-
-
-def _click(pg, name: str) -> None:
-    _visible(pg.get_by_role("button", name=name, exact=True)).click()
 
 
 def _selected_heads(pg) -> str:
@@ -108,7 +51,7 @@ def _wait_selected(pg, text: str) -> None:
 
 def _wait_plot_in_tab(pg, timeout_ms: int = 240_000) -> None:
     """A plotly figure drawn in the visible tab (a result: empty plots have no .main-svg)."""
-    _visible(pg.locator("[role=tabpanel] .js-plotly-plot .main-svg")).wait_for(timeout=timeout_ms)
+    visible(pg.locator("[role=tabpanel] .js-plotly-plot .main-svg")).wait_for(timeout=timeout_ms)
 
 
 def _shot(pg, name: str) -> None:
@@ -130,15 +73,15 @@ def _long_text(chars: int) -> str:
 
 # ---- the default model -------------------------------------------------------------------------------------------
 def test_model_tab_loads_the_default_model(page) -> None:
-    _open_tab(page, "Model")
-    _click(page, "Load model")
+    open_tab(page, "Model")
+    click(page, "Load model")
     page.get_by_text("LlamaForCausalLM, 30 layers × 9 heads").wait_for()
     _shot(page, "model_tab")
 
 
 def test_entropy_cell_click_selects_the_head(page) -> None:
-    _open_tab(page, "Attention & locality")
-    _click(page, "Analyse")
+    open_tab(page, "Attention & locality")
+    click(page, "Analyse")
     cell = page.locator('#hs-entropy-grid rect[data-cell="9.4"]')
     cell.wait_for(timeout=180_000)
     cell.hover()
@@ -148,10 +91,10 @@ def test_entropy_cell_click_selects_the_head(page) -> None:
     _wait_selected(page, "9.4")
     page.locator('#hs-entropy-grid .hs-selected[data-head="9.4"]').wait_for()
     # a second head by typing, in the grammar
-    _set_text(page, "Selected heads (L.H, L.*, *.H)", "9.4, 12.1")
+    set_text(page, "Selected heads (L.H, L.*, *.H)", "9.4, 12.1")
     page.locator("#hs-selection textarea, #hs-selection input").first.press("Enter")
     page.locator('#hs-entropy-grid .hs-selected[data-head="12.1"]').wait_for()
-    SAVED["summary"] = _visible(page.get_by_text("mean attention entropy")).inner_text()
+    SAVED["summary"] = visible(page.get_by_text("mean attention entropy")).inner_text()
     _shot(page, "locality_tab")
 
 
@@ -161,34 +104,34 @@ def test_entropy_cell_click_selects_the_head(page) -> None:
 
 def test_steering_uses_the_selection(page) -> None:
     """Contrastive steering at the selected heads' outputs: the result names them; the strips show token text."""
-    _open_tab(page, "Steering")
-    _visible(page.get_by_label("the selected heads' outputs", exact=True)).check()
-    _set_text(page, "Prompts (one a line)", "My day at work was")
-    _fill_slider(page, "New tokens", "4")
-    _click(page, "Steer")
-    line = _visible(page.get_by_text("Steered at heads"))
+    open_tab(page, "Steering")
+    visible(page.get_by_label("the selected heads' outputs", exact=True)).check()
+    set_text(page, "Prompts (one a line)", "My day at work was")
+    fill_number(page, NEW_TOKENS, "4")
+    click(page, "Steer")
+    line = visible(page.get_by_text("Steered at heads"))
     line.wait_for(timeout=400_000)
     assert "9.4, 12.1" in line.inner_text()
-    _visible(page.locator("#hs-contrastive-steered .hs-tok")).wait_for()
-    _visible(page.locator("#hs-contrastive-table")).wait_for()
-    _visible(page.get_by_label("a layer's residual stream", exact=True)).check()  # back to the default site
+    visible(page.locator("#hs-contrastive-steered .hs-tok")).wait_for()
+    visible(page.locator("#hs-contrastive-table")).wait_for()
+    visible(page.get_by_label("a layer's residual stream", exact=True)).check()  # back to the default site
     _shot(page, "steering_selection")
 
 
 def test_circuits_ablates_the_selection(page) -> None:
-    _open_tab(page, "Circuits")
-    _click(page, "Ablate the selected heads")
+    open_tab(page, "Circuits")
+    click(page, "Ablate the selected heads")
     line = re.compile(r"heads 9\.4, 12\.1 \(2\): clean metric -?\d+\.\d{3}; with the selection ablated -?\d")
-    _visible(page.get_by_text(line)).wait_for(timeout=240_000)
-    _visible(page.get_by_text("every other head mean-ablated (the selection alone)")).wait_for()
+    visible(page.get_by_text(line)).wait_for(timeout=240_000)
+    visible(page.get_by_text("every other head mean-ablated (the selection alone)")).wait_for()
     _shot(page, "circuits_ablation")
 
 
 def test_hover_a_token_shows_its_attention(page) -> None:
-    _open_tab(page, "Attention & locality")
-    _set_text(page, "Text (at most 20,000 characters)", _long_text(1100))  # about 250 tokens
+    open_tab(page, "Attention & locality")
+    set_text(page, "Text (at most 20,000 characters)", _long_text(1100))  # about 250 tokens
     # "Heads to show" left empty: the viewer shows the selected heads
-    _click(page, "Show pattern")
+    click(page, "Show pattern")
     canvas = page.locator("#hs-attention canvas").first
     canvas.wait_for(timeout=180_000)
     assert page.locator("#hs-attention canvas").count() == 2  # 9.4 and 12.1
@@ -206,22 +149,22 @@ def test_hover_a_token_shows_its_attention(page) -> None:
 
 
 def test_cancel_a_long_run_then_run_another_view(page) -> None:
-    _open_tab(page, "Attention & locality")
-    _click(page, "Sweep λ from 0 to 1")
-    _visible(page.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for()
+    open_tab(page, "Attention & locality")
+    click(page, "Sweep λ from 0 to 1")
+    visible(page.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for()
     page.locator("#hs-cancel-locality_sweep").click()  # each job has its own Cancel (ids: hs-cancel-<slot>)
-    _visible(
+    visible(
         page.get_by_text(re.compile(r"cancelled 'λ sweep on smollm2-135m' during .*the model is free"))
     ).wait_for()
-    _set_text(page, "Text (at most 20,000 characters)", SHORT)
-    _click(page, "Analyse")
-    _visible(page.get_by_text(f"smollm2-135m, {_n_tokens(SHORT)} tokens: mean attention entropy")).wait_for()
+    set_text(page, "Text (at most 20,000 characters)", SHORT)
+    click(page, "Analyse")
+    visible(page.get_by_text(f"smollm2-135m, {_n_tokens(SHORT)} tokens: mean attention entropy")).wait_for()
     _shot(page, "locality_after_cancel")
 
 
 def test_export_reload_import_restores_selection_and_results(page, tmp_path: Path) -> None:
-    before = _visible(page.get_by_text(f"{_n_tokens(SHORT)} tokens: mean attention entropy")).inner_text()
-    _click(page, "Export session")
+    before = visible(page.get_by_text(f"{_n_tokens(SHORT)} tokens: mean attention entropy")).inner_text()
+    click(page, "Export session")
     link = page.locator("#hs-session-file a[download]").first
     link.wait_for()
     with page.expect_download() as dl:
@@ -231,25 +174,25 @@ def test_export_reload_import_restores_selection_and_results(page, tmp_path: Pat
     bundle = json.loads(path.read_text())
     assert bundle["selection"]["heads"] == "9.4, 12.1" and bundle["model"] == DEFAULT_MODEL
     page.reload()
-    page.get_by_text("headscope — interpretability workbench").first.wait_for()
+    page.get_by_text(TITLE).first.wait_for()
     assert _selected_heads(page) == ""
     with page.expect_file_chooser() as chooser:
-        _click(page, "Import session")
+        click(page, "Import session")
     chooser.value.set_files(str(path))
     _wait_selected(page, "9.4, 12.1")
-    _open_tab(page, "Attention & locality")
-    _visible(page.get_by_text(before)).wait_for()
+    open_tab(page, "Attention & locality")
+    visible(page.get_by_text(before)).wait_for()
     page.locator('#hs-entropy-grid .hs-selected[data-head="12.1"]').wait_for()
     assert page.locator("#hs-attention canvas").count() == 2  # the pattern view came back too
     _shot(page, "session_restored")
 
 
 def test_add_buttons_fill_the_selection(page) -> None:
-    _open_tab(page, "Attention & locality")
-    _click(page, "Clear")
+    open_tab(page, "Attention & locality")
+    click(page, "Clear")
     _wait_selected(page, "")
-    _fill_number(page, "k (1 … 64)", "3")
-    _click(page, "Select the k lowest-entropy heads")
+    fill_number(page, "k (1 … 64)", "3")
+    click(page, "Select the k lowest-entropy heads")
     page.wait_for_function(
         "() => { const e = document.querySelector('#hs-selection textarea, #hs-selection input'); "
         "return e && e.value.split(',').length === 3; }"
@@ -259,25 +202,25 @@ def test_add_buttons_fill_the_selection(page) -> None:
 
 
 def test_localist_tab_compares_with_the_distributed_model(page) -> None:
-    _open_tab(page, "Localist models")
+    open_tab(page, "Localist models")
     # the worked example fills the inputs and runs
-    _visible(page.get_by_text("λ = 1.0, layer 1 head 0")).click()
+    visible(page.get_by_text("λ = 1.0, layer 1 head 0")).click()
     page.locator('#hs-localist-grid rect[data-cell="1.0"]').wait_for()
     page.locator("#hs-localist-attention canvas").nth(1).wait_for()
-    _visible(page.get_by_text(re.compile(r"Mean attention entropy on \d+ tokens"))).wait_for()
+    visible(page.get_by_text(re.compile(r"Mean attention entropy on \d+ tokens"))).wait_for()
     _shot(page, "localist_tab")
 
 
 def test_features_tab_reads_the_shipped_sae(page) -> None:
     """Top features of the default text (tokens shaded by their top feature), then a feature page from the shipped
     dashboards: top-activating contexts as token text."""
-    _open_tab(page, "Features")
-    _click(page, "Show features")
+    open_tab(page, "Features")
+    click(page, "Show features")
     page.locator("#hs-features-strip .hs-tok").first.wait_for(timeout=180_000)
     # the page section is an accordion, closed at load
     page.get_by_text("Feature page", exact=True).first.click()
-    _fill_number(page, "Feature", "1008")
-    _click(page, "Open feature")
+    fill_number(page, "Feature", "1008")
+    click(page, "Open feature")
     page.locator("#hs-feature-contexts .hs-tok").first.wait_for(timeout=180_000)
     text = page.inner_text("body")
     assert not ID_LIST.search(text) and "token_ids" not in text
@@ -287,8 +230,8 @@ def test_features_tab_reads_the_shipped_sae(page) -> None:
 # ---- the other tabs, once each, on a tiny model ------------------------------------------------------------------
 def test_circuits_tab_runs_a_custom_task(page) -> None:
     _pick_model(page, TINY)
-    _open_tab(page, "Circuits")
-    task = _visible(page.get_by_label("Task", exact=True))
+    open_tab(page, "Circuits")
+    task = visible(page.get_by_label("Task", exact=True))
     task.click()
     page.get_by_role("option", name="custom", exact=True).click()
     spec = {
@@ -299,23 +242,23 @@ def test_circuits_tab_runs_a_custom_task(page) -> None:
         ],
         "negative": [{"prompt": "abcdefgh"}, {"prompt": "xyzuvwst"}],
     }
-    _visible(page.get_by_text("Custom task (used when Task = custom)")).click()  # the accordion
-    editor = _visible(page.locator(".cm-content"))
+    visible(page.get_by_text("Custom task (used when Task = custom)")).click()  # the accordion
+    editor = visible(page.locator(".cm-content"))
     editor.click()
     page.keyboard.press("Control+A")
     page.keyboard.press("Delete")
     editor.fill(json.dumps(spec))
-    _fill_number(page, "Prompt pairs (6 … 32)", "6")
-    _fill_number(page, "SAE epochs (1 … 500)", "10")
-    _visible(page.get_by_label("EAP-IG", exact=True)).check()  # edge attribution over the model graph
-    _click(page, "Find circuit")
+    fill_number(page, "Prompt pairs (6 … 32)", "6")
+    fill_number(page, "SAE epochs (1 … 500)", "10")
+    visible(page.get_by_label("EAP-IG", exact=True)).check()  # edge attribution over the model graph
+    click(page, "Find circuit")
     _wait_plot_in_tab(page)
-    _visible(page.get_by_text("Most faithful (lowest CMD)")).wait_for()
+    visible(page.get_by_text("Most faithful (lowest CMD)")).wait_for()
     # the edge graph's title; no empty download box before an export
-    _visible(page.get_by_text(re.compile(r"EAP-IG circuit at \d+ % of \d+ edges"))).wait_for()
+    visible(page.get_by_text(re.compile(r"EAP-IG circuit at \d+ % of \d+ edges"))).wait_for()
     assert not page.locator("#hs-circuit-mib-file").filter(visible=True).count()
-    _click(page, "Export MIB circuit file")
-    mib = _visible(page.locator("#hs-circuit-mib-file"))
+    click(page, "Export MIB circuit file")
+    mib = visible(page.locator("#hs-circuit-mib-file"))
     mib.wait_for()
     # the file's name shows as "<stem>" and ".json" in two elements
     page.wait_for_function("() => document.querySelector('#hs-circuit-mib-file').innerText.includes('-mib')")
@@ -324,28 +267,33 @@ def test_circuits_tab_runs_a_custom_task(page) -> None:
 
 
 def test_steering_tab_shows_unsteered_and_steered(page) -> None:
-    _open_tab(page, "Steering")
-    _fill_number(page, "Layer", "1")
-    _set_text(page, "Prompts (one a line)", "Hello there")
-    _visible(page.get_by_label("Held-out texts to measure on", exact=True)).click()  # the pasted texts: quick
+    open_tab(page, "Steering")
+    fill_number(page, "Layer", "1")
+    set_text(page, "Prompts (one a line)", "Hello there")
+    visible(page.get_by_label("Held-out texts to measure on", exact=True)).click()  # the pasted texts: quick
     page.get_by_role("option", name="none: measure on the texts above (in-sample)", exact=True).click()
-    _fill_slider(page, "New tokens", "4")
-    _click(page, "Steer")
-    _visible(page.get_by_text("Steered at layer 1")).wait_for(timeout=240_000)
+    fill_number(page, NEW_TOKENS, "100000")  # typed out of range: refused on the server, never snapped to 48
+    click(page, "Steer")
+    line = "new tokens must be an integer in [1, 48], got 100000"
+    assert line in refused(page, re.escape(line)).splitlines()  # one line, the whole message
+    assert visible(page.get_by_label(NEW_TOKENS, exact=True)).input_value() == "100000"
+    fill_number(page, NEW_TOKENS, "4")
+    click(page, "Steer")
+    visible(page.get_by_text("Steered at layer 1")).wait_for(timeout=240_000)
     for side in ("unsteered", "steered"):
-        _visible(page.locator(f"#hs-contrastive-{side} .hs-tok")).wait_for()
-    _visible(page.get_by_text("perplexity (× none)")).wait_for()
+        visible(page.locator(f"#hs-contrastive-{side} .hs-tok")).wait_for()
+    visible(page.get_by_text("perplexity (× none)")).wait_for()
     _shot(page, "steering_tab")
 
 
 def test_decoding_tab_compares_two_strategies(page) -> None:
-    _open_tab(page, "Decoding")
+    open_tab(page, "Decoding")
     for name in ("jacobi", "layer_skip"):
-        box = _visible(page.get_by_label(name, exact=True))
+        box = visible(page.get_by_label(name, exact=True))
         if box.is_checked():
             box.uncheck()
-    _fill_number(page, "Max new tokens", "8")  # a gr.Number: a slider snaps typed values in the browser
-    _click(page, "Compare")
+    fill_number(page, "Max new tokens", "8")  # a gr.Number: a slider snaps typed values in the browser
+    click(page, "Compare")
     _wait_plot_in_tab(page)  # a result: the plot is empty until the comparison returns
     _shot(page, "decoding_tab")
 
@@ -356,7 +304,7 @@ def test_decoding_tab_compares_two_strategies(page) -> None:
 )
 def test_no_visible_json_list_of_token_ids(page, tab: str) -> None:
     """Tabs owned elsewhere join this list once they show tokens as text (their views, issue 13)."""
-    _open_tab(page, tab)
+    open_tab(page, tab)
     page.wait_for_timeout(300)
     text = page.inner_text("body")
     assert not ID_LIST.search(text), ID_LIST.search(text)
@@ -369,10 +317,10 @@ def test_leaving_the_page_cancels_the_visitors_job(page, app_url: str) -> None:
     from headscope.app import jobs
 
     _pick_model(page, DEFAULT_MODEL)
-    _open_tab(page, "Attention & locality")
-    _set_text(page, "Text (at most 20,000 characters)", _long_text(4000))
-    _click(page, "Sweep λ from 0 to 1")
-    _visible(page.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for()
+    open_tab(page, "Attention & locality")
+    set_text(page, "Text (at most 20,000 characters)", _long_text(4000))
+    click(page, "Sweep λ from 0 to 1")
+    visible(page.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for()
     [job] = [j for j in jobs.BOARD.running() if j.title.startswith("λ sweep")]
     page.goto("about:blank")  # the visitor leaves
     deadline = time.monotonic() + 120
@@ -380,4 +328,4 @@ def test_leaving_the_page_cancels_the_visitors_job(page, app_url: str) -> None:
         pass
     assert job.status().state == "cancelled"
     page.goto(app_url)
-    page.get_by_text("headscope — interpretability workbench").first.wait_for()
+    page.get_by_text(TITLE).first.wait_for()

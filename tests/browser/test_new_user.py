@@ -4,85 +4,26 @@ maximum without a word, so typed fields are `inputs.ranged_number`); a job repor
 overlay on every output panel); Cancel shows only while its job runs and reads "Cancelled", never a red "Error";
 no table with placeholder headers "1 2 3" and no empty download box on any tab at load; the circuits tab has its
 Neuronpedia and MIB export buttons. Screenshots of the tabs this touches go to test-output/screenshots/.
-Playwright never downloads a browser here: it drives /usr/bin/chromium. Tests share one page, in file order."""
+Playwright never downloads a browser here: it drives /usr/bin/chromium. Tests share one page, in file order
+(the `page` fixture is in tests/conftest.py, the helpers that drive it in tests/browser/ui.py)."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.browser.ui import SHOTS, click, close_toasts, open_tab, refused, toasts, visible
+
 pytestmark = [pytest.mark.browser, pytest.mark.default_model]
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = ROOT / "test-output" / "screenshots"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 TABS = ("Model", "Attention & locality", "Localist models", "Decoding", "Steering", "Circuits", "Features")
 LAMBDA = "λ (locality) (0 … 1)"
 TEXT_BOX = "Text (at most 20,000 characters)"
 
 
-@pytest.fixture(scope="module")
-def page(app_url: str) -> Iterator:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("Debian chromium is missing in CI: `make setup` should have installed it")
-        pytest.skip("Debian chromium not installed (make browser installs it)")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            pg = browser.new_page(viewport={"width": 1440, "height": 1000})
-            pg.set_default_timeout(120_000)
-            pg.goto(app_url)
-            pg.get_by_text("headscope — interpretability workbench").first.wait_for()
-            yield pg
-        finally:
-            browser.close()
-
-
-def _tab(pg, title: str) -> None:
-    pg.get_by_role("tab", name=title, exact=True).click()
-    pg.wait_for_timeout(300)
-
-
-def _visible(locator):
-    return locator.filter(visible=True).first
-
-
-def _click(pg, name: str) -> None:
-    _visible(pg.get_by_role("button", name=name, exact=True)).click()
-
-
-def _toasts(pg) -> list[str]:
-    return pg.evaluate(
-        "() => [...document.querySelectorAll('[data-testid=\"toast-body\"]')].map(e => e.className + ' :: ' + e.innerText)"
-    )
-
-
-def _close_toasts(pg) -> None:
-    for button in pg.locator('[data-testid="toast-close"]').all():
-        if button.is_visible():
-            button.click()
-
-
-def _refused(pg, pattern: str) -> str:
-    """The error toast whose text matches `pattern` (one line), after it appears."""
-    _visible(pg.locator('[data-testid="toast-body"]').filter(has_text=re.compile(pattern))).wait_for()
-    [toast] = [t for t in _toasts(pg) if re.search(pattern, t)]
-    _close_toasts(pg)
-    return toast
-
-
 def test_no_placeholder_headers_or_empty_download_boxes_at_load(page) -> None:
     for title in TABS:
-        _tab(page, title)
+        open_tab(page, title)
         headers = page.evaluate(
             "() => [...document.querySelectorAll('table thead')].filter(e => e.offsetParent !== null)"
             ".map(e => [...e.querySelectorAll('th')].map(th => th.innerText.trim()).filter(Boolean))"
@@ -98,11 +39,11 @@ def test_no_placeholder_headers_or_empty_download_boxes_at_load(page) -> None:
 
 
 def test_lambda_typed_out_of_range_is_refused_not_snapped(page) -> None:
-    _tab(page, "Attention & locality")
-    box = _visible(page.get_by_label(LAMBDA, exact=True))
+    open_tab(page, "Attention & locality")
+    box = visible(page.get_by_label(LAMBDA, exact=True))
     box.fill("5")
-    _click(page, "Analyse")
-    toast = _refused(page, r"lambda must be in \[0, 1\], got 5")
+    click(page, "Analyse")
+    toast = refused(page, r"lambda must be in \[0, 1\], got 5")
     assert "lambda must be in [0, 1], got 5" in toast.splitlines()  # one line, the whole message
     assert box.input_value() == "5"  # the field was not changed behind the user's back
     box.fill("0.6")
@@ -110,13 +51,13 @@ def test_lambda_typed_out_of_range_is_refused_not_snapped(page) -> None:
 
 def test_decoding_refuses_100000_new_tokens(page) -> None:
     """'Max new tokens' is a server-checked number field (a gr.Slider would snap 100000 to its maximum)."""
-    _tab(page, "Decoding")
+    open_tab(page, "Decoding")
     field = page.get_by_label(re.compile(r"^(number input for )?max(imum)? new tokens", re.I))
-    box = _visible(field)
+    box = visible(field)
     box.fill("100000")
     box.press("Tab")
-    _click(page, "Compare")
-    _refused(
+    click(page, "Compare")
+    refused(
         page,
         r"(new tokens|max_new_tokens).*(\[\d+, ?[\d,]+\]|\d+ … [\d,]+).*100,?000|100,?000.*(limit|at most)",
     )
@@ -125,13 +66,13 @@ def test_decoding_refuses_100000_new_tokens(page) -> None:
 def test_a_job_reports_in_one_status_line_and_cancel_reads_cancelled(page) -> None:
     from headscope.data import excerpt_text
 
-    _tab(page, "Attention & locality")
+    open_tab(page, "Attention & locality")
     cancel = page.locator("#hs-cancel-locality_sweep")
     assert not cancel.is_visible()  # no Cancel before its job runs
-    _visible(page.get_by_label(TEXT_BOX, exact=True)).fill(excerpt_text()[:4000])
-    _click(page, "Sweep λ from 0 to 1")
+    visible(page.get_by_label(TEXT_BOX, exact=True)).fill(excerpt_text()[:4000])
+    click(page, "Sweep λ from 0 to 1")
     status = page.locator("#hs-status-locality_sweep")
-    _visible(status.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for(
+    visible(status.get_by_text(re.compile(r"λ sweep on smollm2-135m: λ point \d+/11"))).wait_for(
         timeout=240_000
     )
     trackers = page.evaluate(
@@ -143,14 +84,14 @@ def test_a_job_reports_in_one_status_line_and_cancel_reads_cancelled(page) -> No
     assert cancel.is_visible()
     page.screenshot(path=str(SHOTS / "new_user_sweep_progress.png"))
     cancel.click()
-    _visible(
+    visible(
         status.get_by_text(re.compile(r"cancelled 'λ sweep on smollm2-135m' during .*the model is free"))
     ).wait_for()
-    toast = _visible(
+    toast = visible(
         page.locator('[data-testid="toast-body"]').filter(has_text=re.compile(r"Cancelled during 'λ point"))
     )
     toast.wait_for()
-    texts = _toasts(page)
+    texts = toasts(page)
     assert not [t for t in texts if "Error" in t], texts  # a Cancel is not an error
     assert "Error" not in status.inner_text()  # nor does its status line say so
     page.wait_for_function(
@@ -158,23 +99,23 @@ def test_a_job_reports_in_one_status_line_and_cancel_reads_cancelled(page) -> No
         " || document.querySelector('#hs-cancel-locality_sweep').offsetParent === null"
     )
     page.screenshot(path=str(SHOTS / "new_user_cancelled.png"))
-    _close_toasts(page)
+    close_toasts(page)
 
 
 def test_locality_and_localist_tabs_after_a_run(page) -> None:
-    _tab(page, "Attention & locality")
-    _visible(page.get_by_label(TEXT_BOX, exact=True)).fill(
+    open_tab(page, "Attention & locality")
+    visible(page.get_by_label(TEXT_BOX, exact=True)).fill(
         "The cat sat on the mat. It was warm, and the sun shone."
     )
-    _visible(page.get_by_label(LAMBDA, exact=True)).fill("0.6")
-    _click(page, "Analyse")
+    visible(page.get_by_label(LAMBDA, exact=True)).fill("0.6")
+    click(page, "Analyse")
     page.locator('#hs-entropy-delta rect[data-cell="9.4"]').wait_for(timeout=240_000)
-    assert _visible(
+    assert visible(
         page.get_by_text("Δ vs λ = 0 (bits)")
     ).is_visible()  # the head table, with its real headers
     page.screenshot(path=str(SHOTS / "new_user_locality.png"), full_page=True)
-    _tab(page, "Localist models")
-    _visible(page.get_by_text("λ = 1.0, layer 1 head 0")).click()
+    open_tab(page, "Localist models")
+    visible(page.get_by_text("λ = 1.0, layer 1 head 0")).click()
     page.locator("#hs-localist-attention canvas").nth(1).wait_for()
     page.screenshot(path=str(SHOTS / "new_user_localist.png"), full_page=True)
 
@@ -184,7 +125,7 @@ def test_the_circuits_tab_has_neuronpedia_and_mib_export_buttons(page) -> None:
     is shown once a report is drawn (no empty boxes before a run) and Gradio renders nothing of a hidden column,
     so this reads the page's own component tree (`gradio_config`); tests/app/test_browser.py clicks one after a
     run."""
-    _tab(page, "Circuits")
+    open_tab(page, "Circuits")
     found = page.evaluate(
         COMPONENT_TREE, ["hs-circuit-report", "hs-circuit-export-np", "hs-circuit-export-mib"]
     )

@@ -195,6 +195,17 @@ def test_to_argv_is_the_exact_inverse_of_the_run_parser(kwargs: dict) -> None:
     assert _config(args) == cfg
 
 
+def test_ablate_argv_parses_back_into_the_same_config_and_heads() -> None:
+    from headscope.circuits.ablate import AblationConfig
+    from headscope.cli import build_parser
+    from headscope.cli.circuits import ablate_argv, cmd_ablate
+
+    cfg = AblationConfig("greater_than", 12, 7)
+    args = build_parser().parse_args(ablate_argv(cfg, "9.4, 12.*"))
+    assert args.func is cmd_ablate and args.heads == "9.4, 12.*" and args.task_file is None
+    assert AblationConfig(args.task, args.n_examples, args.seed) == cfg
+
+
 def test_ablate_prints_the_library_values(
     tmp_path: Path, tiny_llama: ModelHandle, capsys: pytest.CaptureFixture[str]
 ) -> None:

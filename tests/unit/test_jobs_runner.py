@@ -4,6 +4,8 @@ per visitor per slot. Jobs here wait on events, never on the clock."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -89,8 +91,31 @@ def test_reporter_adapters_map_onto_the_job_fraction() -> None:
     assert got == [("λ point 2/4", 0.75), ("patching", 0.25)]
 
 
-def test_cancel_line_when_nothing_runs() -> None:
-    assert jobs.cancel("nothing-here", None) == "nothing is running here"
+def _visitor(name: str) -> Any:
+    return SimpleNamespace(session_hash=name)  # what `owner_of` reads of a gr.Request
+
+
+def test_a_cancel_before_the_job_has_started_stops_it_as_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancel pressed while the job still waits in the queue (nothing on the board yet) is honoured by that
+    visitor's next job in that slot, once, and by no other visitor's or slot's; it lapses after the window, and
+    a new click on the job's button (`starting`) forgets it."""
+    v1, v2, ran = _visitor("v1"), _visitor("v2"), []
+    spec = jobs.JobSpec("queued", lambda report: ran.append(1) or {"ok": True})
+    assert jobs.cancel("s", v1) == "nothing has started here yet: the job is cancelled as it starts"
+    assert jobs.run(spec, request=v2, slot="s") == {"ok": True}  # another visitor's job in the slot runs
+    assert jobs.run(spec, request=v1, slot="other") == {"ok": True}  # and the visitor's job in another slot
+    with pytest.raises(jobs.JobCancelled, match="cancelled before it started"):
+        jobs.run(spec, request=v1, slot="s")
+    assert ran == [1, 1]  # the cancelled job's work never ran
+    assert jobs.run(spec, request=v1, slot="s") == {"ok": True}  # honoured once
+    jobs.cancel("s", v1)
+    jobs.starting(v1, "s")  # the Run button clicked again: the Cancel was late, for the job before
+    assert jobs.run(spec, request=v1, slot="s") == {"ok": True}
+    monkeypatch.setattr(jobs, "EARLY_CANCEL_S", 0.0)
+    jobs.cancel("s", v1)
+    assert jobs.run(spec, request=v1, slot="s") == {"ok": True}  # past the window
+    assert jobs.cancel(None, v1) == "nothing is running here"  # the page closing keeps nothing
+    assert jobs.run(spec, request=v1, slot="s") == {"ok": True} and len(ran) == 6
 
 
 def test_the_runner_can_be_swapped() -> None:
