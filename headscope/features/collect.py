@@ -1,8 +1,15 @@
 """Activations for SAE training: the offline Wikipedia summaries, split as the localist models split them (by a hash
 of the title: train / validation / test), packed into fixed windows, run through the handle once for several hooks.
 
-- Windows: each split's articles in title order, each followed by a document separator (`<|endoftext|>` where the
-  tokenizer has it, else EOS), concatenated and cut into windows of `ctx` tokens.
+- Windows ("plain" rendering): each split's articles in title order, each followed by a document separator
+  (`<|endoftext|>` where the tokenizer has it, else EOS), concatenated and cut into windows of `ctx` tokens.
+- Windows ("chat" rendering, issue 24): the same split's articles as the model's chat sees text. Window i is a
+  conversation rendered through the model's chat template (the template's default system prompt included):
+  the user asks about article i's title (one of `CHAT_ASKS`), the assistant answers with the article, then the
+  same for articles i+1, i+2, ... until the conversation reaches `ctx` tokens; the window is its first `ctx`
+  tokens, so every window starts at a conversation's position 0, as a chat does. Articles are taken in the order
+  of a hash of their title (every letter of the alphabet in the first windows). No model generation: the answers
+  are the articles themselves.
 - Position 0 of every window is dropped: the first position of any sequence is an attention sink whose residual
   norm is tens of times the others (SmolLM2), so it would dominate an SAE's loss and its explained variance.
 - One forward pass fills every requested hook, and stops right after the deepest one (a hook raises), so layers
@@ -15,6 +22,7 @@ of the title: train / validation / test), packed into fixed windows, run through
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -40,6 +48,16 @@ from headscope.progress import Progress, steps
 DEFAULT_CTX = 128
 Corpus = Literal["wiki", "excerpt"]  # the full summaries, or the shipped excerpt (tests, no package)
 CORPORA: tuple[str, ...] = ("wiki", "excerpt")
+Render = Literal["plain", "chat"]  # how the articles become windows (module docstring)
+RENDERS: tuple[str, ...] = ("plain", "chat")
+# what the user asks in a "chat" window (article j in chat order gets CHAT_ASKS[j % 5])
+CHAT_ASKS = (
+    "Tell me about {}.",
+    "What do you know about {}?",
+    "Write a short paragraph about {}.",
+    "Give me an overview of {}.",
+    "Explain {} briefly.",
+)
 
 
 class _Enough(Exception):
@@ -77,6 +95,48 @@ def pack(
     return torch.tensor(ids[: n * ctx], dtype=torch.long).view(n, ctx)
 
 
+def render_conversation(handle: ModelHandle, messages: Sequence[dict[str, str]]) -> str:
+    """A whole conversation (answer included) in the model's chat format; plain turns without one."""
+    tok = handle.tokenizer
+    if getattr(tok, "chat_template", None):
+        return str(tok.apply_chat_template(list(messages), tokenize=False))
+    return "\n\n".join(m["content"] for m in messages)
+
+
+def chat_order(articles: Sequence[Article]) -> list[Article]:
+    """The articles ordered by a hash of their title: a fixed order that mixes topics and letters."""
+    return sorted(articles, key=lambda a: hashlib.sha256(a.title.encode("utf-8")).hexdigest())
+
+
+def chat_windows(
+    handle: ModelHandle, articles: Sequence[Article], ctx: int, max_windows: int | None = None
+) -> Int[Tensor, "window pos"]:
+    """One conversation per window, each starting at position 0 (module docstring); a conversation that the
+    remaining articles cannot bring to `ctx` tokens is left out."""
+    if ctx < 8:
+        raise InputError(f"ctx must be ≥ 8, got {ctx}")
+    arts = chat_order(articles)
+    turns = [
+        [{"role": "user", "content": CHAT_ASKS[j % len(CHAT_ASKS)].format(a.title)},
+         {"role": "assistant", "content": a.text}]
+        for j, a in enumerate(arts)
+    ]  # fmt: skip
+    rows: list[list[int]] = []
+    for i in range(len(arts)):
+        if max_windows is not None and len(rows) >= max_windows:
+            break
+        messages: list[dict[str, str]] = []
+        for j in range(i, len(arts)):
+            messages += turns[j]
+            ids = handle.tokenizer(render_conversation(handle, messages), add_special_tokens=True).input_ids
+            if len(ids) >= ctx:
+                rows.append(ids[:ctx])
+                break
+    if not rows:
+        raise InputError(f"the articles give no conversation of {ctx} tokens")
+    return torch.tensor(rows, dtype=torch.long)
+
+
 def split_windows(
     handle: ModelHandle,
     split: Split,
@@ -84,12 +144,18 @@ def split_windows(
     *,
     max_windows: int | None = None,
     corpus: Corpus = "wiki",
+    render: Render = "plain",
 ) -> Int[Tensor, "window pos"]:
-    """The windows of one split of the Wikipedia summaries (or of the shipped excerpt, split the same way)."""
+    """The windows of one split of the Wikipedia summaries (or of the shipped excerpt, split the same way),
+    packed as plain text or as chat conversations (module docstring)."""
     if corpus not in CORPORA:
         raise InputError(f"corpus must be one of {', '.join(CORPORA)}, got {corpus!r}")
-    articles = wiki_articles() if corpus == "wiki" else excerpt_articles()
-    return pack(handle, split_articles(split, articles), ctx, max_windows)
+    if render not in RENDERS:
+        raise InputError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+    articles = split_articles(split, wiki_articles() if corpus == "wiki" else excerpt_articles())
+    if render == "chat":
+        return chat_windows(handle, articles, ctx, max_windows)
+    return pack(handle, articles, ctx, max_windows)
 
 
 def capture(handle: ModelHandle, tokens: Int[Tensor, "batch pos"], names: Sequence[str]) -> dict[str, Tensor]:
@@ -113,10 +179,13 @@ def capture(handle: ModelHandle, tokens: Int[Tensor, "batch pos"], names: Sequen
     return store
 
 
-def cache_folder(handle: ModelHandle, split: str, ctx: int, corpus: str = "wiki") -> Path:
+def cache_folder(
+    handle: ModelHandle, split: str, ctx: int, corpus: str = "wiki", render: str = "plain"
+) -> Path:
     ident = handle.identity
     tag = f"{ident.name}-{(ident.sha256 or 'nohash')[:12]}".replace("/", "__")
-    return cache_root() / "activations" / tag / corpus / f"ctx{ctx}" / split
+    text = corpus if render == "plain" else f"{corpus}-{render}"
+    return cache_root() / "activations" / tag / text / f"ctx{ctx}" / split
 
 
 @dataclass
@@ -151,8 +220,8 @@ def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
     os.replace(tmp, folder / "meta.json")
 
 
-def _open(handle: ModelHandle, split: Split, ctx: int, corpus: Corpus) -> ActivationStore:
-    folder = cache_folder(handle, split, ctx, corpus)
+def _open(handle: ModelHandle, split: Split, ctx: int, corpus: Corpus, render: Render) -> ActivationStore:
+    folder = cache_folder(handle, split, ctx, corpus, render)
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         try:
@@ -162,10 +231,10 @@ def _open(handle: ModelHandle, split: Split, ctx: int, corpus: Corpus) -> Activa
         except (json.JSONDecodeError, KeyError, ValueError, TypeError):
             pass  # a broken store is rebuilt
     folder.mkdir(parents=True, exist_ok=True)
-    windows = split_windows(handle, split, ctx, corpus=corpus)
+    windows = split_windows(handle, split, ctx, corpus=corpus, render=render)
     np.save(folder / "tokens.npy", windows.numpy().astype(np.int32), allow_pickle=False)
     meta = {"model": handle.identity.name, "sha256": handle.identity.sha256, "split": split, "ctx": ctx, "corpus": corpus,
-            "n_windows": int(windows.shape[0]), "d_model": handle.facts.d_model, "hooks": {},
+            "render": render, "n_windows": int(windows.shape[0]), "d_model": handle.facts.d_model, "hooks": {},
             "position_0": "excluded"}  # fmt: skip
     _write_meta(folder, meta)
     return ActivationStore(folder, meta)
@@ -180,12 +249,15 @@ def collect(
     max_tokens: int | None = None,
     batch_size: int = 8,
     corpus: Corpus = "wiki",
+    render: Render = "plain",
     progress: Progress | None = None,
 ) -> ActivationStore:
     """Make sure the store holds at least `max_tokens` rows (all the split if None) for every site's hook."""
     if split not in SPLITS:
         raise InputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    store = _open(handle, split, ctx, corpus)
+    if render not in RENDERS:
+        raise InputError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+    store = _open(handle, split, ctx, corpus, render)
     total = int(store.meta["n_windows"])
     want = total if max_tokens is None else min(total, math.ceil(max_tokens / (ctx - 1)))
     names = [s.check(handle.facts.n_layers).hook for s in sites]

@@ -96,11 +96,9 @@ def chat_conversations() -> list[list[dict[str, str]]]:
 
 
 def render(handle: ModelHandle, messages: Sequence[dict[str, str]]) -> str:
-    """A whole conversation (answer included) in the model's chat format; plain turns without one."""
-    tok = handle.tokenizer
-    if getattr(tok, "chat_template", None):
-        return str(tok.apply_chat_template(list(messages), tokenize=False))
-    return "\n\n".join(m["content"] for m in messages)
+    """A whole conversation (answer included) in the model's chat format; plain turns without one (the same
+    rendering as the "chat" training windows, collect.py)."""
+    return collect.render_conversation(handle, messages)
 
 
 def chat(handle: ModelHandle, ctx: int, max_tokens: int) -> Sequences:

@@ -13,6 +13,12 @@ trained is saved as an inference SAE (the same folding as the final one) and its
 measured on the held-out sets' stored activations (no forward pass). The learning rate follows the run's own
 cosine schedule, so an early point is the SAE part-way through this run, not a run that stopped there.
 
+`init` continues training from a saved BatchTopK SAE (a fine-tune, issue 24: the shipped res15 / res24 went on
+from their Wikipedia weights on the same articles rendered as chat conversations, collect.py's "chat" windows):
+`continue_from` puts its weights into the training SAE in the training scale, exactly as `save_inference_model`
+would give them back (up to the fp16 rounding of the stored unit decoder rows), the trainer starts fresh (Adam
+state, warm-up, cosine schedule), and the card records both stages (`stages`) and one curve over the total tokens.
+
 Inputs are scaled to mean ‖x‖ = √d_in during training (as sae-lens's `expected_average_only_in`; folded into the weights
 at the end), so one learning rate and L1 coefficient fit every model and hook.
 """
@@ -63,6 +69,9 @@ class TrainConfig:
     eval_tokens: int = 51_200
     corpus: str = "wiki"
     dtype: str = "float16"
+    render: str = "plain"  # the train split as plain text windows or as chat conversations (collect.py)
+    # activation rows collected (None: `tokens`); with fewer rows, `tokens` samples are drawn in several epochs
+    rows: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # store what the checks return: "64" and 64.0 become 64
@@ -80,6 +89,9 @@ class TrainConfig:
         set_(self, "eval_tokens", checks.integer(self.eval_tokens, "eval_tokens", 0, 10**8))
         checks.choice(self.corpus, "corpus", collect_mod.CORPORA)
         checks.choice(self.dtype, "dtype", ("float16", "float32"))
+        checks.choice(self.render, "render", collect_mod.RENDERS)
+        if self.rows is not None:
+            set_(self, "rows", checks.integer(self.rows, "rows", self.batch_size, 10**9))
 
     @property
     def site(self) -> Site:
@@ -185,15 +197,45 @@ def inference_copy(sae: Any, scale: float, folder: Path) -> Any:
     return saes.load_folder(folder)
 
 
+@torch.no_grad()
+def continue_from(sae: Any, src: Any, scale: float) -> None:
+    """Put a saved BatchTopK SAE's weights (`src`: the JumpReLU inference SAE it was saved as, reading raw
+    activations) into a fresh BatchTopK training SAE that reads activations × `scale`.
+
+    Training computes h = ((s·x − b_dec) W_enc + b_enc) · ‖W_dec‖ (per latent), keeps the batch's top k·rows
+    values and decodes f / ‖W_dec‖ · W_dec + b_dec; saving divides by s and folds ‖W_dec‖ into the encoder. So
+    W_dec = W'_dec, W_enc = W'_enc / ‖W'_dec‖, b_enc = s·b'_enc / ‖W'_dec‖, b_dec = s·b'_dec and the running
+    threshold s·θ' give h = s·(pre-activation of src) and save back to src's weights."""
+    arch = getattr(getattr(src.cfg, "metadata", None), "training_architecture", None)
+    if type(sae).__name__ != "BatchTopKTrainingSAE" or arch != "batchtopk":
+        raise InputError(
+            f"a fine-tune continues a BatchTopK SAE as BatchTopK; got {arch!r} → {type(sae).__name__}"
+        )
+    if (src.cfg.d_in, src.cfg.d_sae) != (sae.cfg.d_in, sae.cfg.d_sae):
+        raise InputError(
+            f"the SAE to continue is {src.cfg.d_in}→{src.cfg.d_sae}, the recipe {sae.cfg.d_in}→{sae.cfg.d_sae}"
+        )
+    w_dec = src.W_dec.detach().float()
+    norm = w_dec.norm(dim=-1).clamp_min(1e-12)
+    sae.W_dec.copy_(w_dec)
+    sae.W_enc.copy_(src.W_enc.detach().float() / norm)
+    sae.b_enc.copy_(scale * src.b_enc.detach().float() / norm)
+    sae.b_dec.copy_(scale * src.b_dec.detach().float())
+    sae.topk_threshold.fill_(scale * float(src.threshold.detach().double().mean()))
+
+
 def _fit(cfg: TrainConfig, sae: Any, rows: np.ndarray, record: Callable[[Any, int], None] | None = None,
-         points: tuple[int, ...] = ()) -> tuple[Any, int, float]:  # fmt: skip
+         points: tuple[int, ...] = (), init: Any = None) -> tuple[Any, int, float]:  # fmt: skip
     from sae_lens import LoggingConfig, SAETrainer
     from sae_lens.config import SAETrainerConfig
 
     steps = cfg.steps
     scale, mean = input_stats(rows, sae.cfg.d_in, cfg.seed)
-    with torch.no_grad():
-        sae.b_dec.copy_(mean)
+    if init is None:
+        with torch.no_grad():
+            sae.b_dec.copy_(mean)
+    else:
+        continue_from(sae, init, scale)
     trainer_cfg = SAETrainerConfig(
         total_training_samples=steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size, lr=cfg.lr,
         lr_end=cfg.lr / 10, lr_scheduler_name="cosineannealing", lr_warm_up_steps=max(1, steps // 20),
@@ -245,15 +287,23 @@ def heldout_activations(handle: ModelHandle, site: Site, ctx: int, max_tokens: i
 
 
 def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str | None = None,
-          progress: Progress | None = None, curve: tuple[int, ...] = ()) -> TrainResult:  # fmt: skip
-    """Collect, train, save (SAELens format + card.json) and evaluate one SAE on the held-out sets."""
+          progress: Progress | None = None, curve: tuple[int, ...] = (),
+          init: saes.FeatureSAE | None = None) -> TrainResult:  # fmt: skip
+    """Collect, train, save (SAELens format + card.json) and evaluate one SAE on the held-out sets; with `init`,
+    continue from that SAE (a fine-tune: its card's stages and curve come first on the new card)."""
     st = cfg.site.check(handle.facts.n_layers)
+    if init is not None and init.hook != st.hook:
+        raise InputError(f"the SAE to continue reads {init.hook}, the recipe {st.hook}")
     folder = Path(out)
     t0 = time.perf_counter()
     step = part(progress, 0.0, 0.3)  # collecting, training, evaluating: roughly 30 / 50 / 20 % of the time
-    store = collect_mod.collect(handle, [st], "train", ctx=cfg.ctx, max_tokens=cfg.tokens, corpus=cfg.corpus,  # type: ignore[arg-type]
-                                progress=step)  # fmt: skip
+    store = collect_mod.collect(
+        handle, [st], "train", ctx=cfg.ctx, max_tokens=cfg.rows or cfg.tokens,
+        corpus=cfg.corpus, render=cfg.render, progress=step,  # type: ignore[arg-type]
+    )  # fmt: skip
     rows = store.array(st.hook)
+    if cfg.rows is not None:
+        rows = rows[: cfg.rows]  # the recipe's rows, however many the store holds
     collect_seconds = time.perf_counter() - t0
     points: list[CurvePoint] = []
     record = None
@@ -263,13 +313,16 @@ def train(handle: ModelHandle, cfg: TrainConfig, out: str | Path, *, name: str |
     sae = _training_sae(cfg, handle.facts.d_model, st.hook, handle.identity.name)
     part(progress, 0.3, 0.8)("train SAE", 0.0)
     trained, seen, seconds = _fit(
-        cfg, sae, rows, record, tuple(c for c in curve if c < cfg.steps * cfg.batch_size)
-    )
+        cfg, sae, rows, record, tuple(c for c in curve if c < cfg.steps * cfg.batch_size),
+        None if init is None else init.sae,
+    )  # fmt: skip
     _save(trained, folder, cfg.dtype)
     card = _card(handle, cfg, name or folder.name, seen, seconds, collect_seconds)
     if curve:
         points.append(_point(saes.load_folder(folder), held, seen))  # the shipped file itself, last
         card["curve"] = [p.to_json() for p in points]
+    if init is not None:
+        card = continued_card(init.card, card)
     saes.write_card(folder, card)
     if cfg.eval_tokens > 0:
         card["heldout"] = heldout_card(handle, saes.load(handle, folder), cfg, part(progress, 0.8, 1.0))
@@ -297,6 +350,27 @@ def heldout_card(handle: ModelHandle, fsae: Any, cfg: TrainConfig, progress: Pro
 
 
 CHECK_KEYS = ("tokens", "explained_variance", "l0", "ce_loss_with_sae", "kl_div")
+STAGE_KEYS = ("tokens_seen", "training_seconds", "collect_seconds", "data", "config", "threads")
+
+
+def continued_card(base: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
+    """The card of an SAE trained in stages: `stages` lists each stage (the base card's own stages, or the base
+    itself, then this one); `tokens_seen` and `training_seconds` are the totals; the curve is the base's followed
+    by this stage's points at base tokens + the stage's tokens. `data` and `config` are the last stage's."""
+    earlier: list[dict[str, Any]] = list(base.get("stages") or [{k: base.get(k) for k in STAGE_KEYS}])
+    data = earlier[0].get("data")
+    if "stages" not in base and isinstance(data, dict):  # a card from before `render` existed: plain windows
+        earlier[0]["data"] = {"render": "plain", **data}
+    offset = int(base.get("tokens_seen") or 0)
+    out = {**card, "stages": [*earlier, {k: card.get(k) for k in STAGE_KEYS}]}
+    out["tokens_seen"] = offset + int(card["tokens_seen"])
+    out["training_seconds"] = round(
+        float(base.get("training_seconds") or 0) + float(card["training_seconds"]), 1
+    )
+    if "curve" in card:
+        shifted = [{**p, "tokens": offset + int(p["tokens"])} for p in card["curve"]]
+        out["curve"] = [*base.get("curve", []), *shifted]
+    return out
 
 
 def _card(
@@ -310,7 +384,7 @@ def _card(
         "hook": cfg.site.hook, "kind": cfg.kind, "layer": cfg.layer, "architecture": cfg.architecture,
         "d_in": handle.facts.d_model, "d_sae": cfg.latents, "k": None if cfg.architecture == "standard" else cfg.k,
         "tokens_seen": seen, "training_seconds": round(seconds, 1), "collect_seconds": round(collect_seconds, 1),
-        "data": {"corpus": cfg.corpus, "split": "train", "ctx": cfg.ctx, "position_0": "excluded"},
+        "data": {"corpus": cfg.corpus, "render": cfg.render, "split": "train", "ctx": cfg.ctx, "position_0": "excluded"},
         "config": asdict(cfg), "dtype": cfg.dtype, "sae_lens_version": sae_lens.__version__,
         "threads": torch.get_num_threads(),
     }  # fmt: skip
