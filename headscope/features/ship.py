@@ -7,7 +7,7 @@ Stages (each resumable, run in the background on a quiet machine; one torch thre
   `assets/saes/<model>/<name>/`, with an EV-vs-tokens curve (`CURVE`) and the held-out figures on its card:
   `wiki-test` (the first `EVAL_TOKENS` tokens of the test split) and `chat` (heldout.py), each through
   `evaluate.evaluate_heldout` — the same code as `headscope features eval`;
-- `tune` (issue 24, proposed and NOT yet run on the shipped SAEs: their cards are the base recipe's): the SAEs in
+- `tune` (issue 24; run on 2026-12-06 for the shipped res15 and res24, their cards list both stages): the SAEs in
   `TUNED` continue from their `SHIPPED` weights on the same train split rendered as chat conversations (collect.py's "chat" windows: the user asks about an article's title, the assistant answers
   with the article, in the model's chat template), with the curve continued (`TUNE_CURVE`); refused for an SAE
   whose card already records a fine-tune, so the stages on a card are always base then one fine-tune;
@@ -62,12 +62,15 @@ CURVE = (125_000, 250_000, 500_000, 1_000_000, 2_000_000, 3_000_000)  # held-out
 # EV rose ~0.04 per doubling of Wikipedia tokens). The fine-tune keeps the data source (the train split: never
 # the held-out sets, never the prompts that built the chat set) and changes its form to what a chat is made of:
 # TUNE_ROWS activation rows of "chat" windows, TUNE_TOKENS samples trained over them (several epochs), TUNE_LR.
-# Untried sizes (no CPU time was left to run it): the shipped res15 / res24 are still the base recipe's.
+# Run for the shipped SAEs (2 threads, 150k chat rows collected once for both hooks): res15 with 300k tokens reached
+# chat EV 0.740 (wiki-test 0.792); res24 with 300k reached 0.682, with 900k 0.686 (wiki-test 0.775): shipped at 900k,
+# still under 0.7 (the test keeps it as a strict xfail). On positions past the chat set's shared 24-token system
+# prompt and user header res15's chat EV is 0.690 (base 0.650): part of the gain is the template itself.
 TUNE_ROWS = 150_000
 TUNE_TOKENS = 300_000
 TUNE_LR = 1e-3
 TUNE = replace(BASE, render="chat", tokens=TUNE_TOKENS, rows=TUNE_ROWS, lr=TUNE_LR)
-TUNED: dict[str, TrainConfig] = {"res15": TUNE, "res24": replace(TUNE, layer=24)}
+TUNED: dict[str, TrainConfig] = {"res15": TUNE, "res24": replace(TUNE, layer=24, tokens=900_000)}
 # curve points, in tokens into the fine-tune (the card adds the base's)
 TUNE_CURVE = (50_000, 100_000, 200_000, 400_000, 800_000)
 INDEX = index.IndexConfig(tokens=51_200, contexts=8, before=10, after=3)

@@ -50,7 +50,7 @@ def test_shipped_saes_meet_the_bar_on_both_held_out_sets_and_fit_the_budget() ->
 
 # Where CPU time could not reach the bar (the note gives the figures and the EV-vs-tokens curves): strict, so a
 # re-trained SAE that reaches it turns the test red until its entry here is removed.
-BELOW_BAR = {("res15", "chat"): 0.658, ("res24", "chat"): 0.601}
+BELOW_BAR = {("res24", "chat"): 0.686}  # res15 reached 0.740 after its chat-rendered fine-tune
 
 
 @pytest.mark.parametrize(
