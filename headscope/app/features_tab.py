@@ -20,7 +20,7 @@ from headscope.app import features_views as fv
 from headscope.app import steering_views as sv
 from headscope.app.figures import Plot, json_file, table
 from headscope.app.inputs import choice, integer, number, ranged_number, text
-from headscope.app.state import STORE, VIEW_EVENT
+from headscope.app.state import PRIVATE, STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import TokenStrip
 from headscope.app.wiring import Ctx, bind, handler, pick, section
@@ -246,7 +246,7 @@ def draw_attribute(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 # ---- layout --------------------------------------------------------------------------------------------------------
 def _opens_page(tbl: Any, w: dict[str, Any], status: Any) -> None:
     """A click on a features table's row puts its feature id in the page's field, then opens the page."""
-    picked = tbl.select(pick_feature, [tbl], [w["feature"]], api_visibility="private", queue=False)
+    picked = tbl.select(pick_feature, [tbl], [w["feature"]], **PRIVATE)
     out, event = {"page_raw": w["page_raw"]}, {**VIEW_EVENT, "show_progress_on": [status]}
     bind(picked.success, page, inputs=w["page_in"], outputs=out, api_visibility="private", **event)
 

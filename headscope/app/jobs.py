@@ -29,6 +29,7 @@ import gradio as gr
 
 import headscope.cli  # noqa: F401  (registers the command line that cluster jobs run: batch/commands.py)
 from headscope.app.downloads import owner_of  # a visitor: the browser session, the same for jobs and files
+from headscope.app.state import QUIET
 from headscope.batch.board import BOARD, RUNNERS, JobBoard, ThreadRunner, runner, using_runner
 from headscope.batch.follow import cancel_and_wait, follow
 from headscope.batch.protocol import JobBusy, JobCancelled, JobSpec, JobStatus, Reporter, RunningJob
@@ -100,9 +101,6 @@ def starting(request: gr.Request | None, slot: str) -> None:
 
 def _hidden() -> Any:
     return gr.update(visible=False)
-
-
-QUIET: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
 
 
 @dataclass(frozen=True)

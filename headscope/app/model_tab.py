@@ -8,7 +8,7 @@ import gradio as gr
 
 from headscope.app import examples
 from headscope.app.figures import table
-from headscope.app.state import STORE, VIEW_EVENT
+from headscope.app.state import PRIVATE, STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.wiring import Ctx, bind
 from headscope.models import CATALOG, resolve
@@ -91,5 +91,5 @@ def build(app: AppContext) -> None:
     loaded = bind(load.click, model_info, inputs={"model": app.model}, outputs={"raw": raw}, api_name="model_info",
                   **VIEW_EVENT)  # fmt: skip
     bind(loaded.success, facts_views, inputs={"raw": raw}, outputs={"summary": summary, "facts": facts},
-         api_visibility="private", queue=False)  # fmt: skip
+         **PRIVATE)  # fmt: skip
     app.session.add("model", summary=summary, facts=facts, raw=raw)

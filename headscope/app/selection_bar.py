@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from headscope.app.state import STORE, user_errors
+from headscope.app.state import QUIET, STORE, user_errors
 from headscope.errors import InputError
 
 # The selection model, re-exported for the tabs (`sel.head_set(selection, handle)`, `sel.toggle(...)`, ...).
@@ -43,7 +43,6 @@ HeadsFn = Callable[..., "HeadSet | str | Sequence[tuple[int, int]]"]
 # Events that change the selection are queued (gradio only fires a gr.State's `change` after queued events) in a
 # group of their own without a limit: they never wait behind model work. Redrawing a view is not queued.
 CHANGE: dict[str, Any] = {"concurrency_id": "selection", "concurrency_limit": None, "show_progress": "hidden"}
-REDRAW: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
 
 
 def empty() -> Selection:
@@ -113,12 +112,12 @@ class SelectionBar:
         quick = {**CHANGE, "api_visibility": "private"}
         grid.cell(_on_cell, [self.state, grid, self.model], self.outputs, **quick)
         grid.box(_on_box, [self.state, grid, self.model], self.outputs, **quick)
-        self.state.change(_highlight, [self.state, grid], [grid], **REDRAW)
+        self.state.change(_highlight, [self.state, grid], [grid], **QUIET)
 
     def connect_tokens(self, view: Any) -> None:
         """A `views.TokenStrip` / `views.AttentionView`: a click on a token toggles its position."""
         view.token(_on_token, [self.state], self.outputs, **CHANGE, api_visibility="private")
-        self.state.change(_highlight_positions, [self.state, view], [view], **REDRAW)
+        self.state.change(_highlight_positions, [self.state, view], [view], **QUIET)
 
     def add_button(self, button: gr.Button, heads_fn: HeadsFn, inputs: Sequence[Any], **event: Any) -> Any:
         """Wire `button` to add heads to the selection: `heads_fn(*inputs)` returns a HeadSet, grammar text or

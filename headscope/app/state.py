@@ -48,6 +48,10 @@ VIEW_EVENT: dict[str, Any] = {
     "show_progress": "minimal",
 }
 JOB_EVENT: dict[str, Any] = {"concurrency_id": JOB_CONCURRENCY_ID, "concurrency_limit": _job_slots()}
+# A follow-up step the page runs itself (a draw from JSON already there, a highlight): no endpoint, no queue;
+# QUIET also shows no progress at all (button visibility, selection highlights).
+PRIVATE: dict[str, Any] = {"api_visibility": "private", "queue": False}
+QUIET: dict[str, Any] = {**PRIVATE, "show_progress": "hidden"}
 
 
 class ModelStore:

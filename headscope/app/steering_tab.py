@@ -21,10 +21,10 @@ from headscope.app import selection_bar as sel
 from headscope.app import steering_views as views
 from headscope.app.figures import Plot, RawResult, json_file
 from headscope.app.inputs import choice, integer, ranged_number, text
-from headscope.app.state import STORE
+from headscope.app.state import PRIVATE, STORE
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
-from headscope.app.wiring import PRIVATE, Ctx, bind, section
+from headscope.app.wiring import Ctx, bind, section
 from headscope.cli.steering import contrastive_result, lofit_result, to_argv
 from headscope.cli.steering_inputs import ContrastiveRun, EvalOptions, LofitTrain, ModelOptions
 from headscope.errors import InputError

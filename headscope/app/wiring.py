@@ -23,7 +23,7 @@ from typing import Any
 
 import gradio as gr
 
-from headscope.app.state import user_errors
+from headscope.app.state import PRIVATE, user_errors
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,6 @@ def bind(
     return trigger(
         handler(fn, inputs, outputs), inputs=list(inputs.values()), outputs=list(outputs.values()), **event
     )
-
-
-PRIVATE: dict[str, Any] = {
-    "api_visibility": "private",
-    "queue": False,
-}  # a follow-up draw: no endpoint, no queue
 
 
 def section(
