@@ -8,7 +8,6 @@ variance with numpy; dashboards against a brute-force scan; attribution against 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,13 +38,9 @@ CTX = 64
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("hs_cache")
-    before = os.environ.get("HEADSCOPE_CACHE")
-    os.environ["HEADSCOPE_CACHE"] = str(root)
-    yield root
-    if before is None:
-        os.environ.pop("HEADSCOPE_CACHE", None)
-    else:
-        os.environ["HEADSCOPE_CACHE"] = before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEADSCOPE_CACHE", str(root))
+        yield root
 
 
 @pytest.fixture(scope="module")

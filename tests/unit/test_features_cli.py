@@ -4,7 +4,6 @@ JSON contracts of the issue, `models --json` listing SAEs, and exit 2 with one l
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,19 @@ M = ["--model", "tiny-llama"]
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One tiny SAE trained through the CLI into the user's catalog (a temporary HEADSCOPE_CACHE)."""
     root = tmp_path_factory.mktemp("hs_cli")
-    before = os.environ.get("HEADSCOPE_CACHE")
-    os.environ["HEADSCOPE_CACHE"] = str(root)
     argv = ["features", "train", *M, "--hook", "resid_post", "--layer", "1", "--latents", "48", "--topk", "6",
             "--tokens", "8192", "--batch-size", "256", "--lr", "0.002", "--eval-tokens", "300", "--name", "cli-sae",
             "--json"]  # fmt: skip
-    assert main(argv) == 0
-    assert (
-        main(["features", "index", *M, "--sae", "cli-sae", "--tokens", "1500", "--contexts", "4", "--json"])
-        == 0
-    )
-    yield "cli-sae"
-    if before is None:
-        os.environ.pop("HEADSCOPE_CACHE", None)
-    else:
-        os.environ["HEADSCOPE_CACHE"] = before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEADSCOPE_CACHE", str(root))
+        assert main(argv) == 0
+        assert (
+            main(
+                ["features", "index", *M, "--sae", "cli-sae", "--tokens", "1500", "--contexts", "4", "--json"]
+            )
+            == 0
+        )
+        yield "cli-sae"
 
 
 def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Any:

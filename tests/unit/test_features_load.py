@@ -4,7 +4,6 @@ the offline pretrained path, the catalog, and the circuit SAE registered as a sa
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,13 +21,9 @@ from headscope.models import ModelHandle, hooks
 
 @pytest.fixture
 def cache(tmp_path: Path) -> Iterator[Path]:
-    before = os.environ.get("HEADSCOPE_CACHE")
-    os.environ["HEADSCOPE_CACHE"] = str(tmp_path)
-    yield tmp_path
-    if before is None:
-        os.environ.pop("HEADSCOPE_CACHE", None)
-    else:
-        os.environ["HEADSCOPE_CACHE"] = before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEADSCOPE_CACHE", str(tmp_path))
+        yield tmp_path
 
 
 def make_sae(

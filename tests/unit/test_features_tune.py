@@ -5,7 +5,6 @@ folding and saving, and a fine-tuned card (both stages, one curve) whose first f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,13 +33,9 @@ TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% end
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("tune_cache")
-    before = os.environ.get("HEADSCOPE_CACHE")
-    os.environ["HEADSCOPE_CACHE"] = str(root)
-    yield root
-    if before is None:
-        os.environ.pop("HEADSCOPE_CACHE", None)
-    else:
-        os.environ["HEADSCOPE_CACHE"] = before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEADSCOPE_CACHE", str(root))
+        yield root
 
 
 @pytest.fixture
