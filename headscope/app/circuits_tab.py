@@ -1,15 +1,10 @@
-"""Circuits tab: find a task's circuit as a cancellable job — ground truth by batched activation patching, scored
-methods (discrete-SAE node/edge, attribution patching, EAP-IG per head) and, when asked, edge attribution over
-MIB's whole model graph (EAP, EAP-IG) with MIB's edge faithfulness — and read it: heatmaps that mark circuit and
-ground-truth heads, metrics with bootstrap intervals, ROC and faithfulness curves, the edge circuit as a graph;
-select its heads, ablate the selection, export the report for circuit-tracer / Neuronpedia and MIB, view or
-compare reports.
+"""Circuits tab: find a task's circuit as a cancellable job (ground truth by batched activation patching, scored
+methods and, when asked, edge attribution over MIB's whole model graph with MIB's edge faithfulness) and read it;
+select its heads, ablate the selection, export for circuit-tracer / Neuronpedia and MIB, view or compare reports.
 
-Wiring only (issue 21's tab shape): handlers are `fn(inputs: dict, ctx) -> dict` bound with `wiring.bind`. The run
-job returns the CLI's JSON (`headscope circuits run ... --print-report`, so it runs on Ray where
-HEADSCOPE_RAY_ADDRESS is set); every view is drawn from that JSON by `draw` (`CircuitResult.from_json`), the same
-way for a run, an uploaded report and a session file. Views live in circuits_views.py / circuits_edge_views.py.
-Uploaded reports arrive as bytes (size-limited, validated, migrated), never as a path."""
+The run job returns the CLI's JSON (`headscope circuits run ... --print-report`, so it runs on Ray where
+HEADSCOPE_RAY_ADDRESS is set); `draw` draws every view from it (`CircuitResult.from_json`), the same way for a run,
+an uploaded report and a session file. Uploaded reports arrive as bytes (size-limited, validated, migrated)."""
 
 from __future__ import annotations
 
@@ -52,6 +47,8 @@ LAYER_SCOPES = ("all layers", "last 4 layers", "last 2 layers")
 OPTIONS = ("faithfulness curves", "stability (bootstrap, 100 resamples)", "edges (path patching; slow)")
 EDGE_CHOICES = [(cs.title(m), m) for m in EDGE_METHODS]
 EDGE_PERCENT = 0.5  # the graph's default circuit size (% of all edges), as graph exports use
+RUN_KEYS = ("task", "custom", "n_examples", "seed", "epochs", "reduce", "norm", "scope", "options",
+            "edge_methods", "sae_variant")  # fmt: skip
 EXAMPLE_CUSTOM = json.dumps(
     {
         "name": "repeat",
@@ -75,16 +72,25 @@ def _layers(scope: Any, n_layers: int) -> tuple[int, int] | None:
     return (max(0, n_layers - last), n_layers)
 
 
+def _task(inputs: dict[str, Any]) -> tuple[str, int, int]:
+    """The task, its number of prompt pairs and the seed, checked: a run and an ablation share them."""
+    task = choice(inputs["task"], "task", TASK_CHOICES)
+    return (
+        task,
+        integer(inputs["n_examples"], "prompt pairs", 6, APP_MAX_EXAMPLES),
+        integer(inputs["seed"], "seed", 0, 2**31 - 1),
+    )
+
+
 def config_of(inputs: dict[str, Any], n_layers: int) -> CircuitConfig:
     """The run's config from the tab's inputs, every value checked (one line naming the field and its range)."""
     picked = set(inputs.get("options") or ())
     if not picked <= set(OPTIONS):
         raise InputError(f"options must be among: {', '.join(OPTIONS)}")
     edge_methods = tuple(choice(m, "edge methods", EDGE_METHODS) for m in inputs.get("edge_methods") or ())
+    task, n, seed = _task(inputs)
     return CircuitConfig(
-        task=choice(inputs["task"], "task", TASK_CHOICES),
-        n_examples=integer(inputs["n_examples"], "prompt pairs", 6, APP_MAX_EXAMPLES),
-        seed=integer(inputs["seed"], "seed", 0, 2**31 - 1), reduce=choice(inputs["reduce"], "head output", ("mean", "last")),  # type: ignore[arg-type]
+        task=task, n_examples=n, seed=seed, reduce=choice(inputs["reduce"], "head output", ("mean", "last")),  # type: ignore[arg-type]
         sae=SAEConfig(epochs=integer(inputs["epochs"], "SAE epochs", 1, APP_MAX_EPOCHS), decoder_norm=inputs["norm"]),
         layers=_layers(inputs["scope"], n_layers), faithfulness=OPTIONS[0] in picked,
         stability=OPTIONS[1] in picked, n_bootstrap=100, edges=OPTIONS[2] in picked, edge_methods=edge_methods,
@@ -150,19 +156,15 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     result = CircuitResult.from_json(payload)
     picked = sel.names(inputs.get("selection"))
     methods = ev.edge_methods(result)
-    method = (
-        inputs.get("edge_method")
-        if inputs.get("edge_method") in methods
-        else (methods[-1] if methods else None)
-    )
-    name = f"circuit_report_{result.task.name}_{result.model.name}"
+    method = inputs.get("edge_method") if inputs.get("edge_method") in methods else (methods or [None])[-1]
     ea = result.edge_attribution
     percent = cs.default_percent(ea.graph.n_edges) if ea is not None else EDGE_PERCENT
     return {
         "summary": cv.summary(result), "sae_grid": cv.score_grid(result, "sae_node", picked),
         "truth_grid": cv.truth_grid(result, picked), "heads": cv.head_table(result),
         "metrics": cv.metrics_table(result), "roc": cv.roc_figure(result), "faithfulness": cv.faithfulness_figure(result),
-        "stability": cv.stability_table(result), "edges": cv.edges_table(result), "report_file": json_file(payload, name),
+        "stability": cv.stability_table(result), "edges": cv.edges_table(result),
+        "report_file": json_file(payload, f"circuit_report_{result.task.name}_{result.model.name}"),
         "edge_method": gr.Dropdown(choices=[(cs.title(m), m) for m in methods], value=method),
         "edge_graph": ev.edge_graph_figure(result, method, percent) if method else None,
         "edge_percent": percent, "edge_faithfulness": ev.edge_faithfulness_figure(result),
@@ -196,8 +198,7 @@ def export(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     ea = report.get("edge_attribution")
     method = choice(inputs["edge_method"], "edge method", list(ea["methods"])) if ea else None
     out = export_report(report, fmt, method, _percent(inputs["edge_percent"]) / 100 if ea else None)
-    name = f"{slug(report, method or 'heads')}-{fmt}"
-    return {f"{fmt}_file": json_file(out, name)}
+    return {f"{fmt}_file": json_file(out, f"{slug(report, method or 'heads')}-{fmt}")}
 
 
 def view(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
@@ -213,9 +214,7 @@ def ablate(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """The task metric with the shared selection mean-ablated, and with everything but the selection ablated."""
     handle = STORE.get(str(inputs["model"]))
     heads = sel.selected_heads(inputs["selection"], handle, "ablating the selection")
-    name = choice(inputs["task"], "task", TASK_CHOICES)
-    n = integer(inputs["n_examples"], "prompt pairs", 6, APP_MAX_EXAMPLES)
-    seed = integer(inputs["seed"], "seed", 0, 2**31 - 1)
+    name, n, seed = _task(inputs)
     cfg, spec = AblationConfig(name, n, seed), _custom_text(name, inputs.get("custom"))
     make_task(name, handle.tokenizer, n=n, seed=seed, spec=spec)  # a bad custom task: refused before the job
 
@@ -229,9 +228,9 @@ def ablate(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 
 def report_heads(report: Any, which: str) -> str:
-    if not isinstance(report, dict) or "circuit" not in report:
-        raise InputError("run or view a circuit first")
-    heads = report["circuit"] if which == "circuit" else report["ground_truth"]["heads"]
+    """The heads of the report's circuit or of its ground truth (`which`), in the selection's grammar."""
+    result = _result(report)
+    heads = result.circuit.heads if which == "circuit" else result.ground_truth.heads
     if not heads:
         raise InputError(f"the report's {which} has no heads")
     return ", ".join(heads)
@@ -245,59 +244,121 @@ def edge_circuit_heads(report: Any, method: Any, percent: Any) -> str:
     )
 
 
-# ---- layout ------------------------------------------------------------------------------------------------------
-def _run_inputs() -> dict[str, Any]:
+# ---- layout: one dict `w` of the tab's components, keyed as the handlers' inputs and outputs ------------------
+def _run_inputs(w: dict[str, Any]) -> None:
     with gr.Row():
-        task = gr.Dropdown(TASK_CHOICES, value="ioi", label="Task")
-        n_examples = ranged_number("Prompt pairs", 6, APP_MAX_EXAMPLES, 16, integer=True)
-        seed = gr.Number(0, precision=0, label="Seed")
-        epochs = ranged_number("SAE epochs", 1, APP_MAX_EPOCHS, 500, integer=True)
+        w["task"] = gr.Dropdown(TASK_CHOICES, value="ioi", label="Task")
+        w["n_examples"] = ranged_number("Prompt pairs", 6, APP_MAX_EXAMPLES, 16, integer=True)
+        w["seed"] = gr.Number(0, precision=0, label="Seed")
+        w["epochs"] = ranged_number("SAE epochs", 1, APP_MAX_EPOCHS, 500, integer=True)
     with gr.Row():
-        reduce = gr.Radio(["mean", "last"], value="mean", label="Head output: positions")
-        norm = gr.Radio(["reference_rows", "atoms"], value="reference_rows", label="SAE decoder norm")
-        scope = gr.Radio(list(LAYER_SCOPES), value=LAYER_SCOPES[0], label="Analyse (heads)")
-        choices = variant_choices()  # the variants registry; the default is CircuitConfig's
-        variant = gr.Dropdown([(f"{c.name}: {c.summary}", c.name) for c in choices],
-                              value=CircuitConfig().sae_variant, label="SAE variant (sae_node / sae_edge)")  # fmt: skip
+        w["reduce"] = gr.Radio(["mean", "last"], value="mean", label="Head output: positions")
+        w["norm"] = gr.Radio(["reference_rows", "atoms"], value="reference_rows", label="SAE decoder norm")
+        w["scope"] = gr.Radio(list(LAYER_SCOPES), value=LAYER_SCOPES[0], label="Analyse (heads)")
+        choices = [
+            (f"{c.name}: {c.summary}", c.name) for c in variant_choices()
+        ]  # the default is CircuitConfig's
+        w["sae_variant"] = gr.Dropdown(choices, value=CircuitConfig().sae_variant,
+                                       label="SAE variant (sae_node / sae_edge)")  # fmt: skip
     with gr.Row():
-        options = gr.CheckboxGroup(list(OPTIONS), value=[OPTIONS[0]], label="Also")
-        edge_methods = gr.CheckboxGroup(
+        w["options"] = gr.CheckboxGroup(list(OPTIONS), value=[OPTIONS[0]], label="Also")
+        w["edge_methods"] = gr.CheckboxGroup(
             EDGE_CHOICES,
             value=[],
             label="Edge attribution over the whole model graph (MIB; with its faithfulness)",
         )
     with gr.Accordion("Custom task (used when Task = custom)", open=False):
-        custom = gr.Code(EXAMPLE_CUSTOM, language="json", label="Custom task JSON (prompts, answer, wrong)")
-    return {"task": task, "custom": custom, "n_examples": n_examples, "seed": seed, "epochs": epochs,
-            "reduce": reduce, "norm": norm, "scope": scope, "options": options, "edge_methods": edge_methods,
-            "sae_variant": variant}  # fmt: skip
+        w["custom"] = gr.Code(
+            EXAMPLE_CUSTOM, language="json", label="Custom task JSON (prompts, answer, wrong)"
+        )
 
 
-def _head_views() -> dict[str, Any]:
-    summary = gr.Markdown()
+def _result_views(w: dict[str, Any]) -> None:
+    w["summary"] = gr.Markdown()
     with gr.Row():
-        sae_grid = HeadGrid(label="SAE node score", elem_id="hs-circuit-sae")
-        truth_grid = HeadGrid(label="Ground truth (patching effect)", elem_id="hs-circuit-truth")
-    metrics = gr.Dataframe(label="Methods against the ground truth (95 % bootstrap CIs; click a header to sort)",
-                           interactive=False)  # fmt: skip
-    roc = Plot(label="ROC")
-    faith = Plot(label="Faithfulness (heads)")
-    heads = gr.Dataframe(label="Heads (click a header to sort)", interactive=False, max_height=420)
-    return {"summary": summary, "sae_grid": sae_grid, "truth_grid": truth_grid, "metrics": metrics, "roc": roc,
-            "faithfulness": faith, "heads": heads}  # fmt: skip
-
-
-def _edge_views() -> dict[str, Any]:
+        w["sae_grid"] = HeadGrid(label="SAE node score", elem_id="hs-circuit-sae")
+        w["truth_grid"] = HeadGrid(label="Ground truth (patching effect)", elem_id="hs-circuit-truth")
+    w["metrics"] = gr.Dataframe(label="Methods against the ground truth (95 % bootstrap CIs; click a header to sort)",
+                                interactive=False)  # fmt: skip
+    w["roc"] = Plot(label="ROC")
+    w["faithfulness"] = Plot(label="Faithfulness (heads)")
+    w["heads"] = gr.Dataframe(label="Heads (click a header to sort)", interactive=False, max_height=420)
+    with gr.Row():
+        w["add_circuit"] = gr.Button("Select the circuit's heads", size="sm")
+        w["add_truth"] = gr.Button("Select the ground-truth heads", size="sm")
     gr.Markdown("#### Edge circuit (edge attribution over MIB's model graph)")
     with gr.Row():
-        method = gr.Dropdown(EDGE_CHOICES, value=None, label="Edge method", allow_custom_value=False)
+        w["edge_method"] = gr.Dropdown(
+            EDGE_CHOICES, value=None, label="Edge method", allow_custom_value=False
+        )
         # no minimum/maximum: the server's check refuses out-of-range values with the field's own line
-        percent = gr.Number(EDGE_PERCENT, label="Circuit size (% of all edges, 0.01–100)")
-    graph = Plot(label="Edge circuit")
-    faith = Plot(label="Edge faithfulness (MIB)")
-    table = gr.Dataframe(label="Edge methods: CPR and CMD with 95 % bootstrap CIs", interactive=False)
-    return {"edge_method": method, "edge_percent": percent, "edge_graph": graph, "edge_faithfulness": faith,
-            "edge_table": table}  # fmt: skip
+        w["edge_percent"] = gr.Number(EDGE_PERCENT, label="Circuit size (% of all edges, 0.01–100)")
+    w["edge_graph"] = Plot(label="Edge circuit")
+    w["edge_faithfulness"] = Plot(label="Edge faithfulness (MIB)")
+    w["edge_table"] = gr.Dataframe(
+        label="Edge methods: CPR and CMD with 95 % bootstrap CIs", interactive=False
+    )
+    with gr.Row():
+        w["redraw"] = gr.Button("Draw the edge circuit", size="sm")
+        w["add_edges"] = gr.Button("Select these heads", size="sm")
+    with gr.Accordion("Stability and path-patching edges", open=False):
+        w["stability"] = gr.Dataframe(label="Stability under resampling", interactive=False)
+        w["edges"] = gr.Dataframe(label="Edges (path patching)", interactive=False, max_height=360)
+    gr.Markdown("#### Download and export")
+    raw = RawResult("circuit report", elem_id="hs-circuit-report")
+    w["report"], w["report_file"] = raw.json, raw.file
+    with gr.Row():
+        w["to_np"] = gr.Button(
+            "Export for circuit-tracer / Neuronpedia", size="sm", elem_id="hs-circuit-export-np"
+        )
+        w["to_mib"] = gr.Button("Export MIB circuit file", size="sm", elem_id="hs-circuit-export-mib")
+    with gr.Row():  # each file shown once it is set (figures.reveal_when_set): no empty download boxes
+        w["neuronpedia_file"] = gr.File(label="attribution graph (circuit-tracer)", interactive=False,
+                                        elem_id="hs-circuit-np-file")  # fmt: skip
+        w["mib_file"] = gr.File(label="MIB circuit file", interactive=False, elem_id="hs-circuit-mib-file")
+
+
+def _wire_results(ctx: AppContext, w: dict[str, Any]) -> None:
+    edge_in = {"raw": w["report"], "edge_method": w["edge_method"], "edge_percent": w["edge_percent"]}
+    for trigger, event in ((w["redraw"].click, {"api_name": "circuits_edges"}),
+                           (w["edge_method"].input, {"api_visibility": "private"}),
+                           (w["edge_percent"].submit, {"api_visibility": "private"})):  # fmt: skip
+        bind(trigger, draw_edges, inputs=edge_in, outputs=pick(w, "edge_graph"), **event, **VIEW_EVENT)
+    for btn, fmt in ((w["to_np"], "neuronpedia"), (w["to_mib"], "mib")):
+        bind(btn.click, export, inputs={**edge_in, "format": gr.State(fmt)}, outputs=pick(w, f"{fmt}_file"),
+             api_name=f"circuits_export_{fmt}", **VIEW_EVENT)  # fmt: skip
+    for grid in (w["sae_grid"], w["truth_grid"]):
+        ctx.selection.connect_grid(grid)
+    ctx.selection.add_button(w["add_circuit"], lambda r: report_heads(r, "circuit"), [w["report"]])
+    ctx.selection.add_button(w["add_truth"], lambda r: report_heads(r, "truth"), [w["report"]])
+    ctx.selection.add_button(
+        w["add_edges"], edge_circuit_heads, list(pick(w, "report", "edge_method", "edge_percent").values())
+    )
+
+
+def _ablation(w: dict[str, Any], selection: Any) -> None:
+    gr.Markdown("### Does the selection explain the behaviour?")
+    btn = gr.Button("Ablate the selected heads")
+    controls = jobs.JobControls.build("circuits_ablate")
+    w["ablation"] = gr.Markdown()
+    w["ablation_rows"] = gr.Dataframe(
+        label="Task metric under mean ablation", interactive=False
+    )  # shown once set
+    inputs = {**pick(w, "model", "task", "custom", "n_examples", "seed"), "selection": selection}
+    outputs = {**pick(w, "ablation", "ablation_rows"), "ablation_json": gr.JSON(visible=False)}
+    controls.bind(btn.click, ablate, inputs=inputs, outputs=outputs, api_name="circuits_ablate")
+
+
+def _viewer(w: dict[str, Any]) -> None:
+    gr.Markdown("### View or compare reports")
+    with gr.Row():
+        up_a = gr.File(type="binary", file_types=[".json"], label="Report A")
+        up_b = gr.File(type="binary", file_types=[".json"], label="Report B (optional: compare)")
+    btn = gr.Button("View")
+    w["comparison"] = gr.Dataframe(label="Comparison (B relative to A)", interactive=False)  # shown once set
+    out = {"raw": w["report"], "comparison": w["comparison"]}
+    bind(btn.click, view, inputs={"report_a": up_a, "report_b": up_b}, outputs=out, api_name="circuits_view",
+         **VIEW_EVENT)  # fmt: skip
 
 
 @register_tab("Circuits", order=20)
@@ -314,119 +375,30 @@ def build(ctx: AppContext) -> None:
         PAPERS,
     )
     example_slot = gr.Column()
-    run_in = {"model": ctx.model, **_run_inputs()}
+    w: dict[str, Any] = {"model": ctx.model}
+    _run_inputs(w)
     run_btn = gr.Button("Find circuit", variant="primary")
     controls = jobs.JobControls.build("circuits_run")
     # shown once a report is drawn: no empty plots, tables or download boxes before a run
-    results = gr.Column(visible=False)
-    with results:
-        views, edges, more = _result_views()
-    raw = more["raw"]
-    run_out = {"raw": raw.json, "status": controls.status}
-    drawn = {**views, **edges, "stability": more["stability"], "edges": more["edges"], "report_file": raw.file,
-             "results": results}  # fmt: skip
-    draw_in = {"raw": raw.json, "selection": ctx.selection.state, "edge_method": edges["edge_method"]}
+    with gr.Column(visible=False) as w["results"]:
+        _result_views(w)
+    run_in, run_out = pick(w, "model", *RUN_KEYS), {"raw": w["report"], "status": controls.status}
+    drawn = pick(w, "summary", "sae_grid", "truth_grid", "heads", "metrics", "roc", "faithfulness",
+                 "stability", "edges", "report_file", "edge_method", "edge_graph", "edge_percent",
+                 "edge_faithfulness", "edge_table", "results")  # fmt: skip
+    draw_in = {"raw": w["report"], "selection": ctx.selection.state, "edge_method": w["edge_method"]}
     section(run_btn.click, run, draw, inputs=run_in, outputs=run_out, views=drawn, draw_inputs=draw_in,
-            on_change=raw.json, controls=controls, api_name="circuits_run")  # fmt: skip
-    _wire_results(ctx, views, edges, more)
+            on_change=w["report"], controls=controls, api_name="circuits_run")  # fmt: skip
+    _wire_results(ctx, w)
     with example_slot:
         ex = examples.worked_example(
             [["ioi", 8, 0, 100, LAYER_SCOPES[2]], ["greater_than", 8, 0, 100, LAYER_SCOPES[2]]],
-            [run_in["task"], run_in["n_examples"], run_in["seed"], run_in["epochs"], run_in["scope"]], None, [], [],
+            list(pick(w, "task", "n_examples", "seed", "epochs", "scope").values()), None, [], [],
             labels=["IOI, last 2 layers", "greater-than, last 2 layers"],
         )  # fmt: skip
         controls.bind(ex.load_input_event.then, run, inputs=run_in, outputs=run_out, api_visibility="private")
-    ablation = _ablation(ctx, run_in)
-    comparison = _viewer(raw)
-    ctx.session.add(
-        "circuits", **{k: v for k, v in run_in.items() if k != "model"}, status=controls.status,
-        **views, **edges, stability=more["stability"], path_edges=more["edges"], report=raw.json,
-        report_file=raw.file, **ablation, comparison=comparison,
-    )  # fmt: skip
-
-
-def _result_views() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    views = _head_views()
-    with gr.Row():
-        add_circuit = gr.Button("Select the circuit's heads", size="sm")
-        add_truth = gr.Button("Select the ground-truth heads", size="sm")
-    edges = _edge_views()
-    with gr.Row():
-        redraw = gr.Button("Draw the edge circuit", size="sm")
-        add_edges = gr.Button("Select these heads", size="sm")
-    with gr.Accordion("Stability and path-patching edges", open=False):
-        stab = gr.Dataframe(label="Stability under resampling", interactive=False)
-        path_edges = gr.Dataframe(label="Edges (path patching)", interactive=False, max_height=360)
-    gr.Markdown("#### Download and export")
-    raw = RawResult("circuit report", elem_id="hs-circuit-report")
-    with gr.Row():
-        to_np = gr.Button(
-            "Export for circuit-tracer / Neuronpedia", size="sm", elem_id="hs-circuit-export-np"
-        )
-        to_mib = gr.Button("Export MIB circuit file", size="sm", elem_id="hs-circuit-export-mib")
-    with gr.Row():  # each file shown once it is set (figures.reveal_when_set): no empty download boxes
-        np_file = gr.File(
-            label="attribution graph (circuit-tracer)", interactive=False, elem_id="hs-circuit-np-file"
-        )
-        mib_file = gr.File(label="MIB circuit file", interactive=False, elem_id="hs-circuit-mib-file")
-
-    buttons = {"add_circuit": add_circuit, "add_truth": add_truth, "redraw": redraw, "add_edges": add_edges,
-               "to_np": to_np, "to_mib": to_mib}  # fmt: skip
-    files = {"neuronpedia_file": np_file, "mib_file": mib_file}
-    return views, edges, {"stability": stab, "edges": path_edges, "raw": raw, **files, **buttons}
-
-
-def _wire_results(
-    ctx: AppContext, views: dict[str, Any], edges: dict[str, Any], more: dict[str, Any]
-) -> None:
-    raw = more["raw"]
-    edge_in = {"raw": raw.json, "edge_method": edges["edge_method"], "edge_percent": edges["edge_percent"]}
-    edge_out = {"edge_graph": edges["edge_graph"]}
-    bind(
-        more["redraw"].click,
-        draw_edges,
-        inputs=edge_in,
-        outputs=edge_out,
-        api_name="circuits_edges",
-        **VIEW_EVENT,
-    )
-    for trigger in (edges["edge_method"].input, edges["edge_percent"].submit):
-        bind(trigger, draw_edges, inputs=edge_in, outputs=edge_out, api_visibility="private", **VIEW_EVENT)
-    for btn, fmt in ((more["to_np"], "neuronpedia"), (more["to_mib"], "mib")):
-        bind(btn.click, export, inputs={**edge_in, "format": gr.State(fmt)}, outputs=pick(more, f"{fmt}_file"),
-             api_name=f"circuits_export_{fmt}", **VIEW_EVENT)  # fmt: skip
-    for grid in (views["sae_grid"], views["truth_grid"]):
-        ctx.selection.connect_grid(grid)
-    ctx.selection.add_button(more["add_circuit"], lambda r: report_heads(r, "circuit"), [raw.json])
-    ctx.selection.add_button(more["add_truth"], lambda r: report_heads(r, "truth"), [raw.json])
-    ctx.selection.add_button(
-        more["add_edges"], edge_circuit_heads, [raw.json, edges["edge_method"], edges["edge_percent"]]
-    )
-
-
-def _ablation(ctx: AppContext, run_in: dict[str, Any]) -> dict[str, Any]:
-    gr.Markdown("### Does the selection explain the behaviour?")
-    btn = gr.Button("Ablate the selected heads")
-    controls = jobs.JobControls.build("circuits_ablate")
-    line = gr.Markdown()
-    rows = gr.Dataframe(label="Task metric under mean ablation", interactive=False)  # shown once it has rows
-    out = {"ablation": line, "ablation_rows": rows}
-    state = gr.JSON(visible=False)
-    inputs = pick({**run_in, "selection": ctx.selection.state}, "model", "task", "custom", "n_examples", "seed",
-                  "selection")  # fmt: skip
-    controls.bind(
-        btn.click, ablate, inputs=inputs, outputs={**out, "ablation_json": state}, api_name="circuits_ablate"
-    )
-    return out
-
-
-def _viewer(raw: RawResult) -> gr.Dataframe:
-    gr.Markdown("### View or compare reports")
-    with gr.Row():
-        up_a = gr.File(type="binary", file_types=[".json"], label="Report A")
-        up_b = gr.File(type="binary", file_types=[".json"], label="Report B (optional: compare)")
-    btn = gr.Button("View")
-    diff = gr.Dataframe(label="Comparison (B relative to A)", interactive=False)  # shown once it has rows
-    bind(btn.click, view, inputs={"report_a": up_a, "report_b": up_b}, outputs={"raw": raw.json, "comparison": diff},
-         api_name="circuits_view", **VIEW_EVENT)  # fmt: skip
-    return diff
+    _ablation(w, ctx.selection.state)
+    _viewer(w)
+    views = {k: v for k, v in drawn.items() if k not in ("edges", "results")}
+    ctx.session.add("circuits", **pick(w, *RUN_KEYS), status=controls.status, **views, path_edges=w["edges"],
+                    **pick(w, "report", "ablation", "ablation_rows", "comparison"))  # fmt: skip
