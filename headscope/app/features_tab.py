@@ -1,13 +1,8 @@
 """Features tab: a model read through SAE features, Neuronpedia-style — the top features of every token of a text,
-a feature's page (top contexts, activation histogram, the tokens its decoder direction promotes / suppresses), the
-SAE judged on held-out text (`features eval`), steering by a feature side by side with the unsteered model, and
-attribution of an output token to features.
-
-Wiring only (app/README.md's shape): each endpoint returns the capability's JSON (`raw`), and a private follow-up
-event draws the views from it (features_views.py), so a session file, an example or a Ray run redraws the same way.
-The jobs (eval, steer, attribute) carry their CLI command and run on Ray where HEADSCOPE_RAY_ADDRESS is set. SAEs
-are offered by catalog name only (never a path). One status line (and Cancel) serves every event of the tab.
-"""
+a feature's page, the SAE judged on held-out text (`features eval`), steering by a feature and attribution of an
+output token to features. Each endpoint returns the capability's JSON (`raw`) and a private follow-up draws the
+views from it (features_views.py); the jobs carry their CLI command (Ray-ready). SAEs are offered by catalog name
+only (never a path). One status line (and Cancel) serves every event of the tab."""
 
 from __future__ import annotations
 
@@ -59,12 +54,6 @@ PAPERS = (
 
 
 # ---- inputs --------------------------------------------------------------------------------------------------------
-def _sae(handle: ModelHandle, name: Any) -> FeatureSAE:
-    if not isinstance(name, str) or not name:
-        raise InputError(f"no SAE is picked (SAEs for {handle.identity.name}: see the SAE list)")
-    return catalog.resolve(handle, name)  # catalog names only: never a path
-
-
 def _text(handle: ModelHandle, value: Any) -> str:
     value = text(value, "text", APP_MAX_CHARS)
     handle.tokenize(value, max_tokens=min(APP_MAX_TOKENS, handle.max_tokens))  # refuse, never cut
@@ -72,8 +61,10 @@ def _text(handle: ModelHandle, value: Any) -> str:
 
 
 def _model_sae(inputs: dict[str, Any]) -> tuple[ModelHandle, FeatureSAE]:
-    handle = STORE.get(str(inputs["model"]))
-    return handle, _sae(handle, inputs["sae"])
+    handle, name = STORE.get(str(inputs["model"])), inputs["sae"]
+    if not isinstance(name, str) or not name:
+        raise InputError(f"no SAE is picked (SAEs for {handle.identity.name}: see the SAE list)")
+    return handle, catalog.resolve(handle, name)  # catalog names only: never a path
 
 
 def sae_rows(model: str) -> list[dict[str, Any]]:
@@ -81,10 +72,17 @@ def sae_rows(model: str) -> list[dict[str, Any]]:
 
 
 def list_saes(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """The model's SAEs: the picker's choices (DEFAULT_SAE when there, else the first) and the cards table."""
     rows = sae_rows(str(inputs["model"]))
     names = [r["name"] for r in rows]
     value = DEFAULT_SAE if DEFAULT_SAE in names else (names[0] if names else None)
-    return {"sae": gr.update(choices=names, value=value), "cards": fv.cards_table(rows)}
+    return {"sae": gr.update(choices=names, value=value), "cards": table(rows, fv.CARD_COLUMNS)}
+
+
+def _job(ctx: Ctx, title: str, handle: ModelHandle, work: Any, command: list[str]) -> dict[str, Any]:
+    """Run a job in the tab's one slot (one status line, one Cancel)."""
+    spec = jobs.JobSpec(title, work, handle.identity.name, tuple(command))
+    return jobs.run(spec, request=ctx.request, slot=SLOT, progress=ctx.progress)
 
 
 # ---- views: top features, feature page (about a second each) ---------------------------------------------------------
@@ -155,8 +153,7 @@ def run_eval(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
     command = to_argv(cfg, sae=fsae.name, model=handle.identity.name, text=value,
                       heldout=None if value is not None else source)  # fmt: skip
-    spec = jobs.JobSpec(f"features eval ({fsae.name}, {source})", work, handle.identity.name, tuple(command))
-    return {"eval_raw": jobs.run(spec, request=ctx.request, slot=SLOT, progress=ctx.progress)}
+    return {"eval_raw": _job(ctx, f"features eval ({fsae.name}, {source})", handle, work, command)}
 
 
 def draw_eval(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
@@ -191,8 +188,7 @@ def run_steer(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     command = to_argv(
         cfg, sae=fsae.name, text=prompt, max_new_tokens=gen.max_new_tokens, model=handle.identity.name
     )
-    spec = jobs.JobSpec(f"steer by feature {cfg.feature}", work, handle.identity.name, tuple(command))
-    return {"steer_raw": jobs.run(spec, request=ctx.request, slot=SLOT, progress=ctx.progress)}
+    return {"steer_raw": _job(ctx, f"steer by feature {cfg.feature}", handle, work, command)}
 
 
 def draw_steer(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
@@ -231,8 +227,7 @@ def run_attribute(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
     command = attribute_argv(prompt, target, sae=fsae.name, contrast=contrast, top=20, check=check,
                              model=handle.identity.name)  # fmt: skip
-    spec = jobs.JobSpec("attribution to features", work, handle.identity.name, tuple(command))
-    return {"attr_raw": jobs.run(spec, request=ctx.request, slot=SLOT, progress=ctx.progress)}
+    return {"attr_raw": _job(ctx, "attribution to features", handle, work, command)}
 
 
 def draw_attribute(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
@@ -385,17 +380,16 @@ def build(ctx: AppContext) -> None:
     _guide()
     example_slot = gr.Column()
     w: dict[str, Any] = {"model": ctx.model}
-    names = [r["name"] for r in sae_rows(str(ctx.model.value))]
+    first = list_saes({"model": ctx.model.value}, Ctx())
     with gr.Row():
         # Choices follow the model picker; any typed value is checked against the catalog on the server.
-        w["sae"] = gr.Dropdown(choices=names, value=DEFAULT_SAE if DEFAULT_SAE in names else (names[0] if names else None),
-                               label="SAE", scale=1, allow_custom_value=True)  # fmt: skip
+        w["sae"] = gr.Dropdown(choices=first["sae"]["choices"], value=first["sae"]["value"], label="SAE", scale=1,
+                               allow_custom_value=True)  # fmt: skip
         refresh = gr.Button("Refresh SAE list", size="sm", scale=0, min_width=160)
     with gr.Accordion(
         "SAEs for this model (card figures on both held-out sets; position 0 excluded)", open=False
     ):
-        w["cards"] = gr.Dataframe(value=fv.cards_table(sae_rows(str(ctx.model.value))), interactive=False,
-                                  label="click a header to sort")  # fmt: skip
+        w["cards"] = gr.Dataframe(value=first["cards"], interactive=False, label="click a header to sort")
     for trigger in (ctx.model.change, refresh.click):
         bind(trigger, list_saes, inputs={"model": ctx.model}, outputs={"sae": w["sae"], "cards": w["cards"]},
              api_visibility="private")  # fmt: skip

@@ -40,10 +40,6 @@ def _range(values: Sequence[float]) -> tuple[float, float]:
 
 
 # ---- SAE list and top features -------------------------------------------------------------------------------------
-def cards_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return table(rows, CARD_COLUMNS)
-
-
 def _notes(top: TopFeatures) -> list[str]:
     return [", ".join(f"#{f} {a:.2f}" for f, a in row[:4]) or "no active feature" for row in top.top]
 
