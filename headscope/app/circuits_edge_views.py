@@ -11,6 +11,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from headscope.app import circuits_views as cv
 from headscope.app.figures import fmt_num, table
 from headscope.circuits import edge_layout as lay
 from headscope.circuits import summary as cs
@@ -105,33 +106,23 @@ def edge_faithfulness_figure(result: CircuitResult) -> go.Figure:
     """MIB's curves per method: signed ranking (its area is CPR) and |score| ranking (CMD = area between it and 1);
     hovers name the method, the ranking and k (edges kept after pruning)."""
     ea = result.edge_attribution
-    f = ea.faithfulness if ea is not None else None
-    fig = go.Figure()
-    if f is None:
-        fig.update_layout(title={"text": "edge faithfulness: not computed in this run"}, height=200)
-        return fig
-    pct = [100 * s for s in f.sizes]
-    for c in f.curves:
+    f, traces = ea.faithfulness if ea is not None else None, []
+    pct = [100 * s for s in f.sizes] if f is not None else []
+    for c in f.curves if f is not None else ():
         title = cs.title(c.method)
         for kept, ys, dash, label in (
             (c.signed_kept_edges, c.signed_faithfulness, "solid", f"signed ranking: CPR {fmt_num(c.cpr, 2)}{cs.ci_text(c.cpr_ci, ' ')}"),
             (c.kept_edges, c.faithfulness, "dash", f"|score| ranking: CMD {fmt_num(c.cmd, 3)}{cs.ci_text(c.cmd_ci, ' ')}"),
         ):  # fmt: skip
-            fig.add_trace(go.Scatter(
+            traces.append(go.Scatter(
                 x=pct, y=list(ys), mode="lines+markers", line={"dash": dash}, name=f"{title}, {label}",
                 customdata=[[k, p] for k, p in zip(kept, pct, strict=True)],
                 hovertemplate=f"{title}, {label.split(':')[0]}<br>k = %{{customdata[0]:,}} edges "
                 "(%{customdata[1]:g} %): f = %{y:.3f}<extra></extra>",
             ))  # fmt: skip
-    fig.add_hline(y=1.0, line_dash="dot", line_color="#888")
-    fig.update_layout(
-        title={"text": f"edge faithfulness (MIB; m(N) = {f.full_metric:.2f}, m(∅) = {f.empty_metric:.2f})"},
-        xaxis={"title": "circuit size (% of all edges, log scale)", "type": "log"},
-        yaxis_title="f = (m(C) − m(∅)) / (m(N) − m(∅))",
-        height=440, margin={"t": 60, "b": 70, "r": 20},
-        legend={"x": 1.02, "xanchor": "left", "y": 1.0},
-    )  # fmt: skip
-    return fig
+    axis = {"title": "circuit size (% of all edges, log scale)", "type": "log"}
+    layout = {"xaxis": axis, "margin": {"t": 60, "b": 70, "r": 20}}
+    return cv.curves_figure("edge faithfulness", "MIB", f, traces, (1.0, "#888"), **layout)
 
 
 def edge_table(result: CircuitResult) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from headscope.circuits.result import CircuitResult
 CIRCUIT, TRUTH, BOTH = "●", "◆", "●◆"
 MARK_NAMES = {CIRCUIT: "circuit head (SAE top k)", TRUTH: "ground-truth head", BOTH: "both"}
 MISSING = "not analysed"  # what a hatched cell's hover says
+F_AXIS = "f = (m(C) − m(∅)) / (m(N) − m(∅))"  # the faithfulness of a circuit C (heads or edges)
 
 
 def marks(result: CircuitResult) -> dict[str, str]:
@@ -86,32 +87,36 @@ def roc_figure(result: CircuitResult) -> go.Figure:
     return fig
 
 
-def faithfulness_figure(result: CircuitResult) -> go.Figure:
-    """Kept and ablated curves per method; the legend sits outside the plot (≥ 300 px of plot), hovers name the
-    method and k."""
-    fig = go.Figure()
-    f = result.faithfulness
+def curves_figure(
+    what: str, how: str, f: Any, traces: list[go.Scatter], line: tuple, **layout: Any
+) -> go.Figure:
+    """Faithfulness curves of heads or edges (`f`, None when the run did not compute it, `how` they were ablated)
+    with a dotted reference `line` (y, colour), the legend outside the plot (≥ 300 px of plot), m(N) and m(∅) in the title."""
     if f is None:
-        fig.update_layout(title={"text": "faithfulness: not computed in this run"}, height=200)
-        return fig
-    for c in f.curves:
-        x = [k / f.n_components for k in c.sizes]
-        title = cs.title(c.method)
-        for ys, dash, what in ((c.kept, "solid", "top k kept"), (c.removed, "dash", "top k ablated")):
-            fig.add_trace(go.Scatter(
-                x=x, y=list(ys), mode="lines+markers" if dash == "solid" else "lines", line={"dash": dash},
-                name=f"{title}: {what}" + (f" (CPR {fmt_num(c.cpr, 2)})" if dash == "solid" else ""),
-                customdata=list(c.sizes),
-                hovertemplate=f"{title}, {what}: k = %{{customdata}} of {f.n_components} heads, f = %{{y:.3f}}<extra></extra>",
-            ))  # fmt: skip
-    fig.add_hline(y=0.8, line_dash="dot", line_color="#ff6d00")
+        return go.Figure(layout={"title": {"text": f"{what}: not computed in this run"}, "height": 200})
+    fig = go.Figure(traces)
+    fig.add_hline(y=line[0], line_color=line[1], line_dash="dot")
     fig.update_layout(
-        title={"text": f"faithfulness (mean ablation; m(N) = {f.full_metric:.2f}, m(∅) = {f.empty_metric:.2f})"},
-        xaxis_title="circuit size k / N (fraction of analysed heads)",
-        yaxis_title="f = (m(C) − m(∅)) / (m(N) − m(∅))", height=440, margin={"t": 60, "b": 70},
-        legend={"x": 1.02, "xanchor": "left", "y": 1.0},
+        title={"text": f"{what} ({how}; m(N) = {f.full_metric:.2f}, m(∅) = {f.empty_metric:.2f})"},
+        yaxis_title=F_AXIS, height=440, legend={"x": 1.02, "xanchor": "left", "y": 1.0}, **layout,
     )  # fmt: skip
     return fig
+
+
+def faithfulness_figure(result: CircuitResult) -> go.Figure:
+    """Kept and ablated curves per method; hovers name the method and k."""
+    f, traces = result.faithfulness, []
+    for c in f.curves if f is not None else ():
+        title = cs.title(c.method)
+        for ys, dash, what in ((c.kept, "solid", "top k kept"), (c.removed, "dash", "top k ablated")):
+            traces.append(go.Scatter(
+                x=[k / f.n_components for k in c.sizes], y=list(ys), line={"dash": dash},
+                mode="lines+markers" if dash == "solid" else "lines", customdata=list(c.sizes),
+                name=f"{title}: {what}" + (f" (CPR {fmt_num(c.cpr, 2)})" if dash == "solid" else ""),
+                hovertemplate=f"{title}, {what}: k = %{{customdata}} of {f.n_components} heads, f = %{{y:.3f}}<extra></extra>",
+            ))  # fmt: skip
+    layout = {"xaxis_title": "circuit size k / N (fraction of analysed heads)", "margin": {"t": 60, "b": 70}}
+    return curves_figure("faithfulness", "mean ablation", f, traces, (0.8, "#ff6d00"), **layout)
 
 
 def stability_table(result: CircuitResult) -> dict[str, Any]:
