@@ -82,14 +82,9 @@ def edge_graph_figure(result: CircuitResult, method: str, percent: float) -> go.
     fig = go.Figure([*_edge_traces(drawn, pos), _edge_hover(drawn, pos, title), _node_trace(view.nodes, pos),
                      _token_trace(view.tokens, n_heads)])  # fmt: skip
     for colour, name in ((POSITIVE, "helps the task (score > 0)"), (NEGATIVE, "hurts the task (score < 0)")):
-        fig.add_trace(
-            go.Scatter(x=[None], y=[None], mode="lines", line={"color": colour, "width": 4}, name=name)
-        )
-    shown = (
-        f"all {len(view.edges):,}"
-        if len(view.edges) <= MAX_DRAWN
-        else f"the strongest {MAX_DRAWN:,} of {len(view.edges):,}"
-    )
+        fig.add_scatter(x=[None], y=[None], mode="lines", line={"color": colour, "width": 4}, name=name)
+    n = len(view.edges)
+    shown = f"all {n:,}" if n <= MAX_DRAWN else f"the strongest {MAX_DRAWN:,} of {n:,}"
     fig.update_layout(
         title={"text": f"{title} circuit at {percent:g} % of {ea.graph.n_edges:,} edges: {shown} edges drawn, "
                        f"{len(view.heads())} heads"},
