@@ -1,9 +1,7 @@
 """What the Circuits tab shows of edge attribution (EAP / EAP-IG over MIB's whole model graph), built from a typed
-`CircuitResult`: the chosen method's circuit at a chosen size as a graph (heads and MLPs as nodes, the prompt's
-tokens along the bottom, edge width = |score|), MIB's edge faithfulness curves with CPR/CMD and their intervals,
-and a table of both. The circuit itself is `circuits.edges_run.edge_view` (greedy from the logits and pruned, the
-circuit the faithfulness curve measured); nothing here recomputes a score. Pure functions, tested without a
-browser."""
+`CircuitResult`: the chosen method's circuit as a graph, MIB's edge faithfulness curves and a table of both. The
+circuit is `circuits.edges_run.edge_view` (greedy from the logits and pruned, the circuit the faithfulness curve
+measured); nothing here recomputes a score. Pure functions, tested without a browser."""
 
 from __future__ import annotations
 

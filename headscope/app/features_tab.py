@@ -246,19 +246,6 @@ def _opens_page(tbl: Any, w: dict[str, Any], status: Any) -> None:
     bind(picked.success, page, inputs=w["page_in"], outputs=out, api_visibility="private", **event)
 
 
-def _guide() -> None:
-    examples.guide(
-        "The model read through **sparse-autoencoder features** (SAELens format): which features fire on each "
-        "token, what a feature means (its top contexts on held-out text and the tokens it promotes), how well the "
-        "SAE stands in for the model on held-out text, and what happens when you push on a feature.",
-        "Shading is the activation of a token's most active feature (position 0, the attention sink, is marked and "
-        "left out of the colour range); hover a token for its top features, click it for the list, click a feature "
-        "to open its page. Steering adds the feature's decoder direction at α × the typical activation norm at the "
-        f"SAE's hook, as in the Steering tab (or clamps the feature). Texts up to {APP_MAX_TOKENS} tokens.",
-        PAPERS,
-    )
-
-
 def _top_section(ctx: AppContext, w: dict[str, Any], status: Any) -> None:
     gr.Markdown("### Top features of a text")
     w["text"] = gr.Textbox(label=f"Text (at most {APP_MAX_CHARS:,} characters)", value=DEFAULT_TEXT, lines=3)
@@ -377,7 +364,16 @@ def _attribute_section(w: dict[str, Any], controls: jobs.JobControls) -> None:
 
 @register_tab("Features", order=45)
 def build(ctx: AppContext) -> None:
-    _guide()
+    examples.guide(
+        "The model read through **sparse-autoencoder features** (SAELens format): which features fire on each "
+        "token, what a feature means (its top contexts on held-out text and the tokens it promotes), how well the "
+        "SAE stands in for the model on held-out text, and what happens when you push on a feature.",
+        "Shading is the activation of a token's most active feature (position 0, the attention sink, is marked and "
+        "left out of the colour range); hover a token for its top features, click it for the list, click a feature "
+        "to open its page. Steering adds the feature's decoder direction at α × the typical activation norm at the "
+        f"SAE's hook, as in the Steering tab (or clamps the feature). Texts up to {APP_MAX_TOKENS} tokens.",
+        PAPERS,
+    )
     example_slot = gr.Column()
     w: dict[str, Any] = {"model": ctx.model}
     first = list_saes({"model": ctx.model.value}, Ctx())
