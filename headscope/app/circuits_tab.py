@@ -159,12 +159,12 @@ def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     method = inputs.get("edge_method") if inputs.get("edge_method") in methods else (methods or [None])[-1]
     ea = result.edge_attribution
     percent = cs.default_percent(ea.graph.n_edges) if ea is not None else EDGE_PERCENT
+    name = f"circuit_report_{result.task.name}_{result.model.name}"
     return {
         "summary": cv.summary(result), "sae_grid": cv.score_grid(result, "sae_node", picked),
         "truth_grid": cv.truth_grid(result, picked), "heads": cv.head_table(result),
         "metrics": cv.metrics_table(result), "roc": cv.roc_figure(result), "faithfulness": cv.faithfulness_figure(result),
-        "stability": cv.stability_table(result), "edges": cv.edges_table(result),
-        "report_file": json_file(payload, f"circuit_report_{result.task.name}_{result.model.name}"),
+        "stability": cv.stability_table(result), "edges": cv.edges_table(result), "report_file": json_file(payload, name),
         "edge_method": gr.Dropdown(choices=[(cs.title(m), m) for m in methods], value=method),
         "edge_graph": ev.edge_graph_figure(result, method, percent) if method else None,
         "edge_percent": percent, "edge_faithfulness": ev.edge_faithfulness_figure(result),
