@@ -18,9 +18,8 @@ from headscope.steering import vectors
 from headscope.steering.comparison import Evaluation, SideBySide
 from headscope.steering.contrastive import Comparison
 from headscope.steering.lofit import LofitResult
-from headscope.steering.stats import Interval
 
-# measure → column header with its unit (what each means: the result's own `evaluation.legend`)
+# measure → column header with its unit (the legend of each is in the result's `evaluation.legend`)
 HEADERS: dict[str, str] = {
     "margin_effect": "margin effect (nats / text)",
     "judged_positive": "judged positive (share)",
@@ -30,10 +29,15 @@ HEADERS: dict[str, str] = {
     "perplexity_ratio": "perplexity (× none)",
     "distinct_1": "distinct tokens (share)",
 }
-
-
-def _ci(iv: Interval) -> str:
-    return f"[{fmt_num(iv.low)}, {fmt_num(iv.high)}]"
+LEGEND = {
+    "margin_effect": "the change, from the none row, of log p(positive texts) − log p(negative texts) "
+    "after the prompt",
+    "judged_positive": "share of continuations the unsteered model's own reading places nearer the positive "
+    "texts (a weak judge: it reads topic and wording as much as tone)",
+    "accuracy": "held-out items whose every target token is the argmax",
+    "perplexity_ratio": "cost: perplexity of the continuation under the unsteered model, over the none row's",
+    "distinct_1": "cost: distinct tokens / tokens (repetition lowers it)",
+}
 
 
 def conditions_table(ev: Evaluation) -> dict[str, Any]:
@@ -48,7 +52,7 @@ def conditions_table(ev: Evaluation) -> dict[str, Any]:
         for m in present:
             iv = r.measures.get(m)
             row[m] = None if iv is None else iv.value
-            row[f"{m}_ci"] = "" if iv is None else _ci(iv)
+            row[f"{m}_ci"] = "" if iv is None else f"[{fmt_num(iv.low)}, {fmt_num(iv.high)}]"
         rows.append(row)
     return table(rows, columns)
 
@@ -59,7 +63,7 @@ def legend(ev: Evaluation) -> str:
     if ev.n_positive:
         kind = "held out" if ev.held_out else "**in-sample** (the texts that built the vector)"
         over += f", {ev.n_positive} + {ev.n_negative} texts {kind}"
-    shown = [f"*{HEADERS[m]}*: {text}" for m, text in ev.legend.items() if m in HEADERS]
+    shown = [f"*{HEADERS[m]}*: {text}" for m, text in LEGEND.items() if m in ev.legend]
     return f"95 % bootstrap intervals over {over} ({ev.resamples} resamples, seed {ev.seed}). " + "; ".join(
         shown
     )
@@ -101,10 +105,10 @@ def steer_summary(res: Comparison) -> str:
     ev, head = res.evaluation, ""
     if res.effect is not None:
         both = ev.row("steering").measures["margin_effect"]
-        head = f"margin effect **{res.effect:+.2f}** nats / text {_ci(both)}"
+        head = f"margin effect **{res.effect:+.2f}** nats / text [{fmt_num(both.low)}, {fmt_num(both.high)}]"
         if "prompting" in ev.conditions:
             p = ev.row("prompting").measures["margin_effect"]
-            head += f" vs prompting {p.value:+.2f} {_ci(p)}"
+            head += f" vs prompting {p.value:+.2f} [{fmt_num(p.low)}, {fmt_num(p.high)}]"
         head += ". "
     instruction = (
         f" Prompting: “{ev.instruction}”." if ev.instruction else " No prompting rows (no instruction)."
@@ -120,8 +124,8 @@ def lofit_summary(res: LofitResult) -> str:
     """The verdict first ("better than random heads (p = …)" only at p < 0.05), then what it rests on."""
     acc = res.evaluation.evaluation.row("steering").measures["accuracy"]
     line = (
-        f"LoFiT heads `{res.heads}`: **{res.verdict}**. Held-out accuracy {acc.value:.3f} {_ci(acc)} over "
-        f"{acc.n} items"
+        f"LoFiT heads `{res.heads}`: **{res.verdict}**. Held-out accuracy {acc.value:.3f} "
+        f"[{fmt_num(acc.low)}, {fmt_num(acc.high)}] over {acc.n} items"
     )
     if res.chance is not None:
         c = res.chance
