@@ -172,7 +172,9 @@ def _instruction_of(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 # ---- layout ------------------------------------------------------------------------------------------------------
 @contextmanager
-def _section(ctx: AppContext, key: str, ins: dict[str, Any], run: Handler, draw: Handler) -> Iterator[dict]:
+def _section(
+    ctx: AppContext, key: str, ins: dict[str, Any], run: Handler, draw: Handler
+) -> Iterator[dict[str, Any]]:
     """A section below its inputs `ins`: the button and the job's status, the summary, the conditions table
     and its legend, the section's own views (the `with` body adds them), the continuations and the JSON
     collapsed; wired as one section (redrawn after a session import). A built-in set fills the instruction."""
@@ -190,13 +192,13 @@ def _section(ctx: AppContext, key: str, ins: dict[str, Any], run: Handler, draw:
         raw = RawResult(result)
         out["file"] = raw.file
     draw_in = {"raw": raw.json, "selection": ctx.selection.state, "model": ctx.model}
-    section(go.click, run, draw, inputs=ins, outputs={"raw": raw.json}, views=out, draw_inputs=draw_in,
+    section(go.click, run, draw, inputs=ins, outputs={"raw": raw.json}, views=dict(out), draw_inputs=draw_in,
             controls=controls, session=ctx.session, api_name=api_name)  # fmt: skip
     bind(ins[source].change, _instruction_of, inputs={"name": ins[source]},
          outputs={"instruction": ins["instruction"]}, **PRIVATE)  # fmt: skip
     session = {k: v for k, v in ins.items() if k not in ("model", "selection")}
     ctx.session.add(session_key, **session, result=raw.json)
-    out["raw"] = raw.json  # for the caller, after the wiring (not a view)
+    out["raw"] = raw.json  # for the caller (not a view: `section` has its own copy of the views)
 
 
 def _build_contrastive(ctx: AppContext) -> None:
