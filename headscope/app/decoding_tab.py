@@ -1,11 +1,7 @@
-"""Decoding tab: strategies side by side on one prompt, token by token, against greedy — their speed-up, the trees
-they drafted at every step, what the attention did for every token (per-head entropy) and, optionally, the shared
-head selection ablated or dialled while decoding.
-
-Wiring only. `decode_compare` checks every input, builds the `decode compare` command (`CompareCommand`, written
-as argv by `cli.decoding.to_argv`) and runs it as a cancellable job — in this process, or on the cluster when
-HEADSCOPE_RAY_ADDRESS is set — whose value is the CLI's JSON; `draw` rebuilds the `Comparison` from that JSON and
-draws every view with `decoding_views`, so a session file or a cluster run redraws the same way."""
+"""Decoding tab: strategies side by side on one prompt against greedy, optionally with the selected heads
+ablated or dialled. Wiring only: `decode_compare` checks every input into the `decode compare` command and
+runs it as a cancellable job (in this process, or on Ray when HEADSCOPE_RAY_ADDRESS is set) whose value is the
+CLI's JSON; `draw` rebuilds the `Comparison` from it and draws every view with `decoding_views`."""
 
 from __future__ import annotations
 
@@ -102,12 +98,9 @@ def _draft_model(inputs: dict[str, Any], names: list[str]) -> str | None:
 def decode_config(inputs: dict[str, Any], action: str, heads: str | None, draft: str | None) -> DecodeConfig:
     """The run's config from the event's values (every number checked above, never int()/float())."""
     grammar = inputs.get("grammar") if inputs.get("grammar") not in (None, "", NONE) else None
-    lam = checked(inputs, "lam")
+    nums: dict[str, Any] = {k: checked(inputs, k) for k in NUMBERS}
+    lam = nums.pop("lam")
     regex = None if grammar else text(inputs.get("regex"), "regex", MAX_REGEX_CHARS, allow_empty=True) or None
-    nums: dict[str, Any] = {
-        k: checked(inputs, k)
-        for k in ("max_new_tokens", "temperature", "seed", "max_draft", "window", "tree_size", "particles")
-    }
     return DecodeConfig(
         **nums,
         regex=regex, grammar=grammar, draft_model=draft,
@@ -131,18 +124,15 @@ def compare_command(inputs: dict[str, Any]) -> CompareCommand:
                           config=cfg)  # fmt: skip
 
 
-def _work(cmd: CompareCommand) -> Any:
-    """In-process: what `headscope decode compare` does with `cmd` (the models from the app's store)."""
-    return lambda report: run_compare(cmd, STORE.get, report).to_json()
-
-
 # -- handlers ------------------------------------------------------------------------------------------------------
 def decode_compare(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """Greedy and the chosen strategies on the prompt, as a job; `raw` = the CLI's JSON (a `Comparison`)."""
     cmd = compare_command(inputs)
     n_runs = 1 + sum(1 for n in cmd.strategies if n != "greedy" or cmd.config.intervenes)
-    spec = jobs.JobSpec(f"decoding {n_runs} runs on {cmd.model}", _work(cmd), model=cmd.model,
-                        command=tuple(to_argv(cmd)))  # fmt: skip
+    work = lambda report: run_compare(cmd, STORE.get, report).to_json()  # noqa: E731 (models: app's store)
+    spec = jobs.JobSpec(
+        f"decoding {n_runs} runs on {cmd.model}", work, model=cmd.model, command=tuple(to_argv(cmd))
+    )
     return {"raw": jobs.run(spec, request=ctx.request, slot=SLOT, progress=ctx.progress)}
 
 
@@ -213,7 +203,6 @@ def _results() -> dict[str, Any]:
     v["entropy_note"] = gr.Markdown()
     v["entropy"] = Plot(label="Attention entropy per generated token and head", visible=False)
     raw = RawResult("comparison", elem_id="hs-decoding-download")
-    raw.file.visible = False  # no empty download box before a run
     v["file"], v["raw"] = raw.file, raw.json
     return v
 

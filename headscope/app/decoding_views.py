@@ -1,9 +1,6 @@
-"""The Decoding tab's views: pure functions from a `headscope.decoding.Comparison` (rebuilt with
-`Comparison.from_json(payload)`) to what the tab shows — the token strips, the speed table against greedy, the
-step trees, the per-token attention entropy of every run and the heads at the first departure.
-
-Tokens are text everywhere (the comparison's `token_texts`); ids appear only in hover. Under a head intervention
-the rows are named for it ("greedy" is the unchanged model, "greedy + ablation of 9.4" the changed one)."""
+"""The Decoding tab's views: pure functions from a `Comparison` (rebuilt with `Comparison.from_json`) through
+`decoding.summary` to the token strips, the speed table, the step trees, the per-token attention entropy and
+the heads at the first departure. Tokens are text everywhere (`token_texts`); ids appear only in hover."""
 
 from __future__ import annotations
 
@@ -67,25 +64,18 @@ def speed_table(c: Comparison) -> dict[str, Any]:
 
 
 # -- token strips --------------------------------------------------------------------------------------------------
-def _kinds_and_notes(run: Trace) -> tuple[list[str], list[str]]:
-    kinds, notes = [], []
-    for step in run.steps:
-        for j, p in enumerate(step.verifier_probs):
-            drafted = j < step.n_draft_accepted
-            kinds.append("drafted and accepted" if drafted else "produced by the verifier")
-            notes.append(f"step {step.index} · verifier p {fmt_prob(p)}")
-    return kinds, notes
-
-
 def _strip(c: Comparison, run: Trace, label: str, matches: Sequence[bool] | None, at: int | None) -> dict:
+    """A run's strip row: each token's kind (drafted and accepted, or the verifier's), its step in hover."""
     ids = list(run.token_ids)
-    kinds, notes = _kinds_and_notes(run)
-    notes = (notes + [""] * len(ids))[: len(ids)]
+    made = [(j < s.n_draft_accepted, f"step {s.index} · verifier p {fmt_prob(p)}")
+            for s in run.steps for j, p in enumerate(s.verifier_probs)]  # fmt: skip
+    made = (made + [(False, "")] * len(ids))[: len(ids)]
+    kinds = ["drafted and accepted" if drafted else "produced by the verifier" for drafted, _ in made]
+    notes = [note for _, note in made]
     if at is not None and at < len(notes):
         notes[at] += " · first departure from greedy"
     marks = [False] * len(ids) if matches is None else [not m for m in matches]
-    return strip_row(texts(c, ids), ids, cats=(kinds + ["produced by the verifier"] * len(ids))[: len(ids)],
-                     notes=notes, marks=marks, label=label)  # fmt: skip
+    return strip_row(texts(c, ids), ids, cats=kinds, notes=notes, marks=marks, label=label)
 
 
 def token_strips(c: Comparison) -> dict[str, Any]:

@@ -1,17 +1,15 @@
-"""Steering tab: a contrastive vector (at a layer's residual stream or the selected heads' outputs) and LoFiT head
-offsets (optionally restricted to the selection), each read against baselines by `steering.side_by_side`: none /
-prompting / steering / steering + prompting with the held-out effect, the cost and 95 % intervals; LoFiT against
-random head sets of the same size.
+"""Steering tab: a contrastive vector (at a layer's residual stream or the selected heads' outputs) and LoFiT
+head offsets (on all heads or the selection), each read against none / prompting / steering / both.
 
-Wiring only. Each run is its CLI command (`cli.steering.to_argv`): a job runs `contrastive_result` /
-`lofit_result` on the loaded model, or the command on a Ray cluster when HEADSCOPE_RAY_ADDRESS is set, and the
-views are drawn from the JSON either way (`Comparison.from_json`, `LofitResult.from_json`). Texts are pasted, never
-paths; every input is checked on the server and refused, never cut.
+Wiring only. Each run is its CLI command (`cli.steering.to_argv`): a job on the loaded model, or on a Ray
+cluster when HEADSCOPE_RAY_ADDRESS is set, drawn from its JSON either way (`steering_views`). Texts are
+pasted, never paths; every input is checked on the server and refused, never cut.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gradio as gr
@@ -24,10 +22,11 @@ from headscope.app.inputs import choice, integer, ranged_number, text
 from headscope.app.state import PRIVATE, STORE
 from headscope.app.tabs import AppContext, register_tab
 from headscope.app.views import HeadGrid, TokenStrip
-from headscope.app.wiring import Ctx, bind, section
+from headscope.app.wiring import Ctx, Handler, bind, section
 from headscope.cli.steering import contrastive_result, lofit_result, to_argv
 from headscope.cli.steering_inputs import ContrastiveRun, EvalOptions, LofitTrain, ModelOptions
 from headscope.errors import InputError
+from headscope.steering.comparison import Evaluation
 from headscope.steering.contrastive import Comparison, default_layer
 from headscope.steering.direction import DEFAULT_ALPHA, DEFAULT_POSITION, MAX_ALPHA
 from headscope.steering.hooks import POSITIONS
@@ -44,6 +43,13 @@ RESAMPLES = 1000
 SITES = ("a layer's residual stream", "the selected heads' outputs")
 NO_SET = "none: measure on the texts above (in-sample)"
 LOFIT_SCOPES = ("all heads", "the selected heads only")
+# A section: (the dropdown whose built-in set fills the instruction, button, job slot, endpoint, table title,
+# result name, session key)
+SECTIONS = {
+    "contrastive": ("heldout", "Steer", "steering_run", "steer_contrastive", "Contrastive steering",
+                    "steering result", "steering"),
+    "lofit": ("task", "Train LoFiT", "steering_lofit", "steer_lofit_train", "LoFiT", "LoFiT result", "lofit"),
+}  # fmt: skip
 PAPERS = (
     ("AxBench (Wu et al. 2025)", "https://arxiv.org/abs/2501.17148"),
     ("CAA (Rimsky et al. 2024)", "https://arxiv.org/abs/2312.06681"),
@@ -66,6 +72,10 @@ def _heads(inputs: dict[str, Any], scope: str, restricted: str) -> str | None:
     )
 
 
+def _instruction(inputs: dict[str, Any]) -> str:
+    return text(inputs["instruction"], "instruction", 500, allow_empty=True)
+
+
 def _job(
     title: str, cfg: ContrastiveRun | LofitTrain, result: Callable[[jobs.Reporter], Any], slot: str, ctx: Ctx
 ) -> dict[str, Any]:
@@ -76,16 +86,22 @@ def _job(
     return {"raw": jobs.run(spec, request=ctx.request, slot=slot, progress=ctx.progress)}
 
 
+def _evaluation(ev: Evaluation, raw: Any, name: str) -> dict[str, Any]:
+    """What both sections draw: the conditions table, its legend, every continuation, the JSON download."""
+    table, texts = views.conditions_table(ev), views.continuations(ev)
+    return {"table": gr.update(value=table, visible=True), "legend": views.legend(ev),
+            "texts": gr.update(value=texts, visible=True), "file": json_file(raw, name)}  # fmt: skip
+
+
 def steer_config(inputs: dict[str, Any]) -> ContrastiveRun:
     """The tab's inputs as `steer contrastive`'s config (every value checked there)."""
     prompts = _lines(inputs["prompts"], "prompts", 4000)
     if not 1 <= len(prompts) <= APP_MAX_PROMPTS:
         raise InputError(f"prompts: give 1 to {APP_MAX_PROMPTS} prompts, one a line")
     held = choice(inputs["heldout"], "held-out texts", [*CONTRASTS, NO_SET])
-    ev = EvalOptions(
-        None if held == NO_SET else held, prompts, instruction=text(inputs["instruction"], "instruction", 500, allow_empty=True),
-        max_new_tokens=integer(inputs["new_tokens"], "new tokens", 1, APP_MAX_NEW_TOKENS), resamples=RESAMPLES,
-    )  # fmt: skip
+    n_new = integer(inputs["new_tokens"], "new tokens", 1, APP_MAX_NEW_TOKENS)
+    ev = EvalOptions(None if held == NO_SET else held, prompts, instruction=_instruction(inputs),
+                     max_new_tokens=n_new, resamples=RESAMPLES)  # fmt: skip
     heads = _heads(inputs, choice(inputs["site"], "steer at", SITES), SITES[1])
     return ContrastiveRun(
         ModelOptions(str(inputs["model"])), ev, layer=None if heads else inputs["layer"], heads=heads,
@@ -112,12 +128,8 @@ def steer_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         return {}
     res = Comparison.from_json(inputs["raw"])
     left, right = views.strips(res)
-    return {
-        "summary": views.steer_summary(res), "table": gr.update(value=views.conditions_table(res.evaluation),
-        visible=True), "legend": views.legend(res.evaluation), "unsteered": left, "steered": right,
-        "texts": gr.update(value=views.continuations(res.evaluation), visible=True),
-        "file": json_file(inputs["raw"], "steering"),
-    }  # fmt: skip
+    return {"summary": views.steer_summary(res), "unsteered": left, "steered": right,
+            **_evaluation(res.evaluation, inputs["raw"], "steering")}  # fmt: skip
 
 
 def lofit_config(inputs: dict[str, Any]) -> LofitTrain:
@@ -127,7 +139,7 @@ def lofit_config(inputs: dict[str, Any]) -> LofitTrain:
         heads=_heads(inputs, choice(inputs["scope"], "LoFiT on", LOFIT_SCOPES), LOFIT_SCOPES[1]),
         k=integer(inputs["k"], "K heads", 1, APP_MAX_K), scale_steps=steps, bias_steps=steps,
         seed=inputs["seed"], random_sets=integer(inputs["random_sets"], "random sets", 0, APP_MAX_RANDOM_SETS),
-        eval_prompts=4, eval_tokens=8, resamples=RESAMPLES, instruction=text(inputs["instruction"], "instruction", 500, allow_empty=True),
+        eval_prompts=4, eval_tokens=8, resamples=RESAMPLES, instruction=_instruction(inputs),
     )  # fmt: skip
 
 
@@ -144,14 +156,10 @@ def lofit_draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     if not inputs["raw"]:
         return {}
     res = LofitResult.from_json(inputs["raw"])
-    ev = res.evaluation.evaluation
-    return {
-        "summary": views.lofit_summary(res), "chance": gr.update(value=views.chance_histogram(res),
-        visible=res.chance is not None), "grid": views.lofit_grid(res, sel.names(inputs["selection"]),
-        str(inputs["model"])), "table": gr.update(value=views.conditions_table(ev), visible=True),
-        "legend": views.legend(ev), "texts": gr.update(value=views.continuations(ev), visible=True),
-        "file": json_file(inputs["raw"], f"lofit_{res.task}"),
-    }  # fmt: skip
+    chance = gr.update(value=views.chance_histogram(res), visible=res.chance is not None)
+    grid = views.lofit_grid(res, sel.names(inputs["selection"]), str(inputs["model"]))
+    return {"summary": views.lofit_summary(res), "chance": chance, "grid": grid,
+            **_evaluation(res.evaluation.evaluation, inputs["raw"], f"lofit_{res.task}")}  # fmt: skip
 
 
 def _instruction_of(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
@@ -163,20 +171,34 @@ def _instruction_of(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 
 # ---- layout ------------------------------------------------------------------------------------------------------
-def _results(prefix: str, what: str) -> dict[str, Any]:
-    """Summary, the conditions table (hidden until a result), its legend, and the secondary outputs collapsed."""
+@contextmanager
+def _section(
+    ctx: AppContext, key: str, ins: dict[str, Any], run: Handler, draw: Handler
+) -> Iterator[dict[str, Any]]:
+    """A section below its inputs `ins`: the button and the job's status, the summary, the conditions table
+    and its legend, the section's own views (the `with` body adds them), the continuations and the JSON
+    collapsed; wired as one section (redrawn after a session import). A built-in set fills the instruction."""
+    source, button, slot, api_name, what, result, session_key = SECTIONS[key]
+    ins["selection"] = ctx.selection.state
+    go = gr.Button(button, variant="primary")
+    controls = jobs.JobControls.build(slot)
     out: dict[str, Any] = {"summary": gr.Markdown()}
-    out["table"] = gr.Dataframe(label=f"{what}: none / prompting / steering / steering + prompting (click a header "
-                                "to sort)", interactive=False, visible=False, elem_id=f"hs-{prefix}-table")  # fmt: skip
+    title = f"{what}: none / prompting / steering / steering + prompting (click a header to sort)"
+    out["table"] = gr.Dataframe(label=title, interactive=False, visible=False, elem_id=f"hs-{key}-table")
     out["legend"] = gr.Markdown()
-    return out
-
-
-def _secondary(out: dict[str, Any], what: str) -> None:
-    with gr.Accordion(f"{what}: every prompt's continuations, the result JSON", open=False):
+    yield out
+    with gr.Accordion(f"{result}: every prompt's continuations, the result JSON", open=False):
         out["texts"] = gr.Dataframe(label="Continuations", interactive=False, visible=False, wrap=True)
-        raw = RawResult(what)
-        out["file"], out["raw"] = raw.file, raw.json
+        raw = RawResult(result)
+        out["file"] = raw.file
+    draw_in = {"raw": raw.json, "selection": ctx.selection.state, "model": ctx.model}
+    section(go.click, run, draw, inputs=ins, outputs={"raw": raw.json}, views=dict(out), draw_inputs=draw_in,
+            controls=controls, session=ctx.session, api_name=api_name)  # fmt: skip
+    bind(ins[source].change, _instruction_of, inputs={"name": ins[source]},
+         outputs={"instruction": ins["instruction"]}, **PRIVATE)  # fmt: skip
+    session = {k: v for k, v in ins.items() if k not in ("model", "selection")}
+    ctx.session.add(session_key, **session, result=raw.json)
+    out["raw"] = raw.json  # for the caller (not a view: `section` has its own copy of the views)
 
 
 def _build_contrastive(ctx: AppContext) -> None:
@@ -201,21 +223,9 @@ def _build_contrastive(ctx: AppContext) -> None:
         ins["instruction"] = gr.Textbox(_SET.instruction, label="Prompting baseline: instruction (editable)")
         ins["position"] = gr.Radio(list(POSITIONS), value=DEFAULT_POSITION, label="Add at positions")
         ins["new_tokens"] = ranged_number("New tokens", 1, APP_MAX_NEW_TOKENS, 16, integer=True)
-    ins["selection"] = ctx.selection.state
-    go = gr.Button("Steer", variant="primary")
-    controls = jobs.JobControls.build("steering_run")
-    out = _results("contrastive", "Contrastive steering")
-    with gr.Row():
+    with _section(ctx, "contrastive", ins, steer_run, steer_draw) as out, gr.Row():
         out["unsteered"] = TokenStrip(label="Unsteered", elem_id="hs-contrastive-unsteered")
         out["steered"] = TokenStrip(label="Steered", elem_id="hs-contrastive-steered")
-    _secondary(out, "steering result")
-    raw = out.pop("raw")
-    section(go.click, steer_run, steer_draw, inputs=ins, outputs={"raw": raw}, views=out, controls=controls,
-            session=ctx.session, api_name="steer_contrastive")  # fmt: skip
-    bind(ins["heldout"].change, _instruction_of, inputs={"name": ins["heldout"]},
-         outputs={"instruction": ins["instruction"]}, **PRIVATE)  # fmt: skip
-    session = {k: v for k, v in ins.items() if k not in ("model", "selection")}
-    ctx.session.add("steering", **session, result=raw)
 
 
 def _build_lofit(ctx: AppContext) -> None:
@@ -232,25 +242,13 @@ def _build_lofit(ctx: AppContext) -> None:
                                        label="Random head sets (permutation test)")  # fmt: skip
         ins["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed")
     ins["instruction"] = gr.Textbox(load_task("antonyms").instruction, label="Prompting baseline (editable)")
-    ins["selection"] = ctx.selection.state
-    go = gr.Button("Train LoFiT", variant="primary")
-    controls = jobs.JobControls.build("steering_lofit")
-    out = _results("lofit", "LoFiT")
-    with gr.Row():
-        out["chance"] = Plot(label="LoFiT against random heads", visible=False)
-        out["grid"] = HeadGrid(label="‖A‖ per head; the tuned heads marked", elem_id="hs-lofit-grid")
-    add = gr.Button("Add the LoFiT-selected heads to the selection", size="sm")
-    _secondary(out, "LoFiT result")
-    raw = out.pop("raw")
-    draw_in = {"raw": raw, "selection": ctx.selection.state, "model": ctx.model}
-    section(go.click, lofit_run, lofit_draw, inputs=ins, outputs={"raw": raw}, views=out, draw_inputs=draw_in,
-            controls=controls, session=ctx.session, api_name="steer_lofit_train")  # fmt: skip
-    bind(ins["task"].change, _instruction_of, inputs={"name": ins["task"]},
-         outputs={"instruction": ins["instruction"]}, **PRIVATE)  # fmt: skip
+    with _section(ctx, "lofit", ins, lofit_run, lofit_draw) as out:
+        with gr.Row():
+            out["chance"] = Plot(label="LoFiT against random heads", visible=False)
+            out["grid"] = HeadGrid(label="‖A‖ per head; the tuned heads marked", elem_id="hs-lofit-grid")
+        add = gr.Button("Add the LoFiT-selected heads to the selection", size="sm")
     ctx.selection.connect_grid(out["grid"])
-    ctx.selection.add_button(add, lambda r: LofitResult.from_json(_result(r)).heads, [raw])
-    session = {k: v for k, v in ins.items() if k not in ("model", "selection")}
-    ctx.session.add("lofit", **session, result=raw)
+    ctx.selection.add_button(add, lambda r: LofitResult.from_json(_result(r)).heads, [out["raw"]])
 
 
 def _result(raw: Any) -> dict[str, Any]:
