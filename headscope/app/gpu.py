@@ -1,11 +1,6 @@
-"""GPU Spaces: model work runs inside the `spaces` package's GPU decorator where that package is present.
-
-On ZeroGPU hardware a GPU is attached to the process only inside a function decorated with `spaces.GPU`, for at
-most its `duration` seconds; a shorter duration queues sooner, so each event asks for what its worst case needs
-on the default model (measured on CPU, with a wide margin). Where `spaces` is not installed (CPU basic, a
-dedicated GPU, a laptop) `gpu(event)` returns the function unchanged. ZeroGPU documents Python 3.10 while this
-project pins 3.11, so the ZeroGPU path stays untested until that is resolved (README, "Hardware").
-"""
+"""ZeroGPU: model work runs inside `spaces.GPU(duration=...)` where the `spaces` package is installed (a shorter
+duration queues sooner, so each kind of event asks for its worst case on the default model); elsewhere a no-op.
+Untested until ZeroGPU supports this project's Python 3.11 (README, "Hardware")."""
 
 from __future__ import annotations
 

@@ -1,21 +1,5 @@
-"""The UI half of long work: a job's progress relayed to gradio's progress bar, a Cancel button that really stops
-the job (and frees the model), and the status line beside it.
-
-The job vocabulary itself — `JobSpec`, `Reporter` (a `(stage, fraction)` progress whose calls honour a cancel),
-`JobStatus`, `JobCancelled`, the runners, the board of running jobs, following and cancelling them — lives in
-headscope/batch/ (protocol.py, board.py, follow.py) and is re-exported here for the tabs. How a long job stays out
-of everyone's way:
-- it runs in its own worker (a thread here; on a Ray cluster when HEADSCOPE_RAY_ADDRESS is set and the job carries
-  its CLI command) while the event handler only relays its progress to the page (`follow`);
-- every report first checks the cancel flag, raising `JobCancelled`, so Cancel takes effect at the next step;
-- it calls `handle.run` per step and never holds `handle.exclusive()` across steps, so other visitors' views get
-  the model between two steps;
-- events start jobs in the `JOB_EVENT` concurrency group and views run in `VIEW_EVENT` (state.py), so a view never
-  waits in the queue behind a job.
-
-A tab uses `run(spec, request=..., slot=..., progress=...)` in its handler and `JobControls` for the status line
-and the Cancel button (see README.md).
-"""
+"""The UI half of long work: `run` follows a job started on the board (headscope/batch/, re-exported here) and relays
+its progress to gradio; `JobControls` is its status line and the Cancel that really stops it (README: Long work)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""The selection bar: heads (and optionally token positions) picked in one tab and used in every other.
-
-The value lives per browser session in a `gr.State` as a frozen `Selection` (headscope/selection.py, with the pure
-functions that return a new one: `toggle`, `box`, `add`, `from_text`, `head_set`, ...; re-exported here for the
-tabs). The `SelectionBar` shows it under the model picker, lets a visitor type or clear it, and wires sources to
-it: clickable layer × head grids (`connect_grid`), token views (`connect_tokens`) and "add" buttons (`add_button`).
-Capability code gets a `HeadSet` checked against the model it runs on with `head_set(sel, handle)`.
-"""
+"""The selection bar: heads (and token positions) picked in one tab and used in every other. The value is a frozen
+`Selection` per browser session (headscope/selection.py, its pure functions re-exported here for the tabs)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
-"""The one shape of an app handler: a plain function of named inputs that returns named outputs.
-
-    def run(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]: ...
-    bind(button.click, run, inputs={"prompt": prompt_box, ...}, outputs={"table": table, ...},
-         api_name="mytab_run", **JOB_EVENT)
-
-Why not Gradio's positional handlers: a tab's handler grew to 13–20 positional inputs returning 6–9-tuples matched
-by position, so one added output silently shifted every other. Here each value travels under its name; a handler
-returns only the outputs it sets (the rest are left as they are), and an output name the tab did not bind is a bug
-raised at once. The handler stays testable without Gradio: call it with a dict.
-
-The API endpoint keeps named parameters in the order of `inputs` (gradio_client callers pass them positionally
-or by name), and `ctx` carries what Gradio injects: the request (the job owner's session) and the progress
-tracker `jobs.run` relays to. Errors go through `user_errors` (one escaped line, "Cancelled" for a Cancel).
-"""
+"""The one shape of an app handler: `fn(inputs: dict, ctx: Ctx) -> dict`, wired by `bind` and `section`
+(README: The shape of a tab)."""
 
 from __future__ import annotations
 
