@@ -8,6 +8,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from headscope.app.state import JOB_CONCURRENCY_ID, VIEW_CONCURRENCY_ID
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Seconds of GPU each kind of event may hold.
@@ -22,21 +24,14 @@ DURATIONS: dict[str, int] = {
 }
 
 
-def _spaces() -> Any:
-    try:
-        return importlib.import_module("spaces")
-    except ImportError:
-        return None
-
-
 def gpu(event: str) -> Callable[[F], F]:
     """Decorator for an event handler that does model work of the given kind (a key of DURATIONS)."""
     if event not in DURATIONS:
         raise ValueError(f"unknown GPU event kind {event!r}; known: {', '.join(DURATIONS)}")
-    spaces = _spaces()
-    if spaces is None:
+    try:
+        return importlib.import_module("spaces").GPU(duration=DURATIONS[event])
+    except ImportError:
         return lambda fn: fn
-    return spaces.GPU(duration=DURATIONS[event])
 
 
 # Which kind of GPU event a job is, by its endpoint name (first match); other jobs and every view are "view" or
@@ -54,8 +49,6 @@ _JOB_KINDS: tuple[tuple[str, str], ...] = (
 
 def event_kind(api_name: str | None, concurrency_id: str | None) -> str | None:
     """The GPU event kind of an app event, or None for events that do no model work."""
-    from headscope.app.state import JOB_CONCURRENCY_ID, VIEW_CONCURRENCY_ID
-
     name = api_name or ""
     if concurrency_id == VIEW_CONCURRENCY_ID:
         return "view"

@@ -13,7 +13,8 @@ import gradio as gr
 
 import headscope.cli  # noqa: F401  (registers the command line that cluster jobs run: batch/commands.py)
 from headscope.app.downloads import owner_of  # a visitor: the browser session, the same for jobs and files
-from headscope.app.state import QUIET
+from headscope.app.state import JOB_EVENT, QUIET, VIEW_EVENT
+from headscope.app.wiring import bind
 from headscope.batch.board import BOARD, RUNNERS, JobBoard, ThreadRunner, runner, using_runner
 from headscope.batch.follow import cancel_and_wait, follow
 from headscope.batch.protocol import JobBusy, JobCancelled, JobSpec, JobStatus, Reporter, RunningJob
@@ -83,15 +84,10 @@ def starting(request: gr.Request | None, slot: str) -> None:
     _early(owner_of(request), slot)
 
 
-def _hidden() -> Any:
-    return gr.update(visible=False)
-
-
 @dataclass(frozen=True)
 class JobControls:
     """A status line (where the job's progress bar is drawn: the one place a job reports progress) and a Cancel
-    button wired to this visitor's job in `slot`, shown only while a job started through `bind` (or wired with
-    `show_on` / `hide_after`) runs."""
+    button wired to this visitor's job in `slot`, shown only while a job started through `bind` runs."""
 
     slot: str
     status: gr.Markdown
@@ -115,23 +111,6 @@ class JobControls:
         stop.click(on_cancel, inputs=None, outputs=[status], api_name=f"{slot}_cancel", queue=False)
         return cls(slot, status, stop)
 
-    def show_on(self, start: Callable[..., Any]) -> None:
-        """Show Cancel when `start` fires (a listener: `button.click`). Register it BEFORE the job's own event
-        on the same trigger: the page runs one trigger's events in the order they were added, so a later one
-        would show the button only after the job has ended."""
-
-        def shown(request: gr.Request) -> Any:
-            starting(request, self.slot)
-            return gr.update(visible=True)
-
-        start(shown, None, [self.cancel], **QUIET)
-
-    def hide_after(self, job: Any) -> None:
-        """Hide Cancel when the `job` event ends, however it ends (`.then` does not run after a failed or
-        cancelled event: `.failure` does)."""
-        job.then(_hidden, None, [self.cancel], **QUIET)
-        job.failure(_hidden, None, [self.cancel], **QUIET)
-
     def bind(
         self,
         trigger: Callable[..., Any],
@@ -146,15 +125,19 @@ class JobControls:
         """`wiring.bind` for a job: the JOB_EVENT group (`view=True`: the VIEW_EVENT group, for a view that runs
         as a cancellable job and must never queue behind long jobs), progress on the status line only (never an
         overlay on every output panel), Cancel shown while it runs. Returns the job's event (chain
-        `.success(draw)`)."""
-        from headscope.app.state import JOB_EVENT, VIEW_EVENT
-        from headscope.app.wiring import bind
+        `.success(draw)`). Cancel is shown by a listener added BEFORE the job's own (the page runs one trigger's
+        events in the order added) and hidden after it however it ends (`.then` skips a failed event)."""
 
+        def shown(request: gr.Request) -> Any:
+            starting(request, self.slot)
+            return gr.update(visible=True)
+
+        trigger(shown, None, [self.cancel], **QUIET)
         group = {**(VIEW_EVENT if view else JOB_EVENT), "show_progress": "full"}
-        self.show_on(trigger)
         job = bind(
             trigger, fn, inputs=inputs, outputs=outputs, api_name=api_name,
             show_progress_on=[self.status], **{**group, **event},
         )  # fmt: skip
-        self.hide_after(job)
+        for after in (job.then, job.failure):
+            after(lambda: gr.update(visible=False), None, [self.cancel], **QUIET)
         return job

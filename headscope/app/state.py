@@ -74,10 +74,6 @@ class ModelStore:
                 self._handles.popitem(last=False)
             return handle
 
-    def loaded(self) -> list[str]:
-        with self._lock:
-            return list(self._handles)
-
 
 STORE = ModelStore()
 
