@@ -104,8 +104,8 @@ class SelectionBar:
         """A `views.HeadGrid`: a click toggles the cell's head, a drag adds the rectangle, and the grid outlines
         the selection whenever it changes."""
         quick = {**CHANGE, "api_visibility": "private"}
-        grid.cell(_on_cell, [self.state, grid, self.model], self.outputs, **quick)
-        grid.box(_on_box, [self.state, grid, self.model], self.outputs, **quick)
+        for event in (grid.cell, grid.box):
+            event(_on_cell, [self.state, grid, self.model], self.outputs, **quick)
         self.state.change(_highlight, [self.state, grid], [grid], **QUIET)
 
     def connect_tokens(self, view: Any) -> None:
@@ -147,14 +147,14 @@ def _typed_positions(sel: Selection, text: str) -> tuple[Selection, str, str]:
 
 @user_errors
 def _on_cell(sel: Selection, grid: Any, model: str, evt: gr.EventData) -> tuple[Selection, str, str]:
-    data, shape = evt._data or {}, _grid_shape(grid)
-    return _show(toggle(sel, data.get("layer"), data.get("head"), *shape, _grid_model(grid, model)))
-
-
-@user_errors
-def _on_box(sel: Selection, grid: Any, model: str, evt: gr.EventData) -> tuple[Selection, str, str]:
-    data, shape = evt._data or {}, _grid_shape(grid)
-    return _show(box(sel, data.get("layers"), data.get("heads"), *shape, _grid_model(grid, model)))
+    """A HeadGrid's `cell` {layer, head} (toggle that head) or `box` {layers, heads} (add the rectangle)."""
+    z = grid.get("z") if isinstance(grid, dict) else None
+    if not z:
+        raise InputError("this grid is empty: run its view first")
+    data, shape, name = evt._data or {}, (len(z), len(z[0])), str(grid.get("model") or model)
+    if "layers" in data:
+        return _show(box(sel, data.get("layers"), data.get("heads"), *shape, name))
+    return _show(toggle(sel, data.get("layer"), data.get("head"), *shape, name))
 
 
 @user_errors
@@ -162,22 +162,13 @@ def _on_token(sel: Selection, evt: gr.EventData) -> tuple[Selection, str, str]:
     return _show(toggle_position(sel, (evt._data or {}).get("position")))
 
 
-def _grid_shape(grid: Any) -> tuple[int, int]:
-    z = (grid or {}).get("z") if isinstance(grid, dict) else None
-    if not z:
-        raise InputError("this grid is empty: run its view first")
-    return len(z), len(z[0])
-
-
-def _grid_model(grid: Any, fallback: str) -> str:
-    return str(grid.get("model") or fallback) if isinstance(grid, dict) else fallback
-
-
 def _highlight(sel: Selection, grid: Any) -> Any:
     if not isinstance(grid, dict) or not grid.get("z"):
         return gr.skip()
     try:
-        chosen = names(sel) if (len(grid["z"]), len(grid["z"][0])) == _shape_of(sel) else []
+        hs = heads_of(sel)
+        same = hs is not None and (len(grid["z"]), len(grid["z"][0])) == (hs.n_layers, hs.n_heads)
+        chosen = names(sel) if same else []
     except InputError:
         chosen = []
     return {**grid, "selected": chosen}
@@ -190,8 +181,3 @@ def _highlight_positions(sel: Selection, view: Any) -> Any:
         return {**view, "positions": list(_clean(sel).positions)}
     except InputError:
         return gr.skip()
-
-
-def _shape_of(sel: Selection) -> tuple[int, int] | None:
-    hs = heads_of(sel)
-    return None if hs is None else (hs.n_layers, hs.n_heads)
