@@ -48,20 +48,16 @@ PAPERS = (
 
 
 # ---- inputs ------------------------------------------------------------------------------------------------------
-def _dial(inputs: dict[str, Any], lam: Any = None) -> LocalityDial:
-    """The dial the fields describe (λ from `lam` when given: the sweep sets its own), every value checked."""
-    return LocalityDial(
+def _prepared(inputs: dict[str, Any], lam: Any = None) -> tuple[str, ModelHandle, LocalityDial]:
+    """The text, the model and the dial of an event (λ from `lam` when given: the sweep sets its own), every field
+    checked before the model is touched; the dial acts on every head, or on the selected heads (refused when
+    nothing is selected)."""
+    dial = LocalityDial(
         lam=number(inputs["lam"] if lam is None else lam, "lambda", 0.0, 1.0),
         mode=choice(inputs["mode"], "mode", list(MODES)),
         schedule=choice(inputs["schedule"], "schedule", APP_SCHEDULES),
         beta=number(inputs["beta"], "beta", 1.0, 20.0),
     )
-
-
-def _prepared(inputs: dict[str, Any], lam: Any = None) -> tuple[str, ModelHandle, LocalityDial]:
-    """The text, the model and the dial of an event, every field checked before the model is touched; the dial
-    acts on every head, or on the selected heads (refused when nothing is selected)."""
-    dial = _dial(inputs, lam)
     on_selection = choice(inputs["scope"], "dial scope", SCOPES) == SCOPES[1]
     text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
     handle = STORE.get(str(inputs["model"]))
