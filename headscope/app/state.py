@@ -92,10 +92,8 @@ def user_errors(fn: F) -> F:
         except JobCancelled as e:
             # A Cancel is what the visitor asked for, not a failure: a grey "Cancelled" note, and the event
             # ends without a red error (the Cancel button's status line says when the model is free).
-            msg = html.escape(str(e), quote=False)
-            gr.Info(
-                msg[:1].upper() + msg[1:], title="Cancelled"
-            )  # "Cancelled during '…'" (the toast says "Info")
+            msg = html.escape(str(e), quote=False)  # the toast: "Cancelled during '…'" (it says "Info")
+            gr.Info(msg[:1].upper() + msg[1:], title="Cancelled")
             raise gr.Error(msg, title="Cancelled", visible=False, print_exception=False) from None
         except HeadscopeError as e:
             raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None

@@ -70,6 +70,13 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _range(vals: list[float], lo: float | None, hi: float | None, scale: str) -> tuple[float, float]:
+    """A colour range: `lo` / `hi` where given, else the values' own (0 … 1 with none); `scale` checked."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}")
+    return min(vals, default=0.0) if lo is None else lo, max(vals, default=1.0) if hi is None else hi
+
+
 def rows_of(a: Any) -> list[Any]:
     """Nested lists of a 2-D value (lists, or an array / tensor of a typed result: anything with `tolist`)."""
     return a.tolist() if hasattr(a, "tolist") else [list(r) for r in a]
@@ -102,12 +109,8 @@ def grid_value(
     """The value of a `HeadGrid`: z[layer][head] in `unit`; zmin/zmax fix the colour range (give the same range to
     runs that must be compared by eye; default: the data's own); `diverging` centres on 0. `marks` {"9.4": "●"}
     with `mark_names` {"●": "circuit head"}; `extra` [{label, unit, z}] adds hover lines (e.g. Δ vs λ = 0)."""
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}")
     rows = _matrix(z, digits)
-    vals = [x for row in rows for x in row if x is not None]
-    lo = min(vals, default=0.0) if zmin is None else zmin
-    hi = max(vals, default=1.0) if zmax is None else zmax
+    lo, hi = _range([x for row in rows for x in row if x is not None], zmin, zmax, scale)
     if scale == "diverging":
         m = max(abs(lo), abs(hi)) or 1.0
         lo, hi = -m, m
@@ -214,11 +217,7 @@ def strip_value(
 ) -> dict[str, Any]:
     """The value of a `TokenStrip`: rows from `strip_row`; the legend says `label` from vmin to vmax in `unit`
     (default: the values' range), or names the `categories` {name: "#rrggbb"}."""
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}")
-    vals = [v for r in rows for v in r.get("values") or [] if v is not None]
-    lo = min(vals, default=0.0) if vmin is None else vmin
-    hi = max(vals, default=1.0) if vmax is None else vmax
+    lo, hi = _range([v for r in rows for v in r.get("values") or [] if v is not None], vmin, vmax, scale)
     return {
         "kind": "strip", "rows": [dict(r) for r in rows], "label": label, "unit": unit, "vmin": lo,
         "vmax": hi if hi > lo else lo + 1, "scale": scale, "categories": dict(categories) if categories else None,
