@@ -21,9 +21,9 @@ def guide(what: str, how_to_read: str, papers: Sequence[tuple[str, str]] = ()) -
 def worked_example(
     rows: Sequence[Sequence[Any]],
     inputs: Sequence[Any],
-    run: Callable[..., Any] | None,
-    run_inputs: Sequence[Any],
-    outputs: Sequence[Any],
+    run: Callable[..., Any] | None = None,
+    run_inputs: Sequence[Any] = (),
+    outputs: Sequence[Any] = (),
     *,
     labels: Sequence[str] | None = None,
     label: str = "Worked examples (default model; a click fills the inputs and runs)",

@@ -215,7 +215,7 @@ def build(ctx: AppContext) -> None:
                 [DEFAULT_TEXT, 0.6, "distance", "uniform", 3.0],
                 [INDUCTION_TEXT, 0.0, "distance", "uniform", 3.0],
             ],
-            [text_in, lam, mode, schedule, beta], None, [], [],
+            [text_in, lam, mode, schedule, beta],
             labels=["the model as is (λ = 0)", "distance dial at λ = 0.6", "a repeated phrase (induction heads)"],
         )  # fmt: skip
         section(ex.load_input_event.then, analyse, draw_entropy, api_visibility="private", **entropy)
