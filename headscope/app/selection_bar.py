@@ -98,7 +98,7 @@ class SelectionBar:
             _typed_positions, pos_in, self.outputs, api_name="selection_positions", **quick
         )
         self.positions_box.blur(_typed_positions, pos_in, self.outputs, api_visibility="private", **quick)
-        self.clear.click(lambda: _show(empty()), None, self.outputs, api_name="selection_clear", **quick)
+        self.clear.click(lambda: shown(empty()), None, self.outputs, api_name="selection_clear", **quick)
 
     def connect_grid(self, grid: Any) -> None:
         """A `views.HeadGrid`: a click toggles the cell's head, a drag adds the rectangle, and the grid outlines
@@ -121,28 +121,29 @@ class SelectionBar:
         @user_errors
         def on_click(sel: Selection, model: str, *values: Any) -> tuple[Selection, str, str]:
             handle = STORE.get(model)
-            return _show(add(sel, as_head_set(heads_fn(*values), handle), handle.identity.name))
+            return shown(add(sel, as_head_set(heads_fn(*values), handle), handle.identity.name))
 
         opts = {**CHANGE, "api_visibility": "private", **event}
         return button.click(on_click, [self.state, self.model, *inputs], self.outputs, **opts)
 
 
-def _show(sel: Selection) -> tuple[Selection, str, str]:
+def shown(sel: Selection) -> tuple[Selection, str, str]:
+    """What the bar's `outputs` are set to for `sel`: the state, the heads text and the positions text."""
     return sel, describe(sel), describe_positions(sel)
 
 
 @user_errors
 def _typed_heads(sel: Selection, text: str, model: str) -> tuple[Selection, str, str]:
     if isinstance(text, str) and text.strip() == describe(sel):
-        return _show(_clean(sel))
+        return shown(_clean(sel))
     if not (text or "").strip():
-        return _show(with_heads(sel, HeadSet.empty(1, 1), None))
-    return _show(from_text(sel, text, STORE.get(model)))
+        return shown(with_heads(sel, HeadSet.empty(1, 1), None))
+    return shown(from_text(sel, text, STORE.get(model)))
 
 
 @user_errors
 def _typed_positions(sel: Selection, text: str) -> tuple[Selection, str, str]:
-    return _show(positions_from_text(sel, text))
+    return shown(positions_from_text(sel, text))
 
 
 @user_errors
@@ -153,13 +154,13 @@ def _on_cell(sel: Selection, grid: Any, model: str, evt: gr.EventData) -> tuple[
         raise InputError("this grid is empty: run its view first")
     data, shape, name = evt._data or {}, (len(z), len(z[0])), str(grid.get("model") or model)
     if "layers" in data:
-        return _show(box(sel, data.get("layers"), data.get("heads"), *shape, name))
-    return _show(toggle(sel, data.get("layer"), data.get("head"), *shape, name))
+        return shown(box(sel, data.get("layers"), data.get("heads"), *shape, name))
+    return shown(toggle(sel, data.get("layer"), data.get("head"), *shape, name))
 
 
 @user_errors
 def _on_token(sel: Selection, evt: gr.EventData) -> tuple[Selection, str, str]:
-    return _show(toggle_position(sel, (evt._data or {}).get("position")))
+    return shown(toggle_position(sel, (evt._data or {}).get("position")))
 
 
 def _highlight(sel: Selection, grid: Any) -> Any:

@@ -136,13 +136,7 @@ def read_bundle(data: Any) -> dict[str, Any]:
 def import_values(parts: SessionParts, bundle: dict[str, Any]) -> list[Any]:
     """Values for [model, selection state, heads box, positions box, *every registered component]; a component
     the file does not mention is left as it is."""
-    selection = sel_mod.clean(bundle.get("selection"))
-    out: list[Any] = [
-        bundle["model"],
-        selection,
-        sel_mod.describe(selection),
-        sel_mod.describe_positions(selection),
-    ]
+    out: list[Any] = [bundle["model"], *sel_mod.shown(sel_mod.clean(bundle.get("selection")))]
     tabs = bundle.get("tabs") or {}
     for tab, key, comp in parts.flat():
         saved = tabs.get(tab) if isinstance(tabs.get(tab), dict) else None
