@@ -42,12 +42,11 @@ def handler(fn: Handler, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) 
         out = tuple(got[k] if k in got else gr.skip() for k in names_out)
         return out[0] if len(out) == 1 else out
 
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names_in]
+    param, kind = inspect.Parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [param(n, kind) for n in names_in]
     params += [
-        inspect.Parameter(
-            "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request
-        ),
-        inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()),
+        param("request", kind, default=None, annotation=gr.Request),
+        param("progress", kind, default=gr.Progress()),
     ]
     call.__signature__ = inspect.Signature(params)  # pyright: ignore[reportFunctionMemberAccess]
     call.__annotations__ = {"request": gr.Request}  # Gradio finds the request by its annotation
