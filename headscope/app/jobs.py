@@ -45,7 +45,7 @@ def run(
 
 # A Cancel that finds no job of the visitor's in its slot (the job still waits in the queue) is kept for a short
 # while, by (visitor, slot): the job that starts next there is cancelled before it starts. A click on the job's
-# button forgets it (`JobControls.show_on`), so a Cancel that came too late for the last job never stops the next.
+# button forgets it (`JobControls.bind`), so a Cancel that came too late for the last job never stops the next.
 EARLY_CANCEL_S = 10.0
 _EARLY: dict[tuple[str, str], float] = {}  # (visitor, slot) → until when (time.monotonic)
 _EARLY_LOCK = threading.Lock()

@@ -26,10 +26,8 @@ log = logging.getLogger("headscope.app")
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LOADED = 2
 
-# Concurrency groups (gradio queue slots). A hooked run never interleaves with another on the same model: the
-# handle's lock guarantees that per forward pass, whatever the group. The groups only decide who waits in the
-# queue: cheap views (about a second) must never queue behind a long job, so they have their own slots, and a
-# long job (runner in `jobs.py`) holds the model only one step at a time, so a view gets it between two steps.
+# Concurrency groups (gradio queue slots) only decide who waits: views never queue behind a long job, which holds
+# the model one step at a time; the handle's lock keeps hooked runs on one model apart whatever the group.
 VIEW_CONCURRENCY_ID = "view"
 JOB_CONCURRENCY_ID = "job"
 
@@ -40,8 +38,7 @@ def _job_slots() -> int:
     return int(raw) if raw.isdigit() and int(raw) >= 1 else 1
 
 
-# Views show a small timer where they draw ("minimal"), never a grey overlay over every output panel; jobs report
-# in their JobControls status line (`show_progress_on`).
+# Views show a small timer ("minimal"), never a grey overlay; jobs report in their JobControls status line.
 VIEW_EVENT: dict[str, Any] = {
     "concurrency_id": VIEW_CONCURRENCY_ID,
     "concurrency_limit": 2,
