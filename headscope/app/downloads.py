@@ -1,6 +1,6 @@
-"""Per-visitor temporary folders for downloads and session imports: removed when the visitor leaves (`release`), the
-total capped oldest first (`cap`). `user_errors` runs every event under `visitor(request)`, so `folder()` needs no
-visitor argument (issue 24 item 7)."""
+"""Per-visitor temporary folders for downloads and session imports: removed when the visitor leaves
+(`release`), the total capped oldest first (`cap`). `user_errors` runs every event under `visitor(request)`,
+so `folder()` needs no visitor argument (issue 24 item 7)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Guidance and worked examples, the same way on every tab. Examples run the tab's own event (never a second code
-path) and are not pre-computed at start-up: that would load models nobody asked for."""
+"""Guidance and worked examples, the same way on every tab. Examples run the tab's own event (never a second
+code path) and are not pre-computed at start-up: that would load models nobody asked for."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""ZeroGPU: model work runs inside `spaces.GPU(duration=...)` where the `spaces` package is installed (a shorter
-duration queues sooner, so each kind of event asks for its worst case on the default model); elsewhere a no-op.
-Untested until ZeroGPU supports this project's Python 3.11 (README, "Hardware")."""
+"""ZeroGPU: model work runs inside `spaces.GPU(duration=...)` where the `spaces` package is installed (a
+shorter duration queues sooner, so each kind of event asks for its worst case on the default model);
+elsewhere a no-op. Untested until ZeroGPU supports this project's Python 3.11 (README, "Hardware")."""
 
 from __future__ import annotations
 

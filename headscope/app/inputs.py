@@ -1,5 +1,6 @@
-"""Server-side checks of event inputs, refused with one line that names the field and the range: never clamped or cut
-(README: Inputs never changed silently). `integer` / `number` / `choice` are `headscope.checks`."""
+"""Server-side checks of event inputs, refused with one line that names the field and the range: never
+clamped or cut (README: Inputs never changed silently). `integer` / `number` / `choice` are
+`headscope.checks`."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def _g(x: float) -> str:
 def ranged_number(
     label: str, lo: float, hi: float, value: float, *, integer: bool = False, **kw: Any
 ) -> gr.Number:
-    """A number field for a value in [lo, hi], the range in its label, used instead of `gr.Slider` (which snaps a
-    typed value in the browser without a word; README). The handler still checks it with `number` / `integer`."""
+    """A number field for a value in [lo, hi], the range in its label, used instead of `gr.Slider` (which
+    snaps a typed value in the browser without a word; README). The handler still checks it with `number` /
+    `integer`."""
     kw.setdefault("precision", 0 if integer else None)
     return gr.Number(value=value, label=f"{label} ({_g(lo)} … {_g(hi)})", **kw)

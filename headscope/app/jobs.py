@@ -1,5 +1,6 @@
-"""The UI half of long work: `run` follows a job started on the board (headscope/batch/, re-exported here) and relays
-its progress to gradio; `JobControls` is its status line and the Cancel that really stops it (README: Long work)."""
+"""The UI half of long work: `run` follows a job started on the board (headscope/batch/, re-exported here) and
+relays its progress to gradio; `JobControls` is its status line and the Cancel that really stops it (README:
+Long work)."""
 
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ def run(
     return follow(job, progress)
 
 
-# A Cancel that finds no job of the visitor's in its slot (the job still waits in the queue) is kept for a short
-# while, by (visitor, slot): the job that starts next there is cancelled before it starts. A click on the job's
-# button forgets it (`JobControls.bind`), so a Cancel that came too late for the last job never stops the next.
+# A Cancel that finds no job of the visitor's in its slot (the job still waits in the queue) is kept for a
+# short while, by (visitor, slot): the job that starts next there is cancelled before it starts. A click on
+# the job's button forgets it (`JobControls.bind`), so a Cancel that came too late for the last job never
+# stops the next.
 EARLY_CANCEL_S = 10.0
 _EARLY: dict[tuple[str, str], float] = {}  # (visitor, slot) → until when (time.monotonic)
 _EARLY_LOCK = threading.Lock()
@@ -125,8 +127,9 @@ class JobControls:
         """`wiring.bind` for a job: the JOB_EVENT group (`view=True`: the VIEW_EVENT group, for a view that runs
         as a cancellable job and must never queue behind long jobs), progress on the status line only (never an
         overlay on every output panel), Cancel shown while it runs. Returns the job's event (chain
-        `.success(draw)`). Cancel is shown by a listener added BEFORE the job's own (the page runs one trigger's
-        events in the order added) and hidden after it however it ends (`.then` skips a failed event)."""
+        `.success(draw)`). Cancel is shown by a listener added BEFORE the job's own (the page runs one
+        trigger's events in the order added) and hidden after it however it ends (`.then` skips a failed
+        event)."""
 
         def shown(request: gr.Request) -> Any:
             starting(request, self.slot)

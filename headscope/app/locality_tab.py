@@ -49,9 +49,9 @@ PAPERS = (
 
 # ---- inputs ------------------------------------------------------------------------------------------------------
 def _prepared(inputs: dict[str, Any], lam: Any = None) -> tuple[str, ModelHandle, LocalityDial]:
-    """The text, the model and the dial of an event (λ from `lam` when given: the sweep sets its own), every field
-    checked before the model is touched; the dial acts on every head, or on the selected heads (refused when
-    nothing is selected)."""
+    """The text, the model and the dial of an event (λ from `lam` when given: the sweep sets its own), every
+    field checked before the model is touched; the dial acts on every head, or on the selected heads (refused
+    when nothing is selected)."""
     dial = LocalityDial(
         lam=number(inputs["lam"] if lam is None else lam, "lambda", 0.0, 1.0),
         mode=choice(inputs["mode"], "mode", list(MODES)),

@@ -1,5 +1,5 @@
-"""The selection bar: heads (and token positions) picked in one tab and used in every other. The value is a frozen
-`Selection` per browser session (headscope/selection.py, its pure functions re-exported here for the tabs)."""
+"""The selection bar: heads (and token positions) picked in one tab and used in every other. The value is a
+frozen `Selection` per browser session (headscope/selection.py, its pure functions re-exported here)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Session files: every tab's registered components (`SessionParts.add`) as one JSON bundle that loads back to the
-same state. The format without UI (base64 bytes, safe names, inert text, figures and tables, the bundle's checks)
-is headscope/session.py; here values are encoded and decoded by the type of their component (README: Session files)."""
+"""Session files: every tab's registered components (`SessionParts.add`) as one JSON bundle that loads back
+to the same state. The format without UI (base64 bytes, safe names, inert text, figures and tables, the
+bundle's checks) is headscope/session.py; here values are encoded and decoded by the type of their component
+(README: Session files)."""
 
 from __future__ import annotations
 

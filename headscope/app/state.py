@@ -26,8 +26,8 @@ log = logging.getLogger("headscope.app")
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LOADED = 2
 
-# Concurrency groups (gradio queue slots) only decide who waits: views never queue behind a long job, which holds
-# the model one step at a time; the handle's lock keeps hooked runs on one model apart whatever the group.
+# Concurrency groups (gradio queue slots) only decide who waits: views never queue behind a long job, which
+# holds the model one step at a time; the handle's lock keeps hooked runs on one model apart in any group.
 VIEW_CONCURRENCY_ID = "view"
 JOB_CONCURRENCY_ID = "job"
 

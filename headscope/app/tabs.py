@@ -39,7 +39,7 @@ TABS: Registry[TabSpec] = Registry("tab")
 
 
 def register_tab(title: str, order: int) -> Callable[[Build], Build]:
-    """Register the decorated build function as the tab `title`; `main.build_demo` lays tabs out by `order`."""
+    """Register the decorated build function as the tab `title` (`main.build_demo` lays tabs out by order)."""
 
     def deco(build: Build) -> Build:
         TABS.add(title, TabSpec(title, order, build))

@@ -1,6 +1,6 @@
-"""Interactive views every tab can use: `gr.HTML` components whose value is DATA (the dicts built below) and whose
-JavaScript (headscope/assets/app/*.js) draws it, with SVG/PNG downloads. The JavaScript writes data only through
-`textContent`, so a value read from a session file cannot inject markup."""
+"""Interactive views every tab can use: `gr.HTML` components whose value is DATA (the dicts built below) and
+whose JavaScript (headscope/assets/app/*.js) draws it, with SVG/PNG downloads. The JavaScript writes data only
+through `textContent`, so a value read from a session file cannot inject markup."""
 
 from __future__ import annotations
 
@@ -47,20 +47,22 @@ def is_view(component: Any) -> bool:
 
 
 def HeadGrid(value: Any = None, **kw: Any) -> gr.HTML:  # named like the component it makes
-    """A layer × head heatmap (value: `grid_value(...)`), hover in words ("layer 21, head 3: 2.07 bits"); a click
-    fires `cell` {layer, head}, a drag `box` {layers, heads} (`ctx.selection.connect_grid` wires both)."""
+    """A layer × head heatmap (value: `grid_value(...)`), hover in words ("layer 21, head 3: 2.07 bits"); a
+    click fires `cell` {layer, head}, a drag `box` {layers, heads} (both wired by `ctx.selection.connect_grid`).
+    """
     return _view("grid", value, **kw)
 
 
 def AttentionView(value: Any = None, **kw: Any) -> gr.HTML:
-    """Attention patterns of up to MAX_VIEW_HEADS heads (value: `attention_value(...)`): a matrix with token labels
-    on both axes, or circuitsvis-style token modes (hover a token: what it attends to / what attends to it)."""
+    """Attention patterns of up to MAX_VIEW_HEADS heads (value: `attention_value(...)`): a matrix with token
+    labels on both axes, or circuitsvis-style token modes (hover a token: what it attends to / what attends to
+    it)."""
     return _view("attention", value, **kw)
 
 
 def TokenStrip(value: Any = None, **kw: Any) -> gr.HTML:
-    """Tokens as text with visible whitespace, shaded by a value or a category (value: `strip_value(...)`); hover:
-    position, id, value; a click fires `token` {position}."""
+    """Tokens as text with visible whitespace, shaded by a value or a category (value: `strip_value(...)`);
+    hover: position, id, value; a click fires `token` {position}."""
     return _view("strip", value, **kw)
 
 
