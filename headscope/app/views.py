@@ -48,8 +48,7 @@ def is_view(component: Any) -> bool:
 
 def HeadGrid(value: Any = None, **kw: Any) -> gr.HTML:  # named like the component it makes
     """A layer × head heatmap (value: `grid_value(...)`), hover in words ("layer 21, head 3: 2.07 bits"); a
-    click fires `cell` {layer, head}, a drag `box` {layers, heads} (both wired by `ctx.selection.connect_grid`).
-    """
+    click fires `cell` {layer, head}, a drag `box` {layers, heads} (wired by `ctx.selection.connect_grid`)."""
     return _view("grid", value, **kw)
 
 
