@@ -1,12 +1,6 @@
-"""Temporary folders for what the app hands a visitor as a file (result JSON, figures, vector files) or unpacks from
-a session import: one folder tree per visitor, removed when the visitor leaves (`release`, wired to
-`demo.unload`), and a cap on the total size, oldest folders removed first (`cap`), so a long-running server
-never fills its disk (issue 24 item 7).
-
-A handler does not pass the visitor around: `user_errors` (state.py) runs every event under `visitor(request)`,
-and `folder()` makes the new folder inside that visitor's tree ("shared" outside an event). Gradio keeps its own
-copy of every file it serves in its cache; main.py has gradio delete those by age (`delete_cache`).
-"""
+"""Per-visitor temporary folders for downloads and session imports: removed when the visitor leaves
+(`release`), the total capped oldest first (`cap`). `user_errors` runs every event under `visitor(request)`,
+so `folder()` needs no visitor argument (issue 24 item 7)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Guidance and worked examples, the same way on every tab.
-
-`guide(...)` opens a tab: what the view shows, how to read it, and the paper it implements (linked).
-`worked_example(...)` lists example inputs on the default model; a click fills the inputs and runs the tab's own
-event (the same function, concurrency group and outputs as its button), so an example is never a second code path.
-Examples are not pre-computed at start-up: each runs in seconds, and a start-up that ran every tab's examples
-would load models nobody asked for.
-"""
+"""Guidance and worked examples, the same way on every tab. Examples run the tab's own event (never a second
+code path) and are not pre-computed at start-up: that would load models nobody asked for."""
 
 from __future__ import annotations
 
@@ -27,9 +21,9 @@ def guide(what: str, how_to_read: str, papers: Sequence[tuple[str, str]] = ()) -
 def worked_example(
     rows: Sequence[Sequence[Any]],
     inputs: Sequence[Any],
-    run: Callable[..., Any] | None,
-    run_inputs: Sequence[Any],
-    outputs: Sequence[Any],
+    run: Callable[..., Any] | None = None,
+    run_inputs: Sequence[Any] = (),
+    outputs: Sequence[Any] = (),
     *,
     labels: Sequence[str] | None = None,
     label: str = "Worked examples (default model; a click fills the inputs and runs)",

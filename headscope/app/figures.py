@@ -1,13 +1,4 @@
-"""Static figures, tables, numbers and downloads shared by the tabs.
-
-- `Plot`: `gr.Plot` whose figures carry plotly's modebar config — the camera button saves an SVG (vector, for
-  papers) named after the figure; the logo and the cloud buttons are gone.
-- `heatmap` / `curves`: plotly figures with units on every axis, integer ticks on layer/head axes (a 2-layer
-  heatmap shows 0 and 1, never −0.5 and 1.5) and hover text in words ("layer 21, head 3: 2.07 bits").
-- `table`: rows → a value for `gr.Dataframe` (sortable by clicking a header), numbers rounded, never "181.4099μ".
-- `fmt_num` / `fmt_prob`: numbers as people read them.
-- `json_file`: a result as a downloadable JSON file (the CLI's JSON for the same work).
-"""
+"""Static figures (plotly, exported as SVG), tables, numbers as people read them, and result downloads."""
 
 from __future__ import annotations
 
@@ -24,7 +15,6 @@ from gradio.components.plot import PlotData
 from plotly.subplots import make_subplots
 
 from headscope.app import downloads
-from headscope.app.views import rows_of
 
 MODEBAR: dict[str, Any] = {
     "displaylogo": False,
@@ -105,47 +95,6 @@ def table(
         "headers": [h for _, h in columns],
         "data": [[_round(r.get(k), digits) for k, _ in columns] for r in rows],
     }
-
-
-def _ticks(n: int) -> dict[str, Any]:
-    step = max(1, math.ceil(n / 16))
-    return {
-        "tickmode": "array",
-        "tickvals": list(range(0, n, step)),
-        "ticktext": [str(i) for i in range(0, n, step)],
-    }
-
-
-def heatmap(
-    z: Any,
-    *,
-    title: str,
-    unit: str,
-    x_label: str = "head",
-    y_label: str = "layer",
-    zmin: float | None = None,
-    zmax: float | None = None,
-    colorscale: str = "Viridis",
-    diverging: bool = False,
-) -> go.Figure:
-    """A layer × head (or any integer-indexed) heatmap with a colour bar in `unit` and hover in words."""
-    arr = [[None if v is None else float(v) for v in row] for row in rows_of(z)]
-    kw: dict[str, Any] = {"zmin": zmin, "zmax": zmax}
-    if diverging:
-        m = max((abs(v) for row in arr for v in row if v is not None and math.isfinite(v)), default=1.0)
-        kw = {"zmin": -m, "zmax": m, "zmid": 0.0}
-        colorscale = "RdBu_r"
-    fig = go.Figure(
-        go.Heatmap(
-            z=arr, colorscale=colorscale, colorbar={"title": {"text": unit}},
-            hovertemplate=f"{y_label} %{{y}}, {x_label} %{{x}}: %{{z:.3f}} {unit}<extra></extra>", **kw,
-        )
-    )  # fmt: skip
-    n_rows, n_cols = len(arr), len(arr[0]) if arr else 0
-    fig.update_layout(title={"text": title}, height=max(260, min(720, 60 + 18 * n_rows)), margin={"t": 50})
-    fig.update_xaxes(title_text=x_label, **_ticks(n_cols))
-    fig.update_yaxes(title_text=y_label, autorange="reversed", **_ticks(n_rows))
-    return fig
 
 
 def curves(

@@ -1,17 +1,14 @@
-"""GPU Spaces: model work runs inside the `spaces` package's GPU decorator where that package is present.
-
-On ZeroGPU hardware a GPU is attached to the process only inside a function decorated with `spaces.GPU`, for at
-most its `duration` seconds; a shorter duration queues sooner, so each event asks for what its worst case needs
-on the default model (measured on CPU, with a wide margin). Where `spaces` is not installed (CPU basic, a
-dedicated GPU, a laptop) `gpu(event)` returns the function unchanged. ZeroGPU documents Python 3.10 while this
-project pins 3.11, so the ZeroGPU path stays untested until that is resolved (README, "Hardware").
-"""
+"""ZeroGPU: model work runs inside `spaces.GPU(duration=...)` where the `spaces` package is installed (a
+shorter duration queues sooner, so each kind of event asks for its worst case on the default model);
+elsewhere a no-op. Untested until ZeroGPU supports this project's Python 3.11 (README, "Hardware")."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from headscope.app.state import JOB_CONCURRENCY_ID, VIEW_CONCURRENCY_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,21 +24,14 @@ DURATIONS: dict[str, int] = {
 }
 
 
-def _spaces() -> Any:
-    try:
-        return importlib.import_module("spaces")
-    except ImportError:
-        return None
-
-
 def gpu(event: str) -> Callable[[F], F]:
     """Decorator for an event handler that does model work of the given kind (a key of DURATIONS)."""
     if event not in DURATIONS:
         raise ValueError(f"unknown GPU event kind {event!r}; known: {', '.join(DURATIONS)}")
-    spaces = _spaces()
-    if spaces is None:
+    try:
+        return importlib.import_module("spaces").GPU(duration=DURATIONS[event])
+    except ImportError:
         return lambda fn: fn
-    return spaces.GPU(duration=DURATIONS[event])
 
 
 # Which kind of GPU event a job is, by its endpoint name (first match); other jobs and every view are "view" or
@@ -59,8 +49,6 @@ _JOB_KINDS: tuple[tuple[str, str], ...] = (
 
 def event_kind(api_name: str | None, concurrency_id: str | None) -> str | None:
     """The GPU event kind of an app event, or None for events that do no model work."""
-    from headscope.app.state import JOB_CONCURRENCY_ID, VIEW_CONCURRENCY_ID
-
     name = api_name or ""
     if concurrency_id == VIEW_CONCURRENCY_ID:
         return "view"

@@ -1,9 +1,6 @@
-"""Server-side checks of event inputs. Gradio enforces neither slider bounds nor `max_length` for API callers, so
-every value a tab receives is checked here, and a bad one is refused with one line that names the field and the
-allowed range — never clamped, cut or truncated (λ typed as 5 is refused; a text over the limit is refused with
-the limit; 1.7 for a layer is refused, not read as 1).
-
-`integer` / `number` / `choice` are `headscope.checks` (the same checks the configs use)."""
+"""Server-side checks of event inputs, refused with one line that names the field and the range: never
+clamped or cut (README: Inputs never changed silently). `integer` / `number` / `choice` are
+`headscope.checks`."""
 
 from __future__ import annotations
 
@@ -43,10 +40,8 @@ def _g(x: float) -> str:
 def ranged_number(
     label: str, lo: float, hi: float, value: float, *, integer: bool = False, **kw: Any
 ) -> gr.Number:
-    """A number field for a value in [lo, hi] that the SERVER checks (with `number` / `integer`): the range is in
-    its label, the browser never changes what was typed. Use it instead of `gr.Slider` wherever a value is typed:
-    in Chromium a `gr.Slider` snaps a typed 5 to its maximum 1 without a word (the box keeps showing 5), and a
-    `gr.Number(minimum=, maximum=)` is refused by gradio before the handler with its own message. The handler
-    must still call `number(v, name, lo, hi)` / `integer(...)`: that is the one-line range refusal."""
+    """A number field for a value in [lo, hi], the range in its label, used instead of `gr.Slider` (which
+    snaps a typed value in the browser without a word; README). The handler still checks it with `number` /
+    `integer`."""
     kw.setdefault("precision", 0 if integer else None)
     return gr.Number(value=value, label=f"{label} ({_g(lo)} … {_g(hi)})", **kw)

@@ -1,21 +1,6 @@
-"""The UI half of long work: a job's progress relayed to gradio's progress bar, a Cancel button that really stops
-the job (and frees the model), and the status line beside it.
-
-The job vocabulary itself — `JobSpec`, `Reporter` (a `(stage, fraction)` progress whose calls honour a cancel),
-`JobStatus`, `JobCancelled`, the runners, the board of running jobs, following and cancelling them — lives in
-headscope/batch/ (protocol.py, board.py, follow.py) and is re-exported here for the tabs. How a long job stays out
-of everyone's way:
-- it runs in its own worker (a thread here; on a Ray cluster when HEADSCOPE_RAY_ADDRESS is set and the job carries
-  its CLI command) while the event handler only relays its progress to the page (`follow`);
-- every report first checks the cancel flag, raising `JobCancelled`, so Cancel takes effect at the next step;
-- it calls `handle.run` per step and never holds `handle.exclusive()` across steps, so other visitors' views get
-  the model between two steps;
-- events start jobs in the `JOB_EVENT` concurrency group and views run in `VIEW_EVENT` (state.py), so a view never
-  waits in the queue behind a job.
-
-A tab uses `run(spec, request=..., slot=..., progress=...)` in its handler and `JobControls` for the status line
-and the Cancel button (see README.md).
-"""
+"""The UI half of long work: `run` follows a job started on the board (headscope/batch/, re-exported here) and
+relays its progress to gradio; `JobControls` is its status line and the Cancel that really stops it (README:
+Long work)."""
 
 from __future__ import annotations
 
@@ -29,7 +14,8 @@ import gradio as gr
 
 import headscope.cli  # noqa: F401  (registers the command line that cluster jobs run: batch/commands.py)
 from headscope.app.downloads import owner_of  # a visitor: the browser session, the same for jobs and files
-from headscope.app.state import QUIET
+from headscope.app.state import JOB_EVENT, QUIET, VIEW_EVENT
+from headscope.app.wiring import bind
 from headscope.batch.board import BOARD, RUNNERS, JobBoard, ThreadRunner, runner, using_runner
 from headscope.batch.follow import cancel_and_wait, follow
 from headscope.batch.protocol import JobBusy, JobCancelled, JobSpec, JobStatus, Reporter, RunningJob
@@ -58,9 +44,10 @@ def run(
     return follow(job, progress)
 
 
-# A Cancel that finds no job of the visitor's in its slot (the job still waits in the queue) is kept for a short
-# while, by (visitor, slot): the job that starts next there is cancelled before it starts. A click on the job's
-# button forgets it (`JobControls.show_on`), so a Cancel that came too late for the last job never stops the next.
+# A Cancel that finds no job of the visitor's in its slot (the job still waits in the queue) is kept for a
+# short while, by (visitor, slot): the job that starts next there is cancelled before it starts. A click on
+# the job's button forgets it (`JobControls.bind`), so a Cancel that came too late for the last job never
+# stops the next.
 EARLY_CANCEL_S = 10.0
 _EARLY: dict[tuple[str, str], float] = {}  # (visitor, slot) → until when (time.monotonic)
 _EARLY_LOCK = threading.Lock()
@@ -99,15 +86,10 @@ def starting(request: gr.Request | None, slot: str) -> None:
     _early(owner_of(request), slot)
 
 
-def _hidden() -> Any:
-    return gr.update(visible=False)
-
-
 @dataclass(frozen=True)
 class JobControls:
     """A status line (where the job's progress bar is drawn: the one place a job reports progress) and a Cancel
-    button wired to this visitor's job in `slot`, shown only while a job started through `bind` (or wired with
-    `show_on` / `hide_after`) runs."""
+    button wired to this visitor's job in `slot`, shown only while a job started through `bind` runs."""
 
     slot: str
     status: gr.Markdown
@@ -131,23 +113,6 @@ class JobControls:
         stop.click(on_cancel, inputs=None, outputs=[status], api_name=f"{slot}_cancel", queue=False)
         return cls(slot, status, stop)
 
-    def show_on(self, start: Callable[..., Any]) -> None:
-        """Show Cancel when `start` fires (a listener: `button.click`). Register it BEFORE the job's own event
-        on the same trigger: the page runs one trigger's events in the order they were added, so a later one
-        would show the button only after the job has ended."""
-
-        def shown(request: gr.Request) -> Any:
-            starting(request, self.slot)
-            return gr.update(visible=True)
-
-        start(shown, None, [self.cancel], **QUIET)
-
-    def hide_after(self, job: Any) -> None:
-        """Hide Cancel when the `job` event ends, however it ends (`.then` does not run after a failed or
-        cancelled event: `.failure` does)."""
-        job.then(_hidden, None, [self.cancel], **QUIET)
-        job.failure(_hidden, None, [self.cancel], **QUIET)
-
     def bind(
         self,
         trigger: Callable[..., Any],
@@ -162,15 +127,20 @@ class JobControls:
         """`wiring.bind` for a job: the JOB_EVENT group (`view=True`: the VIEW_EVENT group, for a view that runs
         as a cancellable job and must never queue behind long jobs), progress on the status line only (never an
         overlay on every output panel), Cancel shown while it runs. Returns the job's event (chain
-        `.success(draw)`)."""
-        from headscope.app.state import JOB_EVENT, VIEW_EVENT
-        from headscope.app.wiring import bind
+        `.success(draw)`). Cancel is shown by a listener added BEFORE the job's own (the page runs one
+        trigger's events in the order added) and hidden after it however it ends (`.then` skips a failed
+        event)."""
 
+        def shown(request: gr.Request) -> Any:
+            starting(request, self.slot)
+            return gr.update(visible=True)
+
+        trigger(shown, None, [self.cancel], **QUIET)
         group = {**(VIEW_EVENT if view else JOB_EVENT), "show_progress": "full"}
-        self.show_on(trigger)
         job = bind(
             trigger, fn, inputs=inputs, outputs=outputs, api_name=api_name,
             show_progress_on=[self.status], **{**group, **event},
         )  # fmt: skip
-        self.hide_after(job)
+        for after in (job.then, job.failure):
+            after(lambda: gr.update(visible=False), None, [self.cancel], **QUIET)
         return job

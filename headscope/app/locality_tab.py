@@ -48,26 +48,23 @@ PAPERS = (
 
 
 # ---- inputs ------------------------------------------------------------------------------------------------------
-def _dial(inputs: dict[str, Any], lam: Any = None) -> LocalityDial:
-    """The dial the fields describe (λ from `lam` when given: the sweep sets its own), every value checked."""
-    return LocalityDial(
+def _prepared(inputs: dict[str, Any], lam: Any = None) -> tuple[str, ModelHandle, LocalityDial]:
+    """The text, the model and the dial of an event (λ from `lam` when given: the sweep sets its own), every
+    field checked before the model is touched; the dial acts on every head, or on the selected heads (refused
+    when nothing is selected)."""
+    dial = LocalityDial(
         lam=number(inputs["lam"] if lam is None else lam, "lambda", 0.0, 1.0),
         mode=choice(inputs["mode"], "mode", list(MODES)),
         schedule=choice(inputs["schedule"], "schedule", APP_SCHEDULES),
         beta=number(inputs["beta"], "beta", 1.0, 20.0),
     )
-
-
-def _scope_heads(inputs: dict[str, Any], handle: ModelHandle) -> HeadSet | None:
-    """None: the dial acts on every head; else the selected heads (refused when nothing is selected)."""
-    if choice(inputs["scope"], "dial scope", SCOPES) == SCOPES[0]:
-        return None
-    return sel.selected_heads(inputs["selection"], handle, "the dial is set to act on the selected heads")
-
-
-def _scoped(inputs: dict[str, Any], handle: ModelHandle, lam: Any = None) -> LocalityDial:
-    dial, heads = _dial(inputs, lam), _scope_heads(inputs, handle)
-    return dial if heads is None else replace(dial, heads=str(heads))
+    on_selection = choice(inputs["scope"], "dial scope", SCOPES) == SCOPES[1]
+    text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
+    handle = STORE.get(str(inputs["model"]))
+    if on_selection:
+        why = "the dial is set to act on the selected heads"
+        dial = replace(dial, heads=str(sel.selected_heads(inputs["selection"], handle, why)))
+    return text_ok, handle, dial
 
 
 def _selected_here(selection: Any, handle: ModelHandle) -> HeadSet | None:
@@ -96,10 +93,7 @@ def analyse(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """Entropy per layer × head under the dial, its change against λ = 0, per-token entropy, head metrics:
     `raw` = `probes.EntropyView` JSON. Long texts take seconds, so it runs as a (cancellable) job carrying its
     CLI command (`headscope locality view`); a visitor may run several at once."""
-    _dial(inputs)  # every field checked before the model is touched
-    text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
-    handle = STORE.get(str(inputs["model"]))
-    dial = _scoped(inputs, handle)
+    text_ok, handle, dial = _prepared(inputs)
     shown = _selected_here(inputs["selection"], handle)
     limit = min(APP_MAX_TOKENS, handle.max_tokens)
     handle.tokenize(text_ok, max_tokens=limit)  # refused (too long) before the job starts
@@ -123,7 +117,7 @@ def draw_entropy(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         return {}
     view = EntropyView.from_json(inputs["raw"])
     selection = sel._clean(inputs["selection"])
-    names = [n for n in sel.names(selection)] if selection.model in (None, view.probes.model) else []
+    names = list(sel.names(selection)) if selection.model in (None, view.probes.model) else []
     return {
         "summary": lv.summary(view), "grid": lv.entropy_grid(view, names), "delta": lv.delta_grid(view, names),
         "strip": lv.token_strip(view, selection.positions), "heads": lv.head_table(view, set(names)),
@@ -133,15 +127,9 @@ def draw_entropy(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 def pattern(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """Attention patterns under the dial of the heads typed (or, with the field empty, of the selected heads)."""
-    _dial(inputs)  # every field checked before the model is touched
-    text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
-    handle = STORE.get(str(inputs["model"]))
+    text_ok, handle, dial = _prepared(inputs)
     view = pattern_view(
-        handle,
-        text_ok,
-        _shown_heads(inputs, handle),
-        dial=_scoped(inputs, handle),
-        max_tokens=MAX_PATTERN_TOKENS,
+        handle, text_ok, _shown_heads(inputs, handle), dial=dial, max_tokens=MAX_PATTERN_TOKENS
     )
     return {"attention": lv.pattern(PatternView.from_json(view.to_json()))}
 
@@ -149,10 +137,8 @@ def pattern(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 def sweep(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """An 11-point λ sweep on the text (its first SWEEP_TOKENS tokens), run as a cancellable job that carries its
     CLI command (`headscope locality sweep`): on a Ray cluster it runs there. `raw` = `SweepResult` JSON."""
-    _dial(inputs, 0.0)
-    text_ok = text(inputs["text"], "text", APP_MAX_CHARS)
-    handle = STORE.get(str(inputs["model"]))
-    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=_scoped(inputs, handle, 0.0))
+    text_ok, handle, dial = _prepared(inputs, 0.0)
+    cfg = SweepConfig(lambdas=SWEEP_LAMBDAS, dial=dial)
     max_tokens = min(SWEEP_TOKENS, handle.max_tokens)
     tokens, cut = eval_tokens(handle, text_ok, max_tokens=max_tokens)
     name = handle.identity.name
@@ -229,7 +215,7 @@ def build(ctx: AppContext) -> None:
                 [DEFAULT_TEXT, 0.6, "distance", "uniform", 3.0],
                 [INDUCTION_TEXT, 0.0, "distance", "uniform", 3.0],
             ],
-            [text_in, lam, mode, schedule, beta], None, [], [],
+            [text_in, lam, mode, schedule, beta],
             labels=["the model as is (λ = 0)", "distance dial at λ = 0.6", "a repeated phrase (induction heads)"],
         )  # fmt: skip
         section(ex.load_input_event.then, analyse, draw_entropy, api_visibility="private", **entropy)

@@ -48,16 +48,14 @@ def file_name(view: EntropyView) -> str:
 
 
 def entropy_grid(view: EntropyView, selected: Sequence[str]) -> dict[str, Any]:
-    p, delta = view.probes, view.delta_bits
-    extra: list[dict[str, Any]] = []
-    if delta is not None:
-        extra.append({"label": "Δ vs λ = 0", "unit": "bits", "z": delta})
-    extra += [
-        {"label": "pointer fidelity", "unit": "", "z": p.pointer_fidelity},
-        {"label": "previous-token", "unit": "", "z": p.previous_token_score},
-    ]
-    if p.induction_score is not None:
-        extra.append({"label": "induction", "unit": "", "z": p.induction_score})
+    p = view.probes
+    hover = (  # extra hover lines, where the result has them
+        ("Δ vs λ = 0", "bits", view.delta_bits),
+        ("pointer fidelity", "", p.pointer_fidelity),
+        ("previous-token", "", p.previous_token_score),
+        ("induction", "", p.induction_score),
+    )
+    extra = [{"label": label, "unit": unit, "z": z} for label, unit, z in hover if z is not None]
     ceiling = view.uniform_ceiling_bits
     return grid_value(
         p.entropy_bits, title=f"attention entropy per head at {dial_words(view.dial)}", unit="bits",

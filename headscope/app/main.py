@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
+from pathlib import Path
 
 import gradio as gr
 
@@ -15,15 +17,11 @@ from headscope.app.state import STORE
 from headscope.app.tabs import TABS, AppContext
 from headscope.models import CATALOG, DEFAULT_MODEL
 
-# Tab modules register themselves on import; a new tab adds its module here (one line).
-TAB_MODULES: tuple[str, ...] = (
-    "headscope.app.model_tab",
-    "headscope.app.locality_tab",
-    "headscope.app.localist_tab",
-    "headscope.app.decoding_tab",
-    "headscope.app.steering_tab",
-    "headscope.app.circuits_tab",
-    "headscope.app.features_tab",
+# Every `*_tab.py` here registers its tab on import (`tabs.register_tab`): a new tab is one new module.
+TAB_MODULES = tuple(
+    f"{__package__}.{m.name}"
+    for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+    if m.name.endswith("_tab")
 )
 for _module in TAB_MODULES:
     importlib.import_module(_module)

@@ -8,9 +8,9 @@ import gradio as gr
 
 from headscope.app import examples
 from headscope.app.figures import table
-from headscope.app.state import PRIVATE, STORE, VIEW_EVENT
+from headscope.app.state import STORE, VIEW_EVENT
 from headscope.app.tabs import AppContext, register_tab
-from headscope.app.wiring import Ctx, bind
+from headscope.app.wiring import Ctx, section
 from headscope.models import CATALOG, resolve
 
 FACT_ROWS = (
@@ -88,8 +88,6 @@ def build(app: AppContext) -> None:
     facts = gr.Dataframe(label="Model facts", interactive=False)
     with gr.Accordion("Model facts: raw JSON", open=False):
         raw = gr.JSON(label="Model facts (raw)")
-    loaded = bind(load.click, model_info, inputs={"model": app.model}, outputs={"raw": raw}, api_name="model_info",
-                  **VIEW_EVENT)  # fmt: skip
-    bind(loaded.success, facts_views, inputs={"raw": raw}, outputs={"summary": summary, "facts": facts},
-         **PRIVATE)  # fmt: skip
+    section(load.click, model_info, facts_views, inputs={"model": app.model}, outputs={"raw": raw},
+            views={"summary": summary, "facts": facts}, api_name="model_info", **VIEW_EVENT)  # fmt: skip
     app.session.add("model", summary=summary, facts=facts, raw=raw)

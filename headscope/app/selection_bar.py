@@ -1,11 +1,5 @@
-"""The selection bar: heads (and optionally token positions) picked in one tab and used in every other.
-
-The value lives per browser session in a `gr.State` as a frozen `Selection` (headscope/selection.py, with the pure
-functions that return a new one: `toggle`, `box`, `add`, `from_text`, `head_set`, ...; re-exported here for the
-tabs). The `SelectionBar` shows it under the model picker, lets a visitor type or clear it, and wires sources to
-it: clickable layer × head grids (`connect_grid`), token views (`connect_tokens`) and "add" buttons (`add_button`).
-Capability code gets a `HeadSet` checked against the model it runs on with `head_set(sel, handle)`.
-"""
+"""The selection bar: heads (and token positions) picked in one tab and used in every other. The value is a
+frozen `Selection` per browser session (headscope/selection.py, its pure functions re-exported here)."""
 
 from __future__ import annotations
 
@@ -104,14 +98,14 @@ class SelectionBar:
             _typed_positions, pos_in, self.outputs, api_name="selection_positions", **quick
         )
         self.positions_box.blur(_typed_positions, pos_in, self.outputs, api_visibility="private", **quick)
-        self.clear.click(lambda: _show(empty()), None, self.outputs, api_name="selection_clear", **quick)
+        self.clear.click(lambda: shown(empty()), None, self.outputs, api_name="selection_clear", **quick)
 
     def connect_grid(self, grid: Any) -> None:
         """A `views.HeadGrid`: a click toggles the cell's head, a drag adds the rectangle, and the grid outlines
         the selection whenever it changes."""
         quick = {**CHANGE, "api_visibility": "private"}
-        grid.cell(_on_cell, [self.state, grid, self.model], self.outputs, **quick)
-        grid.box(_on_box, [self.state, grid, self.model], self.outputs, **quick)
+        for event in (grid.cell, grid.box):
+            event(_on_cell, [self.state, grid, self.model], self.outputs, **quick)
         self.state.change(_highlight, [self.state, grid], [grid], **QUIET)
 
     def connect_tokens(self, view: Any) -> None:
@@ -127,63 +121,55 @@ class SelectionBar:
         @user_errors
         def on_click(sel: Selection, model: str, *values: Any) -> tuple[Selection, str, str]:
             handle = STORE.get(model)
-            return _show(add(sel, as_head_set(heads_fn(*values), handle), handle.identity.name))
+            return shown(add(sel, as_head_set(heads_fn(*values), handle), handle.identity.name))
 
         opts = {**CHANGE, "api_visibility": "private", **event}
         return button.click(on_click, [self.state, self.model, *inputs], self.outputs, **opts)
 
 
-def _show(sel: Selection) -> tuple[Selection, str, str]:
+def shown(sel: Selection) -> tuple[Selection, str, str]:
+    """What the bar's `outputs` are set to for `sel`: the state, the heads text and the positions text."""
     return sel, describe(sel), describe_positions(sel)
 
 
 @user_errors
 def _typed_heads(sel: Selection, text: str, model: str) -> tuple[Selection, str, str]:
     if isinstance(text, str) and text.strip() == describe(sel):
-        return _show(_clean(sel))
+        return shown(_clean(sel))
     if not (text or "").strip():
-        return _show(with_heads(sel, HeadSet.empty(1, 1), None))
-    return _show(from_text(sel, text, STORE.get(model)))
+        return shown(with_heads(sel, HeadSet.empty(1, 1), None))
+    return shown(from_text(sel, text, STORE.get(model)))
 
 
 @user_errors
 def _typed_positions(sel: Selection, text: str) -> tuple[Selection, str, str]:
-    return _show(positions_from_text(sel, text))
+    return shown(positions_from_text(sel, text))
 
 
 @user_errors
 def _on_cell(sel: Selection, grid: Any, model: str, evt: gr.EventData) -> tuple[Selection, str, str]:
-    data, shape = evt._data or {}, _grid_shape(grid)
-    return _show(toggle(sel, data.get("layer"), data.get("head"), *shape, _grid_model(grid, model)))
-
-
-@user_errors
-def _on_box(sel: Selection, grid: Any, model: str, evt: gr.EventData) -> tuple[Selection, str, str]:
-    data, shape = evt._data or {}, _grid_shape(grid)
-    return _show(box(sel, data.get("layers"), data.get("heads"), *shape, _grid_model(grid, model)))
+    """A HeadGrid's `cell` {layer, head} (toggle that head) or `box` {layers, heads} (add the rectangle)."""
+    z = grid.get("z") if isinstance(grid, dict) else None
+    if not z:
+        raise InputError("this grid is empty: run its view first")
+    data, shape, name = evt._data or {}, (len(z), len(z[0])), str(grid.get("model") or model)
+    if "layers" in data:
+        return shown(box(sel, data.get("layers"), data.get("heads"), *shape, name))
+    return shown(toggle(sel, data.get("layer"), data.get("head"), *shape, name))
 
 
 @user_errors
 def _on_token(sel: Selection, evt: gr.EventData) -> tuple[Selection, str, str]:
-    return _show(toggle_position(sel, (evt._data or {}).get("position")))
-
-
-def _grid_shape(grid: Any) -> tuple[int, int]:
-    z = (grid or {}).get("z") if isinstance(grid, dict) else None
-    if not z:
-        raise InputError("this grid is empty: run its view first")
-    return len(z), len(z[0])
-
-
-def _grid_model(grid: Any, fallback: str) -> str:
-    return str(grid.get("model") or fallback) if isinstance(grid, dict) else fallback
+    return shown(toggle_position(sel, (evt._data or {}).get("position")))
 
 
 def _highlight(sel: Selection, grid: Any) -> Any:
     if not isinstance(grid, dict) or not grid.get("z"):
         return gr.skip()
     try:
-        chosen = names(sel) if (len(grid["z"]), len(grid["z"][0])) == _shape_of(sel) else []
+        hs = heads_of(sel)
+        same = hs is not None and (len(grid["z"]), len(grid["z"][0])) == (hs.n_layers, hs.n_heads)
+        chosen = names(sel) if same else []
     except InputError:
         chosen = []
     return {**grid, "selected": chosen}
@@ -196,8 +182,3 @@ def _highlight_positions(sel: Selection, view: Any) -> Any:
         return {**view, "positions": list(_clean(sel).positions)}
     except InputError:
         return gr.skip()
-
-
-def _shape_of(sel: Selection) -> tuple[int, int] | None:
-    hs = heads_of(sel)
-    return None if hs is None else (hs.n_layers, hs.n_heads)

@@ -1,16 +1,7 @@
-"""Session files: the whole session — model, selection, each tab's inputs and results, report and vector files —
-as one JSON bundle that loads back to the same state.
-
-Each tab contributes its state once, at build time: `ctx.session.add("circuits", task=task, report=file, ...)`
-(stable keys: they are the file's field names). Values are encoded by component type: plain values as they are,
-plots as plotly JSON, tables as headers + rows, files and bytes (report, vector files, `gr.State` bytes) as
-base64 with their name. On import every value is decoded by the type of the component it goes to (never by a
-tag in the file), file names are reduced to a safe basename, and the model must be a catalog name. A plain
-`gr.HTML` whose value is markup cannot be registered: markup from a file would be injected into the page; register
-the data it is drawn from and a `rebuild` event instead (views from `views.py` hold data and are fine).
-The file's format — bytes as base64, safe file names, inert text, figures and tables, the bundle's checks — is
-headscope/session.py, without UI; this module maps it onto the components and wires the two buttons.
-"""
+"""Session files: every tab's registered components (`SessionParts.add`) as one JSON bundle that loads back
+to the same state. The format without UI (base64 bytes, safe names, inert text, figures and tables, the
+bundle's checks) is headscope/session.py; here values are encoded and decoded by the type of their component
+(README: Session files)."""
 
 from __future__ import annotations
 
@@ -146,13 +137,7 @@ def read_bundle(data: Any) -> dict[str, Any]:
 def import_values(parts: SessionParts, bundle: dict[str, Any]) -> list[Any]:
     """Values for [model, selection state, heads box, positions box, *every registered component]; a component
     the file does not mention is left as it is."""
-    selection = sel_mod.clean(bundle.get("selection"))
-    out: list[Any] = [
-        bundle["model"],
-        selection,
-        sel_mod.describe(selection),
-        sel_mod.describe_positions(selection),
-    ]
+    out: list[Any] = [bundle["model"], *sel_mod.shown(sel_mod.clean(bundle.get("selection")))]
     tabs = bundle.get("tabs") or {}
     for tab, key, comp in parts.flat():
         saved = tabs.get(tab) if isinstance(tabs.get(tab), dict) else None

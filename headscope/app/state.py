@@ -26,10 +26,8 @@ log = logging.getLogger("headscope.app")
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LOADED = 2
 
-# Concurrency groups (gradio queue slots). A hooked run never interleaves with another on the same model: the
-# handle's lock guarantees that per forward pass, whatever the group. The groups only decide who waits in the
-# queue: cheap views (about a second) must never queue behind a long job, so they have their own slots, and a
-# long job (runner in `jobs.py`) holds the model only one step at a time, so a view gets it between two steps.
+# Concurrency groups (gradio queue slots) only decide who waits: views never queue behind a long job, which
+# holds the model one step at a time; the handle's lock keeps hooked runs on one model apart in any group.
 VIEW_CONCURRENCY_ID = "view"
 JOB_CONCURRENCY_ID = "job"
 
@@ -40,8 +38,7 @@ def _job_slots() -> int:
     return int(raw) if raw.isdigit() and int(raw) >= 1 else 1
 
 
-# Views show a small timer where they draw ("minimal"), never a grey overlay over every output panel; jobs report
-# in their JobControls status line (`show_progress_on`).
+# Views show a small timer ("minimal"), never a grey overlay; jobs report in their JobControls status line.
 VIEW_EVENT: dict[str, Any] = {
     "concurrency_id": VIEW_CONCURRENCY_ID,
     "concurrency_limit": 2,
@@ -74,10 +71,6 @@ class ModelStore:
                 self._handles.popitem(last=False)
             return handle
 
-    def loaded(self) -> list[str]:
-        with self._lock:
-            return list(self._handles)
-
 
 STORE = ModelStore()
 
@@ -96,10 +89,8 @@ def user_errors(fn: F) -> F:
         except JobCancelled as e:
             # A Cancel is what the visitor asked for, not a failure: a grey "Cancelled" note, and the event
             # ends without a red error (the Cancel button's status line says when the model is free).
-            msg = html.escape(str(e), quote=False)
-            gr.Info(
-                msg[:1].upper() + msg[1:], title="Cancelled"
-            )  # "Cancelled during '…'" (the toast says "Info")
+            msg = html.escape(str(e), quote=False)  # the toast: "Cancelled during '…'" (it says "Info")
+            gr.Info(msg[:1].upper() + msg[1:], title="Cancelled")
             raise gr.Error(msg, title="Cancelled", visible=False, print_exception=False) from None
         except HeadscopeError as e:
             raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None

@@ -25,20 +25,23 @@ class AppContext:
     session: SessionParts
 
 
+Build = Callable[[AppContext], None]  # a tab's build function: lays out its components and wires them
+
+
 @dataclass(frozen=True)
 class TabSpec:
     title: str
     order: int
-    build: Callable[[AppContext], None]
+    build: Build
 
 
 TABS: Registry[TabSpec] = Registry("tab")
 
 
-def register_tab(
-    title: str, order: int
-) -> Callable[[Callable[[AppContext], None]], Callable[[AppContext], None]]:
-    def deco(build: Callable[[AppContext], None]) -> Callable[[AppContext], None]:
+def register_tab(title: str, order: int) -> Callable[[Build], Build]:
+    """Register the decorated build function as the tab `title` (`main.build_demo` lays tabs out by order)."""
+
+    def deco(build: Build) -> Build:
         TABS.add(title, TabSpec(title, order, build))
         return build
 

@@ -1,16 +1,6 @@
-"""Interactive views every tab can use: `gr.HTML` components whose value is DATA (a dict built by the functions
-below) and whose JavaScript (headscope/assets/app/*.js) draws it — no separately built custom component.
-
-- `HeadGrid`: a layer × head heatmap; hover "layer 21, head 3: 2.07 bits"; click a cell → event `cell`
-  {layer, head}, drag → `box` {layers, heads} (the selection bar wires both: `ctx.selection.connect_grid`);
-  selected heads outlined, marked heads (circuit, ground truth) carry a symbol; its own fixed colour range.
-- `AttentionView`: one head or a small grid of heads; matrix mode (token labels on both axes, hover per cell) and
-  circuitsvis-style token modes (hover a token: what it attends to / what attends to it).
-- `TokenStrip`: tokens as text with visible whitespace, shaded by a value (legend: label, range, unit) or by a
-  category; hover: position, id, value; click → event `token` {position}.
-Each draws SVG/PNG download buttons. Values are JSON-able dicts, so session files carry them; the JavaScript
-only ever writes data through `textContent`, so a value read from a file cannot inject markup.
-"""
+"""Interactive views every tab can use: `gr.HTML` components whose value is DATA (the dicts built below) and
+whose JavaScript (headscope/assets/app/*.js) draws it, with SVG/PNG downloads. The JavaScript writes data only
+through `textContent`, so a value read from a session file cannot inject markup."""
 
 from __future__ import annotations
 
@@ -30,14 +20,6 @@ MAX_VIEW_HEADS = 6  # small multiples: beyond this the page gets heavy at 256 to
 HTML_TEMPLATE = "<div class='hs-root'></div>"
 
 
-def _js(kind: str) -> str:
-    return assets.read_text("app", "common.js") + "\n" + assets.read_text("app", f"{kind}.js")
-
-
-def _css() -> str:
-    return assets.read_text("app", "views.css")
-
-
 def visible_token(token: str) -> str:
     """A token as text with visible whitespace (the same mapping as the views' JavaScript): a space is "·",
     a newline "↵", a tab "⇥"; the empty token "∅". For tables and plotly labels."""
@@ -50,9 +32,10 @@ def _view(kind: str, value: Any = None, *, label: str | None = None, **kw: Any) 
     # A configured gr.HTML, not a subclass: gradio writes a .pyi stub beside the module of every component
     # subclass at import time, which a read-only install cannot take.
     kw.setdefault("show_label", label is not None)
+    js = "\n".join(assets.read_text("app", name) for name in ("common.js", f"{kind}.js"))
     comp = gr.HTML(
-        value, label=label, html_template=HTML_TEMPLATE, css_template=_css(), js_on_load=_js(kind),
-        container=True, padding=True, **kw,
+        value, label=label, html_template=HTML_TEMPLATE, css_template=assets.read_text("app", "views.css"),
+        js_on_load=js, container=True, padding=True, **kw,
     )  # fmt: skip
     comp.hs_view = kind  # pyright: ignore[reportAttributeAccessIssue]
     return comp
@@ -64,17 +47,21 @@ def is_view(component: Any) -> bool:
 
 
 def HeadGrid(value: Any = None, **kw: Any) -> gr.HTML:  # named like the component it makes
-    """A clickable layer × head heatmap (value: `grid_value(...)`); events `cell` and `box`."""
+    """A layer × head heatmap (value: `grid_value(...)`), hover in words ("layer 21, head 3: 2.07 bits"); a
+    click fires `cell` {layer, head}, a drag `box` {layers, heads} (wired by `ctx.selection.connect_grid`)."""
     return _view("grid", value, **kw)
 
 
 def AttentionView(value: Any = None, **kw: Any) -> gr.HTML:
-    """Attention patterns with token labels, hover and source↔destination modes (value: `attention_value(...)`)."""
+    """Attention patterns of up to MAX_VIEW_HEADS heads (value: `attention_value(...)`): a matrix with token
+    labels on both axes, or circuitsvis-style token modes (hover a token: what it attends to / what attends to
+    it)."""
     return _view("attention", value, **kw)
 
 
 def TokenStrip(value: Any = None, **kw: Any) -> gr.HTML:
-    """Per-token shading with a legend and hover (value: `strip_value(...)`); event `token`."""
+    """Tokens as text with visible whitespace, shaded by a value or a category (value: `strip_value(...)`);
+    hover: position, id, value; a click fires `token` {position}."""
     return _view("strip", value, **kw)
 
 
@@ -82,6 +69,13 @@ def TokenStrip(value: Any = None, **kw: Any) -> gr.HTML:
 def _finite(x: Any) -> float | None:
     v = float(x)
     return v if math.isfinite(v) else None
+
+
+def _range(vals: list[float], lo: float | None, hi: float | None, scale: str) -> tuple[float, float]:
+    """A colour range: `lo` / `hi` where given, else the values' own (0 … 1 with none); `scale` checked."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}")
+    return min(vals, default=0.0) if lo is None else lo, max(vals, default=1.0) if hi is None else hi
 
 
 def rows_of(a: Any) -> list[Any]:
@@ -116,12 +110,8 @@ def grid_value(
     """The value of a `HeadGrid`: z[layer][head] in `unit`; zmin/zmax fix the colour range (give the same range to
     runs that must be compared by eye; default: the data's own); `diverging` centres on 0. `marks` {"9.4": "●"}
     with `mark_names` {"●": "circuit head"}; `extra` [{label, unit, z}] adds hover lines (e.g. Δ vs λ = 0)."""
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}")
     rows = _matrix(z, digits)
-    vals = [x for row in rows for x in row if x is not None]
-    lo = min(vals, default=0.0) if zmin is None else zmin
-    hi = max(vals, default=1.0) if zmax is None else zmax
+    lo, hi = _range([x for row in rows for x in row if x is not None], zmin, zmax, scale)
     if scale == "diverging":
         m = max(abs(lo), abs(hi)) or 1.0
         lo, hi = -m, m
@@ -228,11 +218,7 @@ def strip_value(
 ) -> dict[str, Any]:
     """The value of a `TokenStrip`: rows from `strip_row`; the legend says `label` from vmin to vmax in `unit`
     (default: the values' range), or names the `categories` {name: "#rrggbb"}."""
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}")
-    vals = [v for r in rows for v in r.get("values") or [] if v is not None]
-    lo = min(vals, default=0.0) if vmin is None else vmin
-    hi = max(vals, default=1.0) if vmax is None else vmax
+    lo, hi = _range([v for r in rows for v in r.get("values") or [] if v is not None], vmin, vmax, scale)
     return {
         "kind": "strip", "rows": [dict(r) for r in rows], "label": label, "unit": unit, "vmin": lo,
         "vmax": hi if hi > lo else lo + 1, "scale": scale, "categories": dict(categories) if categories else None,

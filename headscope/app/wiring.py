@@ -1,18 +1,5 @@
-"""The one shape of an app handler: a plain function of named inputs that returns named outputs.
-
-    def run(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]: ...
-    bind(button.click, run, inputs={"prompt": prompt_box, ...}, outputs={"table": table, ...},
-         api_name="mytab_run", **JOB_EVENT)
-
-Why not Gradio's positional handlers: a tab's handler grew to 13–20 positional inputs returning 6–9-tuples matched
-by position, so one added output silently shifted every other. Here each value travels under its name; a handler
-returns only the outputs it sets (the rest are left as they are), and an output name the tab did not bind is a bug
-raised at once. The handler stays testable without Gradio: call it with a dict.
-
-The API endpoint keeps named parameters in the order of `inputs` (gradio_client callers pass them positionally
-or by name), and `ctx` carries what Gradio injects: the request (the job owner's session) and the progress
-tracker `jobs.run` relays to. Errors go through `user_errors` (one escaped line, "Cancelled" for a Cancel).
-"""
+"""The one shape of an app handler: `fn(inputs: dict, ctx: Ctx) -> dict`, wired by `bind` and `section`
+(README: The shape of a tab)."""
 
 from __future__ import annotations
 
@@ -55,12 +42,11 @@ def handler(fn: Handler, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) 
         out = tuple(got[k] if k in got else gr.skip() for k in names_out)
         return out[0] if len(out) == 1 else out
 
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names_in]
+    param, kind = inspect.Parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [param(n, kind) for n in names_in]
     params += [
-        inspect.Parameter(
-            "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request
-        ),
-        inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()),
+        param("request", kind, default=None, annotation=gr.Request),
+        param("progress", kind, default=gr.Progress()),
     ]
     call.__signature__ = inspect.Signature(params)  # pyright: ignore[reportFunctionMemberAccess]
     call.__annotations__ = {"request": gr.Request}  # Gradio finds the request by its annotation

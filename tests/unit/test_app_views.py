@@ -1,5 +1,5 @@
 """View values and figure helpers: patterns survive their encoding, colour ranges are what was asked, numbers
-read as numbers, layer × head axes have integer ticks, figures carry the export config."""
+read as numbers, figures carry the export config."""
 
 from __future__ import annotations
 
@@ -71,13 +71,6 @@ def test_numbers_and_tables() -> None:
         [{"a": np.float32(1.234567), "b": float("nan")}], [("a", "A (bits)"), ("b", "B")], digits=3
     )
     assert t == {"headers": ["A (bits)", "B"], "data": [[1.235, None]]}
-
-
-def test_heatmap_has_integer_ticks_units_and_words_on_hover() -> None:
-    fig = figures.heatmap(np.ones((2, 4)), title="entropy", unit="bits")
-    assert list(fig.layout.yaxis.tickvals) == [0, 1] and list(fig.layout.xaxis.tickvals) == [0, 1, 2, 3]
-    assert fig.data[0].colorbar.title.text == "bits"
-    assert fig.data[0].hovertemplate.startswith("layer %{y}, head %{x}: %{z:.3f} bits")
 
 
 def test_plot_component_adds_the_export_config() -> None:
