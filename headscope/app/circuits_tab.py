@@ -112,15 +112,17 @@ def _custom_text(task: str, value: Any) -> str | None:
     return text(value, "custom task", APP_MAX_TASK_CHARS)
 
 
-def with_time_left(progress: Callable[..., Any] | None) -> Callable[..., Any] | None:
+def with_time_left(
+    progress: Callable[..., Any] | None, clock: Callable[[], float] = time.monotonic
+) -> Callable[..., Any] | None:
     """Gradio's progress with an estimate of the time left appended ("… patching layer 17/30, ~40 s left"),
-    from the elapsed time and the job's own fraction (whichever runner relays it)."""
+    from the elapsed time (`clock`, seconds) and the job's own fraction (whichever runner relays it)."""
     if progress is None:
         return None
-    t0 = time.monotonic()
+    t0 = clock()
 
     def say(frac: float | None, desc: str = "") -> Any:
-        elapsed = time.monotonic() - t0
+        elapsed = clock() - t0
         if frac is not None and 0.02 < frac < 1 and elapsed > 2:
             desc = f"{desc}, ~{cv.duration(elapsed * (1 - frac) / frac)} left"
         return progress(frac, desc=desc)
