@@ -129,11 +129,16 @@ def decode_compare(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """Greedy and the chosen strategies on the prompt, as a job; `raw` = the CLI's JSON (a `Comparison`)."""
     cmd = compare_command(inputs)
     n_runs = 1 + sum(1 for n in cmd.strategies if n != "greedy" or cmd.config.intervenes)
-    work = lambda report: run_compare(cmd, STORE.get, report).to_json()  # noqa: E731 (models: app's store)
     spec = jobs.JobSpec(
-        f"decoding {n_runs} runs on {cmd.model}", work, model=cmd.model, command=tuple(to_argv(cmd))
+        f"decoding {n_runs} runs on {cmd.model}", _work(cmd), model=cmd.model, command=tuple(to_argv(cmd))
     )
     return {"raw": jobs.run(spec, request=ctx.request, slot=SLOT, progress=ctx.progress)}
+
+
+def _work(cmd: CompareCommand) -> Any:
+    """In-process: what `headscope decode compare` does with `cmd` (the models from the app's store). Its own
+    function: tests/integration/test_decoding_tab_ray.py replaces it to prove the cluster runs the command."""
+    return lambda report: run_compare(cmd, STORE.get, report).to_json()
 
 
 def draw(inputs: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
