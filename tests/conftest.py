@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -48,6 +49,15 @@ def tiny(request: pytest.FixtureRequest, tiny_llama: ModelHandle, tiny_gpt2: Mod
 def default_model() -> ModelHandle:
     """The embedded SmolLM2-135M, from the user cache (converted from its GGUF on the first ever load)."""
     return ModelHandle.load("smollm2-135m", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh HEADSCOPE_CACHE (activation stores, the user's SAEs) for one test module, restored after it."""
+    root = tmp_path_factory.mktemp("hs_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEADSCOPE_CACHE", str(root))
+        yield root
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ variance with numpy; dashboards against a brute-force scan; attribution against 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +35,7 @@ CTX = 64
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("hs_cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEADSCOPE_CACHE", str(root))
-        yield root
-
-
-@pytest.fixture(scope="module")
-def fsae(one_thread: None, cache: Path, tiny_llama: ModelHandle) -> FeatureSAE:
+def fsae(one_thread: None, module_cache: Path, tiny_llama: ModelHandle) -> FeatureSAE:
     cfg = TrainConfig("resid_post", 0, 96, "topk", k=8, tokens=24_000, batch_size=256, lr=1e-3, ctx=CTX,
                       eval_tokens=600, corpus="excerpt", dtype="float32")  # fmt: skip
     train(tiny_llama, cfg, catalog.user_root() / "tiny-llama" / "tiny-res0", name="tiny-res0")

@@ -5,7 +5,6 @@ folding and saving, and a fine-tuned card (both stages, one curve) whose first f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,6 @@ from headscope.models import ModelHandle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("tune_cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEADSCOPE_CACHE", str(root))
-        yield root
 
 
 @pytest.fixture
@@ -67,7 +58,7 @@ def test_chat_windows_are_conversations_about_train_articles(templated: ModelHan
     )
 
 
-def test_chat_rows_live_in_their_own_store(cache: Path, tiny_llama: ModelHandle) -> None:
+def test_chat_rows_live_in_their_own_store(module_cache: Path, tiny_llama: ModelHandle) -> None:
     st = site("resid_post", 1)
     chat = collect(tiny_llama, [st], "train", ctx=64, max_tokens=600, corpus="excerpt", render="chat")
     plain = collect(tiny_llama, [st], "train", ctx=64, max_tokens=600, corpus="excerpt")
@@ -82,7 +73,7 @@ def test_chat_rows_live_in_their_own_store(cache: Path, tiny_llama: ModelHandle)
 
 
 @pytest.fixture(scope="module")
-def base(cache: Path, tmp_path_factory: pytest.TempPathFactory, tiny_llama: ModelHandle) -> Path:
+def base(module_cache: Path, tmp_path_factory: pytest.TempPathFactory, tiny_llama: ModelHandle) -> Path:
     folder = tmp_path_factory.mktemp("tune") / "b"
     cfg = TrainConfig("resid_post", 1, 48, "batchtopk", k=6, tokens=4096, batch_size=256, lr=2e-3, ctx=64,
                       eval_tokens=1024, corpus="excerpt", dtype="float32")  # fmt: skip
