@@ -264,7 +264,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 def _launch(port: int, tries: int = 3) -> None:
     """gradio refuses to start when its own HEAD request to the page times out (3 s), as it can on a loaded
     machine: try again rather than lose the run."""
-    from headscope.app.main import demo, launch
+    from headscope.app.main import close, launch
 
     for attempt in range(tries):
         try:
@@ -272,13 +272,13 @@ def _launch(port: int, tries: int = 3) -> None:
         except ValueError as exc:
             if "localhost is not accessible" not in str(exc) or attempt == tries - 1:
                 raise
-            demo.close()
+            close()
             time.sleep(10)
 
 
 def app_parts(parts: set[str], args: argparse.Namespace) -> dict[str, Any]:
     """Parts 2 and 3, against the app launched here (one error for both when it does not start)."""
-    from headscope.app.main import demo
+    from headscope.app.main import close
 
     names = {"during": "view_during_circuit_run", "browser": "browser_render"}
     port = _free_port()
@@ -295,7 +295,7 @@ def app_parts(parts: set[str], args: argparse.Namespace) -> dict[str, Any]:
         if "browser" in parts:
             out[names["browser"]] = _part(lambda: browser_render(url, args.tokens))
     finally:
-        demo.close()
+        close()
     return out
 
 

@@ -74,7 +74,7 @@ def one_thread() -> Iterator[None]:
 def app_url() -> Iterator[str]:
     """One in-process app for every app and browser test (launched once per session: a second launch of the same
     demo while the first serves would not start a server)."""
-    from headscope.app.main import demo, launch
+    from headscope.app.main import close, launch
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,7 +83,7 @@ def app_url() -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
-        demo.close()
+        close()
 
 
 @pytest.fixture(scope="module")

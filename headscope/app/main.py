@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import pkgutil
@@ -92,3 +93,19 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, block: bool = False) ->
         prevent_thread_lock=not block,
         quiet=not block,
     )
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
+def close() -> None:
+    """Stop the server `launch` started. gradio's `Blocks.close` sets the server's asyncio stop event from the
+    calling thread, while a heartbeat stream ending on the server's loop can remove its waiter from that event
+    mid-set (`RuntimeError: deque mutated during iteration`, seen once at the end of a CI test session, which left
+    the server running). The event is set on its own loop first, which makes gradio's set a no-op."""
+    event = getattr(getattr(demo, "app", None), "stop_event", None)
+    loop = getattr(event, "_loop", None)  # bound by the first stream that waited on it; none waited: no race
+    if isinstance(event, asyncio.Event) and isinstance(loop, asyncio.AbstractEventLoop) and loop.is_running():
+        asyncio.run_coroutine_threadsafe(_set(event), loop).result(timeout=10)
+    demo.close()
