@@ -12,6 +12,7 @@ from headscope.app.views import grid_value
 from headscope.circuits import summary as cs
 from headscope.circuits.report import comparison_rows
 from headscope.circuits.result import CircuitResult
+from headscope.circuits.variants_score import SCORE_UNITS
 
 CIRCUIT, TRUTH, BOTH = "●", "◆", "●◆"
 MARK_NAMES = {CIRCUIT: "circuit head (SAE top k)", TRUTH: "ground-truth head", BOTH: "both"}
@@ -34,11 +35,22 @@ def _grid(result: CircuitResult, grid: Any, caption: str | None, **kw: Any) -> d
     return value | {"missing": MISSING}
 
 
+def score_unit(result: CircuitResult, method: str) -> str:
+    """What a method's head scores are: attribution estimates a Δ logit diff; sae_edge counts a head's places
+    among the top pairs; sae_node is its SAE variant's score (a report without `sae` ran the reference)."""
+    if method in ("attribution_patching", "eap_ig"):
+        return "estimated Δ logit diff"
+    if method == "sae_node":
+        score = (result.sae.config.get("score") if result.sae is not None else None) or "set_difference"
+        return SCORE_UNITS.get(score, "score")
+    return "count"
+
+
 def score_grid(result: CircuitResult, method: str, selected: list[str]) -> dict[str, Any]:
     signed = method in ("attribution_patching", "eap_ig")
     return _grid(
         result, result.method(method).scores, None, title=f"{cs.title(method)} per layer × head",
-        unit="estimated Δ logit diff" if signed else "count", scale="diverging" if signed else "viridis",
+        unit=score_unit(result, method), scale="diverging" if signed else "viridis",
         selected=selected, filename=f"circuit_{method}",
     )  # fmt: skip
 

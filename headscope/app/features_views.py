@@ -113,10 +113,15 @@ def lens_table(pairs: tuple[tuple[str, float], ...], what: str) -> dict[str, Any
 
 
 def on_text_strip(feature: int, t: FeatureOnText) -> dict[str, Any]:
+    """The feature on the user's text; silent past position 0, it says so (no colour range of 0 … 1e-6)."""
     acts = t.activations
-    lo, hi = _range(acts)
+    silent = not any(v for v in acts[1:] if v)
+    lo, hi = (0.0, 1.0) if silent else _range(acts)
     row = strip_row(t.tokens, t.token_ids, acts, label="your text", marks=[i == 0 for i in range(len(acts))])
-    return strip_value([row], label=f"feature {feature}", vmin=lo, vmax=hi, caption=f"{POSITION_0_NOTE}.",
+    caption = f"{POSITION_0_NOTE}."
+    if silent:
+        caption = f"Feature {feature} is not active on this text past position 0; {caption}"
+    return strip_value([row], label=f"feature {feature}", vmin=lo, vmax=hi, caption=caption,
                        filename=f"feature_{feature}_on_text")  # fmt: skip
 
 

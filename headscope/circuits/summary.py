@@ -182,7 +182,7 @@ def _tie_text(t: BoundaryTie) -> str:
     shown = ", ".join(t.heads[:12]) + (", …" if len(t.heads) > 12 else "")
     return (
         f"Tie at the circuit's boundary: {len(t.heads)} heads share the score {num(t.score)} ({shown}); "
-        f"{t.inside} of them are in the top {t.k} by head order alone."
+        f"{t.inside} of them {'is' if t.inside == 1 else 'are'} in the top {t.k} by head order alone."
     )
 
 

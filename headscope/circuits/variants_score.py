@@ -227,3 +227,16 @@ def probe(s: Stored) -> np.ndarray:
         )
         margin[:, te] = (np.einsum("hjt,ht->hj", kec, alpha[..., 0]) + y[tr].mean()) * y[te]
     return margin.mean(1)
+
+
+# What each score's number is, for axis and colour-bar labels (tests/unit check that every score has one).
+SCORE_UNITS: dict[str, str] = {
+    "set_difference": "codes (count)",
+    "mutual_information": "nats",
+    "divergence": "total variation",
+    "rarity": "rarity-weighted count",
+    "separation": "effect size (pooled sd)",
+    "paired": "total variation",
+    "mean_gap": "‖Δ mean‖₂",
+    "probe": "held-out margin",
+}

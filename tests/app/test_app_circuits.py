@@ -37,6 +37,7 @@ from headscope.circuits.edges_run import edge_view
 from headscope.circuits.faithfulness import ablate
 from headscope.circuits.result import CircuitResult, Metrics
 from headscope.circuits.tasks import custom_task
+from headscope.circuits.variants_score import SCORE_UNITS, SCORES
 from headscope.models import ModelHandle
 
 SPEC = {
@@ -254,6 +255,19 @@ def test_unanalysed_layers_are_hatched_not_zero(report: dict) -> None:
     faith = cv.faithfulness_figure(result)
     assert faith.layout.legend.x > 1 and faith.layout.height - 60 - 70 >= 300
     assert all("k = %{customdata} of 8 heads" in t.hovertemplate for t in faith.data)
+
+
+def test_each_grid_names_the_unit_of_its_scores(report: dict) -> None:
+    result = CircuitResult.from_json(report)
+    assert result.sae is not None and result.sae.config["score"] == "set_difference"  # the reference variant
+    assert cv.score_grid(result, "sae_node", [])["unit"] == "codes (count)"
+    before_variants = replace(result, sae=None)  # a report from before SAE variants: the reference
+    assert cv.score_unit(before_variants, "sae_node") == "codes (count)"
+    # the default variant's separation score is an effect size, not a count
+    separated = replace(result, sae=replace(result.sae, config={**result.sae.config, "score": "separation"}))
+    assert cv.score_grid(separated, "sae_node", [])["unit"] == "effect size (pooled sd)"
+    assert cv.score_unit(result, "sae_edge") == "count" and "Δ logit" in cv.score_unit(result, "eap_ig")
+    assert set(SCORE_UNITS) == set(SCORES)  # every score a variant can use has its unit
 
 
 def test_unknown_metric_keys_do_not_break_the_views(report: dict) -> None:

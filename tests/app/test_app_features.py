@@ -19,6 +19,7 @@ from headscope.app.wiring import Ctx
 from headscope.cli.features import to_argv
 from headscope.features import catalog, index, saes
 from headscope.features.evaluate import EvalConfig
+from headscope.features.summary import FeatureOnText
 from headscope.models import ModelHandle
 from headscope.steering import vectors
 
@@ -77,6 +78,14 @@ def test_a_feature_id_in_a_table_opens_its_page() -> None:
         "data": [[1, 17, 0.5], [2, 4, 0.25]],
     }
     assert [fv.feature_of_row(value, r) for r in (0, 1, 2)] == [17, 4, None]
+
+
+def test_a_feature_silent_on_the_text_says_so() -> None:
+    silent = fv.on_text_strip(7, FeatureOnText(("<s>", "a", "b"), (1, 2, 3), (4.0, 0.0, 0.0)))
+    assert silent["caption"].startswith("Feature 7 is not active on this text past position 0;")
+    assert (silent["vmin"], silent["vmax"]) == (0.0, 1.0)
+    active = fv.on_text_strip(7, FeatureOnText(("<s>", "a", "b"), (1, 2, 3), (40.0, 0.0, 2.5)))
+    assert "not active" not in active["caption"] and (active["vmin"], active["vmax"]) == (0.0, 2.5)
 
 
 def test_feature_page(client: Client, tiny_sae: str) -> None:

@@ -59,6 +59,13 @@ def _shot(pg, name: str) -> None:
     pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+# Each text of each shown head grid: its right edge and the SVG's width (both in the SVG's own units).
+GRID_TEXTS = """() => [...document.querySelectorAll('.hs-grid-svg')]
+  .filter((svg) => svg.getBoundingClientRect().width > 0)
+  .flatMap((svg) => [...svg.querySelectorAll('text')].filter((t) => !t.getAttribute('transform'))
+    .map((t) => [t.textContent, t.getBBox().x + t.getBBox().width, svg.viewBox.baseVal.width]))"""
+
+
 def _n_tokens(text: str) -> int:
     from headscope.app.state import STORE
 
@@ -256,6 +263,10 @@ def test_circuits_tab_runs_a_custom_task(page) -> None:
     visible(page.get_by_text("Most faithful (lowest CMD)")).wait_for()
     # the edge graph's title; no empty download box before an export
     visible(page.get_by_text(re.compile(r"EAP-IG circuit at \d+ % of \d+ edges"))).wait_for()
+    # a small grid (2 × 4 heads) is as wide as its title and mark legend: no text cut off at the SVG's edge
+    texts = page.evaluate(GRID_TEXTS)
+    assert any(t.startswith("ground truth: activation patching effect") for t, _, _ in texts), texts
+    assert not [(t, round(right), width) for t, right, width in texts if right > width + 0.5]
     assert not page.locator("#hs-circuit-mib-file").filter(visible=True).count()
     click(page, "Export MIB circuit file")
     mib = visible(page.locator("#hs-circuit-mib-file"))

@@ -131,7 +131,16 @@ const HS = (() => {
     box.appendChild(el('span', {}, `${fmt(hi, digits)} ${unit || ''}`));
     return box;
   }
+  // The width in px of `text` drawn in `font` (a canvas measures it; without one, an estimate that errs wide).
+  let measurer = null;
+  function textWidth(text, font) {
+    const s = String(text || '');
+    measurer = measurer || document.createElement('canvas').getContext('2d');
+    if (!measurer) return s.length * 0.62 * (parseFloat(/(\d+)px/.exec(font)?.[1]) || 11);
+    measurer.font = font;
+    return measurer.measureText(s).width;
+  }
   function safeName(s) { return String(s || 'headscope').replace(/[^A-Za-z0-9_.=-]+/g, '_').slice(0, 80); }
   return { color, ink, showToken, fmt, el, svgEl, tip, download, svgBlob, svgToPng, toolbar, decode16, legendBar,
-    safeName, SVGNS };
+    safeName, textWidth, SVGNS };
 })();

@@ -13,7 +13,12 @@ function hsGrid() {
   const scale = v.scale || 'viridis', lo = v.zmin ?? 0, hi = v.zmax ?? 1;
   const cw = Math.max(12, Math.min(40, Math.floor(480 / nH))), ch = Math.max(9, Math.min(32, Math.floor(600 / nL)));
   const left = 58, top = v.title ? 30 : 10, gridW = nH * cw, gridH = nL * ch;
-  const W = left + gridW + 110, H = top + gridH + 46 + (v.mark_legend ? 18 : 0);
+  // As wide as the grid and its colour bar, or as its title, mark legend or unit when they are longer (a small
+  // grid would cut them off at the SVG's edge).
+  const W = Math.ceil(Math.max(left + gridW + 110, left + 8 + HS.textWidth(v.title, 'bold 13px sans-serif'),
+    left + 8 + HS.textWidth(v.mark_legend, '11px sans-serif'),
+    left + gridW + 24 + HS.textWidth(unit, '11px sans-serif')));
+  const H = top + gridH + 46 + (v.mark_legend ? 18 : 0);
   const svg = HS.svgEl('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: 'hs-grid-svg',
     'font-family': 'sans-serif', 'font-size': 11 });
   svg.appendChild(HS.svgEl('rect', { x: 0, y: 0, width: W, height: H, fill: '#fff' }));
