@@ -88,9 +88,8 @@ def build(ctx: AppContext) -> None:
     )
     example_slot = gr.Column()  # filled below, once the outputs exist
     gr.Dataframe(value=lv.rows_table(t), label="Sweep table (click a header to sort)", interactive=False)
-    with gr.Row():
-        Plot(value=lv.sweep_figure(t), label="λ → entropy / perplexity / pointer fidelity")
-        gr.Dataframe(value=lv.paper_table(t), label="Shipped runs vs the paper", interactive=False)
+    Plot(value=lv.sweep_figure(t), label="λ → entropy / perplexity / pointer fidelity")  # full width
+    gr.Dataframe(value=lv.paper_table(t), label="Shipped runs vs the paper", interactive=False)
     with gr.Accordion("Sweep table: raw JSON", open=False):
         show = gr.Button("Load the sweep table as JSON", size="sm")
         table_json = gr.JSON(label="Sweep table")
