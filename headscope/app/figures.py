@@ -135,14 +135,18 @@ def json_file(payload: Any, name: str) -> str:
 
 
 def reveal_when_set(blocks: gr.Blocks) -> None:
-    """No empty table with placeholder headers ("1 2 3") and no empty download box, in every tab: each output
-    `gr.Dataframe` / `gr.File` that starts without a value starts hidden and shows itself when a value arrives
-    (and hides again when cleared). Runs once over the built app (main.build_demo)."""
+    """No empty table with placeholder headers ("1 2 3"), no empty download box and no empty plot frame, in every
+    tab: each output `gr.Dataframe` / `gr.File` / `gr.Plot` that starts without a value starts hidden and shows
+    itself when a value arrives (and hides again when cleared). Runs once over the built app (main.build_demo)."""
     inputs = {id(b) for fn in blocks.fns.values() for b in fn.inputs}  # an input table may be typed into
     for comp in list(blocks.blocks.values()):
-        if not isinstance(comp, gr.Dataframe | gr.File):
+        if not isinstance(comp, gr.Dataframe | gr.File | gr.Plot):
             continue
-        shown_only = comp.interactive is False or (comp.interactive is None and id(comp) not in inputs)
+        shown_only = (
+            isinstance(comp, gr.Plot)  # never typed into (a session export reads plots as inputs)
+            or comp.interactive is False
+            or (comp.interactive is None and id(comp) not in inputs)
+        )
         if shown_only and _empty(comp.value) and comp.visible is True:
             comp.visible = False
             comp.change(_visible_if_set, [comp], [comp], queue=False, show_progress="hidden",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gradio as gr
+import plotly.graph_objects as go
 import pytest
 from gradio_client import Client
 
@@ -39,3 +41,18 @@ def test_server_side_check_refuses_non_catalog_names_too() -> None:
         with pytest.raises(gr.Error, match="unknown model") as err:
             endpoint(bad)
         assert "<script>" not in str(err.value)
+
+
+def test_outputs_without_a_value_start_hidden_and_show_when_set() -> None:
+    """No empty plot frame, placeholder table or empty download box before a run (figures.reveal_when_set)."""
+    from headscope.app.figures import _visible_if_set
+
+    outputs = {id(b) for fn in demo.fns.values() for b in fn.outputs}
+    empty = [
+        b for b in demo.blocks.values() if isinstance(b, gr.Plot) and b.value is None and id(b) in outputs
+    ]
+    assert len(empty) >= 6  # circuits' four, the feature histogram, the λ sweep, ...
+    assert not [b.label for b in empty if b.visible is True]
+    sweep = next(b for b in empty if b.label == "λ sweep")
+    plotted = sweep.postprocess(go.Figure(go.Scatter(x=[0, 1], y=[1, 2])))
+    assert _visible_if_set(plotted)["visible"] is True and _visible_if_set(None)["visible"] is False

@@ -142,6 +142,7 @@ def test_hover_a_token_shows_its_attention(page) -> None:
     canvas = page.locator("#hs-attention canvas").first
     canvas.wait_for(timeout=180_000)
     assert page.locator("#hs-attention canvas").count() == 2  # 9.4 and 12.1
+    canvas.scroll_into_view_if_needed()  # the mouse hovers only what the viewport shows
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.8)
     assert "attention weight" in page.locator("#hs-attention .hs-tip").inner_text()
