@@ -105,14 +105,14 @@ def steer_summary(res: Comparison) -> str:
     ev, head = res.evaluation, ""
     if res.effect is not None:
         both = ev.row("steering").measures["margin_effect"]
-        head = f"margin effect **{res.effect:+.2f}** nats / text [{fmt_num(both.low)}, {fmt_num(both.high)}]"
+        head = f"Margin effect **{res.effect:+.2f}** nats / text [{fmt_num(both.low)}, {fmt_num(both.high)}]"
         if "prompting" in ev.conditions:
             p = ev.row("prompting").measures["margin_effect"]
             head += f" vs prompting {p.value:+.2f} [{fmt_num(p.low)}, {fmt_num(p.high)}]"
         head += ". "
-    instruction = (
-        f" Prompting: “{ev.instruction}”." if ev.instruction else " No prompting rows (no instruction)."
-    )
+    said = ev.instruction.rstrip()
+    end = "" if said[-1:] in ".!?" else "."
+    instruction = f" Prompting: “{said}”{end}" if said else " No prompting rows (no instruction)."
     return (
         f"Steered at {where}, α = {res.alpha:g} × the activation norm {fmt_num(res.ref_norm, 1)}. {head}"
         f"Cost of the first prompt: perplexity ×{res.cost.perplexity_ratio:.2f}, distinct tokens "

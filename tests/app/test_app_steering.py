@@ -65,7 +65,8 @@ def test_the_contrastive_job_is_its_command_and_the_views_show_it(
     assert left["ids"] == list(ref.unsteered.token_ids) and right["ids"] == list(ref.steered.token_ids)
     assert right["values"] == pytest.approx([t["change"] for t in ref.tokens], abs=1e-6)
     assert (out["steered"]["vmin"], out["steered"]["vmax"]) == (-1.0, 1.0)
-    assert "layer **1**" in out["summary"] and "“Be glad.”" in out["summary"] and "in-sample" in out["legend"]
+    assert "layer **1**" in out["summary"] and "in-sample" in out["legend"]
+    assert out["summary"].endswith("Prompting: “Be glad.”") and "Margin effect **" in out["summary"]
     assert len(out["texts"]["value"]["data"]) == 2 * 4  # every prompt × condition
     assert tab.steer_draw({"raw": None}, Ctx()) == {}  # a session import with no run redraws nothing
 
