@@ -2,11 +2,12 @@
 
 Jobs are grouped by (model, num_cpus, num_gpus); each group gets up to `max_replicas` actors (default 1: a replica
 costs a process start and a model load, so more of them pay off only for long queues), created only while
-the cluster has room for them (an actor reserves its job's `num_cpus`/`num_gpus` for its lifetime), and an actor is
-ended as soon as its group has no queued job, so the next group's actors can start. Each actor has one job in
-flight, so a worker that dies loses at most that job, which is queued again once (`attempts` = 2 in summary.json);
-a second death records the job as failed. Results come back to the driver, which writes every file of the results
-folder itself, so a killed worker never leaves a partial result.
+the resources free when the batch started have room for them (an actor reserves its job's `num_cpus`/`num_gpus` for
+its lifetime; what other actors hold is not counted on), and an actor is ended as soon as its group has no queued
+job, so the next group's actors can start. Each actor has one job in flight, so a worker that dies loses at most
+that job, which is queued again once (`attempts` = 2 in summary.json); a second death records the job as failed.
+Results come back to the driver, which writes every file of the results folder itself, so a killed worker never
+leaves a partial result.
 """
 
 from __future__ import annotations
@@ -111,8 +112,13 @@ class _Slot:
 
 @dataclass
 class _Pool:
+    # The cluster's resources (a job needing more is refused) and those free when the batch started: the batch's
+    # actors share only these (others, e.g. the app's per-model actors, hold the rest for good), so no actor of
+    # the batch waits for resources that never come back.
     cpus: float
     gpus: float
+    free_cpus: float
+    free_gpus: float
     queues: dict[tuple[Any, ...], deque[Job]] = field(default_factory=dict)
     slots: list[_Slot] = field(default_factory=list)
 
@@ -120,8 +126,10 @@ class _Pool:
         return (sum(s.key[1] for s in self.slots), sum(s.key[2] for s in self.slots))
 
     def fits(self, key: tuple[Any, ...]) -> bool:
+        """Room for one more actor of `key`'s group; the first actor always (it waits for room if need be)."""
         cpu, gpu = self.used()
-        return cpu + key[1] <= self.cpus + 1e-9 and gpu + key[2] <= self.gpus + 1e-9
+        room = cpu + key[1] <= self.free_cpus + 1e-9 and gpu + key[2] <= self.free_gpus + 1e-9
+        return room or not self.slots
 
 
 def _key(job: Job) -> tuple[Any, ...]:
@@ -139,8 +147,9 @@ class RayRunner:
     def run(self, jobs: Sequence[Job], done: Done) -> None:
         import ray
 
-        res = ray.cluster_resources()
-        pool = _Pool(float(res.get("CPU", 0)), float(res.get("GPU", 0)))
+        res, free = ray.cluster_resources(), ray.available_resources()
+        pool = _Pool(float(res.get("CPU", 0)), float(res.get("GPU", 0)),
+                     float(free.get("CPU", 0)), float(free.get("GPU", 0)))  # fmt: skip
         for job in jobs:
             pool.queues.setdefault(_key(job), deque()).append(job)
         attempts = {job.name: 0 for job in jobs}

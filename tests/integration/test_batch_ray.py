@@ -75,6 +75,37 @@ def test_ray_gives_the_in_process_answer_and_retries_a_killed_workers_job(
     assert len({jobs[n]["worker"] for n in names}) == 3  # one actor per model, plus the replacement
 
 
+def test_a_batch_shares_only_the_cpus_left_free(ray_cluster: None, tmp_path: Path) -> None:
+    """CPUs others hold (here a placement group; in use, the app's per-model actors, which keep theirs) are not
+    counted on: with one CPU free, three jobs that could have three replicas run one after another on one actor.
+    Counting the cluster's total, the runner started three actors, two of which waited forever for a CPU."""
+    import threading
+
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    free = int(ray.available_resources().get("CPU", 0))
+    assert free >= 1, "the session's cluster has no free CPU left (tests/integration/conftest.py: RAY_SLOTS)"
+    held = placement_group([{"CPU": free - 1}]) if free > 1 else None
+    try:
+        if held is not None:
+            ray.get(held.ready(), timeout=60)
+        runner, pids = RayRunner("ray", max_replicas=3), set()
+        runner.on_submit = lambda name, pid: pids.add(pid)
+        raw = _jobs(3, "tiny-llama")
+        out: dict[str, Any] = {}
+        work = threading.Thread(
+            target=lambda: out.update(run_batch(parse_jobs(raw, tmp_path), tmp_path, runner, progress=False)),
+            daemon=True,
+        )
+        work.start()
+        work.join(timeout=300)
+        assert not work.is_alive(), "the batch waits for CPUs that others hold"
+        assert out["n_ok"] == 3 and len(pids) == 1
+    finally:
+        if held is not None:
+            remove_placement_group(held)
+
+
 def _no_work(report: Any) -> Any:
     raise AssertionError("a job with a command runs on the cluster, not here")
 
