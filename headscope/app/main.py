@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import pkgutil
@@ -107,5 +108,6 @@ def close() -> None:
     event = getattr(getattr(demo, "app", None), "stop_event", None)
     loop = getattr(event, "_loop", None)  # bound by the first stream that waited on it; none waited: no race
     if isinstance(event, asyncio.Event) and isinstance(loop, asyncio.AbstractEventLoop) and loop.is_running():
-        asyncio.run_coroutine_threadsafe(_set(event), loop).result(timeout=10)
+        with contextlib.suppress(TimeoutError):  # a loop that does not answer in 10 s: close anyway
+            asyncio.run_coroutine_threadsafe(_set(event), loop).result(timeout=10)
     demo.close()
