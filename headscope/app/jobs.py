@@ -37,53 +37,60 @@ def run(
     """Start `spec` for the visitor behind `request` and follow it to the end (the body of a job handler).
     `single=False` lets one visitor run several at once in the slot (views; Cancel stops them all)."""
     owner = owner_of(request)
-    if _early(owner, slot) > time.monotonic():
+    _mark(_QUEUED, owner, slot)  # started: a Cancel from now on finds it on the board
+    if _mark(_EARLY, owner, slot) > time.monotonic():
         raise JobCancelled("cancelled before it started")
     BOARD.forget_finished()
     job = BOARD.start(spec, owner=owner, slot=slot, single=single)
     return follow(job, progress)
 
 
-# A Cancel that finds no job of the visitor's in its slot (the job still waits in the queue) is kept for a
-# short while, by (visitor, slot): the job that starts next there is cancelled before it starts. A click on
-# the job's button forgets it (`JobControls.bind`), so a Cancel that came too late for the last job never
-# stops the next.
+# A click on a job's button marks the job queued, by (visitor, slot), until it starts (`starting`). A Cancel
+# that finds no job of the visitor's on the board while one is queued there is kept for a short while: that job
+# is cancelled as it starts. With nothing queued (a Cancel that came too late for the last job, or an API caller
+# who never clicked) nothing is kept, so no later job is stopped by it. A new click forgets a kept Cancel.
 EARLY_CANCEL_S = 10.0
+QUEUED_S = 600.0  # a queued mark lapses after this (the job's event was dropped, or failed before it started)
 _EARLY: dict[tuple[str, str], float] = {}  # (visitor, slot) → until when (time.monotonic)
-_EARLY_LOCK = threading.Lock()
+_QUEUED: dict[tuple[str, str], float] = {}
+_MARKS_LOCK = threading.Lock()
 
 
-def _early(owner: str, slot: str, until: float | None = None) -> float:
-    """Take (forget) the early Cancel kept for (owner, slot): until when it holds, 0 if none; with `until`, keep
-    one instead (and drop the expired ones)."""
-    with _EARLY_LOCK:
+def _mark(marks: dict[tuple[str, str], float], owner: str, slot: str, until: float | None = None) -> float:
+    """Take (forget) the mark kept for (owner, slot) in `marks`: until when it holds, 0 if none; with `until`,
+    keep one instead (and drop the expired ones)."""
+    with _MARKS_LOCK:
         now = time.monotonic()
-        for key in [k for k, t in _EARLY.items() if t <= now]:
-            del _EARLY[key]
+        for key in [k for k, t in marks.items() if t <= now]:
+            del marks[key]
         if until is not None:
-            _EARLY[(owner, slot)] = until
+            marks[(owner, slot)] = until
             return until
-        return _EARLY.pop((owner, slot), 0.0)
+        return marks.pop((owner, slot), 0.0)
 
 
 def cancel(slot: str | None, request: gr.Request | None, wait_s: float = 10.0) -> str:
     """The Cancel button's handler: stop this visitor's job in `slot` (all of theirs when None) and wait (a
-    little) until it has really stopped, so the line it returns tells the truth. With no job there yet, the
-    next one to start in `slot` within EARLY_CANCEL_S is cancelled as it starts."""
+    little) until it has really stopped, so the line it returns tells the truth. With none started yet but one
+    queued there (`starting`), that one is cancelled as it starts, if it starts within EARLY_CANCEL_S."""
     owner = owner_of(request)
     lines = cancel_and_wait(BOARD, owner, slot, wait_s)
     if lines:
         return "\n\n".join(lines)
-    if slot is None:
+    queued = _mark(_QUEUED, owner, slot) if slot is not None else 0.0
+    if slot is None or queued <= time.monotonic():
         return "nothing is running here"
-    _early(owner, slot, time.monotonic() + EARLY_CANCEL_S)
+    _mark(_QUEUED, owner, slot, queued)  # still queued (a second Cancel finds it too)
+    _mark(_EARLY, owner, slot, time.monotonic() + EARLY_CANCEL_S)
     return "nothing has started here yet: the job is cancelled as it starts"
 
 
 def starting(request: gr.Request | None, slot: str) -> None:
-    """The visitor has just asked for a new job in `slot` (its button): an earlier Cancel kept for the slot came
-    too late for the last job and is not meant for this one."""
-    _early(owner_of(request), slot)
+    """The visitor has just asked for a new job in `slot` (its button): it is queued until `run` starts it, and
+    an earlier Cancel kept for the slot was meant for the job before, not this one."""
+    owner = owner_of(request)
+    _mark(_EARLY, owner, slot)
+    _mark(_QUEUED, owner, slot, time.monotonic() + QUEUED_S)
 
 
 @dataclass(frozen=True)

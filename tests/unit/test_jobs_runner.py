@@ -96,26 +96,34 @@ def _visitor(name: str) -> Any:
 
 
 def test_a_cancel_before_the_job_has_started_stops_it_as_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cancel pressed while the job still waits in the queue (nothing on the board yet) is honoured by that
-    visitor's next job in that slot, once, and by no other visitor's or slot's; it lapses after the window, and
-    a new click on the job's button (`starting`) forgets it."""
+    """Cancel pressed while the job still waits in the queue (its button clicked: `starting`; nothing on the
+    board yet) is honoured by that visitor's next job in that slot, once, and by no other visitor's or slot's;
+    it lapses after the window, and a new click on the job's button forgets it. With nothing queued (a Cancel
+    that came after the job ended, or an API caller who never clicked) nothing is kept for a later job."""
     v1, v2, ran = _visitor("v1"), _visitor("v2"), []
     spec = jobs.JobSpec("queued", lambda report: ran.append(1) or {"ok": True})
+    jobs.starting(v1, "s")
     assert jobs.cancel("s", v1) == "nothing has started here yet: the job is cancelled as it starts"
+    assert jobs.cancel("s", v1) == "nothing has started here yet: the job is cancelled as it starts"  # twice
     assert jobs.run(spec, request=v2, slot="s") == {"ok": True}  # another visitor's job in the slot runs
     assert jobs.run(spec, request=v1, slot="other") == {"ok": True}  # and the visitor's job in another slot
     with pytest.raises(jobs.JobCancelled, match="cancelled before it started"):
         jobs.run(spec, request=v1, slot="s")
     assert ran == [1, 1]  # the cancelled job's work never ran
     assert jobs.run(spec, request=v1, slot="s") == {"ok": True}  # honoured once
+    assert jobs.cancel("s", v1) == "nothing is running here"  # too late: the job ended, nothing queued
+    assert jobs.run(spec, request=v1, slot="s") == {"ok": True}  # so the next job (an API call) runs
+    jobs.starting(v1, "s")
     jobs.cancel("s", v1)
-    jobs.starting(v1, "s")  # the Run button clicked again: the Cancel was late, for the job before
+    jobs.starting(v1, "s")  # the Run button clicked again: that Cancel was for the job before
     assert jobs.run(spec, request=v1, slot="s") == {"ok": True}
     monkeypatch.setattr(jobs, "EARLY_CANCEL_S", 0.0)
+    jobs.starting(v1, "s")
     jobs.cancel("s", v1)
     assert jobs.run(spec, request=v1, slot="s") == {"ok": True}  # past the window
+    jobs.starting(v1, "s")
     assert jobs.cancel(None, v1) == "nothing is running here"  # the page closing keeps nothing
-    assert jobs.run(spec, request=v1, slot="s") == {"ok": True} and len(ran) == 6
+    assert jobs.run(spec, request=v1, slot="s") == {"ok": True} and len(ran) == 7
 
 
 def test_the_runner_can_be_swapped() -> None:
