@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from headscope.app.figures import fmt_num, table
 from headscope.app.views import grid_value
 from headscope.circuits import summary as cs
+from headscope.circuits.config import SIGNED_METHODS
 from headscope.circuits.report import comparison_rows
 from headscope.circuits.result import CircuitResult
 from headscope.circuits.variants_score import SCORE_UNITS
@@ -38,7 +39,7 @@ def _grid(result: CircuitResult, grid: Any, caption: str | None, **kw: Any) -> d
 def score_unit(result: CircuitResult, method: str) -> str:
     """What a method's head scores are: attribution estimates a Δ logit diff; sae_edge counts a head's places
     among the top pairs; sae_node is its SAE variant's score (a report without `sae` ran the reference)."""
-    if method in ("attribution_patching", "eap_ig"):
+    if method in SIGNED_METHODS:
         return "estimated Δ logit diff"
     if method == "sae_node":
         score = (result.sae.config.get("score") if result.sae is not None else None) or "set_difference"
@@ -47,7 +48,7 @@ def score_unit(result: CircuitResult, method: str) -> str:
 
 
 def score_grid(result: CircuitResult, method: str, selected: list[str]) -> dict[str, Any]:
-    signed = method in ("attribution_patching", "eap_ig")
+    signed = method in SIGNED_METHODS
     return _grid(
         result, result.method(method).scores, None, title=f"{cs.title(method)} per layer × head",
         unit=score_unit(result, method), scale="diverging" if signed else "viridis",

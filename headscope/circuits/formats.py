@@ -51,7 +51,6 @@ DEFAULT_SIZE = (
     0.01  # MIB files: a circuit of 1 % of the edges when no size is given and no curve reaches f ≥ 0.8
 )
 GRAPH_SIZE = 0.005  # attribution graphs: 0.5 % of the edges (616 on SmolLM2), a graph a viewer can still draw
-SIGNED = ("attribution_patching", "eap_ig")
 
 
 @functools.cache
