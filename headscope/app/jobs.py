@@ -77,10 +77,10 @@ def cancel(slot: str | None, request: gr.Request | None, wait_s: float = 10.0) -
     lines = cancel_and_wait(BOARD, owner, slot, wait_s)
     if lines:
         return "\n\n".join(lines)
-    queued = _mark(_QUEUED, owner, slot) if slot is not None else 0.0
+    with _MARKS_LOCK:  # read, not taken: the job stays queued (a second Cancel finds it too) until it starts
+        queued = _QUEUED.get((owner, slot), 0.0) if slot is not None else 0.0
     if slot is None or queued <= time.monotonic():
         return "nothing is running here"
-    _mark(_QUEUED, owner, slot, queued)  # still queued (a second Cancel finds it too)
     _mark(_EARLY, owner, slot, time.monotonic() + EARLY_CANCEL_S)
     return "nothing has started here yet: the job is cancelled as it starts"
 
