@@ -1,12 +1,14 @@
 """The app's long work on a Ray cluster: where `HEADSCOPE_RAY_ADDRESS` is set, a tab's job runs there.
 
 `RayJobRunner` implements the job protocol (batch/protocol.py: `start(spec, owner=...)` → a `RunningJob` with
-`status() / cancel() / wait(timeout) / result()`, the same `JobStatus` and `JobCancelled` as the thread runner). A job that carries its CLI `command` runs as a batch job on
-an actor that holds the model (one named actor per model, reused across jobs and web restarts); the web process
-only polls, so it stays responsive. Progress is the command's own progress bar (every long command draws one on
-stderr), the result is the command's JSON — what the tab's in-process `work` returns. Cancel ends a queued job, or
-ends the actor of a running one (the model is loaded again for the next job). A job without a command runs on the
-fallback runner (the app's in-process one).
+`status() / cancel() / wait(timeout) / result()`, the same `JobStatus` and `JobCancelled` as the thread runner).
+A job that carries its CLI `command` runs as a batch job on an actor that holds the model: one named actor per
+model, reused across jobs and web restarts, which leaves after `HEADSCOPE_RAY_IDLE_S` without a job (its CPU slot
+and memory go back to the cluster); a job that finds its actor leaving, or whose actor dies under it, runs once
+more on a fresh one. The web process only polls, so it stays responsive. Progress is the command's own progress
+bar (every long command draws one on stderr), the result is the command's JSON — what the tab's in-process `work`
+returns. Cancel ends a queued job, or ends the actor of a running one (the model is loaded again for the next
+job). A job without a command runs on the fallback runner (the app's in-process one).
 """
 
 from __future__ import annotations
@@ -47,26 +49,67 @@ def ensure_connected(address: str | None = None) -> None:
             connect(address or cluster_address() or "auto", namespace=NAMESPACE)
 
 
+IDLE_ENV = "HEADSCOPE_RAY_IDLE_S"
+DEFAULT_IDLE_S = 1800.0
+
+
+def idle_seconds() -> float | None:
+    """HEADSCOPE_RAY_IDLE_S: how long a model's actor waits for a job before it leaves and frees its CPU slot
+    (default 1800; 0 keeps it for good)."""
+    raw = os.environ.get(IDLE_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_IDLE_S
+    except ValueError:
+        raise errors.InputError(f"{IDLE_ENV} must be a number of seconds, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise errors.InputError(f"{IDLE_ENV} must be 0 or more seconds, got {raw!r}")
+    return value or None
+
+
 def model_actor(model: str | None) -> Any:
-    """The named actor that serves the app's jobs on `model` (created on first use, then found by name)."""
+    """The named actor that serves the app's jobs on `model` (created on first use, then found by name; it
+    leaves after `idle_seconds()` without a job, and the next job creates it again)."""
     from headscope.batch.commands import command_line
     from headscope.batch.ray_runner import _actor_class
 
     opts = {"name": f"app-model:{model or 'none'}", "namespace": NAMESPACE, "get_if_exists": True,
             "lifetime": "detached", "max_concurrency": 2, "num_cpus": 1}  # fmt: skip
-    return _actor_class().options(**opts).remote(os.getcwd(), command_line())
+    return _actor_class().options(**opts).remote(os.getcwd(), command_line(), idle_seconds())
 
 
 PROGRESS_TIMEOUT_S = 2.0
 
 
 class ClusterJob:
-    def __init__(self, title: str, owner: str, actor: Any, argv: list[str]):
+    def __init__(self, title: str, owner: str, model: str | None, argv: list[str]):
         self.id, self.title, self.owner = f"ray-job-{next(_ids)}", title, owner
-        self.actor, self._t0 = actor, time.perf_counter()
-        self.ref = actor.run.remote(argv, 1)
+        self.model, self.argv, self._t0 = model, argv, time.perf_counter()
         self._stage: tuple[str, float | None] = ("queued", 0.0)
-        self._cancelled = self._gone = False
+        self._cancelled = self._gone = self._resent = False
+        self._send()
+
+    def _send(self) -> None:
+        self.actor = model_actor(self.model)
+        self.ref = self.actor.run.remote(self.argv, 1)
+
+    def _sent_again(self) -> bool:
+        """Once, a job whose actor left (idle: it answers LEFT, or died first) or crashed runs on a fresh one."""
+        import ray
+
+        from headscope.batch.ray_runner import LEFT
+
+        if self._resent or self._cancelled:
+            return False
+        try:
+            left = Outcome.from_json(ray.get(self.ref)).error == LEFT
+        except ray.exceptions.RayActorError:
+            left = True
+        except ray.exceptions.RayError:
+            left = False
+        if left:
+            self._resent = True
+            self._send()
+        return left
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once the job ended, or once the cluster that ran it is gone (this process left it, or its object
@@ -78,12 +121,16 @@ class ClusterJob:
         if not ray.is_initialized():  # never let ray.wait auto-start a fresh local cluster for a dead job
             self._gone = True
             return True
-        try:
-            ready, _ = ray.wait([self.ref], timeout=timeout)
-        except Exception:  # e.g. "owner is unknown" for a ref of an earlier session
-            self._gone = True
-            return True
-        return bool(ready)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                ready, _ = ray.wait([self.ref], timeout=left)
+            except Exception:  # e.g. "owner is unknown" for a ref of an earlier session
+                self._gone = True
+                return True
+            if not ready or not self._sent_again():
+                return bool(ready)
 
     def _outcome(self) -> Outcome:
         import ray
@@ -154,4 +201,4 @@ class RayJobRunner:
         argv = [*command, *([] if "--json" in command else ["--json"])]
         if spec.model is not None and "--model" not in argv:  # the job's model, not the CLI's default one
             argv += ["--model", spec.model]
-        return ClusterJob(spec.title, owner, model_actor(spec.model), argv)
+        return ClusterJob(spec.title, owner, spec.model, argv)

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,25 +31,81 @@ from headscope.errors import InputError
 
 MAX_ATTEMPTS = 2  # the first run and one retry after a worker died
 PROBE_TIMEOUT_S = 3.0
+LEFT = "the worker left after idling"  # what `run` answers once its actor is leaving: send the job again
+
+
+class IdleClock:
+    """When an actor that serves the app may leave: once it has had no job for `idle_s` seconds. `leaving` and
+    `claim` take the same lock, so a job is either claimed before the actor decides to leave (then it stays
+    for another `idle_s`) or refused after (then the caller sends it to a fresh actor)."""
+
+    def __init__(self, idle_s: float, clock: Callable[[], float] = time.monotonic):
+        self.idle_s, self.clock = idle_s, clock
+        self.last, self.busy, self.left = clock(), 0, False
+        self.lock = threading.Lock()
+
+    def claim(self) -> bool:
+        """A job begins (False: too late, the actor is leaving)."""
+        with self.lock:
+            if self.left:
+                return False
+            self.busy, self.last = self.busy + 1, self.clock()
+            return True
+
+    def release(self) -> None:
+        with self.lock:
+            self.busy, self.last = self.busy - 1, self.clock()
+
+    def leaving(self) -> bool:
+        """True once idle for `idle_s` (and from then on every `claim` is refused)."""
+        with self.lock:
+            if not self.left and not self.busy and self.clock() - self.last >= self.idle_s:
+                self.left = True
+            return self.left
+
+
+def _leave() -> None:
+    """End this actor for good (its CPU slot and name are freed); a process exit if Ray cannot say so."""
+    import ray
+
+    try:
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+    except Exception:
+        os._exit(0)
 
 
 class BatchWorker:
-    """The Ray actor (made remote in `_actor_class`): one process, its loaded models, jobs one at a time."""
+    """The Ray actor (made remote in `_actor_class`): one process, its loaded models, jobs one at a time. With
+    `idle_s` (the app's per-model actors) it leaves by itself after that long without a job, so a cluster gets
+    back the CPU slot and memory of a model nobody uses any more."""
 
-    def __init__(self, cwd: str, line: CommandLine):
+    def __init__(self, cwd: str, line: CommandLine, idle_s: float | None = None):
         os.chdir(cwd)  # relative input paths in job args mean what they mean for the driver
         register_command_line(line)  # the driver's command line (unpickling it imported the CLI here)
         self.handles: dict[Any, Any] = {}
         self.lock = threading.Lock()  # jobs one at a time even in a threaded actor (stdout is redirected)
         self.stderr = io.StringIO()
+        self.idle = IdleClock(idle_s if idle_s else float("inf"))
+        if idle_s:
+            threading.Thread(target=self._watch, name="idle-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.idle.leaving():
+            time.sleep(min(self.idle.idle_s / 4, 10.0))
+        _leave()
 
     def pid(self) -> int:
         return os.getpid()
 
     def run(self, argv: list[str], threads: int) -> dict[str, Any]:
-        with self.lock:
-            self.stderr = io.StringIO()
-            return execute(argv, threads=threads, handles=self.handles, stderr=self.stderr).to_json()
+        if not self.idle.claim():
+            return Outcome(False, "", LEFT, 1, 0.0, "").to_json()
+        try:
+            with self.lock:
+                self.stderr = io.StringIO()
+                return execute(argv, threads=threads, handles=self.handles, stderr=self.stderr).to_json()
+        finally:
+            self.idle.release()
 
     def progress(self) -> tuple[str, float] | None:
         """The running job's progress bar (answers while `run` works when the actor has max_concurrency > 1)."""
@@ -113,8 +170,8 @@ class _Slot:
 @dataclass
 class _Pool:
     # The cluster's resources (a job needing more is refused) and those free when the batch started: the batch's
-    # actors share only these (others, e.g. the app's per-model actors, hold the rest for good), so no actor of
-    # the batch waits for resources that never come back.
+    # actors share only these (others, e.g. the app's per-model actors until they idle out, hold the rest), so no
+    # actor of the batch waits for resources that may not come back.
     cpus: float
     gpus: float
     free_cpus: float

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from headscope.batch import InProcessRunner, RayRunner, parse_jobs, run_batch
+from headscope.batch.cluster import NAMESPACE
 from headscope.batch.execute import without_timings
 from headscope.cli import main
 from headscope.errors import InputError
@@ -165,3 +167,45 @@ def test_the_app_runner_runs_a_tabs_command_on_the_cluster(
     assert long.status().state == "cancelled" and long.wait(0)
     with pytest.raises(JobCancelled, match="cancelled during"):  # the same error as in-process
         long.result()
+
+
+def _gone(name: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_an_app_actor_leaves_when_idle_and_a_job_whose_actor_is_gone_runs_on_a_fresh_one(
+    ray_cluster: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The app's per-model actors held their CPU slot for good (detached); now one leaves after its idle time
+    and gives the slot back. A job that meets a gone actor (left meanwhile, or died) runs once more on a new one."""
+    from headscope.batch.cluster import RayJobRunner
+    from headscope.batch.commands import command_line
+    from headscope.batch.protocol import JobSpec
+    from headscope.batch.ray_runner import _actor_class
+
+    free = ray.available_resources().get("CPU", 0.0)
+    opts = {"name": "idle-test", "namespace": NAMESPACE, "lifetime": "detached", "num_cpus": 1}
+    actor = _actor_class().options(**opts).remote(os.getcwd(), command_line(), 1.0)
+    ray.get(actor.pid.remote())  # started: it holds a CPU slot
+    assert _gone("idle-test", 60), "the idle actor is still there after 60 s"
+    deadline = time.monotonic() + 20
+    while ray.available_resources().get("CPU", 0.0) < free and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0.0) >= free  # its slot is back
+
+    sweep = ("locality", "sweep", "--model", "tiny-gpt2", "--text", TEXT, "--lambdas", "0,0.5,1")
+    job = RayJobRunner().start(JobSpec("λ sweep", _no_work, "tiny-gpt2", sweep), owner="visitor")
+    first = job.actor
+    ray.kill(first)  # as if it left after idling, or crashed, before it answered
+    got = job.result()
+    assert job.actor._actor_id != first._actor_id and job.status().state == "done"
+    capsys.readouterr()
+    main([*sweep, "--json"])
+    assert got == json.loads(capsys.readouterr().out)

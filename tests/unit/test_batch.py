@@ -236,6 +236,7 @@ def test_a_cluster_job_whose_cluster_is_gone_ends_instead_of_hanging(monkeypatch
     """A job board can hold a Ray job from a cluster this process has left: waiting on it must neither block nor
     start a fresh local cluster (ray.wait would auto-initialise one); it reads as failed with one line."""
     ray = pytest.importorskip("ray")
+    from headscope.batch import cluster
     from headscope.batch.cluster import ClusterJob
     from headscope.errors import HeadscopeError
 
@@ -251,7 +252,41 @@ def test_a_cluster_job_whose_cluster_is_gone_ends_instead_of_hanging(monkeypatch
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # this process has left the job's cluster
     monkeypatch.setattr(ray, "wait", no_wait)
-    job = ClusterJob("old job", "visitor", _Actor(), ["locality", "view"])
+    monkeypatch.setattr(cluster, "model_actor", lambda model: _Actor())
+    job = ClusterJob("old job", "visitor", "tiny-llama", ["locality", "view"])
     assert job.wait(0) and job.wait(None) and job.status().state == "failed"
     with pytest.raises(HeadscopeError, match="the cluster that ran this job is gone"):
         job.result()
+
+
+def test_an_idle_clock_lets_its_actor_leave_only_when_no_job_came_for_idle_s() -> None:
+    from headscope.batch.ray_runner import IdleClock
+
+    now = [100.0]
+    idle = IdleClock(30.0, clock=lambda: now[0])
+    now[0] = 129.5
+    assert not idle.leaving()
+    assert idle.claim()  # a job at 129.5 s runs for 100 s: never idle meanwhile
+    now[0] = 229.5
+    assert not idle.leaving()
+    idle.release()
+    now[0] = 259.25
+    assert not idle.leaving()  # 29.75 s after the job ended
+    now[0] = 259.5
+    assert idle.leaving() and idle.leaving()
+    assert not idle.claim()  # too late: the caller sends the job to a fresh actor
+    assert idle.busy == 0
+
+
+def test_the_app_actors_idle_time_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from headscope.batch.cluster import DEFAULT_IDLE_S, IDLE_ENV, idle_seconds
+
+    monkeypatch.delenv(IDLE_ENV, raising=False)
+    assert idle_seconds() == DEFAULT_IDLE_S == 1800
+    for raw, want in (("90", 90.0), ("0.5", 0.5), ("0", None)):
+        monkeypatch.setenv(IDLE_ENV, raw)
+        assert idle_seconds() == want
+    for raw in ("-1", "nan", "inf", "soon"):
+        monkeypatch.setenv(IDLE_ENV, raw)
+        with pytest.raises(InputError, match=IDLE_ENV):
+            idle_seconds()
