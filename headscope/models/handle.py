@@ -31,6 +31,7 @@ from headscope.errors import InputError
 from headscope.models.catalog import DEFAULT_MODEL, CatalogEntry, resolve
 from headscope.models.device_map import DeviceMapSpec, Placement, place
 from headscope.models.loading import Loaded, load_hf
+from headscope.models.token_text import token_texts
 from headscope.selection import HeadSet
 
 HookFn = Callable[..., Any]
@@ -233,8 +234,9 @@ class ModelHandle:
         return str(self.tokenizer.decode(ids))
 
     def str_tokens(self, ids: Iterable[int] | Tensor) -> list[str]:
+        """Each token as text on its own; part of a UTF-8 character reads as its bytes ("\\xe2\\x80", not "�")."""
         ids = ids.flatten().tolist() if isinstance(ids, Tensor) else list(ids)
-        return [str(self.tokenizer.decode([i])) for i in ids]
+        return token_texts(self.tokenizer, ids)
 
     def head_set(self, text: str) -> HeadSet:
         """A head selection ("9.4, 12.*", "*.3") resolved and checked against this model's shape."""

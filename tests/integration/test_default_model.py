@@ -111,3 +111,29 @@ def test_truncated_meta_is_rebuilt(
     assert json.loads(meta.read_text())["sha256"] == first.identity.sha256
     ids = first.tokenize("Hello")
     assert torch.equal(again.forward(ids), first.forward(ids))
+
+
+def test_no_token_reads_as_a_replacement_character(default_model: ModelHandle) -> None:
+    """313 SmolLM2 tokens hold part of a UTF-8 character and decoded alone to "�": each reads as its bytes (one
+    token is the character U+FFFD itself and keeps it), and the bytes of a text's tokens are the text's own UTF-8
+    (checked against Python's encoder)."""
+    from headscope.models.token_text import token_bytes
+
+    tok = default_model.tokenizer
+    every = default_model.str_tokens(range(tok.vocab_size))
+
+    def whole(i: int) -> bool:
+        try:
+            (token_bytes(tok, i) or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    partial = [i for i in range(tok.vocab_size) if not whole(i)]
+    assert len(partial) == 313 and all("\\x" in every[i] and "\ufffd" not in every[i] for i in partial)
+    assert [t for t in every if "\ufffd" in t] == ["\ufffd"]  # the character itself (token 24211)
+    text = "naïve café — 東京 “quoted” ✓"
+    ids = default_model.tokenize(text)[0].tolist()
+    assert b"".join(token_bytes(tok, i) or b"?" for i in ids) == text.encode("utf-8")
+    shown = default_model.str_tokens(ids)
+    assert [t for t in shown if "\\x" in t] and "".join(shown) != tok.decode(ids)  # some split characters

@@ -120,3 +120,30 @@ def test_greedy_matches_hf_generate(tiny_llama: ModelHandle) -> None:
     ref = plain.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)  # pyright: ignore[reportCallIssue]
     # the whole continuation, not a prefix of it: both stop at EOS or after 8 tokens
     assert out == ref[0, ids.shape[1] :].tolist() and 0 < len(out) <= 8
+
+
+def test_a_token_that_is_part_of_a_character_reads_as_its_bytes(tiny: ModelHandle) -> None:
+    """The tiny models' byte-level tokenizer gives every byte its own token: alone, the bytes of "é" or "—"
+    decoded to "�" each; they read as their bytes, escaped as Python writes them."""
+    text = "café — naïve\x1b"
+    ids = tiny.tokenize(text)[0].tolist()
+    want = [bytes([b]).decode("utf-8", errors="backslashreplace") for b in text.encode()]
+    assert tiny.str_tokens(ids) == want and "\\xe2" in want  # ASCII, "\x1b" included, stays as it is
+    assert [tiny.tokenizer.decode([i]) for i in ids[3:5]] == ["\ufffd", "\ufffd"]  # "é" as it read before
+
+
+def test_a_byte_fallback_piece_reads_as_its_byte() -> None:
+    """SentencePiece's byte fallback (Gemma, Llama 2): "<0xE2>" is one byte; a whole piece stays as decoded."""
+    from headscope.models.token_text import token_texts
+
+    pieces = {5: "<0xE2>", 6: "▁the", 7: "<0x41>"}
+    decoded = {5: "\ufffd", 6: " the", 7: "A"}
+
+    class _SentencePiece:
+        def convert_ids_to_tokens(self, i: int) -> str:
+            return pieces[i]
+
+        def decode(self, ids: list[int]) -> str:
+            return decoded[ids[0]]
+
+    assert token_texts(_SentencePiece(), [5, 6, 7]) == ["\\xe2", " the", "A"]

@@ -35,10 +35,12 @@ const HS = (() => {
     const lum = 0.299 * m[1] + 0.587 * m[2] + 0.114 * m[3];
     return lum > 140 ? '#111' : '#fff';
   }
-  // Tokens as text with visible whitespace: a space is "·", a newline "↵", a tab "⇥"; an empty token "∅".
+  // Tokens as text with visible whitespace: a space is "·", a newline "↵", a tab "⇥"; an empty token "∅"; any
+  // other control character as its code ("\x1b"), as views.visible_token writes them.
   function showToken(s) {
     if (s === null || s === undefined || s === '') return '∅';
-    return String(s).replace(/ /g, '·').replace(/\n/g, '↵').replace(/\t/g, '⇥').replace(/\r/g, '␍');
+    return String(s).replace(/ /g, '·').replace(/\n/g, '↵').replace(/\t/g, '⇥').replace(/\r/g, '␍')
+      .replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0'));
   }
   function fmt(v, digits) {
     if (v === null || v === undefined || !Number.isFinite(v)) return 'n/a';
