@@ -80,13 +80,15 @@ def metrics_table(result: CircuitResult) -> dict[str, Any]:
 
 
 def roc_figure(result: CircuitResult) -> go.Figure:
-    """The ROC points the circuits package computed (never recomputed here); hovers name the method and k."""
+    """The ROC points the circuits package computed (never recomputed here), joined by straight lines: a group of
+    tied heads moves FPR and TPR at once, and the diagonal is what its ROC-AUC counts (ties ½); a step would draw
+    the ties' worst order. Hovers name the method and k."""
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot"}, name="chance"))
     for name, met in result.metrics.items():
         title = cs.title(name)
         fig.add_trace(
             go.Scatter(
-                x=list(met.roc.fpr), y=list(met.roc.tpr), mode="lines", line_shape="hv",
+                x=list(met.roc.fpr), y=list(met.roc.tpr), mode="lines+markers", line_shape="linear",
                 name=f"{title} (AUC {fmt_num(met.roc_auc)}{cs.ci_text(met.roc_auc_ci, ' ')})",
                 customdata=cs.roc_k(result, name),
                 hovertemplate=f"{title}, top k = %{{customdata}} heads: FPR %{{x:.2f}}, TPR %{{y:.2f}}<extra></extra>",

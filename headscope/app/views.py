@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import sys
 from array import array
 from collections.abc import Mapping, Sequence
@@ -20,12 +21,17 @@ MAX_VIEW_HEADS = 6  # small multiples: beyond this the page gets heavy at 256 to
 HTML_TEMPLATE = "<div class='hs-root'></div>"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def visible_token(token: str) -> str:
     """A token as text with visible whitespace (the same mapping as the views' JavaScript): a space is "·",
-    a newline "↵", a tab "⇥"; the empty token "∅". For tables and plotly labels."""
+    a newline "↵", a tab "⇥"; the empty token "∅"; any other control character as its code ("\\x1b", never
+    an invisible character or a font's empty box). For tables and plotly labels."""
     if not token:
         return "∅"
-    return token.replace(" ", "·").replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
+    token = token.replace(" ", "·").replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", token)
 
 
 def _view(kind: str, value: Any = None, *, label: str | None = None, **kw: Any) -> gr.HTML:
@@ -111,13 +117,17 @@ def grid_value(
     runs that must be compared by eye; default: the data's own); `diverging` centres on 0. `marks` {"9.4": "●"}
     with `mark_names` {"●": "circuit head"}; `extra` [{label, unit, z}] adds hover lines (e.g. Δ vs λ = 0)."""
     rows = _matrix(z, digits)
-    lo, hi = _range([x for row in rows for x in row if x is not None], zmin, zmax, scale)
+    vals = [x for row in rows for x in row if x is not None]
+    lo, hi = _range(vals, zmin, zmax, scale)
+    # every head the same value, no range asked for: the colour bar says so instead of showing lo … lo + 1
+    flat = vals[0] if vals and zmin is None and zmax is None and min(vals) == max(vals) else None
     if scale == "diverging":
         m = max(abs(lo), abs(hi)) or 1.0
         lo, hi = -m, m
     legend = " · ".join(f"{sym} {name}" for sym, name in (mark_names or {}).items()) or None
     return {
         "kind": "head_grid", "title": title, "unit": unit, "z": rows, "zmin": lo, "zmax": hi if hi > lo else lo + 1,
+        "flat": flat,  # the one value, or None
         "scale": scale, "selected": list(selected), "marks": dict(marks or {}), "mark_names": dict(mark_names or {}),
         "mark_legend": legend, "extra": [{**e, "z": _matrix(e["z"], e.get("digits", digits))} for e in extra],
         "digits": digits, "model": model, "caption": caption, "filename": filename or title,

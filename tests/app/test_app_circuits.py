@@ -252,6 +252,23 @@ def test_unanalysed_layers_are_hatched_not_zero(report: dict) -> None:
         assert "hatched (not analysed, not zero)" in grid["caption"] and grid["missing"] == "not analysed"
     roc = cv.roc_figure(result)
     assert all("top k = %{customdata} heads" in t.hovertemplate for t in roc.data[1:])
+
+
+def test_the_drawn_roc_encloses_the_stated_auc(report: dict) -> None:
+    """Tied scores move FPR and TPR at once: the curve joins its points straight, so the area under what is drawn
+    is the ROC-AUC in the legend (a step drawn horizontal-first showed 0.6 under a legend saying 0.8)."""
+    from headscope.circuits.scoring import roc_auc, roc_curve
+
+    scores, truth = np.array([3.0, 2.0, 2.0, 2.0, 2.0, 1.0]), np.array([1, 1, 0, 1, 0, 0], dtype=bool)
+    fpr, tpr = roc_curve(scores, truth)
+    assert roc_auc(scores, truth) == pytest.approx(7 / 9)  # P(pos > neg) with ties ½, counted by hand
+    result = CircuitResult.from_json(report)
+    name = next(iter(result.metrics))
+    met = result.metrics[name]
+    tied = replace(result, metrics={name: replace(met, roc=replace(met.roc, fpr=tuple(fpr), tpr=tuple(tpr)))})
+    trace = cv.roc_figure(tied).data[1]
+    assert trace.line.shape in (None, "linear")
+    assert float(np.trapezoid(trace.y, trace.x)) == pytest.approx(7 / 9)  # drawn as a step: 5 / 9
     faith = cv.faithfulness_figure(result)
     assert faith.layout.legend.x > 1 and faith.layout.height - 60 - 70 >= 300
     assert all("k = %{customdata} of 8 heads" in t.hovertemplate for t in faith.data)

@@ -221,7 +221,7 @@ def test_localist_tab_compares_with_the_distributed_model(page) -> None:
 
 def test_features_tab_reads_the_shipped_sae(page) -> None:
     """Top features of the default text (tokens shaded by their top feature), then a feature page from the shipped
-    dashboards: top-activating contexts as token text."""
+    dashboards: top-activating contexts as token text and the activation histogram."""
     open_tab(page, "Features")
     click(page, "Show features")
     page.locator("#hs-features-strip .hs-tok").first.wait_for(timeout=180_000)
@@ -230,6 +230,7 @@ def test_features_tab_reads_the_shipped_sae(page) -> None:
     fill_number(page, "Feature", "1008")
     click(page, "Open feature")
     page.locator("#hs-feature-contexts .hs-tok").first.wait_for(timeout=180_000)
+    _wait_plot_in_tab(page, 60_000)  # the activation histogram, drawn after the contexts
     text = page.inner_text("body")
     assert not ID_LIST.search(text) and "token_ids" not in text
     _shot(page, "features_tab")

@@ -40,6 +40,16 @@ def test_grid_value_keeps_the_range_it_was_given_and_centres_diverging_scales() 
     assert (v["zmin"], v["zmax"]) == (0.0, 4.0) and v["z"][1][1] is None
     d = views.grid_value([[-0.2, 0.5]], title="t", unit="bits", scale="diverging")
     assert (d["zmin"], d["zmax"]) == (-0.5, 0.5)
+    assert v["flat"] is None and d["flat"] is None
+
+
+def test_a_grid_where_every_head_has_one_value_says_so() -> None:
+    """Its colour bar reads "all 1.41", not the range 1.41 … 2.41 that keeps the colour maths finite."""
+    v = views.grid_value([[1.414, 1.414], [1.414, None]], title="t", unit="count")
+    assert v["flat"] == v["zmin"] == 1.414 and v["zmax"] == 1.414 + 1
+    assert views.grid_value([[0.25, 0.25]], title="t", unit="u", scale="diverging")["flat"] == 0.25
+    ranged = views.grid_value([[1.0, 1.0]], title="t", unit="u", zmin=0.0, zmax=2.0)
+    assert ranged["flat"] is None  # a range was asked for: the bar shows it
 
 
 def test_strip_value_rows_and_categories() -> None:
@@ -99,3 +109,8 @@ def test_vector_download_lands_in_the_visitors_capped_folder(tmp_path, monkeypat
     assert (tmp_path / "downloads" / "alice") in Path(path).parents and Path(path).read_bytes() == b"blob"
     downloads.release(SimpleNamespace(session_hash="alice"))
     assert not Path(path).exists()
+
+
+def test_control_characters_are_shown_as_their_codes() -> None:
+    assert views.visible_token("\x1b[0m") == "\\x1b[0m" and views.visible_token("\x00") == "\\x00"
+    assert views.visible_token("\x7f\x85") == "\\x7f\\x85" and views.visible_token("é\t") == "é⇥"

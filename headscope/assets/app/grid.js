@@ -15,9 +15,13 @@ function hsGrid() {
   const left = 58, top = v.title ? 30 : 10, gridW = nH * cw, gridH = nL * ch;
   // As wide as the grid and its colour bar, or as its title, mark legend or unit when they are longer (a small
   // grid would cut them off at the SVG's edge).
+  // The colour bar's labels: its ends, or the one value when every head has it (no range to read off the bar).
+  const flat = v.flat !== null && v.flat !== undefined;
+  const barLabels = flat ? [`all ${HS.fmt(v.flat, digits)}`] : [HS.fmt(hi, digits), HS.fmt(lo, digits)];
   const W = Math.ceil(Math.max(left + gridW + 110, left + 8 + HS.textWidth(v.title, 'bold 13px sans-serif'),
     left + 8 + HS.textWidth(v.mark_legend, '11px sans-serif'),
-    left + gridW + 24 + HS.textWidth(unit, '11px sans-serif')));
+    left + gridW + 24 + HS.textWidth(unit, '11px sans-serif'),
+    ...barLabels.map((t) => left + gridW + 40 + HS.textWidth(t, '11px sans-serif'))));
   const H = top + gridH + 46 + (v.mark_legend ? 18 : 0);
   const svg = HS.svgEl('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: 'hs-grid-svg',
     'font-family': 'sans-serif', 'font-size': 11 });
@@ -76,9 +80,13 @@ function hsGrid() {
     svg.appendChild(HS.svgEl('rect', { x: cbX, y: top + i * cbH / 40, width: 12, height: cbH / 40 + 0.5,
       fill: HS.color(scale, lo + t * (hi - lo), lo, hi) }));
   }
-  svg.appendChild(HS.svgEl('text', { x: cbX + 16, y: top + 9 }, HS.fmt(hi, digits)));
-  svg.appendChild(HS.svgEl('text', { x: cbX + 16, y: top + cbH }, HS.fmt(lo, digits)));
-  if (scale === 'diverging') svg.appendChild(HS.svgEl('text', { x: cbX + 16, y: top + cbH / 2 + 4 }, '0'));
+  if (flat) {
+    svg.appendChild(HS.svgEl('text', { x: cbX + 16, y: top + cbH / 2 + 4 }, barLabels[0]));
+  } else {
+    svg.appendChild(HS.svgEl('text', { x: cbX + 16, y: top + 9 }, barLabels[0]));
+    svg.appendChild(HS.svgEl('text', { x: cbX + 16, y: top + cbH }, barLabels[1]));
+    if (scale === 'diverging') svg.appendChild(HS.svgEl('text', { x: cbX + 16, y: top + cbH / 2 + 4 }, '0'));
+  }
   svg.appendChild(HS.svgEl('text', { x: cbX, y: top + cbH + 16 }, unit));
   if (v.mark_legend) {
     svg.appendChild(HS.svgEl('text', { x: left, y: H - 6, 'font-size': 11 }, v.mark_legend));
