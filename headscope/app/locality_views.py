@@ -99,7 +99,9 @@ def token_strip(view: EntropyView, positions: Sequence[int]) -> dict[str, Any]:
 
 
 def head_table(view: EntropyView, selected: set[str]) -> dict[str, Any]:
-    return table(view.head_rows(selected), HEAD_COLUMNS)
+    """One row per head; the Δ column only under a dial (at λ = 0 it would be an empty column)."""
+    cols = HEAD_COLUMNS if view.delta_bits is not None else [c for c in HEAD_COLUMNS if c[0] != "delta_bits"]
+    return table(view.head_rows(selected), cols)
 
 
 def summary(view: EntropyView) -> str:

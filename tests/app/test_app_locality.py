@@ -70,6 +70,9 @@ def test_entropy_grid_equals_the_cli_report_at_lambda_zero(client: Client) -> No
     np.testing.assert_allclose(raw["probes"]["entropy_bits"], report["entropy_bits"], atol=1e-5)
     assert grid["zmax"] == pytest.approx(report["uniform_ceiling_bits"], abs=1e-6)  # the fixed colour scale
     assert "empty" in delta  # nothing to compare at λ = 0
+    heads = _views(raw)["heads"]
+    assert "Δ vs λ = 0 (bits)" not in heads["headers"] and None not in heads["data"][0]  # no empty column
+    assert "Δ vs λ = 0 (bits)" in _views(_analyse(client, 0.5, model="tiny-gpt2"))["heads"]["headers"]
 
 
 def test_the_dial_on_the_selection_moves_only_the_selected_head(app_url: str) -> None:
