@@ -114,7 +114,8 @@ def steer_summary(res: Comparison) -> str:
     end = "" if said[-1:] in ".!?" else "."
     instruction = f" Prompting: “{said}”{end}" if said else " No prompting rows (no instruction)."
     return (
-        f"Steered at {where}, α = {res.alpha:g} × the activation norm {fmt_num(res.ref_norm, 1)}. {head}"
+        f"Steered at {where}: α = {res.alpha:g} × the activation norm there ({fmt_num(res.ref_norm, 2)}) adds a "
+        f"vector of norm {fmt_num(res.added_norm, 2)}. {head}"
         f"Cost of the first prompt: perplexity ×{res.cost.perplexity_ratio:.2f}, distinct tokens "
         f"{res.cost.distinct_steered:.2f}.{instruction}"
     )

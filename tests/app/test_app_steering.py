@@ -66,6 +66,7 @@ def test_the_contrastive_job_is_its_command_and_the_views_show_it(
     assert right["values"] == pytest.approx([t["change"] for t in ref.tokens], abs=1e-6)
     assert (out["steered"]["vmin"], out["steered"]["vmax"]) == (-1.0, 1.0)
     assert "layer **1**" in out["summary"] and "in-sample" in out["legend"]
+    assert f"adds a vector of norm {abs(ref.alpha) * ref.ref_norm:.2f}" in out["summary"]  # α × the norm
     assert out["summary"].endswith("Prompting: “Be glad.”") and "Margin effect **" in out["summary"]
     assert len(out["texts"]["value"]["data"]) == 2 * 4  # every prompt × condition
     assert tab.steer_draw({"raw": None}, Ctx()) == {}  # a session import with no run redraws nothing
