@@ -18,7 +18,7 @@ from headscope.app.figures import fmt_num, table
 from headscope.app.views import strip_row, strip_value, visible_token
 from headscope.features.evaluate import SaeEval
 from headscope.features.summary import CheckedAttribution, FeatureOnText, TextReport, attribution_rows
-from headscope.features.views import FeaturePage, TopFeatures
+from headscope.features.views import FeaturePage, FiresOn, TopFeatures
 
 POSITION_0_NOTE = "position 0 (marked) is the attention sink: left out of the colour range"
 CARD_COLUMNS = [
@@ -28,6 +28,7 @@ CARD_COLUMNS = [
     ("tokens_seen", "training tokens"),
 ]  # fmt: skip
 EVAL_COLUMNS = [("measure", "measure"), ("value", "value"), ("note", "what it means")]
+FIRES_ON_COLUMN = ("fires_on", "fires on (its top held-out contexts)")
 TOKEN_COLUMNS = [("rank", "rank"), ("feature", "feature (click: its page)"), ("activation", "activation")]
 ATTR_COLUMNS = [("feature", "feature (click: its page)"), ("attribution", "expected drop"),
                 ("ablation", "real drop when ablated"), ("activation", "Σ activation"), ("token", "strongest at token")]  # fmt: skip
@@ -40,8 +41,19 @@ def _range(values: Sequence[float]) -> tuple[float, float]:
 
 
 # ---- SAE list and top features -------------------------------------------------------------------------------------
+def fires_on(reads: Sequence[FiresOn], feature: int, n: int = 5) -> str:
+    """What the feature fires on in its top held-out contexts, e.g. "·art, ·sculpture, ·visual" ("" without
+    dashboards)."""
+    tokens = next((r.tokens for r in reads if r.feature == feature), ())
+    return ", ".join(visible_token(t) for t in tokens[:n])
+
+
 def _notes(top: TopFeatures) -> list[str]:
-    return [", ".join(f"#{f} {a:.2f}" for f, a in row[:4]) or "no active feature" for row in top.top]
+    def note(f: int, a: float) -> str:
+        words = fires_on(top.fires_on, f, 3)
+        return f"#{f} {a:.2f}" + (f" ({words})" if words else "")
+
+    return ["; ".join(note(f, a) for f, a in row[:4]) or "no active feature" for row in top.top]
 
 
 def top_strip(top: TopFeatures, sae: str) -> dict[str, Any]:
@@ -57,8 +69,11 @@ def top_strip(top: TopFeatures, sae: str) -> dict[str, Any]:
 def token_table(top: TopFeatures, position: int) -> dict[str, Any]:
     if not 0 <= position < len(top.top):
         return table([], TOKEN_COLUMNS)
-    rows = [{"rank": r + 1, "feature": f, "activation": a} for r, (f, a) in enumerate(top.top[position])]
+    rows = [{"rank": r + 1, "feature": f, "activation": a, "fires_on": fires_on(top.fires_on, f)}
+            for r, (f, a) in enumerate(top.top[position])]  # fmt: skip
     cols = [("rank", f"rank at token {position} {visible_token(top.tokens[position])!r}"), *TOKEN_COLUMNS[1:]]
+    if top.fires_on:
+        cols.append(FIRES_ON_COLUMN)
     return table(rows, cols)
 
 
@@ -178,8 +193,11 @@ def steer_line(payload: dict[str, Any]) -> str:
 
 # ---- attribution -------------------------------------------------------------------------------------------------------
 def attribution_views(res: CheckedAttribution) -> tuple[str, dict[str, Any]]:
-    rows = [{**vars(r), "token": f"{r.position} {visible_token(r.token)}"} for r in attribution_rows(res)]
+    rows = [{**vars(r), "token": f"{r.position} {visible_token(r.token)}", "fires_on": fires_on(res.fires_on, r.feature)}
+            for r in attribution_rows(res)]  # fmt: skip
     cols = [ATTR_COLUMNS[0], ("attribution", f"expected drop of {res.metric}"), *ATTR_COLUMNS[2:]]
+    if res.fires_on:
+        cols.append(FIRES_ON_COLUMN)
     line = f"{res.metric} = {fmt_num(res.value)} on the clean run."
     if res.check:
         line += (f" Estimates vs real ablations: sign agreement {fmt_num(res.check.sign_agreement, 2)}, "

@@ -16,9 +16,11 @@ from headscope.features.evaluate import EvalConfig, Reconstruction, SaeEval, eva
 from headscope.features.saes import FeatureSAE
 from headscope.features.views import (
     FeaturePage,
+    FiresOn,
     TopFeatures,
     feature_activations,
     feature_page,
+    fires_on,
     reconstruction,
     top_features,
 )
@@ -86,6 +88,9 @@ class CheckedAttribution(Attribution):
     """The attribution (its fields flat in the JSON) and, when asked for, the top features really ablated."""
 
     check: AttributionCheck | None = None
+    fires_on: tuple[
+        FiresOn, ...
+    ] = ()  # what each listed feature fires on (its dashboard), where there is one
 
 
 def attribute_checked(
@@ -106,7 +111,10 @@ def attribute_checked(
     if with_check:
         report(f"real ablation of the top {top} features (one forward pass each)", 0.3)
         checked = check(handle, fsae, prompt, metric, result, top)
-    return CheckedAttribution(**{k: getattr(result, k) for k in result.__dataclass_fields__}, check=checked)
+    reads = fires_on(handle, fsae, sorted({f.feature for f in result.features}))
+    return CheckedAttribution(
+        **{k: getattr(result, k) for k in result.__dataclass_fields__}, check=checked, fires_on=reads
+    )
 
 
 @dataclass(frozen=True)

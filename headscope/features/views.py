@@ -51,6 +51,16 @@ def _pairs_in(keys: tuple[str, str]) -> Any:
 
 
 _ACT = ("feature", "activation")
+FIRES_ON_CONTEXTS = 5  # a feature reads as the tokens it fires on in this many of its top held-out contexts
+
+
+@dataclass(frozen=True)
+class FiresOn(JsonCodec):
+    """What a feature fires on: the activating tokens of its top held-out contexts (from its dashboard), distinct,
+    strongest context first — a reading of the feature without opening its page."""
+
+    feature: int
+    tokens: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class TopFeatures(JsonCodec):
         decode=lambda rows: tuple(_pairs_in(_ACT)(row) for row in rows),
     )
     explained_variance: float | None = jfield(digits=5)
+    fires_on: tuple[FiresOn, ...] = ()  # every listed feature's, where the SAE has dashboards
 
 
 def activations(handle: ModelHandle, fsae: FeatureSAE, ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -84,7 +95,29 @@ def top_features(handle: ModelHandle, fsae: FeatureSAE, text: str, k: int = 5) -
     with torch.inference_mode():
         ev = explained_variance(x[1:], fsae.decode(f[1:]).to(x.dtype)) if x.shape[0] > 2 else None
     token_ids = tuple(int(t) for t in ids[0].tolist())
-    return TopFeatures(tuple(handle.str_tokens(token_ids)), token_ids, rows, ev)
+    listed = sorted({f for row in rows for f, _ in row})
+    return TopFeatures(
+        tuple(handle.str_tokens(token_ids)), token_ids, rows, ev, fires_on(handle, fsae, listed)
+    )
+
+
+def fires_on(
+    handle: ModelHandle, fsae: FeatureSAE, features: list[int], n: int = FIRES_ON_CONTEXTS
+) -> tuple[FiresOn, ...]:
+    """Each feature's activating tokens in its top `n` held-out contexts (() when the SAE has no dashboards)."""
+    if not has_dashboards(fsae):
+        return ()
+    d, _ = dashboards(fsae)
+    out = []
+    for f in features:
+        ids: list[int] = []
+        for w, p in zip(d["top_windows"][f, :n].tolist(), d["top_positions"][f, :n].tolist(), strict=True):
+            if w < 0:
+                break
+            if (t := int(d["tokens"][w, p])) not in ids:
+                ids.append(t)
+        out.append(FiresOn(f, tuple(handle.str_tokens(ids))))
+    return tuple(out)
 
 
 def feature_activations(

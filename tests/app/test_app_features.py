@@ -59,13 +59,22 @@ def tiny_sae(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_top_features_show_tokens_as_text(client: Client, tiny_sae: str) -> None:
     raw = client.predict("tiny-llama", tiny_sae, TEXT, 4, api_name="/features_top")
-    assert raw["sae"] == tiny_sae and set(raw["top"]) == {"tokens", "token_ids", "top", "explained_variance"}
+    keys = {"tokens", "token_ids", "top", "explained_variance", "fires_on"}
+    assert raw["sae"] == tiny_sae and set(raw["top"]) == keys
     out = tab.draw_top({"top_raw": raw}, Ctx())
     assert "explained variance" in out["summary"] and tiny_sae in out["summary"]
     (row,) = out["strip"]["rows"]
     assert row["tokens"] == raw["top"]["tokens"] and all(isinstance(t, str) for t in row["tokens"])
     assert len(row["notes"]) == len(row["tokens"]) and row["notes"][1].startswith("#")
     assert out["per_token"]["headers"][1].startswith("feature") and len(out["per_token"]["data"]) <= 4
+    # each feature reads as what its top held-out contexts fire on (the dashboard's), in the table and the hover
+    reads = {
+        f["feature"]: ", ".join(fv.visible_token(t) for t in f["tokens"]) for f in raw["top"]["fires_on"]
+    }
+    assert out["per_token"]["headers"][-1].startswith("fires on")
+    assert [r[-1] for r in out["per_token"]["data"]] == [reads[r[1]] for r in out["per_token"]["data"]]
+    hover = " ".join(row["notes"])
+    assert any(f"({', '.join(v.split(', ')[:3])})" in hover for v in reads.values() if v)
     # the colour range leaves position 0 (the attention sink) out, and marks it
     firsts = [r[0]["activation"] if r else 0.0 for r in raw["top"]["top"]]
     assert out["strip"]["vmax"] == pytest.approx(max(firsts[1:]), abs=1e-6) and row["marks"][0]
@@ -178,6 +187,13 @@ def test_attribution_with_check(client: Client, tiny_sae: str) -> None:
     )
     first = fv.feature_of_row(out["attr_table"], 0)
     assert first == payload["features"][0]["feature"]
+    reads = {r["feature"]: ", ".join(fv.visible_token(t) for t in r["tokens"]) for r in payload["fires_on"]}
+    assert out["attr_table"]["headers"][-1].startswith("fires on") and set(reads) == {
+        f["feature"] for f in payload["features"]
+    }
+    assert [row[-1] for row in out["attr_table"]["data"]] == [
+        reads[f["feature"]] for f in payload["features"]
+    ]
 
 
 @pytest.mark.parametrize(

@@ -91,10 +91,25 @@ def test_top_features_equal_sae_encode_on_independent_activations(
 
 def test_top_json_contract(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
     out = views.top_features(tiny_llama, fsae, TEXT, k=3).to_json()
-    assert set(out) == {"tokens", "token_ids", "top", "explained_variance"}
+    assert set(out) == {"tokens", "token_ids", "top", "explained_variance", "fires_on"}
     assert len(out["tokens"]) == len(out["token_ids"]) == len(out["top"])
     assert all(set(t) == {"feature", "activation"} for row in out["top"] for t in row)
     assert all(len(row) <= 3 for row in out["top"])
+
+
+def test_each_listed_feature_reads_as_the_tokens_its_top_contexts_fire_on(
+    tiny_llama: ModelHandle, fsae: FeatureSAE
+) -> None:
+    """`fires_on` against the feature pages: the marked (activating) token of each of the top 5 contexts."""
+    result = views.top_features(tiny_llama, fsae, TEXT, k=3)
+    listed = sorted({f for row in result.top for f, _ in row})
+    assert [f.feature for f in result.fires_on] == listed and listed
+    reads = {r.feature: r.tokens for r in result.fires_on}
+    for f in listed:
+        page = views.feature_page(tiny_llama, fsae, f)
+        want = list(dict.fromkeys(c.tokens[c.focus] for c in page.contexts[: views.FIRES_ON_CONTEXTS]))
+        assert list(reads[f]) == want
+    assert any(f.tokens for f in result.fires_on)
 
 
 def test_evaluate_ce_matches_a_direct_recomputation(tiny_llama: ModelHandle, fsae: FeatureSAE) -> None:
@@ -357,5 +372,7 @@ def test_checked_attribution_joins_estimates_and_real_ablations(
     assert [r.ablation for r in rows] == pytest.approx(real, abs=1e-5)
     assert all(r.token == plain.tokens[r.position] for r in rows)
     assert summary.CheckedAttribution.from_json(res.to_json()).to_json() == res.to_json()
+    want = views.fires_on(tiny_llama, fsae, sorted({f.feature for f in plain.features}))
+    assert res.fires_on == want and {r.feature for r in want} == {f.feature for f in plain.features}
     unchecked = summary.attribute_checked(tiny_llama, fsae, prompt, metric, 8, with_check=False)
     assert unchecked.check is None and all(r.ablation is None for r in summary.attribution_rows(unchecked))

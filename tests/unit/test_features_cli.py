@@ -71,7 +71,7 @@ def test_top_json_contract(trained: str, capsys: pytest.CaptureFixture[str]) -> 
         capsys,
         ["features", "top", *M, "--sae", trained, "--text", "Hello there, world", "--k", "5", "--json"],
     )
-    assert set(out) == {"tokens", "token_ids", "top", "explained_variance"}
+    assert set(out) == {"tokens", "token_ids", "top", "explained_variance", "fires_on"}
     assert len(out["tokens"]) == len(out["token_ids"]) == len(out["top"]) == 18
     assert all(isinstance(t, str) for t in out["tokens"]) and all(
         isinstance(i, int) for i in out["token_ids"]
