@@ -16,7 +16,7 @@ from headscope.circuits.known import KnownAnswerSummary
 from headscope.circuits.sae import SAEConfig
 from headscope.circuits.tasks import Example, TaskData
 from headscope.features.attribution import Attribution, AttributionCheck, FeatureAttribution
-from headscope.features.views import Context, FeaturePage, TopFeatures
+from headscope.features.views import Context, FeaturePage, FiresOn, TopFeatures
 from headscope.localist.train_eval import EvalResult
 from headscope.localist.train_sweep import SweepTable
 from headscope.localist.training import TrainConfig, TrainResult
@@ -48,7 +48,7 @@ CASES: list[tuple[Any, set[str]]] = [
     (HeadSet.parse("1.*, 0.2", 2, 3), {"heads", "n_layers", "n_heads", "text", "count"}),
     (Attribution("res6", "logit", 1.25, ("a",), (FeatureAttribution(3, 0.5, 2.25, 0),)), {"sae", "metric", "value", "tokens", "features"}),
     (AttributionCheck((1, 2), (0.5, -0.25), (0.25, -0.5), 1.0, 0.5), {"features", "estimated", "ablated", "sign_agreement", "spearman"}),
-    (TopFeatures(("a", "b"), (5, 6), (((3, 1.5), (4, 0.5)), ()), None), {"tokens", "token_ids", "top", "explained_variance"}),
+    (TopFeatures(("a", "b"), (5, 6), (((3, 1.5), (4, 0.5)), ()), None, (FiresOn(3, (" x", "y")),)), {"tokens", "token_ids", "top", "explained_variance", "fires_on"}),
     (PAGE, {"sae", "hook", "feature", "frequency", "max_activation", "contexts", "histogram", "promoted", "suppressed", "indexed_positions"}),
 ]  # fmt: skip
 
