@@ -53,7 +53,7 @@ def _notes(top: TopFeatures) -> list[str]:
         words = fires_on(top.fires_on, f, 3)
         return f"#{f} {a:.2f}" + (f" ({words})" if words else "")
 
-    return ["; ".join(note(f, a) for f, a in row[:4]) or "no active feature" for row in top.top]
+    return ["\n".join(note(f, a) for f, a in row[:4]) or "no active feature" for row in top.top]
 
 
 def top_strip(top: TopFeatures, sae: str) -> dict[str, Any]:

@@ -88,7 +88,9 @@ def cmd_top(args: argparse.Namespace) -> None:
     def lines(p: dict) -> str:
         rows = [f"{tok!r:>16}  " + "  ".join(f"#{t['feature']}={t['activation']:.2f}" for t in top)
                 for tok, top in zip(p["tokens"], p["top"], strict=True)]  # fmt: skip
-        return "\n".join([*rows, f"explained variance (positions ≥ 1): {p['explained_variance']}"])
+        legend = [f"#{r['feature']} fires on " + ", ".join(repr(t) for t in r["tokens"][:5])
+                  for r in p.get("fires_on", []) if r["tokens"]]  # fmt: skip
+        return "\n".join([*rows, f"explained variance (positions ≥ 1): {p['explained_variance']}", *legend])
 
     emit(result.to_json(), args.json, lines)
 

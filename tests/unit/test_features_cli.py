@@ -83,6 +83,18 @@ def test_top_json_contract(trained: str, capsys: pytest.CaptureFixture[str]) -> 
     assert isinstance(out["explained_variance"], float)
 
 
+def test_top_text_names_what_each_feature_fires_on(trained: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["features", "top", *M, "--sae", trained, "--text", "Hello there, world", "--k", "3"]
+    out = run_json(capsys, [*argv, "--json"])
+    capsys.readouterr()
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    reads = {r["feature"]: r["tokens"] for r in out["fires_on"] if r["tokens"]}
+    assert reads  # the catalog SAE is indexed, so listed features have dashboards
+    for feature, tokens in reads.items():
+        assert f"#{feature} fires on " + ", ".join(repr(t) for t in tokens[:5]) in text.splitlines()
+
+
 def test_steer_json_contract(trained: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     argv = ["features", "steer", *M, "--sae", trained, "--feature", "3", "--alpha", "0.8", "--prompt", "The cat",
             "--max-new-tokens", "4", "--out", str(tmp_path / "vec"), "--json"]  # fmt: skip

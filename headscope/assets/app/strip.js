@@ -45,7 +45,7 @@ function hsStrip() {
         const out = [`position ${i + offset} · id ${ids[i] ?? '?'} · “${HS.showToken(t)}”`];
         if (cats) out.push(String(cat ?? ''));
         else out.push(`${v.label || 'value'}: ${HS.fmt(val, digits)} ${unit}`.trim());
-        if (notes[i]) out.push(String(notes[i]));
+        if (notes[i]) out.push(...String(notes[i]).split('\n'));  // one hover line per note line
         tip.show(out, ev.clientX, ev.clientY);
       });
       s.addEventListener('mouseleave', () => tip.hide());
