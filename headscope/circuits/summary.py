@@ -186,6 +186,21 @@ def _tie_text(t: BoundaryTie) -> str:
     )
 
 
+def undefined_spearman_text(result: CircuitResult) -> list[str]:
+    """The methods whose Spearman against |patching effect| is undefined (None: the methods table leaves the cell
+    blank), and why: every analysed head has the same score, or the same effect (a rank correlation needs two
+    distinct values on each side)."""
+    names = [title(m.name) for m in result.methods if result.metrics[m.name].spearman is None]
+    if not names:
+        return []
+    gt = result.ground_truth
+    if len({abs(float(v)) for layer in gt.layers for v in gt.effects[layer]}) == 1:
+        why = "every analysed head has the same patching effect"
+    else:
+        why = "every analysed head has the same score (a tie across the board)"
+    return [f"Spearman vs |effect| is undefined for {', '.join(names)}: {why}; its cell is left blank."]
+
+
 def _edge_text(result: CircuitResult, v: EdgeVerdict) -> str:
     ea = result.edge_attribution
     assert ea is not None and ea.faithfulness is not None  # an EdgeVerdict has both
@@ -208,6 +223,7 @@ def summarize(result: CircuitResult) -> CircuitSummary:
         *agreement_text(a),
         *near_chance_text(result, a),
         *([_tie_text(tie)] if tie else []),
+        *undefined_spearman_text(result),
         *([_edge_text(result, edges)] if edges else []),
     ]
     if result.edges is not None:

@@ -329,6 +329,31 @@ def test_the_boundary_tie_is_read_from_the_scores(result: CircuitResult) -> None
     assert "Tie at the circuit's boundary" in "\n".join(cs.summarize(tied).text)
 
 
+def test_an_undefined_spearman_is_said_with_its_reason(result: CircuitResult) -> None:
+    assert all(m.spearman is not None for m in result.metrics.values())
+    assert cs.undefined_spearman_text(result) == []
+    # one method scoring every head the same: scoring.spearman has no ranks to correlate, the table cell is blank
+    name = result.methods[0].name
+    flat = replace(result.method(name), scores=np.full_like(result.method(name).scores, 0.5))
+    metrics = {**result.metrics, name: replace(result.metrics[name], spearman=None)}
+    assert scoring.spearman(flat.scores.ravel(), np.abs(result.ground_truth.effects).ravel()) is None
+    tied = replace(result, methods=(flat, *result.methods[1:]), metrics=metrics)
+    (line,) = cs.undefined_spearman_text(tied)
+    assert (
+        line.startswith(f"Spearman vs |effect| is undefined for {cs.title(name)}:") and "same score" in line
+    )
+    assert line in cs.summarize(tied).text
+    row = next(r for r in cs.metric_rows(tied) if r["method"] == name)
+    assert row["spearman"] is None
+    # every head with the same effect: undefined for every method, and the reason is the ground truth's
+    gt = replace(result.ground_truth, effects=np.ones_like(result.ground_truth.effects))
+    none = replace(
+        result, ground_truth=gt, metrics={k: replace(v, spearman=None) for k, v in result.metrics.items()}
+    )
+    (line,) = cs.undefined_spearman_text(none)
+    assert "same patching effect" in line and all(cs.title(m.name) in line for m in result.methods)
+
+
 def test_unanalysed_layers_are_none_and_roc_k_counts_heads(result: CircuitResult) -> None:
     gt = result.ground_truth
     one = replace(result, ground_truth=replace(gt, layers=(1,)))
