@@ -12,7 +12,8 @@ Reported: median and minimum ms per call, and fused / SDPA as the ratio of media
 within 1.3× of (b) at 32k (ratio of medians). The kernel's tile config is picked first at 16k tokens from the
 median of 5 CUDA-event timings per config, one config after another (a choice, not a comparison).
 CPU: the chunked torch path computing 8k-token entropy at the same shapes (fp32) with < 4 GB extra memory, vs (a)
-where (a) fits; and end to end, `fused_entropy_bits` on the default model vs the eager path (entropy from
+where (a) fits, and vs itself with the CUDA-sized 128 MiB score temporary (CPU's default before it was sized to
+the cache: `old_budget_over_chunked_time`); and end to end, `fused_entropy_bits` on the default model vs the eager path (entropy from
 hook_pattern inside a hook, nothing cached) at a moderate length, plain and under a locality dial. Times are
 interleaved as above, one call per timing; extra memory (peak RSS above the start, sampled every 2 ms) is
 measured in one separate call of each.
@@ -40,6 +41,7 @@ import torch
 
 from bench import conditions
 from headscope.kernels import KernelBias, attention_chunked
+from headscope.kernels.chunked import default_chunk
 
 H, H_KV = 9, 3
 GPU_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768]
@@ -227,8 +229,14 @@ def cpu_extra_mb(fn: Callable[[], object]) -> float:
 
 def cpu_kernel_row(n: int, eager_limit_gb: float) -> dict[str, Any]:
     q, k, v = rand_qkv(n, 64, torch.float32, device="cpu")
-    cands: dict[str, Callable[[], object]] = {"chunked": lambda: attention_chunked(q, k, v)}
-    row: dict[str, Any] = {"n": n}
+    # the same path with the CUDA-sized temporary (the CPU default before it was sized to the cache): the baseline
+    # of `old_budget_over_chunked_time`
+    old = default_chunk(1, H, n, "cuda")
+    cands: dict[str, Callable[[], object]] = {
+        "chunked": lambda: attention_chunked(q, k, v),
+        "chunked_old_budget": lambda: attention_chunked(q, k, v, chunk=old),
+    }
+    row: dict[str, Any] = {"n": n, "chunk_rows": default_chunk(1, H, n, "cpu"), "chunk_rows_old_budget": old}
     est_gb = H * n * n * 4 * 4 / 2**30
     if est_gb <= eager_limit_gb:
         cands["eager"] = lambda: eager_attention_entropy(q, k, v)
@@ -237,6 +245,7 @@ def cpu_kernel_row(n: int, eager_limit_gb: float) -> dict[str, Any]:
     row["timing"] = conditions.interleaved(cands, rounds=ROUNDS)
     row.update({f"{name}_s": t for name, t in row["timing"]["median_s"].items()})
     row.update({f"{name}_extra_mb": cpu_extra_mb(fn) for name, fn in cands.items()})
+    row["old_budget_over_chunked_time"] = conditions.ratio(row["timing"], "chunked_old_budget", "chunked")
     if "eager" in cands:
         row["eager_over_chunked_time"] = conditions.ratio(row["timing"], "eager", "chunked")
         row["eager_over_chunked_mem"] = round(row["eager_extra_mb"] / max(row["chunked_extra_mb"], 1.0), 2)

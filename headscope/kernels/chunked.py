@@ -15,12 +15,17 @@ from headscope.errors import InputError
 from headscope.kernels.bias import NO_BIAS, KernelBias, band, penalty_shape
 from headscope.kernels.reference import AttentionStats, check_qkv, stats_from_scores
 
-CHUNK_BUDGET_BYTES = 128 << 20  # per fp32 score temporary; a few of them live at once
+CHUNK_BUDGET_BYTES = 128 << 20  # per fp32 score temporary on CUDA; a few of them live at once
+# On CPU the softmax/entropy passes over the temporary are memory-bound: one that stays near the last-level cache
+# is read back from it (measured on a 2-core AMD EPYC, 32 MiB L3, 9 heads: 1.46x faster at 8k tokens, 2.4x at 2k,
+# than at 128 MiB; 8 MiB was slower again at 8k, its chunks too short). bench/entropy_kernel.py times both.
+CPU_CHUNK_BUDGET_BYTES = 16 << 20
 
 
-def default_chunk(batch: int, heads: int, n: int) -> int:
-    """Rows per chunk so one [batch, head, C, N] fp32 temporary stays near CHUNK_BUDGET_BYTES."""
-    rows = CHUNK_BUDGET_BYTES // max(1, 4 * batch * heads * n)
+def default_chunk(batch: int, heads: int, n: int, device: torch.device | str = "cpu") -> int:
+    """Rows per chunk so one [batch, head, C, N] fp32 temporary stays near the device's budget."""
+    budget = CHUNK_BUDGET_BYTES if torch.device(device).type == "cuda" else CPU_CHUNK_BUDGET_BYTES
+    rows = budget // max(1, 4 * batch * heads * n)
     return int(max(16, min(n, rows)))
 
 
@@ -36,7 +41,7 @@ def attention_chunked(
     b, h, h_kv, n, d = check_qkv(q, k, v)
     if chunk is not None and not 1 <= chunk <= 1 << 20:
         raise InputError(f"chunk must be in [1, 2^20], got {chunk}")
-    c = chunk or default_chunk(b, h, n)
+    c = chunk or default_chunk(b, h, n, q.device)
     sm_scale = d**-0.5 if scale is None else scale
     g = h // h_kv
     coef = bias.coefs(h, q.device).view(1, h_kv, g, 1, 1)

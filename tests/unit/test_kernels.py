@@ -19,6 +19,7 @@ from headscope.kernels import (
     pick_backend,
 )
 from headscope.kernels.bias import UNBOUNDED
+from headscope.kernels.chunked import default_chunk
 
 LAM = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.5, 2.0])
 N = 37
@@ -115,6 +116,16 @@ def test_chunked_matches_reference(bias: KernelBias, chunk: int | None) -> None:
     torch.testing.assert_close(got.out, ref.out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got.lse, ref.lse, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got.entropy, ref.entropy, atol=1e-5, rtol=0)
+
+
+def test_the_default_chunk_keeps_one_score_temporary_within_the_device_budget() -> None:
+    # one [batch, head, C, N] fp32 temporary: near the cache on CPU (16 MiB), 128 MiB on CUDA; at least 16 rows
+    for device, budget in (("cpu", 16 << 20), ("cuda", 128 << 20)):
+        for b, h, n in ((1, 9, 8192), (2, 9, 2048), (1, 9, 100), (4, 32, 32768)):
+            c = default_chunk(b, h, n, device)
+            assert 16 <= c <= max(n, 16) and (c == min(n, 16) or c == n or 4 * b * h * c * n <= budget)
+            assert c == n or c == 16 or 4 * b * h * (c + 1) * n > budget  # the most rows that fit
+    assert (default_chunk(1, 9, 8192, "cpu"), default_chunk(1, 9, 8192, "cuda")) == (56, 455)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
