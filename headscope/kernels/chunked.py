@@ -46,7 +46,7 @@ def attention_chunked(
     g = h // h_kv
     coef = bias.coefs(h, q.device).view(1, h_kv, g, 1, 1)
     qg = q.reshape(b, h_kv, g, n, d)
-    kf, vf = k.float().unsqueeze(2), v.float().unsqueeze(2)  # [b, h_kv, 1, n, d]
+    kf, vf = k.float(), v.float()  # [b, h_kv, n, d]: a group's g query heads are g·C rows against one KV head
     out = torch.empty(b, h_kv, g, n, d, dtype=q.dtype, device=q.device)
     lse = torch.empty(b, h_kv, g, n, dtype=torch.float32, device=q.device)
     ent = torch.empty_like(lse)
@@ -56,14 +56,19 @@ def attention_chunked(
         stop = min(n, start + c)  # rows start..stop-1 need keys lo..stop-1 (lo > 0 only under a window)
         lo = max(0, start - reach + 1)
         rows, keys = pos[start:stop], pos[lo:stop]
-        s = qg[:, :, :, start:stop].float() @ kf[:, :, :, lo:stop].transpose(-1, -2) * sm_scale
+        r, nk = stop - start, stop - lo
+        # [b, h_kv, g·r, d] @ [b, h_kv, d, nk]: one matmul per KV head, no copy of K per query head
+        qc = qg[:, :, :, start:stop].float().reshape(b, h_kv, g * r, d)
+        s = (qc @ kf[:, :, lo:stop].transpose(-1, -2)).mul_(sm_scale).view(b, h_kv, g, r, nk)
         shape = penalty_shape(bias, rows, keys)
         if shape is not None:
             s = s - coef * shape
-        valid = keys[None, :] <= rows[:, None]
         kept = band(bias, rows, keys, h)
         if kept is not None:
-            valid = valid & kept.view(h_kv, g, len(rows), len(keys))
-        o, lse[..., start:stop], ent[..., start:stop] = stats_from_scores(s, valid, vf[:, :, :, lo:stop])
-        out[:, :, :, start:stop] = o.to(q.dtype)
+            valid = ((keys[None, :] <= rows[:, None]) & kept.view(h_kv, g, r, nk)).view(h_kv, g * r, nk)
+        else:  # causal only: every key before the chunk's own rows is valid, the mask is the diagonal block
+            valid = (keys[None, start - lo :] <= rows[:, None]).repeat(g, 1)
+        o, lse_c, ent_c = stats_from_scores(s.view(b, h_kv, g * r, nk), valid, vf[:, :, lo:stop])
+        out[:, :, :, start:stop] = o.view(b, h_kv, g, r, d).to(q.dtype)
+        lse[..., start:stop], ent[..., start:stop] = lse_c.view(b, h_kv, g, r), ent_c.view(b, h_kv, g, r)
     return AttentionStats(out.view(b, h, n, d), lse.view(b, h, n), ent.view(b, h, n))

@@ -51,15 +51,19 @@ def stats_from_scores(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Exact softmax statistics of fp32 scores over the valid entries, in the kernel's centred form.
 
+    `valid` covers the last `valid.shape[-1]` keys; the keys before them are all valid (a causal chunk's mask is
+    its diagonal block: filling only that block saves two passes over the temporary, the same values).
     Works in place on `s` (the caller's fresh temporary): two [.., q, k] tensors live at once, not five.
     """
     invalid = ~valid
-    s.masked_fill_(invalid, float("-inf"))
+    tail = s[..., s.shape[-1] - valid.shape[-1] :]  # a view: the fills below write into `s`
+    tail.masked_fill_(invalid, float("-inf"))
     m = s.amax(dim=-1, keepdim=True)
     s.sub_(m)
     p = torch.exp(s)  # masked entries become exactly 0
     denom = p.sum(-1)
-    w = s.masked_fill_(invalid, 0.0).mul_(p).sum(-1)  # zero masked (s − m) first: 0·(−∞) would be NaN
+    tail.masked_fill_(invalid, 0.0)  # zero masked (s − m) first: 0·(−∞) would be NaN
+    w = s.mul_(p).sum(-1)
     out = (p @ v.float()) / denom[..., None]
     return out, m[..., 0] + torch.log(denom), torch.log(denom) - w / denom
 
