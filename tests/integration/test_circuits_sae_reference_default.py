@@ -41,17 +41,17 @@ EXACT_KEYS = ("code_counts", "node", "edge", "pair_sum", "codes_sha256")
 
 
 def machine() -> str:
-    """What the codes depend on beyond the code: the CPU, the kernel level torch dispatches to, torch itself."""
-    model = platform.processor() or platform.machine()
+    """What the codes depend on beyond the code: the CPU (its name, and family and model: a virtual machine may
+    name only "AMD EPYC"), the kernel level torch dispatches to, torch itself."""
+    info = {"model name": platform.processor() or platform.machine(), "cpu family": "?", "model": "?"}
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        model = names[0] if names else model
-    return f"{model} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__}"
+        for line in cpuinfo.read_text().split("\n\n", 1)[0].splitlines():  # the first CPU's block
+            key, _, value = line.partition(":")
+            if key.strip() in info:
+                info[key.strip()] = value.strip()
+    cpu = f"{info['model name']} (family {info['cpu family']}, model {info['model']})"
+    return f"{cpu} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__}"
 
 
 def ioi_reference(handle: ModelHandle) -> dict[str, Any]:
