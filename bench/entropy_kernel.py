@@ -13,9 +13,9 @@ within 1.3× of (b) at 32k (ratio of medians). The kernel's tile config is picke
 median of 5 CUDA-event timings per config, one config after another (a choice, not a comparison).
 CPU: the chunked torch path computing 8k-token entropy at the same shapes (fp32) with < 4 GB extra memory, vs (a)
 where (a) fits, and vs itself with the CUDA-sized 128 MiB score temporary (CPU's default before it was sized to
-the cache: `old_budget_over_chunked_time`); and end to end, `fused_entropy_bits` on the default model vs the eager path (entropy from
-hook_pattern inside a hook, nothing cached) at a moderate length, plain and under a locality dial. Times are
-interleaved as above, one call per timing; extra memory (peak RSS above the start, sampled every 2 ms) is
+the cache: `old_budget_over_chunked_time`); and end to end, `fused_entropy_bits` on the default model vs the eager
+path (entropy from hook_pattern inside a hook, nothing cached) at a moderate length, plain and under a locality
+dial. Times are interleaved as above, one call per timing; extra memory (peak RSS above the start, sampled every 2 ms) is
 measured in one separate call of each.
 Only ratios within one run mean anything: the machines are shared.
 """

@@ -17,8 +17,8 @@ from headscope.kernels.reference import AttentionStats, check_qkv, stats_from_sc
 
 CHUNK_BUDGET_BYTES = 128 << 20  # per fp32 score temporary on CUDA; a few of them live at once
 # On CPU the softmax/entropy passes over the temporary are memory-bound: one that stays near the last-level cache
-# is read back from it (measured on a 2-core AMD EPYC, 32 MiB L3, 9 heads: 1.46x faster at 8k tokens, 2.4x at 2k,
-# than at 128 MiB; 8 MiB was slower again at 8k, its chunks too short). bench/entropy_kernel.py times both.
+# is read back from it (bench/entropy_kernel.py times both: on a 2-core AMD EPYC, 32 MiB L3, 9 heads, 1.73x faster
+# at 8k tokens and 2.65x at 2k than at 128 MiB; 8 MiB was slower again at 8k, its chunks too short).
 CPU_CHUNK_BUDGET_BYTES = 16 << 20
 
 
@@ -65,7 +65,7 @@ def attention_chunked(
             s = s - coef * shape
         kept = band(bias, rows, keys, h)
         if kept is not None:
-            valid = ((keys[None, :] <= rows[:, None]) & kept.view(h_kv, g, r, nk)).view(h_kv, g * r, nk)
+            valid = ((keys[None, :] <= rows[:, None]) & kept).view(h_kv, g * r, nk)  # heads are h_kv × g
         else:  # causal only: every key before the chunk's own rows is valid, the mask is the diagonal block
             valid = (keys[None, start - lo :] <= rows[:, None]).repeat(g, 1)
         o, lse_c, ent_c = stats_from_scores(s.view(b, h_kv, g * r, nk), valid, vf[:, :, lo:stop])

@@ -74,10 +74,9 @@ def test_top_features_show_tokens_as_text(client: Client, tiny_sae: str) -> None
     assert out["per_token"]["headers"][-1].startswith("fires on")
     assert [r[-1] for r in out["per_token"]["data"]] == [reads[r[1]] for r in out["per_token"]["data"]]
     hover = " ".join(row["notes"])
+    # one hover line per top feature (strip.js splits a note at its line breaks)
     lines = [ln for n in row["notes"] if n != "no active feature" for ln in n.split("\n")]
-    assert lines and all(
-        ln.startswith("#") for ln in lines
-    )  # one hover line per top feature (strip.js splits)
+    assert lines and all(ln.startswith("#") for ln in lines)
     assert max(len(n.split("\n")) for n in row["notes"]) <= 4
     assert any(f"({', '.join(v.split(', ')[:3])})" in hover for v in reads.values() if v)
     # the colour range leaves position 0 (the attention sink) out, and marks it
